@@ -1,0 +1,1 @@
+"""matsearch agent: planning, chat and the command-line interface on top of the tool registry."""

@@ -1,0 +1,95 @@
+"""matsearch MCP server: every registry tool, structure:// and artifact:// resources, and prompts, over stdio
+(default) or streamable HTTP (`--http`, bound to 127.0.0.1 unless told otherwise)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
+
+from prompts import mcp_prompts, render_prompt
+from tools.mcp_adapter import register_all
+from tools.registry import load_tools, open_store
+from tools.settings import Settings, get_settings
+
+INSTRUCTIONS = (
+    "matsearch: materials discovery tools. Structures are passed as {'id': memory id} or {'text': CIF/POSCAR/extxyz}. "
+    "Long tools (cost 'minutes' or 'long') should be started with job_start and polled with job_wait. "
+    "Read structure://{id} for a stored CIF and artifact://{path} for files tools wrote."
+)
+
+
+def artifact_file(settings: Settings, relative: str) -> Path:
+    """The workspace file behind artifact://{relative}; ResourceError when it escapes the workspace or is absent."""
+    root = settings.resolved_workspace()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise ResourceError(f"artifact path {relative!r} is outside the workspace")
+    if not path.is_file():
+        raise ResourceError(f"no artifact at {relative!r}")
+    return path
+
+
+def build_server(settings: Settings | None = None) -> MCPServer:
+    """The MCPServer with every tool, resource template and prompt registered."""
+    settings = settings or get_settings()
+    server = MCPServer("matsearch", instructions=INSTRUCTIONS, version="0.1.0", log_level="WARNING")
+    register_all(server, load_tools(), lambda: settings)
+
+    @server.resource("structure://{id}", name="structure", mime_type="chemical/x-cif", description="A stored CIF")
+    def structure_resource(id: str) -> str:  # noqa: A002 - the URI variable is called id
+        record = open_store(settings).get(id)
+        if record is None:
+            raise ResourceError(f"no structure with id {id!r} in memory")
+        return record.cif
+
+    @server.resource("artifact://{+path}", name="artifact", description="A file a tool wrote in the workspace")
+    def artifact_resource(path: str) -> bytes:
+        return artifact_file(settings, path).read_bytes()
+
+    for name, (description, arg_names, template) in mcp_prompts().items():
+        server.add_prompt(_prompt(name, description, arg_names, template))
+    return server
+
+
+def _prompt(name: str, description: str, arg_names: list[str], template: str) -> Prompt:
+    """An MCP prompt that fills its file's {placeholders} with the client's arguments."""
+
+    def render(**kwargs: str) -> str:
+        return render_prompt(f"mcp/{name}", **kwargs).partition("\n\n")[2].strip() or template
+
+    return Prompt(
+        name=name,
+        description=description,
+        arguments=[PromptArgument(name=a, description=a.replace("_", " "), required=True) for a in arg_names],
+        fn=render,
+        context_kwarg=None,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry: `python server.py [--http] [--host H] [--port P] [--workspace DIR]`."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+    parser.add_argument("--workspace", type=Path, default=None, help="workspace directory (MATSEARCH_WORKSPACE)")
+    args = parser.parse_args(argv)
+    if args.workspace is not None:
+        os.environ["MATSEARCH_WORKSPACE"] = str(args.workspace)
+        get_settings.cache_clear()
+    server = build_server(get_settings())
+    if args.http:
+        print(f"matsearch MCP server on http://{args.host}:{args.port}/mcp", file=sys.stderr, flush=True)
+        server.run("streamable-http", host=args.host, port=args.port)
+    else:
+        server.run("stdio")
+
+
+if __name__ == "__main__":
+    main()

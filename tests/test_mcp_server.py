@@ -1,0 +1,147 @@
+"""server.py driven by the real `mcp` client as a subprocess, over stdio and streamable HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from mcp import Client, StdioServerParameters
+
+from tests.conftest import ROOT, cif_of, free_port, perovskite, rocksalt, server_env, start_http_server
+
+
+def stdio_client(workspace: Path) -> Client:
+    params = StdioServerParameters(command=sys.executable, args=[str(ROOT / "server.py")], env=server_env(workspace))
+    return Client(params, read_timeout_seconds=300)
+
+
+async def exercise(client: Client) -> str:
+    """List tools, store, search by text and similarity, read structure://{id}; returns the stored id."""
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert {"store_structure", "search_structures", "analyze_structure", "job_wait"} <= set(tools)
+    assert tools["store_structure"].output_schema["properties"]["id"]["type"] == "string"
+    assert tools["get_structure"].annotations.read_only_hint is True
+
+    stored = await client.call_tool(
+        "store_structure", {"structure": {"text": cif_of(perovskite())}, "description": "cubic perovskite"}
+    )
+    assert not stored.is_error, stored.content
+    sid = stored.structured_content["id"]
+    assert any(getattr(c, "uri", None) == f"structure://{sid}" for c in stored.content)  # a resource link
+    await client.call_tool("store_structure", {"structure": {"text": cif_of(rocksalt())}})
+
+    text = await client.call_tool("search_structures", {"query": "perovskite titanate", "n": 1})
+    assert text.structured_content["hits"][0]["id"] == sid
+    similar = await client.call_tool(
+        "search_structures", {"similar_to": {"text": cif_of(perovskite(4.0, "Ba"))}, "n": 2}
+    )
+    assert similar.structured_content["mode"] == "similarity"
+    assert similar.structured_content["hits"][0]["id"] == sid
+
+    cif = await client.read_resource(f"structure://{sid}")
+    assert "_cell_length_a" in cif.contents[0].text and "Sr" in cif.contents[0].text
+    return sid
+
+
+async def bad_inputs_keep_server_alive(client: Client) -> None:
+    broken = await client.call_tool("store_structure", {"structure": {"text": "data_x\n_cell_length_a 3\nloop_"}})
+    assert broken.is_error and "could not parse" in broken.content[0].text
+    unknown = await client.call_tool("search_structures", {"elements": ["Zz"]})
+    assert unknown.is_error and "unknown element 'Zz'" in unknown.content[0].text
+    wrong_type = await client.call_tool("search_structures", {"n": "many"})
+    assert wrong_type.is_error and "n" in wrong_type.content[0].text
+    missing = await client.call_tool("get_structure", {"id": "s-0000"})
+    assert missing.is_error and "no structure" in missing.content[0].text
+    no_tool = await client.call_tool("job_start", {"tool": "rm_rf", "arguments": {}})
+    assert no_tool.is_error and "unknown tool" in no_tool.content[0].text
+    with pytest.raises(Exception, match="outside the workspace|security|Unknown resource"):
+        await client.read_resource("artifact://../../etc/passwd")
+    with pytest.raises(Exception, match="outside the workspace|security|Unknown resource|no artifact"):
+        await client.read_resource("artifact://artifacts/%2E%2E/%2E%2E/%2E%2E/etc/passwd")
+    ok = await client.call_tool("search_structures", {"formula": "SrTiO3"})  # still serving
+    assert not ok.is_error and ok.structured_content["hits"]
+
+
+def test_stdio_server(workspace):
+    async def main() -> None:
+        async with stdio_client(workspace) as client:
+            await exercise(client)
+            await bad_inputs_keep_server_alive(client)
+
+    asyncio.run(main())
+
+
+def test_http_server_progress_jobs_and_artifacts(workspace):
+    port = free_port()
+    proc = start_http_server(workspace, port)
+    try:
+
+        async def main() -> None:
+            async with Client(f"http://127.0.0.1:{port}/mcp", read_timeout_seconds=300) as client:
+                sid = await exercise(client)
+                await bad_inputs_keep_server_alive(client)
+                progress: list[tuple[float, float | None, str | None]] = []
+
+                async def on_progress(done: float, total: float | None, message: str | None) -> None:
+                    progress.append((done, total, message))
+
+                analysis = await client.call_tool(
+                    "analyze_structure", {"structure": {"id": sid}}, progress_callback=on_progress
+                )
+                assert not analysis.is_error and analysis.structured_content["spacegroup"] == "Pm-3m"
+                assert progress and progress[-1][1] == 3  # MCP progress notifications arrived over HTTP
+                png = await client.read_resource(analysis.structured_content["xrd_plot_uri"])
+                assert png.contents[0].mime_type == "image/png" or png.contents[0].blob
+
+                job = await client.call_tool("job_start", {"tool": "analyze_structure",
+                                                           "arguments": {"structure": {"id": sid}}})
+                done = await client.call_tool("job_wait", {"job_id": job.structured_content["job_id"],
+                                                           "timeout_s": 50})
+                assert done.structured_content["state"] == "succeeded"
+                assert done.structured_content["result"]["crystal_system"] == "cubic"
+
+        asyncio.run(main())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_memory_and_jobs_survive_sigkill(workspace):
+    port = free_port()
+    proc = start_http_server(workspace, port)
+    url = f"http://127.0.0.1:{port}/mcp"
+
+    async def write() -> tuple[str, str]:
+        async with Client(url, read_timeout_seconds=300) as client:
+            stored = await client.call_tool("store_structure", {"structure": {"text": cif_of(perovskite())}})
+            job = await client.call_tool("job_start", {"tool": "search_structures", "arguments": {"formula": "SrTiO3"}})
+            job_id = job.structured_content["job_id"]
+            await client.call_tool("job_wait", {"job_id": job_id, "timeout_s": 30})
+            return stored.structured_content["id"], job_id
+
+    try:
+        sid, job_id = asyncio.run(write())
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    proc = start_http_server(workspace, port)
+    try:
+
+        async def read() -> None:
+            async with Client(url, read_timeout_seconds=300) as client:
+                got = await client.call_tool("get_structure", {"id": sid})
+                assert not got.is_error and got.structured_content["structure"]["reduced_formula"] == "SrTiO3"
+                again = await client.call_tool("store_structure", {"structure": {"text": cif_of(perovskite())}})
+                assert again.structured_content["id"] == sid and again.structured_content["deduplicated"]
+                status = await client.call_tool("job_result", {"job_id": job_id})
+                assert status.structured_content["state"] == "succeeded"
+                assert status.structured_content["result"]["hits"][0]["id"] == sid
+
+        asyncio.run(read())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

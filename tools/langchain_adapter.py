@@ -1,0 +1,43 @@
+"""Registry -> LangChain: each ToolSpec becomes a StructuredTool with the same schema and description."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.tools import StructuredTool, ToolException
+
+from tools.errors import ToolError
+from tools.registry import ProgressFn, ToolContext, ToolSpec, load_tools
+from tools.settings import Settings, get_settings
+
+
+def langchain_tool(
+    spec: ToolSpec, settings: Settings | None = None, progress: ProgressFn | None = None
+) -> StructuredTool:
+    """A StructuredTool that validates with the input model and returns the output model as JSON text."""
+
+    def run(**kwargs: Any) -> str:
+        ctx = ToolContext(settings=settings or get_settings(), progress_fn=progress)
+        try:
+            return spec.run(kwargs, ctx).model_dump_json()
+        except ToolError as exc:
+            raise ToolException(str(exc)) from exc
+
+    return StructuredTool.from_function(
+        func=run,
+        name=spec.name,
+        description=spec.description,
+        args_schema=spec.input_model,
+        handle_tool_error=True,  # errors come back to the model as observations, never as crashes
+        handle_validation_error=True,
+    )
+
+
+def langchain_tools(
+    settings: Settings | None = None,
+    progress: ProgressFn | None = None,
+    include: Callable[[ToolSpec], bool] | None = None,
+) -> list[StructuredTool]:
+    """Every registry tool (or those `include` accepts) as LangChain tools."""
+    return [langchain_tool(s, settings, progress) for s in load_tools().values() if include is None or include(s)]

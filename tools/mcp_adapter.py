@@ -1,0 +1,126 @@
+"""Registry -> MCP: each ToolSpec becomes an MCP tool whose parameters are the input model's fields, whose
+structured output is the output model, with progress notifications, cancellation and clean error messages."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
+from mcp.types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
+
+from tools.errors import ToolError
+from tools.registry import ToolContext, ToolSpec
+from tools.settings import Settings
+
+LINK_SCHEMES = ("structure://", "artifact://")
+MAX_LINKS = 50
+
+
+def _links(value: Any, found: list[str]) -> list[str]:
+    """Every structure:// or artifact:// URI inside a JSON value, in order, without repeats."""
+    if isinstance(value, str):
+        if value.startswith(LINK_SCHEMES) and value not in found:
+            found.append(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _links(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _links(item, found)
+    return found
+
+
+def _mime(uri: str) -> str:
+    if uri.startswith("structure://") or uri.endswith(".cif"):
+        return "chemical/x-cif"
+    return {".png": "image/png", ".json": "application/json", ".md": "text/markdown", ".xyz": "text/plain"}.get(
+        uri[uri.rfind(".") :], "application/octet-stream"
+    )
+
+
+def to_result(output: Any) -> CallToolResult:
+    """Structured content plus a short JSON text block and resource links to every structure/artifact named."""
+    data = output.model_dump(mode="json")
+    links = [
+        ResourceLink(uri=uri, name=uri.split("://", 1)[1], mime_type=_mime(uri)) for uri in _links(data, [])[:MAX_LINKS]
+    ]
+    text = TextContent(type="text", text=json.dumps(data, separators=(",", ":")))
+    return CallToolResult(content=[text, *links], structured_content=data)
+
+
+def mcp_function(spec: ToolSpec, settings: Callable[[], Settings]) -> Callable[..., Any]:
+    """An async function whose signature mirrors spec.input_model, for MCPServer.add_tool."""
+
+    async def call(ctx: Context, **kwargs: Any) -> CallToolResult:
+        cancel = threading.Event()
+        portal_token = anyio.lowlevel.current_token()
+
+        def progress(done: float, total: float | None, message: str | None) -> None:
+            with contextlib.suppress(Exception):  # a lost progress message must never fail the tool
+                anyio.from_thread.run(ctx.report_progress, done, total, message, token=portal_token)
+
+        tool_ctx = ToolContext(settings=settings(), progress_fn=progress, cancel_event=cancel)
+
+        def work() -> Any:
+            return spec.run(kwargs, tool_ctx)
+
+        try:
+            output = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        except ToolError as exc:
+            raise MCPToolError(str(exc)) from exc
+        except anyio.get_cancelled_exc_class():
+            cancel.set()  # the worker thread stops at its next progress report
+            raise
+        return to_result(output)
+
+    params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
+    annotations: dict[str, Any] = {"ctx": Context, "return": CallToolResult}
+    for name, field in spec.input_model.model_fields.items():
+        default = inspect.Parameter.empty if field.is_required() else field
+        params.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=field.annotation, default=default)
+        )
+        annotations[name] = field.annotation
+    call.__signature__ = inspect.Signature(params, return_annotation=CallToolResult)  # type: ignore[attr-defined]
+    call.__annotations__ = annotations
+    call.__name__ = spec.name
+    call.__doc__ = spec.description
+    return call
+
+
+def annotations_for(spec: ToolSpec) -> ToolAnnotations:
+    """MCP tool annotations from the spec's flags."""
+    return ToolAnnotations(
+        title=spec.name.replace("_", " "),
+        read_only_hint=spec.read_only,
+        destructive_hint=spec.destructive,
+        idempotent_hint=spec.idempotent,
+        open_world_hint=False,
+    )
+
+
+def register_all(server: Any, specs: dict[str, ToolSpec], settings: Callable[[], Settings]) -> None:
+    """Add every registry tool to an MCPServer, with its output schema from the output model."""
+    for spec in specs.values():
+        fn = mcp_function(spec, settings)
+        server.add_tool(
+            fn,
+            name=spec.name,
+            description=f"{spec.description}\n\nCost: {spec.cost}.",
+            annotations=annotations_for(spec),
+            meta={"matsearch/cost": spec.cost},
+            structured_output=False,
+        )
+        # The wrapper returns CallToolResult (for resource links); publish and validate against the output model.
+        meta = server._tool_manager.get_tool(spec.name).fn_metadata
+        meta.output_model = spec.output_model
+        meta.output_schema = spec.output_model.model_json_schema(mode="serialization")

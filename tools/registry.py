@@ -1,0 +1,194 @@
+"""The tool registry: one typed definition per tool, from which the MCP tool, the LangChain tool and the CLI
+subcommand are all made. Writing a new tool means writing one decorated function."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_type_hints
+
+from pydantic import BaseModel, ValidationError
+
+from tools.errors import ToolError, ToolInputError, ToolRuntimeError
+from tools.settings import Settings, get_settings
+
+CostClass = Literal["instant", "minutes", "long"]
+ProgressFn = Callable[[float, float | None, str | None], None]
+
+# Modules whose import registers tools; later issues append theirs here.
+TOOL_MODULES = ["tools.memory_tools", "tools.analysis", "tools.job_tools"]
+
+
+class Cancelled(ToolRuntimeError):
+    """Raised inside a tool when its caller cancelled it."""
+
+
+_stores: dict[str, Any] = {}
+_stores_lock = threading.Lock()
+
+
+def open_store(settings: Settings) -> Any:
+    """The process-wide memory store for these settings (opened once: chromadb clients are heavy)."""
+    from memory.store import StructureStore
+
+    key = settings.chroma_url or str(settings.resolved_workspace() / "memory")
+    with _stores_lock:
+        if key not in _stores:
+            try:
+                _stores[key] = StructureStore(url=settings.chroma_url) if settings.chroma_url else StructureStore(key)
+            except Exception as exc:  # an unreachable chromadb server is a runtime problem, not a crash
+                raise ToolRuntimeError(f"memory store at {key} is unavailable: {exc}") from exc
+        return _stores[key]
+
+
+@dataclass
+class ToolContext:
+    """What a running tool may use: settings, the memory store, the workspace, progress and cancellation."""
+
+    settings: Settings = field(default_factory=get_settings)
+    progress_fn: ProgressFn | None = None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    tool_name: str = ""
+
+    @property
+    def store(self) -> Any:
+        return open_store(self.settings)
+
+    @property
+    def workspace(self) -> Path:
+        return self.settings.resolved_workspace()
+
+    def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """Report progress (becomes MCP progress notifications / rich bars); raises Cancelled if cancelled."""
+        if self.cancel_event.is_set():
+            raise Cancelled(f"{self.tool_name or 'tool'} was cancelled")
+        if self.progress_fn is not None:
+            self.progress_fn(done, total, message)
+
+    def artifact_dir(self) -> Path:
+        """A fresh directory under workspace/artifacts for this call's files."""
+        stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{time.time_ns() % 1_000_000:06d}"
+        path = self.workspace / "artifacts" / (self.tool_name or "tool") / stamp
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def artifact_uri(self, path: Path) -> str:
+        """The artifact:// URI of a file written under the workspace."""
+        return "artifact://" + path.resolve().relative_to(self.workspace).as_posix()
+
+
+@dataclass
+class ToolSpec:
+    """A registered tool: typed input/output models, an LLM-facing description and a cost class."""
+
+    name: str
+    fn: Callable[[Any, ToolContext], BaseModel]
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    description: str
+    cost: CostClass
+    read_only: bool
+    idempotent: bool
+    destructive: bool
+    estimate: Callable[[Any], float] | None = None
+
+    def validate(self, arguments: dict[str, Any] | BaseModel) -> BaseModel:
+        """Arguments to the input model; a readable ToolInputError listing every bad field."""
+        if isinstance(arguments, self.input_model):
+            return arguments
+        try:
+            return self.input_model.model_validate(arguments)
+        except ValidationError as exc:
+            raise ToolInputError(f"invalid arguments for {self.name}: {format_validation_error(exc)}") from exc
+
+    def run(self, arguments: dict[str, Any] | BaseModel, ctx: ToolContext | None = None) -> BaseModel:
+        """Validate and run; every failure leaves as a ToolError with a message fit for a user."""
+        inp = self.validate(arguments)
+        ctx = ctx or ToolContext()
+        ctx.tool_name = self.name
+        try:
+            return self.fn(inp, ctx)
+        except ToolError:
+            raise
+        except ValidationError as exc:
+            raise ToolInputError(f"{self.name}: {format_validation_error(exc)}") from exc
+        except (ValueError, KeyError) as exc:
+            raise ToolInputError(f"{self.name}: {exc}") from exc
+        except Exception as exc:
+            traceback.print_exc()  # to stderr: the server log keeps the trace, the caller gets a message
+            raise ToolRuntimeError(f"{self.name} failed: {type(exc).__name__}: {exc}") from exc
+
+    def estimated_seconds(self, arguments: dict[str, Any] | BaseModel) -> float | None:
+        """The tool's own cost estimate for these arguments, if it has one."""
+        return None if self.estimate is None else float(self.estimate(self.validate(arguments)))
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per bad field: 'field.path: message'."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(input)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+REGISTRY: dict[str, ToolSpec] = {}
+
+
+def tool(
+    *,
+    cost: CostClass = "instant",
+    read_only: bool = False,
+    idempotent: bool = False,
+    destructive: bool = False,
+    estimate: Callable[[Any], float] | None = None,
+    name: str | None = None,
+) -> Callable[[Callable[..., BaseModel]], Callable[..., BaseModel]]:
+    """Register `fn(inp: InputModel, ctx: ToolContext) -> OutputModel` as a tool (its docstring is the description)."""
+
+    def register(fn: Callable[..., BaseModel]) -> Callable[..., BaseModel]:
+        hints = get_type_hints(fn)
+        params = list(inspect.signature(fn).parameters)
+        input_model = hints[params[0]]
+        output_model = hints["return"]
+        if not (issubclass(input_model, BaseModel) and issubclass(output_model, BaseModel)):
+            raise TypeError(f"tool {fn.__name__}: input and output must be pydantic models")
+        spec = ToolSpec(
+            name=name or fn.__name__,
+            fn=fn,
+            input_model=input_model,
+            output_model=output_model,
+            description=inspect.cleandoc(fn.__doc__ or "").strip(),
+            cost=cost,
+            read_only=read_only,
+            idempotent=idempotent,
+            destructive=destructive,
+            estimate=estimate,
+        )
+        if not spec.description:
+            raise TypeError(f"tool {spec.name} needs a docstring: it is the description an LLM reads")
+        REGISTRY[spec.name] = spec
+        return fn
+
+    return register
+
+
+def load_tools() -> dict[str, ToolSpec]:
+    """Import every tool module so the registry is complete, and return it."""
+    for module in TOOL_MODULES:
+        importlib.import_module(module)
+    return REGISTRY
+
+
+def get_tool(name: str) -> ToolSpec:
+    """A registered tool by name; ToolInputError naming the valid ones otherwise."""
+    tools = load_tools()
+    if name not in tools:
+        raise ToolInputError(f"unknown tool {name!r}; available: {', '.join(sorted(tools))}")
+    return tools[name]

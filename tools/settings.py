@@ -1,0 +1,44 @@
+"""One settings object for the whole product; defaults work offline with nothing set."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """matsearch configuration from environment variables (MATSEARCH_*, OPENAI_*) or a .env file."""
+
+    model_config = SettingsConfigDict(env_prefix="MATSEARCH_", env_file=".env", extra="ignore")
+
+    workspace: Path = Field(
+        default_factory=lambda: Path.home() / ".matsearch" / "workspace",
+        description="Directory for the memory store, job journal and artifacts.",
+    )
+    chroma_url: str | None = Field(default=None, description="chromadb HTTP server URL; on-disk store when unset.")
+    llm_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("MATSEARCH_LLM_BASE_URL", "OPENAI_BASE_URL")
+    )
+    llm_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("MATSEARCH_LLM_API_KEY", "OPENAI_API_KEY")
+    )
+    llm_model: str | None = Field(default=None, description="Chat model name at the OpenAI-compatible endpoint.")
+    device: str = Field(default="cpu", description="Torch device for models.")
+    potential: str = Field(default="chgnet", description="Default potential: a universal name or a checkpoint path.")
+    dask_address: str | None = Field(default=None, description="Dask scheduler address for batch work.")
+    max_atoms: int = Field(default=2000, ge=1, description="Largest cell a tool accepts unless allow_large is set.")
+
+    def resolved_workspace(self) -> Path:
+        """The workspace as an absolute path, created on first use."""
+        path = self.workspace.expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once from the environment)."""
+    return Settings()
