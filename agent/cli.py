@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -49,12 +50,125 @@ def list_tools(as_json: bool = typer.Option(False, "--json", help="Print names, 
     console.print(table)
 
 
+DEMO_REQUEST = "a double perovskite oxide containing La and Mn"
+
+
 @app.command()
-def demo() -> None:
-    """Run the demo on the embedded defaults (store, analyse and search reference structures)."""
+def search(
+    request: str = typer.Argument(..., help="What material you want, in plain language."),
+    budget: int = typer.Option(10, help="Structure evaluations (relaxations) to spend."),
+    n_formulas: int = typer.Option(4, help="Formulas proposed by the language level."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same result)."),
+    potential: str = typer.Option(None, help="Scoring potential (default: configured)."),
+    no_llm: bool = typer.Option(False, "--no-llm", help="Use the offline proposer even if an LLM is configured."),
+) -> None:
+    """The hierarchical search: formulas -> structures -> relaxed, scored candidates, with a report."""
+    from tools.cli_adapter import run_with_progress
+    from tools.errors import ToolError
+    from tools.registry import get_tool
+
+    args = {"request": request, "budget": budget, "n_formulas": n_formulas, "seed": seed, "use_llm": not no_llm}
+    if potential:
+        args["potential"] = potential
+    try:
+        out = run_with_progress(get_tool("hierarchical_search"), args)
+    except ToolError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    show_search(out)
+
+
+def show_search(out: object) -> None:
+    """Print a search result as rich tables."""
+    console.print(
+        f"[bold]{out.request}[/bold]  proposer={out.proposer}  potential={out.potential}  "
+        f"{out.evaluations} relaxed, {out.reused} reused, {out.seconds} s"
+    )
+    if out.note:
+        console.print(f"[yellow]note:[/yellow] {out.note}")
+    tree = Table("formula", "family", "source", "evaluated", "best score", "why", title="Formulas (language level)")
+    for node in out.tree:
+        tree.add_row(
+            node.formula,
+            node.family or "",
+            node.source,
+            str(node.evaluations),
+            "" if node.best_score is None else f"{node.best_score:.3f}",
+            node.reason[:70],
+        )
+    console.print(tree)
+    table = Table(
+        "rank",
+        "id",
+        "formula",
+        "generator",
+        "space group",
+        "E_hull eV/at",
+        "E_form eV/at",
+        "family",
+        title="Ranked candidates (relaxed)",
+    )
+    for c in out.ranked:
+        table.add_row(
+            str(c.rank),
+            c.id,
+            c.formula,
+            c.generator,
+            c.spacegroup,
+            str(c.e_above_hull_eV),
+            str(c.formation_energy_per_atom_eV),
+            "yes" if c.family_match else "no",
+        )
+    console.print(table)
+    console.print(f"report: {out.report_uri}\nplot:   {out.plot_uri}")
+
+
+@app.command()
+def demo(
+    budget: int = typer.Option(6, help="Structure evaluations for the demo search."),
+) -> None:
+    """The main job on the embedded defaults: a hierarchical search for a La-Mn double perovskite oxide."""
+    search(DEMO_REQUEST, budget=budget, n_formulas=3, seed=0, potential=None, no_llm=True)
+
+
+@app.command("memory-demo")
+def memory_demo() -> None:
+    """Store, analyse and search the reference crystals that pymatgen ships (the memory path on its own)."""
     from agent.demo import run_demo
 
     run_demo(console)
+
+
+@app.command()
+def chat(thread: str = typer.Option("default", help="Conversation thread id (kept on disk).")) -> None:
+    """Chat with the agent (an LLM when OPENAI_BASE_URL is set; otherwise the offline planner)."""
+    from agent.chat import repl
+
+    repl(console, thread)
+
+
+@app.command()
+def run(task_file: str = typer.Argument(..., help="A task YAML file (see examples/).")) -> None:
+    """Run a scripted multi-step research task and write its report."""
+    from agent.tasks import run_task
+    from tools.cli_adapter import err_console
+    from tools.errors import ToolError
+
+    try:
+        out = run_task(
+            Path(task_file), on_step=lambda name, tool: err_console.print(f"[cyan]step[/cyan] {name}: {tool}")
+        )
+    except ToolError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    for entry in out["steps"]:
+        status = f"[red]{entry['error']}[/red]" if "error" in entry else f"ok in {entry['seconds']} s"
+        console.print(f"{entry['step']} ({entry['tool']}): {status}")
+    if out["answer"]:
+        console.print(out["answer"])
+    console.print(f"report: {out['report_dir']}/report.md")
+    if any("error" in entry for entry in out["steps"]):
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -131,7 +131,9 @@ class StructureStore:
             FINGERPRINT_COLLECTION, embedding_function=None, metadata={"hnsw:space": "cosine"}
         )
         self._lock = threading.Lock()
-        self._matcher = StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5, primitive_cell=True, scale=True)
+        # Strict and unscaled: the same structure at another volume (e.g. before and after relaxation) is a
+        # different record, so a relaxed geometry is never folded into its unrelaxed parent.
+        self._matcher = StructureMatcher(ltol=0.05, stol=0.1, angle_tol=2, primitive_cell=True, scale=False)
 
     def count(self) -> int:
         return self.texts.count()
@@ -315,9 +317,15 @@ class StructureStore:
         return out
 
     def search_composition(
-        self, formula: str | None = None, elements: list[str] | None = None, only_elements: bool = False, n: int = 20
+        self,
+        formula: str | None = None,
+        elements: list[str] | None = None,
+        only_elements: bool = False,
+        n: int = 20,
+        within: list[str] | None = None,
     ) -> list[StructureRecord]:
-        """Structures with this reduced formula, or containing all these elements (exactly them if only_elements)."""
+        """Structures with this reduced formula, or containing all these elements (exactly them if only_elements),
+        or (with `within`) made only of elements from that set; lowest energy per atom first."""
         clauses: list[dict[str, Any]] = []
         if formula:
             clauses.append({"reduced_formula": Composition(formula).reduced_formula})
@@ -325,9 +333,16 @@ class StructureStore:
             clauses.append({f"el_{el}": True})
         if only_elements and elements:
             clauses.append({"n_elements": len(set(elements))})
+        if within:
+            any_of = [{f"el_{el}": True} for el in within]
+            clauses.append(any_of[0] if len(any_of) == 1 else {"$or": any_of})
         if not clauses:
-            raise ValueError("give a formula or at least one element")
+            raise ValueError("give a formula, elements or within")
         where = clauses[0] if len(clauses) == 1 else {"$and": clauses}
-        got = self.texts.get(where=where, include=["metadatas"], limit=n)
+        got = self.texts.get(where=where, include=["metadatas"], limit=None if within else n)
         records = [self._record(i, m) for i, m in zip(got["ids"], got["metadatas"], strict=True)]
-        return sorted(records, key=lambda r: r.metadata.get("energy_per_atom", float("inf")))
+        if within:
+            allowed = set(within)
+            records = [r for r in records if set(r.metadata["elements"].strip("|").split("|")) <= allowed]
+        records.sort(key=lambda r: r.metadata.get("energy_per_atom", float("inf")))
+        return records[:n]

@@ -22,7 +22,8 @@ CostClass = Literal["instant", "minutes", "long"]
 ProgressFn = Callable[[float, float | None, str | None], None]
 
 # Modules whose import registers tools; later issues append theirs here.
-TOOL_MODULES = ["tools.memory_tools", "tools.analysis", "tools.job_tools"]
+TOOL_MODULES = ["tools.memory_tools", "tools.analysis", "tools.job_tools", "tools.potential_tools",
+                "tools.generate", "tools.language", "tools.search"]
 
 
 class Cancelled(ToolRuntimeError):

@@ -1,0 +1,103 @@
+"""The LLM agent through the real LangChain + openai stack against a local OpenAI-compatible server that speaks
+the chat-completions wire protocol (tool_calls, streaming); the offline planner; the honesty rule."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agent.honesty import unsupported_numbers
+from tests.fake_openai import FakeOpenAI
+from tools.registry import ToolContext
+
+
+def _tool_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [json.loads(m["content"]) for m in messages if m.get("role") == "tool" and m["content"].startswith("{")]
+
+
+def scripted_policy(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """search -> generate -> predict -> memory -> answer, each step built from the previous tool results."""
+    results = _tool_results(messages)
+    if len(results) == 0:
+        return {"tool_calls": [{"name": "hierarchical_search", "arguments": {
+            "request": "a double perovskite oxide containing La and Mn", "budget": 1, "n_formulas": 1, "seed": 0}}]}
+    search = results[0]
+    best = search["best"]
+    if len(results) == 1:
+        return {"tool_calls": [{"name": "generate_structures", "arguments": {
+            "formula": best["formula"], "n_samples": 1, "n_steps": 10, "seed": 5}}]}
+    if len(results) == 2:
+        generated = [s for s in results[1]["samples"] if s["valid"]]
+        ref = {"id": generated[0]["structure"]["id"]} if generated else {"id": best["id"]}
+        return {"tool_calls": [{"name": "predict_properties", "arguments": {"structures": [ref], "relax": False}}]}
+    if len(results) == 3:
+        return {"tool_calls": [{"name": "search_structures", "arguments": {"formula": best["formula"], "n": 10}}]}
+    return {"content": (f"The best candidate is {best['id']} ({best['formula']}, {best['spacegroup']}) with an "
+                        f"energy above the local hull of {best['e_above_hull_eV']} eV/atom and a formation energy "
+                        f"of {best['formation_energy_per_atom_eV']} eV/atom.")}
+
+
+def test_agent_runs_tools_through_the_openai_wire_protocol(workspace, monkeypatch):
+    from agent.llm_agent import MatsearchAgent
+    from tools.settings import get_settings
+
+    with FakeOpenAI(scripted_policy) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+        get_settings.cache_clear()
+        agent = MatsearchAgent()
+        events = []
+        result = agent.ask("Find me a stable double perovskite with La and Mn", thread_id="t1", on_event=events.append)
+        agent.close()
+        get_settings.cache_clear()
+    assert [name for name, _ in result.tool_calls] == [
+        "hierarchical_search", "generate_structures", "predict_properties", "search_structures"]
+    assert all(body.get("stream") for body in server.requests)  # the agent streamed every turn
+    assert any(e.kind == "text" for e in events) and any(e.kind == "tool_result" for e in events)
+    assert "best candidate is s-" in result.answer
+    assert result.unsupported_numbers == []  # every number came from a tool result
+    store = ToolContext().store
+    search = json.loads(result.tool_outputs[0])
+    assert store.get(search["best"]["id"]).properties["relaxed"]
+    generated = json.loads(result.tool_outputs[1])["samples"]
+    assert any(s["valid"] and store.get(s["structure"]["id"]) is not None for s in generated)
+    assert len(server.requests) == 5
+
+
+def test_conversation_threads_persist(workspace, monkeypatch):
+    from agent.llm_agent import MatsearchAgent
+    from tools.settings import get_settings
+
+    def remembering(messages: list[dict[str, Any]]) -> dict[str, Any]:
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        return {"content": f"I have seen {len(users)} user messages; the first was: {users[0]}"}
+
+    with FakeOpenAI(remembering) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        get_settings.cache_clear()
+        first = MatsearchAgent()
+        first.ask("remember the word cobalt", thread_id="persist")
+        first.close()
+        second = MatsearchAgent()  # a new process would open the same SQLite file
+        reply = second.ask("what was my first message?", thread_id="persist")
+        second.close()
+        get_settings.cache_clear()
+    assert "seen 2 user messages" in reply.answer and "cobalt" in reply.answer
+
+
+def test_honesty_flags_invented_numbers():
+    outputs = ['{"e_above_hull_eV": -0.0805, "formation_energy_per_atom_eV": -2.837}']
+    assert unsupported_numbers("E_hull is -0.0805 eV/atom (about -0.08), formation -2.837", outputs) == []
+    assert unsupported_numbers("its band gap is 2.4 eV and E_hull -0.0805", outputs) == ["2.4"]
+
+
+def test_offline_planner_searches_and_says_so(workspace):
+    from agent.offline_planner import OfflinePlanner
+
+    planner = OfflinePlanner()
+    empty = planner.reply("show me the best results")
+    assert "offline planner" in empty.text and not empty.tool_calls
+    recall = planner.reply("what do you have in memory about spinels?")
+    assert recall.tool_calls[0][0] == "search_structures"
+    nonsense = planner.reply("hello there")
+    assert "could not find elements" in nonsense.text and not nonsense.tool_calls

@@ -1,0 +1,219 @@
+"""Potential tools: relax a structure, and predict properties (energy, formation energy, energy above the local
+hull, density, symmetry) for a batch, with the universal potentials or our own checkpoints."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pymatgen.analysis.phase_diagram import PDEntry
+from pymatgen.core import Composition, Structure
+
+from memory.store import symmetry_of
+from tools.common import StructureSummary
+from tools.errors import ToolInputError
+from tools.hull import LocalHull
+from tools.potentials import elemental_references, get_potential, relax, single_point
+from tools.registry import ToolContext, tool
+from tools.structures import StructureRef, resolve_structure
+
+PotentialName = str
+MAX_BATCH = 200
+
+
+def potential_field(default: str | None = None) -> object:
+    return Field(
+        default=default,
+        description="'chgnet', 'sevennet-0', or a matsearch checkpoint path; default: the configured potential.",
+        max_length=500,
+    )
+
+
+class RelaxInput(BaseModel):
+    structure: StructureRef
+    potential: str | None = potential_field()
+    fmax: float = Field(default=0.05, gt=0.001, le=5.0, description="Force convergence threshold, eV/A.")
+    max_steps: int = Field(default=300, ge=1, le=5000)
+    relax_cell: bool = Field(default=True, description="Also relax the cell (FrechetCellFilter).")
+    optimizer: Literal["FIRE", "BFGS"] = "FIRE"
+    store: bool = Field(default=True, description="Store the relaxed structure in memory.")
+
+
+class Properties(BaseModel):
+    energy_eV: float
+    energy_per_atom_eV: float
+    formation_energy_per_atom_eV: float
+    e_above_hull_eV: float | None = Field(description="Energy above the local reference hull, eV/atom")
+    density_g_cm3: float
+    volume_per_atom_A3: float
+    spacegroup: str
+    spacegroup_number: int
+    potential: str
+
+
+class RelaxOutput(BaseModel):
+    id: str | None = Field(description="Memory id of the relaxed structure when stored")
+    uri: str | None
+    formula: str
+    converged: bool
+    steps: int
+    initial_energy_eV: float
+    max_force_eV_A: float
+    properties: Properties
+    cif: str | None = Field(default=None, description="CIF of the relaxed structure when it was not stored")
+
+
+def _potential(inp_potential: str | None, ctx: ToolContext) -> str:
+    return inp_potential or ctx.settings.potential
+
+
+def compute_properties(
+    structure: Structure, energy: float, potential: str, ctx: ToolContext, hull: bool = True
+) -> Properties:
+    """Formation energy and local-hull energy from references computed with the same potential."""
+    refs = elemental_references(potential, ctx.settings)
+    formation = refs.formation_energy_per_atom(structure, energy)
+    e_hull = None
+    if hull:
+        extra = memory_entries(structure.composition, potential, ctx)
+        e_hull = LocalHull(refs, ctx.workspace / "references").e_above_hull(structure.composition, energy, extra)
+    symbol, number, _ = symmetry_of(structure)
+    return Properties(
+        energy_eV=round(energy, 6),
+        energy_per_atom_eV=round(energy / len(structure), 6),
+        formation_energy_per_atom_eV=round(formation, 6),
+        e_above_hull_eV=None if e_hull is None else round(e_hull, 6),
+        density_g_cm3=round(float(structure.density), 4),
+        volume_per_atom_A3=round(structure.volume / len(structure), 4),
+        spacegroup=symbol,
+        spacegroup_number=number,
+        potential=potential,
+    )
+
+
+def memory_entries(composition: Composition, potential: str, ctx: ToolContext) -> list[PDEntry]:
+    """Relaxed structures in memory within this chemical system, scored by the same potential: hull competitors."""
+    elements = {el.symbol for el in composition.elements}
+    out = []
+    for record in ctx.store.search_composition(n=500, within=sorted(elements)):
+        props = record.properties
+        if props.get("potential") == potential and props.get("relaxed") and "energy_eV" in props:
+            out.append(PDEntry(record.structure.composition, float(props["energy_eV"]), name=record.id))
+    return out
+
+
+@tool(cost="minutes", estimate=lambda inp: 0.05 * inp.max_steps)
+def relax_structure(inp: RelaxInput, ctx: ToolContext) -> RelaxOutput:
+    """Relax a crystal structure (positions and, by default, the cell) with an interatomic potential, then report
+    its energy, formation energy per atom (against elemental references relaxed with the same potential), energy
+    above the local convex hull, density and space group. The relaxed structure is stored in memory."""
+    potential = _potential(inp.potential, ctx)
+    structure = resolve_structure(inp.structure, ctx.store, ctx.settings.max_atoms)
+    calc = get_potential(potential, ctx.settings)
+    ctx.progress(0, inp.max_steps, "relaxing")
+    result = relax(
+        structure,
+        calc,
+        potential,
+        inp.fmax,
+        inp.max_steps,
+        inp.relax_cell,
+        inp.optimizer,
+        on_step=lambda n: ctx.progress(n, inp.max_steps, f"step {n}"),
+    )
+    ctx.progress(inp.max_steps, inp.max_steps, "references and hull")
+    props = compute_properties(result.structure, result.energy, potential, ctx)
+    record_id = uri = cif = None
+    if inp.store:
+        parents = [inp.structure.id] if inp.structure.id else []
+        stored = ctx.store.add(
+            result.structure,
+            provenance={
+                "tool": "relax_structure",
+                "parameters": inp.model_dump(exclude={"structure"}),
+                "parent_ids": parents,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+            energy=result.energy,
+            properties={**props.model_dump(), "relaxed": True, "converged": result.converged},
+            tags=["relaxed"],
+        )
+        record_id, uri = stored.id, f"structure://{stored.id}"
+    else:
+        cif = str(result.structure.to(fmt="cif"))
+    return RelaxOutput(
+        id=record_id,
+        uri=uri,
+        formula=result.structure.composition.reduced_formula,
+        converged=result.converged,
+        steps=result.steps,
+        initial_energy_eV=round(result.initial_energy, 6),
+        max_force_eV_A=round(result.max_force, 5),
+        properties=props,
+        cif=cif,
+    )
+
+
+class PredictInput(BaseModel):
+    structures: list[StructureRef] = Field(min_length=1, max_length=MAX_BATCH)
+    potential: str | None = potential_field()
+    relax: bool = Field(default=False, description="Relax each structure first (slower, meaningful energies).")
+    hull: bool = Field(default=True, description="Compute energy above the local reference hull.")
+    store: bool = Field(default=True, description="Store relaxed structures in memory.")
+
+
+class PredictedItem(BaseModel):
+    index: int
+    structure: StructureSummary | None = None
+    properties: Properties | None = None
+    error: str | None = Field(default=None, description="Why this structure could not be scored")
+
+
+class PredictOutput(BaseModel):
+    potential: str
+    items: list[PredictedItem]
+
+
+@tool(cost="minutes", estimate=lambda inp: (8.0 if inp.relax else 0.3) * len(inp.structures))
+def predict_properties(inp: PredictInput, ctx: ToolContext) -> PredictOutput:
+    """Predict properties for a batch of structures with an interatomic potential: total energy, energy per atom,
+    formation energy per atom, energy above the local hull (eV/atom), density, volume per atom and space group.
+    With relax=True each structure is relaxed first and stored. A structure that fails gets an error entry; the
+    rest of the batch still runs."""
+    potential = _potential(inp.potential, ctx)
+    calc = get_potential(potential, ctx.settings)
+    items = []
+    for i, ref in enumerate(inp.structures):
+        ctx.progress(i, len(inp.structures), f"structure {i + 1}/{len(inp.structures)}")
+        try:
+            structure = resolve_structure(ref, ctx.store, ctx.settings.max_atoms)
+            if inp.relax:
+                res = relax(structure, calc, potential)
+                structure, energy = res.structure, res.energy
+            else:
+                energy = single_point(structure, calc, potential)
+            props = compute_properties(structure, energy, potential, ctx, hull=inp.hull)
+        except ToolInputError as exc:
+            items.append(PredictedItem(index=i, error=str(exc)))
+            continue
+        summary = None
+        if inp.relax and inp.store:
+            stored = ctx.store.add(
+                structure,
+                provenance={
+                    "tool": "predict_properties",
+                    "parameters": {"potential": potential, "relax": True},
+                    "parent_ids": [ref.id] if ref.id else [],
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                },
+                energy=energy,
+                properties={**props.model_dump(), "relaxed": True},
+                tags=["relaxed"],
+            )
+            summary = StructureSummary.from_record(ctx.store.get(stored.id))
+        elif ref.id:
+            summary = StructureSummary.from_record(ctx.store.get(ref.id))
+        items.append(PredictedItem(index=i, structure=summary, properties=props))
+    ctx.progress(len(inp.structures), len(inp.structures), "done")
+    return PredictOutput(potential=potential, items=items)
