@@ -72,12 +72,57 @@ def _prompt(name: str, description: str, arg_names: list[str], template: str) ->
     )
 
 
+MAX_REQUEST_BYTES = 16 * 1024 * 1024  # 16 MiB: room for large CIFs, refuses abuse
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+class BearerAuth:
+    """ASGI middleware: every HTTP request must carry `Authorization: Bearer <token>` (constant-time compare)."""
+
+    def __init__(self, app: object, token: str) -> None:
+        self.app, self.token = app, token.encode()
+
+    async def __call__(self, scope: dict, receive: object, send: object) -> None:
+        import hmac
+
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or [])
+            given = headers.get(b"authorization", b"")
+            if not hmac.compare_digest(given, b"Bearer " + self.token):
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"text/plain"), (b"www-authenticate", b"Bearer")]})
+                await send({"type": "http.response.body", "body": b"missing or wrong bearer token"})
+                return
+        await self.app(scope, receive, send)  # type: ignore[operator]
+
+
+def http_app(server: MCPServer, host: str, port: int, token: str | None) -> object:
+    """The streamable-HTTP ASGI app: DNS-rebinding protection (Host and Origin checked against the bound
+    address), a request size limit, and bearer-token auth when a token is set (required off loopback)."""
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    if host not in LOOPBACK and not token:
+        raise SystemExit(
+            f"refusing to serve on {host}: binding beyond loopback needs a bearer token "
+            "(--token or MATSEARCH_HTTP_TOKEN)"
+        )
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", f"{host}:{port}"]
+    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", f"http://{host}:{port}"]
+    security = TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts,
+                                         allowed_origins=origins)
+    app = server.streamable_http_app(streamable_http_path="/mcp", transport_security=security,
+                                     max_request_body_size=MAX_REQUEST_BYTES, host=host)
+    return BearerAuth(app, token) if token else app
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry: `python server.py [--http] [--host H] [--port P] [--workspace DIR]`."""
+    """Command-line entry: `python server.py [--http] [--host H] [--port P] [--token T] [--workspace DIR]`."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+    parser.add_argument("--token", default=os.environ.get("MATSEARCH_HTTP_TOKEN"),
+                        help="bearer token clients must send (required when --host is not loopback)")
     parser.add_argument("--workspace", type=Path, default=None, help="workspace directory (MATSEARCH_WORKSPACE)")
     args = parser.parse_args(argv)
     if args.workspace is not None:
@@ -85,8 +130,11 @@ def main(argv: list[str] | None = None) -> None:
         get_settings.cache_clear()
     server = build_server(get_settings())
     if args.http:
+        import uvicorn
+
+        app = http_app(server, args.host, args.port, args.token)
         print(f"matsearch MCP server on http://{args.host}:{args.port}/mcp", file=sys.stderr, flush=True)
-        server.run("streamable-http", host=args.host, port=args.port)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")  # type: ignore[arg-type]
     else:
         server.run("stdio")
 

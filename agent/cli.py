@@ -18,6 +18,8 @@ call_app = typer.Typer(help="Call any registry tool directly (one subcommand per
 memory_app = typer.Typer(help="Structure memory: store, get and search.", no_args_is_help=True)
 app.add_typer(call_app, name="call")
 app.add_typer(memory_app, name="memory")
+potential_app = typer.Typer(help="Our own equivariant potentials: train.", no_args_is_help=True)
+app.add_typer(potential_app, name="potential")
 
 _specs = load_tools()
 add_tool_commands(call_app, _specs)
@@ -169,6 +171,84 @@ def run(task_file: str = typer.Argument(..., help="A task YAML file (see example
     console.print(f"report: {out['report_dir']}/report.md")
     if any("error" in entry for entry in out["steps"]):
         raise typer.Exit(1)
+
+
+@potential_app.command("train")
+def potential_train(
+    data: Path = typer.Argument(..., help="Labelled extxyz (energy, forces, optional stress).", exists=True),
+    kind: str = typer.Option("allegro", help="allegro (strictly local) or nequip (message passing)."),
+    epochs: int = typer.Option(50, help="Total epochs (including completed ones when resuming)."),
+    out: Path = typer.Option(Path("potential.pt"), help="Checkpoint file (written every epoch)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the training state stored in --out."),
+    cutoff: float = typer.Option(5.0, help="Radial cutoff, Angstrom."),
+    l_max: int = typer.Option(1, help="Highest rotation order."),
+    layers: int = typer.Option(2, help="Tensor-product / interaction layers."),
+    features: int = typer.Option(16, help="Channels per irrep."),
+    latent: int = typer.Option(32, help="Allegro edge-latent width (also the radial MLP width)."),
+    batch_size: int = typer.Option(4, help="Structures per optimiser step."),
+    lr: float = typer.Option(5e-3, help="Initial learning rate."),
+    energy_weight: float = typer.Option(1.0, help="Weight of the energy-per-atom MSE."),
+    forces_weight: float = typer.Option(1.0, help="Weight of the force MSE."),
+    stress_weight: float = typer.Option(10.0, help="Weight of the stress MSE."),
+    val_fraction: float = typer.Option(0.1, help="Share of structures (by structure_id) held for validation."),
+    scheduler: str = typer.Option("plateau", help="LR schedule: plateau (on val loss) or cosine (over --epochs)."),
+    patience: int = typer.Option(20, help="Early-stopping patience in epochs."),
+    max_minutes: float = typer.Option(None, help="Stop after this wall-clock budget (resume later)."),
+    threads: int = typer.Option(0, help="torch threads (0: torch's default)."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Train (or resume) an equivariant potential on a labelled extxyz file, with a progress bar."""
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tools.errors import ToolError
+    from tools.potential_training import read_labelled, train_on_frames
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        frames = read_labelled(data)
+        with Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            TextColumn("{task.fields[note]}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            task = bar.add_task("train", total=epochs, note=f"{len(frames)} structures")
+            summary = train_on_frames(
+                frames,
+                out,
+                kind=kind,
+                epochs=epochs,
+                resume=resume,
+                hyper={
+                    "cutoff": cutoff,
+                    "l_max": l_max,
+                    "num_layers": layers,
+                    "num_features": features,
+                    "latent_dim": latent,
+                    "radial_mlp_width": latent,
+                },
+                train_options={
+                    "batch_size": batch_size,
+                    "lr": lr,
+                    "w_energy": energy_weight,
+                    "w_forces": forces_weight,
+                    "w_stress": stress_weight,
+                    "scheduler": scheduler,
+                    "early_stopping_patience": patience,
+                    "seed": seed,
+                },
+                val_fraction=val_fraction,
+                max_seconds=None if max_minutes is None else 60.0 * max_minutes,
+                progress=lambda done, total, msg: bar.update(task, completed=done, total=total, note=msg),
+            )
+    except (ToolError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    shown = {k: v for k, v in summary.items() if k != "history"}
+    console.print_json(json.dumps(shown, default=str))
 
 
 if __name__ == "__main__":

@@ -3,14 +3,16 @@ its formula, symmetry, energies, properties, provenance and CIF; searchable by t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import chromadb
@@ -26,6 +28,8 @@ from memory.fingerprint import structure_fingerprint
 TEXT_COLLECTION = "structures"
 FINGERPRINT_COLLECTION = "structure_fingerprints"
 DEDUP_CANDIDATES = 8
+HTTP_RETRIES = 6  # ~16 s of reconnect attempts against a restarting chromadb server
+T = TypeVar("T")
 
 
 @dataclass
@@ -107,22 +111,30 @@ class StructureStore:
     """chromadb-backed structure memory; on disk under `path`, or on a chromadb server at `url`."""
 
     def __init__(self, path: Path | str | None = None, url: str | None = None) -> None:
+        if not url and path is None:
+            raise ValueError("StructureStore needs a path or a url")
+        self.url, self.path = url, path
+        self.location = url or str(path)
+        self._lock = threading.RLock()
+        # Strict and unscaled: the same structure at another volume (e.g. before and after relaxation) is a
+        # different record, so a relaxed geometry is never folded into its unrelaxed parent.
+        self._matcher = StructureMatcher(ltol=0.05, stol=0.1, angle_tol=2, primitive_cell=True, scale=False)
+        self._connect()
+
+    def _connect(self) -> None:
+        """Open the client and both collections (again, after a chromadb server restart)."""
         settings = ChromaSettings(anonymized_telemetry=False)
-        if url:
-            parsed = urlparse(url)
+        if self.url:
+            parsed = urlparse(self.url)
             self.client = chromadb.HttpClient(
                 host=parsed.hostname or "127.0.0.1",
                 port=parsed.port or (443 if parsed.scheme == "https" else 8000),
                 ssl=parsed.scheme == "https",
                 settings=settings,
             )
-            self.location = url
         else:
-            if path is None:
-                raise ValueError("StructureStore needs a path or a url")
-            Path(path).mkdir(parents=True, exist_ok=True)
-            self.client = chromadb.PersistentClient(path=str(path), settings=settings)
-            self.location = str(path)
+            Path(self.path).mkdir(parents=True, exist_ok=True)
+            self.client = chromadb.PersistentClient(path=str(self.path), settings=settings)
         # No embedding function: we always pass our own vectors, so chromadb's downloading default never runs.
         self.texts = self.client.get_or_create_collection(
             TEXT_COLLECTION, embedding_function=None, metadata={"hnsw:space": "cosine"}
@@ -130,15 +142,34 @@ class StructureStore:
         self.fingerprints = self.client.get_or_create_collection(
             FINGERPRINT_COLLECTION, embedding_function=None, metadata={"hnsw:space": "cosine"}
         )
-        self._lock = threading.Lock()
-        # Strict and unscaled: the same structure at another volume (e.g. before and after relaxation) is a
-        # different record, so a relaxed geometry is never folded into its unrelaxed parent.
-        self._matcher = StructureMatcher(ltol=0.05, stol=0.1, angle_tol=2, primitive_cell=True, scale=False)
+
+    def _retrying(self, operation: Callable[[], T]) -> T:
+        """Run an operation; against a chromadb server, reconnect and retry on failure (writes are idempotent)."""
+        if not self.url:
+            return operation()
+        delay = 0.5
+        for attempt in range(HTTP_RETRIES):
+            try:
+                return operation()
+            except (ValueError, KeyError, TypeError):
+                raise  # caller errors, not connection trouble
+            except Exception:
+                if attempt == HTTP_RETRIES - 1:
+                    raise
+                time.sleep(delay)
+                delay *= 2
+                with contextlib.suppress(Exception):  # the server may still be down: the next try reconnects
+                    self._connect()
+        raise AssertionError("unreachable")
 
     def count(self) -> int:
-        return self.texts.count()
+        return self._retrying(lambda: self.texts.count())
 
-    def add(
+    def add(self, structure: Structure, **kwargs: Any) -> StoreResult:
+        """Store a structure (or return the id of an equivalent stored one) with its provenance; see _add."""
+        return self._retrying(lambda: self._add(structure, **kwargs))
+
+    def _add(
         self,
         structure: Structure,
         *,
@@ -266,7 +297,7 @@ class StructureStore:
 
     def get(self, record_id: str) -> StructureRecord | None:
         """The stored record for an id, or None."""
-        got = self.texts.get(ids=[record_id], include=["metadatas"])
+        got = self._retrying(lambda: self.texts.get(ids=[record_id], include=["metadatas"]))
         if not got["ids"]:
             return None
         return self._record(got["ids"][0], got["metadatas"][0])
@@ -290,11 +321,11 @@ class StructureStore:
         """Structures whose description is closest in meaning to the query (cosine similarity in [−1, 1])."""
         if self.count() == 0:
             return []
-        res = self.texts.query(
-            query_embeddings=embed_texts([query]),
-            n_results=min(n, self.count()),
-            where=where,
-            include=["metadatas", "distances"],
+        vector = embed_texts([query])
+        res = self._retrying(
+            lambda: self.texts.query(
+                query_embeddings=vector, n_results=min(n, self.count()), where=where, include=["metadatas", "distances"]
+            )
         )
         return [
             (self._record(i, m), 1.0 - float(d))
@@ -303,11 +334,12 @@ class StructureStore:
 
     def search_similar(self, structure: Structure, n: int = 5) -> list[tuple[StructureRecord, float]]:
         """Structures with the most similar fingerprint (cosine similarity; 1.0 is identical)."""
-        total = self.fingerprints.count()
+        total = self._retrying(lambda: self.fingerprints.count())
         if total == 0:
             return []
-        res = self.fingerprints.query(
-            query_embeddings=[structure_fingerprint(structure)], n_results=min(n, total), include=["distances"]
+        vector = [structure_fingerprint(structure)]
+        res = self._retrying(
+            lambda: self.fingerprints.query(query_embeddings=vector, n_results=min(n, total), include=["distances"])
         )
         out = []
         for record_id, dist in zip(res["ids"][0], res["distances"][0], strict=True):
@@ -339,7 +371,7 @@ class StructureStore:
         if not clauses:
             raise ValueError("give a formula, elements or within")
         where = clauses[0] if len(clauses) == 1 else {"$and": clauses}
-        got = self.texts.get(where=where, include=["metadatas"], limit=None if within else n)
+        got = self._retrying(lambda: self.texts.get(where=where, include=["metadatas"], limit=None if within else n))
         records = [self._record(i, m) for i, m in zip(got["ids"], got["metadatas"], strict=True)]
         if within:
             allowed = set(within)

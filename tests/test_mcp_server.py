@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,48 @@ def test_memory_and_jobs_survive_sigkill(workspace):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_http_refuses_foreign_origins_and_requires_tokens(workspace):
+    import httpx
+
+    port = free_port()
+    proc = start_http_server(workspace, port)
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    try:
+        url = f"http://127.0.0.1:{port}/mcp"
+        evil = httpx.post(url, json=init, headers=headers | {"origin": "http://evil.example"}, timeout=30)
+        assert evil.status_code == 403  # DNS-rebinding / cross-origin request refused
+        rebound = httpx.post(url, json=init, headers=headers | {"host": "evil.example"}, timeout=30)
+        assert rebound.status_code == 421
+        local = httpx.post(url, json=init, headers=headers | {"origin": f"http://127.0.0.1:{port}"}, timeout=30)
+        assert local.status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    token_port = free_port()
+    env = server_env(workspace) | {"MATSEARCH_HTTP_TOKEN": "s3cret"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "server.py"), "--http", "--port", str(token_port)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{token_port}/mcp"
+        deadline = time.time() + 120
+        while True:
+            try:
+                anonymous = httpx.post(url, json=init, headers=headers, timeout=30)
+                break
+            except httpx.ConnectError:
+                assert time.time() < deadline
+                time.sleep(0.3)
+        assert anonymous.status_code == 401
+        authorised = httpx.post(url, json=init, headers=headers | {"authorization": "Bearer s3cret"}, timeout=30)
+        assert authorised.status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    refused = subprocess.run([sys.executable, str(ROOT / "server.py"), "--http", "--host", "0.0.0.0"],
+                             cwd=ROOT, env=server_env(workspace), capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "needs a bearer token" in refused.stderr

@@ -78,16 +78,20 @@ def test_memory_persists_across_clients(tmp_path):
     assert again.get(sid) is not None and again.count() == 1
 
 
-def test_chromadb_http_server_mode(tmp_path):
+def _start_chroma(chroma: str, path: Path, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [chroma, "run", "--path", str(path), "--port", str(port), "--host", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_chromadb_http_server_mode_survives_a_server_restart(tmp_path):
     chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
     if not Path(chroma).exists():
         pytest.skip("the chroma CLI is not installed")
     port = free_port()
-    proc = subprocess.Popen(
-        [chroma, "run", "--path", str(tmp_path / "server-db"), "--port", str(port), "--host", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _start_chroma(chroma, tmp_path / "server-db", port)
     try:
         deadline = time.time() + 60
         while True:
@@ -100,6 +104,12 @@ def test_chromadb_http_server_mode(tmp_path):
                 time.sleep(0.5)
         sid = store.add(rocksalt(), provenance={"tool": "http-test"}).id
         assert StructureStore(url=f"http://127.0.0.1:{port}").get(sid).metadata["reduced_formula"] == "MgO"
+        proc.terminate()  # the server goes away mid-run ...
+        proc.wait(timeout=30)
+        proc = _start_chroma(chroma, tmp_path / "server-db", port)  # ... and comes back on the same data
+        again = store.add(perovskite(), provenance={"tool": "http-test"})  # same client object reconnects
+        assert store.get(sid) is not None and store.get(again.id) is not None and store.count() == 2
+        assert store.add(perovskite(), provenance={"tool": "retry"}).id == again.id  # idempotent write
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -83,6 +83,15 @@ def job_cancel(inp: JobIdInput, ctx: ToolContext) -> JobInfo:
     return JobInfo.of(get_job_manager(ctx.settings).cancel(inp.job_id))
 
 
+@tool(cost="instant")
+def job_resume(inp: JobIdInput, ctx: ToolContext) -> JobInfo:
+    """Start an interrupted (server restarted), failed or cancelled job again with its original arguments; results
+    already stored in memory are reused, so a search continues where it stopped. Returns the new job."""
+    manager = get_job_manager(ctx.settings)
+    old = manager.get(inp.job_id)
+    return JobInfo.of(manager.resume(inp.job_id, get_tool(old.tool), ctx.settings))
+
+
 class JobWaitInput(BaseModel):
     job_id: str = Field(min_length=1, max_length=64)
     timeout_s: float = Field(default=20.0, ge=0, le=MAX_WAIT_S, description="Longest wait, at most 50 s.")

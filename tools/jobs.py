@@ -124,6 +124,14 @@ class JobManager:
         self._pool.submit(work)
         return job
 
+    def resume(self, job_id: str, spec: ToolSpec, settings: Settings | None = None) -> JobRecord:
+        """Start an interrupted, failed or cancelled job again with the same arguments. Work already stored in
+        memory is reused (the search treats memory as its transposition table), so it continues, not restarts."""
+        old = self.get(job_id)
+        if old.state not in {"interrupted", "failed", "cancelled"}:
+            raise ToolInputError(f"job {job_id} is {old.state}; only interrupted, failed or cancelled jobs resume")
+        return self.start(spec, old.arguments, settings)
+
     def get(self, job_id: str) -> JobRecord:
         with self._lock:
             if job_id not in self._jobs:

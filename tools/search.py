@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, Field
 from pymatgen.core import Composition, Structure
 
+from memory.store import symmetry_of
 from models.prototypes import RATIOS, decorate
 from tools.errors import ToolInputError, ToolRuntimeError
+from tools.executor import get_executor
+from tools.executor_tasks import relax_task
 from tools.family_match import matches_family
 from tools.language import Proposal, propose
 from tools.potential_tools import compute_properties
-from tools.potentials import get_potential, relax
 from tools.registry import ToolContext, get_tool, tool
 from tools.request import parse_request
 from tools.structures import structure_to_cif
@@ -27,6 +29,7 @@ from tools.structures import structure_to_cif
 FAMILY_BONUS = 0.05  # eV/atom-equivalent credit for matching the requested family
 EXPLORATION = 0.03  # eV/atom-equivalent bonus for formulas tried fewer times (UCB-style)
 RELAX_FMAX, RELAX_STEPS = 0.1, 200
+ROUND_SIZE = 2  # structures relaxed per round (fixed, so results do not depend on the executor)
 
 
 class SearchInput(BaseModel):
@@ -149,15 +152,25 @@ def _draw_diffusion(node: FormulaNode, inp: SearchInput, ctx: ToolContext) -> li
     return items
 
 
-def _reusable(structure: Structure, potential: str, ctx: ToolContext) -> object | None:
-    """A stored structure equivalent to this one and already relaxed with this potential (transposition)."""
+def _reusable(structure: Structure, parent: str | None, potential: str, ctx: ToolContext) -> object | None:
+    """A stored relaxation of this structure with this potential (the transposition table): the relaxed child of
+    the same stored parent, or any relaxed record the structure matches."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     matcher = StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)
-    for record in ctx.store.search_composition(formula=structure.composition.reduced_formula, n=50):
-        props = record.properties
-        usable = props.get("relaxed") and props.get("potential") == potential and "e_above_hull_eV" in props
-        if usable and matcher.fit(structure, record.structure):
+    records = ctx.store.search_composition(formula=structure.composition.reduced_formula, n=200)
+    usable = [
+        r
+        for r in records
+        if r.properties.get("relaxed")
+        and r.properties.get("potential") == potential
+        and "e_above_hull_eV" in r.properties
+    ]
+    for record in usable:
+        if parent and parent in record.provenance.get("parent_ids", []):
+            return record
+    for record in usable:
+        if matcher.fit(structure, record.structure):
             return record
     return None
 
@@ -179,7 +192,6 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
 
     sites = {p.formula: p.sites for p in propose_formulas_offline(req, max(inp.n_formulas, 8))}
     nodes = [FormulaNode(p, i, sites.get(p.formula, {})) for i, p in enumerate(proposed.proposals)]
-    calc = get_potential(potential, ctx.settings)
     search_id = f"search-{int(start)}-{inp.seed}"
     for node in nodes:
         proto = _prototype_structure(node, node.proposal.family)
@@ -202,48 +214,97 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
             node.queue.append(("prototype", proto, stored.id))
 
     candidates: list[Candidate] = []
-    evaluations = reused = 0
-    diffusion_note = None
+    state = {"evaluations": 0, "reused": 0, "note": None}
     required = set(req.include)
+    executor = get_executor(ctx.settings)
     heap = [(-n.priority(0), n.order) for n in nodes]
     heapq.heapify(heap)
+
+    def record_candidate(
+        node: FormulaNode,
+        generator: str,
+        parent: str | None,
+        relaxed: Structure,
+        stored_id: str,
+        props: dict,
+        was_reused: bool,
+    ) -> None:
+        """Score a relaxed node, attach it to its formula, and keep it for ranking."""
+        e_hull, formation = props.get("e_above_hull_eV"), props["formation_energy_per_atom_eV"]
+        family_ok = matches_family(relaxed, node.proposal.family) if node.proposal.family else False
+        score = -(e_hull if e_hull is not None else formation) + (FAMILY_BONUS if family_ok else 0.0)
+        node.scores.append(score)
+        node.children.append(stored_id)
+        candidates.append(
+            Candidate(
+                rank=0,
+                id=stored_id,
+                uri=f"structure://{stored_id}",
+                formula=relaxed.composition.reduced_formula,
+                family=node.proposal.family,
+                generator=generator,
+                spacegroup=symmetry_of(relaxed)[0],
+                energy_per_atom_eV=round(props["energy_per_atom_eV"], 4),
+                formation_energy_per_atom_eV=round(formation, 4),
+                e_above_hull_eV=None if e_hull is None else round(e_hull, 4),
+                family_match=family_ok,
+                has_required_elements=required <= {el.symbol for el in relaxed.composition.elements},
+                score=round(score, 4),
+                reused=was_reused,
+                parent_id=parent,
+            )
+        )
+
     steps = 0
-    while evaluations < inp.budget and heap and steps < 4 * inp.budget + len(nodes):
-        steps += 1  # bounds the loop even when every structure drawn is already in memory
-        _, order = heapq.heappop(heap)
-        node = nodes[order]
-        if not node.queue and diffusion_note is None:
-            try:
-                node.queue.extend(_draw_diffusion(node, inp, ctx))
-            except ToolInputError as exc:
-                node.exhausted = True
-                diffusion_note = f"diffusion skipped {node.proposal.formula}: {exc}"
-            except ToolRuntimeError as exc:
-                diffusion_note = f"diffusion model unavailable ({exc}); prototypes only"
-        if not node.queue:
-            continue  # nothing left to evaluate for this formula
-        generator, structure, parent = node.queue.pop(0)
-        ctx.progress(evaluations, inp.budget, f"relaxing {node.proposal.formula} ({generator})")
-        record = _reusable(structure, potential, ctx)
-        was_reused = record is not None
-        if record is not None:
-            reused += 1
-            relaxed, props = record.structure, record.properties
-            energy_pa, formation, e_hull = (
-                props["energy_per_atom_eV"],
-                props["formation_energy_per_atom_eV"],
-                props.get("e_above_hull_eV"),
-            )
-            stored_id = record.id
-        else:
-            result = relax(structure, calc, potential, fmax=RELAX_FMAX, max_steps=RELAX_STEPS)
-            relaxed = result.structure
-            prop_model = compute_properties(relaxed, result.energy, potential, ctx)
-            energy_pa, formation, e_hull = (
-                prop_model.energy_per_atom_eV,
-                prop_model.formation_energy_per_atom_eV,
-                prop_model.e_above_hull_eV,
-            )
+    while state["evaluations"] < inp.budget and heap and steps < 4 * inp.budget + len(nodes):
+        # One round: take the best nodes' next structures (reused ones cost nothing), relax the rest as a batch.
+        batch: list[tuple[FormulaNode, str, Structure, str | None]] = []
+        while heap and len(batch) < min(ROUND_SIZE, inp.budget - state["evaluations"]):
+            steps += 1  # bounds the loop even when every structure drawn is already in memory
+            if steps > 4 * inp.budget + len(nodes):
+                break
+            _, order = heapq.heappop(heap)
+            node = nodes[order]
+            if not node.queue and state["note"] is None:
+                try:
+                    node.queue.extend(_draw_diffusion(node, inp, ctx))
+                except ToolInputError as exc:
+                    node.exhausted = True
+                    state["note"] = f"diffusion skipped {node.proposal.formula}: {exc}"
+                except ToolRuntimeError as exc:
+                    state["note"] = f"diffusion model unavailable ({exc}); prototypes only"
+            if not node.queue:
+                continue  # nothing left to evaluate for this formula
+            generator, structure, parent = node.queue.pop(0)
+            record = _reusable(structure, parent, potential, ctx)
+            if record is not None:
+                state["reused"] += 1
+                record_candidate(node, generator, parent, record.structure, record.id, record.properties, True)
+            else:
+                batch.append((node, generator, structure, parent))
+            if node.queue or not node.exhausted:
+                heapq.heappush(heap, (-node.priority(state["evaluations"] + len(batch)), node.order))
+        if not batch:
+            continue
+        ctx.progress(
+            state["evaluations"],
+            inp.budget,
+            f"relaxing {', '.join(n.proposal.formula for n, *_ in batch)} ({executor.name})",
+        )
+        payloads = [
+            {
+                "cif": structure_to_cif(s),
+                "potential": potential,
+                "fmax": RELAX_FMAX,
+                "max_steps": RELAX_STEPS,
+                "device": ctx.settings.device,
+            }
+            for _, _, s, _ in batch
+        ]
+        results = executor.map(relax_task, payloads, cancel=ctx.cancel_event)
+        for (node, generator, _, parent), result in zip(batch, results, strict=True):
+            relaxed = Structure.from_str(result["cif"], fmt="cif")
+            prop_model = compute_properties(relaxed, result["energy"], potential, ctx)
             stored = ctx.store.add(
                 relaxed,
                 provenance={
@@ -260,41 +321,16 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
                     "parent_ids": [parent] if parent else [],
                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 },
-                energy=result.energy,
-                properties={**prop_model.model_dump(), "relaxed": True, "converged": result.converged},
+                energy=result["energy"],
+                properties={**prop_model.model_dump(), "relaxed": True, "converged": result["converged"]},
                 tags=["relaxed", "search"],
                 description=f"candidate for request: {inp.request}",
             )
-            stored_id = stored.id
-            evaluations += 1
-        family_ok = matches_family(relaxed, node.proposal.family) if node.proposal.family else False
-        elements_ok = required <= {el.symbol for el in relaxed.composition.elements}
-        score = -(e_hull if e_hull is not None else formation) + (FAMILY_BONUS if family_ok else 0.0)
-        node.scores.append(score)
-        node.children.append(stored_id)
-        from memory.store import symmetry_of
-
-        candidates.append(
-            Candidate(
-                rank=0,
-                id=stored_id,
-                uri=f"structure://{stored_id}",
-                formula=relaxed.composition.reduced_formula,
-                family=node.proposal.family,
-                generator=generator,
-                spacegroup=symmetry_of(relaxed)[0],
-                energy_per_atom_eV=round(energy_pa, 4),
-                formation_energy_per_atom_eV=round(formation, 4),
-                e_above_hull_eV=None if e_hull is None else round(e_hull, 4),
-                family_match=family_ok,
-                has_required_elements=elements_ok,
-                score=round(score, 4),
-                reused=was_reused,
-                parent_id=parent,
-            )
-        )
-        if node.queue or not node.exhausted:
-            heapq.heappush(heap, (-node.priority(evaluations), node.order))
+            state["evaluations"] += 1
+            record_candidate(node, generator, parent, relaxed, stored.id, prop_model.model_dump(), False)
+            heapq.heappush(heap, (-node.priority(state["evaluations"]), node.order))
+        heap = _dedup_heap(heap)
+    evaluations, reused, diffusion_note = state["evaluations"], state["reused"], state["note"]
     ranked = _rank(candidates)
     ctx.progress(inp.budget, inp.budget, "writing report")
     tree = [
@@ -327,6 +363,16 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
         plot_uri=None,
     )
     return _write_report(output, ranked, ctx)
+
+
+def _dedup_heap(heap: list[tuple[float, int]]) -> list[tuple[float, int]]:
+    """One heap entry per formula node (the most recent priority wins)."""
+    latest: dict[int, float] = {}
+    for priority, order in heap:
+        latest[order] = priority
+    out = [(p, o) for o, p in latest.items()]
+    heapq.heapify(out)
+    return out
 
 
 def _rank(candidates: list[Candidate]) -> list[Candidate]:

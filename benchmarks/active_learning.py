@@ -1,0 +1,98 @@
+"""Learning curves of active learning: uncertainty-selected vs randomly selected frames on the same label budget.
+
+Both runs start from the same labelled rattled cells and the same validation set (EMT reference MD of fcc Cu at the
+exploration temperatures), explore with MD of their current model, and label `--per-iter` frames per iteration;
+one picks the most uncertain diverse frames (GMM on latent features), the other picks at random from the same kind
+of candidate pool. Reported: validation force MAE vs labelled frames for both, and how many labels the uncertainty
+strategy needed to reach the random strategy's final error (target: at most half).
+
+Run: `.venv/bin/python benchmarks/active_learning.py [--iterations 6 --per-iter 4 --out result.json]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def run(strategy: str, args: argparse.Namespace, work: Path) -> list[dict]:
+    """One active-learning run; its history (one entry per iteration, iteration 0 = initial model)."""
+    from ase.build import bulk
+
+    from tools.active_learning import ActiveLearner, ALConfig, reference_calculator
+
+    cfg = ALConfig(run_name=strategy, reference="emt", temperatures_K=args.temperatures, md_steps=args.md_steps,
+                   sample_every=args.sample_every, iterations=args.iterations, max_new_per_iteration=args.per_iter,
+                   threshold_eV_A=0.0, strategy=strategy, n_initial=args.initial, n_validation=args.validation,
+                   epochs_initial=args.epochs, epochs_finetune=args.finetune_epochs, seed=args.seed)
+    run_dir = work / strategy
+    shutil.rmtree(run_dir, ignore_errors=True)
+    start = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 1))
+    t0 = time.perf_counter()
+    learner = ActiveLearner(run_dir, cfg, [start], reference_calculator("emt"),
+                            progress=lambda d, t, m: None)
+    state = learner.run()
+    for h in state["history"]:
+        print(f"  {strategy:11s} it {h['iteration']} labels {h['n_train']:3d} force MAE "
+              f"{h['val_force_mae_meV_A']:7.1f} meV/A  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return state["history"]
+
+
+def labels_to_reach(history: list[dict], target: float) -> int | None:
+    """Fewest labelled frames at which a run's validation force MAE was at or below `target`."""
+    hits = [h["n_train"] for h in history if h["val_force_mae_meV_A"] <= target]
+    return min(hits) if hits else None
+
+
+def main() -> None:
+    """Run both strategies and print the learning curves and the label ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=6)
+    parser.add_argument("--per-iter", type=int, default=4)
+    parser.add_argument("--initial", type=int, default=4)
+    parser.add_argument("--validation", type=int, default=12)
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[600.0, 1200.0])
+    parser.add_argument("--md-steps", type=int, default=100)
+    parser.add_argument("--sample-every", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--finetune-epochs", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    work = Path("/tmp/matsearch-bench-al")
+    t0 = time.perf_counter()
+    curves = {s: run(s, args, work) for s in ("uncertainty", "random")}
+    final_random = curves["random"][-1]["val_force_mae_meV_A"]
+    needed = labels_to_reach(curves["uncertainty"], final_random)
+    random_labels = curves["random"][-1]["n_train"]
+    result = {
+        "curves": {s: [{"labels": h["n_train"], "val_force_mae_meV_A": h["val_force_mae_meV_A"],
+                        "max_uncertainty_eV_A": h["max_uncertainty"]} for h in hist] for s, hist in curves.items()},
+        "random_final_mae_meV_A": final_random,
+        "random_labels": random_labels,
+        "uncertainty_labels_to_reach_random_final": needed,
+        "label_ratio": None if needed is None else needed / random_labels,
+        "target_met": bool(needed is not None and needed <= 0.5 * random_labels),
+        "wall_seconds": time.perf_counter() - t0,
+    }
+    print(f"\nrandom reaches {final_random:.1f} meV/A with {random_labels} labels; uncertainty selection reaches it "
+          f"with {needed} labels (ratio {result['label_ratio']}); target (<= half) met: {result['target_met']}")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""matsearch models: equivariant potentials and universal calculators (no tool/agent/server imports)."""

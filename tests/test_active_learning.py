@@ -1,0 +1,84 @@
+"""Active learning: frame selection rules, and a real 2-iteration run (EMT labeller) that lowers validation error,
+stores labelled frames with provenance and resumes from its saved state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from models.uncertainty import GMMUncertainty
+from tools.active_learning import register_reference, select_frames
+from tools.errors import ToolInputError
+from tools.registry import ToolContext, get_tool
+from tools.structures import structure_to_cif
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """Tiny models gain nothing from threads on 2 shared cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_selection_prefers_uncertain_diverse_frames_above_threshold() -> None:
+    """Most uncertain first, near-duplicates skipped, nothing below the threshold; random ignores uncertainty."""
+    unc = np.array([0.9, 0.85, 0.1, 0.5, 0.02])
+    desc = np.array([[0.0, 0.0], [0.01, 0.0], [5.0, 5.0], [3.0, 0.0], [0.0, 4.0]])
+    assert select_frames(unc, desc, k=3, threshold=0.05) == [0, 3, 2]  # frame 1 duplicates frame 0
+    assert select_frames(unc, desc, k=3, threshold=0.6) == [0]
+    assert select_frames(unc, desc, k=3, threshold=1.0) == []
+    rand = select_frames(unc, desc, k=3, threshold=1.0, strategy="random", seed=1)
+    assert len(rand) == 3 and len(set(rand)) == 3
+
+
+def test_active_learning_two_iterations_improve_validation_error(workspace: Path) -> None:
+    """MD with the model -> GMM uncertainty -> EMT labels -> fine-tune, twice: validation force error drops."""
+    cif = structure_to_cif(AseAtomsAdaptor.get_structure(bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 1, 1))))
+    args = {"structures": [{"text": cif}], "run_name": "cu-test", "reference": "emt", "temperatures_K": [900.0],
+            "md_steps": 60, "sample_every": 5, "iterations": 2, "max_new_per_iteration": 6, "threshold_eV_A": 0.0,
+            "n_initial": 6, "n_validation": 6, "epochs_initial": 10, "epochs_finetune": 8}
+    progress: list[str] = []
+    out = get_tool("active_learning").run(args, ToolContext(progress_fn=lambda d, t, m: progress.append(m or "")))
+    hist = out.history
+    assert [h.iteration for h in hist] == [0, 1, 2] and out.iterations_done == 2
+    assert out.stop_reason == "reached 2 iterations"
+    assert [h.n_train for h in hist] == [6, 12, 18] and out.n_labelled == 18
+    assert hist[-1].val_force_mae_meV_A < 0.7 * hist[0].val_force_mae_meV_A
+    assert hist[1].max_uncertainty_eV_A is not None and hist[1].n_candidates == 12
+    assert any("fine-tuning" in m for m in progress)
+    assert GMMUncertainty.load(out.checkpoint).calibrated  # the final model carries its uncertainty
+    # every labelled frame (6 initial + 6 validation + 12 selected) is in memory with provenance
+    assert len(out.labelled_ids) == 24
+    ctx = ToolContext()
+    record = ctx.store.get(out.labelled_ids[-1])
+    assert record.provenance["tool"] == "active_learning"
+    assert record.provenance["parameters"]["iteration"] == 2 and record.provenance["parameters"]["reference"] == "emt"
+    report = json.loads((workspace / out.report_uri.removeprefix("artifact://")).read_text())
+    assert len(report["history"]) == 3
+    assert (workspace / out.plot_uri.removeprefix("artifact://")).stat().st_size > 5000
+    # resume: the saved state is complete, so nothing is recomputed and the history is the same
+    again = get_tool("active_learning").run(args, ToolContext())
+    assert [h.val_force_mae_meV_A for h in again.history] == [h.val_force_mae_meV_A for h in hist]
+    with pytest.raises(ToolInputError, match="exists"):
+        get_tool("active_learning").run({**args, "resume": False}, ToolContext())
+
+
+def test_active_learning_rejects_unknown_reference(workspace: Path) -> None:
+    """An unknown labeller fails with a message naming how to add one; registered ones are accepted by name."""
+    cif = structure_to_cif(AseAtomsAdaptor.get_structure(bulk("Cu", "fcc", a=3.61, cubic=True)))
+    with pytest.raises(ToolInputError, match="register_reference"):
+        get_tool("active_learning").run({"structures": [{"text": cif}], "reference": "my-dft"}, ToolContext())
+    from ase.calculators.emt import EMT
+
+    register_reference("my-dft", EMT)
+    from tools.active_learning import reference_calculator
+
+    assert isinstance(reference_calculator("MY-DFT"), EMT)

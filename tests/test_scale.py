@@ -1,0 +1,24 @@
+"""Scale-out: the same seeded search through a Dask LocalCluster (2 worker processes) and in-process gives the
+same ranked result."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools.registry import ToolContext, get_tool
+from tools.settings import get_settings
+
+
+def test_search_on_dask_matches_in_process(workspace, tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    args = {"request": "a spinel with Mg and Al", "budget": 2, "n_formulas": 1, "seed": 7, "use_llm": False}
+    local = get_tool("hierarchical_search").run(args, ToolContext())
+
+    monkeypatch.setenv("MATSEARCH_WORKSPACE", str(tmp_path / "dask-workspace"))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        monkeypatch.setenv("MATSEARCH_DASK_ADDRESS", cluster.scheduler_address)
+        get_settings.cache_clear()
+        remote = get_tool("hierarchical_search").run(args, ToolContext())
+    get_settings.cache_clear()
+    assert remote.evaluations == local.evaluations == 2
+    assert [(c.id, c.e_above_hull_eV) for c in remote.ranked] == [(c.id, c.e_above_hull_eV) for c in local.ranked]

@@ -1,0 +1,191 @@
+"""Trajectory analysis for MD runs: radial distribution functions and their peaks, mean-squared displacement and
+diffusion coefficients, density, and PNG plots. Plain functions on lists of ASE Atoms so any tool can reuse them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+AMU_PER_A3_TO_G_PER_CM3 = 1.66053906660
+A2_PER_FS_TO_CM2_PER_S = 0.1  # 1 A^2/fs = 1e-16 cm^2 / 1e-15 s
+
+
+@dataclass
+class RDFResult:
+    """g(r) on bin centres (total and per element pair) with the positions of its peaks."""
+
+    r: np.ndarray
+    g: np.ndarray
+    partial: dict[str, np.ndarray] = field(default_factory=dict)
+    peaks: list[float] = field(default_factory=list)
+    partial_peaks: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _pairs(atoms: Atoms, r_max: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Full periodic neighbour list (i, j, d) within r_max from vesin (ase fallback for odd cells)."""
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    try:
+        from vesin import NeighborList
+
+        box = np.ascontiguousarray(atoms.cell.array if pbc.any() else np.zeros((3, 3)), dtype=np.float64)
+        points = np.ascontiguousarray(atoms.positions, dtype=np.float64)
+        periodic = pbc.tolist() if pbc.any() else False
+        i, j, d = NeighborList(cutoff=float(r_max), full_list=True).compute(points, box, periodic, quantities="ijd")
+    except Exception:  # vesin rejects degenerate or mixed boxes in some versions; ase's list is vectorised too
+        from ase.neighborlist import neighbor_list
+
+        i, j, d = neighbor_list("ijd", atoms, float(r_max))
+    return np.asarray(i), np.asarray(j), np.asarray(d)
+
+
+def find_peaks(r: np.ndarray, g: np.ndarray, min_height: float = 1.0, min_prominence: float = 0.3) -> list[float]:
+    """Positions of the local maxima of g(r) above `min_height` with at least `min_prominence` (scipy)."""
+    from scipy.signal import find_peaks as scipy_peaks
+
+    if len(g) < 3:
+        return []
+    idx, _ = scipy_peaks(g, height=min_height, prominence=min_prominence)
+    return [round(float(r[k]), 4) for k in idx]
+
+
+def rdf(frames: Sequence[Atoms], r_max: float = 6.0, n_bins: int = 200, partials: bool = True) -> RDFResult:
+    """Frame-averaged radial distribution function g(r) of periodic cells (total and per element pair)."""
+    if not frames:
+        raise ValueError("rdf needs at least one frame")
+    if r_max <= 0 or n_bins < 2:
+        raise ValueError("rdf needs r_max > 0 and n_bins >= 2")
+    edges = np.linspace(0.0, r_max, n_bins + 1)
+    r = 0.5 * (edges[1:] + edges[:-1])
+    shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
+    symbols = sorted(set(frames[0].get_chemical_symbols()))
+    pair_keys = [f"{a}-{b}" for k, a in enumerate(symbols) for b in symbols[k:]]
+    total = np.zeros(n_bins)
+    part = {key: np.zeros(n_bins) for key in pair_keys}
+    for atoms in frames:
+        n, volume = len(atoms), atoms.get_volume()
+        i, j, d = _pairs(atoms, r_max)
+        hist, _ = np.histogram(d, bins=edges)
+        total += hist / (n * (n / volume) * shell)
+        if partials and len(symbols) > 1:
+            sym = np.array(atoms.get_chemical_symbols())
+            counts = {s: int((sym == s).sum()) for s in symbols}
+            for key in pair_keys:
+                a, b = key.split("-")
+                mask = (sym[i] == a) & (sym[j] == b)
+                h, _ = np.histogram(d[mask], bins=edges)
+                part[key] += h / (counts[a] * (counts[b] / volume) * shell)
+    total /= len(frames)
+    result = RDFResult(r=r, g=total, peaks=find_peaks(r, total))
+    if partials and len(symbols) > 1:
+        result.partial = {key: v / len(frames) for key, v in part.items()}
+        result.partial_peaks = {key: find_peaks(r, v) for key, v in result.partial.items()}
+    return result
+
+
+def unwrapped_positions(frames: Sequence[Atoms]) -> np.ndarray:
+    """Cartesian positions (F, N, 3) with periodic jumps removed (minimum-image steps between saved frames)."""
+    frac = np.stack([a.get_scaled_positions(wrap=False) for a in frames])
+    steps = np.diff(frac, axis=0)
+    pbc = np.asarray(frames[0].pbc, dtype=bool)
+    steps[..., pbc] -= np.round(steps[..., pbc])
+    frac_unwrapped = np.concatenate([frac[:1], frac[:1] + np.cumsum(steps, axis=0)])
+    cells = np.stack([a.cell.array for a in frames])
+    return np.einsum("fni,fij->fnj", frac_unwrapped, cells)
+
+
+def msd(frames: Sequence[Atoms], max_lag_fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Mean-squared displacement (A^2) vs lag in frames, averaged over atoms and time origins; (lags, msd)."""
+    if len(frames) < 2:
+        return np.zeros(1, dtype=int), np.zeros(1)
+    pos = unwrapped_positions(frames)
+    pos = pos - pos.mean(axis=1, keepdims=True)  # remove centre-of-mass drift (equal weights)
+    max_lag = max(1, int((len(frames) - 1) * max_lag_fraction))
+    lags = np.arange(0, max_lag + 1)
+    out = np.zeros(len(lags))
+    for k, lag in enumerate(lags[1:], start=1):
+        disp = pos[lag:] - pos[:-lag]
+        out[k] = float(np.mean(np.sum(disp**2, axis=-1)))
+    return lags, out
+
+
+def diffusion_coefficient(times_fs: np.ndarray, msd_A2: np.ndarray, fit_from: float = 0.2) -> float:
+    """Einstein diffusion coefficient in cm^2/s from a linear fit of MSD(t) = 6 D t (skipping the ballistic start)."""
+    if len(times_fs) < 3:
+        return 0.0
+    start = max(1, int(len(times_fs) * fit_from))
+    slope = np.polyfit(times_fs[start:], msd_A2[start:], 1)[0]
+    return max(float(slope) / 6.0, 0.0) * A2_PER_FS_TO_CM2_PER_S
+
+
+def density_g_cm3(atoms: Atoms) -> float:
+    """Mass density of a periodic cell in g/cm^3."""
+    return float(atoms.get_masses().sum() / atoms.get_volume() * AMU_PER_A3_TO_G_PER_CM3)
+
+
+def _pyplot():  # noqa: ANN202 - matplotlib module
+    """matplotlib.pyplot on the non-interactive Agg backend (safe in servers and threads)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_thermo(rows: Sequence[dict[str, float]], path: Path, title: str = "") -> Path:
+    """Four stacked panels (energy, temperature, pressure, volume) vs time, written as a PNG."""
+    plt = _pyplot()
+    t = np.array([row["time_fs"] for row in rows]) / 1000.0
+    panels = [("etot_eV", "E (eV)"), ("temperature_K", "T (K)"), ("pressure_GPa", "P (GPa)"),
+              ("volume_A3", "V (Å³)")]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(6.5, 7), dpi=110, sharex=True)
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        ax.plot(t, [row.get(key, np.nan) for row in rows], lw=1.0, label="E total" if key == "etot_eV" else None)
+        ax.set_ylabel(label)
+    if "epot_eV" in rows[0]:
+        axes[0].plot(t, [row["epot_eV"] for row in rows], lw=0.8, label="E pot")
+        axes[0].legend(loc="best", fontsize=7)
+    axes[-1].set_xlabel("time (ps)")
+    axes[0].set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_rdf(result: RDFResult, path: Path, title: str = "") -> Path:
+    """g(r) (total and partials) with its peaks marked, written as a PNG."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 3.5), dpi=110)
+    ax.plot(result.r, result.g, lw=1.4, label="total", color="k")
+    for key, g in result.partial.items():
+        ax.plot(result.r, g, lw=0.9, label=key)
+    for p in result.peaks:
+        ax.axvline(p, color="gray", lw=0.5, ls=":")
+    ax.set_xlabel("r (Å)")
+    ax.set_ylabel("g(r)")
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_msd(times_fs: np.ndarray, msd_A2: np.ndarray, path: Path, diffusion_cm2_s: float, title: str = "") -> Path:
+    """MSD vs lag time with the fitted diffusion coefficient in the legend, written as a PNG."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 3.5), dpi=110)
+    ax.plot(np.asarray(times_fs) / 1000.0, msd_A2, lw=1.2, label=f"D = {diffusion_cm2_s:.3g} cm²/s")
+    ax.set_xlabel("lag time (ps)")
+    ax.set_ylabel("MSD (Å²)")
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
