@@ -1,0 +1,250 @@
+"""Benchmark: alanine dipeptide in vacuum (OpenMM, amber force field via openmmtools' AlanineDipeptideVacuum).
+
+1. Short unbiased MD in C7eq (phi < 0) and C7ax (phi > 0; reached by a brief restrained pull) gives labelled data.
+2. A multitask CV network on sin/cos of phi and psi is trained on it (classification + energy).
+3. Umbrella sampling along the learned CV runs natively in OpenMM: the CV, a function of (phi, psi) only, is tabulated
+   on a periodic 2D grid (Continuous2DFunction) inside a CustomCVForce bias 0.5 k (s(phi, psi) - s0)^2.
+4. Reference: umbrella sampling along phi itself (periodic harmonic CustomTorsionForce windows).
+Both are analysed with MBAR; the basin free-energy difference F(C7ax) - F(C7eq) (basins by the sign of phi) is
+printed with uncertainties. phi = atoms (4, 6, 8, 14), psi = (6, 8, 14, 16), 0-based.
+
+    .venv/bin/python benchmarks/free_energy_alanine.py [--quick]
+Needs `pip install openmm openmmtools` (not a CI test: minutes of MD).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.cv import CVConfig, MultitaskCV, train_cv  # noqa: E402
+from models.free_energy import UmbrellaSamples, decorrelate, default_windows, mbar_analysis  # noqa: E402
+
+PHI = (4, 6, 8, 14)
+PSI = (6, 8, 14, 16)
+TEMPERATURE = 300.0
+KT_KJ = 0.0083144626 * TEMPERATURE  # kJ/mol
+
+
+def alanine_vacuum():  # noqa: ANN201
+    """openmmtools' vacuum alanine dipeptide (amber force field shipped with OpenMM, HBond constraints)."""
+    import openmm.app as app
+    from openmmtools import testsystems
+
+    return testsystems.AlanineDipeptideVacuum(constraints=app.HBonds)
+
+
+def make_context(test, extra_forces: list, seed: int):  # noqa: ANN001, ANN201
+    """A CPU context of the test system plus extra forces, at 300 K with a 2 fs LangevinMiddle integrator."""
+    import copy
+
+    import openmm as mm
+    import openmm.unit as unit
+
+    system = copy.deepcopy(test.system)
+    for force in extra_forces:
+        system.addForce(copy.deepcopy(force))  # a System owns its forces: never share one
+    integrator = mm.LangevinMiddleIntegrator(TEMPERATURE * unit.kelvin, 1.0 / unit.picosecond, 2.0 * unit.femtosecond)
+    integrator.setRandomNumberSeed(seed)
+    platform = mm.Platform.getPlatformByName("CPU")
+    context = mm.Context(system, integrator, platform, {"Threads": "2"})
+    context.setPositions(test.positions)
+    context.setVelocitiesToTemperature(TEMPERATURE * unit.kelvin, seed)
+    return context, integrator
+
+
+def torsion(pos: np.ndarray, idx: tuple[int, int, int, int]) -> np.ndarray:
+    """IUPAC dihedral (radians) of frames pos (n, atoms, 3)."""
+    p0, p1, p2, p3 = (pos[:, i] for i in idx)
+    b1, b2, b3 = p1 - p0, p2 - p1, p3 - p2
+    n1, n2 = np.cross(b1, b2), np.cross(b2, b3)
+    y = np.linalg.norm(b2, axis=-1) * (b1 * n2).sum(-1)
+    return np.arctan2(y, (n1 * n2).sum(-1))
+
+
+def run_frames(context, integrator, n_frames: int, every: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """Positions (n, atoms, 3) in nm and potential energies (kJ/mol) every `every` steps."""
+    pos, energies = [], []
+    for _ in range(n_frames):
+        integrator.step(every)
+        state = context.getState(getPositions=True, getEnergy=True, groups={0})
+        pos.append(state.getPositions(asNumpy=True)._value)
+        energies.append(state.getPotentialEnergy()._value)
+    return np.array(pos), np.array(energies)
+
+
+def cv_of_torsions(model: MultitaskCV, phi: np.ndarray, psi: np.ndarray) -> np.ndarray:
+    """The learned CV as a function of (phi, psi): the network's torsion features are [sin phi, sin psi, cos phi,
+    cos psi]."""
+    feats = torch.as_tensor(np.stack([np.sin(phi), np.sin(psi), np.cos(phi), np.cos(psi)], -1), dtype=torch.float64)
+    with torch.no_grad():
+        z = model.encoder((feats - model.in_mean) / model.in_std)
+        return ((z - model.s_shift) / model.s_scale)[:, 0].numpy()
+
+
+def main() -> None:
+    """Train the CV, run both umbrella samplings and print basin free-energy differences."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    q = args.quick
+    sizes = {
+        "data_frames": 300 if q else 1000,
+        "every": 100,
+        "windows": 16 if q else 24,
+        "window_frames": 150 if q else 500,
+        "equil_steps": 2500,
+        "ref_windows": 24 if q else 36,
+    }
+    print("sizes", sizes, flush=True)
+    import openmm as mm
+
+    test, seed = alanine_vacuum(), args.seed
+    t0 = time.time()
+    # 1. labelled data: C7eq from the test structure; C7ax after a 20 ps restrained pull to phi=+70, psi=-70 deg
+    pull = mm.CustomTorsionForce("0.5*kr*min(d, 6.283185307-d)^2; d=abs(theta-t0)")
+    pull.addGlobalParameter("kr", 500.0)
+    pull.addPerTorsionParameter("t0")
+    pull.addTorsion(*PHI, [np.deg2rad(70.0)])
+    pull.addTorsion(*PSI, [np.deg2rad(-70.0)])
+    pull.setForceGroup(1)
+    frames, labels, energies = [], [], []
+    for basin, restrained in ((0, False), (1, True)):
+        context, integrator = make_context(test, [pull], seed + basin)
+        context.setParameter("kr", 500.0 if restrained else 0.0)
+        integrator.step(10000)
+        context.setParameter("kr", 0.0)
+        integrator.step(2500)
+        pos, e = run_frames(context, integrator, sizes["data_frames"], sizes["every"])
+        phi = torsion(pos, PHI)
+        frames.append(pos.reshape(len(pos), -1))
+        labels.append((phi > 0).astype(int))
+        energies.append(e / KT_KJ)
+        print(f"basin {basin}: {len(pos)} frames, fraction phi>0 = {np.mean(phi > 0):.2f}", flush=True)
+        del context, integrator
+    x, y, en = np.concatenate(frames), np.concatenate(labels), np.concatenate(energies)
+    config = CVConfig.preset(
+        "multitask",
+        n_inputs=x.shape[1],
+        n_classes=2,
+        features="torsions",
+        feature_atoms=[list(PHI), list(PSI)],
+        hidden=[32, 32],
+    )
+    model, metrics = train_cv(config, x, y, en, epochs=80, seed=args.seed)
+    print(f"CV: classifier accuracy {metrics['classifier_accuracy']}, separation {metrics['separation']}", flush=True)
+    # 2. umbrella along the learned CV, tabulated on a periodic (phi, psi) grid
+    n_grid = 145
+    grid = np.linspace(-np.pi, np.pi, n_grid)
+    gphi, gpsi = np.meshgrid(grid, grid, indexing="xy")  # values[i + n*j]: x = phi fastest
+    table = cv_of_torsions(model, gphi.ravel(), gpsi.ravel()).reshape(n_grid, n_grid)
+    table[:, -1] = table[:, 0]
+    table[-1, :] = table[0, :]
+    bias = mm.CustomCVForce("0.5*kb*(scv(phi,psi)-s0)^2")
+    bias.addGlobalParameter("kb", 0.0)
+    bias.addGlobalParameter("s0", 0.0)
+    for name, idx in (("phi", PHI), ("psi", PSI)):
+        t = mm.CustomTorsionForce("theta")
+        t.addTorsion(*idx, [])
+        bias.addCollectiveVariable(name, t)
+    bias.addTabulatedFunction(
+        "scv", mm.Continuous2DFunction(n_grid, n_grid, table.ravel().tolist(), -np.pi, np.pi, -np.pi, np.pi, True)
+    )
+    bias.setForceGroup(2)
+    s_data = model.cv_numpy(x)[:, 0]
+    centers, kappa = default_windows(np.array([np.median(s_data[y == b]) for b in (0, 1)]), sizes["windows"])
+    context, integrator = make_context(test, [bias], seed + 7)
+    context.setParameter("kb", kappa * KT_KJ)
+    rows = {"s": [], "window": [], "frame": [], "basin": []}
+    for k, c in enumerate(centers):
+        context.setParameter("s0", float(c))
+        integrator.step(sizes["equil_steps"])
+        pos, _ = run_frames(context, integrator, sizes["window_frames"], sizes["every"])
+        phi, psi = torsion(pos, PHI), torsion(pos, PSI)
+        rows["s"].append(cv_of_torsions(model, phi, psi))
+        rows["window"].append(np.full(len(pos), k))
+        rows["frame"].append(np.arange(len(pos)))
+        rows["basin"].append((phi > 0).astype(int))
+        print(
+            f"CV window {k}: center {c:.3f}, mean s {rows['s'][-1].mean():.3f}, phi>0 {rows['basin'][-1].mean():.2f}",
+            flush=True,
+        )
+    cat = {key: np.concatenate(v) for key, v in rows.items()}
+    n = len(cat["s"])
+    us = UmbrellaSamples(
+        centers, kappa, 1.0, cat["window"], cat["window"].copy(), cat["frame"], cat["s"], cat["basin"], np.zeros((n, 0))
+    )
+    dec, g = decorrelate(us)
+    res = mbar_analysis(dec)
+    t_cv = time.time() - t0
+    # 3. reference: umbrella along phi (periodic harmonic windows), MBAR with periodic distances
+    t1 = time.time()
+    ref_centers = np.linspace(-np.pi, np.pi, sizes["ref_windows"], endpoint=False)
+    spacing = ref_centers[1] - ref_centers[0]
+    k_phi = 1.0 / spacing**2  # kT / rad^2
+    restraint = mm.CustomTorsionForce("0.5*kp*min(d, 6.283185307-d)^2; d=abs(theta-p0)")
+    restraint.addGlobalParameter("kp", k_phi * KT_KJ)
+    restraint.addGlobalParameter("p0", 0.0)
+    restraint.addTorsion(*PHI, [])
+    restraint.setForceGroup(3)
+    context, integrator = make_context(test, [restraint], seed + 11)
+    phis, wins, fr = [], [], []
+    order = np.roll(np.arange(len(ref_centers)), -int(np.argmin(np.abs(ref_centers + 1.4))))  # sweep from C7eq
+    for k in order:
+        context.setParameter("p0", float(ref_centers[k]))
+        integrator.step(sizes["equil_steps"])
+        pos, _ = run_frames(context, integrator, sizes["window_frames"], sizes["every"])
+        phis.append(torsion(pos, PHI))
+        wins.append(np.full(len(pos), k))
+        fr.append(np.arange(len(pos)))
+    phi_all, win_all, fr_all = np.concatenate(phis), np.concatenate(wins), np.concatenate(fr)
+    pymbar_samples = _periodic_mbar(phi_all, win_all, fr_all, ref_centers, k_phi)
+    t_ref = time.time() - t1
+    print("\n=== alanine dipeptide, vacuum, 300 K: F(C7ax: phi > 0) - F(C7eq: phi < 0) ===")
+    print(
+        f"learned multitask CV umbrella + MBAR: {res.basin_df[1]:.3f} +- {res.basin_df_err[1]:.3f} kT "
+        f"({len(centers)} windows x {sizes['window_frames'] * sizes['every'] * 0.002:.0f} ps, {t_cv:.0f} s incl. "
+        f"data and training; max statistical inefficiency {g.max():.1f})"
+    )
+    print(
+        f"reference umbrella along phi + MBAR:  {pymbar_samples[0]:.3f} +- {pymbar_samples[1]:.3f} kT "
+        f"({len(ref_centers)} windows, {t_ref:.0f} s)"
+    )
+    print(f"difference: {res.basin_df[1] - pymbar_samples[0]:.3f} kT; CV warnings: {res.warnings}")
+
+
+def _periodic_mbar(
+    phi: np.ndarray, window: np.ndarray, frame: np.ndarray, centers: np.ndarray, k_phi: float
+) -> tuple[float, float]:
+    """MBAR basin dF (phi > 0 vs phi < 0) of windows restrained along phi with periodic harmonic biases."""
+    from models.free_energy import OUT_OF_BASIN, import_pymbar
+
+    pymbar = import_pymbar()
+    keep = np.zeros(len(phi), bool)
+    for k in range(len(centers)):  # decorrelate each window by its statistical inefficiency
+        idx = np.flatnonzero(window == k)
+        gk = pymbar.timeseries.statistical_inefficiency(np.cos(phi[idx] - centers[k])) if len(idx) > 3 else 1.0
+        keep[idx[:: max(1, int(np.ceil(gk)))]] = True
+    phi, window = phi[keep], window[keep]
+    order = np.argsort(window, kind="stable")
+    phi, window = phi[order], window[order]
+    d = np.abs(phi[None, :] - centers[:, None])
+    d = np.minimum(d, 2 * np.pi - d)
+    u_kn = 0.5 * k_phi * d**2
+    mbar = pymbar.MBAR(u_kn, np.bincount(window, minlength=len(centers)), solver_protocol="robust")
+    states = np.array([np.where(phi < 0, 0.0, OUT_OF_BASIN), np.where(phi > 0, 0.0, OUT_OF_BASIN)])
+    out = mbar.compute_perturbed_free_energies(states)
+    return float(out["Delta_f"][0, 1]), float(out["dDelta_f"][0, 1])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,496 @@
+"""Umbrella sampling along a learned CV on the toy systems, and its analysis: MBAR (pymbar 4) and WHAM free-energy
+profiles along the CV, basin free-energy differences by reweighting to the unbiased ensemble, uncertainties, the
+window overlap matrix and a convergence check (first half against second half)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.cv import MultitaskCV
+from models.toy_potentials import ToySystem, langevin
+
+MIN_NEIGHBOUR_OVERLAP = 0.03
+OUT_OF_BASIN = 1.0e8  # reduced potential of samples outside a restricted state (zero weight)
+
+
+def import_pymbar() -> Any:
+    """pymbar, imported with its stdout banner sent to stderr (stdout may be an MCP stdio stream)."""
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pymbar
+    return pymbar
+
+
+@dataclass
+class UmbrellaSamples:
+    """Samples of harmonic-window umbrella sampling along one CV: bias kappa/2 (s - center_k)^2 in kT units."""
+
+    centers: np.ndarray
+    kappa: float
+    kT: float
+    window: np.ndarray
+    walker: np.ndarray
+    frame: np.ndarray
+    s: np.ndarray
+    basin: np.ndarray
+    x: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_windows(self) -> int:
+        """Number of umbrella windows."""
+        return len(self.centers)
+
+    def save(self, path: str | Path) -> Path:
+        """Write all samples and metadata to one .npz file."""
+        import json
+
+        path = Path(path)
+        np.savez_compressed(
+            path,
+            centers=self.centers,
+            kappa=self.kappa,
+            kT=self.kT,
+            window=self.window,
+            walker=self.walker,
+            frame=self.frame,
+            s=self.s,
+            basin=self.basin,
+            x=self.x,
+            metadata=json.dumps(self.metadata),
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> UmbrellaSamples:
+        """Read samples written by save(); ValueError naming what is missing otherwise."""
+        import json
+
+        with np.load(Path(path), allow_pickle=False) as z:
+            missing = {"centers", "kappa", "window", "s"} - set(z.files)
+            if missing:
+                raise ValueError(f"{path} is not an umbrella samples file (missing {sorted(missing)})")
+            n = len(z["s"])
+            return cls(
+                centers=z["centers"],
+                kappa=float(z["kappa"]),
+                kT=float(z["kT"]) if "kT" in z.files else 1.0,
+                window=z["window"].astype(int),
+                walker=z["walker"] if "walker" in z.files else np.zeros(n, int),
+                frame=z["frame"] if "frame" in z.files else np.arange(n),
+                s=z["s"],
+                basin=z["basin"] if "basin" in z.files else -np.ones(n, int),
+                x=z["x"] if "x" in z.files else np.zeros((n, 0)),
+                metadata=json.loads(str(z["metadata"])) if "metadata" in z.files else {},
+            )
+
+    def subset(self, mask: np.ndarray) -> UmbrellaSamples:
+        """The samples selected by a boolean mask (same windows)."""
+        return UmbrellaSamples(
+            self.centers,
+            self.kappa,
+            self.kT,
+            self.window[mask],
+            self.walker[mask],
+            self.frame[mask],
+            self.s[mask],
+            self.basin[mask],
+            self.x[mask],
+            dict(self.metadata),
+        )
+
+
+def umbrella_toy(
+    system: ToySystem,
+    model: MultitaskCV,
+    centers: np.ndarray,
+    kappa: float,
+    start_pool: np.ndarray,
+    n_walkers: int = 4,
+    n_steps: int = 5000,
+    n_equil: int = 500,
+    stride: int = 10,
+    seed: int = 0,
+    component: int = 0,
+    exchange_every: int | None = 50,
+    callback: Callable[[int, int], None] | None = None,
+) -> UmbrellaSamples:
+    """Umbrella sampling of a toy system along CV component `component`: all windows run together as one batch of
+    MALA walkers on E(x) + kT kappa/2 (s(x) - center)^2 (bias forces from autograd through the CV network). Each
+    window starts from the configurations of `start_pool` whose CV is nearest its center; frames before n_equil are
+    dropped. With `exchange_every`, neighbouring windows try to swap configurations every that many steps
+    (Hamiltonian replica exchange, Metropolis on the bias energies), which relaxes barriers hidden orthogonal to the
+    CV; samples stay attached to their window."""
+    centers = np.asarray(centers, dtype=float)
+    n_win = len(centers)
+    s_pool = model.cv_numpy(start_pool)[:, component]
+    starts = []
+    for c in centers:
+        nearest = np.argsort(np.abs(s_pool - c))[:n_walkers]
+        starts.append(start_pool[np.resize(nearest, n_walkers)])
+    x0 = np.concatenate(starts)
+    centre_of = np.repeat(centers, n_walkers)
+    kt = system.kT
+
+    def biased(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        e, g = system.energy_grad(x)
+        s, ds = model.cv_and_grad(x, component)
+        d = s - centre_of
+        return e + 0.5 * kt * kappa * d * d, g + (kt * kappa * d)[:, None] * ds
+
+    swaps = {"tried": 0, "accepted": 0}
+
+    def exchange(step: int, x: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+        if not exchange_every or step % exchange_every or n_win < 2:
+            return None
+        s_now = model.cv_numpy(x)[:, component].reshape(n_win, n_walkers)
+        xw = x.reshape(n_win, n_walkers, -1).copy()
+        for i in range((step // exchange_every) % 2, n_win - 1, 2):  # alternate even and odd pairs
+            ci, cj = centers[i], centers[i + 1]
+            si, sj = s_now[i], s_now[i + 1]
+            delta = 0.5 * kappa * ((si - cj) ** 2 + (sj - ci) ** 2 - (si - ci) ** 2 - (sj - cj) ** 2)
+            acc = np.log(rng.random(n_walkers)) < -delta
+            swaps["tried"] += n_walkers
+            swaps["accepted"] += int(acc.sum())
+            xi = xw[i, acc].copy()
+            xw[i, acc] = xw[i + 1, acc]
+            xw[i + 1, acc] = xi
+        return xw.reshape(x.shape)
+
+    frames, _, stats = langevin(biased, x0, kt, system.dt, n_steps, stride, seed, callback=callback, hook=exchange)
+    first = n_equil // stride
+    frames = frames[first:]
+    n_frames = frames.shape[0]
+    x = frames.reshape(-1, system.dim)
+    s = model.cv_numpy(x)[:, component]
+    window = np.tile(np.repeat(np.arange(n_win), n_walkers), n_frames)
+    walker = np.tile(np.arange(n_win * n_walkers), n_frames)
+    frame = np.repeat(np.arange(n_frames), n_win * n_walkers)
+    order = np.lexsort((frame, walker, window))
+    return UmbrellaSamples(
+        centers=centers,
+        kappa=float(kappa),
+        kT=kt,
+        window=window[order],
+        walker=walker[order],
+        frame=frame[order],
+        s=s[order],
+        basin=system.basin_of(x)[order],
+        x=x[order],
+        metadata={
+            "system": system.name,
+            "n_steps": n_steps,
+            "n_equil": n_equil,
+            "stride": stride,
+            "seed": seed,
+            "n_walkers": n_walkers,
+            "acceptance": round(stats.acceptance, 4),
+            "component": component,
+            "exchange_every": exchange_every,
+            "exchange_acceptance": round(swaps["accepted"] / max(swaps["tried"], 1), 4),
+            "basin_names": list(system.basin_names),
+        },
+    )
+
+
+def default_windows(s_basins: np.ndarray, n_windows: int, margin: float = 0.25) -> tuple[np.ndarray, float]:
+    """Evenly spaced window centers spanning the basin CV values (plus a margin of the span at both ends) and a
+    force constant kappa (kT per s^2) giving neighbouring windows a thermal width of one spacing."""
+    lo, hi = float(np.min(s_basins)), float(np.max(s_basins))
+    span = max(hi - lo, 1e-6)
+    centers = np.linspace(lo - margin * span, hi + margin * span, n_windows)
+    spacing = centers[1] - centers[0] if n_windows > 1 else span
+    return centers, 1.0 / spacing**2
+
+
+def reduced_bias(s: np.ndarray, centers: np.ndarray, kappa: float) -> np.ndarray:
+    """u_kn: the reduced (kT) bias energy of every sample n in every window k."""
+    return 0.5 * kappa * (s[None, :] - np.asarray(centers)[:, None]) ** 2
+
+
+def statistical_inefficiency(samples: UmbrellaSamples) -> np.ndarray:
+    """Statistical inefficiency g of s per window (median over its walkers' time series), by pymbar.timeseries."""
+    pymbar = import_pymbar()
+    g = np.ones(samples.n_windows)
+    for k in range(samples.n_windows):
+        gs = []
+        for w in np.unique(samples.walker[samples.window == k]):
+            series = samples.s[(samples.window == k) & (samples.walker == w)]
+            if len(series) > 3 and np.ptp(series) > 0:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    gs.append(float(pymbar.timeseries.statistical_inefficiency(series)))
+        g[k] = float(np.median(gs)) if gs else 1.0
+    return g
+
+
+def decorrelate(samples: UmbrellaSamples) -> tuple[UmbrellaSamples, np.ndarray]:
+    """Keep every ceil(g)-th frame of each walker (g the window's statistical inefficiency) so that the samples are
+    nearly independent, as MBAR and WHAM uncertainties assume."""
+    g = statistical_inefficiency(samples)
+    keep = np.zeros(len(samples.s), bool)
+    for k in range(samples.n_windows):
+        step = max(1, math.ceil(g[k]))
+        for w in np.unique(samples.walker[samples.window == k]):
+            idx = np.flatnonzero((samples.window == k) & (samples.walker == w))
+            keep[idx[::step]] = True
+    return samples.subset(keep), g
+
+
+@dataclass
+class FreeEnergyResult:
+    """A free-energy analysis: profile F(s) in kT (minimum 0), basin dF relative to basin 0 in kT, window free
+    energies, the overlap matrix and any warnings."""
+
+    method: str
+    bin_centers: np.ndarray
+    profile: np.ndarray
+    profile_err: np.ndarray
+    basin_df: np.ndarray | None
+    basin_df_err: np.ndarray | None
+    window_f: np.ndarray
+    overlap: np.ndarray | None
+    warnings: list[str] = field(default_factory=list)
+    weights: np.ndarray | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _bin_edges(s: np.ndarray, n_bins: int) -> np.ndarray:
+    """Evenly spaced bin edges covering every sample."""
+    lo, hi = float(np.min(s)), float(np.max(s))
+    return np.linspace(lo, hi + 1e-9 * max(1.0, abs(hi)), n_bins + 1)
+
+
+def _n_basins(samples: UmbrellaSamples) -> int:
+    """Number of basins labelled in the samples (0 when unlabelled)."""
+    return int(samples.basin.max()) + 1 if samples.basin.size and samples.basin.max() >= 0 else 0
+
+
+def overlap_warning(overlap: np.ndarray, centers: np.ndarray, threshold: float = MIN_NEIGHBOUR_OVERLAP) -> str | None:
+    """A warning naming neighbouring windows whose MBAR overlap is below `threshold`, with the overlap matrix."""
+    order = np.argsort(centers)
+    bad = [
+        (int(order[i]), int(order[i + 1]), float(overlap[order[i], order[i + 1]]))
+        for i in range(len(order) - 1)
+        if overlap[order[i], order[i + 1]] < threshold
+    ]
+    if not bad:
+        return None
+    pairs = ", ".join(f"{a}-{b} ({o:.3g})" for a, b, o in bad)
+    matrix = np.array2string(overlap, precision=3, suppress_small=True, max_line_width=200)
+    return (
+        f"windows do not overlap enough: neighbouring windows {pairs} have overlap < {threshold}; the free "
+        f"energies across those gaps are unreliable. Add windows between them or lower the force constant. "
+        f"Overlap matrix (rows/columns = windows in order of center):\n{matrix}"
+    )
+
+
+def mbar_analysis(samples: UmbrellaSamples, n_bins: int = 40, convergence: bool = True) -> FreeEnergyResult:
+    """MBAR (pymbar 4) over all windows: window free energies (compute_free_energy_differences), the profile along s
+    and basin free energies as perturbed states of the unbiased ensemble restricted to a bin / basin, with analytical
+    uncertainties; the overlap matrix; and the basin dF of each half of the run as a convergence check."""
+    pymbar = import_pymbar()
+    order = np.argsort(samples.window, kind="stable")
+    s, win, basin = samples.s[order], samples.window[order], samples.basin[order]
+    n_k = np.bincount(win, minlength=samples.n_windows)
+    u_kn = reduced_bias(s, samples.centers, samples.kappa)
+    notes: list[str] = []
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+        warnings.simplefilter("ignore")
+        mbar = pymbar.MBAR(u_kn, n_k, solver_protocol="robust")
+        diffs = mbar.compute_free_energy_differences(compute_uncertainty=False)
+        overlap = np.asarray(mbar.compute_overlap()["matrix"])
+        edges = _bin_edges(s, n_bins)
+        bins = np.clip(np.digitize(s, edges) - 1, 0, n_bins - 1)
+        filled = np.flatnonzero(np.bincount(bins, minlength=n_bins) > 0)
+        n_b = _n_basins(samples)
+        present_basins = [b for b in range(n_b) if np.any(basin == b)]
+        states = [np.where(bins == m, 0.0, OUT_OF_BASIN) for m in filled]
+        states += [np.where(basin == b, 0.0, OUT_OF_BASIN) for b in present_basins]
+        pert = mbar.compute_perturbed_free_energies(np.array(states), compute_uncertainty=True)
+    f_ij, df_ij = np.asarray(pert["Delta_f"]), np.asarray(pert["dDelta_f"])
+    nb = len(filled)
+    centers_b = 0.5 * (edges[:-1] + edges[1:])
+    profile = np.full(n_bins, np.nan)
+    err = np.full(n_bins, np.nan)
+    ref = int(np.argmin(f_ij[0, :nb]))
+    profile[filled] = f_ij[ref, :nb]
+    err[filled] = df_ij[ref, :nb]
+    basin_df = basin_err = None
+    if present_basins and 0 in present_basins:
+        basin_df = np.full(n_b, np.nan)
+        basin_err = np.full(n_b, np.nan)
+        for j, b in enumerate(present_basins):
+            basin_df[b] = f_ij[nb, nb + j]
+            basin_err[b] = df_ij[nb, nb + j]
+    elif n_b:
+        notes.append("basin 0 was never visited, so basin free energies relative to it are undefined")
+    warn = overlap_warning(overlap, samples.centers)
+    if warn:
+        notes.append(warn)
+    from scipy.special import logsumexp
+
+    log_w = -logsumexp(np.log(np.maximum(n_k, 1))[:, None] + np.asarray(mbar.f_k)[:, None] - u_kn, axis=0)
+    weights = np.empty(len(s))
+    weights[order] = np.exp(log_w - log_w.max())
+    weights /= weights.sum()
+    result = FreeEnergyResult(
+        "mbar", centers_b, profile, err, basin_df, basin_err, np.asarray(diffs["Delta_f"])[0], overlap, notes, weights
+    )
+    if convergence and basin_df is not None:
+        result.extra["convergence"] = convergence_check(samples, result, lambda sub: mbar_analysis(sub, n_bins, False))
+        if result.extra["convergence"].get("warning"):
+            notes.append(result.extra["convergence"]["warning"])
+    return result
+
+
+def wham(
+    s: np.ndarray, window: np.ndarray, centers: np.ndarray, kappa: float, edges: np.ndarray, tol: float = 1e-10
+) -> tuple[np.ndarray, np.ndarray]:
+    """Binned WHAM: window free energies f_k (f_0 = 0) and -ln p_m of each bin (inf for empty bins), in kT. The WHAM
+    equations are solved as the minimum of their convex likelihood (Zhu & Hummer 2012) with L-BFGS, which gives the
+    same fixed point as the classic self-consistent iteration, much faster."""
+    from scipy.optimize import minimize
+    from scipy.special import logsumexp
+
+    n_bins = len(edges) - 1
+    k_win = len(centers)
+    bins = np.clip(np.digitize(s, edges) - 1, 0, n_bins - 1)
+    counts = np.zeros((k_win, n_bins))
+    np.add.at(counts, (window, bins), 1.0)
+    n_k = counts.sum(1)
+    h_m = counts.sum(0)
+    occupied = h_m > 0
+    mid = 0.5 * (edges[:-1] + edges[1:])
+    u_km = 0.5 * kappa * (mid[None, occupied] - np.asarray(centers)[:, None]) ** 2
+    log_nk = np.log(np.maximum(n_k, 1.0))[:, None]
+    h = h_m[occupied]
+
+    def objective(free: np.ndarray) -> tuple[float, np.ndarray]:
+        f = np.concatenate([[0.0], free])
+        a = log_nk + f[:, None] - u_km
+        log_d = logsumexp(a, axis=0)
+        value = float((h * log_d).sum() - (n_k * f).sum())
+        grad = (h[None, :] * np.exp(a - log_d[None, :])).sum(1) - n_k
+        return value, grad[1:]
+
+    opt = minimize(objective, np.zeros(k_win - 1), jac=True, method="L-BFGS-B", options={"gtol": tol, "maxiter": 5000})
+    f = np.concatenate([[0.0], opt.x])
+    neg_log_p = np.full(n_bins, np.inf)
+    neg_log_p[occupied] = -(np.log(h) - logsumexp(log_nk + f[:, None] - u_km, axis=0))
+    return f, neg_log_p
+
+
+def _wham_once(
+    s: np.ndarray, window: np.ndarray, basin: np.ndarray, samples: UmbrellaSamples, edges: np.ndarray, n_basins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One WHAM solve: window f_k, profile, per-sample unbiased weights (binless reweighting with the WHAM f_k) and
+    basin dF relative to basin 0."""
+    from scipy.special import logsumexp
+
+    f, neg_log_p = wham(s, window, samples.centers, samples.kappa, edges)
+    n_k = np.bincount(window, minlength=samples.n_windows)
+    u_kn = reduced_bias(s, samples.centers, samples.kappa)
+    log_w = -logsumexp(np.log(np.maximum(n_k, 1))[:, None] + f[:, None] - u_kn, axis=0)
+    w = np.exp(log_w - log_w.max())
+    w /= w.sum()
+    probs = np.array([w[basin == b].sum() for b in range(n_basins)])
+    with np.errstate(divide="ignore"):
+        basin_df = -np.log(probs / probs[0]) if n_basins and probs[0] > 0 else np.full(n_basins, np.nan)
+    return f, neg_log_p - np.nanmin(np.where(np.isfinite(neg_log_p), neg_log_p, np.nan)), w, basin_df
+
+
+def wham_analysis(
+    samples: UmbrellaSamples, n_bins: int = 40, n_bootstrap: int = 20, seed: int = 0, convergence: bool = True
+) -> FreeEnergyResult:
+    """WHAM along s: profile, window free energies, basin dF (binless reweighting with the WHAM window free
+    energies), with bootstrap uncertainties (resampling within each window)."""
+    edges = _bin_edges(samples.s, n_bins)
+    n_b = _n_basins(samples)
+    f, profile, weights, basin_df = _wham_once(samples.s, samples.window, samples.basin, samples, edges, n_b)
+    rng = np.random.default_rng(seed)
+    boot_prof, boot_df = [], []
+    groups = [np.flatnonzero(samples.window == k) for k in range(samples.n_windows)]
+    for _ in range(n_bootstrap):
+        idx = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups if len(g)])
+        _, p_b, _, df_b = _wham_once(samples.s[idx], samples.window[idx], samples.basin[idx], samples, edges, n_b)
+        boot_prof.append(p_b)
+        boot_df.append(df_b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prof_err = np.nanstd(np.where(np.isfinite(boot_prof), boot_prof, np.nan), axis=0) if n_bootstrap else None
+        df_err = np.nanstd(np.array(boot_df), axis=0) if n_bootstrap and n_b else None
+    profile = np.where(np.isfinite(profile), profile, np.nan)
+    result = FreeEnergyResult(
+        "wham",
+        0.5 * (edges[:-1] + edges[1:]),
+        profile,
+        prof_err if prof_err is not None else np.full(n_bins, np.nan),
+        basin_df if n_b else None,
+        df_err,
+        f,
+        None,
+        [],
+        weights,
+        {"n_bootstrap": n_bootstrap},
+    )
+    if convergence and n_b:
+        result.extra["convergence"] = convergence_check(
+            samples, result, lambda sub: wham_analysis(sub, n_bins, 0, seed, False)
+        )
+        if result.extra["convergence"].get("warning"):
+            result.warnings.append(result.extra["convergence"]["warning"])
+    return result
+
+
+def convergence_check(
+    samples: UmbrellaSamples, full: FreeEnergyResult, analyse: Callable[[UmbrellaSamples], FreeEnergyResult]
+) -> dict[str, Any]:
+    """Basin dF from the first and the second half of every window's frames; a warning when they differ by more
+    than 0.5 kT or three combined standard errors."""
+    cut = np.median(samples.frame)
+    halves = []
+    for mask in (samples.frame <= cut, samples.frame > cut):
+        sub = samples.subset(mask)
+        if np.all(np.bincount(sub.window, minlength=samples.n_windows) > 0):
+            halves.append(analyse(sub).basin_df)
+    if len(halves) < 2 or halves[0] is None or halves[1] is None:
+        return {"first_half": None, "second_half": None, "warning": None}
+    a, b = np.asarray(halves[0]), np.asarray(halves[1])
+    diff = np.abs(a - b)
+    err = full.basin_df_err if full.basin_df_err is not None else np.zeros_like(a)
+    limit = np.maximum(0.5, 3.0 * np.sqrt(2.0) * np.nan_to_num(err))
+    worst = float(np.nanmax(diff)) if np.any(np.isfinite(diff)) else float("nan")
+    warning = None
+    if not np.isfinite(worst) or np.any(diff[np.isfinite(diff)] > limit[np.isfinite(diff)]):
+        warning = (
+            f"not converged: basin dF from the first half of the run {np.round(a, 2).tolist()} kT vs the "
+            f"second half {np.round(b, 2).tolist()} kT; run longer or add walkers"
+        )
+    return {
+        "first_half": np.round(a, 4).tolist(),
+        "second_half": np.round(b, 4).tolist(),
+        "max_difference": round(worst, 4) if np.isfinite(worst) else None,
+        "warning": warning,
+    }
+
+
+def reweighted_histogram_2d(
+    xy: np.ndarray, weights: np.ndarray, extent: tuple[float, float, float, float], n_bins: int = 60
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 2D free-energy surface (kT, minimum 0, NaN where unsampled) of points xy with unbiased weights."""
+    x0, x1, y0, y1 = extent
+    h, ex, ey = np.histogram2d(xy[:, 0], xy[:, 1], bins=n_bins, range=[[x0, x1], [y0, y1]], weights=weights)
+    with np.errstate(divide="ignore"):
+        f = -np.log(h.T)
+    f[~np.isfinite(f)] = np.nan
+    return 0.5 * (ex[:-1] + ex[1:]), 0.5 * (ey[:-1] + ey[1:]), f - np.nanmin(f)

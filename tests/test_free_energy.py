@@ -1,0 +1,176 @@
+"""Umbrella sampling along a learned CV, MBAR and WHAM: basin free energies match exact numerical integration, WHAM
+agrees with MBAR, poor window overlap is reported with the matrix, the ASE bias has consistent forces, and the tools
+chain learn_cv -> umbrella_sampling -> free_energy_profile by reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.cv import CVConfig, train_cv
+from models.free_energy import UmbrellaSamples, decorrelate, default_windows, mbar_analysis, umbrella_toy, wham_analysis
+from models.toy_potentials import basin_trajectories, get_toy_system
+from tools.errors import ToolInputError
+from tools.registry import ToolContext, get_tool
+
+TOLERANCE_KT = 0.3
+
+
+@pytest.fixture(scope="module")
+def mueller_brown_run() -> dict:
+    """A small umbrella-sampling run on the 5D Mueller-Brown model along a learned multitask CV (fixed seeds)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        system = get_toy_system("mueller_brown_5d")
+        data = basin_trajectories(system, n_walkers=8, n_steps=2000, stride=10, seed=1)
+        config = CVConfig.preset("multitask", n_inputs=5, n_classes=system.n_basins)
+        model, _ = train_cv(config, data["x"], data["label"], data["energy"], epochs=40, seed=0)
+        s = model.cv_numpy(data["x"])[:, 0]
+        basin_s = np.array([np.median(s[data["label"] == b]) for b in range(system.n_basins)])
+        centers, kappa = default_windows(basin_s, 24)
+        samples = umbrella_toy(system, model, centers, kappa, data["x"], n_walkers=8, n_steps=4000, seed=0)
+        decorrelated, _ = decorrelate(samples)
+    finally:
+        torch.set_num_threads(before)
+    return {"system": system, "samples": decorrelated, "mbar": mbar_analysis(decorrelated)}
+
+
+def test_umbrella_mbar_matches_exact_basin_free_energy(mueller_brown_run: dict) -> None:
+    system, result = mueller_brown_run["system"], mueller_brown_run["mbar"]
+    exact = system.exact_basin_free_energies()
+    deviation = np.abs(result.basin_df - exact)
+    print(
+        f"Mueller-Brown dF MBAR {np.round(result.basin_df, 3)} +- {np.round(result.basin_df_err, 3)}, exact "
+        f"{np.round(exact, 3)}, |error| {np.round(deviation, 3)} kT (tolerance {TOLERANCE_KT})"
+    )
+    assert np.all(deviation < TOLERANCE_KT)
+    assert np.all(result.basin_df_err[1:] < 0.2)  # uncertainties are reported and small enough to mean something
+    assert not any("do not overlap" in w for w in result.warnings)
+    assert result.extra["convergence"]["warning"] is None
+    assert np.nanmin(result.profile) == pytest.approx(0.0)
+
+
+def test_wham_agrees_with_mbar(mueller_brown_run: dict) -> None:
+    samples, mbar = mueller_brown_run["samples"], mueller_brown_run["mbar"]
+    wham = wham_analysis(samples, n_bootstrap=5)
+    assert np.max(np.abs(wham.basin_df - mbar.basin_df)) < 0.1
+    ok = np.isfinite(wham.profile) & np.isfinite(mbar.profile) & (mbar.profile < 6)
+    assert ok.sum() > 20
+    assert np.max(np.abs(wham.profile[ok] - mbar.profile[ok])) < 0.2
+    assert np.all(wham.basin_df_err[1:] > 0)
+
+
+def _synthetic_samples(centers: np.ndarray, kappa: float, n: int = 400, seed: int = 0) -> UmbrellaSamples:
+    """Exact window samples of F(s) = a/2 (s - m)^2 (a = 40, m = mean center) under harmonic windows: Gaussians of
+    precision a + kappa; basin 1 is s > m, so the exact basin dF is 0."""
+    rng = np.random.default_rng(seed)
+    a, m = 40.0, float(centers.mean())
+    k = len(centers)
+    window = np.repeat(np.arange(k), n)
+    means = (a * m + kappa * centers) / (a + kappa)
+    s = rng.normal(np.repeat(means, n), 1.0 / np.sqrt(a + kappa))
+    basin = (s > m).astype(int)
+    return UmbrellaSamples(
+        centers, kappa, 1.0, window, window.copy(), np.tile(np.arange(n), k), s, basin, np.zeros((len(s), 0))
+    )
+
+
+def test_non_overlapping_windows_warn_with_matrix() -> None:
+    good = mbar_analysis(_synthetic_samples(np.linspace(0, 1, 11), kappa=100.0), n_bins=20)
+    assert not any("overlap" in w for w in good.warnings)
+    assert abs(good.basin_df[1]) < 3 * good.basin_df_err[1] + 0.05  # symmetric landscape: exact dF = 0
+    bad = mbar_analysis(_synthetic_samples(np.array([0.0, 1.0, 2.0, 3.0]), kappa=400.0), n_bins=20)
+    text = "\n".join(bad.warnings)
+    assert "do not overlap" in text and "Overlap matrix" in text
+    assert "0-1" in text and "2-3" in text
+    assert "1." in text.split("Overlap matrix")[1]  # the matrix itself (diagonal ~1) is printed
+
+
+def test_biased_calculator_forces_match_finite_differences() -> None:
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.cluster import Icosahedron
+
+    from models.cv import MultitaskCV
+    from models.cv_bias import BiasedCalculator, distance_cv, network_cv
+
+    torch.manual_seed(0)
+    net = MultitaskCV(
+        CVConfig.preset(
+            "classifier", n_inputs=13 * 3, n_classes=2, features="distances", feature_atoms=[[0, 3], [1, 5], [2, 7]]
+        )
+    )
+    cases = [
+        (Icosahedron("Cu", 2), distance_cv(0, 3), 2.0),
+        (bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2), distance_cv(0, 3), 2.0),
+        (Icosahedron("Cu", 2), network_cv(net), 1.0),  # a CV network on pair distances
+    ]
+    for atoms, cv_fn, center in cases:
+        atoms.rattle(0.05, seed=1)
+        calc = BiasedCalculator(EMT(), cv_fn, center=center, k=5.0)
+        atoms.calc = calc
+        forces = atoms.get_forces()
+        assert calc.results["bias_energy"] > 1e-3  # the bias is active
+        base = atoms.copy()
+        base.calc = EMT()
+        assert np.abs(forces - base.get_forces()).max() > 0.01
+        h = 1e-5
+        for a in (0, 3, 5):
+            for c in range(3):
+                pos = atoms.get_positions()
+                pos[a, c] += h
+                atoms.set_positions(pos)
+                e_plus = atoms.get_potential_energy()
+                pos[a, c] -= 2 * h
+                atoms.set_positions(pos)
+                e_minus = atoms.get_potential_energy()
+                pos[a, c] += h
+                atoms.set_positions(pos)
+                assert -(e_plus - e_minus) / (2 * h) == pytest.approx(forces[a, c], abs=1e-5)
+
+
+def test_tools_chain_by_reference(workspace) -> None:
+    ctx = ToolContext()
+    learned = get_tool("learn_cv").run(
+        {"system": "mueller_brown_5d", "n_walkers": 6, "n_steps": 1500, "epochs": 30, "seed": 1}, ctx
+    )
+    assert learned.separates_basins and "separates the labelled basins" in learned.message
+    assert (workspace / learned.checkpoint_uri.removeprefix("artifact://")).is_file()
+    assert (workspace / learned.map_plot_uri.removeprefix("artifact://")).is_file()
+    us = get_tool("umbrella_sampling").run(
+        {"cv_id": learned.cv_id, "n_windows": 12, "n_walkers": 2, "n_steps": 1500, "n_equil": 300, "seed": 2}, ctx
+    )
+    assert len(us.centers) == 12 and min(us.samples_per_window) > 0 and us.langevin_acceptance > 0.5
+    fe = get_tool("free_energy_profile").run({"samples_id": us.samples_id, "n_bootstrap": 3}, ctx)
+    assert [b.basin for b in fe.basins] == ["A", "BC"]
+    assert fe.basins[1].exact_kT == pytest.approx(2.172, abs=0.01)
+    assert all(b.deviation_kT is not None and abs(b.deviation_kT) < 1.5 for b in fe.basins)  # short run: loose
+    assert fe.basins_wham is not None and fe.max_mbar_wham_difference_kT < 0.2
+    assert len(fe.overlap_matrix) == 12 and fe.min_neighbour_overlap > 0
+    for uri in (fe.profile_plot_uri, fe.surface_plot_uri, fe.result_uri, us.windows_plot_uri):
+        assert (workspace / uri.removeprefix("artifact://")).is_file()
+    with pytest.raises(ToolInputError, match="no umbrella samples"):
+        get_tool("free_energy_profile").run({"samples_id": "us-0123456789"}, ctx)
+    with pytest.raises(ToolInputError, match="n_equil"):
+        get_tool("umbrella_sampling").run({"cv_id": learned.cv_id, "n_steps": 200, "n_equil": 500}, ctx)
+
+
+def test_learn_cv_input_errors_and_non_separating_data(workspace) -> None:
+    ctx = ToolContext()
+    tool = get_tool("learn_cv")
+    with pytest.raises(ToolInputError, match="exactly one"):
+        tool.run({"system": "three_well_5d", "data_file": "x.npz"}, ctx)
+    with pytest.raises(ToolInputError, match="system"):
+        tool.run({"system": "no_such_system"}, ctx)
+    with pytest.raises(ToolInputError, match="does not exist"):
+        tool.run({"data_file": "missing.npz"}, ctx)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4))
+    np.savez(workspace / "noise.npz", x=x, labels=rng.integers(0, 2, 300))  # labels unrelated to x
+    out = tool.run({"data_file": "noise.npz", "preset": "classifier", "epochs": 20}, ctx)
+    assert not out.separates_basins
+    assert "does NOT separate" in out.message and out.cv_separation_accuracy < 0.9
+    with pytest.raises(ToolInputError, match="toy system"):
+        get_tool("umbrella_sampling").run({"cv_id": out.cv_id}, ctx)

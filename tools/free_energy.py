@@ -1,0 +1,645 @@
+"""Collective-variable and free-energy tools: learn a CV from basin data (multitask network), run umbrella sampling
+along it, and compute the free-energy profile and basin free-energy differences with MBAR and WHAM. Each tool stores
+what the next one needs in the workspace and returns its id, so learn_cv -> umbrella_sampling -> free_energy_profile
+chains by reference."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field, model_validator
+
+from tools.errors import ToolInputError
+from tools.registry import ToolContext, tool
+
+ToyName = Literal["mueller_brown_5d", "three_well_5d"]
+ID_PATTERN = r"^[a-z]+-[0-9a-f]{10}$"
+
+
+@contextlib.contextmanager
+def _single_thread() -> Iterator[None]:
+    """Run small-batch torch work on one thread (much faster than several threads fighting for shared cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _root(ctx: ToolContext, kind: str) -> Path:
+    """workspace/free_energy/{kind}: where CVs and umbrella samples live so later tools find them by id."""
+    path = ctx.workspace / "free_energy" / kind
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _new_id(prefix: str) -> str:
+    """A short random id such as cv-0123456789 (matches ID_PATTERN)."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def _find(ctx: ToolContext, kind: str, ident: str, filename: str, what: str, made_by: str) -> Path:
+    """The stored file of an id; ToolInputError naming the tool that makes it when absent."""
+    path = _root(ctx, kind) / ident / filename
+    if not path.exists():
+        raise ToolInputError(f"no {what} with id {ident!r} in this workspace; create one with {made_by} first")
+    return path
+
+
+def _workspace_file(ctx: ToolContext, name: str) -> Path:
+    """A file path given relative to the workspace (or absolute inside it); ToolInputError otherwise."""
+    ws = ctx.workspace.resolve()
+    path = (ws / name).resolve() if not Path(name).is_absolute() else Path(name).resolve()
+    if ws not in path.parents:
+        raise ToolInputError(f"data_file must be inside the workspace {ws}, got {name!r}")
+    if not path.is_file():
+        raise ToolInputError(f"data_file {name!r} does not exist in the workspace")
+    return path
+
+
+def _round_list(values: Any, digits: int = 4) -> list[float | None]:
+    """Rounded floats with NaN/inf as None (JSON-safe)."""
+    return [None if not np.isfinite(v) else round(float(v), digits) for v in np.asarray(values, dtype=float)]
+
+
+# ---------------------------------------------------------------------------------------------------------- learn_cv
+
+
+class LearnCVInput(BaseModel):
+    system: ToyName | None = Field(
+        default=None,
+        description="Toy system whose basins are sampled by short unbiased Langevin runs (one per minimum) to make "
+        "the training data. Give either this or data_file.",
+    )
+    data_file: str | None = Field(
+        default=None,
+        description="Workspace-relative .npz with arrays 'x' (n, n_inputs), 'labels' (n,; basin index, -1 = "
+        "unlabelled) and optionally 'energies' (n,). Give either this or system.",
+    )
+    preset: Literal["multitask", "classifier", "autoencoder"] = Field(
+        default="multitask",
+        description="Loss weights: multitask = classification + energy regression (Sun et al. 2022); classifier = "
+        "classification only; autoencoder = reconstruction only (the unsupervised baseline).",
+    )
+    w_class: float | None = Field(default=None, ge=0, le=100, description="Override the classification loss weight.")
+    w_energy: float | None = Field(default=None, ge=0, le=100, description="Override the energy loss weight.")
+    w_recon: float | None = Field(default=None, ge=0, le=100, description="Override the reconstruction loss weight.")
+    latent_dim: int = Field(default=1, ge=1, le=2, description="CV dimension (umbrella sampling uses component 0).")
+    hidden: list[int] = Field(default=[32, 32], min_length=1, max_length=4, description="Encoder hidden widths.")
+    features: Literal["identity", "distances", "torsions"] = Field(
+        default="identity",
+        description="Input features: raw inputs, distances of atom pairs, or sin/cos of torsions (inputs are then "
+        "flattened Cartesian positions, n_atoms * 3).",
+    )
+    feature_atoms: list[list[int]] = Field(
+        default_factory=list, max_length=500, description="Atom index pairs (distances) or quadruples (torsions)."
+    )
+    n_walkers: int = Field(default=8, ge=1, le=64, description="Walkers started in each minimum (toy data).")
+    n_steps: int = Field(default=2000, ge=100, le=200_000, description="Langevin steps per walker (toy data).")
+    high_temperature_factor: float | None = Field(
+        default=None, ge=1.0, le=5.0, description="Also run as many walkers at this multiple of kT (toy data)."
+    )
+    epochs: int = Field(default=60, ge=1, le=2000, description="Training epochs.")
+    seed: int = Field(default=0, ge=0, description="Seed for data generation and training.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LearnCVInput:
+        if (self.system is None) == (self.data_file is None):
+            raise ValueError("give exactly one of system (a toy system name) or data_file (an .npz in the workspace)")
+        for h in self.hidden:
+            if not 2 <= h <= 512:
+                raise ValueError(f"hidden widths must be between 2 and 512, got {h}")
+        return self
+
+
+class LearnCVOutput(BaseModel):
+    cv_id: str = Field(description="Id of the trained CV; pass it to umbrella_sampling.")
+    checkpoint_uri: str = Field(description="artifact:// URI of the checkpoint (config, weights, metadata).")
+    data_uri: str = Field(description="artifact:// URI of the training data (.npz).")
+    histogram_plot_uri: str = Field(description="PNG: CV distribution of each basin.")
+    map_plot_uri: str | None = Field(default=None, description="PNG: CV contours over the toy 2D surface.")
+    system: str | None
+    preset: str
+    loss_weights: dict[str, float]
+    n_samples: int
+    basin_names: list[str]
+    basin_counts: list[int]
+    basin_cv_centroids: dict[str, list[float]] = Field(description="Mean CV of each basin (validation data).")
+    classifier_accuracy: float | None = Field(description="Classification-head accuracy on validation data.")
+    cv_separation_accuracy: float = Field(description="Nearest-centroid accuracy of the basins in CV space.")
+    cv_max_overlap: float = Field(description="Largest overlap coefficient of two basins' CV distributions.")
+    energy_rmse: float | None
+    reconstruction_rmse: float | None
+    separates_basins: bool
+    message: str = Field(description="Plain-language verdict on whether the CV separates the basins.")
+    seconds: float
+
+
+def _toy_data(inp: LearnCVInput, ctx: ToolContext) -> tuple[dict[str, np.ndarray], Any]:
+    """Training data from short unbiased runs in each basin of the named toy system."""
+    from models.toy_potentials import basin_trajectories, get_toy_system
+
+    system = get_toy_system(str(inp.system))
+    data = basin_trajectories(
+        system,
+        n_walkers=inp.n_walkers,
+        n_steps=inp.n_steps,
+        stride=max(1, inp.n_steps // 200),
+        seed=inp.seed,
+        high_temperature_factor=inp.high_temperature_factor,
+        callback=lambda done, total: ctx.progress(0.3 * done / total, 1.0, "sampling basins"),
+    )
+    return {"x": data["x"], "labels": data["label"], "energies": data["energy"]}, system
+
+
+def _file_data(path: Path) -> dict[str, np.ndarray]:
+    """Training arrays from a user .npz, validated (shapes, integer labels, finite values)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as exc:
+        raise ToolInputError(f"could not read {path.name} as an .npz file: {exc}") from exc
+    if "x" not in arrays or not ({"labels", "label"} & set(arrays)):
+        raise ToolInputError(f"{path.name} needs arrays 'x' and 'labels'; it has {sorted(arrays)}")
+    x = np.asarray(arrays["x"], dtype=float)
+    x = x.reshape(len(x), -1)
+    labels = np.asarray(arrays.get("labels", arrays.get("label")))
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ToolInputError("labels must be integers (basin index, -1 for unlabelled)")
+    energies = arrays.get("energies", arrays.get("energy"))
+    if len(labels) != len(x) or (energies is not None and len(energies) != len(x)):
+        raise ToolInputError(
+            f"x has {len(x)} rows but labels/energies have {len(labels)}/{None if energies is None else len(energies)}"
+        )
+    if len(x) < 20:
+        raise ToolInputError(f"need at least 20 samples to learn a CV, got {len(x)}")
+    if not np.all(np.isfinite(x)):
+        raise ToolInputError("x contains NaN or infinite values")
+    return {"x": x, "labels": labels.astype(int), "energies": None if energies is None else np.asarray(energies, float)}
+
+
+def _cv_verdict(sep: dict[str, Any], names: list[str]) -> str:
+    """A plain sentence saying whether the CV separates the basins, and which pair overlaps most if not."""
+    if sep["separates"]:
+        return (
+            f"The CV separates the labelled basins ({', '.join(names)}): nearest-centroid accuracy "
+            f"{sep['accuracy']:.2f}, largest distribution overlap {sep['max_overlap']:.2f}."
+        )
+    worst = max(sep["pair_overlaps"].items(), key=lambda kv: kv[1]) if sep["pair_overlaps"] else None
+    pair = ""
+    if worst:
+        a, b = (int(v) for v in worst[0].split("-"))
+        pair = f" Basins {names[a]} and {names[b]} overlap most ({worst[1]:.2f})."
+    return (
+        f"The CV does NOT separate the labelled basins: nearest-centroid accuracy {sep['accuracy']:.2f} "
+        f"(needs >= 0.9) and largest distribution overlap {sep['max_overlap']:.2f} (needs <= 0.1).{pair} "
+        "Free energies along it would mix basins; use more or better-labelled data, other features, or the "
+        "multitask preset."
+    )
+
+
+@tool(cost="minutes", estimate=lambda inp: 5.0 + 0.002 * inp.n_walkers * inp.n_steps / 10 + 0.1 * inp.epochs)
+def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
+    """Learn a low-dimensional collective variable (CV, a reaction coordinate) that separates labelled basins, with a
+    multitask neural network after Sun et al. (JCTC 2022): a shared encoder maps inputs to a 1D or 2D latent CV,
+    trained to classify the basin and (multitask preset) predict the potential energy; presets 'classifier' and
+    'autoencoder' are the single-task baselines. Data come either from short unbiased Langevin runs in each basin of
+    a named toy system (5D Mueller-Brown, 5D three-well) or from an .npz file in the workspace. Returns a cv_id for
+    umbrella_sampling, validation metrics and a plain verdict on whether the CV separates the basins (accuracy >=
+    0.9 and overlap <= 0.1), with PNG plots."""
+    from models.cv import CVConfig, train_cv
+
+    start = time.time()
+    overrides = {
+        k: v
+        for k, v in (("w_class", inp.w_class), ("w_energy", inp.w_energy), ("w_recon", inp.w_recon))
+        if v is not None
+    }
+    with _single_thread():
+        system = None
+        if inp.system is not None:
+            data, system = _toy_data(inp, ctx)
+            names = list(system.basin_names)
+        else:
+            data = _file_data(_workspace_file(ctx, str(inp.data_file)))
+            n_cls = int(data["labels"].max()) + 1 if data["labels"].max() >= 0 else 0
+            names = [str(i) for i in range(n_cls)]
+        n_classes = max(len(names), 2)
+        if inp.preset == "multitask" and data["energies"] is None and "w_energy" not in overrides:
+            overrides["w_energy"] = 0.0  # no energies in the file: the classification task alone remains
+        try:
+            config = CVConfig.preset(
+                inp.preset,
+                n_inputs=data["x"].shape[1],
+                n_classes=n_classes,
+                latent_dim=inp.latent_dim,
+                hidden=list(inp.hidden),
+                features=inp.features,
+                feature_atoms=[list(a) for a in inp.feature_atoms],
+                **overrides,
+            )
+            if config.features != "identity" and data["x"].shape[1] % 3:
+                raise ValueError("distance/torsion features need flattened Cartesian positions (n_atoms * 3 columns)")
+            if config.feature_atoms and max(max(a) for a in config.feature_atoms) >= data["x"].shape[1] // 3:
+                raise ValueError("feature_atoms refers to an atom index beyond the number of atoms in x")
+            model, metrics = train_cv(
+                config,
+                data["x"],
+                data["labels"],
+                data["energies"],
+                epochs=inp.epochs,
+                seed=inp.seed,
+                callback=lambda done, total, loss: ctx.progress(
+                    0.3 + 0.6 * done / total, 1.0, f"training epoch {done}/{total}, loss {loss:.4f}"
+                ),
+            )
+        except ValueError as exc:
+            raise ToolInputError(str(exc)) from exc
+        cv_id = _new_id("cv")
+        folder = _root(ctx, "cv") / cv_id
+        folder.mkdir(parents=True)
+        model.metadata.update(
+            {
+                "cv_id": cv_id,
+                "system": inp.system,
+                "preset": inp.preset,
+                "basin_names": names,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+        )
+        ckpt = model.save(folder / "cv.pt")
+        data_path = folder / "data.npz"
+        np.savez_compressed(
+            data_path,
+            x=data["x"],
+            labels=data["labels"],
+            **({"energies": data["energies"]} if data["energies"] is not None else {}),
+        )
+        s_all = model.cv_numpy(data["x"])
+        ctx.progress(0.95, 1.0, "plots")
+        from tools.free_energy_plots import plot_cv_histograms, plot_cv_map
+
+        hist = plot_cv_histograms(
+            s_all, data["labels"], names, folder / "cv_histograms.png", f"{inp.preset} CV ({inp.system or 'user data'})"
+        )
+        map_uri = None
+        if system is not None:
+            xs, ys, fes = system.exact_fes_2d(121)
+            xx, yy = np.meshgrid(xs, ys)
+            u = np.zeros((xx.size, system.dim))
+            u[:, 0], u[:, 1] = xx.ravel(), yy.ravel()
+            cv_grid = model.cv_numpy(system.to_cartesian(u))[:, 0].reshape(xx.shape)
+            pts = system.active(data["x"][:: max(1, len(data["x"]) // 3000)])
+            map_uri = ctx.artifact_uri(
+                plot_cv_map(xs, ys, fes, cv_grid, pts, folder / "cv_map.png", f"{inp.preset} CV on {system.name}")
+            )
+    sep = metrics["separation"]
+    counts = np.bincount(data["labels"][data["labels"] >= 0], minlength=len(names)).tolist()
+    return LearnCVOutput(
+        cv_id=cv_id,
+        checkpoint_uri=ctx.artifact_uri(ckpt),
+        data_uri=ctx.artifact_uri(data_path),
+        histogram_plot_uri=ctx.artifact_uri(hist),
+        map_plot_uri=map_uri,
+        system=inp.system,
+        preset=inp.preset,
+        loss_weights={"class": config.w_class, "energy": config.w_energy, "recon": config.w_recon},
+        n_samples=len(data["x"]),
+        basin_names=names,
+        basin_counts=counts,
+        basin_cv_centroids={names[int(k)]: v for k, v in sep["centroids"].items()},
+        classifier_accuracy=metrics["classifier_accuracy"],
+        cv_separation_accuracy=sep["accuracy"],
+        cv_max_overlap=sep["max_overlap"],
+        energy_rmse=metrics["energy_rmse"],
+        reconstruction_rmse=metrics["reconstruction_rmse"],
+        separates_basins=sep["separates"],
+        message=_cv_verdict(sep, names),
+        seconds=round(time.time() - start, 2),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- umbrella_sampling
+
+
+class UmbrellaSamplingInput(BaseModel):
+    cv_id: str = Field(pattern=ID_PATTERN, description="A CV from learn_cv (trained on a toy system).")
+    n_windows: int = Field(default=24, ge=2, le=100, description="Number of harmonic windows along the CV.")
+    s_min: float | None = Field(default=None, description="First window center (default: below the basin CVs).")
+    s_max: float | None = Field(default=None, description="Last window center (default: above the basin CVs).")
+    kappa: float | None = Field(
+        default=None,
+        gt=0,
+        le=1e7,
+        description="Force constant in kT per CV unit squared, bias kappa/2 (s - center)^2 kT; default 1/spacing^2.",
+    )
+    n_walkers: int = Field(default=4, ge=1, le=32, description="Independent walkers per window.")
+    n_steps: int = Field(default=4000, ge=100, le=500_000, description="Langevin steps per walker.")
+    n_equil: int = Field(default=500, ge=0, description="Steps discarded as equilibration (must be < n_steps).")
+    stride: int = Field(default=10, ge=1, le=10_000, description="Keep a frame every this many steps.")
+    exchange_every: int = Field(
+        default=50,
+        ge=0,
+        le=100_000,
+        description="Try configuration swaps between neighbouring windows every this many steps (Hamiltonian "
+        "replica exchange; relaxes barriers hidden orthogonal to the CV); 0 disables.",
+    )
+    seed: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UmbrellaSamplingInput:
+        if self.n_equil >= self.n_steps:
+            raise ValueError(f"n_equil ({self.n_equil}) must be smaller than n_steps ({self.n_steps})")
+        if (self.n_steps - self.n_equil) // self.stride < 2:
+            raise ValueError("fewer than 2 frames per walker would be kept: lower stride or n_equil")
+        if self.s_min is not None and self.s_max is not None and self.s_min >= self.s_max:
+            raise ValueError(f"s_min ({self.s_min}) must be below s_max ({self.s_max})")
+        return self
+
+
+class UmbrellaSamplingOutput(BaseModel):
+    samples_id: str = Field(description="Id of the stored samples; pass it to free_energy_profile.")
+    samples_uri: str = Field(description="artifact:// URI of the samples (.npz: centers, kappa, window, s, x, ...).")
+    windows_plot_uri: str = Field(description="PNG: CV histogram of each window.")
+    cv_id: str
+    system: str
+    centers: list[float]
+    kappa: float = Field(description="Force constant used, kT per CV unit squared.")
+    n_samples: int
+    samples_per_window: list[int]
+    langevin_acceptance: float
+    exchange_acceptance: float | None
+    warnings: list[str]
+    seconds: float
+
+
+def _umbrella_estimate(inp: UmbrellaSamplingInput) -> float:
+    """Rough wall time in seconds (per-step overhead plus per-walker cost)."""
+    return 3.0 + inp.n_steps * (1.5e-3 + 3e-5 * inp.n_windows * inp.n_walkers)
+
+
+@tool(cost="long", estimate=_umbrella_estimate)
+def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaSamplingOutput:
+    """Umbrella sampling along a learned CV (component 0) of a toy system: harmonic bias windows kappa/2 (s(x) -
+    s_i)^2 kT, bias forces by autograd through the CV network, Metropolis-adjusted Langevin walkers (all windows in one
+    batch) with optional replica exchange between neighbouring windows. Window centers default to an even grid that
+    spans the basin CV values with a margin. Long: run it as a job for big sizes. Returns a samples_id for
+    free_energy_profile (MBAR/WHAM) and a plot of the window histograms."""
+    from models.cv import MultitaskCV
+    from models.free_energy import default_windows, umbrella_toy
+    from models.toy_potentials import get_toy_system
+
+    start = time.time()
+    ckpt = _find(ctx, "cv", inp.cv_id, "cv.pt", "CV", "learn_cv")
+    model = MultitaskCV.load(ckpt)
+    system_name = model.metadata.get("system")
+    if not system_name:
+        raise ToolInputError(
+            f"CV {inp.cv_id} was trained on user data, not a toy system: umbrella_sampling runs the toy systems; for "
+            "an atomistic system use models.cv_bias.BiasedCalculator with an MD engine"
+        )
+    system = get_toy_system(system_name)
+    with np.load(ckpt.parent / "data.npz") as z:
+        pool, labels = z["x"], z["labels"]
+    with _single_thread():
+        s_pool = model.cv_numpy(pool)[:, 0]
+        basin_s = np.array([np.median(s_pool[labels == b]) for b in np.unique(labels[labels >= 0])])
+        centers, kappa = default_windows(basin_s, inp.n_windows)
+        if inp.s_min is not None or inp.s_max is not None:
+            lo = centers[0] if inp.s_min is None else inp.s_min
+            hi = centers[-1] if inp.s_max is None else inp.s_max
+            if lo >= hi:
+                raise ToolInputError(f"window range is empty: s_min {lo:.3g} >= s_max {hi:.3g}")
+            centers = np.linspace(lo, hi, inp.n_windows)
+            kappa = 1.0 / (centers[1] - centers[0]) ** 2
+        kappa = float(inp.kappa if inp.kappa is not None else kappa)
+        samples = umbrella_toy(
+            system,
+            model,
+            centers,
+            kappa,
+            pool,
+            n_walkers=inp.n_walkers,
+            n_steps=inp.n_steps,
+            n_equil=inp.n_equil,
+            stride=inp.stride,
+            seed=inp.seed,
+            exchange_every=inp.exchange_every or None,
+            callback=lambda done, total: ctx.progress(done, total, f"umbrella step {done}/{total}"),
+        )
+    samples.metadata.update({"cv_id": inp.cv_id, "cv_preset": model.metadata.get("preset")})
+    samples_id = _new_id("us")
+    folder = _root(ctx, "umbrella") / samples_id
+    folder.mkdir(parents=True)
+    path = samples.save(folder / "samples.npz")
+    from tools.free_energy_plots import plot_windows
+
+    plot = plot_windows(samples.s, samples.window, samples.centers, folder / "windows.png")
+    counts = np.bincount(samples.window, minlength=len(centers))
+    notes = []
+    if samples.metadata["acceptance"] < 0.5:
+        notes.append(f"Langevin acceptance is low ({samples.metadata['acceptance']:.2f}): kappa may be too stiff")
+    visited = set(np.unique(samples.basin[samples.basin >= 0]).tolist())
+    missing = [system.basin_names[b] for b in range(system.n_basins) if b not in visited]
+    if missing:
+        notes.append(f"basins never visited by any window: {', '.join(missing)}; widen the window range")
+    return UmbrellaSamplingOutput(
+        samples_id=samples_id,
+        samples_uri=ctx.artifact_uri(path),
+        windows_plot_uri=ctx.artifact_uri(plot),
+        cv_id=inp.cv_id,
+        system=system.name,
+        centers=_round_list(centers, 5),
+        kappa=round(kappa, 4),
+        n_samples=len(samples.s),
+        samples_per_window=counts.tolist(),
+        langevin_acceptance=samples.metadata["acceptance"],
+        exchange_acceptance=samples.metadata["exchange_acceptance"] if inp.exchange_every else None,
+        warnings=notes,
+        seconds=round(time.time() - start, 2),
+    )
+
+
+# -------------------------------------------------------------------------------------------- free_energy_profile
+
+
+class FreeEnergyProfileInput(BaseModel):
+    samples_id: str = Field(pattern=ID_PATTERN, description="Samples from umbrella_sampling.")
+    method: Literal["mbar", "wham", "both"] = Field(
+        default="both", description="MBAR (pymbar 4), binned WHAM, or both (MBAR is the primary result)."
+    )
+    n_bins: int = Field(default=40, ge=5, le=400, description="Bins of the profile along s.")
+    decorrelate: bool = Field(
+        default=True, description="Subsample each walker by its statistical inefficiency before the analysis."
+    )
+    n_bootstrap: int = Field(default=20, ge=0, le=500, description="Bootstrap samples for WHAM uncertainties.")
+
+
+class BasinFreeEnergy(BaseModel):
+    basin: str
+    dF_kT: float | None = Field(description="Free energy of the basin relative to the first basin, in kT.")
+    error_kT: float | None = Field(description="One standard error, kT.")
+    exact_kT: float | None = Field(default=None, description="Exact value (toy systems: numerical integration).")
+    deviation_kT: float | None = Field(default=None, description="dF - exact.")
+
+
+class ProfilePoint(BaseModel):
+    s: float
+    F_kT: float | None
+    error_kT: float | None
+
+
+class FreeEnergyProfileOutput(BaseModel):
+    samples_id: str
+    method: str
+    profile: list[ProfilePoint] = Field(description="F(s) in kT (minimum 0), from the primary method.")
+    basins: list[BasinFreeEnergy]
+    basins_wham: list[BasinFreeEnergy] | None = None
+    max_mbar_wham_difference_kT: float | None = Field(default=None, description="Largest basin dF difference.")
+    min_neighbour_overlap: float | None = Field(default=None, description="Smallest MBAR overlap of adjacent windows.")
+    overlap_matrix: list[list[float]] | None = None
+    statistical_inefficiency: list[float]
+    n_samples_used: int
+    convergence: dict[str, Any] = Field(default_factory=dict, description="Basin dF from each half of the run.")
+    warnings: list[str] = Field(description="Window overlap, convergence and sampling problems, in plain words.")
+    profile_plot_uri: str
+    surface_plot_uri: str | None = None
+    result_uri: str = Field(description="artifact:// URI of the full result as JSON.")
+    seconds: float
+
+
+def _basins(result: Any, names: list[str], exact: np.ndarray | None) -> list[BasinFreeEnergy]:
+    """Basin free energies of an analysis, with exact values and deviations when known."""
+    out = []
+    if result.basin_df is None:
+        return out
+    for b, name in enumerate(names[: len(result.basin_df)]):
+        df = result.basin_df[b]
+        err = None if result.basin_df_err is None else result.basin_df_err[b]
+        ex = None if exact is None else float(exact[b])
+        ok = np.isfinite(df)
+        out.append(
+            BasinFreeEnergy(
+                basin=name,
+                dF_kT=round(float(df), 4) if ok else None,
+                error_kT=round(float(err), 4) if err is not None and np.isfinite(err) else None,
+                exact_kT=None if ex is None else round(ex, 4),
+                deviation_kT=None if ex is None or not ok else round(float(df) - ex, 4),
+            )
+        )
+    return out
+
+
+@tool(cost="minutes", read_only=False, estimate=lambda inp: 10.0 + 0.5 * inp.n_bootstrap)
+def free_energy_profile(inp: FreeEnergyProfileInput, ctx: ToolContext) -> FreeEnergyProfileOutput:
+    """Free energy from umbrella-sampling samples: the profile F(s) along the CV and the free-energy difference of
+    each basin relative to the first, in kT, with uncertainties, by MBAR (pymbar 4) and/or WHAM (bootstrap errors).
+    Basin free energies reweight every sample to the unbiased ensemble, so basins are defined by the system's own
+    rule, not by the CV; toy systems also get the exact values from numerical integration and a 2D surface plot.
+    Warns, with the overlap matrix, when neighbouring windows do not overlap, and when the two halves of the run
+    disagree (not converged)."""
+    from models.free_energy import (
+        UmbrellaSamples,
+        decorrelate,
+        mbar_analysis,
+        reweighted_histogram_2d,
+        wham_analysis,
+    )
+    from tools.free_energy_plots import plot_profiles, plot_surfaces
+
+    start = time.time()
+    path = _find(ctx, "umbrella", inp.samples_id, "samples.npz", "umbrella samples", "umbrella_sampling")
+    samples = UmbrellaSamples.load(path)
+    g = np.ones(samples.n_windows)
+    if inp.decorrelate:
+        ctx.progress(0.05, 1.0, "statistical inefficiency")
+        samples, g = decorrelate(samples)
+    system = None
+    exact = None
+    names = list(samples.metadata.get("basin_names", []))
+    if samples.metadata.get("system"):
+        from models.toy_potentials import get_toy_system
+
+        system = get_toy_system(samples.metadata["system"])
+        exact = system.exact_basin_free_energies()
+        names = list(system.basin_names)
+    n_basins = int(samples.basin.max()) + 1 if samples.basin.size else 0
+    names = names or [str(b) for b in range(n_basins)]
+    notes: list[str] = []
+    results: dict[str, Any] = {}
+    if inp.method in ("mbar", "both"):
+        ctx.progress(0.2, 1.0, "MBAR")
+        results["mbar"] = mbar_analysis(samples, inp.n_bins)
+    if inp.method in ("wham", "both"):
+        ctx.progress(0.6, 1.0, "WHAM")
+        results["wham"] = wham_analysis(samples, inp.n_bins, inp.n_bootstrap, seed=0)
+    primary = results.get("mbar") or results["wham"]
+    for name, res in results.items():
+        notes += [f"{name.upper()}: {w}" for w in res.warnings]
+    overlap = results["mbar"].overlap if "mbar" in results else None
+    min_overlap = None
+    if overlap is not None:
+        order = np.argsort(samples.centers)
+        min_overlap = round(float(min(overlap[order[i], order[i + 1]] for i in range(len(order) - 1))), 4)
+    basins = _basins(primary, names, exact)
+    basins_wham = _basins(results["wham"], names, exact) if "wham" in results and "mbar" in results else None
+    max_diff = None
+    if basins_wham:
+        diffs = [
+            abs(a.dF_kT - b.dF_kT)
+            for a, b in zip(basins, basins_wham, strict=False)
+            if a.dF_kT is not None and b.dF_kT is not None
+        ]
+        max_diff = round(max(diffs), 4) if diffs else None
+    if not basins:
+        notes.append("no basin labels in the samples: only the profile along s is available")
+    folder = path.parent
+    stamp = time.strftime("%H%M%S")
+    profiles = {k.upper(): (r.bin_centers, r.profile, r.profile_err) for k, r in results.items()}
+    prof_png = plot_profiles(profiles, folder / f"profile-{stamp}.png", f"free energy along the CV ({inp.samples_id})")
+    surface_uri = None
+    if system is not None and primary.weights is not None and samples.x.shape[1] == system.dim:
+        est = reweighted_histogram_2d(system.active(samples.x), primary.weights, system.grid_extent, 60)
+        surface_uri = ctx.artifact_uri(
+            plot_surfaces(
+                system.exact_fes_2d(121), est, folder / f"surface-{stamp}.png", f"{system.name}: exact vs reweighted"
+            )
+        )
+    out = FreeEnergyProfileOutput(
+        samples_id=inp.samples_id,
+        method=inp.method,
+        profile=[
+            ProfilePoint(s=round(float(x), 5), F_kT=f, error_kT=e)
+            for x, f, e in zip(
+                primary.bin_centers, _round_list(primary.profile), _round_list(primary.profile_err), strict=True
+            )
+        ],
+        basins=basins,
+        basins_wham=basins_wham,
+        max_mbar_wham_difference_kT=max_diff,
+        min_neighbour_overlap=min_overlap,
+        overlap_matrix=None if overlap is None else np.round(overlap, 4).tolist(),
+        statistical_inefficiency=_round_list(g, 3),
+        n_samples_used=len(samples.s),
+        convergence=primary.extra.get("convergence", {}),
+        warnings=notes,
+        profile_plot_uri=ctx.artifact_uri(prof_png),
+        surface_plot_uri=surface_uri,
+        result_uri="",
+        seconds=0.0,
+    )
+    out.seconds = round(time.time() - start, 2)
+    result_path = folder / f"free_energy-{stamp}.json"
+    out.result_uri = ctx.artifact_uri(result_path)
+    result_path.write_text(json.dumps(out.model_dump(), indent=1))
+    return out

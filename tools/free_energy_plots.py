@@ -1,0 +1,117 @@
+"""PNG plots for the CV and free-energy tools (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_cv_histograms(s: np.ndarray, labels: np.ndarray, names: list[str], path: Path, title: str) -> Path:
+    """Histogram of the (first) CV component for each labelled basin: separated peaks mean a separating CV."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.4), dpi=110)
+    s1 = s[:, 0]
+    edges = np.linspace(s1.min(), s1.max() + 1e-9, 60)
+    for b, name in enumerate(names):
+        if np.any(labels == b):
+            ax.hist(s1[labels == b], bins=edges, alpha=0.55, density=True, label=f"basin {name}")
+    if np.any(labels < 0):
+        ax.hist(s1[labels < 0], bins=edges, histtype="step", color="k", density=True, label="unlabelled")
+    ax.set_xlabel("CV s")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_cv_map(
+    xs: np.ndarray, ys: np.ndarray, fes: np.ndarray, cv: np.ndarray, points: np.ndarray | None, path: Path, title: str
+) -> Path:
+    """Contours of the learned CV over the exact 2D free-energy surface of a toy system (harmonic dims at zero)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=110)
+    im = ax.contourf(xs, ys, np.minimum(fes, 15.0), 30, cmap="viridis")
+    fig.colorbar(im, ax=ax, label="F / kT")
+    cs = ax.contour(xs, ys, cv, 15, colors="w", linewidths=0.7)
+    ax.clabel(cs, fontsize=6)
+    if points is not None:
+        ax.scatter(points[:, 0], points[:, 1], s=1, c="r", alpha=0.15)
+    ax.set_xlabel("active x")
+    ax.set_ylabel("active y")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_windows(s: np.ndarray, window: np.ndarray, centers: np.ndarray, path: Path) -> Path:
+    """Histogram of s in each umbrella window: neighbouring histograms must overlap."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 3.2), dpi=110)
+    edges = np.linspace(s.min(), s.max() + 1e-9, 120)
+    for k in range(len(centers)):
+        if np.any(window == k):
+            ax.hist(s[window == k], bins=edges, histtype="step")
+    ax.set_xlabel("CV s")
+    ax.set_ylabel("count")
+    ax.set_title("umbrella windows")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_profiles(profiles: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], path: Path, title: str) -> Path:
+    """Free-energy profiles F(s) in kT with error bands, one line per method."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
+    for name, (x, f, err) in profiles.items():
+        ok = np.isfinite(f)
+        ax.plot(x[ok], f[ok], label=name)
+        e = np.nan_to_num(err[ok])
+        ax.fill_between(x[ok], f[ok] - e, f[ok] + e, alpha=0.25)
+    ax.set_xlabel("CV s")
+    ax.set_ylabel("F / kT")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_surfaces(
+    exact: tuple[np.ndarray, np.ndarray, np.ndarray],
+    estimate: tuple[np.ndarray, np.ndarray, np.ndarray],
+    path: Path,
+    title: str,
+) -> Path:
+    """Exact and reweighted (umbrella + MBAR weights) 2D free-energy surfaces of a toy system, side by side."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110, sharex=True, sharey=True)
+    levels = np.linspace(0, 12, 25)
+    for ax, (xs, ys, f), name in zip(axes, (exact, estimate), ("exact", "umbrella sampling + MBAR"), strict=True):
+        im = ax.contourf(xs, ys, np.minimum(f, 12.0), levels, cmap="viridis")
+        ax.set_title(name)
+        ax.set_xlabel("active x")
+    axes[0].set_ylabel("active y")
+    fig.colorbar(im, ax=axes, label="F / kT")
+    fig.suptitle(title)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
