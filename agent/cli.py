@@ -20,6 +20,18 @@ app.add_typer(call_app, name="call")
 app.add_typer(memory_app, name="memory")
 potential_app = typer.Typer(help="Our own equivariant potentials: train.", no_args_is_help=True)
 app.add_typer(potential_app, name="potential")
+diffusion_app = typer.Typer(help="The crystal diffusion generator: train.", no_args_is_help=True)
+app.add_typer(diffusion_app, name="diffusion")
+
+
+@diffusion_app.command(
+    "train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False
+)
+def diffusion_train(ctx: typer.Context) -> None:
+    """Train or resume the diffusion model (options as `python -m models.diffusion.train --help`)."""
+    from models.diffusion.train import main as train_main
+
+    train_main(list(ctx.args))
 
 _specs = load_tools()
 add_tool_commands(call_app, _specs)
@@ -127,7 +139,7 @@ def show_search(out: object) -> None:
 
 @app.command()
 def demo(
-    budget: int = typer.Option(6, help="Structure evaluations for the demo search."),
+    budget: int = typer.Option(4, help="Structure evaluations for the demo search."),
 ) -> None:
     """The main job on the embedded defaults: a hierarchical search for a La-Mn double perovskite oxide."""
     search(DEMO_REQUEST, budget=budget, n_formulas=3, seed=0, potential=None, no_llm=True)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from ase.build import bulk
 from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -18,14 +17,7 @@ from tools.errors import ToolInputError
 from tools.registry import ToolContext, get_tool
 from tools.structures import structure_to_cif
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny models gain nothing from threads on 2 shared cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny cells gain nothing from threads
 
 
 def test_selection_prefers_uncertain_diverse_frames_above_threshold() -> None:

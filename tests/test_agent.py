@@ -20,7 +20,8 @@ def scripted_policy(messages: list[dict[str, Any]]) -> dict[str, Any]:
     results = _tool_results(messages)
     if len(results) == 0:
         return {"tool_calls": [{"name": "hierarchical_search", "arguments": {
-            "request": "a double perovskite oxide containing La and Mn", "budget": 1, "n_formulas": 1, "seed": 0}}]}
+            "request": "a double perovskite oxide containing La and Mn", "budget": 1, "n_formulas": 1, "seed": 0,
+            "use_llm": False}}]}
     search = results[0]
     best = search["best"]
     if len(results) == 1:

@@ -6,7 +6,6 @@ import csv
 
 import numpy as np
 import pytest
-import torch
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
@@ -23,13 +22,7 @@ from tools.structures import structure_to_cif
 A_CU = 3.61
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny cells gain nothing from threads on 2 shared cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny cells gain nothing from threads
 
 
 def cu(rep: tuple[int, int, int] = (2, 2, 2)) -> Atoms:

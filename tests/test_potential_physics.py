@@ -25,13 +25,7 @@ from models.universal import get_calculator, load_universal
 KINDS = ["nequip", "allegro"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny models gain nothing from threads, and OpenMP spin-waits crawl when the 2 cores are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny cells gain nothing from threads
 
 
 def tiny(kind: str, **kw: object) -> EquivariantPotential:

@@ -76,13 +76,7 @@ def with_aluminium(n: int) -> list[Atoms]:
     return _labelled(out)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny models gain nothing from threads on 2 shared cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny cells gain nothing from threads
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,9 @@ ProgressFn = Callable[[float, float | None, str | None], None]
 
 # Modules whose import registers tools; later issues append theirs here.
 TOOL_MODULES = ["tools.memory_tools", "tools.analysis", "tools.job_tools", "tools.potential_tools",
-                "tools.generate", "tools.language", "tools.search"]
+                "tools.md", "tools.uncertainty", "tools.active_learning", "tools.free_energy",
+                "tools.generate", "tools.language", "tools.search", "tools.potential_training",
+                "tools.crystallization"]
 
 
 class Cancelled(ToolRuntimeError):

@@ -28,7 +28,7 @@ from tools.structures import structure_to_cif
 
 FAMILY_BONUS = 0.05  # eV/atom-equivalent credit for matching the requested family
 EXPLORATION = 0.03  # eV/atom-equivalent bonus for formulas tried fewer times (UCB-style)
-RELAX_FMAX, RELAX_STEPS = 0.1, 200
+RELAX_FMAX, RELAX_STEPS = 0.1, 120
 ROUND_SIZE = 2  # structures relaxed per round (fixed, so results do not depend on the executor)
 
 
@@ -198,17 +198,7 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
         if proto is not None:
             stored = ctx.store.add(
                 proto,
-                provenance={
-                    "tool": "hierarchical_search",
-                    "parameters": {
-                        "search": search_id,
-                        "formula": node.proposal.formula,
-                        "generator": "prototype",
-                        "request": inp.request,
-                    },
-                    "parent_ids": [],
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                },
+                provenance=_provenance(search_id, inp, node.proposal.formula, "prototype", None),
                 tags=["generated"],
             )
             node.queue.append(("prototype", proto, stored.id))
@@ -307,20 +297,9 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
             prop_model = compute_properties(relaxed, result["energy"], potential, ctx)
             stored = ctx.store.add(
                 relaxed,
-                provenance={
-                    "tool": "hierarchical_search",
-                    "parameters": {
-                        "search": search_id,
-                        "request": inp.request,
-                        "formula": node.proposal.formula,
-                        "generator": generator,
-                        "potential": potential,
-                        "fmax": RELAX_FMAX,
-                        "seed": inp.seed,
-                    },
-                    "parent_ids": [parent] if parent else [],
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                },
+                provenance=_provenance(
+                    search_id, inp, node.proposal.formula, generator, parent, potential=potential, fmax=RELAX_FMAX
+                ),
                 energy=result["energy"],
                 properties={**prop_model.model_dump(), "relaxed": True, "converged": result["converged"]},
                 tags=["relaxed", "search"],
@@ -363,6 +342,25 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
         plot_uri=None,
     )
     return _write_report(output, ranked, ctx)
+
+
+def _provenance(
+    search_id: str, inp: SearchInput, formula: str, generator: str, parent: str | None, **extra: object
+) -> dict[str, object]:
+    """Provenance of a search node: the search, the request, the formula and generator, and its parent."""
+    return {
+        "tool": "hierarchical_search",
+        "parameters": {
+            "search": search_id,
+            "request": inp.request,
+            "formula": formula,
+            "generator": generator,
+            "seed": inp.seed,
+            **extra,
+        },
+        "parent_ids": [parent] if parent else [],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def _dedup_heap(heap: list[tuple[float, int]]) -> list[tuple[float, int]]:

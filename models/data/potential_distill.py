@@ -1,0 +1,291 @@
+"""Distillation data for the shipped Allegro-style potential: small crystals across the periodic table, rattled,
+strained and short-MD frames, labelled (energy, forces, stress) by the CHGNet reference.
+
+    python -m models.data.potential_distill OUT_DIR [--max-structures N] [--md-structures M]
+
+writes OUT_DIR/train.extxyz (training compositions), OUT_DIR/test.extxyz (held-out compositions, never seen in
+training) and OUT_DIR/manifest.json. Deterministic (fixed seeds); resumable: structures already labelled in the
+output files are skipped, so a killed run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.calculator import Calculator
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import read, write
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.md.verlet import VelocityVerlet
+from ase.units import fs
+
+# Elemental crystals (ase.build.bulk reference states; cubic/hcp cells are small enough to repeat).
+ELEMENTS = [
+    "Li", "Na", "K", "Mg", "Ca", "Sr", "Ba", "Al", "Si", "Ti", "V", "Cr", "Fe", "Co", "Ni", "Cu", "Zn",
+    "Ge", "Zr", "Nb", "Mo", "Ag", "Pd", "Pt", "Au", "C", "Sn", "W",
+]  # fmt: skip
+# (family, role -> element) decorations of models/prototypes.py templates: the oxides the search meets most.
+DECORATIONS: list[tuple[str, dict[str, str]]] = [
+    *[("rock salt", {"A": a, "X": "O"}) for a in ["Mg", "Ca", "Sr", "Ba", "Ni", "Co", "Fe", "Mn", "Zn"]],
+    *[("rock salt", {"A": a, "X": x}) for a, x in [("Li", "F"), ("Na", "Cl"), ("K", "Cl"), ("Ti", "N"), ("Zr", "N")]],
+    *[("cscl", {"A": a, "X": x}) for a, x in [("Mg", "O"), ("Ca", "O"), ("Cs", "Cl"), ("Fe", "Al"), ("Ni", "Al")]],
+    *[("zincblende", {"A": a, "X": x}) for a, x in [("Zn", "O"), ("Mg", "O"), ("Ga", "N"), ("Zn", "S"), ("Al", "N")]],
+    *[("wurtzite", {"A": a, "X": x}) for a, x in [("Zn", "O"), ("Mg", "O"), ("Ga", "N"), ("Al", "N")]],
+    *[("fluorite", {"A": a, "X": x}) for a, x in [("Zr", "O"), ("Ti", "O"), ("Ca", "F"), ("Sr", "F"), ("Ba", "F")]],
+    *[("rutile", {"A": a, "X": "O"}) for a in ["Ti", "Mn", "Sn", "Zr", "Cr", "Ni"]],
+    *[("corundum", {"A": a, "X": "O"}) for a in ["Al", "Fe", "Cr", "Ti"]],
+    *[
+        ("perovskite", {"A": a, "B": b, "X": "O"})
+        for a, b in [
+            ("Sr", "Ti"), ("Ba", "Ti"), ("Ca", "Ti"), ("La", "Mn"), ("La", "Ni"), ("La", "Co"), ("La", "Fe"),
+            ("La", "Al"), ("Sr", "Mn"), ("Sr", "Fe"), ("Sr", "Co"), ("Ba", "Zr"), ("Sr", "Zr"), ("La", "Cr"),
+            ("Ca", "Mn"), ("Ba", "Mn"),
+        ]
+    ],  # fmt: skip
+    *[("ilmenite", {"A": a, "B": "Ti", "X": "O"}) for a in ["Fe", "Mg", "Ni", "Co", "Mn", "Zn"]],
+    *[
+        ("spinel", {"A": a, "B": b, "X": "O"})
+        for a, b in [("Mg", "Al"), ("Zn", "Fe"), ("Co", "Fe"), ("Ni", "Al"), ("Mn", "Fe"), ("Zn", "Al"), ("Mg", "Fe"),
+                     ("Co", "Al"), ("Ni", "Fe"), ("Mg", "Mn")]
+    ],  # fmt: skip
+    *[
+        ("layered oxide", {"A": a, "B": b, "X": "O"})
+        for a, b in [("Li", "Co"), ("Li", "Ni"), ("Na", "Fe"), ("Li", "Mn")]
+    ],
+    *[("double perovskite", {"A": "Sr", "B": b, "C": c, "X": "O"}) for b, c in [("Fe", "Mo"), ("Mg", "W")]],
+    *[("double perovskite", {"A": "La", "B": b, "C": "Mn", "X": "O"}) for b in ["Ni", "Co"]],
+    *[("half-heusler", {"A": a, "B": b, "C": c}) for a, b, c in [("Ti", "Ni", "Sn"), ("Zr", "Ni", "Sn")]],
+    *[("heusler", {"A": a, "B": b, "C": c}) for a, b, c in [("Co", "Mn", "Si"), ("Ni", "Mn", "Ga")]],
+]
+# Compositions never seen in training: the accuracy benchmark's held-out set (chosen by reduced formula).
+HELD_OUT = {"SrO", "NiO", "SnO2", "Cr2O3", "LaCoO3", "SrFeO3", "CoFe2O4", "MgTiO3", "LiNiO2", "SrF2", "AlN"}
+MAX_ATOMS = 20
+
+
+def _seed(*parts: object) -> int:
+    """A stable 32-bit seed from any labels (same labels, same numbers, on every machine)."""
+    return zlib.crc32("/".join(map(str, parts)).encode())
+
+
+def base_structures(max_structures: int | None = None) -> list[tuple[str, Atoms]]:
+    """(id, Atoms) of every starting crystal, <= MAX_ATOMS atoms (small cells repeated to >= 4 atoms)."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from models.prototypes import decorate
+
+    out: list[tuple[str, Atoms]] = []
+    for el in ELEMENTS:
+        try:
+            atoms = bulk(el, cubic=True) if el not in ("Mg", "Zn", "Ti", "Zr", "Co") else bulk(el)
+        except Exception:  # no cubic cell for this reference state: the primitive one
+            atoms = bulk(el)
+        out.append((f"bulk-{el}", atoms))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for family, roles in DECORATIONS:
+            try:
+                structure = decorate(family, roles)
+            except Exception as exc:  # a template that cannot take these elements: skip, say so
+                print(f"skip {family} {roles}: {exc}", file=sys.stderr)
+                continue
+            name = f"{family.replace(' ', '_')}-{structure.composition.reduced_formula}"
+            out.append((name, AseAtomsAdaptor.get_atoms(structure)))
+    fixed = []
+    for name, atoms in out:
+        atoms = Atoms(atoms.get_chemical_symbols(), positions=atoms.positions, cell=atoms.cell.array, pbc=True)
+        while len(atoms) < 4:
+            lengths = atoms.cell.lengths()
+            reps = [1, 1, 1]
+            reps[int(np.argmin(lengths))] = 2
+            atoms = atoms.repeat(reps)
+        if len(atoms) <= MAX_ATOMS:
+            fixed.append((name, atoms))
+    return fixed[:max_structures] if max_structures else fixed
+
+
+def is_held_out(atoms: Atoms) -> bool:
+    """True when the structure's reduced formula is in the held-out set."""
+    from pymatgen.core import Composition
+
+    return Composition(atoms.get_chemical_formula()).reduced_formula in HELD_OUT
+
+
+def perturbed_frames(name: str, atoms: Atoms) -> Iterator[tuple[str, Atoms]]:
+    """The base cell, 8 rattles (0.02-0.1 A), 4 strains (+-3 %, some with shear), 2 strained + rattled frames."""
+    rng = np.random.default_rng(_seed(name))
+    yield "base", atoms.copy()
+    for k, amp in enumerate([0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.1]):
+        frame = atoms.copy()
+        frame.positions += rng.normal(0.0, amp, size=frame.positions.shape)
+        yield f"rattle{k}-{amp}", frame
+    for k in range(6):
+        eps = rng.uniform(-0.03, 0.03, size=(3, 3))
+        eps = 0.5 * (eps + eps.T)
+        if k < 2:
+            eps = np.eye(3) * rng.uniform(-0.03, 0.03)  # isotropic: the equation of state
+        frame = atoms.copy()
+        frame.set_cell(frame.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+        if k >= 4:
+            frame.positions += rng.normal(0.0, 0.04, size=frame.positions.shape)
+        yield f"strain{k}", frame
+
+
+def md_frames(name: str, atoms: Atoms, calc: Calculator, steps: int = 30, every: int = 10) -> Iterator[Atoms]:
+    """Snapshots of a short NVE run from 800 K Maxwell-Boltzmann velocities (2 fs steps) with the reference."""
+    frame = atoms.copy()
+    frame.calc = calc
+    MaxwellBoltzmannDistribution(frame, temperature_K=800, rng=np.random.default_rng(_seed(name, "md")))
+    dyn = VelocityVerlet(frame, timestep=2.0 * fs, logfile=None)
+    for _ in range(steps // every):
+        dyn.run(every)
+        snap = frame.copy()
+        snap.calc = None
+        yield snap
+
+
+def label(atoms: Atoms, calc: Calculator) -> Atoms:
+    """Attach the reference energy, forces and stress (eV, eV/A, eV/A^3) as a single-point calculator."""
+    atoms = atoms.copy()
+    atoms.calc = calc
+    energy = float(atoms.get_potential_energy())
+    forces = np.asarray(atoms.get_forces(), dtype=np.float64)
+    stress = np.asarray(atoms.get_stress(), dtype=np.float64)
+    out = Atoms(atoms.get_chemical_symbols(), positions=atoms.positions, cell=atoms.cell.array, pbc=True)
+    out.calc = SinglePointCalculator(out, energy=energy, forces=forces, stress=stress)
+    return out
+
+
+def _done(path: Path) -> set[str]:
+    """Structure ids already labelled in an output file (for resuming)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return set()
+    return {str(a.info.get("structure_id")) for a in read(str(path), index=":")}
+
+
+def _labelled_elsewhere(name: str, others: list[Path]) -> bool:
+    """True when another run's output files already hold structure `name` (a cheap text search)."""
+    needle = f"structure_id={name} "
+    for other in others:
+        for split in ("train", "test"):
+            path = other / f"{split}.extxyz"
+            if path.exists() and needle in path.read_text():
+                return True
+    return False
+
+
+def merge(out_dir: Path, parts: list[Path]) -> None:
+    """Rewrite out_dir's files from several partial runs, in the canonical structure order, without duplicates."""
+    order = {name: k for k, (name, _) in enumerate(base_structures())}
+    for split in ("train", "test"):
+        seen: dict[str, list[Atoms]] = {}
+        for part in parts:
+            path = part / f"{split}.extxyz"
+            if path.exists() and path.stat().st_size:
+                for atoms in read(str(path), index=":"):
+                    seen.setdefault(str(atoms.info["structure_id"]), []).append(atoms)
+        frames = [a for sid in sorted(seen, key=lambda s: order.get(s, 10**6)) for a in _unique(seen[sid])]
+        write(str(out_dir / f"{split}.extxyz.tmp"), frames, format="extxyz")
+        (out_dir / f"{split}.extxyz.tmp").replace(out_dir / f"{split}.extxyz")
+
+
+def _unique(frames: list[Atoms]) -> list[Atoms]:
+    """Frames of one structure with duplicate frame tags dropped (two runs may both label it)."""
+    out, tags = [], set()
+    for atoms in frames:
+        if atoms.info["frame"] not in tags:
+            tags.add(atoms.info["frame"])
+            out.append(atoms)
+    return out
+
+
+def build(
+    out_dir: Path,
+    max_structures: int | None = None,
+    md_structures: int = 16,
+    reference: str = "chgnet",
+    reverse: bool = False,
+    others: list[Path] | None = None,
+) -> dict:
+    """Label every frame of every base structure and append to train/test extxyz; returns the manifest.
+
+    `reverse` walks the list from the end and `others` names output dirs of parallel runs whose structures are
+    skipped, so two processes can share the labelling (then `merge` them).
+    """
+    import torch
+
+    from models.universal import get_calculator
+
+    torch.set_num_threads(1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    calc = get_calculator(reference)
+    structures = base_structures(max_structures)
+    md_every = max(1, len(structures) // max(md_structures, 1)) if md_structures else 0
+    paths = {"train": out_dir / "train.extxyz", "test": out_dir / "test.extxyz"}
+    done = _done(paths["train"]) | _done(paths["test"])
+    t0 = time.perf_counter()
+    indexed = list(enumerate(structures))
+    for n, (name, atoms) in reversed(indexed) if reverse else indexed:
+        if name in done or (others and _labelled_elsewhere(name, others)):
+            continue
+        split = "test" if is_held_out(atoms) else "train"
+        frames = [(tag, label(frame, calc)) for tag, frame in perturbed_frames(name, atoms)]
+        if md_every and n % md_every == 0:
+            frames += [(f"md{k}", label(snap, calc)) for k, snap in enumerate(md_frames(name, atoms, calc))]
+        for tag, frame in frames:
+            frame.info.update({"structure_id": name, "frame": tag, "split": split, "reference": reference})
+        write(str(paths[split]), [f for _, f in frames], format="extxyz", append=True)
+        elapsed = time.perf_counter() - t0
+        print(f"[{n + 1}/{len(structures)}] {name} ({len(atoms)} atoms, {split}) {elapsed:.0f} s", flush=True)
+    return write_manifest(out_dir, reference)
+
+
+def write_manifest(out_dir: Path, reference: str = "chgnet") -> dict:
+    """Summarise the labelled files (frames, structures, species per split) into out_dir/manifest.json."""
+    manifest: dict = {"reference": reference, "held_out_formulas": sorted(HELD_OUT), "max_atoms": MAX_ATOMS}
+    for split in ("train", "test"):
+        path = out_dir / f"{split}.extxyz"
+        frames = read(str(path), index=":") if path.exists() and path.stat().st_size else []
+        manifest[split] = {
+            "frames": len(frames),
+            "atoms": sum(len(a) for a in frames),
+            "structures": sorted({str(a.info["structure_id"]) for a in frames}),
+            "species": sorted({s for a in frames for s in a.get_chemical_symbols()}),
+        }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--max-structures", type=int, default=None)
+    parser.add_argument("--md-structures", type=int, default=16, help="structures that also get MD snapshots")
+    parser.add_argument("--reference", default="chgnet")
+    parser.add_argument("--reverse", action="store_true", help="walk the structure list from the end")
+    parser.add_argument("--skip-done-in", type=Path, nargs="*", default=[], help="output dirs of parallel runs")
+    parser.add_argument("--merge-from", type=Path, nargs="*", default=[], help="merge these partial runs and exit")
+    args = parser.parse_args(argv)
+    if args.merge_from:
+        merge(args.out_dir, args.merge_from)
+        write_manifest(args.out_dir, args.reference)
+        print(f"merged {[str(p) for p in args.merge_from]} into {args.out_dir}")
+        return
+    manifest = build(
+        args.out_dir, args.max_structures, args.md_structures, args.reference, args.reverse, args.skip_done_in
+    )
+    print(json.dumps({k: v.get("frames", v) if isinstance(v, dict) else v for k, v in manifest.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

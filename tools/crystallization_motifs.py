@@ -1,0 +1,316 @@
+"""Candidate polymorphs of a composition (memory, AFLOW prototypes, ASE elemental structures, pyxtal's CIF
+database and optional pyxtal random crystals), the physical-validity filter for relaxed motifs, and motif
+identification (space group + StructureMatcher against the candidates, clustering of the unidentified)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pymatgen.core
+from pymatgen.core import Composition, Element, Structure
+
+from memory.store import symmetry_of
+from tools.family_match import MATCHER
+
+_AFLOW = Path(pymatgen.core.__file__).parent.parent / "analysis" / "prototypes" / "aflow_prototypes.json.gz"
+MAX_CANDIDATE_SITES = 24
+
+
+@dataclass
+class Candidate:
+    """A named candidate polymorph; `energy_per_atom` is set once relaxed with the potential."""
+
+    label: str
+    structure: Structure
+    source: str  # "memory", "prototype", "pyxtal-database", "pyxtal-random"
+    memory_id: str | None = None
+    priority: int = 3  # relaxation order: memory 0, named elemental 1, named mineral 2, other prototypes 3, random 4
+    energy_per_atom: float | None = None
+    relaxed: Structure | None = None
+    n_primitive: int = 0
+
+    def __post_init__(self) -> None:
+        """Cache the primitive-cell size (a motif can only match when its size is a multiple of it)."""
+        if not self.n_primitive:
+            try:
+                self.n_primitive = len(self.structure.get_primitive_structure())
+            except Exception:  # spglib fails on some cells: fall back to the cell as given
+                self.n_primitive = len(self.structure)
+
+
+@lru_cache(maxsize=1)
+def _aflow_structures() -> tuple[tuple[str, Structure], ...]:
+    """(name, structure) of every AFLOW prototype pymatgen ships; name = mineral, else Strukturbericht, else label."""
+    with gzip.open(_AFLOW, "rt") as handle:
+        data = json.load(handle)
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for entry in data:
+            tags = entry["tags"]
+            snl = entry["snl"]
+            structure = Structure.from_dict(snl.get("structure", snl))
+            name = tags.get("mineral") or tags.get("strukturbericht") or tags.get("aflow") or "prototype"
+            out.append((f"{name} ({tags.get('aflow', '')})".strip(), structure))
+    return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def _aflow_has_mineral() -> tuple[bool, ...]:
+    """Whether each AFLOW prototype (same order as _aflow_structures) carries a mineral name."""
+    with gzip.open(_AFLOW, "rt") as handle:
+        return tuple(bool(entry["tags"].get("mineral")) for entry in json.load(handle))
+
+
+@lru_cache(maxsize=32)
+def _pyxtal_database(elements: frozenset[str]) -> tuple[tuple[str, Structure], ...]:
+    """The CIFs that pyxtal ships (quartz, cristobalite, ...) that mention every one of `elements`, parsed."""
+    import pyxtal
+
+    folder = Path(pyxtal.__file__).parent / "database" / "cifs"
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path in sorted(folder.glob("*.cif")):
+            text = path.read_text(errors="ignore")
+            if not all(re.search(rf"\b{el}\d*\b", text) for el in elements):
+                continue  # cheap text filter before the (slow) CIF parse
+            try:
+                structure = Structure.from_file(path)
+            except Exception:  # molecular or malformed CIFs: not candidates
+                continue
+            if len(structure) <= 200:
+                out.append((path.stem, structure))
+    return tuple(out)
+
+
+def _decorate(proto: Structure, target: Composition) -> Structure | None:
+    """Put the target's elements on a prototype with the same anonymous formula: species ranked by amount, ties
+    broken by electronegativity, so e.g. Ti takes the 'A' of anatase's A2B... as the minority species."""
+    proto_comp = proto.composition.reduced_composition
+    if proto_comp.anonymized_formula != target.reduced_composition.anonymized_formula:
+        return None
+
+    def order(comp: Composition) -> list[str]:
+        return [el.symbol for el in sorted(comp.elements, key=lambda e: (comp[e], Element(e.symbol).X))]
+
+    mapping = dict(zip(order(proto_comp), order(target.reduced_composition), strict=True))
+    decorated = proto.copy()
+    decorated.replace_species(mapping)
+    return decorated
+
+
+def _elemental(symbol: str) -> list[tuple[str, Structure]]:
+    """Simple elemental structures from ASE (diamond, fcc, bcc, hcp, simple cubic) at a rough volume."""
+    from ase.build import bulk
+
+    from tools.structures import atoms_to_structure
+
+    r = float(Element(symbol).atomic_radius or 1.4)
+    builds = {
+        "diamond (A4, ase)": bulk(symbol, "diamond", a=8 * r / np.sqrt(3)),
+        "fcc (A1, ase)": bulk(symbol, "fcc", a=2 * np.sqrt(2) * r),
+        "bcc (A2, ase)": bulk(symbol, "bcc", a=4 * r / np.sqrt(3)),
+        "hcp (A3, ase)": bulk(symbol, "hcp", a=2 * r, c=3.266 * r),
+        "simple cubic (Ah, ase)": bulk(symbol, "sc", a=2 * r),
+    }
+    return [(name, atoms_to_structure(atoms)) for name, atoms in builds.items()]
+
+
+def _random_pyxtal(target: Composition, n: int, seed: int) -> list[tuple[str, Structure]]:
+    """n pyxtal random crystals of the formula unit in random space groups (seeded)."""
+    from pyxtal import pyxtal
+
+    rng = np.random.default_rng(seed)
+    elements = [el.symbol for el in target.elements]
+    counts = [int(round(target[el])) for el in target.elements]
+    out: list[tuple[str, Structure]] = []
+    for attempt in range(8 * n):
+        if len(out) >= n:
+            break
+        group = int(rng.integers(2, 231))
+        crystal = pyxtal()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                crystal.from_random(3, group, elements, [c * 2 for c in counts], random_state=seed + attempt)
+            out.append((f"pyxtal random #{len(out) + 1} (spg {group})", crystal.to_pymatgen()))
+        except Exception:  # pyxtal refuses incompatible Wyckoff combinations: try another group
+            continue
+    return out
+
+
+def candidate_polymorphs(
+    target: Composition, store: Any = None, n_random: int = 0, seed: int = 0, max_sites: int = MAX_CANDIDATE_SITES
+) -> list[Candidate]:
+    """Distinct candidate polymorphs of the target's reduced formula: prototypes, pyxtal's database, random pyxtal
+    crystals, then memory records that are none of these; duplicates (StructureMatcher) keep the first name."""
+    reduced = target.reduced_composition
+    found: list[Candidate] = []
+    stored: list[Candidate] = []
+    if store is not None:
+        try:
+            records = store.search_composition(formula=reduced.reduced_formula, n=20)
+        except Exception:  # an empty or unreachable memory simply adds no candidates
+            records = []
+        for record in records:
+            sym, _, _ = symmetry_of(record.structure)
+            stored.append(Candidate(f"memory {record.id} ({sym})", record.structure, "memory", memory_id=record.id,
+                                    priority=0))
+    raw: list[tuple[str, Structure, str, int]] = []
+    if len(reduced.elements) == 1:
+        raw += [(n, s, "prototype", 1) for n, s in _elemental(reduced.elements[0].symbol)]
+    for (name, proto), mineral in zip(_aflow_structures(), _aflow_has_mineral(), strict=True):
+        if len(proto) <= max_sites:
+            decorated = _decorate(proto, reduced)
+            if decorated is not None:
+                raw.append((name, decorated, "prototype", 2 if mineral else 3))
+    for name, structure in _pyxtal_database(frozenset(el.symbol for el in reduced.elements)):
+        if structure.composition.reduced_formula == reduced.reduced_formula and len(structure) <= max_sites:
+            raw.append((f"{name} (pyxtal database)", structure, "pyxtal-database", 2))
+    if n_random:
+        raw += [(n, s, "pyxtal-random", 4) for n, s in _random_pyxtal(reduced, n_random, seed)]
+    # named prototypes first, so a stored structure that is a known polymorph keeps the polymorph's name
+    for candidate in [Candidate(name, structure, source, priority=priority) for name, structure, source, priority
+                      in raw] + stored:
+        if not any(_same(candidate, other) for other in found):
+            found.append(candidate)
+    return found
+
+
+def _same(a: Candidate, b: Candidate) -> bool:
+    """Two candidates are the same polymorph (species-aware StructureMatcher)."""
+    if a.n_primitive != b.n_primitive:
+        return False
+    return matches(a.structure, b.structure)
+
+
+def matches(x: Structure, y: Structure) -> bool:
+    """Species-aware StructureMatcher fit with the project's tolerances (False when the matcher fails)."""
+    if x.composition.reduced_formula != y.composition.reduced_formula:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return bool(MATCHER.fit(x, y))
+        except Exception:  # the matcher fails on some degenerate cells: no match
+            return False
+
+
+def rms_distance(x: Structure, y: Structure) -> float | None:
+    """Normalised RMS displacement of the StructureMatcher fit of x onto y; None when they do not match."""
+    if x.composition.reduced_formula != y.composition.reduced_formula:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            result = MATCHER.get_rms_dist(x, y)
+        except Exception:  # the matcher fails on some degenerate cells: no match
+            return None
+    return None if result is None else float(result[0])
+
+
+def best_match(structure: Structure, candidates: list[Candidate]) -> Candidate | None:
+    """The candidate that the structure fits with the smallest RMS displacement (prototype or its relaxed form):
+    the loose matcher tolerances accept several polymorphs for small cells, so the first fit is not enough."""
+    scored = []
+    for order, cand in enumerate(candidates):
+        if len(structure) % max(cand.n_primitive, 1):
+            continue
+        dists = [d for ref in (cand.structure, cand.relaxed) if ref is not None
+                 if (d := rms_distance(structure, ref)) is not None]
+        if dists:
+            scored.append((min(dists), order, cand))
+    return min(scored, key=lambda t: (t[0], t[1]))[2] if scored else None
+
+
+@dataclass
+class ValidityCriteria:
+    """What a relaxed motif must satisfy to count: energy went down, formation energy in a window, no fusion."""
+
+    energy_tolerance_eV: float = 1e-3
+    formation_min_eV: float = -5.0
+    formation_max_eV: float = 0.5
+    min_distance_A: float = 1.0
+
+
+def validity_problems(
+    initial_energy: float, final_energy: float, formation_energy_per_atom: float, min_distance: float,
+    criteria: ValidityCriteria,
+) -> list[str]:
+    """Why a relaxed motif is not physical (empty list = valid).
+
+    A relaxation must not raise the energy: keep when final <= initial + tolerance. (Reading the reference
+    check literally, a motif whose energy dropped would be rejected: that direction is wrong.)"""
+    problems = []
+    if not (np.isfinite(initial_energy) and np.isfinite(final_energy) and np.isfinite(formation_energy_per_atom)):
+        return ["non-finite energy"]
+    if final_energy > initial_energy + criteria.energy_tolerance_eV:
+        problems.append(f"energy rose during relaxation ({initial_energy:.4f} -> {final_energy:.4f} eV)")
+    if not criteria.formation_min_eV <= formation_energy_per_atom <= criteria.formation_max_eV:
+        problems.append(
+            f"formation energy {formation_energy_per_atom:.3f} eV/atom outside "
+            f"[{criteria.formation_min_eV}, {criteria.formation_max_eV}]"
+        )
+    if min_distance < criteria.min_distance_A:
+        problems.append(f"atoms fused: closest pair {min_distance:.3f} A < {criteria.min_distance_A} A")
+    return problems
+
+
+@dataclass
+class Motif:
+    """One relaxed subcell and what it was identified as."""
+
+    index: int
+    replica: int
+    n_atoms: int
+    initial_energy: float
+    energy: float
+    energy_per_atom: float
+    formation_energy_per_atom: float
+    steps: int
+    converged: bool
+    structure: Structure
+    spacegroup: str
+    spacegroup_number: int
+    problems: list[str] = field(default_factory=list)
+    label: str | None = None
+    source: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        """Passed every validity check."""
+        return not self.problems
+
+
+def identify(motifs: list[Motif], candidates: list[Candidate], target: Composition) -> None:
+    """Label each valid motif: the first candidate it matches, else a cluster of unidentified motifs of the same
+    structure ('unidentified <formula> <space group> #k'); off-composition motifs are labelled by formula."""
+    clusters: list[tuple[str, Structure]] = []
+    reduced = target.reduced_composition.reduced_formula
+    for motif in motifs:
+        if not motif.valid:
+            continue
+        if motif.structure.composition.reduced_formula != reduced:
+            motif.label, motif.source = f"{motif.structure.composition.reduced_formula} {motif.spacegroup}", "other"
+            continue
+        best = best_match(motif.structure, candidates)
+        if best is not None:
+            motif.label, motif.source = best.label, best.source
+        else:
+            for name, rep in clusters:
+                if matches(motif.structure, rep):
+                    motif.label = name
+                    break
+            else:
+                motif.label = f"unidentified {reduced} {motif.spacegroup} #{len(clusters) + 1}"
+                clusters.append((motif.label, motif.structure))
+            motif.source = "unidentified"
