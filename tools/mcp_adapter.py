@@ -22,6 +22,8 @@ from tools.registry import ToolContext, ToolSpec
 from tools.settings import Settings
 
 LINK_SCHEMES = ("structure://", "artifact://")
+# Longest a direct (non-job) MCP call may run, by cost class; longer work belongs in job_start.
+TIME_LIMITS_S = {"instant": 300.0, "minutes": 3600.0, "long": 6 * 3600.0}
 MAX_LINKS = 50
 
 
@@ -73,10 +75,17 @@ def mcp_function(spec: ToolSpec, settings: Callable[[], Settings]) -> Callable[.
         def work() -> Any:
             return spec.run(kwargs, tool_ctx)
 
+        limit = TIME_LIMITS_S[spec.cost]
         try:
-            output = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+            with anyio.fail_after(limit):
+                output = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
         except ToolError as exc:
             raise MCPToolError(str(exc)) from exc
+        except TimeoutError as exc:
+            cancel.set()
+            raise MCPToolError(
+                f"{spec.name} exceeded its {limit:.0f} s limit for a direct call; run it with job_start"
+            ) from exc
         except anyio.get_cancelled_exc_class():
             cancel.set()  # the worker thread stops at its next progress report
             raise

@@ -1,0 +1,56 @@
+"""Throughput of batch relaxation (structures relaxed per second) in-process vs a Dask LocalCluster with 1, 2, ...
+worker processes, in one run, printed as ratios against in-process. The same executor interface the search uses.
+
+Run: .venv/bin/python benchmarks/scale.py [--n 8] [--workers 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from models.prototypes import decorate
+from tools.executor import DaskExecutor, InProcessExecutor
+from tools.executor_tasks import relax_task
+from tools.structures import structure_to_cif
+
+CATIONS = ["Mg", "Ni", "Co", "Zn", "Ca", "Sr", "Fe", "Mn", "Cu", "Cd", "Ba", "Pb"]
+
+
+def payloads(n: int, potential: str) -> list[dict]:
+    """n rattled rock-salt oxides to relax (different chemistry each, so no caching helps)."""
+    out = []
+    for i in range(n):
+        s = decorate("rock salt", {"A": CATIONS[i % len(CATIONS)], "X": "O"}) * (2, 1, 1)
+        s.perturb(0.05)
+        out.append({"cif": structure_to_cif(s), "potential": potential, "fmax": 0.05, "max_steps": 100})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=8)
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2])
+    parser.add_argument("--potential", default="chgnet")
+    args = parser.parse_args()
+    items = payloads(args.n, args.potential)
+    relax_task(items[0])  # load the model in this process first, as a warm server would have
+    start = time.perf_counter()
+    InProcessExecutor().map(relax_task, items)
+    base = args.n / (time.perf_counter() - start)
+    print(f"in-process: {base:.3f} structures/s")
+    from distributed import LocalCluster
+
+    for workers in args.workers:
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            executor = DaskExecutor(cluster.scheduler_address)
+            executor.map(relax_task, items[:workers])  # warm-up: each worker loads the model once
+            start = time.perf_counter()
+            executor.map(relax_task, items)
+            rate = args.n / (time.perf_counter() - start)
+            executor.client.close()
+        print(f"dask x{workers}: {rate:.3f} structures/s = {rate / base:.2f}x in-process")
+
+
+if __name__ == "__main__":
+    main()
