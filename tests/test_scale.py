@@ -21,4 +21,9 @@ def test_search_on_dask_matches_in_process(workspace, tmp_path, monkeypatch):
         remote = get_tool("hierarchical_search").run(args, ToolContext())
     get_settings.cache_clear()
     assert remote.evaluations == local.evaluations == 2
-    assert [(c.id, c.e_above_hull_eV) for c in remote.ranked] == [(c.id, c.e_above_hull_eV) for c in local.ranked]
+    # Same ranking in physical terms. Ids are hashes of the relaxed CIF, whose last digits can differ with the
+    # worker's thread count (floating-point summation order), so they are not compared.
+    def key(result):
+        return [(c.formula, c.generator, c.spacegroup, round(c.e_above_hull_eV, 3)) for c in result.ranked]
+
+    assert key(remote) == key(local)

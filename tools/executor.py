@@ -72,20 +72,15 @@ class DaskExecutor:
         progress: StepFn | None = None,
         cancel: threading.Event | None = None,
     ) -> list[Any]:
-        from distributed import as_completed
-
         futures = self.client.map(fn, list(items), pure=False)
-        index = {f.key: i for i, f in enumerate(futures)}
-        results: list[Any] = [None] * len(futures)
-        done = 0
+        results: list[Any] = []
         try:
-            for future in as_completed(futures):
+            for future in futures:  # gathered in input order; workers run them concurrently meanwhile
                 if cancel is not None and cancel.is_set():
                     raise Cancelled("cancelled")
-                results[index[future.key]] = future.result()
-                done += 1
+                results.append(future.result())
                 if progress:
-                    progress(done, len(futures))
+                    progress(len(results), len(futures))
         except BaseException:
             self.client.cancel(futures)
             raise
