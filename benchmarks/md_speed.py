@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.isolated_workers import run_isolated  # noqa: E402
+
 MODELS = ("emt", "allegro", "nequip", "chgnet", "sevennet-0")
 REPEATS = {64: (2, 2, 4), 512: (4, 4, 8), 1000: (5, 5, 10)}
 
@@ -80,15 +82,10 @@ def main() -> None:
         return
     results = {}
     for name in args.models:
-        cmd = [sys.executable, __file__, "--worker", name, "--threads", str(args.threads), "--min-steps",
-               str(args.min_steps), "--budget-s", str(args.budget_s), "--sizes", *map(str, args.sizes)]
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore"}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode or not lines:
-            print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+        result = run_isolated(__file__, name, args)
+        if result is None:
             continue
-        results[name] = json.loads(lines[-1][len("RESULT "):])
+        results[name] = result
         print(f"{name}: {results[name]['sizes']}", flush=True)
     ref = results.get("sevennet-0")
     print(f"\nthreads={args.threads}  load average={os.getloadavg()[0]:.2f}")

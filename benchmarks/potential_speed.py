@@ -10,12 +10,14 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.isolated_workers import run_isolated  # noqa: E402
+
 MODELS = ("allegro", "nequip", "sevennet-0", "chgnet")
 
 
@@ -91,15 +93,10 @@ def main() -> None:
     results = {}
     load0 = os.getloadavg()[0]
     for name in args.models:
-        cmd = [sys.executable, __file__, "--worker", name, "--threads", str(args.threads), "--min-steps",
-               str(args.min_steps), "--budget-s", str(args.budget_s), "--sizes", *map(str, args.sizes)]
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONWARNINGS": "ignore"}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode or not lines:
-            print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+        result = run_isolated(__file__, name, args)
+        if result is None:
             continue
-        results[name] = json.loads(lines[-1][len("RESULT ") :])
+        results[name] = result
     ref = results.get("sevennet-0")
     print(f"threads={args.threads}  load average before/after: {load0:.2f}/{os.getloadavg()[0]:.2f}")
     print("atom-steps/s and ratios use the best step (robust to other load on the machine); median shown too")
