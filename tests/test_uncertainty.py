@@ -80,7 +80,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")  # tiny cells gain nothing
 
 
 @pytest.fixture(scope="module")
-def fitted(tmp_path_factory, _single_thread) -> dict:
+def fitted(tmp_path_factory, single_thread) -> dict:
     """A tiny potential trained on 300 K Cu, its GMM fitted on train and calibrated on 300 K + 900 K frames."""
     train, val = md_frames(300, 24, 0), md_frames(300, 4, 1) + md_frames(900, 4, 2)
     path = tmp_path_factory.mktemp("unc") / "cu.pt"
