@@ -21,6 +21,10 @@ def repl(console: Console, thread: str = "default") -> None:
             f"[bold]matsearch chat[/bold] (model {settings.llm_model or 'default'} at {settings.llm_base_url}, "
             f"thread {thread}); 'exit' to leave"
         )
+        if agent.mounts is not None:
+            console.print(f"mounted MCP tools: {', '.join(t.name for t in agent.mounts.tools) or 'none'}")
+        for name, why in agent.mount_errors.items():
+            console.print(f"[yellow]MCP server {name!r} not mounted: {why}[/yellow]")
     else:
         from agent.offline_planner import OfflinePlanner
 

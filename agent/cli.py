@@ -139,7 +139,7 @@ def show_search(out: object) -> None:
 
 @app.command()
 def demo(
-    budget: int = typer.Option(4, help="Structure evaluations for the demo search."),
+    budget: int = typer.Option(6, help="Structure evaluations for the demo search."),
 ) -> None:
     """The main job on the embedded defaults: a hierarchical search for a La-Mn double perovskite oxide."""
     search(DEMO_REQUEST, budget=budget, n_formulas=3, seed=0, potential=None, no_llm=True)
@@ -158,7 +158,11 @@ def chat(thread: str = typer.Option("default", help="Conversation thread id (kep
     """Chat with the agent (an LLM when OPENAI_BASE_URL is set; otherwise the offline planner)."""
     from agent.chat import repl
 
-    repl(console, thread)
+    try:
+        repl(console, thread)
+    except ValueError as exc:  # configuration problems (bad MCP mount config, no endpoint) read as one line
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -14,6 +14,7 @@ from langchain_openai import ChatOpenAI
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from agent.honesty import unsupported_numbers
+from agent.mcp_mounts import MountedServers, parse_mount_config
 from prompts import load_prompt
 from tools.langchain_adapter import langchain_tools
 from tools.registry import ProgressFn
@@ -59,9 +60,13 @@ class MatsearchAgent:
         path = self.settings.resolved_workspace() / "agent" / "threads.sqlite"
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False)
+        spec = self.settings.mcp_servers
+        self.mounts = MountedServers(parse_mount_config(spec)) if spec else None
+        self.mount_errors = dict(self.mounts.errors) if self.mounts else {}
+        mounted = self.mounts.tools if self.mounts else []
         self.graph = create_agent(
             model,
-            tools=langchain_tools(self.settings, progress),
+            tools=[*langchain_tools(self.settings, progress), *mounted],
             system_prompt=load_prompt("agent_system"),
             checkpointer=SqliteSaver(self._db),
         )
@@ -102,4 +107,6 @@ class MatsearchAgent:
         return TurnResult(answer, calls, outputs, unsupported_numbers(answer, [str(h) for h in history]))
 
     def close(self) -> None:
+        if self.mounts is not None:
+            self.mounts.close()
         self._db.close()

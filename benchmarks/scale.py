@@ -1,5 +1,6 @@
 """Throughput of batch relaxation (structures relaxed per second) in-process vs a Dask LocalCluster with 1, 2, ...
-worker processes, in one run, printed as ratios against in-process. The same executor interface the search uses.
+worker processes, in one run, printed as ratios against in-process with one torch thread (what each Dask worker
+runs). The same executor interface the search uses.
 
 Run: .venv/bin/python benchmarks/scale.py [--n 8] [--workers 1 2]
 """
@@ -34,11 +35,19 @@ def main() -> None:
     parser.add_argument("--potential", default="chgnet")
     args = parser.parse_args()
     items = payloads(args.n, args.potential)
+    import torch
+
     relax_task(items[0])  # load the model in this process first, as a warm server would have
-    start = time.perf_counter()
-    InProcessExecutor().map(relax_task, items)
-    base = args.n / (time.perf_counter() - start)
-    print(f"in-process: {base:.3f} structures/s")
+    default_threads = torch.get_num_threads()
+    rates = {}
+    for threads in sorted({default_threads, 1}, reverse=True):
+        torch.set_num_threads(threads)
+        start = time.perf_counter()
+        InProcessExecutor().map(relax_task, items)
+        rates[threads] = args.n / (time.perf_counter() - start)
+        print(f"in-process, {threads} torch thread(s): {rates[threads]:.3f} structures/s")
+    torch.set_num_threads(default_threads)
+    base = rates[1]  # a Dask worker runs one torch thread: compare like with like
     from distributed import LocalCluster
 
     for workers in args.workers:
@@ -49,7 +58,7 @@ def main() -> None:
             executor.map(relax_task, items)
             rate = args.n / (time.perf_counter() - start)
             executor.client.close()
-        print(f"dask x{workers}: {rate:.3f} structures/s = {rate / base:.2f}x in-process")
+        print(f"dask x{workers}: {rate:.3f} structures/s = {rate / base:.2f}x in-process (1 thread)")
 
 
 if __name__ == "__main__":

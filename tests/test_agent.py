@@ -102,3 +102,46 @@ def test_offline_planner_searches_and_says_so(workspace):
     assert recall.tool_calls[0][0] == "search_structures"
     nonsense = planner.reply("hello there")
     assert "could not find elements" in nonsense.text and not nonsense.tool_calls
+
+
+def test_agent_mounts_other_mcp_servers(workspace, tmp_path, monkeypatch):
+    """A second MCP server (another server.py over stdio, its own workspace) is mounted: its tools reach the model as
+    lab__*, calls go over MCP and land in that server's store; a server that cannot start is reported, not fatal."""
+    import sys
+
+    from agent.llm_agent import MatsearchAgent
+    from memory.store import StructureStore
+    from tests.conftest import ROOT, cif_of, perovskite, server_env
+    from tools.settings import get_settings
+
+    lab = tmp_path / "lab-workspace"
+    config = {"mcpServers": {
+        "lab": {"command": sys.executable, "args": [str(ROOT / "server.py")], "env": server_env(lab)},
+        "down": {"command": str(tmp_path / "no-such-server")},
+    }}
+
+    def policy(messages: list[dict[str, Any]]) -> dict[str, Any]:
+        results = [m for m in messages if m.get("role") == "tool"]
+        if not results:
+            return {"tool_calls": [{"name": "lab__store_structure", "arguments": {
+                "structure": {"text": cif_of(perovskite())}, "description": "cubic SrTiO3 for the lab"}}]}
+        if len(results) == 1:
+            return {"tool_calls": [{"name": "lab__search_structures", "arguments": {"formula": "SrTiO3"}}]}
+        return {"content": "stored in the lab server"}
+
+    with FakeOpenAI(policy) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("MATSEARCH_MCP_SERVERS", json.dumps(config))
+        get_settings.cache_clear()
+        agent = MatsearchAgent()
+        result = agent.ask("store SrTiO3 in the lab server", thread_id="mount")
+        agent.close()
+        get_settings.cache_clear()
+    offered = {t["function"]["name"] for t in server.requests[0]["tools"]}
+    assert {"lab__store_structure", "lab__hierarchical_search", "hierarchical_search"} <= offered
+    assert "down" in agent.mount_errors and not any(name.startswith("down__") for name in offered)
+    assert [name for name, _ in result.tool_calls] == ["lab__store_structure", "lab__search_structures"]
+    stored = json.loads(result.tool_outputs[0])
+    assert json.loads(result.tool_outputs[1])["hits"][0]["id"] == stored["id"]
+    assert StructureStore(lab / "memory").get(stored["id"]).structure.composition.reduced_formula == "SrTiO3"
+    assert ToolContext().store.count() == 0  # the local store was not touched

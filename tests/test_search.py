@@ -112,3 +112,16 @@ def test_search_demo_request_is_real_and_deterministic(workspace, tmp_path, monk
     get_settings.cache_clear()
     fresh = get_tool("hierarchical_search").run(args, ToolContext())
     assert [(c.id, c.e_above_hull_eV) for c in fresh.ranked] == [(c.id, c.e_above_hull_eV) for c in first.ranked]
+
+
+def test_every_proposed_formula_is_looked_at_and_answered_once(workspace):
+    """Unvisited formulas come first (UCT-style), so a budget >= the formula count evaluates each; the answer keeps
+    the best-ranked polymorph of each formula."""
+    out = get_tool("hierarchical_search").run(
+        {"request": "a rock salt oxide", "budget": 3, "n_formulas": 2, "seed": 1, "use_llm": False}, ToolContext()
+    )
+    assert len(out.tree) == 2 and all(node.evaluations >= 1 for node in out.tree)
+    formulas = [c.formula for c in out.per_formula]
+    assert sorted(formulas) == sorted({c.formula for c in out.ranked}) and len(formulas) == 2
+    for answer in out.per_formula:
+        assert answer == min((c for c in out.ranked if c.formula == answer.formula), key=lambda c: c.rank)

@@ -41,7 +41,9 @@ from tools.crystallization_motifs import (
 )
 from tools.crystallization_subcells import enumerate_subcells, selection_order
 from tools.errors import ToolInputError
-from tools.potentials import elemental_references, get_potential, relax
+from tools.executor import get_executor
+from tools.executor_tasks import relax_task
+from tools.potentials import elemental_references, get_potential
 from tools.registry import ToolContext, tool
 from tools.structures import (
     StructureRef,
@@ -49,8 +51,10 @@ from tools.structures import (
     min_interatomic_distance,
     resolve_structure,
     structure_to_atoms,
+    structure_to_cif,
 )
 
+MOTIF_CHUNK = 8  # motif relaxations handed to the executor at once (the wall-time limit is checked between chunks)
 OVERLAP_SKIP_A = 0.5  # subcells whose new periodic images bring atoms closer than this are skipped unrelaxed
 
 
@@ -267,14 +271,23 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
     done = 0.0
     ctx.progress(0, total, f"relaxing {len(to_relax)} candidate polymorphs of {unit.reduced_formula}")
 
-    # 1. candidate polymorphs relaxed: ground-state competitors and the reference density
-    for cand in to_relax:
-        res = relax(cand.structure, calc, potential, inp.fmax, inp.max_relax_steps, True, "FIRE")
-        if np.isfinite(res.energy):
-            cand.relaxed = res.structure
-            cand.energy_per_atom = res.energy / len(res.structure)
-        done += 1
-        ctx.progress(done, total, f"relaxed candidate {cand.label}")
+    # 1. candidate polymorphs relaxed (through the executor: in-process or Dask workers), for the ground-state
+    #    competitors and the reference density
+    executor = get_executor(ctx.settings)
+
+    def payload(structure: Structure) -> dict[str, Any]:
+        return {"cif": structure_to_cif(structure), "potential": potential, "fmax": inp.fmax,
+                "max_steps": inp.max_relax_steps, "device": ctx.settings.device}
+
+    relaxed_refs = executor.map(
+        relax_task, [payload(c.structure) for c in to_relax], cancel=ctx.cancel_event,
+        progress=lambda n, _t: ctx.progress(done + n, total, f"relaxed candidate {to_relax[n - 1].label}"),
+    )
+    for cand, res in zip(to_relax, relaxed_refs, strict=True):
+        if np.isfinite(res["energy"]):
+            cand.relaxed = Structure.from_str(res["cif"], fmt="cif")
+            cand.energy_per_atom = res["energy"] / len(cand.relaxed)
+    done += len(to_relax)
     kept = [c for c in candidates if c.relaxed is not None and matches(c.relaxed, c.structure)]
     reference = min(kept, key=lambda c: c.energy_per_atom or np.inf, default=None)
     if inp.density_g_cm3 is not None:
@@ -339,33 +352,41 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
     )
     motifs: list[Motif] = []
     skipped = 0
+    selected: list[tuple[int, Structure]] = []
     for position in order:
-        if len(motifs) >= inp.budget:
-            break
-        if inp.max_wall_s is not None and time.perf_counter() - start > inp.max_wall_s:
-            notes.append(f"stopped after {len(motifs)} relaxations: max_wall_s reached")
+        if len(selected) >= inp.budget:
             break
         k, i = pool[int(position)]
         sub = grids[k].structure(i)
         if len(sub) > 1 and min_interatomic_distance(sub) < OVERLAP_SKIP_A:
             skipped += 1
             continue
-        index = len(motifs)
-        res = relax(sub, calc, potential, inp.fmax, inp.max_relax_steps, True, "FIRE",
-                    on_step=lambda n, d=done, j=index: ctx.progress(d, total, f"motif {j + 1}: FIRE step {n}"))
-        form = refs.formation_energy_per_atom(res.structure, res.energy)
-        dmin = min_interatomic_distance(res.structure) if len(res.structure) > 1 else float(
-            min(res.structure.lattice.abc)
+        selected.append((k, sub))
+    for first in range(0, len(selected), MOTIF_CHUNK):
+        if inp.max_wall_s is not None and time.perf_counter() - start > inp.max_wall_s:
+            notes.append(f"stopped after {len(motifs)} relaxations: max_wall_s reached")
+            break
+        chunk = selected[first:first + MOTIF_CHUNK]
+        results = executor.map(
+            relax_task, [payload(sub) for _, sub in chunk], cancel=ctx.cancel_event,
+            progress=lambda n, _t, d=done: ctx.progress(d + n, total, f"motif {len(motifs) + n}/{inp.budget} relaxed"),
         )
-        sym, num, _ = symmetry_of(res.structure)
-        motifs.append(Motif(
-            index=index, replica=k, n_atoms=len(sub), initial_energy=res.initial_energy, energy=res.energy,
-            energy_per_atom=res.energy / len(sub), formation_energy_per_atom=float(form), steps=res.steps,
-            converged=res.converged, structure=res.structure, spacegroup=sym, spacegroup_number=num,
-            problems=validity_problems(res.initial_energy, res.energy, float(form), dmin, criteria),
-        ))
-        done += 1
-        ctx.progress(done, total, f"motif {index + 1}/{inp.budget}: {sym}, {res.energy / len(sub):.3f} eV/atom")
+        for (k, sub), res in zip(chunk, results, strict=True):
+            relaxed = Structure.from_str(res["cif"], fmt="cif")
+            form = refs.formation_energy_per_atom(relaxed, res["energy"])
+            dmin = min_interatomic_distance(relaxed) if len(relaxed) > 1 else float(min(relaxed.lattice.abc))
+            sym, num, _ = symmetry_of(relaxed)
+            motifs.append(Motif(
+                index=len(motifs), replica=k, n_atoms=len(sub), initial_energy=res["initial_energy"],
+                energy=res["energy"], energy_per_atom=res["energy"] / len(sub), formation_energy_per_atom=float(form),
+                steps=res["steps"], converged=res["converged"], structure=relaxed, spacegroup=sym,
+                spacegroup_number=num,
+                problems=validity_problems(res["initial_energy"], res["energy"], float(form), dmin, criteria),
+            ))
+            done += 1
+        last = motifs[-1]
+        message = f"motif {len(motifs)}/{inp.budget}: {last.spacegroup}, {last.energy_per_atom:.3f} eV/atom"
+        ctx.progress(done, total, message)
 
     # 4. identification and ranking
     identify(motifs, candidates, unit)

@@ -16,7 +16,7 @@ from typing import Any, Literal, get_type_hints
 from pydantic import BaseModel, ValidationError
 
 from tools.errors import ToolError, ToolInputError, ToolRuntimeError
-from tools.settings import Settings, get_settings
+from tools.settings import Settings, apply_torch_threads, get_settings
 
 CostClass = Literal["instant", "minutes", "long"]
 ProgressFn = Callable[[float, float | None, str | None], None]
@@ -115,6 +115,7 @@ class ToolSpec:
         inp = self.validate(arguments)
         ctx = ctx or ToolContext()
         ctx.tool_name = self.name
+        apply_torch_threads(ctx.settings)
         try:
             return self.fn(inp, ctx)
         except ToolError:

@@ -27,6 +27,7 @@ from tools.request import parse_request
 from tools.structures import structure_to_cif
 
 FAMILY_BONUS = 0.05  # eV/atom-equivalent credit for matching the requested family
+UNVISITED_PRIORITY = 10.0  # above any reachable score (scores are -E_hull + bonus, a few eV at most)
 EXPLORATION = 0.03  # eV/atom-equivalent bonus for formulas tried fewer times (UCB-style)
 RELAX_FMAX, RELAX_STEPS = 0.1, 120
 ROUND_SIZE = 2  # structures relaxed per round (fixed, so results do not depend on the executor)
@@ -83,6 +84,11 @@ class SearchOutput(BaseModel):
     seconds: float
     best: Candidate | None
     ranked: list[Candidate]
+    per_formula: list[Candidate] = Field(
+        default_factory=list,
+        description="The search's answer for each formula: its best-scoring polymorph (lowest E_hull, requested "
+        "family preferred), in rank order",
+    )
     tree: list[TreeNode]
     report_uri: str
     report_json_uri: str
@@ -98,14 +104,19 @@ class FormulaNode:
     sites: dict[str, str] = field(default_factory=dict)
     queue: list[tuple[str, Structure, str | None]] = field(default_factory=list)  # (generator, structure, parent)
     scores: list[float] = field(default_factory=list)
+    pending: int = 0  # structures of this formula in the batch being relaxed (count as visits)
     children: list[str] = field(default_factory=list)
     diffusion_draws: int = 0
     exhausted: bool = False
 
     def priority(self, total: int) -> float:
-        """UCB-style: best score so far (or the proposer's prior) plus an exploration bonus."""
+        """UCB-style: best score so far plus an exploration bonus; a formula not yet evaluated comes first (in the
+        proposer's order), as unvisited children do in UCT, so every proposed formula gets at least one look."""
+        if not self.scores and not self.pending:
+            return UNVISITED_PRIORITY - 0.01 * self.order
         base = max(self.scores) if self.scores else 0.2 - 0.01 * self.order
-        return base + EXPLORATION * math.sqrt(math.log(total + 2) / (len(self.scores) + 1))
+        visits = len(self.scores) + self.pending
+        return base + EXPLORATION * math.sqrt(math.log(total + 2) / (visits + 1))
 
 
 def _prototype_structure(node: FormulaNode, family: str | None) -> Structure | None:
@@ -272,6 +283,7 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
                 record_candidate(node, generator, parent, record.structure, record.id, record.properties, True)
             else:
                 batch.append((node, generator, structure, parent))
+                node.pending += 1
             if node.queue or not node.exhausted:
                 heapq.heappush(heap, (-node.priority(state["evaluations"] + len(batch)), node.order))
         if not batch:
@@ -293,6 +305,7 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
         ]
         results = executor.map(relax_task, payloads, cancel=ctx.cancel_event)
         for (node, generator, _, parent), result in zip(batch, results, strict=True):
+            node.pending -= 1
             relaxed = Structure.from_str(result["cif"], fmt="cif")
             prop_model = compute_properties(relaxed, result["energy"], potential, ctx)
             stored = ctx.store.add(
@@ -336,6 +349,7 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
         seconds=round(time.time() - start, 1),
         best=ranked[0] if ranked else None,
         ranked=ranked[: inp.top_k],
+        per_formula=_best_per_formula(ranked),
         tree=tree,
         report_uri="",
         report_json_uri="",
@@ -370,6 +384,17 @@ def _dedup_heap(heap: list[tuple[float, int]]) -> list[tuple[float, int]]:
         latest[order] = priority
     out = [(p, o) for o, p in latest.items()]
     heapq.heapify(out)
+    return out
+
+
+def _best_per_formula(ranked: list[Candidate]) -> list[Candidate]:
+    """The first (best-ranked) candidate of each reduced formula: one answer per composition, as GenMS returns."""
+    seen: set[str] = set()
+    out = []
+    for c in ranked:
+        if c.formula not in seen:
+            seen.add(c.formula)
+            out.append(c)
     return out
 
 
@@ -428,6 +453,14 @@ def _write_report(output: SearchOutput, ranked: list[Candidate], ctx: ToolContex
     ]
     if output.note:
         lines += [f"Note: {output.note}", ""]
+    if output.per_formula:
+        lines += ["## Answer: the best structure of each formula", ""]
+        lines += [
+            f"- {c.formula}: {c.id} ({c.spacegroup}, {'requested family' if c.family_match else 'other family'}), "
+            f"E_hull {c.e_above_hull_eV} eV/atom"
+            for c in output.per_formula
+        ]
+        lines += ["", "## Every evaluated structure", ""]
     lines += [
         "| rank | id | formula | family match | generator | space group | E_hull (eV/atom) | "
         "E_form (eV/atom) | score |",
