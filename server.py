@@ -116,7 +116,7 @@ def http_app(server: MCPServer, host: str, port: int, token: str | None) -> obje
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry: `python server.py [--http] [--host H] [--port P] [--token T] [--workspace DIR]`."""
+    """Command line: `python server.py [--http] [--host H] [--port P] [--token T] [--workspace D] [--dask A]`."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
@@ -124,10 +124,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default=os.environ.get("MATSEARCH_HTTP_TOKEN"),
                         help="bearer token clients must send (required when --host is not loopback)")
     parser.add_argument("--workspace", type=Path, default=None, help="workspace directory (MATSEARCH_WORKSPACE)")
+    parser.add_argument("--dask", default=None, metavar="ADDRESS",
+                        help="Dask scheduler for batch relaxations, e.g. tcp://10.0.0.5:8786 (MATSEARCH_DASK_ADDRESS)")
     args = parser.parse_args(argv)
     if args.workspace is not None:
         os.environ["MATSEARCH_WORKSPACE"] = str(args.workspace)
-        get_settings.cache_clear()
+    if args.dask is not None:
+        os.environ["MATSEARCH_DASK_ADDRESS"] = args.dask
+    get_settings.cache_clear()
     server = build_server(get_settings())
     if args.http:
         import uvicorn

@@ -33,6 +33,22 @@ def diffusion_train(ctx: typer.Context) -> None:
 
     train_main(list(ctx.args))
 
+@app.callback()
+def _global_options(
+    dask: str = typer.Option(
+        None, "--dask", metavar="ADDRESS", help="Dask scheduler for batch relaxations (MATSEARCH_DASK_ADDRESS)."
+    ),
+) -> None:
+    """Options every subcommand shares."""
+    if dask:
+        import os
+
+        from tools.settings import get_settings
+
+        os.environ["MATSEARCH_DASK_ADDRESS"] = dask
+        get_settings.cache_clear()
+
+
 _specs = load_tools()
 add_tool_commands(call_app, _specs)
 add_tool_commands(memory_app, {k: _specs[k] for k in ("store_structure", "get_structure", "search_structures")})

@@ -72,8 +72,29 @@ def match_stats(preds: list[Structure], targets: list[Structure]) -> dict[str, f
     }
 
 
+def relaxed_energy(structures: list[Structure], n: int, potential: str = "chgnet") -> dict[str, float]:
+    """Mean energy per atom (eV/atom) of the first n structures after a short relaxation with the reference potential
+    (FIRE + cell filter, fmax 0.1 eV/A, <= 100 steps); invalid structures and failed relaxations are skipped."""
+    from tools.potentials import get_potential, relax
+    from tools.settings import get_settings
+
+    calc = get_potential(potential, get_settings())
+    energies = []
+    for s in structures[:n]:
+        if not structure_ok(s):
+            continue
+        try:
+            r = relax(s, calc, potential, fmax=0.1, max_steps=100)
+        except Exception:  # noqa: BLE001 - a failed relaxation has no energy to report
+            continue
+        if np.isfinite(r.energy):
+            energies.append(r.energy / len(s))
+    return {"relaxed_n": len(energies), "relaxed_energy_eV_per_atom": round(float(np.mean(energies)), 4)
+            if energies else float("nan")}
+
+
 def run_set(name: str, targets: list[Structure], model: CrystalDiffusion, steps: int, seed: int,
-            batch: int, step_lr: float = DEFAULT_STEP_LR, baseline: bool = True) -> dict[str, Any]:
+            batch: int, step_lr: float = DEFAULT_STEP_LR, baseline: bool = True, relax_n: int = 0) -> dict[str, Any]:
     """Diffusion and pyxtal samples (one per target) and their scores."""
     species = [[site.specie.symbol for site in s] for s in targets]
     t0 = time.time()
@@ -87,12 +108,35 @@ def run_set(name: str, targets: list[Structure], model: CrystalDiffusion, steps:
     diff_stats = {**match_stats(preds, targets), "structures_per_s": round(len(preds) / t_diff, 2)}
     sym = [symmetrize(p, 0.1) for p in preds]
     sym_stats = {**match_stats(sym, targets), "structures_per_s": diff_stats["structures_per_s"]}
+    if relax_n > 0:
+        diff_stats.update(relaxed_energy(preds, relax_n))
     out = {"diffusion": diff_stats, "diffusion_symmetrized": sym_stats, "published": PUBLISHED.get(name, {})}
     if baseline:
         t0 = time.time()
         base = [random_pyxtal_structures(sp, 1, seed=seed + i)[0] for i, sp in enumerate(species)]
         t_base = time.time() - t0
         out["pyxtal_random"] = {**match_stats(base, targets), "structures_per_s": round(len(base) / t_base, 2)}
+        if relax_n > 0:
+            out["pyxtal_random"].update(relaxed_energy(base, relax_n))
+    return out
+
+
+def speed_20_atoms(model: CrystalDiffusion, steps: int, batch: int, threads: list[int]) -> dict[str, float]:
+    """Structures/s for 20-atom cells (Sr4Ti4O12) sampled in one batch at `steps`, per torch thread count, next to
+    pyxtal random generation of the same cells."""
+    species = ["Sr"] * 4 + ["Ti"] * 4 + ["O"] * 12
+    out: dict[str, float] = {}
+    before = torch.get_num_threads()
+    for n in threads:
+        torch.set_num_threads(n)
+        sample_batch(model, [species] * 2, n_steps=5, seed=0)  # warm-up
+        t0 = time.perf_counter()
+        sample_batch(model, [species] * batch, n_steps=steps, seed=0)
+        out[f"diffusion_{n}_threads"] = round(batch / (time.perf_counter() - t0), 3)
+    torch.set_num_threads(before)
+    t0 = time.perf_counter()
+    random_pyxtal_structures(species, 8, seed=0)
+    out["pyxtal_random"] = round(8 / (time.perf_counter() - t0), 3)
     return out
 
 
@@ -127,6 +171,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--speed-threads", type=int, nargs="*", default=[1, 2],
+                        help="thread counts for the 20-atom speed check (none to skip)")
+    parser.add_argument("--relax-n", type=int, default=0,
+                        help="relax the first N samples of each method with CHGNet and report mean eV/atom")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -134,6 +182,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"checkpoint_sha256": model.checkpoint_sha256, "steps": args.steps, "seed": args.seed,
                                "step_lr": args.step_lr,
                                "checkpoint_step": model.metadata.get("step"), "sets": {}}
+    if args.speed_threads:
+        results["speed_20_atom_cells_per_s"] = speed = speed_20_atoms(model, args.steps, 32, args.speed_threads)
+        print("20-atom cells (Sr4Ti4O12), structures/s at", args.steps, "steps, batch 32:",
+              ", ".join(f"{k} {v}" for k, v in speed.items()))
     if args.val_n > 0:
         results["sets"]["perov_5_val_split"] = run_set("perov_5_val", perov_val_targets(args.val_n), model,
                                                        args.steps, args.seed, args.batch, args.step_lr, baseline=False)
@@ -145,22 +197,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"skipping {name}: {CDVAE_DIR / name / 'test.csv'} not found", file=sys.stderr)
             continue
         results["sets"][name] = run_set(name, cdvae_targets(name, n, args.seed), model, args.steps, args.seed,
-                                        args.batch, args.step_lr)
+                                        args.batch, args.step_lr, relax_n=args.relax_n)
     if args.own_n > 0:
         own = [r for r in read_prototypes() if r["split"] == "test"][: args.own_n]
         known = set(model.config.elements)
         own = [r for r in own if set(r["species"]) <= known]
         targets = [Structure(Lattice(r["lattice"]), r["species"], r["frac"]) for r in own]
         results["sets"]["own_prototypes_test"] = run_set("own", targets, model, args.steps, args.seed, args.batch,
-                                                         args.step_lr)
-    print(f"{'set':<22}{'method':<22}{'n':>5}{'match %':>9}{'RMSE':>8}{'valid %':>9}{'struct/s':>10}")
+                                                         args.step_lr, relax_n=args.relax_n)
+    print(f"{'set':<22}{'method':<22}{'n':>5}{'match %':>9}{'RMSE':>8}{'valid %':>9}{'struct/s':>10}"
+          f"{'E_relax eV/at':>15}")
     for name, res in results["sets"].items():
         for method in ("diffusion", "diffusion_symmetrized", "pyxtal_random"):
             if method not in res:
                 continue
             r = res[method]
             print(f"{name:<22}{method:<22}{r['n']:>5}{r['match_rate_pct']:>9.2f}{r['rmse']:>8.4f}"
-                  f"{r['validity_pct']:>9.1f}{r['structures_per_s']:>10.2f}")
+                  f"{r['validity_pct']:>9.1f}{r['structures_per_s']:>10.2f}"
+                  + (f"{r['relaxed_energy_eV_per_atom']:>10.3f} (n={r['relaxed_n']})" if "relaxed_n" in r else ""))
         for method, (rate, rmse) in res["published"].items():
             print(f"{name:<22}{method + ' (paper)':<22}{'':>5}{rate:>9.2f}{rmse:>8.4f}")
     if args.out:

@@ -172,6 +172,26 @@ def test_run_md_tool_with_chgnet_stores_final_frame(workspace) -> None:
     assert final.provenance["parameters"]["ensemble"] == "nve"
 
 
+def test_run_md_as_a_job_reports_progress_and_result(workspace) -> None:
+    """run_md through the job queue (what MCP clients use for long runs): an estimate up front, progress while it
+    runs, and the same result model at the end, with its trajectory on disk."""
+    cif = structure_to_cif(AseAtomsAdaptor.get_structure(cu((1, 1, 1))))
+    args = {"structure": {"text": cif}, "potential": "chgnet", "ensemble": "nvt_langevin", "temperature_K": 300,
+            "timestep_fs": 2.0, "steps": 30, "log_every": 5}
+    started = get_tool("job_start").run({"tool": "run_md", "arguments": args}, ToolContext())
+    assert started.estimated_seconds is not None and started.estimated_seconds > 0
+    info = started
+    for _ in range(12):
+        info = get_tool("job_wait").run({"job_id": started.job_id, "timeout_s": 50}, ToolContext())
+        if info.state not in ("queued", "running"):
+            break
+    assert info.state == "succeeded", info.error
+    assert info.total is not None and info.progress == info.total
+    assert info.result["frames_recorded"] == 7 and info.result["ensemble"] == "nvt_langevin"
+    traj = read(workspace / info.result["trajectory_uri"].removeprefix("artifact://"), index=":")
+    assert len(traj) == 7
+
+
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [
