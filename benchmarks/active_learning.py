@@ -30,7 +30,8 @@ def run(strategy: str, args: argparse.Namespace, work: Path) -> list[dict]:
 
     cfg = ALConfig(run_name=strategy, reference="emt", temperatures_K=args.temperatures, md_steps=args.md_steps,
                    sample_every=args.sample_every, iterations=args.iterations, max_new_per_iteration=args.per_iter,
-                   threshold_eV_A=0.0, strategy=strategy, n_initial=args.initial, n_validation=args.validation,
+                   threshold_eV_A=0.0, upper_threshold_eV_A=args.upper,
+                   strategy=strategy, n_initial=args.initial, n_validation=args.validation,
                    epochs_initial=args.epochs, epochs_finetune=args.finetune_epochs, seed=args.seed)
     run_dir = work / strategy
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -64,6 +65,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--finetune-epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--upper", type=float, default=None,
+                        help="upper uncertainty trust level in eV/A for the uncertainty strategy (DP-GEN style)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

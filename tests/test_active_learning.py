@@ -29,6 +29,9 @@ def test_selection_prefers_uncertain_diverse_frames_above_threshold() -> None:
     assert select_frames(unc, desc, k=3, threshold=1.0) == []
     rand = select_frames(unc, desc, k=3, threshold=1.0, strategy="random", seed=1)
     assert len(rand) == 3 and len(set(rand)) == 3
+    # an upper trust level passes over the blown-up frames, unless nothing lies below it
+    assert select_frames(unc, desc, k=2, threshold=0.05, upper=0.6) == [3, 2]
+    assert select_frames(unc, desc, k=1, threshold=0.6, upper=0.7) == [1]
 
 
 def test_active_learning_two_iterations_improve_validation_error(workspace: Path) -> None:

@@ -109,6 +109,7 @@ class ALConfig:
     iterations: int = 5
     max_new_per_iteration: int = 8
     threshold_eV_A: float = 0.05
+    upper_threshold_eV_A: float | None = None
     target_force_mae_meV_A: float | None = None
     label_budget: int = 200
     strategy: Literal["uncertainty", "random"] = "uncertainty"
@@ -181,9 +182,11 @@ def _descriptor(features: np.ndarray) -> np.ndarray:
 
 
 def select_frames(uncertainty: np.ndarray, descriptors: np.ndarray, k: int, threshold: float,
-                  strategy: str = "uncertainty", seed: int = 0) -> list[int]:
+                  strategy: str = "uncertainty", seed: int = 0, upper: float | None = None) -> list[int]:
     """Indices of up to k frames to label: the most uncertain above `threshold`, skipping near-duplicates
-    (descriptor closer than a quarter of the median pairwise distance to a chosen one); or k at random."""
+    (descriptor closer than a quarter of the median pairwise distance to a chosen one); or k at random.
+    With `upper` (DP-GEN's upper trust level), frames above it are taken as off the physical path and passed
+    over, unless no frame lies in the band; then the least uncertain of them are used."""
     n = len(uncertainty)
     if n == 0 or k <= 0:
         return []
@@ -191,6 +194,9 @@ def select_frames(uncertainty: np.ndarray, descriptors: np.ndarray, k: int, thre
         rng = np.random.default_rng(seed)
         return sorted(int(i) for i in rng.choice(n, size=min(k, n), replace=False))
     order = [int(i) for i in np.argsort(uncertainty)[::-1] if uncertainty[i] > threshold]
+    if upper is not None and order:
+        band = [i for i in order if uncertainty[i] <= upper]
+        order = band or order[::-1]
     if not order:
         return []
     d = np.linalg.norm(descriptors[:, None, :] - descriptors[None, :, :], axis=-1)
@@ -407,7 +413,7 @@ class ActiveLearner:
             self.progress(it - 1, cfg.iterations, f"iteration {it}: exploring with MD")
             frames, unc, descs, temps = self._explore(it)
             picked = select_frames(unc, descs, min(cfg.max_new_per_iteration, room), cfg.threshold_eV_A,
-                                   cfg.strategy, seed=cfg.seed + it)
+                                   cfg.strategy, seed=cfg.seed + it, upper=cfg.upper_threshold_eV_A)
             n_above = int((unc > cfg.threshold_eV_A).sum()) if len(unc) else 0
             if not picked:
                 self.state["stop_reason"] = (f"no frame above the uncertainty threshold {cfg.threshold_eV_A} eV/A"
@@ -475,6 +481,10 @@ class ActiveLearningInput(BaseModel):
     max_new_per_iteration: int = Field(default=8, ge=1, le=200, description="Frames labelled per iteration.")
     threshold_eV_A: float = Field(default=0.05, ge=0, le=10,
                                   description="Only frames whose max per-atom uncertainty exceeds this are labelled.")
+    upper_threshold_eV_A: float | None = Field(
+        default=None, gt=0, le=100,
+        description="Upper trust level (DP-GEN style): frames more uncertain than this are passed over as unphysical "
+        "unless nothing lies below it. Unset: no upper limit.")
     target_force_mae_meV_A: float | None = Field(default=None, gt=0, description="Stop once validation reaches it.")
     label_budget: int = Field(default=200, ge=2, le=100_000, description="Total labelled frames allowed.")
     strategy: Literal["uncertainty", "random"] = Field(default="uncertainty",
