@@ -16,6 +16,7 @@ from models.diffusion import DEFAULT_CHECKPOINT, CrystalDiffusion, DiffusionConf
 from models.diffusion.data import collate, record_to_item, structure_to_record
 from models.diffusion.model import full_graph, wrapped_normal_score
 from tests.conftest import perovskite, rocksalt
+from tools.settings import get_settings
 
 ELEMENTS = ["Sr", "Ti", "O", "Mg", "Na", "Cl", "C"]
 
@@ -175,6 +176,7 @@ def tiny_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "tiny_diffusion.pt"
     tiny_model().save(path)
     monkeypatch.setenv("MATSEARCH_DIFFUSION_CHECKPOINT", str(path))
+    get_settings.cache_clear()
     return path
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from pymatgen.core import Structure
 from tools.common import StructureSummary, parse_formula
 from tools.errors import ToolInputError, ToolRuntimeError
 from tools.registry import ToolContext, tool
+from tools.settings import Settings
 from tools.structures import validate_structure
 
 MAX_ATOMS_PER_CELL = 64
@@ -24,12 +24,12 @@ _model_cache: dict[str, Any] = {}
 _model_lock = threading.Lock()
 
 
-def checkpoint_path() -> Path:
-    """The diffusion checkpoint: $MATSEARCH_DIFFUSION_CHECKPOINT or the committed models/checkpoints/diffusion.pt."""
+def checkpoint_path(settings: Settings) -> Path:
+    """The diffusion checkpoint: settings.diffusion_checkpoint (MATSEARCH_DIFFUSION_CHECKPOINT) or the committed
+    models/checkpoints/diffusion.pt."""
     from models.diffusion import DEFAULT_CHECKPOINT
 
-    env = os.environ.get("MATSEARCH_DIFFUSION_CHECKPOINT")
-    return Path(env) if env else DEFAULT_CHECKPOINT
+    return settings.diffusion_checkpoint or DEFAULT_CHECKPOINT
 
 
 def load_model(path: Path) -> Any:
@@ -130,7 +130,7 @@ def generate_structures(inp: GenerateInput, ctx: ToolContext) -> GenerateOutput:
     if inp.method == "diffusion":
         from models.diffusion import sample_structures
 
-        path = checkpoint_path()
+        path = checkpoint_path(ctx.settings)
         model = load_model(path)
         sha = model.checkpoint_sha256
         try:

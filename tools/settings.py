@@ -33,6 +33,9 @@ class Settings(BaseSettings):
         description='Other MCP servers the chat agent mounts: a JSON file path or inline JSON, {"mcpServers": '
         '{name: {"command": ..., "args": [...]} | {"url": ..., "headers": {...}}}}; tools appear as name__tool.',
     )
+    diffusion_checkpoint: Path | None = Field(
+        default=None, description="Diffusion checkpoint for generate_structures (unset: the committed one)."
+    )
     dask_address: str | None = Field(default=None, description="Dask scheduler address for batch work.")
     max_atoms: int = Field(default=2000, ge=1, description="Largest cell a tool accepts unless allow_large is set.")
     torch_threads: int = Field(
