@@ -11,6 +11,11 @@ from tools.registry import ToolContext, get_tool
 from tools.settings import get_settings
 from tools.structures import atoms_to_structure, structure_to_cif
 
+# two tiny melt-quench replicas (8 Si atoms, 90 MD steps each), one motif relaxation, no reference relaxations
+MELT = {"composition": "Si", "potential": "chgnet", "seed": 5, "n_atoms": 8, "n_replicas": 2, "melt_steps": 30,
+        "quench_steps": 40, "hold_steps": 20, "density_g_cm3": 2.3, "budget": 1, "d_frac": 0.5, "n_min": 1,
+        "n_max": 8, "max_reference_relaxations": 0, "fmax": 0.2, "max_relax_steps": 10, "store": False}
+
 
 def test_search_on_dask_matches_in_process(workspace, tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed")
@@ -18,6 +23,7 @@ def test_search_on_dask_matches_in_process(workspace, tmp_path, monkeypatch):
     local = get_tool("hierarchical_search").run(args, ToolContext())
     crystal_args = _diamond_precursor_args()
     local_crystal = get_tool("predict_crystallization").run(crystal_args, ToolContext())
+    local_melt = get_tool("predict_crystallization").run(MELT, ToolContext())
 
     monkeypatch.setenv("MATSEARCH_WORKSPACE", str(tmp_path / "dask-workspace"))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
@@ -25,6 +31,7 @@ def test_search_on_dask_matches_in_process(workspace, tmp_path, monkeypatch):
         get_settings.cache_clear()
         remote = get_tool("hierarchical_search").run(args, ToolContext())
         remote_crystal = get_tool("predict_crystallization").run(crystal_args, ToolContext())
+        remote_melt = get_tool("predict_crystallization").run(MELT, ToolContext())
     get_settings.cache_clear()
     assert remote.evaluations == local.evaluations == 2
     # Same ranking in physical terms. Ids are hashes of the relaxed CIF, whose last digits can differ with the
@@ -40,6 +47,11 @@ def test_search_on_dask_matches_in_process(workspace, tmp_path, monkeypatch):
     assert remote_crystal.predicted_first_polymorph.startswith("diamond")
     assert remote_crystal.ground_state_energy_per_atom_eV == pytest.approx(
         local_crystal.ground_state_energy_per_atom_eV, abs=1e-3)
+    # melt-quench replicas ran on the two workers at once: same seeds, same quenched cells
+    assert len(remote_melt.replicas) == len(local_melt.replicas) == 2
+    for here, there in zip(local_melt.replicas, remote_melt.replicas, strict=True):
+        assert there.n_atoms == here.n_atoms == 8 and there.seed == here.seed
+        assert there.final_epot_per_atom_eV == pytest.approx(here.final_epot_per_atom_eV, abs=5e-3)
 
 
 def _diamond_precursor_args() -> dict:

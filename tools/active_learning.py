@@ -45,6 +45,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from pydantic import BaseModel, Field
 
 from tools.errors import ToolInputError, ToolRuntimeError
+from tools.executor import Executor, InProcessExecutor, get_executor
+from tools.executor_tasks import atoms_to_xyz, explore_md_task, xyz_to_atoms
 from tools.registry import ToolContext, tool
 from tools.structures import StructureRef, atoms_to_structure, resolve_structure, structure_to_atoms
 
@@ -236,9 +238,11 @@ class ActiveLearner:
 
     def __init__(self, run_dir: Path, cfg: ALConfig, starts: list[Atoms], reference: Calculator,
                  progress: ProgressFn | None = None, on_label: Callable[[Atoms, dict[str, Any]], str | None] | None
-                 = None) -> None:
-        """`on_label(frame, info)` is called for each labelled frame (e.g. to store it in memory); returns an id."""
+                 = None, executor: Executor | None = None) -> None:
+        """`on_label(frame, info)` is called for each labelled frame (e.g. to store it in memory); returns an id.
+        `executor` runs the exploration MD (one task per temperature); in-process by default."""
         self.dir, self.cfg, self.starts, self.reference = run_dir, cfg, starts, reference
+        self.executor = executor or InProcessExecutor()
         self.progress = progress or (lambda d, t, m: None)
         self.on_label = on_label
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -346,31 +350,32 @@ class ActiveLearner:
                 "val_energy_mae_meV_atom": 1000.0 * float(np.mean(e_err))}
 
     def _explore(self, iteration: int) -> tuple[list[Atoms], np.ndarray, np.ndarray, list[float]]:
-        """MD with the current model at each temperature; frames, their max uncertainty and descriptors."""
+        """MD with the current model at each temperature (one executor task each: in-process or on Dask workers);
+        frames, their max uncertainty and descriptors."""
         from models.equivariant import EquivariantPotential
-        from models.uncertainty import GMMUncertainty, UncertainPotentialCalculator
-        from tools.md_protocols import DynamicsSettings, run_dynamics
+        from models.uncertainty import GMMUncertainty
 
         model = EquivariantPotential.load(self.checkpoint)
         unc = GMMUncertainty.load(self.checkpoint)
         frames, values, descs, temps = [], [], [], []
-        for t_index, temp in enumerate(self.cfg.temperatures_K):
-            calc = UncertainPotentialCalculator(model, unc)
-            atoms = self.starts[t_index % len(self.starts)].copy()
-            settings = DynamicsSettings("nvt_langevin", temp, self.cfg.timestep_fs, friction_per_fs=0.02,
-                                        seed=self.cfg.seed + 1000 * iteration + t_index)
-            try:
-                res = run_dynamics(atoms, calc, settings, self.cfg.md_steps, self.cfg.sample_every)
-                run_frames = res.frames[1:]
-            except Exception as exc:  # an unstable early model may blow up: keep what it sampled before
-                run_frames = []
-                self.state.setdefault("md_failures", []).append(f"iteration {iteration}, {temp} K: {exc}")
-            for frame in run_frames:
+        payloads = [
+            {"checkpoint": str(self.checkpoint), "start": atoms_to_xyz([self.starts[t_index % len(self.starts)]]),
+             "temperature_K": temp, "timestep_fs": self.cfg.timestep_fs, "steps": self.cfg.md_steps,
+             "sample_every": self.cfg.sample_every, "seed": self.cfg.seed + 1000 * iteration + t_index}
+            for t_index, temp in enumerate(self.cfg.temperatures_K)
+        ]
+        runs = self.executor.map(
+            explore_md_task, payloads,
+            progress=lambda d, t: self.progress(d, t, f"explored {d} of {t} temperatures with the model"),
+        )
+        for temp, run in zip(self.cfg.temperatures_K, runs, strict=True):
+            if run["error"]:
+                self.state.setdefault("md_failures", []).append(f"iteration {iteration}, {temp} K: {run['error']}")
+            for frame in xyz_to_atoms(run["frames"]):
                 if not np.isfinite(frame.positions).all() or _min_distance(frame) < MIN_FRAME_DISTANCE_A:
                     continue
                 frames.append(frame)
                 temps.append(temp)
-            self.progress(t_index + 1, len(self.cfg.temperatures_K), f"explored {temp:.0f} K with the model")
         if not frames:
             return [], np.zeros(0), np.zeros((0, 1)), []
         from models.uncertainty import latent_features
@@ -560,7 +565,7 @@ def active_learning(inp: ActiveLearningInput, ctx: ToolContext) -> ActiveLearnin
                               dedup=False)  # every labelled configuration is its own data point
         return str(added.id)
 
-    learner = ActiveLearner(run_dir, cfg, starts, reference, ctx.progress, store)
+    learner = ActiveLearner(run_dir, cfg, starts, reference, ctx.progress, store, get_executor(ctx.settings))
     try:
         state = learner.run()
     except (ToolInputError, ToolRuntimeError):

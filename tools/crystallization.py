@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from tools.crystallization_motifs import (
 from tools.crystallization_subcells import enumerate_subcells, selection_order
 from tools.errors import ToolInputError
 from tools.executor import get_executor
-from tools.executor_tasks import relax_task
+from tools.executor_tasks import atoms_to_xyz, melt_quench_task, relax_task, xyz_to_atoms
 from tools.potentials import elemental_references, get_potential
 from tools.registry import ToolContext, tool
 from tools.structures import (
@@ -312,16 +313,29 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
                                          float(given.density), 0.0))
         replica_ids.append(inp.precursor.id)
         notes.append("amorphous cell given as precursor: no melt-quench MD")
-    for k in range(0 if inp.precursor is not None else inp.n_replicas):
-        packed = random_packed_cell(unit, n_units, volume_per_atom, seed=rng_seed * 1009 + k)
-        base = done
+    n_md = 0 if inp.precursor is not None else inp.n_replicas
+    packed_cells = [random_packed_cell(unit, n_units, volume_per_atom, seed=rng_seed * 1009 + k) for k in range(n_md)]
+    if n_md and executor.name != "in-process":  # replicas in parallel on the workers (progress per replica)
+        payloads = [{"start": atoms_to_xyz([cell]), "potential": potential, "schedule": asdict(schedule),
+                     "seed": rng_seed * 1009 + k, "device": ctx.settings.device} for k, cell in enumerate(packed_cells)]
+        runs = executor.map(
+            melt_quench_task, payloads, cancel=ctx.cancel_event,
+            progress=lambda n, t, d=done: ctx.progress(d + md_units * n, total, f"replica {n}/{t} quenched"),
+        )
+        quenched = [AmorphousReplica(xyz_to_atoms(r["atoms"])[0], r["seed"], r["final_temperature_K"],
+                                     r["final_epot_per_atom"], r["density_g_cm3"], r["wall_time_s"]) for r in runs]
+    else:
+        quenched = []
+        for k, cell in enumerate(packed_cells):  # in this process: progress at every logged MD step
+            def md_progress(step: float, steps: float | None, message: str | None, base: float = done + md_units * k,
+                            k: int = k) -> None:
+                ctx.progress(base + md_units * step / max(steps or 1, 1), total, f"replica {k + 1}: {message or ''}")
 
-        def md_progress(step: float, steps: float | None, message: str | None, base: float = base, k: int = k) -> None:
-            ctx.progress(base + md_units * step / max(steps or 1, 1), total, f"replica {k + 1}: {message or ''}")
-
-        rep = melt_quench(packed, calc, potential, schedule, seed=rng_seed * 1009 + k, progress=md_progress)
+            quenched.append(melt_quench(cell, calc, potential, schedule, seed=rng_seed * 1009 + k,
+                                        progress=md_progress))
+    for k, rep in enumerate(quenched):
         replicas.append(rep)
-        done = base + md_units
+        done += md_units
         rid = None
         if inp.store:
             rid = ctx.store.add(

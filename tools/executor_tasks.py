@@ -27,3 +27,59 @@ def relax_task(payload: dict[str, Any]) -> dict[str, Any]:
         "converged": result.converged,
         "max_force": result.max_force,
     }
+
+
+def atoms_to_xyz(frames: list[Any]) -> str:
+    """ASE Atoms as extxyz text (positions, cell, pbc): how frames cross process boundaries."""
+    import io
+
+    from ase.io import write
+
+    buffer = io.StringIO()
+    write(buffer, frames, format="extxyz")
+    return buffer.getvalue()
+
+
+def xyz_to_atoms(text: str) -> list[Any]:
+    """extxyz text back to ASE Atoms."""
+    import io
+
+    from ase.io import read
+
+    return list(read(io.StringIO(text), index=":", format="extxyz")) if text.strip() else []
+
+
+def explore_md_task(payload: dict[str, Any]) -> dict[str, Any]:
+    """Langevin MD with a checkpointed potential (the active learner's current model) from one start frame; returns
+    the sampled frames as extxyz text, or the error that stopped an unstable model (frames sampled before it kept)."""
+    from models.equivariant import EquivariantPotential
+    from models.uncertainty import GMMUncertainty, UncertainPotentialCalculator
+    from tools.md_protocols import DynamicsSettings, run_dynamics
+
+    model = EquivariantPotential.load(payload["checkpoint"])
+    calc = UncertainPotentialCalculator(model, GMMUncertainty.load(payload["checkpoint"]))
+    atoms = xyz_to_atoms(payload["start"])[0]
+    settings = DynamicsSettings("nvt_langevin", payload["temperature_K"], payload["timestep_fs"],
+                                friction_per_fs=payload.get("friction_per_fs", 0.02), seed=payload["seed"])
+    try:
+        frames, error = run_dynamics(atoms, calc, settings, payload["steps"], payload["sample_every"]).frames[1:], None
+    except Exception as exc:  # noqa: BLE001 - an unstable early model may blow up; the caller records why
+        frames, error = [], f"{type(exc).__name__}: {exc}"
+    for frame in frames:  # plain frames: the model's own numbers are not labels
+        frame.calc = None
+    return {"frames": atoms_to_xyz(frames), "error": error}
+
+
+def melt_quench_task(payload: dict[str, Any]) -> dict[str, Any]:
+    """One melt-quench replica (tools.crystallization_amorphous.melt_quench) with a named potential; the quenched
+    cell comes back as extxyz text with its MD summary."""
+    from tools.crystallization_amorphous import MeltQuenchSchedule, melt_quench
+    from tools.potentials import get_potential
+
+    settings = Settings(device=payload.get("device", "cpu"))
+    calc = get_potential(payload["potential"], settings)
+    schedule = MeltQuenchSchedule(**payload["schedule"])
+    rep = melt_quench(xyz_to_atoms(payload["start"])[0], calc, payload["potential"], schedule, seed=payload["seed"])
+    return {"atoms": atoms_to_xyz([rep.atoms]), "seed": rep.seed, "final_temperature_K": rep.final_temperature_K,
+            "final_epot_per_atom": rep.final_epot_per_atom, "density_g_cm3": rep.density_g_cm3,
+            "wall_time_s": rep.wall_time_s}
