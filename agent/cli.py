@@ -228,6 +228,7 @@ def potential_train(
     max_minutes: float = typer.Option(None, help="Stop after this wall-clock budget (resume later)."),
     threads: int = typer.Option(0, help="torch threads (0: torch's default)."),
     seed: int = typer.Option(0, help="Random seed."),
+    init_from: Path = typer.Option(None, help="Fine-tune from this checkpoint (its architecture and weights)."),
 ) -> None:
     """Train (or resume) an equivariant potential on a labelled extxyz file, with a progress bar."""
     import torch
@@ -271,6 +272,7 @@ def potential_train(
                     "scheduler": scheduler,
                     "early_stopping_patience": patience,
                     "seed": seed,
+                    "init_from": None if init_from is None else str(init_from),
                 },
                 val_fraction=val_fraction,
                 max_seconds=None if max_minutes is None else 60.0 * max_minutes,

@@ -47,6 +47,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     fit_statistics: bool = True  # fit reference energies, force scale and avg_num_neighbors from the training set
+    init_from: str | None = None  # fine-tune: start from this checkpoint's architecture and weights, fresh optimiser
 
     def __post_init__(self) -> None:
         """Reject settings that would silently do nothing useful."""
@@ -102,6 +103,19 @@ def _dataset_statistics(graphs: Sequence[Graph], num_species: int) -> dict[str, 
         "scale": scale if scale > 1e-6 else 1.0,
         "avg_num_neighbors": max(float(n_edges) / max(n_atoms, 1), 1.0),
     }
+
+
+def _pretrained(path: str, train: Sequence[Atoms], device: torch.device) -> dict[str, Any]:
+    """A checkpoint to fine-tune from; ValueError when it is not one or lacks an element of the training data."""
+    payload = torch.load(Path(path), map_location=device, weights_only=True)
+    if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
+        raise ValueError(f"{path} is not a matsearch potential checkpoint (init_from)")
+    species = set(payload["config"].get("species", []))
+    missing = sorted({s for a in train for s in a.get_chemical_symbols()} - species)
+    if missing:
+        raise ValueError(f"init_from {path} does not support element(s) {', '.join(missing)} "
+                         f"(supports: {' '.join(sorted(species))})")
+    return payload
 
 
 def _graphs(atoms: Sequence[Atoms], config: PotentialConfig) -> list[Graph]:
@@ -218,21 +232,26 @@ def train_potential(
         if state is None:
             raise ValueError(f"{checkpoint} holds no training state to resume from")
         config = PotentialConfig.from_dict(payload["config"])
+    pretrained = _pretrained(cfg.init_from, train, device) if state is None and cfg.init_from else None
+    if pretrained is not None:
+        config = PotentialConfig.from_dict(pretrained["config"])
     train_graphs = _graphs(train, config)
     val_graphs = _graphs(val, config) if len(val) else train_graphs
     dtype = _DTYPES[config.dtype]
 
-    if state is None and cfg.fit_statistics:
+    fit = state is None and pretrained is None and cfg.fit_statistics  # a fine-tune keeps the pretrained statistics
+    if fit:
         stats = _dataset_statistics(train_graphs, len(config.species))
         config = copy.deepcopy(config)
         config.avg_num_neighbors = stats["avg_num_neighbors"]
+    torch.manual_seed(cfg.seed)  # before the model is built: the same seed gives the same initial weights
     model = EquivariantPotential(config).to(device)
-    if state is None and cfg.fit_statistics:
+    if fit:
         with torch.no_grad():
             model.shift.copy_(torch.as_tensor(stats["reference_energies"], dtype=dtype))
             model.scale.fill_(stats["scale"])
-
-    torch.manual_seed(cfg.seed)
+    if pretrained is not None:
+        model.load_state_dict(pretrained["state_dict"])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = _make_scheduler(opt, cfg)
     ema = _EMA(model, cfg.ema_decay)

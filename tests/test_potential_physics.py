@@ -325,6 +325,34 @@ def test_training_lowers_validation_error_and_resumes(kind: str, tmp_path) -> No
     assert more["val_loss"] <= first["val_loss"]
 
 
+def test_fine_tuning_starts_from_the_pretrained_model(tmp_path) -> None:
+    """init_from: the pretrained architecture and weights are the starting point (its first-epoch error is already
+    far below a fresh model's), the same seed gives the same fresh weights, and foreign elements are refused."""
+    train, val = emt_data(12, 0), emt_data(4, 1)
+    cfg = PotentialConfig(kind="allegro", species=["Cu", "Al"], cutoff=4.0, l_max=1, num_layers=2, num_features=8,
+                          num_basis=6, latent_dim=16, radial_mlp_width=16)
+    tcfg = TrainConfig(epochs=8, batch_size=4, lr=1e-2, ema_decay=0.9, seed=1)
+    pretrained = train_potential(train, val, cfg, tcfg, tmp_path / "pre.pt")
+    new_train = emt_data(6, 2)
+    one = TrainConfig(epochs=1, batch_size=4, lr=1e-3, ema_decay=0.9, seed=3)
+    scratch = train_potential(new_train, val, cfg, one, tmp_path / "scratch.pt")
+    again = train_potential(new_train, val, cfg, one, tmp_path / "scratch2.pt")
+    assert scratch["history"][0]["val_loss"] == again["history"][0]["val_loss"]  # seeded initial weights
+    other = PotentialConfig(kind="allegro", species=["Cu", "Al"], cutoff=3.0, l_max=0, num_layers=1, num_features=4)
+    fine = TrainConfig(**{**one.__dict__, "init_from": str(tmp_path / "pre.pt")})
+    tuned = train_potential(new_train, val, other, fine, tmp_path / "tuned.pt")
+    loaded = EquivariantPotential.load(tmp_path / "tuned.pt")
+    assert loaded.config.cutoff == 4.0 and loaded.config.num_features == 8  # the pretrained architecture
+    assert tuned["history"][0]["val_forces_mae_meV_per_A"] < 0.5 * scratch["history"][0]["val_forces_mae_meV_per_A"]
+    assert tuned["history"][0]["val_loss"] < 2 * pretrained["val_loss"]
+    copper_only = emt_data(3, 4)
+    for atoms in copper_only:
+        atoms.numbers[0] = 28  # Ni: not in the pretrained model
+    with pytest.raises(ValueError, match="does not support element.*Ni"):
+        train_potential(copper_only, val, cfg, TrainConfig(epochs=1, init_from=str(tmp_path / "pre.pt")),
+                        tmp_path / "bad.pt")
+
+
 def test_nve_energy_conservation() -> None:
     """Velocity Verlet (1 fs, 200 steps) with a smooth float64 model conserves total energy to << kT."""
     model = tiny("allegro", cutoff=4.0, l_max=1)

@@ -33,6 +33,19 @@ class _TimeUp(Exception):
 # ----------------------------------------------------------------------------------------------------------------
 # Plain functions shared by the tools and the CLI
 # ----------------------------------------------------------------------------------------------------------------
+SHIPPED_CHECKPOINTS = Path(__file__).resolve().parents[1] / "models" / "checkpoints"
+
+
+def init_checkpoint(spec: str, workspace: Path) -> Path:
+    """The checkpoint a fine-tune starts from: a shipped model by name, a trained one by name, or a workspace file."""
+    name = spec.strip()
+    if (SHIPPED_CHECKPOINTS / f"{name}.pt").is_file() and "/" not in name:
+        return SHIPPED_CHECKPOINTS / f"{name}.pt"
+    if (workspace / "potentials" / f"{name}.pt").is_file() and "/" not in name:
+        return workspace / "potentials" / f"{name}.pt"
+    return workspace_file(name, workspace, "init_from")
+
+
 def workspace_file(path_or_uri: str, workspace: Path, what: str = "data_path") -> Path:
     """A path (relative to the workspace, absolute, or artifact:// URI) to an existing file inside the workspace."""
     text = path_or_uri.strip()
@@ -279,6 +292,13 @@ class TrainPotentialInput(BaseModel):
     val_fraction: float = Field(default=0.1, ge=0.0, le=0.5, description="Share of structures held for validation.")
     max_minutes: float | None = Field(default=None, gt=0.0, le=1440.0, description="Wall-clock budget; resumable.")
     seed: int = Field(default=0, ge=0)
+    init_from: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="Fine-tune from this checkpoint (its architecture and weights, a fresh optimiser): "
+        "'allegro_distilled' (the shipped model), a checkpoint name under <workspace>/potentials, or a workspace "
+        "path / artifact:// URI. Its architecture replaces cutoff, l_max, num_layers and num_features.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> TrainPotentialInput:
@@ -368,6 +388,7 @@ def train_potential(inp: TrainPotentialInput, ctx: ToolContext) -> TrainPotentia
             "w_forces": inp.forces_weight,
             "w_stress": inp.stress_weight,
             "seed": inp.seed,
+            "init_from": None if inp.init_from is None else str(init_checkpoint(inp.init_from, workspace)),
         },
         val_fraction=inp.val_fraction,
         max_seconds=None if inp.max_minutes is None else 60.0 * inp.max_minutes,
