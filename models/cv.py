@@ -17,8 +17,11 @@ import torch
 from torch import nn
 
 FEATURE_KINDS = ("identity", "distances", "torsions")
+# Multitask energy weight 0.3, chosen with benchmarks/free_energy_toy.py on seeds 0-1 and checked on fresh seeds 2-3
+# (full sizes, both 5D toys): mean max|dF error| 0.14 kT (worst 0.35) vs 0.41 kT (worst 1.57) at weight 1.0, where the
+# energy task folds the three-well CV (two basins with equal energy land on one CV value).
 PRESETS: dict[str, dict[str, float]] = {
-    "multitask": {"w_class": 1.0, "w_energy": 1.0, "w_recon": 0.0},
+    "multitask": {"w_class": 1.0, "w_energy": 0.3, "w_recon": 0.0},
     "classifier": {"w_class": 1.0, "w_energy": 0.0, "w_recon": 0.0},
     "autoencoder": {"w_class": 0.0, "w_energy": 0.0, "w_recon": 1.0},
 }
