@@ -12,8 +12,7 @@ import time
 
 from models.prototypes import decorate
 from tools.executor import DaskExecutor, InProcessExecutor
-from tools.executor_tasks import relax_task
-from tools.structures import structure_to_cif
+from tools.executor_tasks import relax_payload, relax_task
 
 CATIONS = ["Mg", "Ni", "Co", "Zn", "Ca", "Sr", "Fe", "Mn", "Cu", "Cd", "Ba", "Pb"]
 
@@ -24,7 +23,7 @@ def payloads(n: int, potential: str) -> list[dict]:
     for i in range(n):
         s = decorate("rock salt", {"A": CATIONS[i % len(CATIONS)], "X": "O"}) * (2, 1, 1)
         s.perturb(0.05)
-        out.append({"cif": structure_to_cif(s), "potential": potential, "fmax": 0.05, "max_steps": 100})
+        out.append(relax_payload(s, potential, fmax=0.05, max_steps=100))
     return out
 
 

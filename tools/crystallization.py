@@ -43,7 +43,7 @@ from tools.crystallization_motifs import (
 from tools.crystallization_subcells import enumerate_subcells, selection_order
 from tools.errors import ToolInputError
 from tools.executor import get_executor
-from tools.executor_tasks import atoms_to_xyz, melt_quench_task, relax_task, xyz_to_atoms
+from tools.executor_tasks import atoms_to_xyz, melt_quench_task, relax_payload, relax_task, xyz_to_atoms
 from tools.potentials import elemental_references, get_potential
 from tools.registry import ToolContext, tool
 from tools.structures import (
@@ -52,7 +52,6 @@ from tools.structures import (
     min_interatomic_distance,
     resolve_structure,
     structure_to_atoms,
-    structure_to_cif,
 )
 
 MOTIF_CHUNK = 8  # motif relaxations handed to the executor at once (the wall-time limit is checked between chunks)
@@ -277,8 +276,7 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
     executor = get_executor(ctx.settings)
 
     def payload(structure: Structure) -> dict[str, Any]:
-        return {"cif": structure_to_cif(structure), "potential": potential, "fmax": inp.fmax,
-                "max_steps": inp.max_relax_steps, "device": ctx.settings.device}
+        return relax_payload(structure, potential, inp.fmax, inp.max_relax_steps, ctx.settings.device)
 
     relaxed_refs = executor.map(
         relax_task, [payload(c.structure) for c in to_relax], cancel=ctx.cancel_event,

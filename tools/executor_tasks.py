@@ -10,6 +10,14 @@ from pymatgen.core import Structure
 from tools.settings import Settings
 
 
+def relax_payload(structure: Structure, potential: str, fmax: float, max_steps: int, device: str = "cpu") -> dict:
+    """The picklable input of relax_task for one structure."""
+    from tools.structures import structure_to_cif
+
+    return {"cif": structure_to_cif(structure), "potential": potential, "fmax": fmax, "max_steps": max_steps,
+            "device": device}
+
+
 def relax_task(payload: dict[str, Any]) -> dict[str, Any]:
     """Relax one structure given as CIF with a named potential; returns the relaxed CIF and energies."""
     from tools.potentials import get_potential, relax

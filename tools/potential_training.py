@@ -39,10 +39,10 @@ SHIPPED_CHECKPOINTS = Path(__file__).resolve().parents[1] / "models" / "checkpoi
 def init_checkpoint(spec: str, workspace: Path) -> Path:
     """The checkpoint a fine-tune starts from: a shipped model by name, a trained one by name, or a workspace file."""
     name = spec.strip()
-    if (SHIPPED_CHECKPOINTS / f"{name}.pt").is_file() and "/" not in name:
-        return SHIPPED_CHECKPOINTS / f"{name}.pt"
-    if (workspace / "potentials" / f"{name}.pt").is_file() and "/" not in name:
-        return workspace / "potentials" / f"{name}.pt"
+    if "/" not in name:
+        for folder in (SHIPPED_CHECKPOINTS, workspace / "potentials"):
+            if (folder / f"{name}.pt").is_file():
+                return folder / f"{name}.pt"
     return workspace_file(name, workspace, "init_from")
 
 

@@ -18,7 +18,7 @@ from memory.store import symmetry_of
 from models.prototypes import RATIOS, decorate
 from tools.errors import ToolInputError, ToolRuntimeError
 from tools.executor import get_executor
-from tools.executor_tasks import relax_task
+from tools.executor_tasks import relax_payload, relax_task
 from tools.family_match import matches_family
 from tools.language import Proposal, propose
 from tools.potential_tools import compute_properties
@@ -293,16 +293,7 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
             inp.budget,
             f"relaxing {', '.join(n.proposal.formula for n, *_ in batch)} ({executor.name})",
         )
-        payloads = [
-            {
-                "cif": structure_to_cif(s),
-                "potential": potential,
-                "fmax": RELAX_FMAX,
-                "max_steps": RELAX_STEPS,
-                "device": ctx.settings.device,
-            }
-            for _, _, s, _ in batch
-        ]
+        payloads = [relax_payload(s, potential, RELAX_FMAX, RELAX_STEPS, ctx.settings.device) for _, _, s, _ in batch]
         results = executor.map(relax_task, payloads, cancel=ctx.cancel_event)
         for (node, generator, _, parent), result in zip(batch, results, strict=True):
             node.pending -= 1
