@@ -145,3 +145,25 @@ def test_agent_mounts_other_mcp_servers(workspace, tmp_path, monkeypatch):
     assert json.loads(result.tool_outputs[1])["hits"][0]["id"] == stored["id"]
     assert StructureStore(lab / "memory").get(stored["id"]).structure.composition.reduced_formula == "SrTiO3"
     assert ToolContext().store.count() == 0  # the local store was not touched
+
+
+def test_mount_config_errors_name_the_problem(tmp_path):
+    """Bad MATSEARCH_MCP_SERVERS values fail with a message that says what is wrong, before anything starts."""
+    import pytest
+
+    from agent.mcp_mounts import parse_mount_config
+
+    cases = {
+        str(tmp_path / "missing.json"): "neither inline JSON nor an existing file",
+        "{not json": "not valid JSON",
+        '{"mcpServers": []}': "must be",
+        '{"mcpServers": {"a__b": {"url": "http://x"}}}': "server name 'a__b'",
+        '{"mcpServers": {"lab": {"command": "x", "url": "http://x"}}}': "exactly one of 'command'",
+        '{"mcpServers": {"lab": {}}}': "exactly one of 'command'",
+    }
+    for spec, fragment in cases.items():
+        with pytest.raises(ValueError, match=fragment):
+            parse_mount_config(spec)
+    path = tmp_path / "mounts.json"
+    path.write_text('{"mcpServers": {"lab": {"command": "python", "args": ["server.py"]}}}')
+    assert parse_mount_config(str(path)) == {"lab": {"command": "python", "args": ["server.py"]}}
