@@ -6,7 +6,15 @@
    on a periodic 2D grid (Continuous2DFunction) inside a CustomCVForce bias 0.5 k (s(phi, psi) - s0)^2.
 4. Reference: umbrella sampling along phi itself (periodic harmonic CustomTorsionForce windows).
 Both are analysed with MBAR; the basin free-energy difference F(C7ax) - F(C7eq) (basins by the sign of phi) is
-printed with uncertainties. phi = atoms (4, 6, 8, 14), psi = (6, 8, 14, 16), 0-based.
+printed with uncertainties. phi = atoms (4, 6, 8, 14), psi = (6, 8, 14, 16), 0-based. Each CV window starts from
+the pooled configuration nearest its center; `--refine-rounds N` adds stiffer windows where the CV was not sampled
+(models.free_energy.refine_windows).
+
+What it shows (2026-12-02, --quick, four CV trainings): the reference along phi gives 5.66 +- 0.24 kT, the learned
+CV anything from -0.2 to 10.3 kT. A CV learned from basin data only leaves the transition region unsampled (the
+windows jump from s ~0.3 to ~0.9), and stiffer windows there sit in one basin or the other at the same s: a barrier
+hidden orthogonal to the CV. mbar_analysis now says both (unsampled stretch, hidden barrier) instead of reporting
+a confident number; the fix is a CV trained with transition-region data, not more windows.
 
     .venv/bin/python benchmarks/free_energy_alanine.py [--quick]
 Needs `pip install openmm openmmtools` (not a CI test: minutes of MD).
@@ -15,6 +23,7 @@ Needs `pip install openmm openmmtools` (not a CI test: minutes of MD).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +34,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.cv import CVConfig, MultitaskCV, train_cv  # noqa: E402
-from models.free_energy import UmbrellaSamples, decorrelate, default_windows, mbar_analysis  # noqa: E402
+from models.free_energy import (  # noqa: E402
+    UmbrellaSamples,
+    decorrelate,
+    default_windows,
+    mbar_analysis,
+    merge_samples,
+    refine_windows,
+)
 
 PHI = (4, 6, 8, 14)
 PSI = (6, 8, 14, 16)
@@ -54,7 +70,7 @@ def make_context(test, extra_forces: list, seed: int):  # noqa: ANN001, ANN201
     integrator = mm.LangevinMiddleIntegrator(TEMPERATURE * unit.kelvin, 1.0 / unit.picosecond, 2.0 * unit.femtosecond)
     integrator.setRandomNumberSeed(seed)
     platform = mm.Platform.getPlatformByName("CPU")
-    context = mm.Context(system, integrator, platform, {"Threads": "2"})
+    context = mm.Context(system, integrator, platform, {"Threads": os.environ.get("OPENMM_CPU_THREADS", "2")})
     context.setPositions(test.positions)
     context.setVelocitiesToTemperature(TEMPERATURE * unit.kelvin, seed)
     return context, integrator
@@ -80,6 +96,58 @@ def run_frames(context, integrator, n_frames: int, every: int) -> tuple[np.ndarr
     return np.array(pos), np.array(energies)
 
 
+def run_cv_windows(
+    test,
+    bias,
+    model: MultitaskCV,
+    centers: np.ndarray,
+    kappas: np.ndarray,  # noqa: ANN001
+    pool_pos: np.ndarray,
+    pool_s: np.ndarray,
+    seed: int,
+    sizes: dict,
+) -> tuple:
+    """Umbrella windows along the learned CV, each started from the pooled configuration whose CV is nearest its
+    center (so a window never has to climb from its neighbour's basin); returns the samples and the grown pool."""
+    import openmm.unit as unit
+
+    context, integrator = make_context(test, [bias], seed)
+    rows: dict[str, list] = {"s": [], "window": [], "frame": [], "basin": []}
+    new_pos = []
+    for k, (c, kap) in enumerate(zip(centers, kappas, strict=True)):
+        context.setParameter("s0", float(c))
+        context.setParameter("kb", float(kap) * KT_KJ)
+        context.setPositions(pool_pos[int(np.argmin(np.abs(pool_s - c)))] * unit.nanometer)
+        context.setVelocitiesToTemperature(TEMPERATURE * unit.kelvin, seed + k)
+        integrator.step(sizes["equil_steps"])
+        pos, _ = run_frames(context, integrator, sizes["window_frames"], sizes["every"])
+        phi, psi = torsion(pos, PHI), torsion(pos, PSI)
+        rows["s"].append(cv_of_torsions(model, phi, psi))
+        rows["window"].append(np.full(len(pos), k))
+        rows["frame"].append(np.arange(len(pos)))
+        rows["basin"].append((phi > 0).astype(int))
+        new_pos.append(pos)
+        print(
+            f"CV window {k}: center {c:.3f} (kappa {kap:.0f}), mean s {rows['s'][-1].mean():.3f}, "
+            f"phi>0 {rows['basin'][-1].mean():.2f}",
+            flush=True,
+        )
+    cat = {key: np.concatenate(v) for key, v in rows.items()}
+    n = len(cat["s"])
+    samples = UmbrellaSamples(
+        np.asarray(centers, float),
+        np.asarray(kappas, float),
+        1.0,
+        cat["window"],
+        cat["window"].copy(),
+        cat["frame"],
+        cat["s"],
+        cat["basin"],
+        np.zeros((n, 0)),
+    )
+    return samples, np.concatenate([pool_pos, *new_pos]), np.concatenate([pool_s, cat["s"]])
+
+
 def cv_of_torsions(model: MultitaskCV, phi: np.ndarray, psi: np.ndarray) -> np.ndarray:
     """The learned CV as a function of (phi, psi): the network's torsion features are [sin phi, sin psi, cos phi,
     cos psi]."""
@@ -94,6 +162,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--refine-rounds", type=int, default=0,
+                        help="adaptive window refinement rounds (models.free_energy.refine_windows)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     q = args.quick
@@ -104,6 +174,7 @@ def main() -> None:
         "window_frames": 150 if q else 500,
         "equil_steps": 2500,
         "ref_windows": 24 if q else 36,
+        "refine_rounds": args.refine_rounds,
     }
     print("sizes", sizes, flush=True)
     import openmm as mm
@@ -162,27 +233,23 @@ def main() -> None:
     bias.setForceGroup(2)
     s_data = model.cv_numpy(x)[:, 0]
     centers, kappa = default_windows(np.array([np.median(s_data[y == b]) for b in (0, 1)]), sizes["windows"])
-    context, integrator = make_context(test, [bias], seed + 7)
-    context.setParameter("kb", kappa * KT_KJ)
-    rows = {"s": [], "window": [], "frame": [], "basin": []}
-    for k, c in enumerate(centers):
-        context.setParameter("s0", float(c))
-        integrator.step(sizes["equil_steps"])
-        pos, _ = run_frames(context, integrator, sizes["window_frames"], sizes["every"])
-        phi, psi = torsion(pos, PHI), torsion(pos, PSI)
-        rows["s"].append(cv_of_torsions(model, phi, psi))
-        rows["window"].append(np.full(len(pos), k))
-        rows["frame"].append(np.arange(len(pos)))
-        rows["basin"].append((phi > 0).astype(int))
-        print(
-            f"CV window {k}: center {c:.3f}, mean s {rows['s'][-1].mean():.3f}, phi>0 {rows['basin'][-1].mean():.2f}",
-            flush=True,
-        )
-    cat = {key: np.concatenate(v) for key, v in rows.items()}
-    n = len(cat["s"])
-    us = UmbrellaSamples(
-        centers, kappa, 1.0, cat["window"], cat["window"].copy(), cat["frame"], cat["s"], cat["basin"], np.zeros((n, 0))
+    pool_pos, pool_s = x.reshape(len(x), -1, 3), s_data  # starting configurations, nearest in s to each center
+    us, pool_pos, pool_s = run_cv_windows(
+        test, bias, model, centers, np.full(len(centers), kappa), pool_pos, pool_s, seed + 7, sizes
     )
+    for round_ in range(sizes["refine_rounds"]):
+        dec, g = decorrelate(us)
+        res = mbar_analysis(dec, convergence=False)
+        new_c, new_k = refine_windows(us, res.overlap)
+        if not len(new_c):
+            break
+        print(
+            f"refinement {round_ + 1}: {len(new_c)} windows at s = {np.round(new_c, 3).tolist()}, kappa x4", flush=True
+        )
+        more, pool_pos, pool_s = run_cv_windows(
+            test, bias, model, new_c, new_k, pool_pos, pool_s, seed + 100 * (round_ + 1), sizes
+        )
+        us = merge_samples(us, more)
     dec, g = decorrelate(us)
     res = mbar_analysis(dec)
     t_cv = time.time() - t0

@@ -35,7 +35,7 @@ class UmbrellaSamples:
     """Samples of harmonic-window umbrella sampling along one CV: bias kappa/2 (s - center_k)^2 in kT units."""
 
     centers: np.ndarray
-    kappa: float
+    kappa: float | np.ndarray  # one force constant for all windows, or one per window (refined windows are stiffer)
     kT: float
     window: np.ndarray
     walker: np.ndarray
@@ -82,7 +82,7 @@ class UmbrellaSamples:
             n = len(z["s"])
             return cls(
                 centers=z["centers"],
-                kappa=float(z["kappa"]),
+                kappa=float(z["kappa"]) if z["kappa"].ndim == 0 else np.asarray(z["kappa"], float),
                 kT=float(z["kT"]) if "kT" in z.files else 1.0,
                 window=z["window"].astype(int),
                 walker=z["walker"] if "walker" in z.files else np.zeros(n, int),
@@ -113,7 +113,7 @@ def umbrella_toy(
     system: ToySystem,
     model: MultitaskCV,
     centers: np.ndarray,
-    kappa: float,
+    kappa: float | np.ndarray,
     start_pool: np.ndarray,
     n_walkers: int = 4,
     n_steps: int = 5000,
@@ -139,13 +139,15 @@ def umbrella_toy(
         starts.append(start_pool[np.resize(nearest, n_walkers)])
     x0 = np.concatenate(starts)
     centre_of = np.repeat(centers, n_walkers)
+    kappas = window_kappas(kappa, n_win)
+    kappa_of = np.repeat(kappas, n_walkers)
     kt = system.kT
 
     def biased(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         e, g = system.energy_grad(x)
         s, ds = model.cv_and_grad(x, component)
         d = s - centre_of
-        return e + 0.5 * kt * kappa * d * d, g + (kt * kappa * d)[:, None] * ds
+        return e + 0.5 * kt * kappa_of * d * d, g + (kt * kappa_of * d)[:, None] * ds
 
     swaps = {"tried": 0, "accepted": 0}
 
@@ -155,9 +157,9 @@ def umbrella_toy(
         s_now = model.cv_numpy(x)[:, component].reshape(n_win, n_walkers)
         xw = x.reshape(n_win, n_walkers, -1).copy()
         for i in range((step // exchange_every) % 2, n_win - 1, 2):  # alternate even and odd pairs
-            ci, cj = centers[i], centers[i + 1]
+            ci, cj, ki, kj = centers[i], centers[i + 1], kappas[i], kappas[i + 1]
             si, sj = s_now[i], s_now[i + 1]
-            delta = 0.5 * kappa * ((si - cj) ** 2 + (sj - ci) ** 2 - (si - ci) ** 2 - (sj - cj) ** 2)
+            delta = 0.5 * (ki * ((sj - ci) ** 2 - (si - ci) ** 2) + kj * ((si - cj) ** 2 - (sj - cj) ** 2))
             acc = np.log(rng.random(n_walkers)) < -delta
             swaps["tried"] += n_walkers
             swaps["accepted"] += int(acc.sum())
@@ -178,7 +180,7 @@ def umbrella_toy(
     order = np.lexsort((frame, walker, window))
     return UmbrellaSamples(
         centers=centers,
-        kappa=float(kappa),
+        kappa=float(kappa) if np.ndim(kappa) == 0 else kappas.copy(),
         kT=kt,
         window=window[order],
         walker=walker[order],
@@ -212,9 +214,102 @@ def default_windows(s_basins: np.ndarray, n_windows: int, margin: float = 0.25) 
     return centers, 1.0 / spacing**2
 
 
-def reduced_bias(s: np.ndarray, centers: np.ndarray, kappa: float) -> np.ndarray:
-    """u_kn: the reduced (kT) bias energy of every sample n in every window k."""
-    return 0.5 * kappa * (s[None, :] - np.asarray(centers)[:, None]) ** 2
+def window_kappas(kappa: float | np.ndarray, n_windows: int) -> np.ndarray:
+    """The force constant of each window (a scalar kappa applies to all); ValueError on a length mismatch."""
+    kappas = (
+        np.broadcast_to(np.asarray(kappa, dtype=float), (n_windows,))
+        if np.ndim(kappa) == 0
+        else np.asarray(kappa, float)
+    )
+    if kappas.shape != (n_windows,):
+        raise ValueError(f"{kappas.shape[0]} force constants for {n_windows} windows")
+    return kappas
+
+
+def reduced_bias(s: np.ndarray, centers: np.ndarray, kappa: float | np.ndarray) -> np.ndarray:
+    """u_kn: the reduced (kT) bias energy of every sample n in every window k (kappa scalar or per window)."""
+    centers = np.asarray(centers)
+    return 0.5 * window_kappas(kappa, len(centers))[:, None] * (s[None, :] - centers[:, None]) ** 2
+
+
+def unsampled_stretches(samples: UmbrellaSamples, hole_widths: float = 0.5) -> list[tuple[float, float, float]]:
+    """(lo, hi, kappa) of every stretch of the CV between the lowest and highest window means that no sample visits
+    and that is wider than `hole_widths` thermal widths of the softest window; kappa is the stiffer force constant
+    of the two windows whose samples bound it. MBAR cannot see such holes (its overlap matrix only compares the
+    windows' bias energies), yet the free energy across them is unknown."""
+    kappas = window_kappas(samples.kappa, samples.n_windows)
+    means = [samples.s[samples.window == k].mean() for k in range(samples.n_windows) if np.any(samples.window == k)]
+    if len(samples.s) < 2 or not means:
+        return []
+    order = np.argsort(samples.s)
+    s_sorted, w_sorted = samples.s[order], samples.window[order]
+    lo_all, hi_all = min(means), max(means)
+    out = []
+    for i in np.flatnonzero(np.diff(s_sorted) > hole_widths / np.sqrt(kappas.min())):
+        if s_sorted[i + 1] > lo_all and s_sorted[i] < hi_all:
+            out.append(
+                (float(s_sorted[i]), float(s_sorted[i + 1]), float(max(kappas[w_sorted[i]], kappas[w_sorted[i + 1]])))
+            )
+    return out
+
+
+def refine_windows(
+    samples: UmbrellaSamples,
+    overlap: np.ndarray | None = None,
+    threshold: float = MIN_NEIGHBOUR_OVERLAP,
+    stiffen: float = 4.0,
+    max_per_gap: int = 12,
+    max_new: int = 24,
+    hole_widths: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """New (centers, kappas) for the poorly sampled stretches of the CV: holes that no sample visits (wider than
+    `hole_widths` thermal widths of the softest window, between the lowest and highest window means) and, given the
+    MBAR `overlap` matrix, the stretch between the sampled means of neighbouring windows whose overlap is below
+    `threshold`. A steep free energy drags samples away from their centers and leaves such stretches; the new
+    windows are `stiffen` times stiffer than the windows at the stretch's ends, so that they hold their place on the
+    slope, and are spaced by their thermal width 1/sqrt(kappa) (at most `max_per_gap` per stretch, `max_new` in all).
+    Empty arrays when nothing is left uncovered. Refinement cannot repair a CV with a barrier hidden orthogonal to
+    it (windows at the same CV value stuck in different basins): that needs a better CV."""
+    kappas = window_kappas(samples.kappa, samples.n_windows)
+    present = [k for k in range(samples.n_windows) if np.any(samples.window == k)]
+    if len(samples.s) < 2 or not present:
+        return np.zeros(0), np.zeros(0)
+    means = np.array([samples.s[samples.window == k].mean() if k in present else np.nan for k in range(len(kappas))])
+    stretches = unsampled_stretches(samples, hole_widths)  # (lo, hi, kappa of the stiffer end)
+    if overlap is not None:
+        by_center = [k for k in np.argsort(samples.centers) if k in present]
+        for a, b in zip(by_center[:-1], by_center[1:], strict=True):
+            if overlap[a, b] < threshold:
+                lo, hi = sorted((means[a], means[b]))
+                if not any(lo < s_hi and hi > s_lo for s_lo, s_hi, _ in stretches):  # a hole covers it
+                    stretches.append((lo, hi, max(kappas[a], kappas[b])))
+    new_c: list[float] = []
+    new_k: list[float] = []
+    for lo, hi, kappa_end in stretches:
+        kappa_new = stiffen * kappa_end
+        count = int(np.clip(np.ceil((hi - lo) * np.sqrt(kappa_new)) - 1, 1, max_per_gap))
+        new_c += list(np.linspace(lo, hi, count + 2)[1:-1])
+        new_k += [kappa_new] * count
+    return np.array(new_c[:max_new]), np.array(new_k[:max_new])
+
+
+def merge_samples(first: UmbrellaSamples, more: UmbrellaSamples) -> UmbrellaSamples:
+    """One set of samples from two runs at different windows (window and walker indices of `more` are shifted)."""
+    n = first.n_windows
+    walker_shift = int(first.walker.max()) + 1 if first.walker.size else 0
+    kappas = np.concatenate([window_kappas(first.kappa, n), window_kappas(more.kappa, more.n_windows)])
+    return UmbrellaSamples(
+        centers=np.concatenate([first.centers, more.centers]),
+        kappa=kappas,
+        kT=first.kT,
+        window=np.concatenate([first.window, more.window + n]),
+        walker=np.concatenate([first.walker, more.walker + walker_shift]),
+        frame=np.concatenate([first.frame, more.frame]),
+        s=np.concatenate([first.s, more.s]),
+        basin=np.concatenate([first.basin, more.basin]),
+        x=np.concatenate([first.x, more.x]) if first.x.shape[1:] == more.x.shape[1:] else np.zeros((0, 0)),
+        metadata={**first.metadata, "refined_windows": first.metadata.get("refined_windows", 0) + more.n_windows},
+    )
 
 
 def statistical_inefficiency(samples: UmbrellaSamples) -> np.ndarray:
@@ -294,6 +389,36 @@ def overlap_warning(overlap: np.ndarray, centers: np.ndarray, threshold: float =
     )
 
 
+def hidden_barrier_warning(samples: UmbrellaSamples, min_fraction_gap: float = 0.8) -> str | None:
+    """A warning when windows that sample the same CV values sit in different basins (the basin share of one is
+    above `min_fraction_gap` more than the other's): a barrier hidden orthogonal to the CV keeps each window where it
+    started, so the basin populations along s, and the basin free energies, are not equilibrated."""
+    n_b = _n_basins(samples)
+    if n_b < 2:
+        return None
+    stats = []
+    for k in range(samples.n_windows):
+        mask = (samples.window == k) & (samples.basin >= 0)
+        if mask.sum() >= 5:
+            s_k = samples.s[mask]
+            share = np.bincount(samples.basin[mask], minlength=n_b) / mask.sum()
+            stats.append((k, *np.quantile(s_k, [0.1, 0.9]), share))
+    pairs = []
+    for i, (a, lo_a, hi_a, sh_a) in enumerate(stats):
+        for b, lo_b, hi_b, sh_b in stats[i + 1 :]:
+            if lo_a <= hi_b and lo_b <= hi_a and np.abs(sh_a - sh_b).max() > min_fraction_gap:
+                pairs.append(f"{a}-{b}")
+    if not pairs:
+        return None
+    shown = ", ".join(pairs[:8]) + (f" and {len(pairs) - 8} more" if len(pairs) > 8 else "")
+    return (
+        f"hidden barrier: windows {shown} sample the same CV values but sit in different basins, so a barrier "
+        "orthogonal to the CV keeps each window where it started and the basin free energies are not equilibrated. "
+        "Refining windows cannot fix this; learn a CV that resolves the transition (add transition-region or "
+        "high-temperature data) or use replica exchange between windows."
+    )
+
+
 def mbar_analysis(samples: UmbrellaSamples, n_bins: int = 40, convergence: bool = True) -> FreeEnergyResult:
     """MBAR (pymbar 4) over all windows: window free energies (compute_free_energy_differences), the profile along s
     and basin free energies as perturbed states of the unbiased ensemble restricted to a bin / basin, with analytical
@@ -337,6 +462,17 @@ def mbar_analysis(samples: UmbrellaSamples, n_bins: int = 40, convergence: bool 
     warn = overlap_warning(overlap, samples.centers)
     if warn:
         notes.append(warn)
+    holes = unsampled_stretches(samples)
+    if holes:
+        spans = ", ".join(f"{lo:.3g} to {hi:.3g}" for lo, hi, _ in holes[:6])
+        notes.append(
+            f"the CV was never sampled from {spans}: the free energy across that stretch is unknown (a steep rise "
+            "dragged the windows away from their centers). Add stiffer windows there (refine_rounds) or learn a CV "
+            "with data from the transition region."
+        )
+    hidden = hidden_barrier_warning(samples)
+    if hidden:
+        notes.append(hidden)
     from scipy.special import logsumexp
 
     log_w = -logsumexp(np.log(np.maximum(n_k, 1))[:, None] + np.asarray(mbar.f_k)[:, None] - u_kn, axis=0)
@@ -354,7 +490,12 @@ def mbar_analysis(samples: UmbrellaSamples, n_bins: int = 40, convergence: bool 
 
 
 def wham(
-    s: np.ndarray, window: np.ndarray, centers: np.ndarray, kappa: float, edges: np.ndarray, tol: float = 1e-10
+    s: np.ndarray,
+    window: np.ndarray,
+    centers: np.ndarray,
+    kappa: float | np.ndarray,
+    edges: np.ndarray,
+    tol: float = 1e-10,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Binned WHAM: window free energies f_k (f_0 = 0) and -ln p_m of each bin (inf for empty bins), in kT. The WHAM
     equations are solved as the minimum of their convex likelihood (Zhu & Hummer 2012) with L-BFGS, which gives the
@@ -371,7 +512,7 @@ def wham(
     h_m = counts.sum(0)
     occupied = h_m > 0
     mid = 0.5 * (edges[:-1] + edges[1:])
-    u_km = 0.5 * kappa * (mid[None, occupied] - np.asarray(centers)[:, None]) ** 2
+    u_km = reduced_bias(mid[occupied], centers, kappa)
     log_nk = np.log(np.maximum(n_k, 1.0))[:, None]
     h = h_m[occupied]
 

@@ -9,7 +9,16 @@ import pytest
 import torch
 
 from models.cv import CVConfig, train_cv
-from models.free_energy import UmbrellaSamples, decorrelate, default_windows, mbar_analysis, umbrella_toy, wham_analysis
+from models.free_energy import (
+    UmbrellaSamples,
+    decorrelate,
+    default_windows,
+    mbar_analysis,
+    merge_samples,
+    refine_windows,
+    umbrella_toy,
+    wham_analysis,
+)
 from models.toy_potentials import basin_trajectories, get_toy_system
 from tools.errors import ToolInputError
 from tools.registry import ToolContext, get_tool
@@ -88,6 +97,70 @@ def test_non_overlapping_windows_warn_with_matrix() -> None:
     assert "1." in text.split("Overlap matrix")[1]  # the matrix itself (diagonal ~1) is printed
 
 
+def _tilted_samples(
+    centers: np.ndarray, kappas: np.ndarray, tilt: float, n: int = 400, seed: int = 0
+) -> UmbrellaSamples:
+    """Exact window samples of F(s) = a/2 s^2 + tilt * s (a = 40) under windows with their own force constants
+    (Gaussians of precision a + kappa_k); basin 1 is s > 0."""
+    rng = np.random.default_rng(seed)
+    a, k = 40.0, len(centers)
+    window = np.repeat(np.arange(k), n)
+    means = (kappas * centers - tilt) / (a + kappas)
+    s = rng.normal(np.repeat(means, n), np.repeat(1.0 / np.sqrt(a + kappas), n))
+    return UmbrellaSamples(
+        centers,
+        kappas,
+        1.0,
+        window,
+        window.copy(),
+        np.tile(np.arange(n), k),
+        s,
+        (s > 0).astype(int),
+        np.zeros((len(s), 0)),
+    )
+
+
+def test_refined_stiffer_windows_close_the_gap_and_recover_the_exact_free_energy() -> None:
+    """Windows with a gap (no overlap) are refined: new, stiffer windows go where sampling stopped; with per-window
+    force constants MBAR and WHAM then reproduce the exact basin dF of a tilted landscape."""
+    from scipy.stats import norm
+
+    tilt, a = 6.0, 40.0
+    exact = -np.log(norm.sf(tilt / np.sqrt(a)) / norm.cdf(tilt / np.sqrt(a)))  # F(s>0) - F(s<0) in kT
+    centers = np.array([-0.9, -0.8, -0.7, 0.7, 0.8, 0.9])
+    kappas = np.full(len(centers), 60.0)
+    first = _tilted_samples(centers, kappas, tilt)
+    before = mbar_analysis(first, n_bins=20, convergence=False)
+    assert any("do not overlap" in w for w in before.warnings)
+    new_c, new_k = refine_windows(first)
+    # the hole no sample visits (between the groups' means -0.48 and 0.36), filled at the new windows' thermal width
+    assert 2 <= len(new_c) <= 12 and np.all((new_c > -0.48) & (new_c < 0.36)) and np.all(new_k == 4 * 60.0)
+    merged = merge_samples(first, _tilted_samples(new_c, new_k, tilt, seed=1))
+    assert merged.n_windows == 6 + len(new_c) and merged.metadata["refined_windows"] == len(new_c)
+    for round_ in range(3):  # as the tool does: refine until nothing is left uncovered
+        new_c, new_k = refine_windows(merged, mbar_analysis(merged, n_bins=20, convergence=False).overlap)
+        if not len(new_c):
+            break
+        merged = merge_samples(merged, _tilted_samples(new_c, new_k, tilt, seed=2 + round_))
+    print(f"{merged.n_windows} windows after refinement")
+    after = mbar_analysis(merged, n_bins=20, convergence=False)
+    assert not any("do not overlap" in w for w in after.warnings)
+    assert abs(after.basin_df[1] - exact) < 3 * after.basin_df_err[1] + 0.05
+    assert abs(wham_analysis(merged, n_bins=40, n_bootstrap=3, convergence=False).basin_df[1] - exact) < 0.15
+    assert len(refine_windows(merged)[0]) == 0  # nothing left to refine
+
+
+def test_windows_stuck_in_different_basins_at_the_same_cv_warn_of_a_hidden_barrier() -> None:
+    """Same CV values, different basins (each window kept the basin it started in): said plainly; a CV whose basins
+    follow s does not trigger it."""
+    centers = np.linspace(-0.5, 0.5, 6)
+    honest = _tilted_samples(centers, np.full(6, 100.0), tilt=0.0)
+    assert not any("hidden barrier" in w for w in mbar_analysis(honest, n_bins=20, convergence=False).warnings)
+    stuck = _tilted_samples(centers, np.full(6, 100.0), tilt=0.0)
+    stuck.basin = np.where(np.isin(stuck.window, [1, 3, 5]), 1, 0)  # neighbours alternate between basins
+    text = "\n".join(mbar_analysis(stuck, n_bins=20, convergence=False).warnings)
+    assert "hidden barrier" in text and "0-1" in text
+
 def test_biased_calculator_forces_match_finite_differences() -> None:
     from ase.build import bulk
     from ase.calculators.emt import EMT
@@ -151,6 +224,14 @@ def test_tools_chain_by_reference(workspace) -> None:
     assert len(fe.overlap_matrix) == 12 and fe.min_neighbour_overlap > 0
     for uri in (fe.profile_plot_uri, fe.surface_plot_uri, fe.result_uri, us.windows_plot_uri):
         assert (workspace / uri.removeprefix("artifact://")).is_file()
+    # too few, too stiff windows leave gaps: one refinement round adds 4x stiffer windows in them
+    sparse = {"cv_id": learned.cv_id, "n_windows": 4, "kappa": 400.0, "n_walkers": 2, "n_steps": 800, "n_equil": 200}
+    refined = get_tool("umbrella_sampling").run({**sparse, "refine_rounds": 1, "seed": 3}, ctx)
+    assert refined.refined_windows > 0 and len(refined.centers) == len(refined.kappas) == 4 + refined.refined_windows
+    assert refined.kappas[:4] == [400.0] * 4 and set(refined.kappas[4:]) == {1600.0}
+    assert min(refined.samples_per_window) > 0
+    fe_refined = get_tool("free_energy_profile").run({"samples_id": refined.samples_id, "n_bootstrap": 2}, ctx)
+    assert fe_refined.min_neighbour_overlap > 0
     with pytest.raises(ToolInputError, match="no umbrella samples"):
         get_tool("free_energy_profile").run({"samples_id": "us-0123456789"}, ctx)
     with pytest.raises(ToolInputError, match="n_equil"):

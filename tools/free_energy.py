@@ -354,6 +354,13 @@ class UmbrellaSamplingInput(BaseModel):
         description="Try configuration swaps between neighbouring windows every this many steps (Hamiltonian "
         "replica exchange; relaxes barriers hidden orthogonal to the CV); 0 disables.",
     )
+    refine_rounds: int = Field(
+        default=0,
+        ge=0,
+        le=5,
+        description="Rounds of adaptive refinement: where neighbouring windows do not overlap (or their samples "
+        "jumped across a barrier), add windows 4x stiffer, spaced by their thermal width, and sample them too.",
+    )
     seed: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
@@ -374,7 +381,9 @@ class UmbrellaSamplingOutput(BaseModel):
     cv_id: str
     system: str
     centers: list[float]
-    kappa: float = Field(description="Force constant used, kT per CV unit squared.")
+    kappa: float = Field(description="Force constant of the initial windows, kT per CV unit squared.")
+    kappas: list[float] = Field(description="Force constant of every window (refined windows are stiffer).")
+    refined_windows: int = Field(description="Windows added by adaptive refinement.")
     n_samples: int
     samples_per_window: list[int]
     langevin_acceptance: float
@@ -396,7 +405,15 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
     spans the basin CV values with a margin. Long: run it as a job for big sizes. Returns a samples_id for
     free_energy_profile (MBAR/WHAM) and a plot of the window histograms."""
     from models.cv import MultitaskCV
-    from models.free_energy import default_windows, umbrella_toy
+    from models.free_energy import (
+        decorrelate,
+        default_windows,
+        mbar_analysis,
+        merge_samples,
+        refine_windows,
+        umbrella_toy,
+        window_kappas,
+    )
     from models.toy_potentials import get_toy_system
 
     start = time.time()
@@ -437,6 +454,29 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
             exchange_every=inp.exchange_every or None,
             callback=lambda done, total: ctx.progress(done, total, f"umbrella step {done}/{total}"),
         )
+        for round_ in range(inp.refine_rounds):
+            decorrelated, _ = decorrelate(samples)
+            overlap = mbar_analysis(decorrelated, convergence=False).overlap
+            new_c, new_k = refine_windows(samples, overlap)
+            if not len(new_c):
+                break
+            more = umbrella_toy(
+                system,
+                model,
+                new_c,
+                new_k,
+                np.concatenate([pool, samples.x]),
+                n_walkers=inp.n_walkers,
+                n_steps=inp.n_steps,
+                n_equil=inp.n_equil,
+                stride=inp.stride,
+                seed=inp.seed + round_ + 1,
+                exchange_every=inp.exchange_every or None,
+                callback=lambda done, total, r=round_, n=len(new_c): ctx.progress(
+                    done, total, f"refinement {r + 1}: {n} windows, step {done}/{total}"
+                ),
+            )
+            samples = merge_samples(samples, more)
     samples.metadata.update({"cv_id": inp.cv_id, "cv_preset": model.metadata.get("preset")})
     samples_id = _new_id("us")
     folder = _root(ctx, "umbrella") / samples_id
@@ -445,7 +485,7 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
     from tools.free_energy_plots import plot_windows
 
     plot = plot_windows(samples.s, samples.window, samples.centers, folder / "windows.png")
-    counts = np.bincount(samples.window, minlength=len(centers))
+    counts = np.bincount(samples.window, minlength=samples.n_windows)
     notes = []
     if samples.metadata["acceptance"] < 0.5:
         notes.append(f"Langevin acceptance is low ({samples.metadata['acceptance']:.2f}): kappa may be too stiff")
@@ -459,8 +499,10 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
         windows_plot_uri=ctx.artifact_uri(plot),
         cv_id=inp.cv_id,
         system=system.name,
-        centers=_round_list(centers, 5),
+        centers=_round_list(samples.centers, 5),
         kappa=round(kappa, 4),
+        kappas=_round_list(window_kappas(samples.kappa, samples.n_windows), 4),
+        refined_windows=int(samples.metadata.get("refined_windows", 0)),
         n_samples=len(samples.s),
         samples_per_window=counts.tolist(),
         langevin_acceptance=samples.metadata["acceptance"],
