@@ -113,8 +113,9 @@ def _pretrained(path: str, train: Sequence[Atoms], device: torch.device) -> dict
     species = set(payload["config"].get("species", []))
     missing = sorted({s for a in train for s in a.get_chemical_symbols()} - species)
     if missing:
-        raise ValueError(f"init_from {path} does not support element(s) {', '.join(missing)} "
-                         f"(supports: {' '.join(sorted(species))})")
+        raise ValueError(
+            f"init_from {path} does not support element(s) {', '.join(missing)} (supports: {' '.join(sorted(species))})"
+        )
     return payload
 
 
@@ -265,6 +266,8 @@ def train_potential(
         ema.updates = int(state["ema_updates"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        if cfg.scheduler == "cosine":  # a resumed run may ask for more (or fewer) epochs: the horizon follows
+            sched.T_max = max(cfg.epochs, 1)
         start_epoch, best_loss = int(state["epoch"]), float(state["best_val_loss"])
         best_epoch, bad_epochs = int(state["best_epoch"]), int(state["bad_epochs"])
         history = list(state["history"])

@@ -325,6 +325,26 @@ def test_training_lowers_validation_error_and_resumes(kind: str, tmp_path) -> No
     assert more["val_loss"] <= first["val_loss"]
 
 
+def test_resumed_cosine_schedule_follows_the_new_epoch_count(tmp_path) -> None:
+    """A cosine run cut short (a session ended) and resumed with fewer total epochs anneals to min_lr at the new end,
+    instead of stopping half-way down the old schedule."""
+    train, val = emt_data(8, 0), emt_data(2, 1)
+    cfg = PotentialConfig(kind="allegro", species=["Cu", "Al"], cutoff=4.0, l_max=1, num_layers=1, num_features=4,
+                          num_basis=4, latent_dim=8, radial_mlp_width=8)
+    tcfg = TrainConfig(epochs=10, batch_size=4, lr=1e-2, min_lr=1e-5, scheduler="cosine", seed=1)
+    path = tmp_path / "cut.pt"
+
+    def stop_after_two(done: int, total: int, msg: str) -> None:
+        if done == 2:
+            raise KeyboardInterrupt  # the checkpoint of epoch 2 is already written
+
+    with pytest.raises(KeyboardInterrupt):
+        train_potential(train, val, cfg, tcfg, path, progress=stop_after_two)
+    resumed = train_potential(train, val, cfg, TrainConfig(**{**tcfg.__dict__, "epochs": 4}), path, resume=True)
+    lrs = [h["lr"] for h in resumed["history"]]
+    assert len(lrs) == 4 and lrs[1] > 1e-3  # epochs 1-2 ran on the 10-epoch schedule
+    assert lrs[-1] == pytest.approx(1e-5, rel=1e-6)  # and the run still ends annealed
+
 def test_fine_tuning_starts_from_the_pretrained_model(tmp_path) -> None:
     """init_from: the pretrained architecture and weights are the starting point (its first-epoch error is already
     far below a fresh model's), the same seed gives the same fresh weights, and foreign elements are refused."""
