@@ -53,7 +53,13 @@ class GenerateInput(BaseModel):
         description="Formula units per cell; default: the smallest number giving at least 4 atoms.",
     )
     n_samples: int = Field(default=8, ge=1, le=64, description="How many structures to sample.")
-    n_steps: int = Field(default=200, ge=5, le=1000, description="Diffusion steps (more = slower, usually better).")
+    n_steps: int = Field(
+        default=200,
+        ge=5,
+        le=1000,
+        description="Diffusion steps: 200 gives the most precise raw positions; 50 is 3.5x faster at the same match "
+        "rate with coarser positions (fine when the samples are relaxed).",
+    )
     seed: int = Field(default=0, description="Random seed; same inputs and seed give the same structures.")
     method: Literal["diffusion", "pyxtal"] = Field(
         default="diffusion", description="'diffusion' (trained model) or 'pyxtal' (random symmetric baseline)."
