@@ -123,6 +123,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--only-reference", action="store_true", help="just fill the reference cache")
     parser.add_argument("--ref-cache", type=Path, default=None, help="JSON cache of CHGNet relaxed energies")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--train", type=Path, default=None,
+                        help="the training extxyz: also report the validation split (same hash split as training, "
+                             "--val-fraction) and the fit on every 10th training frame")
+    parser.add_argument("--val-fraction", type=float, default=0.05)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -153,6 +157,13 @@ def main(argv: list[str] | None = None) -> dict:
         k: {m: round(v[m], 1) for m in ("energy_mae_meV_per_atom", "forces_mae_meV_per_A")} for k, v in per.items()
     }
     result["held_out_seconds"] = round(time.perf_counter() - t0, 1)
+    if args.train:
+        from tools.potential_training import split_by_structure
+
+        fit_frames, val_frames = split_by_structure(read_labelled(args.train), args.val_fraction)
+        for name, subset in (("validation", val_frames), ("training_fit", fit_frames[::10])):
+            result[name] = errors(predictions(ours, subset, "ours"), [labels_of(a) for a in subset])
+            result[name]["structures"] = len({str(a.info.get("structure_id")) for a in subset})
     if not args.skip_ranking:
         t1 = time.perf_counter()
         result["ranking"] = polymorph_ranking(ours, ref, args.fmax, args.max_steps, args.ref_cache)
@@ -166,6 +177,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     for sid, v in result["held_out_per_structure"].items():
         print(f"  {sid:28s} E {v['energy_mae_meV_per_atom']:7.1f} meV/atom   F {v['forces_mae_meV_per_A']:7.1f} meV/A")
+    for name in ("validation", "training_fit"):
+        if name in result:
+            v = result[name]
+            print(f"{name}: {v['n_structures']} frames of {v['structures']} structures: energy MAE "
+                  f"{v['energy_mae_meV_per_atom']:.1f} meV/atom, force MAE {v.get('forces_mae_meV_per_A', 0):.1f} "
+                  f"meV/A, stress MAE {v.get('stress_mae_meV_per_A3', 0):.2f} meV/A^3")
     if "ranking" in result:
         r = result["ranking"]
         print(

@@ -82,13 +82,15 @@ def test_train_potential_time_budget_stops_and_is_resumable(emt_data: Path) -> N
 
 
 def test_train_potential_fine_tunes_the_shipped_model(emt_data: Path) -> None:
-    """init_from='allegro_distilled': the shipped architecture (37 elements, 4.5 A) is fine-tuned on new data;
-    a path outside the workspace is refused."""
+    """init_from='allegro_distilled': the shipped architecture (its 37 elements and cutoff) is fine-tuned on new
+    data; a path outside the workspace is refused."""
     spec = get_tool("train_potential")
     out = spec.run({"data_path": str(emt_data), "name": "tuned", "epochs": 1, "init_from": "allegro_distilled",
                     "batch_size": 4, "lr": 1e-3}, ToolContext())
     tuned = EquivariantPotential.load(out.checkpoint_path)
-    assert tuned.config.cutoff == 4.5 and len(tuned.config.species) == 37
+    shipped = EquivariantPotential.load(SHIPPED).config
+    assert tuned.config.cutoff == shipped.cutoff and tuned.config.species == shipped.species
+    assert len(shipped.species) == 37 and tuned.config.num_features == shipped.num_features
     with pytest.raises(ToolInputError, match="outside the workspace"):
         spec.run({"data_path": str(emt_data), "name": "bad", "epochs": 1, "init_from": "/etc/passwd"}, ToolContext())
 
