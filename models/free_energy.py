@@ -232,18 +232,24 @@ def reduced_bias(s: np.ndarray, centers: np.ndarray, kappa: float | np.ndarray) 
     return 0.5 * window_kappas(kappa, len(centers))[:, None] * (s[None, :] - centers[:, None]) ** 2
 
 
+def _window_means(samples: UmbrellaSamples) -> np.ndarray:
+    """Mean sampled CV of each window (NaN for a window without samples)."""
+    present = [np.any(samples.window == k) for k in range(samples.n_windows)]
+    return np.array([samples.s[samples.window == k].mean() if ok else np.nan for k, ok in enumerate(present)])
+
+
 def unsampled_stretches(samples: UmbrellaSamples, hole_widths: float = 0.5) -> list[tuple[float, float, float]]:
     """(lo, hi, kappa) of every stretch of the CV between the lowest and highest window means that no sample visits
     and that is wider than `hole_widths` thermal widths of the softest window; kappa is the stiffer force constant
     of the two windows whose samples bound it. MBAR cannot see such holes (its overlap matrix only compares the
     windows' bias energies), yet the free energy across them is unknown."""
     kappas = window_kappas(samples.kappa, samples.n_windows)
-    means = [samples.s[samples.window == k].mean() for k in range(samples.n_windows) if np.any(samples.window == k)]
-    if len(samples.s) < 2 or not means:
+    means = _window_means(samples)
+    if len(samples.s) < 2 or np.isnan(means).all():
         return []
     order = np.argsort(samples.s)
     s_sorted, w_sorted = samples.s[order], samples.window[order]
-    lo_all, hi_all = min(means), max(means)
+    lo_all, hi_all = np.nanmin(means), np.nanmax(means)
     out = []
     for i in np.flatnonzero(np.diff(s_sorted) > hole_widths / np.sqrt(kappas.min())):
         if s_sorted[i + 1] > lo_all and s_sorted[i] < hi_all:
@@ -271,13 +277,12 @@ def refine_windows(
     Empty arrays when nothing is left uncovered. Refinement cannot repair a CV with a barrier hidden orthogonal to
     it (windows at the same CV value stuck in different basins): that needs a better CV."""
     kappas = window_kappas(samples.kappa, samples.n_windows)
-    present = [k for k in range(samples.n_windows) if np.any(samples.window == k)]
-    if len(samples.s) < 2 or not present:
+    means = _window_means(samples)
+    if len(samples.s) < 2 or np.isnan(means).all():
         return np.zeros(0), np.zeros(0)
-    means = np.array([samples.s[samples.window == k].mean() if k in present else np.nan for k in range(len(kappas))])
     stretches = unsampled_stretches(samples, hole_widths)  # (lo, hi, kappa of the stiffer end)
     if overlap is not None:
-        by_center = [k for k in np.argsort(samples.centers) if k in present]
+        by_center = [k for k in np.argsort(samples.centers) if not np.isnan(means[k])]
         for a, b in zip(by_center[:-1], by_center[1:], strict=True):
             if overlap[a, b] < threshold:
                 lo, hi = sorted((means[a], means[b]))
@@ -291,6 +296,27 @@ def refine_windows(
         new_c += list(np.linspace(lo, hi, count + 2)[1:-1])
         new_k += [kappa_new] * count
     return np.array(new_c[:max_new]), np.array(new_k[:max_new])
+
+
+def refine_umbrella(
+    samples: UmbrellaSamples,
+    run_windows: Callable[[UmbrellaSamples, np.ndarray, np.ndarray, int], UmbrellaSamples],
+    rounds: int,
+    on_round: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+) -> UmbrellaSamples:
+    """Up to `rounds` rounds of adaptive refinement with any sampler: find the poorly sampled stretches
+    (`refine_windows`, with the MBAR overlap of the decorrelated samples), sample the new windows with
+    `run_windows(samples so far, centers, kappas, round)` and merge; stop early when nothing is left uncovered.
+    `on_round(round, centers, kappas)` is called before each round's sampling (progress, logs)."""
+    for round_ in range(rounds):
+        decorrelated, _ = decorrelate(samples)
+        new_c, new_k = refine_windows(samples, mbar_analysis(decorrelated, convergence=False).overlap)
+        if not len(new_c):
+            break
+        if on_round is not None:
+            on_round(round_, new_c, new_k)
+        samples = merge_samples(samples, run_windows(samples, new_c, new_k, round_))
+    return samples
 
 
 def merge_samples(first: UmbrellaSamples, more: UmbrellaSamples) -> UmbrellaSamples:

@@ -358,8 +358,8 @@ class UmbrellaSamplingInput(BaseModel):
         default=0,
         ge=0,
         le=5,
-        description="Rounds of adaptive refinement: where neighbouring windows do not overlap (or their samples "
-        "jumped across a barrier), add windows 4x stiffer, spaced by their thermal width, and sample them too.",
+        description="Rounds of adaptive refinement: where the CV was never sampled or neighbouring windows do not "
+        "overlap, add windows 4x stiffer, spaced by their thermal width, and sample them too.",
     )
     seed: int = Field(default=0, ge=0)
 
@@ -405,15 +405,7 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
     spans the basin CV values with a margin. Long: run it as a job for big sizes. Returns a samples_id for
     free_energy_profile (MBAR/WHAM) and a plot of the window histograms."""
     from models.cv import MultitaskCV
-    from models.free_energy import (
-        decorrelate,
-        default_windows,
-        mbar_analysis,
-        merge_samples,
-        refine_windows,
-        umbrella_toy,
-        window_kappas,
-    )
+    from models.free_energy import default_windows, refine_umbrella, umbrella_toy, window_kappas
     from models.toy_potentials import get_toy_system
 
     start = time.time()
@@ -454,29 +446,26 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
             exchange_every=inp.exchange_every or None,
             callback=lambda done, total: ctx.progress(done, total, f"umbrella step {done}/{total}"),
         )
-        for round_ in range(inp.refine_rounds):
-            decorrelated, _ = decorrelate(samples)
-            overlap = mbar_analysis(decorrelated, convergence=False).overlap
-            new_c, new_k = refine_windows(samples, overlap)
-            if not len(new_c):
-                break
-            more = umbrella_toy(
+
+        def more_windows(so_far: Any, centers_new: np.ndarray, kappas_new: np.ndarray, round_: int) -> Any:
+            return umbrella_toy(
                 system,
                 model,
-                new_c,
-                new_k,
-                np.concatenate([pool, samples.x]),
+                centers_new,
+                kappas_new,
+                np.concatenate([pool, so_far.x]),
                 n_walkers=inp.n_walkers,
                 n_steps=inp.n_steps,
                 n_equil=inp.n_equil,
                 stride=inp.stride,
                 seed=inp.seed + round_ + 1,
                 exchange_every=inp.exchange_every or None,
-                callback=lambda done, total, r=round_, n=len(new_c): ctx.progress(
-                    done, total, f"refinement {r + 1}: {n} windows, step {done}/{total}"
+                callback=lambda done, total: ctx.progress(
+                    done, total, f"refinement {round_ + 1}: {len(centers_new)} windows, step {done}/{total}"
                 ),
             )
-            samples = merge_samples(samples, more)
+
+        samples = refine_umbrella(samples, more_windows, inp.refine_rounds)
     samples.metadata.update({"cv_id": inp.cv_id, "cv_preset": model.metadata.get("preset")})
     samples_id = _new_id("us")
     folder = _root(ctx, "umbrella") / samples_id
