@@ -232,6 +232,18 @@ def test_tools_chain_by_reference(workspace) -> None:
     assert min(refined.samples_per_window) > 0
     fe_refined = get_tool("free_energy_profile").run({"samples_id": refined.samples_id, "n_bootstrap": 2}, ctx)
     assert fe_refined.min_neighbour_overlap > 0
+    # a second CV round learns from the umbrella frames too (labelled by the basin rule): more data, still separating
+    again = get_tool("learn_cv").run(
+        {"system": "mueller_brown_5d", "n_walkers": 6, "n_steps": 1500, "epochs": 30, "seed": 1,
+         "add_samples_id": us.samples_id}, ctx
+    )
+    assert again.n_samples == learned.n_samples + us.n_samples and again.separates_basins
+    assert sum(again.basin_counts) == again.n_samples  # every umbrella frame got a basin label
+    with pytest.raises(ToolInputError, match="needs system"):
+        get_tool("learn_cv").run({"data_file": "x.npz", "add_samples_id": us.samples_id}, ctx)
+    with pytest.raises(ToolInputError, match="another system"):
+        get_tool("learn_cv").run({"system": "three_well_5d", "n_walkers": 2, "n_steps": 200,
+                                  "add_samples_id": us.samples_id}, ctx)
     with pytest.raises(ToolInputError, match="no umbrella samples"):
         get_tool("free_energy_profile").run({"samples_id": "us-0123456789"}, ctx)
     with pytest.raises(ToolInputError, match="n_equil"):

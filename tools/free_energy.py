@@ -109,6 +109,13 @@ class LearnCVInput(BaseModel):
     high_temperature_factor: float | None = Field(
         default=None, ge=1.0, le=5.0, description="Also run as many walkers at this multiple of kT (toy data)."
     )
+    add_samples_id: str | None = Field(
+        default=None,
+        pattern=ID_PATTERN,
+        description="Umbrella samples of an earlier round (a samples_id from umbrella_sampling on the same toy "
+        "system): their frames, labelled by the basin rule, join the training data, so the retrained CV also knows "
+        "the transition region that basin runs never visit. Iterate learn_cv -> umbrella_sampling -> learn_cv.",
+    )
     epochs: int = Field(default=60, ge=1, le=2000, description="Training epochs.")
     seed: int = Field(default=0, ge=0, description="Seed for data generation and training.")
 
@@ -116,6 +123,8 @@ class LearnCVInput(BaseModel):
     def _one_source(self) -> LearnCVInput:
         if (self.system is None) == (self.data_file is None):
             raise ValueError("give exactly one of system (a toy system name) or data_file (an .npz in the workspace)")
+        if self.add_samples_id is not None and self.system is None:
+            raise ValueError("add_samples_id needs system (the basin rule labels the umbrella frames)")
         for h in self.hidden:
             if not 2 <= h <= 512:
                 raise ValueError(f"hidden widths must be between 2 and 512, got {h}")
@@ -160,6 +169,25 @@ def _toy_data(inp: LearnCVInput, ctx: ToolContext) -> tuple[dict[str, np.ndarray
         callback=lambda done, total: ctx.progress(0.3 * done / total, 1.0, "sampling basins"),
     )
     return {"x": data["x"], "labels": data["label"], "energies": data["energy"]}, system
+
+
+def _add_umbrella_frames(data: dict[str, np.ndarray], system: Any, samples_id: str, ctx: ToolContext) -> int:
+    """Append an earlier round's umbrella frames (labels by the basin rule, exact energies) to the training data;
+    returns how many were added."""
+    from models.free_energy import UmbrellaSamples
+
+    path = _find(ctx, "umbrella", samples_id, "samples.npz", "umbrella samples", "umbrella_sampling")
+    samples = UmbrellaSamples.load(path)
+    x, origin = samples.x, samples.metadata.get("system", system.name)
+    if origin != system.name or x.ndim != 2 or x.shape[1] != data["x"].shape[1] or len(x) == 0:
+        raise ToolInputError(
+            f"umbrella samples {samples_id} come from another system ({origin}, frames of dimension "
+            f"{x.shape[1] if x.ndim == 2 else 0}), not {system.name}"
+        )
+    data["x"] = np.concatenate([data["x"], x])
+    data["labels"] = np.concatenate([data["labels"], system.basin_of(x)])
+    data["energies"] = np.concatenate([data["energies"], system.energy(x)])
+    return len(x)
 
 
 def _file_data(path: Path) -> dict[str, np.ndarray]:
@@ -216,7 +244,9 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
     'autoencoder' are the single-task baselines. Data come either from short unbiased Langevin runs in each basin of
     a named toy system (5D Mueller-Brown, 5D three-well) or from an .npz file in the workspace. Returns a cv_id for
     umbrella_sampling, validation metrics and a plain verdict on whether the CV separates the basins (accuracy >=
-    0.9 and overlap <= 0.1), with PNG plots."""
+    0.9 and overlap <= 0.1), with PNG plots. add_samples_id retrains on an earlier round's umbrella frames as well:
+    a CV learned from basin data alone can leave the transition region unsampled or hide a barrier orthogonal to
+    it, and one more round with those frames fixes that (the alanine dipeptide benchmark shows it)."""
     from models.cv import CVConfig, train_cv
 
     start = time.time()
@@ -230,6 +260,8 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
         if inp.system is not None:
             data, system = _toy_data(inp, ctx)
             names = list(system.basin_names)
+            if inp.add_samples_id is not None:
+                _add_umbrella_frames(data, system, inp.add_samples_id, ctx)
         else:
             data = _file_data(_workspace_file(ctx, str(inp.data_file)))
             n_cls = int(data["labels"].max()) + 1 if data["labels"].max() >= 0 else 0
@@ -273,6 +305,7 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
                 "cv_id": cv_id,
                 "system": inp.system,
                 "preset": inp.preset,
+                "added_samples_id": inp.add_samples_id,
                 "basin_names": names,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             }
@@ -466,7 +499,7 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
             )
 
         samples = refine_umbrella(samples, more_windows, inp.refine_rounds)
-    samples.metadata.update({"cv_id": inp.cv_id, "cv_preset": model.metadata.get("preset")})
+    samples.metadata.update({"cv_id": inp.cv_id, "cv_preset": model.metadata.get("preset"), "system": system.name})
     samples_id = _new_id("us")
     folder = _root(ctx, "umbrella") / samples_id
     folder.mkdir(parents=True)
