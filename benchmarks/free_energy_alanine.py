@@ -56,8 +56,9 @@ def alanine_vacuum():  # noqa: ANN201
     return testsystems.AlanineDipeptideVacuum(constraints=app.HBonds)
 
 
-def make_context(test, extra_forces: list, seed: int):  # noqa: ANN001, ANN201
-    """A CPU context of the test system plus extra forces, at 300 K with a 2 fs LangevinMiddle integrator."""
+def make_context(test, extra_forces: list, seed: int, temperature: float = TEMPERATURE):  # noqa: ANN001, ANN201
+    """A CPU context of the test system plus extra forces, at `temperature` (300 K) with a 2 fs LangevinMiddle
+    integrator."""
     import copy
 
     import openmm as mm
@@ -66,12 +67,12 @@ def make_context(test, extra_forces: list, seed: int):  # noqa: ANN001, ANN201
     system = copy.deepcopy(test.system)
     for force in extra_forces:
         system.addForce(copy.deepcopy(force))  # a System owns its forces: never share one
-    integrator = mm.LangevinMiddleIntegrator(TEMPERATURE * unit.kelvin, 1.0 / unit.picosecond, 2.0 * unit.femtosecond)
+    integrator = mm.LangevinMiddleIntegrator(temperature * unit.kelvin, 1.0 / unit.picosecond, 2.0 * unit.femtosecond)
     integrator.setRandomNumberSeed(seed)
     platform = mm.Platform.getPlatformByName("CPU")
     context = mm.Context(system, integrator, platform, {"Threads": os.environ.get("OPENMM_CPU_THREADS", "2")})
     context.setPositions(test.positions)
-    context.setVelocitiesToTemperature(TEMPERATURE * unit.kelvin, seed)
+    context.setVelocitiesToTemperature(temperature * unit.kelvin, seed)
     return context, integrator
 
 
@@ -107,19 +108,21 @@ def run_cv_windows(
     sizes: dict,
 ) -> tuple:
     """Umbrella windows along the learned CV, each started from the pooled configuration whose CV is nearest its
-    center (so a window never has to climb from its neighbour's basin); returns the samples and the grown pool."""
+    center (so a window never has to climb from its neighbour's basin); returns the samples, the grown pool
+    (positions, CV) and the new frames' unbiased potential energies in kT."""
     import openmm.unit as unit
 
     context, integrator = make_context(test, [bias], seed)
     rows: dict[str, list] = {"s": [], "window": [], "frame": [], "basin": []}
-    new_pos = []
+    new_pos, new_e = [], []
     for k, (c, kap) in enumerate(zip(centers, kappas, strict=True)):
         context.setParameter("s0", float(c))
         context.setParameter("kb", float(kap) * KT_KJ)
         context.setPositions(pool_pos[int(np.argmin(np.abs(pool_s - c)))] * unit.nanometer)
         context.setVelocitiesToTemperature(TEMPERATURE * unit.kelvin, seed + k)
         integrator.step(sizes["equil_steps"])
-        pos, _ = run_frames(context, integrator, sizes["window_frames"], sizes["every"])
+        pos, e = run_frames(context, integrator, sizes["window_frames"], sizes["every"])
+        new_e.append(e / KT_KJ)
         phi, psi = torsion(pos, PHI), torsion(pos, PSI)
         rows["s"].append(cv_of_torsions(model, phi, psi))
         rows["window"].append(np.full(len(pos), k))
@@ -144,7 +147,57 @@ def run_cv_windows(
         cat["basin"],
         np.zeros((n, 0)),
     )
-    return samples, np.concatenate([pool_pos, *new_pos]), np.concatenate([pool_s, cat["s"]])
+    return samples, np.concatenate([pool_pos, *new_pos]), np.concatenate([pool_s, cat["s"]]), np.concatenate(new_e)
+
+
+def cv_bias(model: MultitaskCV):  # noqa: ANN201
+    """The learned CV, a function of (phi, psi) only, tabulated on a periodic 2D grid inside an OpenMM
+    CustomCVForce bias 0.5 kb (s(phi, psi) - s0)^2 (force group 2)."""
+    import openmm as mm
+
+    n_grid = 145
+    grid = np.linspace(-np.pi, np.pi, n_grid)
+    gphi, gpsi = np.meshgrid(grid, grid, indexing="xy")  # values[i + n*j]: x = phi fastest
+    table = cv_of_torsions(model, gphi.ravel(), gpsi.ravel()).reshape(n_grid, n_grid)
+    table[:, -1] = table[:, 0]
+    table[-1, :] = table[0, :]
+    bias = mm.CustomCVForce("0.5*kb*(scv(phi,psi)-s0)^2")
+    bias.addGlobalParameter("kb", 0.0)
+    bias.addGlobalParameter("s0", 0.0)
+    for name, idx in (("phi", PHI), ("psi", PSI)):
+        t = mm.CustomTorsionForce("theta")
+        t.addTorsion(*idx, [])
+        bias.addCollectiveVariable(name, t)
+    bias.addTabulatedFunction(
+        "scv", mm.Continuous2DFunction(n_grid, n_grid, table.ravel().tolist(), -np.pi, np.pi, -np.pi, np.pi, True)
+    )
+    bias.setForceGroup(2)
+    return bias
+
+
+def umbrella_along_cv(
+    model: MultitaskCV, test, pool: dict, x: np.ndarray, y: np.ndarray, sizes: dict, seed: int  # noqa: ANN001
+) -> tuple[UmbrellaSamples, dict]:
+    """Default windows between the basins' median CV values (plus `refine_rounds` of adaptive refinement), each
+    started from the pooled configuration nearest its center; returns the samples and the grown pool."""
+    bias = cv_bias(model)
+    pool = dict(pool, s=model.cv_numpy(pool["pos"].reshape(len(pool["pos"]), -1))[:, 0])
+    s_data = model.cv_numpy(x)[:, 0]
+    centers, kappa = default_windows(np.array([np.median(s_data[y == b]) for b in (0, 1)]), sizes["windows"])
+
+    def more_windows(_: UmbrellaSamples, new_c: np.ndarray, new_k: np.ndarray, round_: int) -> UmbrellaSamples:
+        more, pool["pos"], pool["s"], e = run_cv_windows(
+            test, bias, model, new_c, new_k, pool["pos"], pool["s"], seed + 7 + 100 * round_, sizes
+        )
+        pool["e"] = np.concatenate([pool["e"], e])
+        return more
+
+    def announce(round_: int, new_c: np.ndarray, new_k: np.ndarray) -> None:
+        print(f"refinement {round_ + 1}: {len(new_c)} windows at s = {np.round(new_c, 3).tolist()}, kappa x4",
+              flush=True)
+
+    us = more_windows(None, centers, np.full(len(centers), kappa), -1)  # type: ignore[arg-type]
+    return refine_umbrella(us, more_windows, sizes["refine_rounds"], announce), pool
 
 
 def cv_of_torsions(model: MultitaskCV, phi: np.ndarray, psi: np.ndarray) -> np.ndarray:
@@ -161,6 +214,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hot-K", type=float, default=None,
+                        help="also train the CV on MD at this temperature from each basin (labels by the sign of phi)")
+    parser.add_argument("--cv-rounds", type=int, default=0,
+                        help="retrain the CV on the umbrella frames (labelled by the basin rule) and resample, N times")
     parser.add_argument("--refine-rounds", type=int, default=0,
                         help="adaptive window refinement rounds (models.free_energy.refine_windows)")
     args = parser.parse_args()
@@ -177,6 +234,7 @@ def main() -> None:
     }
     print("sizes", sizes, flush=True)
     import openmm as mm
+    import openmm.unit as unit
 
     test, seed = alanine_vacuum(), args.seed
     t0 = time.time()
@@ -200,6 +258,17 @@ def main() -> None:
         labels.append((phi > 0).astype(int))
         energies.append(e / KT_KJ)
         print(f"basin {basin}: {len(pos)} frames, fraction phi>0 = {np.mean(phi > 0):.2f}", flush=True)
+        if args.hot_K:  # hotter runs reach the rest of each basin (alpha_R, beta) and the edges of the barrier
+            context.setParameter("kr", 0.0)
+            integrator.setTemperature(args.hot_K * unit.kelvin)
+            integrator.step(2500)
+            pos, e = run_frames(context, integrator, sizes["data_frames"], sizes["every"])
+            phi = torsion(pos, PHI)
+            frames.append(pos.reshape(len(pos), -1))
+            labels.append((phi > 0).astype(int))
+            energies.append(e / KT_KJ)
+            print(f"basin {basin} at {args.hot_K:.0f} K: {len(pos)} frames, fraction phi>0 = {np.mean(phi > 0):.2f}",
+                  flush=True)
         del context, integrator
     x, y, en = np.concatenate(frames), np.concatenate(labels), np.concatenate(energies)
     config = CVConfig.preset(
@@ -210,45 +279,16 @@ def main() -> None:
         feature_atoms=[list(PHI), list(PSI)],
         hidden=[32, 32],
     )
-    model, metrics = train_cv(config, x, y, en, epochs=80, seed=args.seed)
-    print(f"CV: classifier accuracy {metrics['classifier_accuracy']}, separation {metrics['separation']}", flush=True)
-    # 2. umbrella along the learned CV, tabulated on a periodic (phi, psi) grid
-    n_grid = 145
-    grid = np.linspace(-np.pi, np.pi, n_grid)
-    gphi, gpsi = np.meshgrid(grid, grid, indexing="xy")  # values[i + n*j]: x = phi fastest
-    table = cv_of_torsions(model, gphi.ravel(), gpsi.ravel()).reshape(n_grid, n_grid)
-    table[:, -1] = table[:, 0]
-    table[-1, :] = table[0, :]
-    bias = mm.CustomCVForce("0.5*kb*(scv(phi,psi)-s0)^2")
-    bias.addGlobalParameter("kb", 0.0)
-    bias.addGlobalParameter("s0", 0.0)
-    for name, idx in (("phi", PHI), ("psi", PSI)):
-        t = mm.CustomTorsionForce("theta")
-        t.addTorsion(*idx, [])
-        bias.addCollectiveVariable(name, t)
-    bias.addTabulatedFunction(
-        "scv", mm.Continuous2DFunction(n_grid, n_grid, table.ravel().tolist(), -np.pi, np.pi, -np.pi, np.pi, True)
-    )
-    bias.setForceGroup(2)
-    s_data = model.cv_numpy(x)[:, 0]
-    centers, kappa = default_windows(np.array([np.median(s_data[y == b]) for b in (0, 1)]), sizes["windows"])
-    pool_pos, pool_s = x.reshape(len(x), -1, 3), s_data  # starting configurations, nearest in s to each center
-    us, pool_pos, pool_s = run_cv_windows(
-        test, bias, model, centers, np.full(len(centers), kappa), pool_pos, pool_s, seed + 7, sizes
-    )
-    pool = {"pos": pool_pos, "s": pool_s}
-
-    def more_windows(_: UmbrellaSamples, new_c: np.ndarray, new_k: np.ndarray, round_: int) -> UmbrellaSamples:
-        more, pool["pos"], pool["s"] = run_cv_windows(
-            test, bias, model, new_c, new_k, pool["pos"], pool["s"], seed + 100 * (round_ + 1), sizes
-        )
-        return more
-
-    def announce(round_: int, new_c: np.ndarray, new_k: np.ndarray) -> None:
-        print(f"refinement {round_ + 1}: {len(new_c)} windows at s = {np.round(new_c, 3).tolist()}, kappa x4",
-              flush=True)
-
-    us = refine_umbrella(us, more_windows, sizes["refine_rounds"], announce)
+    pool = {"pos": x.reshape(len(x), -1, 3), "s": np.zeros(len(x)), "e": en}  # window starting configurations
+    for cv_round in range(args.cv_rounds + 1):
+        if cv_round:  # the last round's window frames, labelled by the basin rule, teach the CV the transition
+            x = pool["pos"].reshape(len(pool["pos"]), -1)
+            y = (torsion(pool["pos"], PHI) > 0).astype(int)
+            en = pool["e"]
+        model, metrics = train_cv(config, x, y, en, epochs=80, seed=args.seed)
+        print(f"CV round {cv_round}: {len(x)} frames, classifier accuracy {metrics['classifier_accuracy']}, "
+              f"separation {metrics['separation']}", flush=True)
+        us, pool = umbrella_along_cv(model, test, pool, x, y, sizes, seed + 1000 * cv_round)
     dec, g = decorrelate(us)
     res = mbar_analysis(dec)
     t_cv = time.time() - t0
@@ -278,7 +318,7 @@ def main() -> None:
     print("\n=== alanine dipeptide, vacuum, 300 K: F(C7ax: phi > 0) - F(C7eq: phi < 0) ===")
     print(
         f"learned multitask CV umbrella + MBAR: {res.basin_df[1]:.3f} +- {res.basin_df_err[1]:.3f} kT "
-        f"({len(centers)} windows x {sizes['window_frames'] * sizes['every'] * 0.002:.0f} ps, {t_cv:.0f} s incl. "
+        f"({us.n_windows} windows x {sizes['window_frames'] * sizes['every'] * 0.002:.0f} ps, {t_cv:.0f} s incl. "
         f"data and training; max statistical inefficiency {g.max():.1f})"
     )
     print(
