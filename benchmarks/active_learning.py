@@ -6,7 +6,10 @@ one picks the most uncertain diverse frames (GMM on latent features), the other 
 of candidate pool. Reported: validation force MAE vs labelled frames for both, and how many labels the uncertainty
 strategy needed to reach the random strategy's final error (target: at most half).
 
-Run: `.venv/bin/python benchmarks/active_learning.py [--iterations 6 --per-iter 4 --out result.json]`.
+Every seed is an independent repeat (own initial data, validation set and MD); the target is judged on the
+seed-averaged learning curves, and each seed's ratio is printed beside it.
+
+Run: `.venv/bin/python benchmarks/active_learning.py [--seeds 0 1 2 3 --iterations 6 --per-iter 4 --out result.json]`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import shutil
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -52,8 +57,27 @@ def labels_to_reach(history: list[dict], target: float) -> int | None:
     return min(hits) if hits else None
 
 
+def mean_curve(histories: list[list[dict]]) -> list[dict]:
+    """Seed-averaged learning curve: per iteration, the mean labels and mean validation force MAE."""
+    n = min(len(h) for h in histories)
+    return [{"n_train": float(np.mean([h[i]["n_train"] for h in histories])),
+             "val_force_mae_meV_A": float(np.mean([h[i]["val_force_mae_meV_A"] for h in histories]))}
+            for i in range(n)]
+
+
+def compare(curves: dict[str, list[dict]]) -> dict:
+    """Random's final error and labels, and the labels uncertainty selection needed to reach that error."""
+    final_random = curves["random"][-1]["val_force_mae_meV_A"]
+    needed = labels_to_reach(curves["uncertainty"], final_random)
+    random_labels = curves["random"][-1]["n_train"]
+    return {"random_final_mae_meV_A": round(final_random, 2),
+            "uncertainty_final_mae_meV_A": round(curves["uncertainty"][-1]["val_force_mae_meV_A"], 2),
+            "random_labels": random_labels, "uncertainty_labels_to_reach_random_final": needed,
+            "label_ratio": None if needed is None else round(needed / random_labels, 3)}
+
+
 def main() -> None:
-    """Run both strategies and print the learning curves and the label ratio."""
+    """Run both strategies for every seed and print the learning curves and the label ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--per-iter", type=int, default=4)
@@ -64,37 +88,46 @@ def main() -> None:
     parser.add_argument("--sample-every", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--finetune-epochs", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3],
+                        help="independent repeats; the target is judged on the seed-averaged curves")
     parser.add_argument("--upper", type=float, default=None,
                         help="upper uncertainty trust level in eV/A for the uncertainty strategy (DP-GEN style)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/matsearch-bench-al"))
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
-    work = Path("/tmp/matsearch-bench-al")
     t0 = time.perf_counter()
-    curves = {s: run(s, args, work) for s in ("uncertainty", "random")}
-    final_random = curves["random"][-1]["val_force_mae_meV_A"]
-    needed = labels_to_reach(curves["uncertainty"], final_random)
-    random_labels = curves["random"][-1]["n_train"]
+    per_seed: dict[int, dict[str, list[dict]]] = {}
+    for seed in args.seeds:
+        args.seed = seed
+        print(f"seed {seed}", flush=True)
+        per_seed[seed] = {s: run(s, args, args.work / f"seed{seed}") for s in ("uncertainty", "random")}
+    averaged = {s: mean_curve([c[s] for c in per_seed.values()]) for s in ("uncertainty", "random")}
+    summary = compare(averaged)
     result = {
-        "curves": {s: [{"labels": h["n_train"], "val_force_mae_meV_A": h["val_force_mae_meV_A"],
-                        "max_uncertainty_eV_A": h["max_uncertainty"]} for h in hist] for s, hist in curves.items()},
-        "random_final_mae_meV_A": final_random,
-        "random_labels": random_labels,
-        "uncertainty_labels_to_reach_random_final": needed,
-        "label_ratio": None if needed is None else needed / random_labels,
-        "target_met": bool(needed is not None and needed <= 0.5 * random_labels),
-        "wall_seconds": time.perf_counter() - t0,
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "seed"},
+        "curves": {seed: {s: [{"labels": h["n_train"], "val_force_mae_meV_A": round(h["val_force_mae_meV_A"], 2),
+                               "max_uncertainty_eV_A": h["max_uncertainty"]} for h in hist]
+                          for s, hist in curves.items()} for seed, curves in per_seed.items()},
+        "per_seed": {seed: compare(curves) for seed, curves in per_seed.items()},
+        "mean_curves": averaged,
+        **summary,
+        "target_met": bool(summary["label_ratio"] is not None and summary["label_ratio"] <= 0.5),
+        "wall_seconds": round(time.perf_counter() - t0, 1),
     }
-    print(f"\nrandom reaches {final_random:.1f} meV/A with {random_labels} labels; uncertainty selection reaches it "
-          f"with {needed} labels (ratio {result['label_ratio']}); target (<= half) met: {result['target_met']}")
+    for seed, r in result["per_seed"].items():
+        print(f"seed {seed}: random {r['random_final_mae_meV_A']} meV/A at {r['random_labels']} labels; uncertainty "
+              f"{r['uncertainty_final_mae_meV_A']} meV/A; label ratio {r['label_ratio']}")
+    print(f"\nseed-averaged: random reaches {summary['random_final_mae_meV_A']} meV/A with "
+          f"{summary['random_labels']:.1f} labels; uncertainty selection reaches it with "
+          f"{summary['uncertainty_labels_to_reach_random_final']} labels (ratio {summary['label_ratio']}); "
+          f"target (<= half) met: {result['target_met']}")
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
