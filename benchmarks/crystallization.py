@@ -54,17 +54,28 @@ SYSTEMS: dict[str, dict[str, object]] = {
 }
 
 
-def run(names: list[str], potential: str, quick: bool, seed: int) -> list[dict[str, object]]:
-    """Run the tool on each system and compare with the known first polymorph."""
+def run(
+    names: list[str], potential: str, quick: bool, seed: int, out: Path | None = None, threads: int = 2
+) -> list[dict[str, object]]:
+    """Run the tool on each system and compare with the known first polymorph. With `out`, rows already there
+    (same system, no error) are kept and skipped, and the file is rewritten after every system, so a run cut
+    short by a session resumes where it stopped."""
     os.environ.setdefault("MATSEARCH_WORKSPACE", tempfile.mkdtemp(prefix="bench-cryst-"))
     import torch
 
     from tools.registry import ToolContext, get_tool
 
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    os.environ["MATSEARCH_TORCH_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
     spec = get_tool("predict_crystallization")
-    rows = []
+    rows: list[dict[str, object]] = []
+    if out is not None and out.is_file():
+        rows = [r for r in json.loads(out.read_text()) if "error" not in r and r["system"] in names]
+    done = {r["system"] for r in rows}
     for name in names:
+        if name in done:
+            print(f"{name}: kept from {out}", flush=True)
+            continue
         system = SYSTEMS[name]
         args = {
             "composition": name, "potential": potential, "seed": seed,
@@ -80,6 +91,8 @@ def run(names: list[str], potential: str, quick: bool, seed: int) -> list[dict[s
             out = spec.run(args, ToolContext())
         except Exception as exc:  # one failing system must not sink the table
             rows.append({"system": name, "known": system["known"], "error": f"{type(exc).__name__}: {exc}"})
+            if out is not None:
+                out.write_text(json.dumps(rows, indent=1))
             continue
         accept = [a.lower() for a in system["accept"]]  # type: ignore[union-attr]
         ranks = [p.rank_by_frequency for p in out.polymorphs if any(a in p.label.lower() for a in accept)]
@@ -93,6 +106,9 @@ def run(names: list[str], potential: str, quick: bool, seed: int) -> list[dict[s
             "wall_time_s": round(time.perf_counter() - start, 1), "report": out.report_uri,
         })
         print(json.dumps(rows[-1]), flush=True)
+        if out is not None:
+            out.write_text(json.dumps(rows, indent=1))
+    rows.sort(key=lambda r: names.index(str(r["system"])))
     return rows
 
 
@@ -103,9 +119,12 @@ def main() -> None:
     parser.add_argument("--potential", default="chgnet")
     parser.add_argument("--quick", action="store_true", help="tiny cells and short MD (minutes per system)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the table reports 2-core wall times)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the rows as JSON here after every system; systems already there are skipped")
     args = parser.parse_args()
-    rows = run([s.strip() for s in args.systems.split(",") if s.strip()], args.potential, args.quick, args.seed)
+    names = [s.strip() for s in args.systems.split(",") if s.strip()]
+    rows = run(names, args.potential, args.quick, args.seed, args.out, args.threads)
     print("\n| system | known first | predicted first | correct | rank of known | ground state | wall s |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -117,8 +136,6 @@ def main() -> None:
     scored = [r for r in rows if "error" not in r]
     if scored:
         print(f"\naccuracy: {sum(bool(r['correct']) for r in scored)}/{len(scored)}")
-    if args.out:
-        args.out.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
