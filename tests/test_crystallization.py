@@ -194,3 +194,22 @@ def test_structure_helpers_agree() -> None:
     assert isinstance(cell, Structure) and cell.lattice.abc == pytest.approx((5.43,) * 3)
     assert matches(cell, Structure(Lattice.cubic(5.43), ["Si"] * 8, atoms_to_structure(
         bulk("Si", "diamond", a=5.43, cubic=True)).frac_coords))
+
+
+def test_a_relaxation_that_keeps_symmetry_keeps_the_polymorph() -> None:
+    from tools.crystallization_motifs import Candidate, kept_structure
+
+    def anatase(c: float) -> Structure:
+        return Structure.from_spacegroup("I4_1/amd", Lattice.tetragonal(3.78, c), ["Ti", "O"],
+                                         [[0, 0, 0], [0, 0, 0.2083]])  # origin choice 1
+
+    start = Candidate("Anatase", anatase(9.5), "prototype")
+    start.relaxed = anatase(19.0)  # a prototype lattice far from this chemistry's: beyond the matcher, still anatase
+    assert not matches(start.relaxed, start.structure)
+    assert kept_structure(start)
+    broken = start.relaxed.copy()
+    broken.translate_sites([0], [0.05, 0.02, 0.0])  # one Ti off its site: the symmetry is gone
+    start.relaxed = broken
+    assert not kept_structure(start)
+    start.relaxed = None
+    assert not kept_structure(start)

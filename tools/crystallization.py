@@ -37,7 +37,7 @@ from tools.crystallization_motifs import (
     ValidityCriteria,
     candidate_polymorphs,
     identify,
-    matches,
+    kept_structure,
     validity_problems,
 )
 from tools.crystallization_subcells import enumerate_subcells, selection_order
@@ -287,7 +287,7 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
             cand.relaxed = Structure.from_str(res["cif"], fmt="cif")
             cand.energy_per_atom = res["energy"] / len(cand.relaxed)
     done += len(to_relax)
-    kept = [c for c in candidates if c.relaxed is not None and matches(c.relaxed, c.structure)]
+    kept = [c for c in candidates if kept_structure(c)]
     reference = min(kept, key=lambda c: c.energy_per_atom or np.inf, default=None)
     if inp.density_g_cm3 is not None:
         mass = sum(el.atomic_mass * amount for el, amount in unit.items())
@@ -435,7 +435,7 @@ def _rank(
     # ground state: relaxed candidates that kept their structure, and the motifs themselves
     energies: dict[str, float] = {}
     for cand in candidates:
-        if cand.energy_per_atom is not None and cand.relaxed is not None and matches(cand.relaxed, cand.structure):
+        if cand.energy_per_atom is not None and kept_structure(cand):
             energies[cand.label] = cand.energy_per_atom
     for label, group in groups.items():
         energies[label] = min(energies.get(label, np.inf), min(m.energy_per_atom for m in group))
@@ -482,7 +482,7 @@ def _rank(
     for cand in candidates:
         if cand.energy_per_atom is None or cand.relaxed is None:
             continue
-        kept = matches(cand.relaxed, cand.structure)
+        kept = kept_structure(cand)
         summary = None
         if inp.store:
             parents = [cand.memory_id] if cand.memory_id else []

@@ -205,6 +205,23 @@ def matches(x: Structure, y: Structure) -> bool:
             return False
 
 
+def kept_structure(candidate: Candidate) -> bool:
+    """True when relaxation left a candidate its polymorph: it still fits its starting geometry, or it kept the same
+    space group and primitive-cell size. Prototype internal coordinates can sit far from this chemistry's (the
+    decorated anatase's O moves by 0.4 normalised RMS under CHGNet and stays I4_1/amd), so the fit alone would
+    throw the true ground state out of the thermodynamic ranking."""
+    if candidate.relaxed is None:
+        return False
+    if matches(candidate.relaxed, candidate.structure):
+        return True
+    try:
+        n_relaxed = len(candidate.relaxed.get_primitive_structure())
+    except Exception:  # pymatgen fails on some degenerate cells: count the cell as it is
+        n_relaxed = len(candidate.relaxed)
+    same_group = symmetry_of(candidate.relaxed)[1] == symmetry_of(candidate.structure)[1]
+    return n_relaxed == candidate.n_primitive and same_group
+
+
 def rms_distance(x: Structure, y: Structure) -> float | None:
     """Normalised RMS displacement of the StructureMatcher fit of x onto y; None when they do not match."""
     if x.composition.reduced_formula != y.composition.reduced_formula:
