@@ -45,9 +45,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SYSTEMS: dict[str, dict[str, object]] = {
     "Si": {"known": "diamond", "accept": ["diamond"], "n_atoms": 32},
-    "TiO2": {"known": "anatase", "accept": ["anatase"], "n_atoms": 48},
-    "SiO2": {"known": "cristobalite", "accept": ["cristobalite"], "n_atoms": 48, "n_max": 9},
-    "ZrO2": {"known": "tetragonal/cubic (fluorite-derived)", "accept": ["fluorite"], "n_atoms": 48},
+    # n_max admits the smallest axis-aligned cell of each known polymorph: 12 atoms for anatase, alpha-cristobalite
+    # and fluorite ZrO2 (with 8, TiO2 subcells could only hold rutile-like 6-atom boxes)
+    "TiO2": {"known": "anatase", "accept": ["anatase"], "n_atoms": 48, "n_max": 12},
+    "SiO2": {"known": "cristobalite", "accept": ["cristobalite"], "n_atoms": 48, "n_max": 12},
+    "ZrO2": {"known": "tetragonal/cubic (fluorite-derived)", "accept": ["fluorite"], "n_atoms": 48, "n_max": 12},
     "Al2O3": {"known": "gamma (defect spinel)", "accept": ["spinel", "gamma"], "n_atoms": 40, "n_max": 10},
     "NiTi": {"known": "B2 (CsCl)", "accept": ["cscl", "b2"], "n_atoms": 32},
     "ZnO": {"known": "wurtzite", "accept": ["wurtzite"], "n_atoms": 32},
@@ -88,22 +90,23 @@ def run(
         }
         start = time.perf_counter()
         try:
-            out = spec.run(args, ToolContext())
+            result = spec.run(args, ToolContext())
         except Exception as exc:  # one failing system must not sink the table
             rows.append({"system": name, "known": system["known"], "error": f"{type(exc).__name__}: {exc}"})
             if out is not None:
                 out.write_text(json.dumps(rows, indent=1))
             continue
         accept = [a.lower() for a in system["accept"]]  # type: ignore[union-attr]
-        ranks = [p.rank_by_frequency for p in out.polymorphs if any(a in p.label.lower() for a in accept)]
-        predicted = out.predicted_first_polymorph or "-"
+        ranks = [p.rank_by_frequency for p in result.polymorphs if any(a in p.label.lower() for a in accept)]
+        predicted = result.predicted_first_polymorph or "-"
         rows.append({
             "system": name, "known": system["known"], "predicted": predicted,
             "correct": any(a in predicted.lower() for a in accept),
             "known_rank_by_frequency": min(ranks) if ranks else None,
-            "n_polymorphs": len(out.polymorphs), "ground_state": out.ground_state,
-            "lowest_energy_motif": out.lowest_energy_motif, "n_valid": out.n_valid, "n_relaxed": out.n_relaxed,
-            "wall_time_s": round(time.perf_counter() - start, 1), "report": out.report_uri,
+            "n_polymorphs": len(result.polymorphs), "ground_state": result.ground_state,
+            "lowest_energy_motif": result.lowest_energy_motif, "n_valid": result.n_valid,
+            "n_relaxed": result.n_relaxed, "wall_time_s": round(time.perf_counter() - start, 1),
+            "report": result.report_uri,
         })
         print(json.dumps(rows[-1]), flush=True)
         if out is not None:
