@@ -10,13 +10,16 @@ printed with uncertainties. phi = atoms (4, 6, 8, 14), psi = (6, 8, 14, 16), 0-b
 the pooled configuration nearest its center; `--refine-rounds N` adds stiffer windows where the CV was not sampled
 (models.free_energy.refine_windows).
 
-What it shows (2026-12-02, --quick, five CV trainings): the reference along phi gives 5.66 +- 0.24 kT, the learned
-CV anything from -0.2 to 10.3 kT. A CV learned from basin data only leaves the transition region unsampled (the
-windows jump from s ~0.3 to ~0.9), and stiffer windows there sit in one basin or the other at the same s: a barrier
-hidden orthogonal to the CV. mbar_analysis now says both (unsampled stretch, hidden barrier) instead of reporting
-a confident number; the fix is a CV trained with transition-region data, not more windows.
+What it shows (2026-12-02). A CV learned from 300 K basin data only (--quick, five trainings) gives -0.2 to 10.3 kT:
+the windows jump from s ~0.3 to ~0.9 and leave the transition unsampled, and mbar_analysis says so. With
+`--hot-K 600` (hotter basin runs in the CV data) and `--cv-rounds 1` (the CV retrained on all window frames,
+labelled by the sign of phi, then resampled) the windows walk through the transition. Full size: 4.79 +- 0.19 kT
+(seed 0) and 6.85 +- 0.18 kT (seed 1). The reference along phi is itself not converged: 5.66 +- 0.24 (30 ps
+windows), 6.41 +- 0.14 and 6.18 +- 0.14 (100 ps, seeds 0 and 1), 4.80 +- 0.10 (300 ps). Its MBAR errors are too
+small by several times (psi is slow), so agreement can only be judged to about 1 kT.
 
-    .venv/bin/python benchmarks/free_energy_alanine.py [--quick]
+    .venv/bin/python benchmarks/free_energy_alanine.py [--quick] [--hot-K 600 --cv-rounds 1 --refine-rounds 1]
+    .venv/bin/python benchmarks/free_energy_alanine.py --reference-only --ref-frames 1500
 Needs `pip install openmm openmmtools` (not a CI test: minutes of MD).
 """
 
@@ -216,6 +219,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hot-K", type=float, default=None,
                         help="also train the CV on MD at this temperature from each basin (labels by the sign of phi)")
+    parser.add_argument("--ref-frames", type=int, default=None, help="frames per reference window (0.2 ps apart)")
+    parser.add_argument("--reference-only", action="store_true", help="only the umbrella sampling along phi")
     parser.add_argument("--cv-rounds", type=int, default=0,
                         help="retrain the CV on the umbrella frames (labelled by the basin rule) and resample, N times")
     parser.add_argument("--refine-rounds", type=int, default=0,
@@ -230,6 +235,7 @@ def main() -> None:
         "window_frames": 150 if q else 500,
         "equil_steps": 2500,
         "ref_windows": 24 if q else 36,
+        "ref_frames": args.ref_frames or (150 if q else 500),
         "refine_rounds": args.refine_rounds,
     }
     print("sizes", sizes, flush=True)
@@ -237,6 +243,11 @@ def main() -> None:
     import openmm.unit as unit
 
     test, seed = alanine_vacuum(), args.seed
+    if args.reference_only:
+        ref, ref_err, t_ref = reference_along_phi(test, sizes, seed)
+        print(f"reference umbrella along phi + MBAR: {ref:.3f} +- {ref_err:.3f} kT ({sizes['ref_windows']} windows x "
+              f"{sizes['ref_frames'] * sizes['every'] * 0.002:.0f} ps, {t_ref:.0f} s)")
+        return
     t0 = time.time()
     # 1. labelled data: C7eq from the test structure; C7ax after a 20 ps restrained pull to phi=+70, psi=-70 deg
     pull = mm.CustomTorsionForce("0.5*kr*min(d, 6.283185307-d)^2; d=abs(theta-t0)")
@@ -292,7 +303,26 @@ def main() -> None:
     dec, g = decorrelate(us)
     res = mbar_analysis(dec)
     t_cv = time.time() - t0
-    # 3. reference: umbrella along phi (periodic harmonic windows), MBAR with periodic distances
+    # 3. reference: umbrella along phi
+    ref, ref_err, t_ref = reference_along_phi(test, sizes, seed)
+    print("\n=== alanine dipeptide, vacuum, 300 K: F(C7ax: phi > 0) - F(C7eq: phi < 0) ===")
+    print(
+        f"learned multitask CV umbrella + MBAR: {res.basin_df[1]:.3f} +- {res.basin_df_err[1]:.3f} kT "
+        f"({us.n_windows} windows x {sizes['window_frames'] * sizes['every'] * 0.002:.0f} ps, {t_cv:.0f} s incl. "
+        f"data and training; max statistical inefficiency {g.max():.1f})"
+    )
+    print(
+        f"reference umbrella along phi + MBAR:  {ref:.3f} +- {ref_err:.3f} kT "
+        f"({sizes['ref_windows']} windows x {sizes['ref_frames'] * sizes['every'] * 0.002:.0f} ps, {t_ref:.0f} s)"
+    )
+    print(f"difference: {res.basin_df[1] - ref:.3f} kT; CV warnings: {res.warnings}")
+
+
+def reference_along_phi(test, sizes: dict, seed: int) -> tuple[float, float, float]:  # noqa: ANN001
+    """Umbrella sampling along phi itself (periodic harmonic windows swept from C7eq around the circle) and MBAR
+    with periodic distances: the basin dF in kT, its error and the seconds it took."""
+    import openmm as mm
+
     t1 = time.time()
     ref_centers = np.linspace(-np.pi, np.pi, sizes["ref_windows"], endpoint=False)
     spacing = ref_centers[1] - ref_centers[0]
@@ -308,24 +338,13 @@ def main() -> None:
     for k in order:
         context.setParameter("p0", float(ref_centers[k]))
         integrator.step(sizes["equil_steps"])
-        pos, _ = run_frames(context, integrator, sizes["window_frames"], sizes["every"])
+        pos, _ = run_frames(context, integrator, sizes["ref_frames"], sizes["every"])
         phis.append(torsion(pos, PHI))
         wins.append(np.full(len(pos), k))
         fr.append(np.arange(len(pos)))
     phi_all, win_all, fr_all = np.concatenate(phis), np.concatenate(wins), np.concatenate(fr)
-    pymbar_samples = _periodic_mbar(phi_all, win_all, fr_all, ref_centers, k_phi)
-    t_ref = time.time() - t1
-    print("\n=== alanine dipeptide, vacuum, 300 K: F(C7ax: phi > 0) - F(C7eq: phi < 0) ===")
-    print(
-        f"learned multitask CV umbrella + MBAR: {res.basin_df[1]:.3f} +- {res.basin_df_err[1]:.3f} kT "
-        f"({us.n_windows} windows x {sizes['window_frames'] * sizes['every'] * 0.002:.0f} ps, {t_cv:.0f} s incl. "
-        f"data and training; max statistical inefficiency {g.max():.1f})"
-    )
-    print(
-        f"reference umbrella along phi + MBAR:  {pymbar_samples[0]:.3f} +- {pymbar_samples[1]:.3f} kT "
-        f"({len(ref_centers)} windows, {t_ref:.0f} s)"
-    )
-    print(f"difference: {res.basin_df[1] - pymbar_samples[0]:.3f} kT; CV warnings: {res.warnings}")
+    df, err = _periodic_mbar(phi_all, win_all, fr_all, ref_centers, k_phi)
+    return df, err, time.time() - t1
 
 
 def _periodic_mbar(
