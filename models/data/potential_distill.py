@@ -296,7 +296,8 @@ def _formula(family: str, roles: dict[str, str]) -> str:
     return "".join(f"{roles[r]}{c}" for r, c in zip(names, counts, strict=True))
 
 
-DECORATIONS += random_decorations(360)
+# rounds 3 and 4: the first 360 random decorations (round 3) are a prefix of these 1,200, so ids never change
+DECORATIONS += random_decorations(1200)
 MAX_ATOMS = 20
 
 
