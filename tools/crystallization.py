@@ -286,8 +286,9 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
         if np.isfinite(res["energy"]):
             cand.relaxed = Structure.from_str(res["cif"], fmt="cif")
             cand.energy_per_atom = res["energy"] / len(cand.relaxed)
+            cand.kept = kept_structure(cand)
     done += len(to_relax)
-    kept = [c for c in candidates if kept_structure(c)]
+    kept = [c for c in candidates if c.kept]
     reference = min(kept, key=lambda c: c.energy_per_atom or np.inf, default=None)
     if inp.density_g_cm3 is not None:
         mass = sum(el.atomic_mass * amount for el, amount in unit.items())
@@ -435,7 +436,7 @@ def _rank(
     # ground state: relaxed candidates that kept their structure, and the motifs themselves
     energies: dict[str, float] = {}
     for cand in candidates:
-        if cand.energy_per_atom is not None and kept_structure(cand):
+        if cand.energy_per_atom is not None and cand.kept:
             energies[cand.label] = cand.energy_per_atom
     for label, group in groups.items():
         energies[label] = min(energies.get(label, np.inf), min(m.energy_per_atom for m in group))
@@ -482,7 +483,7 @@ def _rank(
     for cand in candidates:
         if cand.energy_per_atom is None or cand.relaxed is None:
             continue
-        kept = kept_structure(cand)
+        kept = cand.kept
         summary = None
         if inp.store:
             parents = [cand.memory_id] if cand.memory_id else []

@@ -35,6 +35,7 @@ class Candidate:
     priority: int = 3  # relaxation order: memory 0, named elemental 1, named mineral 2, other prototypes 3, random 4
     energy_per_atom: float | None = None
     relaxed: Structure | None = None
+    kept: bool = False  # set with `relaxed`: kept_structure(self), so the rankings need not recompute it
     n_primitive: int = 0
 
     def __post_init__(self) -> None:
