@@ -131,7 +131,7 @@ def run_cv_windows(
         rows["s"].append(cv_of_torsions(model, phi, psi))
         rows["window"].append(np.full(len(pos), k))
         rows["frame"].append(np.arange(len(pos)))
-        rows["basin"].append((phi > 0).astype(int))
+        rows["basin"].append(basin_of(pos))
         new_pos.append(pos)
         print(
             f"CV window {k}: center {c:.3f} (kappa {kap:.0f}), mean s {rows['s'][-1].mean():.3f}, "
@@ -152,6 +152,11 @@ def run_cv_windows(
         np.zeros((n, 0)),
     )
     return samples, np.concatenate([pool_pos, *new_pos]), np.concatenate([pool_s, cat["s"]]), np.concatenate(new_e)
+
+
+def basin_of(pos: np.ndarray) -> np.ndarray:
+    """The basin rule of this benchmark: 1 (C7ax) where phi > 0, else 0 (C7eq), for frames pos (n, atoms, 3)."""
+    return (torsion(pos, PHI) > 0).astype(int)
 
 
 def cv_bias(model: MultitaskCV):  # noqa: ANN201
@@ -263,24 +268,16 @@ def main() -> None:
         context.setParameter("kr", 500.0 if restrained else 0.0)
         integrator.step(10000)
         context.setParameter("kr", 0.0)
-        integrator.step(2500)
-        pos, e = run_frames(context, integrator, sizes["data_frames"], sizes["every"])
-        phi = torsion(pos, PHI)
-        frames.append(pos.reshape(len(pos), -1))
-        labels.append((phi > 0).astype(int))
-        energies.append(e / KT_KJ)
-        print(f"basin {basin}: {len(pos)} frames, fraction phi>0 = {np.mean(phi > 0):.2f}", flush=True)
-        if args.hot_K:  # hotter runs reach the rest of each basin (alpha_R, beta) and the edges of the barrier
-            context.setParameter("kr", 0.0)
-            integrator.setTemperature(args.hot_K * unit.kelvin)
+        # a hotter run (--hot-K) reaches the rest of each basin (alpha_R, beta) and the edges of the barrier
+        for temperature in [TEMPERATURE] + ([args.hot_K] if args.hot_K else []):
+            integrator.setTemperature(temperature * unit.kelvin)
             integrator.step(2500)
             pos, e = run_frames(context, integrator, sizes["data_frames"], sizes["every"])
-            phi = torsion(pos, PHI)
             frames.append(pos.reshape(len(pos), -1))
-            labels.append((phi > 0).astype(int))
+            labels.append(basin_of(pos))
             energies.append(e / KT_KJ)
-            print(f"basin {basin} at {args.hot_K:.0f} K: {len(pos)} frames, fraction phi>0 = {np.mean(phi > 0):.2f}",
-                  flush=True)
+            print(f"basin {basin} at {temperature:.0f} K: {len(pos)} frames, fraction phi>0 = "
+                  f"{labels[-1].mean():.2f}", flush=True)
         del context, integrator
     x, y, en = np.concatenate(frames), np.concatenate(labels), np.concatenate(energies)
     config = CVConfig.preset(
@@ -295,7 +292,7 @@ def main() -> None:
     for cv_round in range(args.cv_rounds + 1):
         if cv_round:  # the last round's window frames, labelled by the basin rule, teach the CV the transition
             x = pool["pos"].reshape(len(pool["pos"]), -1)
-            y = (torsion(pool["pos"], PHI) > 0).astype(int)
+            y = basin_of(pool["pos"])
             en = pool["e"]
         model, metrics = train_cv(config, x, y, en, epochs=80, seed=args.seed)
         print(f"CV round {cv_round}: {len(x)} frames, classifier accuracy {metrics['classifier_accuracy']}, "
