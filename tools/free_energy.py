@@ -171,9 +171,8 @@ def _toy_data(inp: LearnCVInput, ctx: ToolContext) -> tuple[dict[str, np.ndarray
     return {"x": data["x"], "labels": data["label"], "energies": data["energy"]}, system
 
 
-def _add_umbrella_frames(data: dict[str, np.ndarray], system: Any, samples_id: str, ctx: ToolContext) -> int:
-    """Append an earlier round's umbrella frames (labels by the basin rule, exact energies) to the training data;
-    returns how many were added."""
+def _add_umbrella_frames(data: dict[str, np.ndarray], system: Any, samples_id: str, ctx: ToolContext) -> None:
+    """Append an earlier round's umbrella frames (labels by the basin rule, exact energies) to the training data."""
     from models.free_energy import UmbrellaSamples
 
     path = _find(ctx, "umbrella", samples_id, "samples.npz", "umbrella samples", "umbrella_sampling")
@@ -187,7 +186,6 @@ def _add_umbrella_frames(data: dict[str, np.ndarray], system: Any, samples_id: s
     data["x"] = np.concatenate([data["x"], x])
     data["labels"] = np.concatenate([data["labels"], system.basin_of(x)])
     data["energies"] = np.concatenate([data["energies"], system.energy(x)])
-    return len(x)
 
 
 def _file_data(path: Path) -> dict[str, np.ndarray]:
