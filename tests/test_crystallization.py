@@ -113,6 +113,18 @@ def test_real_relaxation_of_compressed_diamond_is_valid(workspace: Path) -> None
     assert not matches(res.structure, next(c for c in si if c.label.startswith("fcc")).structure)
 
 
+def test_the_formulas_own_polymorphs_come_first_and_stay_distinct() -> None:
+    """TiO2's candidates start with its own minerals (anatase, rutile, brookite) and keep rutile apart from
+    marcasite, which the loose StructureMatcher fit alone would merge (same 6-atom cell, different space group)."""
+    tio2 = sorted(candidate_polymorphs(Composition("TiO2")), key=lambda c: c.priority)
+    first = {c.label.split(" (")[0] for c in tio2[:3]}
+    assert first == {"Anatase", "Rutile", "Brookite"}
+    rutile = next(c for c in tio2 if c.label.startswith("Rutile"))
+    marcasite = next(c for c in tio2 if c.label.startswith("Marcasite"))
+    assert (rutile.space_group, marcasite.space_group) == (136, 58)
+    assert rutile.n_primitive == marcasite.n_primitive == 6
+
+
 def test_bad_inputs_give_clear_errors(workspace: Path) -> None:
     """Unknown element, impossible stoichiometry, zero budget, inverted n range -> ToolInputError naming it."""
     spec = get_tool("predict_crystallization")

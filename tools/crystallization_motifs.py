@@ -32,14 +32,19 @@ class Candidate:
     structure: Structure
     source: str  # "memory", "prototype", "pyxtal-database", "pyxtal-random"
     memory_id: str | None = None
-    priority: int = 3  # relaxation order: memory 0, named elemental 1, named mineral 2, other prototypes 3, random 4
+    priority: int = 3  # relaxation order: memory 0, named elemental or this formula's own mineral 1, other named
+    # mineral 2, other prototypes 3, random 4
     energy_per_atom: float | None = None
     relaxed: Structure | None = None
     kept: bool = False  # set with `relaxed`: kept_structure(self), so the rankings need not recompute it
     n_primitive: int = 0
+    space_group: int = 0
 
     def __post_init__(self) -> None:
-        """Cache the primitive-cell size (a motif can only match when its size is a multiple of it)."""
+        """Cache the primitive-cell size (a motif can only match when its size is a multiple of it) and the space
+        group (two prototypes with different groups are different polymorphs, however loosely they fit)."""
+        if not self.space_group:
+            self.space_group = symmetry_of(self.structure)[1]
         if not self.n_primitive:
             try:
                 self.n_primitive = len(self.structure.get_primitive_structure())
@@ -173,13 +178,16 @@ def candidate_polymorphs(
         if len(proto) <= max_sites:
             decorated = _decorate(proto, reduced)
             if decorated is not None:
-                raw.append((name, decorated, "prototype", 2 if mineral else 3))
+                own = proto.composition.reduced_formula == reduced.reduced_formula  # rutile for TiO2
+                raw.append((name, decorated, "prototype", (1 if own else 2) if mineral else 3))
     for name, structure in _pyxtal_database(frozenset(el.symbol for el in reduced.elements)):
         if structure.composition.reduced_formula == reduced.reduced_formula and len(structure) <= max_sites:
             raw.append((f"{name} (pyxtal database)", structure, "pyxtal-database", 2))
     if n_random:
         raw += [(n, s, "pyxtal-random", 4) for n, s in _random_pyxtal(reduced, n_random, seed)]
-    # named prototypes first, so a stored structure that is a known polymorph keeps the polymorph's name
+    # the formula's own minerals, then other named prototypes (stable sort): a duplicate keeps the best-known name,
+    # and a stored structure that is a known polymorph keeps the polymorph's name
+    raw.sort(key=lambda item: item[3])
     for candidate in [Candidate(name, structure, source, priority=priority) for name, structure, source, priority
                       in raw] + stored:
         if not any(_same(candidate, other) for other in found):
@@ -188,8 +196,9 @@ def candidate_polymorphs(
 
 
 def _same(a: Candidate, b: Candidate) -> bool:
-    """Two candidates are the same polymorph (species-aware StructureMatcher)."""
-    if a.n_primitive != b.n_primitive:
+    """Two candidates are the same polymorph: same space group and primitive size, and a species-aware
+    StructureMatcher fit (the loose fit alone merges rutile into marcasite)."""
+    if a.n_primitive != b.n_primitive or a.space_group != b.space_group:
         return False
     return matches(a.structure, b.structure)
 
