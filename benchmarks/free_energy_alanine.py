@@ -226,7 +226,11 @@ def main() -> None:
     parser.add_argument("--hot-K", type=float, default=None,
                         help="also train the CV on MD at this temperature from each basin (labels by the sign of phi)")
     parser.add_argument("--ref-frames", type=int, default=None, help="frames per reference window (0.2 ps apart)")
+    parser.add_argument("--window-frames", type=int, default=None, help="frames per CV window (0.2 ps apart)")
     parser.add_argument("--reference-only", action="store_true", help="only the umbrella sampling along phi")
+    parser.add_argument("--reference-kT", type=float, nargs=2, metavar=("DF", "ERR"), default=None,
+                        help="compare with this converged reference (from a --reference-only run) instead of "
+                        "running the reference again")
     parser.add_argument("--cv-rounds", type=int, default=0,
                         help="retrain the CV on the umbrella frames (labelled by the basin rule) and resample, N times")
     parser.add_argument("--refine-rounds", type=int, default=0,
@@ -238,7 +242,7 @@ def main() -> None:
         "data_frames": 300 if q else 1000,
         "every": 100,
         "windows": 16 if q else 24,
-        "window_frames": 150 if q else 500,
+        "window_frames": args.window_frames or (150 if q else 500),
         "equil_steps": 2500,
         "ref_windows": 24 if q else 36,
         "ref_frames": args.ref_frames or (150 if q else 500),
@@ -301,18 +305,24 @@ def main() -> None:
     dec, g = decorrelate(us)
     res = mbar_analysis(dec)
     t_cv = time.time() - t0
-    # 3. reference: umbrella along phi
-    ref, ref_err, t_ref = reference_along_phi(test, sizes, seed)
+    # 3. reference: umbrella along phi (or a converged value from an earlier, longer --reference-only run)
+    if args.reference_kT:
+        (ref, ref_err), t_ref = args.reference_kT, 0.0
+    else:
+        ref, ref_err, t_ref = reference_along_phi(test, sizes, seed)
     print("\n=== alanine dipeptide, vacuum, 300 K: F(C7ax: phi > 0) - F(C7eq: phi < 0) ===")
     print(
         f"learned multitask CV umbrella + MBAR: {res.basin_df[1]:.3f} +- {res.basin_df_err[1]:.3f} kT "
         f"({us.n_windows} windows x {sizes['window_frames'] * sizes['every'] * 0.002:.0f} ps, {t_cv:.0f} s incl. "
         f"data and training; max statistical inefficiency {g.max():.1f})"
     )
-    print(
-        f"reference umbrella along phi + MBAR:  {ref:.3f} +- {ref_err:.3f} kT "
-        f"({sizes['ref_windows']} windows x {sizes['ref_frames'] * sizes['every'] * 0.002:.0f} ps, {t_ref:.0f} s)"
-    )
+    if args.reference_kT:
+        print(f"reference umbrella along phi + MBAR:  {ref:.3f} +- {ref_err:.3f} kT (given with --reference-kT)")
+    else:
+        print(
+            f"reference umbrella along phi + MBAR:  {ref:.3f} +- {ref_err:.3f} kT "
+            f"({sizes['ref_windows']} windows x {sizes['ref_frames'] * sizes['every'] * 0.002:.0f} ps, {t_ref:.0f} s)"
+        )
     print(f"difference: {res.basin_df[1] - ref:.3f} kT; CV warnings: {res.warnings}")
 
 

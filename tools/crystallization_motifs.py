@@ -32,8 +32,8 @@ class Candidate:
     structure: Structure
     source: str  # "memory", "prototype", "pyxtal-database", "pyxtal-random"
     memory_id: str | None = None
-    priority: int = 3  # relaxation order: memory 0, named elemental or this formula's own mineral 1, other named
-    # mineral 2, other prototypes 3, random 4
+    priority: int = 3  # relaxation order: memory 0, named elemental or this formula's own structure type 1, other
+    # named (mineral or Strukturbericht) types 2, other prototypes 3, random 4; smaller cells first from level 2
     energy_per_atom: float | None = None
     relaxed: Structure | None = None
     kept: bool = False  # set with `relaxed`: kept_structure(self), so the rankings need not recompute it
@@ -64,16 +64,24 @@ def _aflow_structures() -> tuple[tuple[str, Structure], ...]:
             tags = entry["tags"]
             snl = entry["snl"]
             structure = Structure.from_dict(snl.get("structure", snl))
-            name = tags.get("mineral") or tags.get("strukturbericht") or tags.get("aflow") or "prototype"
-            out.append((f"{name} ({tags.get('aflow', '')})".strip(), structure))
+            name = _tag(tags, "mineral") or _tag(tags, "strukturbericht") or _tag(tags, "aflow") or "prototype"
+            out.append((f"{name} ({_tag(tags, 'aflow')})".strip(), structure))
     return tuple(out)
 
 
 @lru_cache(maxsize=1)
-def _aflow_has_mineral() -> tuple[bool, ...]:
-    """Whether each AFLOW prototype (same order as _aflow_structures) carries a mineral name."""
+def _aflow_is_named() -> tuple[bool, ...]:
+    """Whether each AFLOW prototype (same order as _aflow_structures) is a classical structure type: it carries a
+    mineral name or a Strukturbericht designation (B2 = CsCl, L1_0, C15 ...)."""
     with gzip.open(_AFLOW, "rt") as handle:
-        return tuple(bool(entry["tags"].get("mineral")) for entry in json.load(handle))
+        return tuple(bool(_tag(entry["tags"], "mineral") or _tag(entry["tags"], "strukturbericht"))
+                     for entry in json.load(handle))
+
+
+def _tag(tags: dict[str, str], key: str) -> str:
+    """An AFLOW tag, '' when absent (the file writes a missing Strukturbericht designation as the text 'None')."""
+    value = str(tags.get(key) or "").strip()
+    return "" if value == "None" else value
 
 
 @lru_cache(maxsize=32)
@@ -174,22 +182,23 @@ def candidate_polymorphs(
     raw: list[tuple[str, Structure, str, int]] = []
     if len(reduced.elements) == 1:
         raw += [(n, s, "prototype", 1) for n, s in _elemental(reduced.elements[0].symbol)]
-    for (name, proto), mineral in zip(_aflow_structures(), _aflow_has_mineral(), strict=True):
+    for (name, proto), named in zip(_aflow_structures(), _aflow_is_named(), strict=True):
         if len(proto) <= max_sites:
             decorated = _decorate(proto, reduced)
             if decorated is not None:
                 own = proto.composition.reduced_formula == reduced.reduced_formula  # rutile for TiO2
-                raw.append((name, decorated, "prototype", (1 if own else 2) if mineral else 3))
+                raw.append((name, decorated, "prototype", (1 if own else 2) if named else 3))
     for name, structure in _pyxtal_database(frozenset(el.symbol for el in reduced.elements)):
         if structure.composition.reduced_formula == reduced.reduced_formula and len(structure) <= max_sites:
             raw.append((f"{name} (pyxtal database)", structure, "pyxtal-database", 2))
     if n_random:
         raw += [(n, s, "pyxtal-random", 4) for n, s in _random_pyxtal(reduced, n_random, seed)]
-    # the formula's own minerals, then other named prototypes (stable sort): a duplicate keeps the best-known name,
-    # and a stored structure that is a known polymorph keeps the polymorph's name
-    raw.sort(key=lambda item: item[3])
-    for candidate in [Candidate(name, structure, source, priority=priority) for name, structure, source, priority
-                      in raw] + stored:
+    # the formula's own structure types (elements: reference state first), then other named ones with simple
+    # (small) cells first: a duplicate keeps the best-known name, the relaxation budget goes to the likeliest
+    # polymorphs, and a stored structure that is a known polymorph keeps the polymorph's name
+    built = sorted((Candidate(name, structure, source, priority=priority) for name, structure, source, priority
+                    in raw), key=lambda c: (c.priority, c.n_primitive if c.priority > 1 else 0))
+    for candidate in built + stored:
         if not any(_same(candidate, other) for other in found):
             found.append(candidate)
     return found
