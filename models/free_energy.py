@@ -238,11 +238,65 @@ def _window_means(samples: UmbrellaSamples) -> np.ndarray:
     return np.array([samples.s[samples.window == k].mean() if ok else np.nan for k, ok in enumerate(present)])
 
 
-def unsampled_stretches(samples: UmbrellaSamples, hole_widths: float = 0.5) -> list[tuple[float, float, float]]:
+def unsampled_stretches(
+    samples: UmbrellaSamples, hole_widths: float = 0.5, sparse_fraction: float = 0.1
+) -> list[tuple[float, float, float]]:
     """(lo, hi, kappa) of every stretch of the CV between the lowest and highest window means that no sample visits
-    and that is wider than `hole_widths` thermal widths of the softest window; kappa is the stiffer force constant
-    of the two windows whose samples bound it. MBAR cannot see such holes (its overlap matrix only compares the
-    windows' bias energies), yet the free energy across them is unknown."""
+    and that is wider than `hole_widths` thermal widths of the softest window, or that samples only cross in
+    passing (`sparse_stretches`); kappa is the stiffer force constant of the windows that bound it. MBAR cannot
+    see such holes (its overlap matrix only compares the windows' bias energies), yet the free energy across them
+    is unknown or rests on a handful of frames."""
+    stretches = _empty_stretches(samples, hole_widths) + sparse_stretches(samples, hole_widths, sparse_fraction)
+    merged: list[tuple[float, float, float]] = []
+    for lo, hi, kappa in sorted(stretches):
+        if merged and lo <= merged[-1][1]:
+            m_lo, m_hi, m_kappa = merged[-1]
+            merged[-1] = (m_lo, max(m_hi, hi), max(m_kappa, kappa))
+        else:
+            merged.append((lo, hi, kappa))
+    return merged
+
+
+def sparse_stretches(
+    samples: UmbrellaSamples, bin_widths: float = 0.5, fraction: float = 0.1
+) -> list[tuple[float, float, float]]:
+    """(lo, hi, kappa) of the runs of bins (`bin_widths` thermal widths of the softest window wide) between the
+    lowest and highest window means that hold fewer than `fraction` of the median bin's samples. A free-energy wall
+    steeper than the windows' springs piles neighbouring windows up at its foot; a few frames still cross it, so no
+    bin is empty, yet the barrier top is sampled only in passing. kappa: the stiffest window whose center or mean
+    lies within one bin of the run."""
+    kappas = window_kappas(samples.kappa, samples.n_windows)
+    means = _window_means(samples)
+    if len(samples.s) < 2 or np.isnan(means).all():
+        return []
+    lo_all, hi_all = float(np.nanmin(means)), float(np.nanmax(means))
+    width = bin_widths / np.sqrt(kappas.min())
+    n_bins = int(np.ceil((hi_all - lo_all) / width))
+    if n_bins < 3:
+        return []
+    counts, edges = np.histogram(samples.s, bins=n_bins, range=(lo_all, hi_all))
+    occupied = counts[counts > 0]
+    sparse = counts < fraction * float(np.median(occupied)) if len(occupied) else np.zeros(n_bins, bool)
+    out = []
+    k = 0
+    while k < n_bins:
+        if not sparse[k]:
+            k += 1
+            continue
+        j = k
+        while j + 1 < n_bins and sparse[j + 1]:
+            j += 1
+        lo, hi = float(edges[k]), float(edges[j + 1])
+        near = [w for w in range(samples.n_windows)
+                if any(lo - width <= v <= hi + width for v in (samples.centers[w], means[w]) if np.isfinite(v))]
+        out.append((lo, hi, float(max(kappas[near]) if near else kappas.max())))
+        k = j + 1
+    return out
+
+
+def _empty_stretches(samples: UmbrellaSamples, hole_widths: float) -> list[tuple[float, float, float]]:
+    """(lo, hi, kappa) of the gaps between consecutive samples wider than `hole_widths` thermal widths of the softest
+    window, between the lowest and highest window means."""
     kappas = window_kappas(samples.kappa, samples.n_windows)
     means = _window_means(samples)
     if len(samples.s) < 2 or np.isnan(means).all():
@@ -492,9 +546,9 @@ def mbar_analysis(samples: UmbrellaSamples, n_bins: int = 40, convergence: bool 
     if holes:
         spans = ", ".join(f"{lo:.3g} to {hi:.3g}" for lo, hi, _ in holes[:6])
         notes.append(
-            f"the CV was never sampled from {spans}: the free energy across that stretch is unknown (a steep rise "
-            "dragged the windows away from their centers). Add stiffer windows there (refine_rounds) or learn a CV "
-            "with data from the transition region."
+            f"the CV was never (or only in passing) sampled from {spans}: the free energy across that stretch is "
+            "unknown or rests on a few frames (a steep rise dragged the windows away from their centers). Add "
+            "stiffer windows there (refine_rounds) or learn a CV with data from the transition region."
         )
     hidden = hidden_barrier_warning(samples)
     if hidden:

@@ -16,7 +16,9 @@ from models.free_energy import (
     mbar_analysis,
     merge_samples,
     refine_windows,
+    sparse_stretches,
     umbrella_toy,
+    unsampled_stretches,
     wham_analysis,
 )
 from models.toy_potentials import basin_trajectories, get_toy_system
@@ -148,6 +150,35 @@ def test_refined_stiffer_windows_close_the_gap_and_recover_the_exact_free_energy
     assert abs(after.basin_df[1] - exact) < 3 * after.basin_df_err[1] + 0.05
     assert abs(wham_analysis(merged, n_bins=40, n_bootstrap=3, convergence=False).basin_df[1] - exact) < 0.15
     assert len(refine_windows(merged)[0]) == 0  # nothing left to refine
+
+
+def test_a_wall_crossed_only_in_passing_is_refined() -> None:
+    """Windows piled up at the foot of a steep wall, with 3 % of their frames crossing it: no bin is empty, yet the
+    wall is sampled only in passing, so refinement puts stiffer windows on it and the analysis says so."""
+    rng = np.random.default_rng(0)
+    centers = np.linspace(0.0, 1.0, 11)
+    kappa, n = 400.0, 500
+    s, window = [], []
+    for k, c in enumerate(centers):
+        if 0.3 < c < 0.6:  # windows 4 and 5: stuck at 0.3, a few frames thrown across to 0.7
+            frames = rng.normal(0.3, 0.03, n)
+            crossing = rng.random(n) < 0.03
+            frames[crossing] = rng.uniform(0.3, 0.7, crossing.sum())
+        else:
+            frames = rng.normal(c, 1.0 / np.sqrt(kappa), n)
+        s.append(frames)
+        window.append(np.full(n, k))
+    s_all, w_all = np.concatenate(s), np.concatenate(window)
+    samples = UmbrellaSamples(centers, kappa, 1.0, w_all, w_all.copy(), np.tile(np.arange(n), 11), s_all,
+                              (s_all > 0.5).astype(int), np.zeros((len(s_all), 0)))
+    assert not [lo for lo, hi, _ in unsampled_stretches(samples, sparse_fraction=0.0)]  # no empty gap at all
+    stretches = sparse_stretches(samples)
+    assert len(stretches) == 1
+    lo, hi, k = stretches[0]
+    assert 0.35 < lo < 0.42 and 0.45 < hi < 0.55 and k == kappa
+    new_c, new_k = refine_windows(samples)
+    assert len(new_c) >= 2 and np.all((new_c > lo) & (new_c < hi)) and np.all(new_k == 4 * kappa)
+    assert any("only in passing" in w for w in mbar_analysis(samples, n_bins=20, convergence=False).warnings)
 
 
 def test_windows_stuck_in_different_basins_at_the_same_cv_warn_of_a_hidden_barrier() -> None:
