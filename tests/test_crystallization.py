@@ -15,7 +15,13 @@ from ase.build import bulk
 from pymatgen.core import Composition, Lattice, Structure
 
 from tools.crystallization_amorphous import integer_formula, pair_distance, random_packed_cell
-from tools.crystallization_motifs import ValidityCriteria, candidate_polymorphs, matches, validity_problems
+from tools.crystallization_motifs import (
+    ValidityCriteria,
+    best_match,
+    candidate_polymorphs,
+    matches,
+    validity_problems,
+)
 from tools.crystallization_subcells import enumerate_subcells, selection_order
 from tools.errors import ToolInputError
 from tools.potentials import get_potential, relax
@@ -127,6 +133,19 @@ def test_the_formulas_own_polymorphs_come_first_and_stay_distinct() -> None:
     marcasite = next(c for c in tio2 if c.label.startswith("Marcasite"))
     assert (rutile.space_group, marcasite.space_group) == (136, 58)
     assert rutile.n_primitive == marcasite.n_primitive == 6
+
+
+def test_a_match_far_off_the_polymorphs_relaxed_energy_is_no_match() -> None:
+    """The loose matcher fits small cells to several prototypes; the relaxed energy (same potential) decides: a
+    motif 2 eV/atom below a kept candidate is not that polymorph, one at its energy is."""
+    diamond = next(c for c in candidate_polymorphs(Composition("Si")) if c.label.startswith("diamond"))
+    diamond.relaxed, diamond.energy_per_atom, diamond.kept = diamond.structure, -5.4, True
+    motif = diamond.structure.copy()
+    assert best_match(motif, [diamond], -5.35) is diamond
+    assert best_match(motif, [diamond], -7.4) is None
+    assert best_match(motif, [diamond]) is diamond  # no energy given: geometry alone
+    diamond.kept = False  # its relaxation left the polymorph: its energy says nothing about it
+    assert best_match(motif, [diamond], -7.4) is diamond
 
 
 def test_bad_inputs_give_clear_errors(workspace: Path) -> None:

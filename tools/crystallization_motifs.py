@@ -254,12 +254,25 @@ def rms_distance(x: Structure, y: Structure) -> float | None:
     return None if result is None else float(result[0])
 
 
-def best_match(structure: Structure, candidates: list[Candidate]) -> Candidate | None:
+# A motif relaxed with the same potential as a kept candidate cannot be that polymorph when their energies per atom
+# differ by more than this (eV/atom): generous for strained or distorted motifs, yet it stops the loose matcher
+# calling a 3-atom TiO2 cell at -9.24 eV/atom the omega structure that relaxes to -7.40.
+ENERGY_CONSISTENCY_EV = 0.25
+
+
+def best_match(
+    structure: Structure, candidates: list[Candidate], energy_per_atom: float | None = None
+) -> Candidate | None:
     """The candidate that the structure fits with the smallest RMS displacement (prototype or its relaxed form):
-    the loose matcher tolerances accept several polymorphs for small cells, so the first fit is not enough."""
+    the loose matcher tolerances accept several polymorphs for small cells, so the first fit is not enough. With
+    the structure's relaxed `energy_per_atom`, a kept candidate whose relaxed energy lies more than
+    ENERGY_CONSISTENCY_EV away is no match."""
     scored = []
     for order, cand in enumerate(candidates):
         if len(structure) % max(cand.n_primitive, 1):
+            continue
+        if (energy_per_atom is not None and cand.kept and cand.energy_per_atom is not None
+                and abs(energy_per_atom - cand.energy_per_atom) > ENERGY_CONSISTENCY_EV):
             continue
         dists = [d for ref in (cand.structure, cand.relaxed) if ref is not None
                  if (d := rms_distance(structure, ref)) is not None]
@@ -338,7 +351,7 @@ def identify(motifs: list[Motif], candidates: list[Candidate], target: Compositi
         if motif.structure.composition.reduced_formula != reduced:
             motif.label, motif.source = f"{motif.structure.composition.reduced_formula} {motif.spacegroup}", "other"
             continue
-        best = best_match(motif.structure, candidates)
+        best = best_match(motif.structure, candidates, motif.energy_per_atom)
         if best is not None:
             motif.label, motif.source = best.label, best.source
         else:
