@@ -114,7 +114,6 @@ def run_cv_windows(
     """Umbrella windows along the learned CV, each started from the pooled configuration whose CV is nearest its
     center (so a window never has to climb from its neighbour's basin); returns the samples, the grown pool
     (positions, CV) and the new frames' unbiased potential energies in kT."""
-    import openmm.unit as unit
 
     context, integrator = make_context(test, [bias], seed)
     rows: dict[str, list] = {"s": [], "window": [], "frame": [], "basin": []}
@@ -122,10 +121,7 @@ def run_cv_windows(
     for k, (c, kap) in enumerate(zip(centers, kappas, strict=True)):
         context.setParameter("s0", float(c))
         context.setParameter("kb", float(kap) * KT_KJ)
-        context.setPositions(pool_pos[int(np.argmin(np.abs(pool_s - c)))] * unit.nanometer)
-        context.setVelocitiesToTemperature(TEMPERATURE * unit.kelvin, seed + k)
-        integrator.step(sizes["equil_steps"])
-        pos, e = run_frames(context, integrator, sizes["window_frames"], sizes["every"])
+        pos, e = _window_frames(context, integrator, pool_pos[int(np.argmin(np.abs(pool_s - c)))], seed + k, sizes)
         new_e.append(e / KT_KJ)
         phi, psi = torsion(pos, PHI), torsion(pos, PSI)
         rows["s"].append(cv_of_torsions(model, phi, psi))
@@ -152,6 +148,31 @@ def run_cv_windows(
         np.zeros((n, 0)),
     )
     return samples, np.concatenate([pool_pos, *new_pos]), np.concatenate([pool_s, cat["s"]]), np.concatenate(new_e)
+
+
+def _window_frames(context, integrator, start: np.ndarray, seed: int, sizes: dict) -> tuple:  # noqa: ANN001
+    """Equilibrate and sample one window from `start` (nm). A stiff refined window on a steep stretch of the CV can
+    blow up the 2 fs integration (OpenMM: 'Particle coordinate is NaN'); then the window restarts from `start` with
+    half the time step and twice the steps per frame (same simulated time), at most twice."""
+    import openmm as mm
+    import openmm.unit as unit
+
+    for halvings in range(3):
+        factor = 2**halvings
+        integrator.setStepSize(2.0 / factor * unit.femtosecond)
+        context.setPositions(start * unit.nanometer)
+        context.setVelocitiesToTemperature(TEMPERATURE * unit.kelvin, seed + 7919 * halvings)
+        try:
+            integrator.step(sizes["equil_steps"] * factor)
+            return run_frames(context, integrator, sizes["window_frames"], sizes["every"] * factor)
+        except mm.OpenMMException as exc:
+            if halvings == 2:
+                raise
+            print(f"  window blew up at dt = {2.0 / factor:g} fs ({exc}); restarting at {1.0 / factor:g} fs",
+                  flush=True)
+        finally:
+            integrator.setStepSize(2.0 * unit.femtosecond)
+    raise AssertionError("unreachable")
 
 
 def basin_of(pos: np.ndarray) -> np.ndarray:
