@@ -114,7 +114,6 @@ def run_cv_windows(
     """Umbrella windows along the learned CV, each started from the pooled configuration whose CV is nearest its
     center (so a window never has to climb from its neighbour's basin); returns the samples, the grown pool
     (positions, CV) and the new frames' unbiased potential energies in kT."""
-
     context, integrator = make_context(test, [bias], seed)
     rows: dict[str, list] = {"s": [], "window": [], "frame": [], "basin": []}
     new_pos, new_e = [], []
