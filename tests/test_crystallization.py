@@ -19,7 +19,9 @@ from tools.crystallization_motifs import (
     ValidityCriteria,
     best_match,
     candidate_polymorphs,
+    kept_structure,
     matches,
+    merge_relaxed_duplicates,
     validity_problems,
 )
 from tools.crystallization_subcells import enumerate_subcells, selection_order
@@ -146,6 +148,27 @@ def test_a_match_far_off_the_polymorphs_relaxed_energy_is_no_match() -> None:
     assert best_match(motif, [diamond]) is diamond  # no energy given: geometry alone
     diamond.kept = False  # its relaxation left the polymorph: its energy says nothing about it
     assert best_match(motif, [diamond], -7.4) is diamond
+
+
+def test_a_prototype_that_relaxes_into_diamond_carries_diamonds_name() -> None:
+    """The 2-atom R-3m beta-oxygen prototype relaxes into diamond Si under CHGNet (same energy within 1 meV/atom). A
+    different space group keeps it apart before relaxation; afterwards it is merged into diamond, so diamond, not
+    'beta oxygen', is the ground state and the name of a diamond motif."""
+    cands = candidate_polymorphs(Composition("Si"))
+    diamond = next(c for c in cands if c.label.startswith("diamond"))
+    beta = next(c for c in cands if "A_hR2_166_c" in c.label)
+    assert cands.index(diamond) < cands.index(beta) and beta.space_group == 166
+    calc = get_potential("chgnet", get_settings())
+    for cand in (diamond, beta):
+        result = relax(cand.structure, calc, "chgnet", fmax=0.05, max_steps=200)
+        cand.relaxed, cand.energy_per_atom = result.structure, result.energy / len(result.structure)
+        cand.kept = kept_structure(cand)
+    assert abs(diamond.energy_per_atom - beta.energy_per_atom) < 0.005
+    assert merge_relaxed_duplicates(cands) == 1
+    assert beta.same_as == diamond.label and diamond.same_as is None
+    motif = atoms_to_structure(bulk("Si", "diamond", a=5.47, cubic=True))
+    assert best_match(motif, [diamond, beta], diamond.energy_per_atom) is diamond
+    assert best_match(motif, [beta], beta.energy_per_atom) is beta  # without diamond there is nothing to defer to
 
 
 def test_bad_inputs_give_clear_errors(workspace: Path) -> None:

@@ -38,6 +38,7 @@ from tools.crystallization_motifs import (
     candidate_polymorphs,
     identify,
     kept_structure,
+    merge_relaxed_duplicates,
     validity_problems,
 )
 from tools.crystallization_subcells import enumerate_subcells, selection_order
@@ -162,6 +163,8 @@ class ReferencePolymorph(BaseModel):
     energy_per_atom_eV: float
     e_above_ground_state_eV: float
     kept_structure: bool = Field(description="False when relaxation turned it into another structure")
+    same_as: str | None = Field(None, description="the better-known candidate it relaxed into (same structure and "
+                                "energy), which stands for it in the ranking")
     structure: StructureSummary | None = None
 
 
@@ -287,6 +290,8 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
             cand.relaxed = Structure.from_str(res["cif"], fmt="cif")
             cand.energy_per_atom = res["energy"] / len(cand.relaxed)
             cand.kept = kept_structure(cand)
+    if merged := merge_relaxed_duplicates(candidates):
+        notes.append(f"{merged} candidate(s) relaxed into a better-known candidate and carry its name")
     done += len(to_relax)
     kept = [c for c in candidates if c.kept]
     reference = min(kept, key=lambda c: c.energy_per_atom or np.inf, default=None)
@@ -436,7 +441,7 @@ def _rank(
     # ground state: relaxed candidates that kept their structure, and the motifs themselves
     energies: dict[str, float] = {}
     for cand in candidates:
-        if cand.energy_per_atom is not None and cand.kept:
+        if cand.energy_per_atom is not None and cand.kept and cand.same_as is None:
             energies[cand.label] = cand.energy_per_atom
     for label, group in groups.items():
         energies[label] = min(energies.get(label, np.inf), min(m.energy_per_atom for m in group))
@@ -493,7 +498,7 @@ def _rank(
             label=cand.label, source=cand.source, spacegroup=symmetry_of(cand.relaxed)[0],
             energy_per_atom_eV=round(cand.energy_per_atom, 6),
             e_above_ground_state_eV=round(cand.energy_per_atom - (e0 or 0.0), 6), kept_structure=kept,
-            structure=summary,
+            same_as=cand.same_as, structure=summary,
         ))
     references.sort(key=lambda r: r.energy_per_atom_eV)
     identified = [p for p in polymorphs if p.source not in ("unidentified", "other")]
@@ -552,11 +557,11 @@ def _markdown(r: CrystallizationOutput) -> str:
             f"{p.structure.id if p.structure else ''} |"
         )
     lines += ["", "## Relaxed candidate polymorphs (thermodynamics)", "",
-              "| polymorph | source | space group | E (eV/atom) | E - E_gs | kept structure |",
-              "|---|---|---|---|---|---|"]
+              "| polymorph | source | space group | E (eV/atom) | E - E_gs | kept structure | relaxed into |",
+              "|---|---|---|---|---|---|---|"]
     for ref in r.references:
         lines.append(f"| {ref.label} | {ref.source} | {ref.spacegroup} | {ref.energy_per_atom_eV:.4f} | "
-                     f"{ref.e_above_ground_state_eV:.4f} | {ref.kept_structure} |")
+                     f"{ref.e_above_ground_state_eV:.4f} | {ref.kept_structure} | {ref.same_as or ''} |")
     lines += ["", "## Amorphous replicas", ""]
     for rep in r.replicas:
         lines.append(f"- seed {rep.seed}: {rep.n_atoms} atoms, {rep.density_g_cm3} g/cm3, "

@@ -39,6 +39,7 @@ class Candidate:
     kept: bool = False  # set with `relaxed`: kept_structure(self), so the rankings need not recompute it
     n_primitive: int = 0
     space_group: int = 0
+    same_as: str | None = None  # set by merge_relaxed_duplicates: the earlier candidate it relaxed into
 
     def __post_init__(self) -> None:
         """Cache the primitive-cell size (a motif can only match when its size is a multiple of it) and the space
@@ -254,6 +255,34 @@ def rms_distance(x: Structure, y: Structure) -> float | None:
     return None if result is None else float(result[0])
 
 
+# Two relaxed candidates within this energy (eV/atom) that the matcher fits are one polymorph.
+RELAXED_DUPLICATE_EV = 0.01
+
+
+def merge_relaxed_duplicates(candidates: list[Candidate], tolerance_eV: float = RELAXED_DUPLICATE_EV) -> int:
+    """Mark each relaxed candidate that relaxed into an earlier one's relaxed structure (same energy within
+    tolerance_eV per atom, a matcher fit; the earlier one kept its structure) with `same_as` = that candidate's
+    label; returns how many were marked.
+    Candidates come in priority order, so the best-known name survives: the 2-atom R-3m beta-oxygen prototype that
+    relaxes into diamond Si (a different space group before relaxation, so not merged then) becomes diamond."""
+    marked = 0
+    for i, cand in enumerate(candidates):
+        if cand.relaxed is None or cand.energy_per_atom is None:
+            continue
+        for earlier in candidates[:i]:
+            if (earlier.kept and earlier.relaxed is not None and earlier.energy_per_atom is not None
+                    and earlier.same_as is None
+                    and abs(cand.energy_per_atom - earlier.energy_per_atom) <= tolerance_eV
+                    and matches(cand.relaxed, earlier.relaxed)):
+                cand.same_as = earlier.label
+                marked += 1
+                break
+    return marked
+
+
+# Fits within this normalised RMS of the best one are a tie, which the earlier (better-known) candidate wins.
+MATCH_TIE_RMS = 0.02
+
 # A motif relaxed with the same potential as a kept candidate cannot be that polymorph when their energies per atom
 # differ by more than this (eV/atom): generous for strained or distorted motifs, yet it stops the loose matcher
 # calling a 3-atom TiO2 cell at -9.24 eV/atom the omega structure that relaxes to -7.40.
@@ -266,7 +295,9 @@ def best_match(
     """The candidate that the structure fits with the smallest RMS displacement (prototype or its relaxed form):
     the loose matcher tolerances accept several polymorphs for small cells, so the first fit is not enough. With
     the structure's relaxed `energy_per_atom`, a kept candidate whose relaxed energy lies more than
-    ENERGY_CONSISTENCY_EV away is no match."""
+    ENERGY_CONSISTENCY_EV away is no match. Near-ties (MATCH_TIE_RMS) go to the earlier candidate, and a candidate
+    that relaxed into an earlier one (`same_as`) answers with that one."""
+    by_label = {c.label: (k, c) for k, c in enumerate(candidates)}
     scored = []
     for order, cand in enumerate(candidates):
         if len(structure) % max(cand.n_primitive, 1):
@@ -277,8 +308,12 @@ def best_match(
         dists = [d for ref in (cand.structure, cand.relaxed) if ref is not None
                  if (d := rms_distance(structure, ref)) is not None]
         if dists:
-            scored.append((min(dists), order, cand))
-    return min(scored, key=lambda t: (t[0], t[1]))[2] if scored else None
+            rank, named = by_label.get(cand.same_as or "", (order, cand))
+            scored.append((min(dists), rank, named))
+    if not scored:
+        return None
+    best = min(d for d, _, _ in scored)
+    return min((t for t in scored if t[0] <= best + MATCH_TIE_RMS), key=lambda t: t[1])[2]
 
 
 @dataclass
