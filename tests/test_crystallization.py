@@ -139,12 +139,16 @@ def test_the_formulas_own_polymorphs_come_first_and_stay_distinct() -> None:
 
 def test_a_match_far_off_the_polymorphs_relaxed_energy_is_no_match() -> None:
     """The loose matcher fits small cells to several prototypes; the relaxed energy (same potential) decides: a
-    motif 2 eV/atom below a kept candidate is not that polymorph, one at its energy is."""
+    motif 2 eV/atom (or 0.1) below a kept candidate is not that polymorph, one at its energy is."""
     diamond = next(c for c in candidate_polymorphs(Composition("Si")) if c.label.startswith("diamond"))
-    diamond.relaxed, diamond.energy_per_atom, diamond.kept = diamond.structure, -5.4, True
+    diamond.relaxed, diamond.energy_per_atom, diamond.kept, diamond.converged = diamond.structure, -5.4, True, True
     motif = diamond.structure.copy()
     assert best_match(motif, [diamond], -5.35) is diamond
     assert best_match(motif, [diamond], -7.4) is None
+    assert best_match(motif, [diamond], -5.5) is None  # 0.1 eV/atom below the relaxed polymorph: another structure
+    diamond.converged = False  # an unfinished relaxation is no energy bound
+    assert best_match(motif, [diamond], -5.5) is diamond
+    diamond.converged = True
     assert best_match(motif, [diamond]) is diamond  # no energy given: geometry alone
     diamond.kept = False  # its relaxation left the polymorph: its energy says nothing about it
     assert best_match(motif, [diamond], -7.4) is diamond
@@ -153,7 +157,8 @@ def test_a_match_far_off_the_polymorphs_relaxed_energy_is_no_match() -> None:
 def test_a_prototype_that_relaxes_into_diamond_carries_diamonds_name() -> None:
     """The 2-atom R-3m beta-oxygen prototype relaxes into diamond Si under CHGNet (same energy within 1 meV/atom). A
     different space group keeps it apart before relaxation; afterwards it is merged into diamond, so diamond, not
-    'beta oxygen', is the ground state and the name of a diamond motif."""
+    'beta oxygen', is the ground state and the name of a diamond motif. hcp and bcc, close in energy and fitted by
+    the loose matcher, keep their own names (different relaxed space groups)."""
     cands = candidate_polymorphs(Composition("Si"))
     diamond = next(c for c in cands if c.label.startswith("diamond"))
     beta = next(c for c in cands if "A_hR2_166_c" in c.label)
@@ -162,10 +167,18 @@ def test_a_prototype_that_relaxes_into_diamond_carries_diamonds_name() -> None:
     for cand in (diamond, beta):
         result = relax(cand.structure, calc, "chgnet", fmax=0.05, max_steps=200)
         cand.relaxed, cand.energy_per_atom = result.structure, result.energy / len(result.structure)
-        cand.kept = kept_structure(cand)
+        cand.converged, cand.kept = result.converged, kept_structure(cand)
     assert abs(diamond.energy_per_atom - beta.energy_per_atom) < 0.005
     assert merge_relaxed_duplicates(cands) == 1
     assert beta.same_as == diamond.label and diamond.same_as is None
+    # hcp and bcc Si relax to within 10 meV/atom and the loose matcher fits them, yet they stay two polymorphs
+    bcc, hcp = (next(c for c in cands if c.label.startswith(name)) for name in ("bcc", "hcp"))
+    for cand in (bcc, hcp):
+        result = relax(cand.structure, calc, "chgnet", fmax=0.05, max_steps=200)
+        cand.relaxed, cand.energy_per_atom = result.structure, result.energy / len(result.structure)
+        cand.converged, cand.kept = result.converged, kept_structure(cand)
+    assert abs(bcc.energy_per_atom - hcp.energy_per_atom) < 0.01 and matches(bcc.relaxed, hcp.relaxed)
+    assert merge_relaxed_duplicates([bcc, hcp]) == 0 and hcp.same_as is None
     motif = atoms_to_structure(bulk("Si", "diamond", a=5.47, cubic=True))
     assert best_match(motif, [diamond, beta], diamond.energy_per_atom) is diamond
     assert best_match(motif, [beta], beta.energy_per_atom) is beta  # without diamond there is nothing to defer to

@@ -53,6 +53,7 @@ from tools.structures import (
     min_interatomic_distance,
     resolve_structure,
     structure_to_atoms,
+    structure_to_cif,
 )
 
 MOTIF_CHUNK = 8  # motif relaxations handed to the executor at once (the wall-time limit is checked between chunks)
@@ -289,6 +290,7 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
         if np.isfinite(res["energy"]):
             cand.relaxed = Structure.from_str(res["cif"], fmt="cif")
             cand.energy_per_atom = res["energy"] / len(cand.relaxed)
+            cand.converged = bool(res["converged"])
             cand.kept = kept_structure(cand)
     if merged := merge_relaxed_duplicates(candidates):
         notes.append(f"{merged} candidate(s) relaxed into a better-known candidate and carry its name")
@@ -526,7 +528,7 @@ def _write_artifacts(result: CrystallizationOutput, motifs: list[Motif], ctx: To
          "initial_energy_eV": round(m.initial_energy, 6), "energy_eV": round(m.energy, 6),
          "energy_per_atom_eV": round(m.energy_per_atom, 6),
          "formation_energy_per_atom_eV": round(m.formation_energy_per_atom, 6), "steps": m.steps,
-         "converged": m.converged, "valid": m.valid, "problems": m.problems}
+         "converged": m.converged, "valid": m.valid, "problems": m.problems, "cif": structure_to_cif(m.structure)}
         for m in motifs
     ]
     json_path.write_text(json.dumps({**result.model_dump(mode="json"), "motifs": motif_rows}, indent=1))

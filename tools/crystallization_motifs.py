@@ -35,6 +35,7 @@ class Candidate:
     priority: int = 3  # relaxation order: memory 0, named elemental or this formula's own structure type 1, other
     # named (mineral or Strukturbericht) types 2, other prototypes 3, random 4; smaller cells first from level 2
     energy_per_atom: float | None = None
+    converged: bool = False  # the relaxation reached fmax: only then is its energy the polymorph's minimum
     relaxed: Structure | None = None
     kept: bool = False  # set with `relaxed`: kept_structure(self), so the rankings need not recompute it
     n_primitive: int = 0
@@ -259,21 +260,29 @@ def rms_distance(x: Structure, y: Structure) -> float | None:
 RELAXED_DUPLICATE_EV = 0.01
 
 
+def _group_and_size(structure: Structure) -> tuple[int, int]:
+    """Space-group number and primitive-cell size: the loose matcher alone merges hcp into bcc."""
+    try:
+        n_primitive = len(structure.get_primitive_structure())
+    except Exception:  # pymatgen fails on some degenerate cells: count the cell as it is
+        n_primitive = len(structure)
+    return symmetry_of(structure)[1], n_primitive
+
+
 def merge_relaxed_duplicates(candidates: list[Candidate], tolerance_eV: float = RELAXED_DUPLICATE_EV) -> int:
-    """Mark each relaxed candidate that relaxed into an earlier one's relaxed structure (same energy within
-    tolerance_eV per atom, a matcher fit; the earlier one kept its structure) with `same_as` = that candidate's
-    label; returns how many were marked.
-    Candidates come in priority order, so the best-known name survives: the 2-atom R-3m beta-oxygen prototype that
-    relaxes into diamond Si (a different space group before relaxation, so not merged then) becomes diamond."""
+    """Mark each candidate that relaxed into an earlier one's relaxed structure (same space group and primitive
+    size, energy within tolerance_eV per atom, a matcher fit; the earlier one kept its structure) with `same_as` =
+    that candidate's label; returns how many were marked. Candidates come in priority order, so the best-known
+    name survives: the 2-atom R-3m beta-oxygen prototype that relaxes into diamond Si (a different space group
+    before relaxation, so not merged then) becomes diamond."""
     marked = 0
-    for i, cand in enumerate(candidates):
-        if cand.relaxed is None or cand.energy_per_atom is None:
-            continue
-        for earlier in candidates[:i]:
-            if (earlier.kept and earlier.relaxed is not None and earlier.energy_per_atom is not None
-                    and earlier.same_as is None
-                    and abs(cand.energy_per_atom - earlier.energy_per_atom) <= tolerance_eV
-                    and matches(cand.relaxed, earlier.relaxed)):
+    done = [(c, c.relaxed, c.energy_per_atom) for c in candidates
+            if c.relaxed is not None and c.energy_per_atom is not None]
+    shape = [_group_and_size(relaxed) for _, relaxed, _ in done]
+    for i, (cand, relaxed, energy) in enumerate(done):
+        for j, (earlier, earlier_relaxed, earlier_energy) in enumerate(done[:i]):
+            if (earlier.kept and earlier.same_as is None and shape[i] == shape[j]
+                    and abs(energy - earlier_energy) <= tolerance_eV and matches(relaxed, earlier_relaxed)):
                 cand.same_as = earlier.label
                 marked += 1
                 break
@@ -283,10 +292,13 @@ def merge_relaxed_duplicates(candidates: list[Candidate], tolerance_eV: float = 
 # Fits within this normalised RMS of the best one are a tie, which the earlier (better-known) candidate wins.
 MATCH_TIE_RMS = 0.02
 
-# A motif relaxed with the same potential as a kept candidate cannot be that polymorph when their energies per atom
-# differ by more than this (eV/atom): generous for strained or distorted motifs, yet it stops the loose matcher
-# calling a 3-atom TiO2 cell at -9.24 eV/atom the omega structure that relaxes to -7.40.
+# A motif relaxed with the same potential as a kept, converged candidate cannot be that polymorph when its energy per
+# atom lies more than ENERGY_CONSISTENCY_EV above (generous for distorted or defective motifs the loose matcher
+# tolerates) or more than ENERGY_BELOW_EV below (the same structure cannot relax lower; a symmetry-broken distortion
+# that does is another structure). Stops the loose matcher calling a 3-atom TiO2 cell at -9.24 eV/atom the omega
+# structure that relaxes to -7.40, or a C222_1 Si cell 0.18 eV/atom below simple cubic "simple cubic".
 ENERGY_CONSISTENCY_EV = 0.25
+ENERGY_BELOW_EV = 0.05
 
 
 def best_match(
@@ -294,16 +306,16 @@ def best_match(
 ) -> Candidate | None:
     """The candidate that the structure fits with the smallest RMS displacement (prototype or its relaxed form):
     the loose matcher tolerances accept several polymorphs for small cells, so the first fit is not enough. With
-    the structure's relaxed `energy_per_atom`, a kept candidate whose relaxed energy lies more than
-    ENERGY_CONSISTENCY_EV away is no match. Near-ties (MATCH_TIE_RMS) go to the earlier candidate, and a candidate
-    that relaxed into an earlier one (`same_as`) answers with that one."""
+    the structure's relaxed `energy_per_atom`, a kept, converged candidate whose relaxed energy lies more than
+    ENERGY_CONSISTENCY_EV below it or ENERGY_BELOW_EV above it is no match. Near-ties (MATCH_TIE_RMS) go to the
+    earlier candidate, and a candidate that relaxed into an earlier one (`same_as`) answers with that one."""
     by_label = {c.label: (k, c) for k, c in enumerate(candidates)}
     scored = []
     for order, cand in enumerate(candidates):
         if len(structure) % max(cand.n_primitive, 1):
             continue
-        if (energy_per_atom is not None and cand.kept and cand.energy_per_atom is not None
-                and abs(energy_per_atom - cand.energy_per_atom) > ENERGY_CONSISTENCY_EV):
+        if (energy_per_atom is not None and cand.kept and cand.converged and cand.energy_per_atom is not None
+                and not -ENERGY_BELOW_EV <= energy_per_atom - cand.energy_per_atom <= ENERGY_CONSISTENCY_EV):
             continue
         dists = [d for ref in (cand.structure, cand.relaxed) if ref is not None
                  if (d := rms_distance(structure, ref)) is not None]
