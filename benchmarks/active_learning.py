@@ -35,7 +35,7 @@ def run(strategy: str, args: argparse.Namespace, work: Path) -> list[dict]:
 
     cfg = ALConfig(run_name=strategy, reference="emt", temperatures_K=args.temperatures, md_steps=args.md_steps,
                    sample_every=args.sample_every, iterations=args.iterations, max_new_per_iteration=args.per_iter,
-                   threshold_eV_A=0.0, upper_threshold_eV_A=args.upper,
+                   threshold_eV_A=0.0, upper_threshold_eV_A=args.upper, frame_score=args.frame_score,
                    strategy=strategy, n_initial=args.initial, n_validation=args.validation,
                    epochs_initial=args.epochs, epochs_finetune=args.finetune_epochs, seed=args.seed)
     run_dir = work / strategy
@@ -92,6 +92,8 @@ def main() -> None:
                         help="independent repeats; the target is judged on the seed-averaged curves")
     parser.add_argument("--upper", type=float, default=None,
                         help="upper uncertainty trust level in eV/A for the uncertainty strategy (DP-GEN style)")
+    parser.add_argument("--frame-score", choices=["max", "mean"], default="max",
+                        help="a frame's uncertainty: its most uncertain atom, or the mean over its atoms")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("/tmp/matsearch-bench-al"))
     parser.add_argument("--out", type=Path, default=None)

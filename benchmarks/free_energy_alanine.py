@@ -322,6 +322,10 @@ def main() -> None:
         print(f"CV round {cv_round}: {len(x)} frames, classifier accuracy {metrics['classifier_accuracy']}, "
               f"separation {metrics['separation']}", flush=True)
         us, pool = umbrella_along_cv(model, test, pool, x, y, sizes, seed + 1000 * cv_round)
+        if cv_round < args.cv_rounds:  # each round's own estimate, so a retrained CV can be compared with its parent
+            early = mbar_analysis(decorrelate(us)[0])
+            print(f"CV round {cv_round} estimate: {early.basin_df[1]:.3f} +- {early.basin_df_err[1]:.3f} kT; "
+                  f"{len(early.warnings)} warning(s)", flush=True)
     dec, g = decorrelate(us)
     res = mbar_analysis(dec)
     t_cv = time.time() - t0

@@ -182,6 +182,8 @@ def test_a_prototype_that_relaxes_into_diamond_carries_diamonds_name() -> None:
     motif = atoms_to_structure(bulk("Si", "diamond", a=5.47, cubic=True))
     assert best_match(motif, [diamond, beta], diamond.energy_per_atom) is diamond
     assert best_match(motif, [beta], beta.energy_per_atom) is beta  # without diamond there is nothing to defer to
+    beta.kept = False  # a duplicate answers to its polymorph's energy, kept or not: 0.1 eV/atom below is not diamond
+    assert best_match(motif, [diamond, beta], diamond.energy_per_atom - 0.1) is None
 
 
 def test_bad_inputs_give_clear_errors(workspace: Path) -> None:

@@ -112,6 +112,7 @@ class ALConfig:
     max_new_per_iteration: int = 8
     threshold_eV_A: float = 0.05
     upper_threshold_eV_A: float | None = None
+    frame_score: Literal["max", "mean"] = "max"
     target_force_mae_meV_A: float | None = None
     label_budget: int = 200
     strategy: Literal["uncertainty", "random"] = "uncertainty"
@@ -382,7 +383,8 @@ class ActiveLearner:
 
         feats = latent_features(model, frames)
         for f in feats:
-            values.append(float(unc.per_atom(f)[0].max()))
+            per_atom = unc.per_atom(f)[0]
+            values.append(float(per_atom.max() if self.cfg.frame_score == "max" else per_atom.mean()))
             descs.append(_descriptor(f))
         return frames, np.array(values), np.stack(descs), temps
 
@@ -485,11 +487,14 @@ class ActiveLearningInput(BaseModel):
     iterations: int = Field(default=5, ge=1, le=50, description="Maximum number of iterations.")
     max_new_per_iteration: int = Field(default=8, ge=1, le=200, description="Frames labelled per iteration.")
     threshold_eV_A: float = Field(default=0.05, ge=0, le=10,
-                                  description="Only frames whose max per-atom uncertainty exceeds this are labelled.")
+                                  description="Only frames whose uncertainty (frame_score) exceeds this are labelled.")
     upper_threshold_eV_A: float | None = Field(
         default=None, gt=0, le=100,
         description="Upper trust level (DP-GEN style): frames more uncertain than this are passed over as unphysical "
         "unless nothing lies below it. Unset: no upper limit.")
+    frame_score: Literal["max", "mean"] = Field(
+        default="max", description="A frame's uncertainty: its most uncertain atom (catches one unfamiliar "
+        "environment) or the mean over its atoms (the frame's expected force error); thresholds apply to it.")
     target_force_mae_meV_A: float | None = Field(default=None, gt=0, description="Stop once validation reaches it.")
     label_budget: int = Field(default=200, ge=2, le=100_000, description="Total labelled frames allowed.")
     strategy: Literal["uncertainty", "random"] = Field(default="uncertainty",

@@ -427,7 +427,7 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
         notes=notes + out.pop("notes"), **out,
     )
     ctx.progress(total, total, "writing report")
-    return _write_artifacts(result, motifs, ctx)
+    return _write_artifacts(result, motifs, candidates, ctx)
 
 
 def _rank(
@@ -516,8 +516,11 @@ def _rank(
     }
 
 
-def _write_artifacts(result: CrystallizationOutput, motifs: list[Motif], ctx: ToolContext) -> CrystallizationOutput:
-    """report.md, report.json (with every motif) and histogram.png under the call's artifact directory."""
+def _write_artifacts(
+    result: CrystallizationOutput, motifs: list[Motif], candidates: list[Candidate], ctx: ToolContext
+) -> CrystallizationOutput:
+    """report.md, report.json (with every motif and candidate, structures as CIF, so identification can be redone
+    offline) and histogram.png under the call's artifact directory."""
     folder = ctx.artifact_dir()
     hist = _histogram(result, folder / "histogram.png")
     result.histogram_uri = ctx.artifact_uri(hist) if hist else None
@@ -531,7 +534,15 @@ def _write_artifacts(result: CrystallizationOutput, motifs: list[Motif], ctx: To
          "converged": m.converged, "valid": m.valid, "problems": m.problems, "cif": structure_to_cif(m.structure)}
         for m in motifs
     ]
-    json_path.write_text(json.dumps({**result.model_dump(mode="json"), "motifs": motif_rows}, indent=1))
+    candidate_rows = [
+        {"label": c.label, "source": c.source, "priority": c.priority, "space_group": c.space_group,
+         "n_primitive": c.n_primitive, "energy_per_atom_eV": c.energy_per_atom, "converged": c.converged,
+         "kept": c.kept, "same_as": c.same_as, "cif": structure_to_cif(c.structure),
+         "relaxed_cif": None if c.relaxed is None else structure_to_cif(c.relaxed)}
+        for c in candidates
+    ]
+    json_path.write_text(json.dumps({**result.model_dump(mode="json"), "motifs": motif_rows,
+                                     "candidates": candidate_rows}, indent=1))
     md_path.write_text(_markdown(result))
     return result
 

@@ -304,23 +304,24 @@ ENERGY_BELOW_EV = 0.05
 def best_match(
     structure: Structure, candidates: list[Candidate], energy_per_atom: float | None = None
 ) -> Candidate | None:
-    """The candidate that the structure fits with the smallest RMS displacement (prototype or its relaxed form):
-    the loose matcher tolerances accept several polymorphs for small cells, so the first fit is not enough. With
-    the structure's relaxed `energy_per_atom`, a kept, converged candidate whose relaxed energy lies more than
-    ENERGY_CONSISTENCY_EV below it or ENERGY_BELOW_EV above it is no match. Near-ties (MATCH_TIE_RMS) go to the
-    earlier candidate, and a candidate that relaxed into an earlier one (`same_as`) answers with that one."""
+    """The candidate that the structure fits with the smallest RMS displacement (prototype, or its relaxed form when
+    relaxation kept it): the loose matcher accepts several polymorphs for small cells, so the first fit is not
+    enough. With the structure's relaxed `energy_per_atom`, a kept, converged candidate whose relaxed energy lies
+    more than ENERGY_CONSISTENCY_EV below it or ENERGY_BELOW_EV above it is no match. Near-ties (MATCH_TIE_RMS) go
+    to the earlier candidate, and a candidate that relaxed into an earlier one (`same_as`) answers with that one."""
     by_label = {c.label: (k, c) for k, c in enumerate(candidates)}
     scored = []
     for order, cand in enumerate(candidates):
         if len(structure) % max(cand.n_primitive, 1):
             continue
-        if (energy_per_atom is not None and cand.kept and cand.converged and cand.energy_per_atom is not None
-                and not -ENERGY_BELOW_EV <= energy_per_atom - cand.energy_per_atom <= ENERGY_CONSISTENCY_EV):
+        rank, named = by_label.get(cand.same_as or "", (order, cand))  # the polymorph it stands for
+        if (energy_per_atom is not None and named.kept and named.converged and named.energy_per_atom is not None
+                and not -ENERGY_BELOW_EV <= energy_per_atom - named.energy_per_atom <= ENERGY_CONSISTENCY_EV):
             continue
-        dists = [d for ref in (cand.structure, cand.relaxed) if ref is not None
-                 if (d := rms_distance(structure, ref)) is not None]
+        # the relaxed form names the polymorph only when relaxation kept it (or turned it into `named`)
+        refs = [cand.structure] + ([cand.relaxed] if cand.relaxed is not None and (cand.kept or cand.same_as) else [])
+        dists = [d for ref in refs if (d := rms_distance(structure, ref)) is not None]
         if dists:
-            rank, named = by_label.get(cand.same_as or "", (order, cand))
             scored.append((min(dists), rank, named))
     if not scored:
         return None
