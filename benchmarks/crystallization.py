@@ -115,6 +115,42 @@ def run(
     return rows
 
 
+def reidentify(report: Path) -> list[tuple[str, int, float]]:
+    """Redo motif identification on a saved report.json (motif and candidate CIFs) with the current code: no MD or
+    relaxation, so identification rules can be checked against a full run in seconds. Returns (label, count,
+    lowest energy per atom) by count."""
+    from collections import Counter
+
+    from pymatgen.core import Composition, Structure
+
+    from memory.store import symmetry_of
+    from tools.crystallization_motifs import Candidate, Motif, identify, merge_relaxed_duplicates
+
+    data = json.loads(report.read_text())
+    candidates = []
+    for c in data["candidates"]:
+        cand = Candidate(c["label"], Structure.from_str(c["cif"], fmt="cif"), c["source"], priority=c["priority"],
+                         energy_per_atom=c["energy_per_atom_eV"], converged=c["converged"], kept=c["kept"],
+                         n_primitive=c["n_primitive"], space_group=c["space_group"])
+        cand.relaxed = Structure.from_str(c["relaxed_cif"], fmt="cif") if c["relaxed_cif"] else None
+        candidates.append(cand)
+    merge_relaxed_duplicates(candidates)
+    motifs = []
+    for m in data["motifs"]:
+        structure = Structure.from_str(m["cif"], fmt="cif")
+        motifs.append(Motif(
+            index=m["index"], replica=m["replica"], n_atoms=m["n_atoms"], initial_energy=m["initial_energy_eV"],
+            energy=m["energy_eV"], energy_per_atom=m["energy_per_atom_eV"],
+            formation_energy_per_atom=m["formation_energy_per_atom_eV"], steps=m["steps"], converged=m["converged"],
+            structure=structure, spacegroup=m["spacegroup"], spacegroup_number=symmetry_of(structure)[1],
+            problems=m["problems"]))
+    identify(motifs, candidates, Composition(data["composition"]))
+    valid = [m for m in motifs if m.valid]
+    counts = Counter(m.label or "?" for m in valid)
+    return [(label, n, min(m.energy_per_atom for m in valid if m.label == label))
+            for label, n in counts.most_common()]
+
+
 def main() -> None:
     """CLI entry: run, print a Markdown table and the accuracy."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -125,7 +161,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the table reports 2-core wall times)")
     parser.add_argument("--out", type=Path, default=None,
                         help="write the rows as JSON here after every system; systems already there are skipped")
+    parser.add_argument("--reidentify", type=Path, default=None,
+                        help="only redo motif identification on this saved report.json and print the counts")
     args = parser.parse_args()
+    if args.reidentify is not None:
+        for label, count, energy in reidentify(args.reidentify):
+            print(f"{count:4d}  {energy:9.4f} eV/atom  {label}")
+        return
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     rows = run(names, args.potential, args.quick, args.seed, args.out, args.threads)
     print("\n| system | known first | predicted first | correct | rank of known | ground state | wall s |")

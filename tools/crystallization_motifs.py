@@ -15,10 +15,16 @@ from typing import Any
 
 import numpy as np
 import pymatgen.core
+from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition, Element, Structure
 
 from memory.store import symmetry_of
 from tools.family_match import MATCHER
+
+# Identification of relaxed structures uses pymatgen's standard tolerances (a motif box may be a supercell); the
+# loose generative match-rate tolerances (MATCHER) fit 7-atom P1 Si cells to simple cubic. MATCHER stays for
+# candidate deduplication and for whether a prototype kept its structure when relaxed from a far-off geometry.
+IDENTIFY_MATCHER = StructureMatcher(attempt_supercell=True)
 
 _AFLOW = Path(pymatgen.core.__file__).parent.parent / "analysis" / "prototypes" / "aflow_prototypes.json.gz"
 MAX_CANDIDATE_SITES = 24
@@ -214,14 +220,14 @@ def _same(a: Candidate, b: Candidate) -> bool:
     return matches(a.structure, b.structure)
 
 
-def matches(x: Structure, y: Structure) -> bool:
-    """Species-aware StructureMatcher fit with the project's tolerances (False when the matcher fails)."""
+def matches(x: Structure, y: Structure, matcher: StructureMatcher = MATCHER) -> bool:
+    """Species-aware StructureMatcher fit, by default with the loose tolerances (False when the matcher fails)."""
     if x.composition.reduced_formula != y.composition.reduced_formula:
         return False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return bool(MATCHER.fit(x, y))
+            return bool(matcher.fit(x, y))
         except Exception:  # the matcher fails on some degenerate cells: no match
             return False
 
@@ -244,13 +250,13 @@ def kept_structure(candidate: Candidate) -> bool:
 
 
 def rms_distance(x: Structure, y: Structure) -> float | None:
-    """Normalised RMS displacement of the StructureMatcher fit of x onto y; None when they do not match."""
+    """Normalised RMS displacement of the identification fit of x onto y; None when they do not match."""
     if x.composition.reduced_formula != y.composition.reduced_formula:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            result = MATCHER.get_rms_dist(x, y)
+            result = IDENTIFY_MATCHER.get_rms_dist(x, y)
         except Exception:  # the matcher fails on some degenerate cells: no match
             return None
     return None if result is None else float(result[0])
@@ -282,7 +288,8 @@ def merge_relaxed_duplicates(candidates: list[Candidate], tolerance_eV: float = 
     for i, (cand, relaxed, energy) in enumerate(done):
         for j, (earlier, earlier_relaxed, earlier_energy) in enumerate(done[:i]):
             if (earlier.kept and earlier.same_as is None and shape[i] == shape[j]
-                    and abs(energy - earlier_energy) <= tolerance_eV and matches(relaxed, earlier_relaxed)):
+                    and abs(energy - earlier_energy) <= tolerance_eV
+                    and matches(relaxed, earlier_relaxed, IDENTIFY_MATCHER)):
                 cand.same_as = earlier.label
                 marked += 1
                 break
@@ -404,7 +411,7 @@ def identify(motifs: list[Motif], candidates: list[Candidate], target: Compositi
             motif.label, motif.source = best.label, best.source
         else:
             for name, rep in clusters:
-                if matches(motif.structure, rep):
+                if matches(motif.structure, rep, IDENTIFY_MATCHER):
                     motif.label = name
                     break
             else:
