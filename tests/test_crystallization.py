@@ -158,7 +158,8 @@ def test_a_prototype_that_relaxes_into_diamond_carries_diamonds_name() -> None:
     """The 2-atom R-3m beta-oxygen prototype relaxes into diamond Si under CHGNet (same energy within 1 meV/atom). A
     different space group keeps it apart before relaxation; afterwards it is merged into diamond, so diamond, not
     'beta oxygen', is the ground state and the name of a diamond motif. hcp and bcc, close in energy and fitted by
-    the loose matcher, keep their own names (different relaxed space groups)."""
+    the loose matcher, keep their own names (different relaxed space groups). Tetragonal L'2 TiO2 relaxes into cubic
+    fluorite and is named fluorite, though it comes first."""
     cands = candidate_polymorphs(Composition("Si"))
     diamond = next(c for c in cands if c.label.startswith("diamond"))
     beta = next(c for c in cands if "A_hR2_166_c" in c.label)
@@ -179,6 +180,15 @@ def test_a_prototype_that_relaxes_into_diamond_carries_diamonds_name() -> None:
         cand.converged, cand.kept = result.converged, kept_structure(cand)
     assert abs(bcc.energy_per_atom - hcp.energy_per_atom) < 0.01 and matches(bcc.relaxed, hcp.relaxed)
     assert merge_relaxed_duplicates([bcc, hcp]) == 0 and hcp.same_as is None
+    # of two that relax into one structure, the one that kept its own space group names it: L'2 TiO2 -> fluorite
+    tio2 = candidate_polymorphs(Composition("TiO2"))
+    l2, fluorite = (next(c for c in tio2 if c.label.startswith(name)) for name in ("L\\'2", "Fluorite"))
+    assert tio2.index(l2) < tio2.index(fluorite)
+    for cand in (l2, fluorite):
+        result = relax(cand.structure, calc, "chgnet", fmax=0.05, max_steps=300)
+        cand.relaxed, cand.energy_per_atom = result.structure, result.energy / len(result.structure)
+        cand.converged, cand.kept = result.converged, kept_structure(cand)
+    assert merge_relaxed_duplicates([l2, fluorite]) == 1 and l2.same_as == fluorite.label
     motif = atoms_to_structure(bulk("Si", "diamond", a=5.47, cubic=True))
     assert best_match(motif, [diamond, beta], diamond.energy_per_atom) is diamond
     assert best_match(motif, [beta], beta.energy_per_atom) is beta  # without diamond there is nothing to defer to

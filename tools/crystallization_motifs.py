@@ -276,18 +276,18 @@ def _group_and_size(structure: Structure) -> tuple[int, int]:
 
 
 def merge_relaxed_duplicates(candidates: list[Candidate], tolerance_eV: float = RELAXED_DUPLICATE_EV) -> int:
-    """Mark each candidate that relaxed into an earlier one's relaxed structure (same space group and primitive
-    size, energy within tolerance_eV per atom, a matcher fit; the earlier one kept its structure) with `same_as` =
-    that candidate's label; returns how many were marked. Candidates come in priority order, so the best-known
-    name survives: the 2-atom R-3m beta-oxygen prototype that relaxes into diamond Si (a different space group
-    before relaxation, so not merged then) becomes diamond."""
+    """Mark each candidate that relaxed into another's relaxed structure (same space group and primitive size,
+    energy within tolerance_eV per atom, a matcher fit) with `same_as` = the other's label; returns how many were
+    marked. The name that survives is a candidate that kept its own space group, first in priority order: the
+    2-atom R-3m beta-oxygen prototype that relaxes into diamond Si (a different space group before relaxation, so
+    not merged then) becomes diamond, and the tetragonal L'2 TiO2 that relaxes into cubic fluorite, fluorite."""
     marked = 0
-    done = [(c, c.relaxed, c.energy_per_atom) for c in candidates
+    done = [(c, c.relaxed, c.energy_per_atom, _group_and_size(c.relaxed)) for c in candidates
             if c.relaxed is not None and c.energy_per_atom is not None]
-    shape = [_group_and_size(relaxed) for _, relaxed, _ in done]
-    for i, (cand, relaxed, energy) in enumerate(done):
-        for j, (earlier, earlier_relaxed, earlier_energy) in enumerate(done[:i]):
-            if (earlier.kept and earlier.same_as is None and shape[i] == shape[j]
+    done.sort(key=lambda t: t[3][0] != t[0].space_group)  # stable: priority order within each half
+    for i, (cand, relaxed, energy, shape) in enumerate(done):
+        for earlier, earlier_relaxed, earlier_energy, earlier_shape in done[:i]:
+            if (earlier.kept and earlier.same_as is None and shape == earlier_shape
                     and abs(energy - earlier_energy) <= tolerance_eV
                     and matches(relaxed, earlier_relaxed, IDENTIFY_MATCHER)):
                 cand.same_as = earlier.label
