@@ -12,7 +12,7 @@ from ase.build import bulk
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from models.uncertainty import GMMUncertainty
-from tools.active_learning import register_reference, select_frames
+from tools.active_learning import frame_uncertainty, register_reference, select_frames
 from tools.errors import ToolInputError
 from tools.registry import ToolContext, get_tool
 from tools.structures import structure_to_cif
@@ -32,6 +32,16 @@ def test_selection_prefers_uncertain_diverse_frames_above_threshold() -> None:
     # an upper trust level passes over the blown-up frames, unless nothing lies below it
     assert select_frames(unc, desc, k=2, threshold=0.05, upper=0.6) == [3, 2]
     assert select_frames(unc, desc, k=1, threshold=0.6, upper=0.7) == [1]
+
+
+def test_frame_score_max_flags_one_outlier_mean_a_broadly_unfamiliar_frame() -> None:
+    """One badly described atom among familiar ones ranks first by "max"; a frame whose every atom is moderately
+    uncertain (the larger expected force error) ranks first by "mean"."""
+    outlier = np.array([0.02] * 15 + [0.6])
+    broad = np.full(16, 0.2)
+    assert frame_uncertainty(outlier, "max") > frame_uncertainty(broad, "max")
+    assert frame_uncertainty(broad, "mean") > frame_uncertainty(outlier, "mean")
+    assert frame_uncertainty(broad, "mean") == pytest.approx(0.2)
 
 
 def test_active_learning_two_iterations_improve_validation_error(workspace: Path) -> None:

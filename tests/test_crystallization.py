@@ -223,6 +223,7 @@ def test_si_melt_quench_end_to_end_is_deterministic_and_respects_budget(workspac
     assert out.ground_state is not None and out.ground_state.startswith("diamond")  # relaxed diamond reference
     assert out.ground_state_energy_per_atom_eV == pytest.approx(-5.31, abs=0.1)  # CHGNet diamond Si
     assert sum(p.count for p in out.polymorphs) == out.n_valid
+    assert sum(sum(c.values()) for c in out.labels_by_size.values()) == out.n_valid
     assert sorted(p.rank_by_energy for p in out.polymorphs) == list(range(1, len(out.polymorphs) + 1))
     assert all(p.e_above_ground_state_eV >= -1e-6 for p in out.polymorphs)
     assert events and events[-1][0] == events[-1][1]
@@ -261,6 +262,7 @@ def test_diamond_is_found_among_motifs_of_a_disordered_precursor(workspace: Path
         ToolContext(),
     )
     assert out.n_subcells_total == 8 and out.n_relaxed == 2 and out.n_valid == 2
+    assert list(out.labels_by_size) == ["8"] and sum(out.labels_by_size["8"].values()) == 2
     assert out.predicted_first_polymorph is not None and out.predicted_first_polymorph.startswith("diamond")
     assert out.polymorphs[0].count == 2 and out.polymorphs[0].frequency == 1.0
     assert out.polymorphs[0].e_above_ground_state_eV < 0.05

@@ -184,6 +184,12 @@ def _descriptor(features: np.ndarray) -> np.ndarray:
     return np.concatenate([features.mean(axis=0), features.std(axis=0)])
 
 
+def frame_uncertainty(per_atom: np.ndarray, score: str) -> float:
+    """One number per frame from its atoms' calibrated uncertainties (eV/A): "max" flags a frame for its single
+    most unfamiliar environment; "mean" is the frame's expected force error, which is what labelling it removes."""
+    return float(per_atom.max() if score == "max" else per_atom.mean())
+
+
 def select_frames(uncertainty: np.ndarray, descriptors: np.ndarray, k: int, threshold: float,
                   strategy: str = "uncertainty", seed: int = 0, upper: float | None = None) -> list[int]:
     """Indices of up to k frames to label: the most uncertain above `threshold`, skipping near-duplicates
@@ -383,8 +389,7 @@ class ActiveLearner:
 
         feats = latent_features(model, frames)
         for f in feats:
-            per_atom = unc.per_atom(f)[0]
-            values.append(float(per_atom.max() if self.cfg.frame_score == "max" else per_atom.mean()))
+            values.append(frame_uncertainty(unc.per_atom(f)[0], self.cfg.frame_score))
             descs.append(_descriptor(f))
         return frames, np.array(values), np.stack(descs), temps
 

@@ -202,6 +202,9 @@ class CrystallizationOutput(BaseModel):
     n_valid: int
     n_skipped_overlap: int
     rejections: dict[str, int]
+    labels_by_size: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="valid motifs per subcell atom count, by polymorph: a box smaller than a "
+        "polymorph's smallest cell cannot hold it, so the smallest boxes can decide the overall frequencies")
     budget: int
     wall_time_s: float
     report_uri: str
@@ -422,12 +425,22 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
             for r, g, rid in zip(replicas, grids, replica_ids, strict=True)
         ],
         n_subcells_total=len(pool), n_relaxed=len(motifs), n_valid=sum(m.valid for m in motifs),
-        n_skipped_overlap=skipped, rejections=dict(rejections), budget=inp.budget,
+        n_skipped_overlap=skipped, rejections=dict(rejections), labels_by_size=_labels_by_size(motifs),
+        budget=inp.budget,
         wall_time_s=round(time.perf_counter() - start, 2), report_uri="", json_uri="", histogram_uri=None,
         notes=notes + out.pop("notes"), **out,
     )
     ctx.progress(total, total, "writing report")
     return _write_artifacts(result, motifs, candidates, ctx)
+
+
+def _labels_by_size(motifs: list[Motif]) -> dict[str, dict[str, int]]:
+    """Valid motifs counted per subcell size (atoms) and label, most frequent first."""
+    out: dict[str, dict[str, int]] = {}
+    for n in sorted({m.n_atoms for m in motifs if m.valid}):
+        counts = Counter(m.label or "?" for m in motifs if m.valid and m.n_atoms == n)
+        out[str(n)] = dict(counts.most_common())
+    return out
 
 
 def _rank(
@@ -569,6 +582,11 @@ def _markdown(r: CrystallizationOutput) -> str:
             f"{p.frequency:.3f} | {p.min_energy_per_atom_eV:.4f} | {p.e_above_ground_state_eV:.4f} | "
             f"{p.structure.id if p.structure else ''} |"
         )
+    if r.labels_by_size:
+        lines += ["", "## Motifs by subcell size", "", "| atoms | valid | most frequent |", "|---|---|---|"]
+        for n, counts in r.labels_by_size.items():
+            top = ", ".join(f"{label} {count}" for label, count in list(counts.items())[:3])
+            lines.append(f"| {n} | {sum(counts.values())} | {top} |")
     lines += ["", "## Relaxed candidate polymorphs (thermodynamics)", "",
               "| polymorph | source | space group | E (eV/atom) | E - E_gs | kept structure | relaxed into |",
               "|---|---|---|---|---|---|---|"]
