@@ -56,6 +56,7 @@ from tools.structures import (
     structure_to_cif,
 )
 
+WEAK_PREDICTION_FRACTION = 0.25  # a predicted polymorph with fewer of the valid motifs than this is flagged as weak
 MOTIF_CHUNK = 8  # motif relaxations handed to the executor at once (the wall-time limit is checked between chunks)
 OVERLAP_SKIP_A = 0.5  # subcells whose new periodic images bring atoms closer than this are skipped unrelaxed
 
@@ -520,6 +521,9 @@ def _rank(
     predicted = identified[0].label if identified else None
     if predicted is None:
         notes.append("no valid motif matched a known polymorph: raise the budget, n_max or the MD length")
+    elif identified[0].count < WEAK_PREDICTION_FRACTION * len(on_target):
+        notes.append(f"the prediction rests on {identified[0].count} of {len(on_target)} valid motifs; most are "
+                     "unidentified or other polymorphs: treat it as weak (see the motifs by subcell size)")
     lowest = min(on_target, key=lambda m: m.energy_per_atom).label if on_target else None
     return {
         "predicted_first_polymorph": predicted, "lowest_energy_motif": lowest, "ground_state": ground,
