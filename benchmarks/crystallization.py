@@ -28,7 +28,14 @@ Label keys: a known polymorph counts as found when the tool's label contains one
 for the defect spinel, 'CsCl'/'B2', 'Wurtzite', 'diamond'). gamma-Al2O3 has no ordered prototype among the
 candidates, so Al2O3 can only report "not in candidate set" unless memory holds one.
 
-Run: `python benchmarks/crystallization.py [--quick] [--systems Si,TiO2] [--potential chgnet]`.
+Run: `python benchmarks/crystallization.py [--quick] [--systems Si,TiO2] [--potential chgnet] [--d-frac 0.05]
+[--out rows.json]`. `--reidentify WORKSPACE/artifacts/.../report.json` redoes only the motif identification of a saved
+run with the current code (seconds, not the run's 10-40 minutes).
+
+Measured 2026-12-02 (full size, 1 thread): Si (32 atoms) ground state diamond, most frequent simple cubic from 2-atom
+boxes (24 of 76), diamond 1; with --d-frac 0.05 diamond 5 (4 of the 11 four-atom boxes). TiO2 (48 atoms) ground
+state anatase, 38 of 47 motifs 3-atom boxes, unidentified. Small amorphous cells make the smallest boxes the most
+numerous, and they cannot hold the known polymorphs; see the report's "Motifs by subcell size".
 """
 
 from __future__ import annotations
