@@ -12,10 +12,12 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk
+from ase.calculators.calculator import Calculator
 from pymatgen.core import Composition, Lattice, Structure
 
 from tools.crystallization_amorphous import integer_formula, pair_distance, random_packed_cell
 from tools.crystallization_motifs import (
+    Candidate,
     ValidityCriteria,
     best_match,
     candidate_polymorphs,
@@ -138,7 +140,7 @@ def test_the_formulas_own_polymorphs_come_first_and_stay_distinct() -> None:
 
 
 def test_a_match_far_off_the_polymorphs_relaxed_energy_is_no_match() -> None:
-    """The loose matcher fits small cells to several prototypes; the relaxed energy (same potential) decides: a
+    """Small cells fit several prototypes; the relaxed energy (same potential) decides: a
     motif 2 eV/atom (or 0.1) below a kept candidate is not that polymorph, one at its energy is."""
     diamond = next(c for c in candidate_polymorphs(Composition("Si")) if c.label.startswith("diamond"))
     diamond.relaxed, diamond.energy_per_atom, diamond.kept, diamond.converged = diamond.structure, -5.4, True, True
@@ -154,6 +156,13 @@ def test_a_match_far_off_the_polymorphs_relaxed_energy_is_no_match() -> None:
     assert best_match(motif, [diamond], -7.4) is diamond
 
 
+def _relax_candidate(cand: Candidate, calc: Calculator, max_steps: int) -> None:
+    """Relax a candidate with CHGNet as the tool does and record what the tool records."""
+    result = relax(cand.structure, calc, "chgnet", fmax=0.05, max_steps=max_steps)
+    cand.relaxed, cand.energy_per_atom = result.structure, result.energy / len(result.structure)
+    cand.converged, cand.kept = result.converged, kept_structure(cand)
+
+
 def test_a_prototype_that_relaxes_into_diamond_carries_diamonds_name() -> None:
     """The 2-atom R-3m beta-oxygen prototype relaxes into diamond Si under CHGNet (same energy within 1 meV/atom). A
     different space group keeps it apart before relaxation; afterwards it is merged into diamond, so diamond, not
@@ -166,18 +175,14 @@ def test_a_prototype_that_relaxes_into_diamond_carries_diamonds_name() -> None:
     assert cands.index(diamond) < cands.index(beta) and beta.space_group == 166
     calc = get_potential("chgnet", get_settings())
     for cand in (diamond, beta):
-        result = relax(cand.structure, calc, "chgnet", fmax=0.05, max_steps=200)
-        cand.relaxed, cand.energy_per_atom = result.structure, result.energy / len(result.structure)
-        cand.converged, cand.kept = result.converged, kept_structure(cand)
+        _relax_candidate(cand, calc, max_steps=200)
     assert abs(diamond.energy_per_atom - beta.energy_per_atom) < 0.005
     assert merge_relaxed_duplicates(cands) == 1
     assert beta.same_as == diamond.label and diamond.same_as is None
     # hcp and bcc Si relax to within 10 meV/atom and the loose matcher fits them, yet they stay two polymorphs
     bcc, hcp = (next(c for c in cands if c.label.startswith(name)) for name in ("bcc", "hcp"))
     for cand in (bcc, hcp):
-        result = relax(cand.structure, calc, "chgnet", fmax=0.05, max_steps=200)
-        cand.relaxed, cand.energy_per_atom = result.structure, result.energy / len(result.structure)
-        cand.converged, cand.kept = result.converged, kept_structure(cand)
+        _relax_candidate(cand, calc, max_steps=200)
     assert abs(bcc.energy_per_atom - hcp.energy_per_atom) < 0.01 and matches(bcc.relaxed, hcp.relaxed)
     assert merge_relaxed_duplicates([bcc, hcp]) == 0 and hcp.same_as is None
     # of two that relax into one structure, the one that kept its own space group names it: L'2 TiO2 -> fluorite
@@ -185,9 +190,7 @@ def test_a_prototype_that_relaxes_into_diamond_carries_diamonds_name() -> None:
     l2, fluorite = (next(c for c in tio2 if c.label.startswith(name)) for name in ("L\\'2", "Fluorite"))
     assert tio2.index(l2) < tio2.index(fluorite)
     for cand in (l2, fluorite):
-        result = relax(cand.structure, calc, "chgnet", fmax=0.05, max_steps=300)
-        cand.relaxed, cand.energy_per_atom = result.structure, result.energy / len(result.structure)
-        cand.converged, cand.kept = result.converged, kept_structure(cand)
+        _relax_candidate(cand, calc, max_steps=300)
     assert merge_relaxed_duplicates([l2, fluorite]) == 1 and l2.same_as == fluorite.label
     motif = atoms_to_structure(bulk("Si", "diamond", a=5.47, cubic=True))
     assert best_match(motif, [diamond, beta], diamond.energy_per_atom) is diamond
@@ -283,8 +286,6 @@ def test_structure_helpers_agree() -> None:
 
 
 def test_a_relaxation_that_keeps_symmetry_keeps_the_polymorph() -> None:
-    from tools.crystallization_motifs import Candidate, kept_structure
-
     def anatase(c: float) -> Structure:
         return Structure.from_spacegroup("I4_1/amd", Lattice.tetragonal(3.78, c), ["Ti", "O"],
                                          [[0, 0, 0], [0, 0, 0.2083]])  # origin choice 1

@@ -46,7 +46,7 @@ class Candidate:
     kept: bool = False  # set with `relaxed`: kept_structure(self), so the rankings need not recompute it
     n_primitive: int = 0
     space_group: int = 0
-    same_as: str | None = None  # set by merge_relaxed_duplicates: the earlier candidate it relaxed into
+    same_as: str | None = None  # set by merge_relaxed_duplicates: the candidate whose structure it relaxed into
 
     def __post_init__(self) -> None:
         """Cache the primitive-cell size (a motif can only match when its size is a multiple of it) and the space
@@ -54,10 +54,21 @@ class Candidate:
         if not self.space_group:
             self.space_group = symmetry_of(self.structure)[1]
         if not self.n_primitive:
-            try:
-                self.n_primitive = len(self.structure.get_primitive_structure())
-            except Exception:  # spglib fails on some cells: fall back to the cell as given
-                self.n_primitive = len(self.structure)
+            self.n_primitive = _primitive_size(self.structure)
+
+
+def _primitive_size(structure: Structure) -> int:
+    """Atoms in the primitive cell (the cell as given when spglib fails on a degenerate cell)."""
+    try:
+        return len(structure.get_primitive_structure())
+    except Exception:  # spglib fails on some cells: fall back to the cell as given
+        return len(structure)
+
+
+def _group_and_size(structure: Structure) -> tuple[int, int]:
+    """Space-group number and primitive-cell size: two structures the loose matcher fits (hcp and bcc Si) differ
+    here."""
+    return symmetry_of(structure)[1], _primitive_size(structure)
 
 
 @lru_cache(maxsize=1)
@@ -241,12 +252,7 @@ def kept_structure(candidate: Candidate) -> bool:
         return False
     if matches(candidate.relaxed, candidate.structure):
         return True
-    try:
-        n_relaxed = len(candidate.relaxed.get_primitive_structure())
-    except Exception:  # pymatgen fails on some degenerate cells: count the cell as it is
-        n_relaxed = len(candidate.relaxed)
-    same_group = symmetry_of(candidate.relaxed)[1] == symmetry_of(candidate.structure)[1]
-    return n_relaxed == candidate.n_primitive and same_group
+    return _group_and_size(candidate.relaxed) == (candidate.space_group, candidate.n_primitive)
 
 
 def rms_distance(x: Structure, y: Structure) -> float | None:
@@ -264,15 +270,6 @@ def rms_distance(x: Structure, y: Structure) -> float | None:
 
 # Two relaxed candidates within this energy (eV/atom) that the matcher fits are one polymorph.
 RELAXED_DUPLICATE_EV = 0.01
-
-
-def _group_and_size(structure: Structure) -> tuple[int, int]:
-    """Space-group number and primitive-cell size: the loose matcher alone merges hcp into bcc."""
-    try:
-        n_primitive = len(structure.get_primitive_structure())
-    except Exception:  # pymatgen fails on some degenerate cells: count the cell as it is
-        n_primitive = len(structure)
-    return symmetry_of(structure)[1], n_primitive
 
 
 def merge_relaxed_duplicates(candidates: list[Candidate], tolerance_eV: float = RELAXED_DUPLICATE_EV) -> int:
@@ -312,10 +309,10 @@ def best_match(
     structure: Structure, candidates: list[Candidate], energy_per_atom: float | None = None
 ) -> Candidate | None:
     """The candidate that the structure fits with the smallest RMS displacement (prototype, or its relaxed form when
-    relaxation kept it): the loose matcher accepts several polymorphs for small cells, so the first fit is not
-    enough. With the structure's relaxed `energy_per_atom`, a kept, converged candidate whose relaxed energy lies
-    more than ENERGY_CONSISTENCY_EV below it or ENERGY_BELOW_EV above it is no match. Near-ties (MATCH_TIE_RMS) go
-    to the earlier candidate, and a candidate that relaxed into an earlier one (`same_as`) answers with that one."""
+    relaxation kept it): small cells fit several polymorphs, so the first fit is not enough. With the structure's
+    relaxed `energy_per_atom`, a kept, converged candidate whose relaxed energy lies more than ENERGY_CONSISTENCY_EV
+    below it or ENERGY_BELOW_EV above it is no match. Near-ties (MATCH_TIE_RMS) go to the earlier candidate, and a
+    candidate that relaxed into another (`same_as`) answers with that one."""
     by_label = {c.label: (k, c) for k, c in enumerate(candidates)}
     scored = []
     for order, cand in enumerate(candidates):
