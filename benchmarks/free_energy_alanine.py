@@ -117,7 +117,7 @@ def run_cv_windows(
     center (so a window never has to climb from its neighbour's basin); returns the samples, the grown pool
     (positions, CV) and the new frames' unbiased potential energies in kT."""
     context, integrator = make_context(test, [bias], seed)
-    rows: dict[str, list] = {"s": [], "window": [], "frame": [], "basin": []}
+    rows: dict[str, list] = {"s": [], "window": [], "frame": [], "basin": [], "x": []}
     new_pos, new_e, kept = [], [], []
     for i, (c, kap) in enumerate(zip(centers, kappas, strict=True)):
         context.setParameter("s0", float(c))
@@ -135,6 +135,7 @@ def run_cv_windows(
         rows["window"].append(np.full(len(pos), k))
         rows["frame"].append(np.arange(len(pos)))
         rows["basin"].append(basin_of(pos))
+        rows["x"].append(np.stack([phi, psi], -1))
         new_pos.append(pos)
         print(
             f"CV window {k}: center {c:.3f} (kappa {kap:.0f}), mean s {rows['s'][-1].mean():.3f}, "
@@ -144,7 +145,6 @@ def run_cv_windows(
     if not kept:
         raise RuntimeError("every umbrella window blew up, even at 0.5 fs: lower the force constants")
     cat = {key: np.concatenate(v) for key, v in rows.items()}
-    n = len(cat["s"])
     samples = UmbrellaSamples(
         np.asarray(centers, float)[kept],
         np.asarray(kappas, float)[kept],
@@ -154,9 +154,85 @@ def run_cv_windows(
         cat["frame"],
         cat["s"],
         cat["basin"],
-        np.zeros((n, 0)),
+        cat["x"],
     )
     return samples, np.concatenate([pool_pos, *new_pos]), np.concatenate([pool_s, cat["s"]]), np.concatenate(new_e)
+
+
+def run_cv_windows_exchange(
+    test,  # noqa: ANN001
+    bias,  # noqa: ANN001
+    model: MultitaskCV,
+    centers: np.ndarray,
+    kappas: np.ndarray,
+    pool_pos: np.ndarray,
+    pool_s: np.ndarray,
+    seed: int,
+    sizes: dict,
+) -> tuple:
+    """Replica exchange umbrella sampling along the learned CV: one OpenMM context per window, all advanced in
+    lockstep; after every frame neighbouring windows try to swap replicas (models.free_energy.exchange_neighbours),
+    so a configuration stuck behind a barrier orthogonal to the CV (psi) can leave through other windows. Frames are
+    recorded per window (the thermodynamic state), as MBAR needs. Same return values as run_cv_windows."""
+    import openmm as mm
+    import openmm.unit as unit
+
+    from models.free_energy import exchange_neighbours
+
+    n = len(centers)
+    rng = np.random.default_rng(seed % 2**32)
+    replicas = [make_context(test, [bias], seed + r) for r in range(n)]
+    window_of = np.arange(n)
+    last = []
+    for r, (context, integrator) in enumerate(replicas):
+        context.setParameter("s0", float(centers[r]))
+        context.setParameter("kb", float(kappas[r]) * KT_KJ)
+        last.append(pool_pos[int(np.argmin(np.abs(pool_s - centers[r])))])
+        context.setPositions(last[-1] * unit.nanometer)
+        integrator.step(sizes["equil_steps"])
+    pos_by_w: list[list] = [[] for _ in range(n)]
+    e_by_w: list[list] = [[] for _ in range(n)]
+    attempts = accepted = resets = 0
+    for f in range(sizes["window_frames"]):
+        s_now = np.empty(n)
+        for r, (context, integrator) in enumerate(replicas):
+            try:
+                integrator.step(sizes["every"])
+            except mm.OpenMMException:  # a blow-up: restart this replica from its last good frame
+                resets += 1
+                context.setPositions(last[r] * unit.nanometer)
+                context.setVelocitiesToTemperature(TEMPERATURE * unit.kelvin, seed + 7919 * resets)
+                integrator.step(sizes["every"])
+            state = context.getState(getPositions=True, getEnergy=True, groups={0})
+            last[r] = state.getPositions(asNumpy=True)._value
+            s_now[r] = cv_of_torsions(model, torsion(last[r][None], PHI), torsion(last[r][None], PSI))[0]
+            pos_by_w[window_of[r]].append(last[r])
+            e_by_w[window_of[r]].append(state.getPotentialEnergy()._value)
+        new_w, n_try, n_ok = exchange_neighbours(s_now, window_of, centers, kappas, rng, parity=f % 2)
+        attempts, accepted = attempts + n_try, accepted + n_ok
+        for r in np.flatnonzero(new_w != window_of):
+            replicas[r][0].setParameter("s0", float(centers[new_w[r]]))
+            replicas[r][0].setParameter("kb", float(kappas[new_w[r]]) * KT_KJ)
+        window_of = new_w
+    print(f"replica exchange: {accepted}/{attempts} swaps accepted ({accepted / max(attempts, 1):.2f}); "
+          f"{resets} blow-up restart(s)", flush=True)
+    rows: dict[str, list] = {"s": [], "window": [], "frame": [], "basin": [], "x": []}
+    for k in range(n):
+        pos = np.array(pos_by_w[k])
+        phi, psi = torsion(pos, PHI), torsion(pos, PSI)
+        rows["s"].append(cv_of_torsions(model, phi, psi))
+        rows["x"].append(np.stack([phi, psi], -1))
+        rows["window"].append(np.full(len(pos), k))
+        rows["frame"].append(np.arange(len(pos)))
+        rows["basin"].append(basin_of(pos))
+        print(f"REUS window {k}: center {centers[k]:.3f} (kappa {kappas[k]:.0f}), mean s {rows['s'][-1].mean():.3f}, "
+              f"phi>0 {rows['basin'][-1].mean():.2f}", flush=True)
+    cat = {key: np.concatenate(v) for key, v in rows.items()}
+    samples = UmbrellaSamples(np.asarray(centers, float), np.asarray(kappas, float), 1.0, cat["window"],
+                              cat["window"].copy(), cat["frame"], cat["s"], cat["basin"], cat["x"])
+    new_pos = np.concatenate([np.array(p) for p in pos_by_w])
+    new_e = np.concatenate([np.array(e) for e in e_by_w]) / KT_KJ
+    return samples, np.concatenate([pool_pos, new_pos]), np.concatenate([pool_s, cat["s"]]), new_e
 
 
 def _window_frames(context, integrator, start: np.ndarray, seed: int, sizes: dict) -> tuple | None:  # noqa: ANN001
@@ -226,7 +302,8 @@ def umbrella_along_cv(
     centers, kappa = default_windows(np.array([np.median(s_data[y == b]) for b in (0, 1)]), sizes["windows"])
 
     def more_windows(_: UmbrellaSamples, new_c: np.ndarray, new_k: np.ndarray, round_: int) -> UmbrellaSamples:
-        more, pool["pos"], pool["s"], e = run_cv_windows(
+        runner = run_cv_windows_exchange if sizes["exchange"] and len(new_c) > 1 else run_cv_windows
+        more, pool["pos"], pool["s"], e = runner(
             test, bias, model, new_c, new_k, pool["pos"], pool["s"], seed + 7 + 100 * round_, sizes
         )
         pool["e"] = np.concatenate([pool["e"], e])
@@ -254,8 +331,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--hot-K", type=float, default=None,
-                        help="also train the CV on MD at this temperature from each basin (labels by the sign of phi)")
+    parser.add_argument("--hot-K", type=float, default=600.0,
+                        help="also train the CV on MD at this temperature from each basin (labels by the sign of "
+                        "phi); 0 for none")
     parser.add_argument("--ref-frames", type=int, default=None, help="frames per reference window (0.2 ps apart)")
     parser.add_argument("--window-frames", type=int, default=None, help="frames per CV window (0.2 ps apart)")
     parser.add_argument("--reference-only", action="store_true", help="only the umbrella sampling along phi")
@@ -264,20 +342,26 @@ def main() -> None:
                         "running the reference again")
     parser.add_argument("--cv-rounds", type=int, default=0,
                         help="retrain the CV on the umbrella frames (labelled by the basin rule) and resample, N times")
-    parser.add_argument("--refine-rounds", type=int, default=0,
+    parser.add_argument("--refine-rounds", type=int, default=1,
                         help="adaptive window refinement rounds (models.free_energy.refine_windows)")
+    parser.add_argument("--windows", type=int, default=None, help="CV windows (default 40; 16 with --quick)")
+    parser.add_argument("--exchange", action=argparse.BooleanOptionalAction, default=True,
+                        help="replica exchange between neighbouring CV windows after every frame (REUS)")
+    parser.add_argument("--save-samples", type=Path, default=None,
+                        help="write the CV umbrella samples (s, window, basin; x = phi, psi) to this .npz")
     args = parser.parse_args()
     torch.set_num_threads(1)
     q = args.quick
     sizes = {
         "data_frames": 300 if q else 1000,
         "every": 100,
-        "windows": 16 if q else 24,
-        "window_frames": args.window_frames or (150 if q else 500),
+        "windows": args.windows or (16 if q else 40),
+        "window_frames": args.window_frames or (150 if q else 900),
         "equil_steps": 2500,
         "ref_windows": 24 if q else 36,
         "ref_frames": args.ref_frames or (150 if q else 500),
         "refine_rounds": args.refine_rounds,
+        "exchange": args.exchange,
     }
     print("sizes", sizes, flush=True)
     import openmm as mm
@@ -337,6 +421,8 @@ def main() -> None:
             early = mbar_analysis(decorrelate(us)[0])
             print(f"CV round {cv_round} estimate: {early.basin_df[1]:.3f} +- {early.basin_df_err[1]:.3f} kT; "
                   f"{len(early.warnings)} warning(s)", flush=True)
+    if args.save_samples:
+        us.save(args.save_samples)
     dec, g = decorrelate(us)
     res = mbar_analysis(dec)
     t_cv = time.time() - t0

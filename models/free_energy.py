@@ -155,18 +155,16 @@ def umbrella_toy(
         if not exchange_every or step % exchange_every or n_win < 2:
             return None
         s_now = model.cv_numpy(x)[:, component].reshape(n_win, n_walkers)
-        xw = x.reshape(n_win, n_walkers, -1).copy()
-        for i in range((step // exchange_every) % 2, n_win - 1, 2):  # alternate even and odd pairs
-            ci, cj, ki, kj = centers[i], centers[i + 1], kappas[i], kappas[i + 1]
-            si, sj = s_now[i], s_now[i + 1]
-            delta = 0.5 * (ki * ((sj - ci) ** 2 - (si - ci) ** 2) + kj * ((si - cj) ** 2 - (sj - cj) ** 2))
-            acc = np.log(rng.random(n_walkers)) < -delta
-            swaps["tried"] += n_walkers
-            swaps["accepted"] += int(acc.sum())
-            xi = xw[i, acc].copy()
-            xw[i, acc] = xw[i + 1, acc]
-            xw[i + 1, acc] = xi
-        return xw.reshape(x.shape)
+        xw = x.reshape(n_win, n_walkers, -1)
+        out = np.empty_like(xw)
+        for w in range(n_walkers):  # walker slot w of every window forms one exchange ladder
+            moved, tried, accepted = exchange_neighbours(
+                s_now[:, w], np.arange(n_win), centers, kappas, rng, parity=(step // exchange_every) % 2
+            )
+            out[moved, w] = xw[:, w]  # the configuration held in window k moves to window moved[k]
+            swaps["tried"] += tried
+            swaps["accepted"] += accepted
+        return out.reshape(x.shape)
 
     frames, _, stats = langevin(biased, x0, kt, system.dt, n_steps, stride, seed, callback=callback, hook=exchange)
     first = n_equil // stride
@@ -230,6 +228,42 @@ def reduced_bias(s: np.ndarray, centers: np.ndarray, kappa: float | np.ndarray) 
     """u_kn: the reduced (kT) bias energy of every sample n in every window k (kappa scalar or per window)."""
     centers = np.asarray(centers)
     return 0.5 * window_kappas(kappa, len(centers))[:, None] * (s[None, :] - centers[:, None]) ** 2
+
+
+def exchange_neighbours(
+    s: np.ndarray,
+    window_of: np.ndarray,
+    centers: np.ndarray,
+    kappa: float | np.ndarray,
+    rng: np.random.Generator,
+    parity: int,
+) -> tuple[np.ndarray, int, int]:
+    """One sweep of replica exchange umbrella sampling (REUS): Metropolis swaps of the windows held by replicas in
+    neighbouring windows (in order of center; pairs starting at `parity` 0 or 1, so even and odd sweeps alternate).
+
+    s[r] is replica r's current CV and window_of[r] its window. A swap of windows i and j is accepted with
+    min(1, exp(-(u_i(s_b) + u_j(s_a) - u_i(s_a) - u_j(s_b)))) (bias energies in kT, same temperature), which keeps the
+    product of the biased Boltzmann distributions stationary. Returns the new window_of, attempts and acceptances."""
+    kappas = window_kappas(kappa, len(centers))
+    window_of = np.asarray(window_of).copy()
+    replica_in = np.empty(len(centers), int)
+    replica_in[window_of] = np.arange(len(window_of))
+    by_center = np.argsort(centers, kind="stable")
+    attempts = accepted = 0
+    for a_idx in range(parity % 2, len(by_center) - 1, 2):
+        i, j = by_center[a_idx], by_center[a_idx + 1]
+        a, b = replica_in[i], replica_in[j]
+
+        def u(k: int, x: float) -> float:
+            return 0.5 * kappas[k] * (x - centers[k]) ** 2
+
+        delta = u(i, s[b]) + u(j, s[a]) - u(i, s[a]) - u(j, s[b])
+        attempts += 1
+        if delta <= 0.0 or rng.random() < math.exp(-delta):
+            accepted += 1
+            window_of[a], window_of[b] = j, i
+            replica_in[i], replica_in[j] = b, a
+    return window_of, attempts, accepted
 
 
 def _window_means(samples: UmbrellaSamples) -> np.ndarray:
@@ -359,12 +393,12 @@ def refine_umbrella(
     on_round: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
 ) -> UmbrellaSamples:
     """Up to `rounds` rounds of adaptive refinement with any sampler: find the poorly sampled stretches
-    (`refine_windows`, with the MBAR overlap of the decorrelated samples), sample the new windows with
-    `run_windows(samples so far, centers, kappas, round)` and merge; stop early when nothing is left uncovered.
-    `on_round(round, centers, kappas)` is called before each round's sampling (progress, logs)."""
+    (`refine_windows` on the decorrelated samples, as the final analysis sees them, with their MBAR overlap),
+    sample the new windows with `run_windows(samples so far, centers, kappas, round)` and merge; stop early when
+    nothing is left uncovered. `on_round(round, centers, kappas)` is called before each round's sampling."""
     for round_ in range(rounds):
-        decorrelated, _ = decorrelate(samples)
-        new_c, new_k = refine_windows(samples, mbar_analysis(decorrelated, convergence=False).overlap)
+        decorrelated, _ = decorrelate(samples)  # the samples MBAR and its warnings will use: find holes in them
+        new_c, new_k = refine_windows(decorrelated, mbar_analysis(decorrelated, convergence=False).overlap)
         if not len(new_c):
             break
         if on_round is not None:

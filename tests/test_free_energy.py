@@ -13,6 +13,7 @@ from models.free_energy import (
     UmbrellaSamples,
     decorrelate,
     default_windows,
+    exchange_neighbours,
     mbar_analysis,
     merge_samples,
     refine_windows,
@@ -191,6 +192,38 @@ def test_windows_stuck_in_different_basins_at_the_same_cv_warn_of_a_hidden_barri
     stuck.basin = np.where(np.isin(stuck.window, [1, 3, 5]), 1, 0)  # neighbours alternate between basins
     text = "\n".join(mbar_analysis(stuck, n_bins=20, convergence=False).warnings)
     assert "hidden barrier" in text and "0-1" in text
+
+def test_replica_exchange_keeps_each_windows_biased_distribution_exact() -> None:
+    """REUS on a 1D double well (barrier 4 kT): Metropolis walkers in 8 harmonic windows that swap windows every
+    sweep keep each window's exact biased distribution (mean s from numerical integration) and travel across
+    windows; identical windows always swap."""
+    rng = np.random.default_rng(0)  # statistical error of a window mean here: 0.01-0.03 (barrier windows)
+    centers, kappa = np.linspace(-1.4, 1.4, 8), 1.0 / 0.4**2
+
+    def energy(s: np.ndarray, window: np.ndarray) -> np.ndarray:
+        return 4.0 * (s**2 - 1.0) ** 2 + 0.5 * kappa * (s - centers[window]) ** 2
+
+    grid = np.linspace(-3.0, 3.0, 6001)
+    exact = np.array([np.sum(grid * np.exp(-energy(grid, np.full_like(grid, k, int))))
+                      / np.sum(np.exp(-energy(grid, np.full_like(grid, k, int)))) for k in range(8)])
+    s, window_of = centers.copy(), np.arange(8)
+    sums, counts, attempts, accepted, visited = np.zeros(8), np.zeros(8), 0, 0, {0}
+    for step in range(40000):
+        trial = s + rng.normal(0.0, 0.15, 8)
+        take = rng.random(8) < np.exp(-(energy(trial, window_of) - energy(s, window_of)))
+        s = np.where(take, trial, s)
+        window_of, n_try, n_ok = exchange_neighbours(s, window_of, centers, kappa, rng, parity=step % 2)
+        attempts, accepted = attempts + n_try, accepted + n_ok
+        visited.add(int(window_of[0]))
+        if step >= 2000:
+            np.add.at(sums, window_of, s)
+            np.add.at(counts, window_of, 1)
+    assert np.max(np.abs(sums / counts - exact)) < 0.05, (sums / counts, exact)
+    assert 0.1 < accepted / attempts < 0.95 and len(visited) == 8
+    same = np.zeros(4)
+    swapped, n_try, n_ok = exchange_neighbours(np.array([0.0, 3.0, -2.0, 1.0]), np.arange(4), same, 50.0, rng, 0)
+    assert n_try == n_ok == 2 and swapped.tolist() == [1, 0, 3, 2]
+
 
 def test_biased_calculator_forces_match_finite_differences() -> None:
     from ase.build import bulk

@@ -1,11 +1,12 @@
 """Distillation data for the shipped Allegro-style potential: small crystals across the periodic table, rattled,
 strained and short-MD frames, labelled (energy, forces, stress) by the CHGNet reference.
 
-    python -m models.data.potential_distill OUT_DIR [--max-structures N] [--md-structures M]
+    python -m models.data.potential_distill OUT_DIR [--max-structures N]
 
 writes OUT_DIR/train.extxyz (training compositions), OUT_DIR/test.extxyz (held-out compositions, never seen in
-training) and OUT_DIR/manifest.json. Deterministic (fixed seeds); resumable: structures already labelled in the
-output files are skipped, so a killed run continues where it stopped.
+training) and OUT_DIR/manifest.json. Deterministic (fixed seeds, a fixed MD schedule by structure index); resumable:
+what is already labelled in the output files is skipped, so a killed run continues where it stopped. Two processes
+can share it (`--reverse --skip-done-in OTHER`, then `--merge-from A B`).
 """
 
 from __future__ import annotations
@@ -299,6 +300,48 @@ def _formula(family: str, roles: dict[str, str]) -> str:
 # rounds 3 and 4: the first 360 random decorations (round 3) are a prefix of these 1,200, so ids never change
 DECORATIONS += random_decorations(1200)
 MAX_ATOMS = 20
+MAX_LABEL_FORCE = 30.0  # eV/A: a frame with a larger reference force is an overlap, not chemistry; not written
+# Round 5 (stop 16): element pairs. The held-out errors were largest for binaries whose bond type training never
+# had (no Al-N bond at all) or rarely had (Sr-O, Sr-F); charge balance left no unseen binaries. Every metal with
+# every anion-former in two simple binary families, and every metal pair in one, whether charge-balanced or not:
+# the model should know each pair's repulsion and bonding, not only its ground-state stoichiometry. Their ids start
+# with "pair-" and get `pair_frames` (volume scan, vacancy, antisite) instead of `perturbed_frames`.
+ANION_FORMERS = ("C", "N", "O", "F", "S", "Cl")
+AB_FAMILIES = ("rock salt", "cscl", "zincblende")
+AB2_FAMILIES = ("fluorite", "antifluorite")
+METAL_PAIR_FAMILIES = ("cscl", "cscl", "rock salt", "zincblende", "fluorite", "antifluorite")
+
+
+def pair_decorations(seed: int = 16) -> list[tuple[str, dict[str, str]]]:
+    """Binary decorations of every (metal, anion former) in one AB and one AB2/A2B family and of every metal pair in
+    one family (CsCl weighted double), families drawn with a fixed seed; no composition of an earlier round or of
+    the held-out set."""
+    from itertools import combinations
+
+    from pymatgen.core import Composition
+
+    species = sorted({*ELEMENTS, *(el for _, roles in DECORATIONS for el in roles.values())})
+    metals = [el for el in species if el not in ANION_FORMERS]
+    rng = np.random.default_rng(seed)
+    seen = {Composition(_formula(f, r)).reduced_formula for f, r in DECORATIONS} | HELD_OUT
+    out: list[tuple[str, dict[str, str]]] = []
+
+    def add(family: str, a: str, x: str) -> None:
+        formula = Composition(_formula(family, {"A": a, "X": x})).reduced_formula
+        if formula not in seen:
+            seen.add(formula)
+            out.append((family, {"A": a, "X": x}))
+
+    for a in metals:
+        for x in ANION_FORMERS:
+            add(str(rng.choice(AB_FAMILIES)), a, x)
+            add(str(rng.choice(AB2_FAMILIES)), a, x)
+    for a, b in combinations(metals, 2):
+        add(str(rng.choice(METAL_PAIR_FAMILIES)), *((a, b) if rng.random() < 0.5 else (b, a)))
+    return out
+
+
+PAIR_DECORATIONS = pair_decorations()
 
 
 def _seed(*parts: object) -> int:
@@ -328,6 +371,10 @@ def base_structures(max_structures: int | None = None) -> list[tuple[str, Atoms]
                 print(f"skip {family} {roles}: {exc}", file=sys.stderr)
                 continue
             name = f"{family.replace(' ', '_')}-{structure.composition.reduced_formula}"
+            out.append((name, AseAtomsAdaptor.get_atoms(structure)))
+        for family, roles in PAIR_DECORATIONS:
+            structure = decorate(family, roles)
+            name = f"pair-{family.replace(' ', '_')}-{structure.composition.reduced_formula}"
             out.append((name, AseAtomsAdaptor.get_atoms(structure)))
     fixed = []
     for name, atoms in out:
@@ -369,6 +416,59 @@ def perturbed_frames(name: str, atoms: Atoms) -> Iterator[tuple[str, Atoms]]:
         yield f"strain{k}", frame
 
 
+def pair_frames(name: str, atoms: Atoms) -> Iterator[tuple[str, Atoms]]:
+    """Round 5's frames: the cell, 4 rattles, a volume scan (0.85-1.15 of the predicted volume, lightly rattled),
+    a vacancy, an antisite (when there are two species) and 2 strained + rattled cells."""
+    rng = np.random.default_rng(_seed(name))
+    yield "base", atoms.copy()
+    for k, amp in enumerate([0.03, 0.05, 0.07, 0.1]):
+        frame = atoms.copy()
+        frame.positions += rng.normal(0.0, amp, size=frame.positions.shape)
+        yield f"rattle{k}-{amp}", frame
+    for scale in (0.85, 0.93, 1.07, 1.15):
+        frame = atoms.copy()
+        frame.set_cell(frame.cell.array * scale ** (1.0 / 3.0), scale_atoms=True)
+        frame.positions += rng.normal(0.0, 0.02, size=frame.positions.shape)
+        yield f"volume{scale}", frame
+    vacancy = atoms.copy()
+    del vacancy[int(rng.integers(len(vacancy)))]
+    vacancy.positions += rng.normal(0.0, 0.03, size=vacancy.positions.shape)
+    yield "vacancy", vacancy
+    symbols = np.array(atoms.get_chemical_symbols())
+    kinds = sorted(set(symbols))
+    if len(kinds) == 2:
+        antisite = atoms.copy()
+        i = int(rng.choice(np.flatnonzero(symbols == kinds[0])))
+        j = int(rng.choice(np.flatnonzero(symbols == kinds[1])))
+        symbols[[i, j]] = symbols[[j, i]]
+        antisite.set_chemical_symbols(symbols.tolist())
+        antisite.positions += rng.normal(0.0, 0.03, size=antisite.positions.shape)
+        yield "antisite", antisite
+    for k in range(2):
+        eps = rng.uniform(-0.04, 0.04, size=(3, 3))
+        frame = atoms.copy()
+        frame.set_cell(frame.cell.array @ (np.eye(3) + 0.5 * (eps + eps.T)), scale_atoms=True)
+        frame.positions += rng.normal(0.0, 0.04, size=frame.positions.shape)
+        yield f"strain{k}", frame
+
+
+def frames_for(name: str, atoms: Atoms) -> Iterator[tuple[str, Atoms]]:
+    """The unlabelled frames of one starting crystal: round 5's pair recipe for "pair-" ids, else the original one."""
+    return pair_frames(name, atoms) if name.startswith("pair-") else perturbed_frames(name, atoms)
+
+
+ROUND_ENDS = (593, 1433)  # structure index where rounds 1-3 and round 4 end (round 5, "pair-" ids, follows)
+
+
+def gets_md(n: int, name: str) -> bool:
+    """Whether starting crystal number n also gets MD snapshots: every 5th of rounds 1-3, every 89th of round 4,
+    none of round 5. Fixed by index (not by how many structures a build covers), so every build, partial or
+    resumed, has the same frames as the shipped model's data."""
+    if name.startswith("pair-"):
+        return False
+    return n % 5 == 0 if n < ROUND_ENDS[0] else n < ROUND_ENDS[1] and n % 89 == 0
+
+
 def md_frames(name: str, atoms: Atoms, calc: Calculator, steps: int = 30, every: int = 10) -> Iterator[Atoms]:
     """Snapshots of a short NVE run from 800 K Maxwell-Boltzmann velocities (2 fs steps) with the reference."""
     frame = atoms.copy()
@@ -394,11 +494,13 @@ def label(atoms: Atoms, calc: Calculator) -> Atoms:
     return out
 
 
-def _done(path: Path) -> set[str]:
-    """Structure ids already labelled in an output file (for resuming)."""
-    if not path.exists() or path.stat().st_size == 0:
-        return set()
-    return {str(a.info.get("structure_id")) for a in read(str(path), index=":")}
+def _done(path: Path) -> dict[str, set[str]]:
+    """Frame tags already labelled in an output file, by structure id (for resuming)."""
+    done: dict[str, set[str]] = {}
+    if path.exists() and path.stat().st_size:
+        for a in read(str(path), index=":"):
+            done.setdefault(str(a.info.get("structure_id")), set()).add(str(a.info.get("frame")))
+    return done
 
 
 def _labelled_elsewhere(name: str, others: list[Path]) -> bool:
@@ -416,13 +518,16 @@ def merge(out_dir: Path, parts: list[Path]) -> None:
     """Rewrite out_dir's files from several partial runs, in the canonical structure order, without duplicates."""
     out_dir.mkdir(parents=True, exist_ok=True)
     order = {name: k for k, (name, _) in enumerate(base_structures())}
+    unscheduled = {name for name, k in order.items() if not gets_md(k, name)}
     for split in ("train", "test"):
         seen: dict[str, list[Atoms]] = {}
         for part in parts:
             path = part / f"{split}.extxyz"
             if path.exists() and path.stat().st_size:
                 for atoms in read(str(path), index=":"):
-                    seen.setdefault(str(atoms.info["structure_id"]), []).append(atoms)
+                    sid = str(atoms.info["structure_id"])
+                    if not (sid in unscheduled and str(atoms.info["frame"]).startswith("md")):  # fixed schedule
+                        seen.setdefault(sid, []).append(atoms)
         frames = [a for sid in sorted(seen, key=lambda s: order.get(s, 10**6)) for a in _unique(seen[sid])]
         write(str(out_dir / f"{split}.extxyz.tmp"), frames, format="extxyz")
         (out_dir / f"{split}.extxyz.tmp").replace(out_dir / f"{split}.extxyz")
@@ -441,7 +546,6 @@ def _unique(frames: list[Atoms]) -> list[Atoms]:
 def build(
     out_dir: Path,
     max_structures: int | None = None,
-    md_structures: int = 16,
     reference: str = "chgnet",
     reverse: bool = False,
     others: list[Path] | None = None,
@@ -459,17 +563,20 @@ def build(
     out_dir.mkdir(parents=True, exist_ok=True)
     calc = get_calculator(reference)
     structures = base_structures(max_structures)
-    md_every = max(1, len(structures) // max(md_structures, 1)) if md_structures else 0
     paths = {"train": out_dir / "train.extxyz", "test": out_dir / "test.extxyz"}
     done = _done(paths["train"]) | _done(paths["test"])
+    with_md = {name for n, (name, _) in enumerate(structures) if gets_md(n, name)}
     t0 = time.perf_counter()
     indexed = list(enumerate(structures))
     for n, (name, atoms) in reversed(indexed) if reverse else indexed:
-        if name in done or (others and _labelled_elsewhere(name, others)):
+        have = done.get(name, set())
+        missing_md = name in with_md and not any(tag.startswith("md") for tag in have)
+        if (have and not missing_md) or (not have and others and _labelled_elsewhere(name, others)):
             continue
         split = "test" if is_held_out(atoms) else "train"
-        frames = [(tag, label(frame, calc)) for tag, frame in perturbed_frames(name, atoms)]
-        if md_every and n % md_every == 0:
+        frames = [] if have else [(tag, label(frame, calc)) for tag, frame in frames_for(name, atoms)]
+        frames = [(tag, f) for tag, f in frames if np.abs(f.get_forces()).max() <= MAX_LABEL_FORCE]
+        if missing_md:
             frames += [(f"md{k}", label(snap, calc)) for k, snap in enumerate(md_frames(name, atoms, calc))]
         for tag, frame in frames:
             frame.info.update({"structure_id": name, "frame": tag, "split": split, "reference": reference})
@@ -500,7 +607,6 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--max-structures", type=int, default=None)
-    parser.add_argument("--md-structures", type=int, default=16, help="structures that also get MD snapshots")
     parser.add_argument("--reference", default="chgnet")
     parser.add_argument("--reverse", action="store_true", help="walk the structure list from the end")
     parser.add_argument("--skip-done-in", type=Path, nargs="*", default=[], help="output dirs of parallel runs")
@@ -512,7 +618,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"merged {[str(p) for p in args.merge_from]} into {args.out_dir}")
         return
     manifest = build(
-        args.out_dir, args.max_structures, args.md_structures, args.reference, args.reverse, args.skip_done_in
+        args.out_dir, args.max_structures, args.reference, args.reverse, args.skip_done_in
     )
     print(json.dumps({k: v.get("frames", v) if isinstance(v, dict) else v for k, v in manifest.items()}, indent=1))
 
