@@ -10,18 +10,32 @@ printed with uncertainties. phi = atoms (4, 6, 8, 14), psi = (6, 8, 14, 16), 0-b
 the pooled configuration nearest its center; `--refine-rounds N` adds stiffer windows where the CV was not sampled
 (models.free_energy.refine_windows).
 
-What it shows (2026-12-02). A CV learned from 300 K basin data only (--quick, five trainings) gives -0.2 to 10.3 kT:
-the windows jump from s ~0.3 to ~0.9 and leave the transition unsampled, and mbar_analysis says so. `--hot-K 600`
-(hotter basin runs in the CV data) lets the windows walk through the transition. The reference along phi converges
-only with long windows (psi is slow): 5.66 +- 0.24 (30 ps), 6.41 / 6.18 (100 ps), 4.80 +- 0.10 (300 ps),
-4.77 +- 0.07 kT (600 ps). With 300 ps CV windows (--window-frames 1500), --hot-K 600 and refinement: 4.26 +- 0.13
-(seed 0, one refinement) and 3.59 +- 0.25 kT (seed 1, two refinements, low-overlap warnings), 0.5 and 1.2 kT low.
-`--cv-rounds 1` (the CV retrained on the window frames labelled by the sign of phi) makes the CV a step: windows
-pile up on both sides of it and the stiff refinement windows blow up the integration; 10.6 +- 0.3 kT (seed 1) and
-a crash (seed 0, before such windows were dropped). With 100 ps windows it had given 4.79 +- 0.19 / 6.85 +- 0.18.
-Each printed estimate comes with mbar_analysis' warnings; read them.
+Defaults (stop 16): CV data at 300 and 600 K (`--hot-K`), 40 CV windows x 180 ps with replica exchange between
+neighbours after every 0.2 ps frame (`--exchange`, REUS: models.free_energy.exchange_neighbours; acceptance
+0.53-0.58), one refinement round. Pass `--reference-kT 4.77 0.07` to skip the 3-hour reference.
 
-    .venv/bin/python benchmarks/free_energy_alanine.py [--quick] [--hot-K 600 --refine-rounds 1 --window-frames 1500]
+What it shows (2026-12-02). The reference along phi converges only with long windows (psi is slow): 5.66 +- 0.24
+(30 ps), 6.41 / 6.18 (100 ps), 4.80 +- 0.10 (300 ps), 4.77 +- 0.07 kT (600 ps). The learned CV (sin/cos of phi
+and psi) routes C7eq -> C7ax through the beta region across phi = +-180 deg, not phi = 0: in the samples, the
+transition windows have |phi| > 150 deg in 70-86 % of frames and |phi| < 30 deg in none. It then rises steeply
+between the phi > 0 beta region and C7ax, and harmonic windows cannot hold their place on that step: a stretch of
+the CV stays unsampled and the estimate comes out low. Every such run is flagged by mbar_analysis.
+| CV windows | seed | dF (kT) | minus reference | warnings |
+|---|---|---|---|---|
+| 24 x 300 ps, independent, refined | 0 / 1 | 4.26 +- 0.13 / 3.59 +- 0.25 | -0.51 / -1.18 | - / low overlap |
+| 24 x 300 ps, REUS | 0 | 2.87 +- 0.16 | -1.90 | unsampled 0.46-0.60 |
+| 40 x 180 ps, REUS | 0 / 1 | 4.54 +- 0.28 / 4.11 +- 0.26 | -0.23 / -0.66 | none / gap, overlap, not converged |
+| 40 x 180 ps, REUS + refinement | 1 | 4.98 +- 0.20 | +0.21 | overlap between refined and original windows |
+| 40 x 180 ps, REUS, nothing refined | 0 / 2 | 2.21 +- 0.32 / 3.84 +- 0.24 | -2.56 / -0.93 | unsampled stretch |
+| defaults (refined on decorrelated samples) | 0 / 2 | 4.04 +- 0.24 / 4.31 +- 0.21 | -0.73 / -0.46 | overlap |
+The row before the last: the refinement searched the full samples, found no hole, and the final analysis (on the
+decorrelated samples) then reported one; it now searches the decorrelated ones. With the defaults the three seeds
+give 4.04, 4.98 (seed 1, refined on full samples) and 4.31 kT: mean 4.44, 0.3-0.7 kT low in two of three, each with
+an overlap warning. The same seed does not always give the same CV (seed 0: 4.54 and 2.21), so seeds are repeats.
+`--cv-rounds 1` (the CV retrained on the window frames labelled by the sign of phi) makes the CV a step: 10.6 +- 0.3
+kT (seed 1, 300 ps windows). Each printed estimate comes with mbar_analysis' warnings; read them.
+
+    .venv/bin/python benchmarks/free_energy_alanine.py [--quick] [--seed 1] [--reference-kT 4.77 0.07]
     .venv/bin/python benchmarks/free_energy_alanine.py --reference-only --ref-frames 1500
 Needs `pip install openmm openmmtools` (not a CI test: minutes of MD).
 """
