@@ -116,6 +116,26 @@ def run_frames(context, integrator, n_frames: int, every: int) -> tuple[np.ndarr
     return np.array(pos), np.array(energies)
 
 
+def window_record(model: MultitaskCV, pos: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Per-frame CV, window index, frame index, basin and (phi, psi) of window k's frames pos (n, atoms, 3)."""
+    phi, psi = torsion(pos, PHI), torsion(pos, PSI)
+    return {"s": cv_of_torsions(model, phi, psi), "window": np.full(len(pos), k), "frame": np.arange(len(pos)),
+            "basin": basin_of(pos), "x": np.stack([phi, psi], -1)}
+
+
+def announce_window(kind: str, k: int, center: float, kappa: float, record: dict[str, np.ndarray]) -> None:
+    """One progress line per sampled window: where it was put and where it sat."""
+    print(f"{kind} window {k}: center {center:.3f} (kappa {kappa:.0f}), mean s {record['s'].mean():.3f}, "
+          f"phi>0 {record['basin'].mean():.2f}", flush=True)
+
+
+def samples_of(centers: np.ndarray, kappas: np.ndarray, records: list[dict[str, np.ndarray]]) -> UmbrellaSamples:
+    """UmbrellaSamples (one walker per window, x = (phi, psi)) from the windows' records, in window order."""
+    cat = {key: np.concatenate([r[key] for r in records]) for key in records[0]}
+    return UmbrellaSamples(centers, kappas, 1.0, cat["window"], cat["window"].copy(), cat["frame"], cat["s"],
+                           cat["basin"], cat["x"])
+
+
 def run_cv_windows(
     test,
     bias,
@@ -131,8 +151,7 @@ def run_cv_windows(
     center (so a window never has to climb from its neighbour's basin); returns the samples, the grown pool
     (positions, CV) and the new frames' unbiased potential energies in kT."""
     context, integrator = make_context(test, [bias], seed)
-    rows: dict[str, list] = {"s": [], "window": [], "frame": [], "basin": [], "x": []}
-    new_pos, new_e, kept = [], [], []
+    records, new_pos, new_e, kept = [], [], [], []
     for i, (c, kap) in enumerate(zip(centers, kappas, strict=True)):
         context.setParameter("s0", float(c))
         context.setParameter("kb", float(kap) * KT_KJ)
@@ -144,33 +163,13 @@ def run_cv_windows(
         k = len(kept)
         kept.append(i)
         new_e.append(e / KT_KJ)
-        phi, psi = torsion(pos, PHI), torsion(pos, PSI)
-        rows["s"].append(cv_of_torsions(model, phi, psi))
-        rows["window"].append(np.full(len(pos), k))
-        rows["frame"].append(np.arange(len(pos)))
-        rows["basin"].append(basin_of(pos))
-        rows["x"].append(np.stack([phi, psi], -1))
+        records.append(window_record(model, pos, k))
         new_pos.append(pos)
-        print(
-            f"CV window {k}: center {c:.3f} (kappa {kap:.0f}), mean s {rows['s'][-1].mean():.3f}, "
-            f"phi>0 {rows['basin'][-1].mean():.2f}",
-            flush=True,
-        )
+        announce_window("CV", k, c, kap, records[-1])
     if not kept:
         raise RuntimeError("every umbrella window blew up, even at 0.5 fs: lower the force constants")
-    cat = {key: np.concatenate(v) for key, v in rows.items()}
-    samples = UmbrellaSamples(
-        np.asarray(centers, float)[kept],
-        np.asarray(kappas, float)[kept],
-        1.0,
-        cat["window"],
-        cat["window"].copy(),
-        cat["frame"],
-        cat["s"],
-        cat["basin"],
-        cat["x"],
-    )
-    return samples, np.concatenate([pool_pos, *new_pos]), np.concatenate([pool_s, cat["s"]]), np.concatenate(new_e)
+    samples = samples_of(np.asarray(centers, float)[kept], np.asarray(kappas, float)[kept], records)
+    return samples, np.concatenate([pool_pos, *new_pos]), np.concatenate([pool_s, samples.s]), np.concatenate(new_e)
 
 
 def run_cv_windows_exchange(
@@ -230,23 +229,13 @@ def run_cv_windows_exchange(
         window_of = new_w
     print(f"replica exchange: {accepted}/{attempts} swaps accepted ({accepted / max(attempts, 1):.2f}); "
           f"{resets} blow-up restart(s)", flush=True)
-    rows: dict[str, list] = {"s": [], "window": [], "frame": [], "basin": [], "x": []}
-    for k in range(n):
-        pos = np.array(pos_by_w[k])
-        phi, psi = torsion(pos, PHI), torsion(pos, PSI)
-        rows["s"].append(cv_of_torsions(model, phi, psi))
-        rows["x"].append(np.stack([phi, psi], -1))
-        rows["window"].append(np.full(len(pos), k))
-        rows["frame"].append(np.arange(len(pos)))
-        rows["basin"].append(basin_of(pos))
-        print(f"REUS window {k}: center {centers[k]:.3f} (kappa {kappas[k]:.0f}), mean s {rows['s'][-1].mean():.3f}, "
-              f"phi>0 {rows['basin'][-1].mean():.2f}", flush=True)
-    cat = {key: np.concatenate(v) for key, v in rows.items()}
-    samples = UmbrellaSamples(np.asarray(centers, float), np.asarray(kappas, float), 1.0, cat["window"],
-                              cat["window"].copy(), cat["frame"], cat["s"], cat["basin"], cat["x"])
-    new_pos = np.concatenate([np.array(p) for p in pos_by_w])
+    pos_w = [np.array(p) for p in pos_by_w]
+    records = [window_record(model, pos_w[k], k) for k in range(n)]
+    for k, record in enumerate(records):
+        announce_window("REUS", k, centers[k], kappas[k], record)
+    samples = samples_of(np.asarray(centers, float), np.asarray(kappas, float), records)
     new_e = np.concatenate([np.array(e) for e in e_by_w]) / KT_KJ
-    return samples, np.concatenate([pool_pos, new_pos]), np.concatenate([pool_s, cat["s"]]), new_e
+    return samples, np.concatenate([pool_pos, *pos_w]), np.concatenate([pool_s, samples.s]), new_e
 
 
 def _window_frames(context, integrator, start: np.ndarray, seed: int, sizes: dict) -> tuple | None:  # noqa: ANN001

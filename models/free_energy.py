@@ -250,13 +250,13 @@ def exchange_neighbours(
     replica_in[window_of] = np.arange(len(window_of))
     by_center = np.argsort(centers, kind="stable")
     attempts = accepted = 0
+
+    def u(k: int, x: float) -> float:
+        return 0.5 * kappas[k] * (x - centers[k]) ** 2
+
     for a_idx in range(parity % 2, len(by_center) - 1, 2):
         i, j = by_center[a_idx], by_center[a_idx + 1]
         a, b = replica_in[i], replica_in[j]
-
-        def u(k: int, x: float) -> float:
-            return 0.5 * kappas[k] * (x - centers[k]) ** 2
-
         delta = u(i, s[b]) + u(j, s[a]) - u(i, s[a]) - u(j, s[b])
         attempts += 1
         if delta <= 0.0 or rng.random() < math.exp(-delta):

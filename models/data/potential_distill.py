@@ -460,12 +460,10 @@ def frames_for(name: str, atoms: Atoms) -> Iterator[tuple[str, Atoms]]:
 ROUND_ENDS = (593, 1433)  # structure index where rounds 1-3 and round 4 end (round 5, "pair-" ids, follows)
 
 
-def gets_md(n: int, name: str) -> bool:
+def gets_md(n: int) -> bool:
     """Whether starting crystal number n also gets MD snapshots: every 5th of rounds 1-3, every 89th of round 4,
     none of round 5. Fixed by index (not by how many structures a build covers), so every build, partial or
     resumed, has the same frames as the shipped model's data."""
-    if name.startswith("pair-"):
-        return False
     return n % 5 == 0 if n < ROUND_ENDS[0] else n < ROUND_ENDS[1] and n % 89 == 0
 
 
@@ -518,7 +516,7 @@ def merge(out_dir: Path, parts: list[Path]) -> None:
     """Rewrite out_dir's files from several partial runs, in the canonical structure order, without duplicates."""
     out_dir.mkdir(parents=True, exist_ok=True)
     order = {name: k for k, (name, _) in enumerate(base_structures())}
-    unscheduled = {name for name, k in order.items() if not gets_md(k, name)}
+    unscheduled = {name for name, k in order.items() if not gets_md(k)}
     for split in ("train", "test"):
         seen: dict[str, list[Atoms]] = {}
         for part in parts:
@@ -565,7 +563,7 @@ def build(
     structures = base_structures(max_structures)
     paths = {"train": out_dir / "train.extxyz", "test": out_dir / "test.extxyz"}
     done = _done(paths["train"]) | _done(paths["test"])
-    with_md = {name for n, (name, _) in enumerate(structures) if gets_md(n, name)}
+    with_md = {name for n, (name, _) in enumerate(structures) if gets_md(n)}
     t0 = time.perf_counter()
     indexed = list(enumerate(structures))
     for n, (name, atoms) in reversed(indexed) if reverse else indexed:
