@@ -229,6 +229,7 @@ def potential_train(
     threads: int = typer.Option(0, help="torch threads (0: torch's default)."),
     seed: int = typer.Option(0, help="Random seed."),
     init_from: Path = typer.Option(None, help="Fine-tune from this checkpoint (its architecture and weights)."),
+    device: str = typer.Option("cpu", help="torch device to train on: cpu, cuda or cuda:N."),
 ) -> None:
     """Train (or resume) an equivariant potential on a labelled extxyz file, with a progress bar."""
     import torch
@@ -273,6 +274,7 @@ def potential_train(
                     "early_stopping_patience": patience,
                     "seed": seed,
                     "init_from": None if init_from is None else str(init_from),
+                    "device": device,
                 },
                 val_fraction=val_fraction,
                 max_seconds=None if max_minutes is None else 60.0 * max_minutes,

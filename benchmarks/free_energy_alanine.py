@@ -183,10 +183,45 @@ def run_cv_windows_exchange(
     seed: int,
     sizes: dict,
 ) -> tuple:
-    """Replica exchange umbrella sampling along the learned CV: one OpenMM context per window, all advanced in
-    lockstep; after every frame neighbouring windows try to swap replicas (models.free_energy.exchange_neighbours),
-    so a configuration stuck behind a barrier orthogonal to the CV (psi) can leave through other windows. Frames are
-    recorded per window (the thermodynamic state), as MBAR needs. Same return values as run_cv_windows."""
+    """Replica exchange umbrella sampling along the learned CV (`reus_lockstep`), each replica started from the
+    pooled configuration whose CV is nearest its window's center. Same return values as run_cv_windows."""
+
+    def place(context, k: int) -> None:  # noqa: ANN001
+        context.setParameter("s0", float(centers[k]))
+        context.setParameter("kb", float(kappas[k]) * KT_KJ)
+
+    def coordinate(pos: np.ndarray, _: int) -> float:
+        return float(cv_of_torsions(model, torsion(pos[None], PHI), torsion(pos[None], PSI))[0])
+
+    starts = [pool_pos[int(np.argmin(np.abs(pool_s - c)))] for c in centers]
+    pos_w, e_w = reus_lockstep(test, bias, place, coordinate, starts, centers, kappas, seed, sizes,
+                               sizes["window_frames"])
+    records = [window_record(model, pos_w[k], k) for k in range(len(centers))]
+    for k, record in enumerate(records):
+        announce_window("REUS", k, centers[k], kappas[k], record)
+    samples = samples_of(np.asarray(centers, float), np.asarray(kappas, float), records)
+    new_e = np.concatenate(e_w) / KT_KJ
+    return samples, np.concatenate([pool_pos, *pos_w]), np.concatenate([pool_s, samples.s]), new_e
+
+
+def reus_lockstep(
+    test,  # noqa: ANN001
+    bias,  # noqa: ANN001
+    place,  # noqa: ANN001
+    coordinate,  # noqa: ANN001
+    starts: list[np.ndarray],
+    centers: np.ndarray,
+    kappas: np.ndarray,
+    seed: int,
+    sizes: dict,
+    n_frames: int,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Replica exchange umbrella sampling: one OpenMM context per window (`place(context, k)` sets window k's bias),
+    all advanced in lockstep; after every frame neighbouring windows try to swap replicas
+    (models.free_energy.exchange_neighbours on `coordinate(pos, window)`, the biased coordinate as window `window`
+    sees it), so a configuration stuck behind a barrier orthogonal to the biased coordinate (psi) can leave through
+    other windows. Frames are recorded per window (the thermodynamic state), as MBAR needs; a blow-up restarts that
+    replica from its last frame. Returns positions (n, atoms, 3) and potential energies (kJ/mol) per window."""
     import openmm as mm
     import openmm.unit as unit
 
@@ -198,15 +233,14 @@ def run_cv_windows_exchange(
     window_of = np.arange(n)
     last = []
     for r, (context, integrator) in enumerate(replicas):
-        context.setParameter("s0", float(centers[r]))
-        context.setParameter("kb", float(kappas[r]) * KT_KJ)
-        last.append(pool_pos[int(np.argmin(np.abs(pool_s - centers[r])))])
+        place(context, r)
+        last.append(starts[r])
         context.setPositions(last[-1] * unit.nanometer)
         integrator.step(sizes["equil_steps"])
     pos_by_w: list[list] = [[] for _ in range(n)]
     e_by_w: list[list] = [[] for _ in range(n)]
     attempts = accepted = resets = 0
-    for f in range(sizes["window_frames"]):
+    for f in range(n_frames):
         s_now = np.empty(n)
         for r, (context, integrator) in enumerate(replicas):
             try:
@@ -218,24 +252,17 @@ def run_cv_windows_exchange(
                 integrator.step(sizes["every"])
             state = context.getState(getPositions=True, getEnergy=True, groups={0})
             last[r] = state.getPositions(asNumpy=True)._value
-            s_now[r] = cv_of_torsions(model, torsion(last[r][None], PHI), torsion(last[r][None], PSI))[0]
+            s_now[r] = coordinate(last[r], window_of[r])
             pos_by_w[window_of[r]].append(last[r])
             e_by_w[window_of[r]].append(state.getPotentialEnergy()._value)
         new_w, n_try, n_ok = exchange_neighbours(s_now, window_of, centers, kappas, rng, parity=f % 2)
         attempts, accepted = attempts + n_try, accepted + n_ok
         for r in np.flatnonzero(new_w != window_of):
-            replicas[r][0].setParameter("s0", float(centers[new_w[r]]))
-            replicas[r][0].setParameter("kb", float(kappas[new_w[r]]) * KT_KJ)
+            place(replicas[r][0], new_w[r])
         window_of = new_w
     print(f"replica exchange: {accepted}/{attempts} swaps accepted ({accepted / max(attempts, 1):.2f}); "
           f"{resets} blow-up restart(s)", flush=True)
-    pos_w = [np.array(p) for p in pos_by_w]
-    records = [window_record(model, pos_w[k], k) for k in range(n)]
-    for k, record in enumerate(records):
-        announce_window("REUS", k, centers[k], kappas[k], record)
-    samples = samples_of(np.asarray(centers, float), np.asarray(kappas, float), records)
-    new_e = np.concatenate([np.array(e) for e in e_by_w]) / KT_KJ
-    return samples, np.concatenate([pool_pos, *pos_w]), np.concatenate([pool_s, samples.s]), new_e
+    return [np.array(p) for p in pos_by_w], [np.array(e) for e in e_by_w]
 
 
 def _window_frames(context, integrator, start: np.ndarray, seed: int, sizes: dict) -> tuple | None:  # noqa: ANN001
@@ -350,6 +377,11 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=None, help="CV windows (default 40; 16 with --quick)")
     parser.add_argument("--exchange", action=argparse.BooleanOptionalAction, default=True,
                         help="replica exchange between neighbouring CV windows after every frame (REUS)")
+    parser.add_argument("--ref-exchange", action=argparse.BooleanOptionalAction, default=True,
+                        help="replica exchange between neighbouring reference windows along phi after every frame")
+    parser.add_argument("--w-smooth", type=float, default=0.1,
+                        help="CV smoothness weight (models.cv.chord_roughness: keeps the CV from being a step between "
+                        "the basins); 0 for none")
     parser.add_argument("--save-samples", type=Path, default=None,
                         help="write the CV umbrella samples (s, window, basin; x = phi, psi) to this .npz")
     args = parser.parse_args()
@@ -365,6 +397,7 @@ def main() -> None:
         "ref_frames": args.ref_frames or (150 if q else 500),
         "refine_rounds": args.refine_rounds,
         "exchange": args.exchange,
+        "ref_exchange": args.ref_exchange,
     }
     print("sizes", sizes, flush=True)
     import openmm as mm
@@ -409,6 +442,7 @@ def main() -> None:
         features="torsions",
         feature_atoms=[list(PHI), list(PSI)],
         hidden=[32, 32],
+        w_smooth=args.w_smooth,
     )
     pool = {"pos": x.reshape(len(x), -1, 3), "s": np.zeros(len(x)), "e": en}  # window starting configurations
     for cv_round in range(args.cv_rounds + 1):
@@ -451,8 +485,9 @@ def main() -> None:
 
 
 def reference_along_phi(test, sizes: dict, seed: int) -> tuple[float, float, float]:  # noqa: ANN001
-    """Umbrella sampling along phi itself (periodic harmonic windows swept from C7eq around the circle) and MBAR
-    with periodic distances: the basin dF in kT, its error and the seconds it took."""
+    """Umbrella sampling along phi itself (periodic harmonic windows swept from C7eq around the circle; with
+    sizes["ref_exchange"] the swept configurations start replica exchange windows) and MBAR with periodic
+    distances: the basin dF in kT, its error and the seconds it took."""
     import openmm as mm
 
     t1 = time.time()
@@ -465,31 +500,48 @@ def reference_along_phi(test, sizes: dict, seed: int) -> tuple[float, float, flo
     restraint.addTorsion(*PHI, [])
     restraint.setForceGroup(3)
     context, integrator = make_context(test, [restraint], seed + 11)
-    phis, wins, fr = [], [], []
+    exchange = sizes.get("ref_exchange", False)
+    pos_w: list[np.ndarray] = [np.empty(0)] * len(ref_centers)
     order = np.roll(np.arange(len(ref_centers)), -int(np.argmin(np.abs(ref_centers + 1.4))))  # sweep from C7eq
     for k in order:
         context.setParameter("p0", float(ref_centers[k]))
         integrator.step(sizes["equil_steps"])
-        pos, _ = run_frames(context, integrator, sizes["ref_frames"], sizes["every"])
-        phis.append(torsion(pos, PHI))
-        wins.append(np.full(len(pos), k))
-        fr.append(np.arange(len(pos)))
-    phi_all, win_all, fr_all = np.concatenate(phis), np.concatenate(wins), np.concatenate(fr)
-    df, err = _periodic_mbar(phi_all, win_all, fr_all, ref_centers, k_phi)
+        if exchange:  # the sweep only places the replicas
+            pos_w[k] = context.getState(getPositions=True).getPositions(asNumpy=True)._value
+        else:
+            pos_w[k] = run_frames(context, integrator, sizes["ref_frames"], sizes["every"])[0]
+    if exchange:
+
+        def place(ctx, k: int) -> None:  # noqa: ANN001
+            ctx.setParameter("p0", float(ref_centers[k]))
+
+        def unwrapped_phi(pos: np.ndarray, k: int) -> float:  # phi as window k sees it: within pi of its center
+            d = torsion(pos[None], PHI)[0] - ref_centers[k]
+            return float(ref_centers[k] + (d + np.pi) % (2 * np.pi) - np.pi)
+
+        pos_w, _ = reus_lockstep(test, restraint, place, unwrapped_phi, pos_w, ref_centers,
+                                 np.full(len(ref_centers), k_phi), seed + 13, sizes, sizes["ref_frames"])
+    phi_all = np.concatenate([torsion(p, PHI) for p in pos_w])
+    psi_all = np.concatenate([torsion(p, PSI) for p in pos_w])
+    win_all = np.concatenate([np.full(len(p), k) for k, p in enumerate(pos_w)])
+    fr_all = np.concatenate([np.arange(len(p)) for p in pos_w])
+    df, err = _periodic_mbar(phi_all, psi_all, win_all, fr_all, ref_centers, k_phi)
     return df, err, time.time() - t1
 
 
 def _periodic_mbar(
-    phi: np.ndarray, window: np.ndarray, frame: np.ndarray, centers: np.ndarray, k_phi: float
+    phi: np.ndarray, psi: np.ndarray, window: np.ndarray, frame: np.ndarray, centers: np.ndarray, k_phi: float
 ) -> tuple[float, float]:
-    """MBAR basin dF (phi > 0 vs phi < 0) of windows restrained along phi with periodic harmonic biases."""
+    """MBAR basin dF (phi > 0 vs phi < 0) of windows restrained along phi with periodic harmonic biases. Each window
+    is thinned by the larger statistical inefficiency of cos(phi - center) and of cos(psi) (psi is the slow one)."""
     from models.free_energy import OUT_OF_BASIN, import_pymbar
 
     pymbar = import_pymbar()
     keep = np.zeros(len(phi), bool)
     for k in range(len(centers)):  # decorrelate each window by its statistical inefficiency
         idx = np.flatnonzero(window == k)
-        gk = pymbar.timeseries.statistical_inefficiency(np.cos(phi[idx] - centers[k])) if len(idx) > 3 else 1.0
+        gk = max(pymbar.timeseries.statistical_inefficiency(np.cos(phi[idx] - centers[k])),
+                 pymbar.timeseries.statistical_inefficiency(np.cos(psi[idx]))) if len(idx) > 3 else 1.0
         keep[idx[:: max(1, int(np.ceil(gk)))]] = True
     phi, window = phi[keep], window[keep]
     order = np.argsort(window, kind="stable")

@@ -43,6 +43,7 @@ class CVConfig:
     w_class: float = 1.0
     w_energy: float = 1.0
     w_recon: float = 0.0
+    w_smooth: float = 0.0
     features: str = "identity"
     feature_atoms: list[list[int]] = field(default_factory=list)
     class_balance: bool = True
@@ -58,6 +59,8 @@ class CVConfig:
             raise ValueError(f"latent_dim must be 1 or 2, got {self.latent_dim}")
         if min(self.w_class, self.w_energy, self.w_recon) < 0 or self.w_class + self.w_energy + self.w_recon <= 0:
             raise ValueError("loss weights must be non-negative and not all zero")
+        if self.w_smooth < 0:
+            raise ValueError(f"w_smooth must be non-negative, got {self.w_smooth}")
         if self.features != "identity" and not self.feature_atoms:
             raise ValueError(f"features={self.features!r} needs feature_atoms (pairs or quadruples of atom indices)")
         width = {"distances": 2, "torsions": 4}.get(self.features)
@@ -381,7 +384,35 @@ def _loss(
     if cfg.w_recon > 0:
         target = model.normalized_features(x)
         loss = loss + cfg.w_recon * (w * ((out["recon"] - target) ** 2).mean(-1)).sum() / w.sum()
+    if cfg.w_smooth > 0:
+        loss = loss + cfg.w_smooth * chord_roughness(model, x, labels)
     return loss
+
+
+def chord_roughness(model: MultitaskCV, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Dirichlet energy of the latent on straight chords between samples of different basins, relative to the
+    latent's rise along them: mean |grad z(f_t)|^2 |f_b - f_a|^2 / mean |z(f_b) - z(f_a)|^2 at a random point f_t of
+    each chord (normalised feature space). It is >= 1 and equals 1 when z rises linearly along every chord, so the
+    penalty keeps the CV from becoming a step where no data constrain it (between basins), the shape harmonic
+    umbrella windows cannot hold. Scale-free: shrinking z cannot lower it. Zero when the batch has no such pair."""
+    mask = labels >= 0
+    f = model.normalized_features(x[mask])
+    lab = labels[mask]
+    partner = torch.randperm(len(lab))
+    pair = lab != lab[partner]
+    if not bool(pair.any()):
+        return torch.zeros((), dtype=x.dtype)
+    fa, fb = f[pair], f[partner][pair]
+    t = torch.rand(len(fa), 1, dtype=f.dtype)
+    ft = (fa + t * (fb - fa)).detach().requires_grad_(True)
+    zt = model.encoder(ft)
+    grad_sq = torch.zeros(len(fa), dtype=f.dtype)
+    for k in range(zt.shape[1]):
+        (g,) = torch.autograd.grad(zt[:, k].sum(), ft, create_graph=True)
+        grad_sq = grad_sq + (g**2).sum(-1)
+    rise_sq = ((model.encoder(fb) - model.encoder(fa)) ** 2).sum(-1)
+    chord_sq = ((fb - fa) ** 2).sum(-1)
+    return (grad_sq * chord_sq).mean() / rise_sq.mean().clamp_min(1e-12)
 
 
 def evaluate_cv(model: MultitaskCV, x: np.ndarray, labels: np.ndarray, energies: np.ndarray | None) -> dict[str, Any]:

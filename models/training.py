@@ -55,6 +55,12 @@ class TrainConfig:
             raise ValueError("scheduler must be 'plateau' or 'cosine'")
         if self.epochs < 0 or self.batch_size < 1:
             raise ValueError("epochs >= 0 and batch_size >= 1 are required")
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}") from exc
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r} requested, but torch sees no CUDA device here")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.cv import CVConfig, MultitaskCV, assess_separation, sample_weights, train_cv
+from models.cv import CVConfig, MultitaskCV, assess_separation, chord_roughness, sample_weights, train_cv
 from models.toy_potentials import basin_trajectories, get_toy_system, langevin
 
 
@@ -57,6 +57,33 @@ def test_checkpoint_round_trip_and_cv_gradient(tmp_path) -> None:
     with pytest.raises(ValueError, match="not a matsearch CV checkpoint"):
         torch.save({"foo": 1}, tmp_path / "bad.pt")
         MultitaskCV.load(tmp_path / "bad.pt")
+
+
+def test_chord_roughness_is_one_for_a_linear_cv_and_smoothing_flattens_the_step() -> None:
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal([-2, 0], 0.2, (200, 2)), rng.normal([2, 0], 0.2, (200, 2))])
+    labels = np.repeat([0, 1], 200)
+    xt, lt = torch.as_tensor(x[:, :1]), torch.as_tensor(labels)
+    linear = MultitaskCV(CVConfig.preset("classifier", n_inputs=1, n_classes=2, hidden=[]))
+    assert chord_roughness(linear, xt, lt).item() == pytest.approx(1.0, abs=1e-9)  # rises uniformly along chords
+    step = MultitaskCV(CVConfig.preset("classifier", n_inputs=1, n_classes=2, hidden=[1]))
+    with torch.no_grad():  # z = tanh(20 f): flat on both basins, a cliff between them
+        step.encoder[0].weight.fill_(20.0)
+        step.encoder[0].bias.zero_()
+        step.encoder[2].weight.fill_(1.0)
+        step.encoder[2].bias.zero_()
+    assert chord_roughness(step, xt, lt).item() > 3.0
+    # trained: the smoothness term lowers the steepest slope between the basins towards the straight line's 0.25
+    line = np.stack([np.linspace(-2, 2, 201), np.zeros(201)], -1)
+    slopes = {}
+    for w in (0.0, 1.0):
+        config = CVConfig.preset("classifier", n_inputs=2, n_classes=2, w_smooth=w)
+        model, metrics = train_cv(config, x, labels, epochs=60, seed=0)
+        assert metrics["classifier_accuracy"] == 1.0
+        slopes[w] = np.abs(np.gradient(model.cv_numpy(line)[:, 0], line[:, 0])).max()
+    assert slopes[1.0] < slopes[0.0] and slopes[1.0] < 0.3, slopes
+    with pytest.raises(ValueError, match="w_smooth"):
+        CVConfig.preset("multitask", n_inputs=2, n_classes=2, w_smooth=-1.0)
 
 
 def test_torsion_features_are_rotation_invariant() -> None:

@@ -179,6 +179,8 @@ def test_cli_potential_train(emt_data: Path, tmp_path: Path) -> None:
     resumed = CliRunner().invoke(app, [*args[:4], "3", *args[5:], "--layers", "1", "--cutoff", "4.0", "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert len(torch.load(ckpt, weights_only=True)["training"]["history"]) == 3
+    bad = CliRunner().invoke(app, [*args, "--device", "gpu7"])
+    assert bad.exit_code != 0 and "device must be" in bad.output and "Traceback" not in bad.output
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

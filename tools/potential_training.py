@@ -300,6 +300,10 @@ class TrainPotentialInput(BaseModel):
         "path / artifact:// URI. Its architecture replaces cutoff, l_max, num_layers and num_features.",
     )
 
+    device: str = Field(
+        default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="torch device to train on: cpu, cuda or cuda:N."
+    )
+
     @model_validator(mode="after")
     def _one_source(self) -> TrainPotentialInput:
         if (self.data_path is None) == (self.structure_ids is None):
@@ -389,6 +393,7 @@ def train_potential(inp: TrainPotentialInput, ctx: ToolContext) -> TrainPotentia
             "w_stress": inp.stress_weight,
             "seed": inp.seed,
             "init_from": None if inp.init_from is None else str(init_checkpoint(inp.init_from, workspace)),
+            "device": inp.device,
         },
         val_fraction=inp.val_fraction,
         max_seconds=None if inp.max_minutes is None else 60.0 * inp.max_minutes,
