@@ -193,6 +193,23 @@ def test_windows_stuck_in_different_basins_at_the_same_cv_warn_of_a_hidden_barri
     text = "\n".join(mbar_analysis(stuck, n_bins=20, convergence=False).warnings)
     assert "hidden barrier" in text and "0-1" in text
 
+def test_decorrelation_follows_the_basin_indicator_when_it_is_slower_than_the_cv() -> None:
+    """s is white noise but the basin flips every 50 frames (a barrier across the CV): g follows the basin
+    indicator (about 50), not s (about 1), so MBAR is not handed 25 times too many 'independent' samples."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    s = rng.normal(0.0, 0.1, n)
+    samples = UmbrellaSamples(
+        centers=np.array([0.0]), kappa=100.0, kT=1.0, window=np.zeros(n, int), walker=np.zeros(n, int),
+        frame=np.arange(n), s=s, basin=(np.arange(n) // 50) % 2, x=s[:, None],
+    )
+    kept, g = decorrelate(samples)
+    assert 20.0 < g[0] < 120.0
+    assert len(kept.s) <= n / 20
+    samples.basin = np.zeros(n, int)  # one basin: the indicator is constant and s alone sets g
+    assert decorrelate(samples)[1][0] < 2.0
+
+
 def test_replica_exchange_keeps_each_windows_biased_distribution_exact() -> None:
     """REUS on a 1D double well (barrier 4 kT): Metropolis walkers in 8 harmonic windows that swap windows every
     sweep keep each window's exact biased distribution (mean s from numerical integration) and travel across
