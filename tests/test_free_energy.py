@@ -193,6 +193,7 @@ def test_windows_stuck_in_different_basins_at_the_same_cv_warn_of_a_hidden_barri
     text = "\n".join(mbar_analysis(stuck, n_bins=20, convergence=False).warnings)
     assert "hidden barrier" in text and "0-1" in text
 
+
 def test_decorrelation_follows_the_basin_indicator_when_it_is_slower_than_the_cv() -> None:
     """s is white noise but the basin flips every 50 frames (a barrier across the CV): g follows the basin
     indicator (about 50), not s (about 1), so MBAR is not handed 25 times too many 'independent' samples."""
