@@ -45,6 +45,19 @@ appears among the 70 valid motifs. 55 of them are 2-atom boxes (44 one unidentif
 them among the 15 boxes of 4-6 atoms: the tetrahedral motif is found, with the other stacking (CHGNet: 12
 meV/atom above wurtzite). Ground state by energy wurtzite. The smallest axis-aligned wurtzite box has 8 atoms,
 and none of the 74 sampled boxes had 8.
+SiO2 (48 atoms, n_max 12, stop 18, 3,910 s on 1 thread beside other jobs): no polymorph identified, wrong; known
+cristobalite rank none. 24 of the 34 valid motifs are one unidentified P-4m2 cell from 3-atom boxes; the 12-atom
+boxes (3) relaxed to unidentified low-symmetry cells, the lowest-energy motif (C2) 56 meV/atom above the ground
+state. Ground state by energy alpha-cristobalite (CHGNet puts the tridymites and cristobalites within 3 meV/atom
+and quartz 11-13 meV/atom above; experiment has quartz lowest).
+ZrO2 (48 atoms, n_max 12, stop 18, 3,330 s on 1 thread beside other jobs): predicted fluorite (the
+tetragonal/cubic family), correct; rank 2 by frequency (14 of 43 valid motifs; first is an unidentified Pm cell,
+16). 13 of the 14 fluorite motifs come from 3-atom boxes, which hold the fluorite primitive cell (as NiTi's 2-atom
+boxes hold B2). Lowest-energy motif baddeleyite (one 12-atom box). Ground state by energy the anatase-type cell, 3
+meV/atom below baddeleyite: a CHGNet error (experiment and PBE have monoclinic baddeleyite lowest).
+Six systems, two correct (NiTi, ZrO2), and both from the primitive cell of the answer filling the smallest boxes;
+no system gets its known polymorph from boxes large enough to tell polymorphs with the same local motif apart.
+Al2O3 (about an hour) has not been run; gamma-Al2O3 is not among the candidate prototypes.
 """
 
 from __future__ import annotations

@@ -75,6 +75,7 @@ from models.free_energy import (  # noqa: E402
     default_windows,
     mbar_analysis,
     refine_umbrella,
+    refine_windows,
 )
 
 PHI = (4, 6, 8, 14)
@@ -214,12 +215,12 @@ def run_cv_windows_exchange(
         context.setParameter("s0", float(centers[k]))
         context.setParameter("kb", float(kappas[k]) * KT_KJ)
 
-    def coordinate(pos: np.ndarray, _: int) -> float:
-        return float(cv_of_torsions(model, torsion(pos[None], PHI), torsion(pos[None], PSI))[0])
+    def coordinates(pos: np.ndarray, _: np.ndarray) -> np.ndarray:
+        return cv_of_torsions(model, torsion(pos, PHI), torsion(pos, PSI))
 
     starts = [pool_pos[int(np.argmin(np.abs(pool_s - c)))] for c in centers]
     pos_w, e_w = reus_lockstep(
-        test, bias, place, coordinate, starts, centers, kappas, seed, sizes, sizes["window_frames"]
+        test, bias, place, coordinates, starts, centers, kappas, seed, sizes, sizes["window_frames"]
     )
     records = [window_record(model, pos_w[k], k) for k in range(len(centers))]
     for k, record in enumerate(records):
@@ -233,7 +234,7 @@ def reus_lockstep(
     test,  # noqa: ANN001
     bias,  # noqa: ANN001
     place,  # noqa: ANN001
-    coordinate,  # noqa: ANN001
+    coordinates,  # noqa: ANN001
     starts: list[np.ndarray],
     centers: np.ndarray,
     kappas: np.ndarray,
@@ -242,17 +243,23 @@ def reus_lockstep(
     n_frames: int,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Replica exchange umbrella sampling: one OpenMM context per window (`place(context, k)` sets window k's bias),
-    all advanced in lockstep; after every frame neighbouring windows try to swap replicas
-    (models.free_energy.exchange_neighbours on `coordinate(pos, window)`, the biased coordinate as window `window`
-    sees it), so a configuration stuck behind a barrier orthogonal to the biased coordinate (psi) can leave through
-    other windows. Frames are recorded per window (the thermodynamic state), as MBAR needs; a blow-up restarts that
-    replica from its last frame. Returns positions (n, atoms, 3) and potential energies (kJ/mol) per window."""
+    all advanced in lockstep; every sizes["exchange_every"] steps neighbouring windows try to swap replicas
+    (models.free_energy.exchange_neighbours on `coordinates(positions, windows)`, the biased coordinate of each
+    replica as its window sees it), so a configuration stuck behind a barrier orthogonal to the biased coordinate
+    can leave through other windows. Frames (every sizes["every"] steps) are recorded per window (the thermodynamic
+    state), as MBAR needs; a blow-up restarts that replica from its last good positions. Prints the acceptance and
+    the replicas' end-to-end traversals of the window ladder: mixing along the orthogonal coordinates needs them.
+    Returns positions (n, atoms, 3) and potential energies (kJ/mol) per window."""
     import openmm as mm
     import openmm.unit as unit
 
     from models.free_energy import exchange_neighbours
 
     n = len(centers)
+    every = sizes["every"]
+    swap_every = int(sizes.get("exchange_every", every))
+    if swap_every <= 0 or every % swap_every:
+        raise ValueError(f"exchange_every ({swap_every}) must divide the steps per frame ({every})")
     rng = np.random.default_rng(seed % 2**32)
     replicas = [make_context(test, [bias], seed + r) for r in range(n)]
     window_of = np.arange(n)
@@ -264,30 +271,44 @@ def reus_lockstep(
         integrator.step(sizes["equil_steps"])
     pos_by_w: list[list] = [[] for _ in range(n)]
     e_by_w: list[list] = [[] for _ in range(n)]
-    attempts = accepted = resets = 0
-    for f in range(n_frames):
-        s_now = np.empty(n)
-        for r, (context, integrator) in enumerate(replicas):
-            try:
-                integrator.step(sizes["every"])
-            except mm.OpenMMException:  # a blow-up: restart this replica from its last good frame
-                resets += 1
-                context.setPositions(last[r] * unit.nanometer)
-                context.setVelocitiesToTemperature(TEMPERATURE * unit.kelvin, seed + 7919 * resets)
-                integrator.step(sizes["every"])
-            state = context.getState(getPositions=True, getEnergy=True, groups={0})
-            last[r] = state.getPositions(asNumpy=True)._value
-            s_now[r] = coordinate(last[r], window_of[r])
-            pos_by_w[window_of[r]].append(last[r])
-            e_by_w[window_of[r]].append(state.getPotentialEnergy()._value)
-        new_w, n_try, n_ok = exchange_neighbours(s_now, window_of, centers, kappas, rng, parity=f % 2)
-        attempts, accepted = attempts + n_try, accepted + n_ok
-        for r in np.flatnonzero(new_w != window_of):
-            place(replicas[r][0], new_w[r])
-        window_of = new_w
+    order = np.argsort(centers, kind="stable")
+    low, high = order[0], order[-1]
+    last_end = np.zeros(n, int)  # per replica: 0 none yet, -1 lowest window, +1 highest window
+    traversals = np.zeros(n, int)
+    attempts = accepted = resets = sweeps = 0
+    for _f in range(n_frames):
+        for sub in range(every // swap_every):
+            states = []
+            for r, (context, integrator) in enumerate(replicas):
+                try:
+                    integrator.step(swap_every)
+                except mm.OpenMMException:  # a blow-up: restart this replica from its last good positions
+                    resets += 1
+                    context.setPositions(last[r] * unit.nanometer)
+                    context.setVelocitiesToTemperature(TEMPERATURE * unit.kelvin, seed + 7919 * resets)
+                    integrator.step(swap_every)
+                record = sub == every // swap_every - 1
+                state = context.getState(getPositions=True, getEnergy=record, groups={0})
+                last[r] = state.getPositions(asNumpy=True)._value
+                states.append(state if record else None)
+            if states[0] is not None:
+                for r, state in enumerate(states):
+                    pos_by_w[window_of[r]].append(last[r])
+                    e_by_w[window_of[r]].append(state.getPotentialEnergy()._value)
+            s_now = coordinates(np.array(last), window_of)
+            new_w, n_try, n_ok = exchange_neighbours(s_now, window_of, centers, kappas, rng, parity=sweeps % 2)
+            sweeps += 1
+            attempts, accepted = attempts + n_try, accepted + n_ok
+            for r in np.flatnonzero(new_w != window_of):
+                place(replicas[r][0], new_w[r])
+            window_of = new_w
+            for r, end in ((np.flatnonzero(window_of == low), -1), (np.flatnonzero(window_of == high), 1)):
+                traversals[r] += last_end[r] == -end
+                last_end[r] = end
     print(
-        f"replica exchange: {accepted}/{attempts} swaps accepted ({accepted / max(attempts, 1):.2f}); "
-        f"{resets} blow-up restart(s)",
+        f"replica exchange: {accepted}/{attempts} swaps accepted ({accepted / max(attempts, 1):.2f}) every "
+        f"{swap_every} steps; {int(traversals.sum())} end-to-end traversals of the {n} windows "
+        f"({int((traversals > 0).sum())} replicas made one); {resets} blow-up restart(s)",
         flush=True,
     )
     return [np.array(p) for p in pos_by_w], [np.array(e) for e in e_by_w]
@@ -390,10 +411,13 @@ def umbrella_along_cv(
     s_data = model.cv_numpy(x)[:, 0]
     centers, kappa = default_windows(np.array([np.median(s_data[y == b]) for b in (0, 1)]), sizes["windows"])
 
-    def more_windows(_: UmbrellaSamples, new_c: np.ndarray, new_k: np.ndarray, round_: int) -> UmbrellaSamples:
+    def more_windows(
+        _: UmbrellaSamples, new_c: np.ndarray, new_k: np.ndarray, round_: int, frames: int | None = None
+    ) -> UmbrellaSamples:
         runner = run_cv_windows_exchange if sizes["exchange"] and len(new_c) > 1 else run_cv_windows
+        run_sizes = dict(sizes, window_frames=frames or sizes["window_frames"])
         more, pool["pos"], pool["s"], e = runner(
-            test, bias, model, new_c, new_k, pool["pos"], pool["s"], seed + 7 + 100 * round_, sizes
+            test, bias, model, new_c, new_k, pool["pos"], pool["s"], seed + 7 + 100 * round_, run_sizes
         )
         pool["e"] = np.concatenate([pool["e"], e])
         return more
@@ -403,7 +427,19 @@ def umbrella_along_cv(
             f"refinement {round_ + 1}: {len(new_c)} windows at s = {np.round(new_c, 3).tolist()}, kappa x4", flush=True
         )
 
-    us = more_windows(None, centers, np.full(len(centers), kappa), -1)  # type: ignore[arg-type]
+    kappas = np.full(len(centers), kappa)
+    if sizes["exchange"] and sizes.get("pilot_frames"):
+        # pilot ladder -> stiffer windows where it left holes -> one production ladder holding all windows, so
+        # that replicas can travel the whole CV (refined windows sampled apart from the ladder would cut it)
+        pilot = more_windows(None, centers, kappas, -1, sizes["pilot_frames"])  # type: ignore[arg-type]
+        decorrelated, _ = decorrelate(pilot)
+        new_c, new_k = refine_windows(decorrelated, mbar_analysis(decorrelated, convergence=False).overlap)
+        if len(new_c):
+            announce(0, new_c, new_k)
+        order = np.argsort(np.concatenate([centers, new_c]), kind="stable")
+        centers, kappas = np.concatenate([centers, new_c])[order], np.concatenate([kappas, new_k])[order]
+        return more_windows(None, centers, kappas, 0), pool  # type: ignore[arg-type]
+    us = more_windows(None, centers, kappas, -1)  # type: ignore[arg-type]
     return refine_umbrella(us, more_windows, sizes["refine_rounds"], announce), pool
 
 
@@ -459,6 +495,20 @@ def main() -> None:
         help="replica exchange between neighbouring CV windows after every frame (REUS)",
     )
     parser.add_argument(
+        "--pilot-frames",
+        type=int,
+        default=None,
+        help="with --exchange: a pilot ladder of this many frames per window finds the holes, stiffer windows fill "
+        "them, and one production ladder runs all windows together (0: refine after production, apart from the "
+        "ladder; default a quarter of --window-frames)",
+    )
+    parser.add_argument(
+        "--exchange-every",
+        type=int,
+        default=20,
+        help="MD steps (2 fs) between replica exchange attempts; must divide the 100 steps per frame",
+    )
+    parser.add_argument(
         "--ref-exchange",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -491,7 +541,9 @@ def main() -> None:
         "refine_rounds": args.refine_rounds,
         "exchange": args.exchange,
         "ref_exchange": args.ref_exchange,
+        "exchange_every": args.exchange_every,
     }
+    sizes["pilot_frames"] = sizes["window_frames"] // 4 if args.pilot_frames is None else args.pilot_frames
     print("sizes", sizes, flush=True)
     import openmm as mm
 
@@ -619,9 +671,9 @@ def reference_along_phi(test, sizes: dict, seed: int) -> tuple[float, float, flo
         def place(ctx, k: int) -> None:  # noqa: ANN001
             ctx.setParameter("p0", float(ref_centers[k]))
 
-        def unwrapped_phi(pos: np.ndarray, k: int) -> float:  # phi as window k sees it: within pi of its center
-            d = torsion(pos[None], PHI)[0] - ref_centers[k]
-            return float(ref_centers[k] + (d + np.pi) % (2 * np.pi) - np.pi)
+        def unwrapped_phi(pos: np.ndarray, k: np.ndarray) -> np.ndarray:  # phi as window k sees it: within pi of it
+            d = torsion(pos, PHI) - ref_centers[k]
+            return ref_centers[k] + (d + np.pi) % (2 * np.pi) - np.pi
 
         pos_w, _ = reus_lockstep(
             test,

@@ -568,10 +568,12 @@ def _markdown(r: CrystallizationOutput) -> str:
     """The human-readable report."""
     lines = [
         f"# Crystallization of amorphous {r.composition} ({r.potential})", "",
-        f"- Predicted first polymorph (most frequent motif): **{r.predicted_first_polymorph}**",
+        "- Predicted first polymorph (most frequent identified motif): "
+        f"**{r.predicted_first_polymorph or 'none (no motif matched a known polymorph)'}**",
         f"- Lowest-energy motif: {r.lowest_energy_motif}",
         f"- Ground state by energy: {r.ground_state} ({r.ground_state_energy_per_atom_eV} eV/atom)",
-        f"- Ostwald's rule differs from thermodynamics: {r.ostwald_differs}",
+        "- Ostwald's rule differs from thermodynamics: "
+        f"{'unknown (no prediction)' if r.ostwald_differs is None else r.ostwald_differs}",
         f"- Motifs: {r.n_subcells_total} subcells, {r.n_relaxed} relaxed (budget {r.budget}), {r.n_valid} valid, "
         f"{r.n_skipped_overlap} skipped for overlaps; rejections: {r.rejections or 'none'}",
         f"- Schedule: {r.schedule}", f"- Wall time: {r.wall_time_s} s", "",
