@@ -762,3 +762,73 @@ def reweighted_histogram_2d(
         f = -np.log(h.T)
     f[~np.isfinite(f)] = np.nan
     return 0.5 * (ex[:-1] + ex[1:]), 0.5 * (ey[:-1] + ey[1:]), f - np.nanmin(f)
+
+
+def window_clusters(overlap: np.ndarray, threshold: float = 0.01) -> int:
+    """Number of connected clusters of windows whose symmetrised MBAR overlap exceeds `threshold`. More than one
+    means the data do not fix the free-energy offsets between the clusters (MBAR's error then explodes)."""
+    from scipy.sparse.csgraph import connected_components
+
+    return int(connected_components(0.5 * (overlap + overlap.T) > threshold, directed=False)[0])
+
+
+def mbar_basins_nd(
+    s: np.ndarray,
+    basin: np.ndarray,
+    window: np.ndarray,
+    centers: np.ndarray,
+    kappa: float | np.ndarray,
+    period: float | None = None,
+) -> dict[str, Any]:
+    """Basin free energies (kT, relative to basin 0) from umbrella windows with isotropic harmonic biases
+    0.5 kappa_k |s - c_k|^2 in a d-dimensional CV (d = 2 for a grid of windows on a 2D latent or on two torsions).
+
+    s (n, d), basin (n,) and window (n,) per frame, in time order within each window; centers (K, d). With `period`
+    every component is periodic (torsions: 2 pi) and distances use the nearest image. Each window's frames are
+    thinned by the largest statistical inefficiency of its displacements from its center and its basin
+    indicators, as decorrelate does in 1D. Returns basin_df / basin_err (per basin, NaN where unvisited), the
+    inefficiencies g, the overlap matrix, each window's best overlap with another window, and the number of
+    connected window clusters."""
+    pymbar = import_pymbar()
+    s = np.asarray(s, float).reshape(len(s), -1)
+    centers = np.asarray(centers, float).reshape(len(centers), -1)
+    basin, window = np.asarray(basin, int), np.asarray(window, int)
+    kappas = window_kappas(kappa, len(centers))
+    n_basins = int(basin.max()) + 1 if len(basin) else 0
+    def nearest(d: np.ndarray) -> np.ndarray:
+        return d if period is None else (d + 0.5 * period) % period - 0.5 * period
+
+    local = nearest(s - centers[window])  # displacement from the own window's center: no jumps at a wrap
+    keep = np.zeros(len(s), bool)
+    g = np.ones(len(centers))
+    for k in range(len(centers)):
+        idx = np.flatnonzero(window == k)
+        series = [local[idx, i] for i in range(s.shape[1])]
+        series += [(basin[idx] == b).astype(float) for b in range(n_basins)]
+        values = [v for v in (_inefficiency(pymbar, x) for x in series) if v is not None]
+        g[k] = max(values, default=1.0)
+        keep[idx[:: max(1, math.ceil(g[k]))]] = True
+    order = np.flatnonzero(keep)[np.argsort(window[keep], kind="stable")]
+    s, basin, window = s[order], basin[order], window[order]
+    u_kn = 0.5 * kappas[:, None] * (nearest(s[None, :, :] - centers[:, None, :]) ** 2).sum(-1)
+    present = [b for b in range(n_basins) if np.any(basin == b)]
+    basin_df, basin_err = np.full(n_basins, np.nan), np.full(n_basins, np.nan)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+        warnings.simplefilter("ignore")
+        mbar = pymbar.MBAR(u_kn, np.bincount(window, minlength=len(centers)), solver_protocol="robust")
+        overlap = np.asarray(mbar.compute_overlap()["matrix"])
+        if 0 in present:
+            states = np.array([np.where(basin == b, 0.0, OUT_OF_BASIN) for b in present])
+            out = mbar.compute_perturbed_free_energies(states)
+            basin_df[present] = np.asarray(out["Delta_f"])[0]
+            basin_err[present] = np.asarray(out["dDelta_f"])[0]
+    off = overlap - np.diag(np.diag(overlap))
+    return {
+        "basin_df": basin_df,
+        "basin_err": basin_err,
+        "g": g,
+        "overlap": overlap,
+        "best_neighbour_overlap": off.max(1),
+        "clusters": window_clusters(overlap),
+        "n_used": int(len(s)),
+    }
