@@ -67,6 +67,11 @@ Stop 19 (2026-12-03, 1 thread each, two jobs at a time).
   0.18 (708 windows) / 4.44 +- 0.19 kT (321 windows)**, one cluster each. The mean (5.09) is on the reference, but
   each seed is 0.6-0.7 kT off, 3-4 of its error bars; seed 1's halves agree (4.57 / 4.57), so the error there is
   a bias of that CV, not noise. Some windows span 90-100 deg in phi or psi (inefficiency up to 42 in 150 frames).
+  By region (kT relative to C7eq/beta; alpha_R: phi < 0, -120 < psi < 50; C7ax: phi > 0, psi < 0; alpha_L: phi >
+  0, psi > 0), the torsion-grid reference gives alpha_R 4.39, C7ax 5.11, alpha_L 7.69 (+- 0.11-0.13). Seed 1
+  gives 4.29 / 4.41 / 7.38: right except C7ax, 0.7 low. Seed 0 gives 1.76 / 7.53 / 5.99: wrong everywhere, and its
+  basin total is near the reference only by cancellation. Its CV came from poor data (C7ax held 0.37 of the 300 K
+  run, 0.01 at 600 K), so the mean of the two seeds agreeing is luck.
 
     .venv/bin/python benchmarks/free_energy_alanine.py [--quick] [--seed 1] [--reference-kT 5.08 0.12]
     .venv/bin/python benchmarks/free_energy_alanine.py --reference-only --ref-frames 1500
