@@ -504,7 +504,7 @@ def umbrella_2d(
 def reference_torsion_grid(test, sizes: dict, seed: int, n_grid: int, save: Path | None) -> dict:  # noqa: ANN001
     """Reference by 2D umbrella sampling in (phi, psi) themselves: an n_grid x n_grid periodic grid of harmonic
     windows (thermal width half a spacing), visited in boustrophedon order, each started from the last frame of the
-    one before; MBAR with periodic distances (alanine_2d.mbar_torsion_grid). Both slow torsions are biased, so no
+    one before; MBAR with periodic distances (models.free_energy.mbar_basins_nd). Both slow torsions are biased, so no
     barrier is left across the windows."""
     import openmm as mm
     from alanine_2d import snake_grid
@@ -635,7 +635,7 @@ def main() -> None:
         help="2: a 2D CV (multitask plus the reconstruction head) and umbrella windows on a 2D grid (alanine_2d.py)",
     )
     parser.add_argument(
-        "--grid-spacing", type=float, default=0.25, help="2D window spacing in latent units (latent std 1)"
+        "--grid-spacing", type=float, default=0.1, help="2D window spacing in latent units (latent std 1)"
     )
     parser.add_argument(
         "--w-recon", type=float, default=None, help="reconstruction weight (default 1 for --latent-dim 2, else 0)"
