@@ -31,36 +31,46 @@ def latent_of_torsions(model: MultitaskCV, phi: np.ndarray, psi: np.ndarray) -> 
 
 
 def torus_image(model: MultitaskCV, n: int = N_GRID) -> tuple[np.ndarray, np.ndarray]:
-    """The latent of a periodic (phi, psi) grid: tables (2, n, n) with phi fastest (OpenMM's Continuous2DFunction
-    order) and the flat points (n*n, 2)."""
+    """The latent of a periodic (phi, psi) grid: tables (d, n, n) with phi fastest (OpenMM's Continuous2DFunction
+    order) and the flat points (n*n, d)."""
     grid = np.linspace(-np.pi, np.pi, n)
     gphi, gpsi = np.meshgrid(grid, grid, indexing="xy")
     flat = latent_of_torsions(model, gphi.ravel(), gpsi.ravel())
-    tables = flat.T.reshape(2, n, n).copy()
+    tables = flat.T.reshape(-1, n, n).copy()
     tables[:, :, -1] = tables[:, :, 0]
     tables[:, -1, :] = tables[:, 0, :]
     return tables, flat
 
 
-def bias_2d(model: MultitaskCV, torsions: dict[str, tuple[int, int, int, int]]):  # noqa: ANN201
-    """OpenMM CustomCVForce 0.5 kb ((s1 - c1)^2 + (s2 - c2)^2) with s1, s2 the learned latent tabulated on the
-    periodic (phi, psi) grid (force group 2; global parameters kb, c1, c2)."""
+def tabulated_bias(
+    model: MultitaskCV, torsions: dict[str, tuple[int, int, int, int]], expression: str, parameters: tuple[str, ...]
+):  # noqa: ANN201
+    """OpenMM CustomCVForce of `expression` in the learned latent, each component tabulated on the periodic
+    (phi, psi) grid as a Continuous2DFunction named sa, sb, ... of the torsion CVs named in `torsions`; the
+    `parameters` are global (0 until set). Force group 2."""
     import openmm as mm
 
     tables, _ = torus_image(model)
-    bias = mm.CustomCVForce("0.5*kb*((sa(phi,psi)-c1)^2+(sb(phi,psi)-c2)^2)")
-    for name in ("kb", "c1", "c2"):
+    bias = mm.CustomCVForce(expression)
+    for name in parameters:
         bias.addGlobalParameter(name, 0.0)
     for name, idx in torsions.items():
         t = mm.CustomTorsionForce("theta")
         t.addTorsion(*idx, [])
         bias.addCollectiveVariable(name, t)
-    for name, table in zip(("sa", "sb"), tables, strict=True):
+    for name, table in zip(("sa", "sb"), tables, strict=False):
         bias.addTabulatedFunction(
             name, mm.Continuous2DFunction(N_GRID, N_GRID, table.ravel().tolist(), -np.pi, np.pi, -np.pi, np.pi, True)
         )
     bias.setForceGroup(2)
     return bias
+
+
+def bias_2d(model: MultitaskCV, torsions: dict[str, tuple[int, int, int, int]]):  # noqa: ANN201
+    """Harmonic 2D window 0.5 kb ((s1 - c1)^2 + (s2 - c2)^2) in the learned latent (global parameters kb, c1, c2)."""
+    return tabulated_bias(
+        model, torsions, "0.5*kb*((sa(phi,psi)-c1)^2+(sb(phi,psi)-c2)^2)", ("kb", "c1", "c2")
+    )
 
 
 def grid_windows(s_torus: np.ndarray, spacing: float, reach: float = 1.0) -> np.ndarray:

@@ -94,6 +94,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from alanine_2d import latent_of_torsions, tabulated_bias  # noqa: E402  (benchmarks/, first on sys.path)
+
 from models.cv import CVConfig, MultitaskCV, train_cv  # noqa: E402
 from models.free_energy import (  # noqa: E402
     UmbrellaSamples,
@@ -305,7 +307,7 @@ def reus_lockstep(
     attempts = accepted = resets = sweeps = 0
     for _f in range(n_frames):
         for sub in range(every // swap_every):
-            states = []
+            record = sub == every // swap_every - 1  # the frame's last sub-step: store positions and energies
             for r, (context, integrator) in enumerate(replicas):
                 try:
                     integrator.step(swap_every)
@@ -314,12 +316,9 @@ def reus_lockstep(
                     context.setPositions(last[r] * unit.nanometer)
                     context.setVelocitiesToTemperature(TEMPERATURE * unit.kelvin, seed + 7919 * resets)
                     integrator.step(swap_every)
-                record = sub == every // swap_every - 1
                 state = context.getState(getPositions=True, getEnergy=record, groups={0})
                 last[r] = state.getPositions(asNumpy=True)._value
-                states.append(state if record else None)
-            if states[0] is not None:
-                for r, state in enumerate(states):
+                if record:
                     pos_by_w[window_of[r]].append(last[r])
                     e_by_w[window_of[r]].append(state.getPotentialEnergy()._value)
             s_now = coordinates(np.array(last), window_of)
@@ -400,26 +399,7 @@ def basin_of(pos: np.ndarray) -> np.ndarray:
 def cv_bias(model: MultitaskCV):  # noqa: ANN201
     """The learned CV, a function of (phi, psi) only, tabulated on a periodic 2D grid inside an OpenMM
     CustomCVForce bias 0.5 kb (s(phi, psi) - s0)^2 (force group 2)."""
-    import openmm as mm
-
-    n_grid = 145
-    grid = np.linspace(-np.pi, np.pi, n_grid)
-    gphi, gpsi = np.meshgrid(grid, grid, indexing="xy")  # values[i + n*j]: x = phi fastest
-    table = cv_of_torsions(model, gphi.ravel(), gpsi.ravel()).reshape(n_grid, n_grid)
-    table[:, -1] = table[:, 0]
-    table[-1, :] = table[0, :]
-    bias = mm.CustomCVForce("0.5*kb*(scv(phi,psi)-s0)^2")
-    bias.addGlobalParameter("kb", 0.0)
-    bias.addGlobalParameter("s0", 0.0)
-    for name, idx in (("phi", PHI), ("psi", PSI)):
-        t = mm.CustomTorsionForce("theta")
-        t.addTorsion(*idx, [])
-        bias.addCollectiveVariable(name, t)
-    bias.addTabulatedFunction(
-        "scv", mm.Continuous2DFunction(n_grid, n_grid, table.ravel().tolist(), -np.pi, np.pi, -np.pi, np.pi, True)
-    )
-    bias.setForceGroup(2)
-    return bias
+    return tabulated_bias(model, {"phi": PHI, "psi": PSI}, "0.5*kb*(sa(phi,psi)-s0)^2", ("kb", "s0"))
 
 
 def umbrella_along_cv(
@@ -544,12 +524,8 @@ def reference_torsion_grid(test, sizes: dict, seed: int, n_grid: int, save: Path
 
 
 def cv_of_torsions(model: MultitaskCV, phi: np.ndarray, psi: np.ndarray) -> np.ndarray:
-    """The learned CV as a function of (phi, psi): the network's torsion features are [sin phi, sin psi, cos phi,
-    cos psi]."""
-    feats = torch.as_tensor(np.stack([np.sin(phi), np.sin(psi), np.cos(phi), np.cos(psi)], -1), dtype=torch.float64)
-    with torch.no_grad():
-        z = model.encoder((feats - model.in_mean) / model.in_std)
-        return ((z - model.s_shift) / model.s_scale)[:, 0].numpy()
+    """The learned CV (first latent component) as a function of (phi, psi)."""
+    return latent_of_torsions(model, phi, psi)[:, 0]
 
 
 def main() -> None:
@@ -592,7 +568,7 @@ def main() -> None:
         "--exchange",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="replica exchange between neighbouring CV windows after every frame (REUS)",
+        help="replica exchange between neighbouring CV windows every --exchange-every steps (REUS)",
     )
     parser.add_argument(
         "--pilot-frames",
@@ -612,7 +588,7 @@ def main() -> None:
         "--ref-exchange",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="replica exchange between neighbouring reference windows along phi after every frame",
+        help="replica exchange between neighbouring reference windows along phi every --exchange-every steps",
     )
     parser.add_argument(
         "--w-smooth",

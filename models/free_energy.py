@@ -795,6 +795,7 @@ def mbar_basins_nd(
     basin, window = np.asarray(basin, int), np.asarray(window, int)
     kappas = window_kappas(kappa, len(centers))
     n_basins = int(basin.max()) + 1 if len(basin) else 0
+
     def nearest(d: np.ndarray) -> np.ndarray:
         return d if period is None else (d + 0.5 * period) % period - 0.5 * period
 
