@@ -6,7 +6,10 @@ across the CV, where no 1D window helps (free_energy_alanine.py's docstring has 
 with the reconstruction head as well is close to one-to-one on the sampled torus (data pairs more than 90 deg apart
 that land within 0.15 of each other in the latent: 0.03 % against 6.5 % without it), so 2D windows leave no
 slow coordinate unbiased. The windows' MBAR is models.free_energy.mbar_basins_nd. Used by free_energy_alanine.py
-with `--latent-dim 2` and `--reference-grid N`.
+with `--latent-dim 2` and `--reference-grid N`. Independent 2D windows still leave slow mixing inside some windows
+(the torus cannot map one-to-one onto a plane, and where the latent is compressed a window spans a barrier), so by
+default the windows run as one replica-exchange grid (free_energy_alanine.reus_lockstep with
+models.free_energy.grid_pairs); `--no-exchange` samples them one by one.
 """
 
 from __future__ import annotations
@@ -74,17 +77,11 @@ def bias_2d(model: MultitaskCV, torsions: dict[str, tuple[int, int, int, int]]):
 
 
 def grid_windows(s_torus: np.ndarray, spacing: float, reach: float = 1.0) -> np.ndarray:
-    """Window centers (K, 2) on a square grid of `spacing` over the latent image of the whole (phi, psi) torus,
-    kept within `reach` spacings of that image: every configuration has a window near it, so the windows' overlap
-    graph is connected across the barriers too (kept only near the sampled data, the windows split into a phi < 0
-    and a phi > 0 cluster with no overlap between them, and MBAR returned 4.0 +- 10.1 kT)."""
-    from scipy.spatial import cKDTree
+    """Window centers (K, 2) on a square grid of `spacing` over the latent image of the whole (phi, psi) torus
+    (models.free_energy.grid_window_centers): the overlap graph is then connected across the barriers too."""
+    from models.free_energy import grid_window_centers
 
-    lo, hi = s_torus.min(0) - spacing, s_torus.max(0) + spacing
-    axes = [np.arange(lo[i], hi[i] + 1e-9, spacing) for i in range(2)]
-    centers = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
-    distance, _ = cKDTree(s_torus).query(centers)
-    return centers[distance <= reach * spacing]
+    return grid_window_centers(s_torus, spacing, reach)
 
 
 def run_windows_2d(

@@ -73,11 +73,21 @@ Stop 19 (2026-12-03, 1 thread each, two jobs at a time).
   basin total is near the reference only by cancellation. Its CV came from poor data (C7ax held 0.37 of the 300 K
   run, 0.01 at 600 K), so the mean of the two seeds agreeing is luck.
 
+Stop 20 (2026-12-03, 1 thread each). The 2D windows now run as one replica-exchange grid (the default; swaps with
+the neighbour along one grid axis every 20 steps, cycling over both axes and parities; `--no-exchange` for
+independent windows). Seed 1's CV (321 windows x 30 ps): **4.78 +- 0.18 kT** with exchange (1,621 s; acceptance
+0.53; max statistical inefficiency 4.8), against 4.44 +- 0.19 independent at 30 ps and 4.03 +- 0.12 independent
+at 90 ps (3,195 s; inefficiency up to 99): longer independent windows move away from the reference, not towards it,
+so the error was slow mixing inside windows, which exchange removes. By region (reference 4.39 / 5.11 / 7.69):
+alpha_R 4.34, C7ax 4.85, alpha_L 7.53 with exchange; 4.33 / 4.05 / 7.05 independent at 90 ps.
+@@SEEDS@@
+`--data-runs N` splits each basin's CV data into N short runs with their own pulls (default 1, as before).
+
     .venv/bin/python benchmarks/free_energy_alanine.py [--quick] [--seed 1] [--reference-kT 5.08 0.12]
     .venv/bin/python benchmarks/free_energy_alanine.py --reference-only --ref-frames 1500
     .venv/bin/python benchmarks/free_energy_alanine.py --reference-grid 24 --window-frames 150    # ~25 min
     .venv/bin/python benchmarks/free_energy_alanine.py --latent-dim 2 --grid-spacing 0.1 --window-frames 150 \
-        --reference-kT 5.08 0.12                                                                  # 15-45 min
+        --reference-kT 5.08 0.12 [--no-exchange]                                                  # 25-60 min
 Needs `pip install openmm openmmtools` (not a CI test: minutes of MD).
 """
 
@@ -270,19 +280,22 @@ def reus_lockstep(
     seed: int,
     sizes: dict,
     n_frames: int,
+    pairs=None,  # noqa: ANN001
+    ends: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Replica exchange umbrella sampling: one OpenMM context per window (`place(context, k)` sets window k's bias),
     all advanced in lockstep; every sizes["exchange_every"] steps neighbouring windows try to swap replicas
     (models.free_energy.exchange_neighbours on `coordinates(positions, windows)`, the biased coordinate of each
-    replica as its window sees it), so a configuration stuck behind a barrier orthogonal to the biased coordinate
-    can leave through other windows. Frames (every sizes["every"] steps) are recorded per window (the thermodynamic
-    state), as MBAR needs; a blow-up restarts that replica from its last good positions. Prints the acceptance and
-    the replicas' end-to-end traversals of the window ladder: mixing along the orthogonal coordinates needs them.
-    Returns positions (n, atoms, 3) and potential energies (kJ/mol) per window."""
+    replica as its window sees it; with `pairs(sweep)`, exchange_pairs over those window pairs, e.g. a 2D grid's),
+    so a configuration stuck behind a barrier orthogonal to the biased coordinate can leave through other windows.
+    Frames (every sizes["every"] steps) are recorded per window (the thermodynamic state), as MBAR needs; a blow-up
+    restarts that replica from its last good positions. Prints the acceptance and the replicas' end-to-end
+    traversals between the `ends` (two sets of windows; default the lowest and highest center): mixing along the
+    orthogonal coordinates needs them. Returns positions (n, atoms, 3) and potential energies (kJ/mol) per window."""
     import openmm as mm
     import openmm.unit as unit
 
-    from models.free_energy import exchange_neighbours
+    from models.free_energy import exchange_neighbours, exchange_pairs
 
     n = len(centers)
     every = sizes["every"]
@@ -300,12 +313,17 @@ def reus_lockstep(
         integrator.step(sizes["equil_steps"])
     pos_by_w: list[list] = [[] for _ in range(n)]
     e_by_w: list[list] = [[] for _ in range(n)]
-    order = np.argsort(centers, kind="stable")
-    low, high = order[0], order[-1]
+    if ends is None:
+        order = np.argsort(centers, kind="stable")
+        ends = (order[:1], order[-1:])
     last_end = np.zeros(n, int)  # per replica: 0 none yet, -1 lowest window, +1 highest window
     traversals = np.zeros(n, int)
     attempts = accepted = resets = sweeps = 0
+    t0 = time.time()
     for _f in range(n_frames):
+        if _f and _f % max(1, n_frames // 10) == 0:
+            print(f"REUS: frame {_f}/{n_frames}, swaps accepted {accepted / max(attempts, 1):.2f}, "
+                  f"{int(traversals.sum())} traversals so far ({time.time() - t0:.0f} s)", flush=True)
         for sub in range(every // swap_every):
             record = sub == every // swap_every - 1  # the frame's last sub-step: store positions and energies
             for r, (context, integrator) in enumerate(replicas):
@@ -322,13 +340,17 @@ def reus_lockstep(
                     pos_by_w[window_of[r]].append(last[r])
                     e_by_w[window_of[r]].append(state.getPotentialEnergy()._value)
             s_now = coordinates(np.array(last), window_of)
-            new_w, n_try, n_ok = exchange_neighbours(s_now, window_of, centers, kappas, rng, parity=sweeps % 2)
+            if pairs is None:
+                new_w, n_try, n_ok = exchange_neighbours(s_now, window_of, centers, kappas, rng, parity=sweeps % 2)
+            else:
+                new_w, n_try, n_ok = exchange_pairs(s_now, window_of, centers, kappas, rng, pairs(sweeps))
             sweeps += 1
             attempts, accepted = attempts + n_try, accepted + n_ok
             for r in np.flatnonzero(new_w != window_of):
                 place(replicas[r][0], new_w[r])
             window_of = new_w
-            for r, end in ((np.flatnonzero(window_of == low), -1), (np.flatnonzero(window_of == high), 1)):
+            for r, end in ((np.flatnonzero(np.isin(window_of, ends[0])), -1),
+                           (np.flatnonzero(np.isin(window_of, ends[1])), 1)):
                 traversals[r] += last_end[r] == -end
                 last_end[r] = end
     print(
@@ -451,30 +473,62 @@ def umbrella_along_cv(
 
 
 def umbrella_2d(
-    model: MultitaskCV, test, pool: dict, x: np.ndarray, sizes: dict, seed: int, spacing: float,  # noqa: ANN001
-    save: Path | None,
+    model: MultitaskCV, test, pool: dict, x: np.ndarray, y: np.ndarray, sizes: dict, seed: int,  # noqa: ANN001
+    spacing: float, save: Path | None,
 ) -> dict:
-    """Independent umbrella windows on a 2D grid of the learned latent (alanine_2d.grid_windows), each started
-    from the pooled configuration nearest its center, and MBAR over both latent components."""
-    from alanine_2d import bias_2d, grid_windows, run_windows_2d, torus_image
+    """Umbrella windows on a 2D grid of the learned latent (alanine_2d.grid_windows), each started from the pooled
+    configuration nearest its center, and MBAR over both latent components. With sizes["exchange"] the windows run
+    as one REUS grid (reus_lockstep; swaps along both axes, models.free_energy.grid_pairs), else independently."""
+    from alanine_2d import bias_2d, grid_windows, latent_of_torsions, run_windows_2d, torus_image
+
+    from models.free_energy import grid_pairs
 
     torsions = {"phi": PHI, "psi": PSI}
     s_data = model.cv_numpy(x)
     centers = grid_windows(torus_image(model)[1], spacing)
     kappa = 1.0 / spacing**2
     print(f"2D windows: {len(centers)} on a {spacing} grid, kappa {kappa:.1f} kT per latent unit^2", flush=True)
-    context, integrator = make_context(test, [bias_2d(model, torsions)], seed + 7)
-    context.setParameter("kb", kappa * KT_KJ)
+    bias = bias_2d(model, torsions)
+    if sizes["exchange"]:
 
-    def sample_window(k: int, center: np.ndarray, start: np.ndarray) -> np.ndarray | None:
-        context.setParameter("c1", float(center[0]))
-        context.setParameter("c2", float(center[1]))
-        frames = _window_frames(context, integrator, start, seed + 7 + k, sizes)
-        return None if frames is None else frames[0]
+        def place(context, k: int) -> None:  # noqa: ANN001
+            context.setParameter("c1", float(centers[k][0]))
+            context.setParameter("c2", float(centers[k][1]))
+            context.setParameter("kb", kappa * KT_KJ)
 
-    samples = run_windows_2d(
-        sample_window, model, centers, pool["pos"], s_data, torsions, basin_of, torsion
-    )
+        def coordinates(pos: np.ndarray, _: np.ndarray) -> np.ndarray:
+            return latent_of_torsions(model, torsion(pos, PHI), torsion(pos, PSI))
+
+        starts = [pool["pos"][int(np.argmin(((s_data - c) ** 2).sum(1)))] for c in centers]
+        # traversals count trips between the windows at the two basins' median latent (within 1.5 spacings)
+        ends = tuple(
+            np.flatnonzero(np.linalg.norm(centers - np.median(s_data[y == b], 0), axis=1) <= 1.5 * spacing)
+            for b in (0, 1)
+        )
+        pos_w, _ = reus_lockstep(
+            test, bias, place, coordinates, starts, centers, np.full(len(centers), kappa), seed + 7, sizes,
+            sizes["window_frames"], pairs=lambda sweep: grid_pairs(centers, spacing, sweep), ends=ends,
+        )
+        samples = {"s": [], "basin": [], "window": [], "x": []}
+        for k, pos in enumerate(pos_w):
+            phi, psi = torsion(pos, PHI), torsion(pos, PSI)
+            samples["s"].append(latent_of_torsions(model, phi, psi))
+            samples["basin"].append(basin_of(pos))
+            samples["window"].append(np.full(len(pos), k))
+            samples["x"].append(np.stack([phi, psi], -1))
+        samples = {key: np.concatenate(v) for key, v in samples.items()}
+        samples["centers"] = centers
+    else:
+        context, integrator = make_context(test, [bias], seed + 7)
+        context.setParameter("kb", kappa * KT_KJ)
+
+        def sample_window(k: int, center: np.ndarray, start: np.ndarray) -> np.ndarray | None:
+            context.setParameter("c1", float(center[0]))
+            context.setParameter("c2", float(center[1]))
+            frames = _window_frames(context, integrator, start, seed + 7 + k, sizes)
+            return None if frames is None else frames[0]
+
+        samples = run_windows_2d(sample_window, model, centers, pool["pos"], s_data, torsions, basin_of, torsion)
     if save:
         np.savez(save, kappa=kappa, **samples)
     return {**mbar_basins_nd(samples["s"], samples["basin"], samples["window"], samples["centers"], kappa),
@@ -614,6 +668,12 @@ def main() -> None:
         "--grid-spacing", type=float, default=0.1, help="2D window spacing in latent units (latent std 1)"
     )
     parser.add_argument(
+        "--data-runs",
+        type=int,
+        default=1,
+        help="split each basin's CV data into this many short runs, each from its own start (C7ax: its own pull)",
+    )
+    parser.add_argument(
         "--w-recon", type=float, default=None, help="reconstruction weight (default 1 for --latent-dim 2, else 0)"
     )
     parser.add_argument(
@@ -669,26 +729,31 @@ def main() -> None:
     pull.addTorsion(*PSI, [np.deg2rad(-70.0)])
     pull.setForceGroup(1)
     frames, labels, energies = [], [], []
+    piece = dict(sizes, data_frames=sizes["data_frames"] // args.data_runs)
     for basin, restrained in ((0, False), (1, True)):
-        # C7ax lives ~100-200 ps at 300 K here (4 pulls: 0.27, 1, 1, 0.04 of 200 ps in C7ax): if the 300 K run
-        # spends less than a third of its time in the basin, pull again with another seed
-        for attempt in range(6):
-            runs = basin_data(test, pull, restrained, seed + basin + 10 * attempt, args.hot_K, sizes)
-            share = float(np.mean(runs[0][1] == basin))
-            if share >= 1 / 3:
-                break
-            print(f"basin {basin}: the 300 K run spent {share:.2f} of its time there (attempt {attempt + 1}); "
-                  "pulling again", flush=True)
-        else:
-            raise SystemExit(f"could not hold alanine dipeptide in basin {basin} for the CV data")
-        for temperature, label, pos, e in runs:
-            frames.append(pos.reshape(len(pos), -1))
-            labels.append(label)
-            energies.append(e / KT_KJ)
-            print(
-                f"basin {basin} at {temperature:.0f} K: {len(pos)} frames, fraction phi>0 = {label.mean():.2f}",
-                flush=True,
-            )
+        # C7ax lives ~100-200 ps at 300 K here (4 pulls: 0.27, 1, 1, 0.04 of 200 ps in C7ax), so its data come from
+        # --data-runs short runs, each from its own pull; a run spending less than a third of its 300 K time in the
+        # basin is pulled again with another seed
+        for run in range(args.data_runs):
+            for attempt in range(6):
+                run_seed = seed + basin + 10 * attempt + 1000 * run
+                runs = basin_data(test, pull, restrained, run_seed, args.hot_K, piece)
+                share = float(np.mean(runs[0][1] == basin))
+                if share >= 1 / 3:
+                    break
+                print(f"basin {basin}: the 300 K run spent {share:.2f} of its time there (attempt {attempt + 1}); "
+                      "pulling again", flush=True)
+            else:
+                raise SystemExit(f"could not hold alanine dipeptide in basin {basin} for the CV data")
+            for temperature, label, pos, e in runs:
+                frames.append(pos.reshape(len(pos), -1))
+                labels.append(label)
+                energies.append(e / KT_KJ)
+                print(
+                    f"basin {basin} at {temperature:.0f} K (run {run + 1}/{args.data_runs}): {len(pos)} frames, "
+                    f"fraction phi>0 = {label.mean():.2f}",
+                    flush=True,
+                )
     x, y, en = np.concatenate(frames), np.concatenate(labels), np.concatenate(energies)
     config = CVConfig.preset(
         "multitask",
@@ -705,7 +770,7 @@ def main() -> None:
     if args.latent_dim == 2:
         model, metrics = train_cv(config, x, y, en, epochs=80, seed=args.seed)
         print(f"2D CV: classifier accuracy {metrics['classifier_accuracy']}", flush=True)
-        res2 = umbrella_2d(model, test, pool, x, sizes, seed, args.grid_spacing, args.save_samples)
+        res2 = umbrella_2d(model, test, pool, x, y, sizes, seed, args.grid_spacing, args.save_samples)
         ref, ref_err = args.reference_kT or reference_along_phi(test, sizes, seed)[:2]
         weakest = res2["best_neighbour_overlap"]
         print("\n=== alanine dipeptide, vacuum, 300 K: F(C7ax: phi > 0) - F(C7eq: phi < 0) ===")

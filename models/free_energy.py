@@ -120,7 +120,7 @@ def umbrella_toy(
     n_equil: int = 500,
     stride: int = 10,
     seed: int = 0,
-    component: int = 0,
+    component: int | tuple[int, ...] = 0,
     exchange_every: int | None = 50,
     callback: Callable[[int, int], None] | None = None,
 ) -> UmbrellaSamples:
@@ -129,38 +129,53 @@ def umbrella_toy(
     window starts from the configurations of `start_pool` whose CV is nearest its center; frames before n_equil are
     dropped. With `exchange_every`, neighbouring windows try to swap configurations every that many steps
     (Hamiltonian replica exchange, Metropolis on the bias energies), which relaxes barriers hidden orthogonal to the
-    CV; samples stay attached to their window."""
+    CV; samples stay attached to their window. With a tuple of components (e.g. (0, 1)) the windows are isotropic
+    in those components (centers (K, d), usually a grid_window_centers grid, whose neighbours exchange along every
+    axis: grid_pairs), and the samples' s is (n, d)."""
+    components = (component,) if isinstance(component, int) else tuple(component)
     centers = np.asarray(centers, dtype=float)
+    multi = centers.ndim == 2
+    if multi != (not isinstance(component, int)) or (multi and centers.shape[1] != len(components)):
+        raise ValueError(f"centers of shape {centers.shape} do not match CV component(s) {component}")
+    centers_2d = centers.reshape(len(centers), -1)
     n_win = len(centers)
-    s_pool = model.cv_numpy(start_pool)[:, component]
+    s_pool = model.cv_numpy(start_pool)[:, list(components)]
     starts = []
-    for c in centers:
-        nearest = np.argsort(np.abs(s_pool - c))[:n_walkers]
+    for c in centers_2d:
+        nearest = np.argsort(((s_pool - c) ** 2).sum(1))[:n_walkers]
         starts.append(start_pool[np.resize(nearest, n_walkers)])
     x0 = np.concatenate(starts)
-    centre_of = np.repeat(centers, n_walkers)
+    centre_of = np.repeat(centers_2d, n_walkers, axis=0)
     kappas = window_kappas(kappa, n_win)
     kappa_of = np.repeat(kappas, n_walkers)
     kt = system.kT
+    spacing = _grid_spacing(centers_2d) if multi else None
 
     def biased(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         e, g = system.energy_grad(x)
-        s, ds = model.cv_and_grad(x, component)
-        d = s - centre_of
-        return e + 0.5 * kt * kappa_of * d * d, g + (kt * kappa_of * d)[:, None] * ds
+        for i, c in enumerate(components):
+            s, ds = model.cv_and_grad(x, c)
+            d = s - centre_of[:, i]
+            e, g = e + 0.5 * kt * kappa_of * d * d, g + (kt * kappa_of * d)[:, None] * ds
+        return e, g
 
     swaps = {"tried": 0, "accepted": 0}
 
     def exchange(step: int, x: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
         if not exchange_every or step % exchange_every or n_win < 2:
             return None
-        s_now = model.cv_numpy(x)[:, component].reshape(n_win, n_walkers)
+        s_now = model.cv_numpy(x)[:, list(components)].reshape(n_win, n_walkers, -1)
         xw = x.reshape(n_win, n_walkers, -1)
         out = np.empty_like(xw)
-        for w in range(n_walkers):  # walker slot w of every window forms one exchange ladder
-            moved, tried, accepted = exchange_neighbours(
-                s_now[:, w], np.arange(n_win), centers, kappas, rng, parity=(step // exchange_every) % 2
-            )
+        sweep = step // exchange_every
+        pairs = None if spacing is None else grid_pairs(centers_2d, spacing, sweep)
+        for w in range(n_walkers):  # walker slot w of every window forms one exchange ladder (or grid)
+            if pairs is None:
+                moved, tried, accepted = exchange_neighbours(
+                    s_now[:, w, 0], np.arange(n_win), centers, kappas, rng, parity=sweep % 2
+                )
+            else:
+                moved, tried, accepted = exchange_pairs(s_now[:, w], np.arange(n_win), centers_2d, kappas, rng, pairs)
             out[moved, w] = xw[:, w]  # the configuration held in window k moves to window moved[k]
             swaps["tried"] += tried
             swaps["accepted"] += accepted
@@ -171,7 +186,7 @@ def umbrella_toy(
     frames = frames[first:]
     n_frames = frames.shape[0]
     x = frames.reshape(-1, system.dim)
-    s = model.cv_numpy(x)[:, component]
+    s = model.cv_numpy(x)[:, list(components)] if multi else model.cv_numpy(x)[:, component]
     window = np.tile(np.repeat(np.arange(n_win), n_walkers), n_frames)
     walker = np.tile(np.arange(n_win * n_walkers), n_frames)
     frame = np.repeat(np.arange(n_frames), n_win * n_walkers)
@@ -200,6 +215,49 @@ def umbrella_toy(
             "basin_names": list(system.basin_names),
         },
     )
+
+
+def _grid_spacing(centers: np.ndarray) -> float:
+    """The spacing of a square grid of window centers (K, d): the smallest distance between two of them."""
+    from scipy.spatial import cKDTree
+
+    if len(centers) < 2:
+        return 1.0
+    distance, _ = cKDTree(centers).query(centers, k=2)
+    return float(distance[:, 1].min())
+
+
+def grid_window_centers(
+    s_points: np.ndarray, spacing: float, reach: float = 1.0, fill_hull: bool = False
+) -> np.ndarray:
+    """Window centers (K, d) on a square grid of `spacing` over the CV values s_points (n, d), kept within `reach`
+    spacings of a point (with `fill_hull`, of a point or of the points' convex hull): every configuration has a
+    window near it. The points must cover every region whose free energy matters, barriers included (the image of a
+    whole torsion torus, or the hull of basin data): windows kept only near sampled basins leave no overlap across
+    the barrier between them (alanine: two window clusters, 4.0 +- 10.1 kT)."""
+    from scipy.spatial import Delaunay, cKDTree
+
+    s_points = np.asarray(s_points, float).reshape(len(s_points), -1)
+    lo, hi = s_points.min(0) - spacing, s_points.max(0) + spacing
+    axes = [np.arange(lo[i], hi[i] + 1e-9, spacing) for i in range(s_points.shape[1])]
+    centers = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, s_points.shape[1])
+    distance, _ = cKDTree(s_points).query(centers)
+    keep = distance <= reach * spacing
+    if fill_hull:
+        keep |= Delaunay(s_points).find_simplex(centers) >= 0
+    return centers[keep]
+
+
+def hull_grid_spacing(s_points: np.ndarray, n_windows: int) -> float:
+    """The grid spacing that puts about n_windows windows inside the convex hull of 2D CV values s_points (n, 2).
+    ValueError when the points span no area (the two CV components are degenerate)."""
+    from scipy.spatial import ConvexHull
+
+    try:
+        area = ConvexHull(np.asarray(s_points, float)).volume  # a 2D hull's volume is its area
+    except Exception as exc:  # noqa: BLE001  (scipy's QhullError: points on a line)
+        raise ValueError(f"the CV values span no area: {str(exc).splitlines()[0]}") from None
+    return float(np.sqrt(area / n_windows))
 
 
 def default_windows(s_basins: np.ndarray, n_windows: int, margin: float = 0.25) -> tuple[np.ndarray, float]:
@@ -238,32 +296,67 @@ def exchange_neighbours(
     rng: np.random.Generator,
     parity: int,
 ) -> tuple[np.ndarray, int, int]:
-    """One sweep of replica exchange umbrella sampling (REUS): Metropolis swaps of the windows held by replicas in
-    neighbouring windows (in order of center; pairs starting at `parity` 0 or 1, so even and odd sweeps alternate).
+    """One sweep of replica exchange umbrella sampling (REUS) along a 1D CV: swaps between windows neighbouring in
+    order of center, pairs starting at `parity` 0 or 1 so that even and odd sweeps alternate (exchange_pairs)."""
+    by_center = np.argsort(centers, kind="stable")
+    pairs = [(int(by_center[a]), int(by_center[a + 1])) for a in range(parity % 2, len(by_center) - 1, 2)]
+    return exchange_pairs(s, window_of, centers, kappa, rng, pairs)
 
-    s[r] is replica r's current CV and window_of[r] its window. A swap of windows i and j is accepted with
-    min(1, exp(-(u_i(s_b) + u_j(s_a) - u_i(s_a) - u_j(s_b)))) (bias energies in kT, same temperature), which keeps the
-    product of the biased Boltzmann distributions stationary. Returns the new window_of, attempts and acceptances."""
+
+def exchange_pairs(
+    s: np.ndarray,
+    window_of: np.ndarray,
+    centers: np.ndarray,
+    kappa: float | np.ndarray,
+    rng: np.random.Generator,
+    pairs: list[tuple[int, int]],
+) -> tuple[np.ndarray, int, int]:
+    """Metropolis swaps of the windows held by replicas, for disjoint window pairs (i, j), with harmonic biases
+    u_k(s) = 0.5 kappa_k |s - c_k|^2 in kT in a CV of any dimension (s (n,) or (n, d), centers (K,) or (K, d)).
+
+    s[r] is replica r's current CV and window_of[r] its window. A swap is accepted with
+    min(1, exp(-(u_i(s_b) + u_j(s_a) - u_i(s_a) - u_j(s_b)))) (same temperature), which keeps the product of the
+    biased Boltzmann distributions stationary. Returns the new window_of, attempts and acceptances."""
     kappas = window_kappas(kappa, len(centers))
+    s = np.asarray(s, float).reshape(len(s), -1)
+    centers = np.asarray(centers, float).reshape(len(centers), -1)
     window_of = np.asarray(window_of).copy()
     replica_in = np.empty(len(centers), int)
     replica_in[window_of] = np.arange(len(window_of))
-    by_center = np.argsort(centers, kind="stable")
     attempts = accepted = 0
 
-    def u(k: int, x: float) -> float:
-        return 0.5 * kappas[k] * (x - centers[k]) ** 2
+    def u(k: int, r: int) -> float:
+        return 0.5 * kappas[k] * float(np.sum((s[r] - centers[k]) ** 2))
 
-    for a_idx in range(parity % 2, len(by_center) - 1, 2):
-        i, j = by_center[a_idx], by_center[a_idx + 1]
+    for i, j in pairs:
         a, b = replica_in[i], replica_in[j]
-        delta = u(i, s[b]) + u(j, s[a]) - u(i, s[a]) - u(j, s[b])
+        delta = u(i, b) + u(j, a) - u(i, a) - u(j, b)
         attempts += 1
         if delta <= 0.0 or rng.random() < math.exp(-delta):
             accepted += 1
             window_of[a], window_of[b] = j, i
             replica_in[i], replica_in[j] = b, a
     return window_of, attempts, accepted
+
+
+def grid_pairs(centers: np.ndarray, spacing: float, sweep: int) -> list[tuple[int, int]]:
+    """Disjoint pairs of windows on a square grid (centers (K, d), `spacing` apart) for REUS sweep `sweep`: pairs one
+    spacing apart along axis (sweep // 2) % d, starting on even or odd grid lines (sweep % 2), so that 2 d
+    successive sweeps try every edge of the grid once. Windows missing from the grid simply have no partner."""
+    centers = np.asarray(centers, float).reshape(len(centers), -1)
+    index = np.rint((centers - centers.min(0)) / spacing).astype(int)
+    axis, parity = (sweep // 2) % centers.shape[1], sweep % 2
+    where = {tuple(row): k for k, row in enumerate(index)}
+    pairs = []
+    for k, row in enumerate(index):
+        if row[axis] % 2 != parity:
+            continue
+        up = row.copy()
+        up[axis] += 1
+        j = where.get(tuple(up))
+        if j is not None:
+            pairs.append((k, j))
+    return pairs
 
 
 def _window_means(samples: UmbrellaSamples) -> np.ndarray:
@@ -823,8 +916,15 @@ def mbar_basins_nd(
             out = mbar.compute_perturbed_free_energies(states)
             basin_df[present] = np.asarray(out["Delta_f"])[0]
             basin_err[present] = np.asarray(out["dDelta_f"])[0]
+        from scipy.special import logsumexp
+
+        n_k = np.bincount(window, minlength=len(centers))
+        log_w = -logsumexp(np.log(np.maximum(n_k, 1))[:, None] + np.asarray(mbar.f_k)[:, None] - u_kn, axis=0)
+        weights = np.exp(log_w - log_w.max())
     off = overlap - np.diag(np.diag(overlap))
     return {
+        "frames": order,
+        "weights": weights / weights.sum(),
         "basin_df": basin_df,
         "basin_err": basin_err,
         "g": g,

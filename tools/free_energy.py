@@ -100,7 +100,10 @@ class LearnCVInput(BaseModel):
         "it), which harmonic umbrella windows cannot hold. 0.1 halved the steepest slope of the alanine dipeptide CV "
         "at equal classification accuracy; 0 (default) trains as Sun et al.",
     )
-    latent_dim: int = Field(default=1, ge=1, le=2, description="CV dimension (umbrella sampling uses component 0).")
+    latent_dim: int = Field(
+        default=1, ge=1, le=2,
+        description="CV dimension. umbrella_sampling biases component 0, or both on a 2D grid (dimensions=2).",
+    )
     hidden: list[int] = Field(default=[32, 32], min_length=1, max_length=4, description="Encoder hidden widths.")
     features: Literal["identity", "distances", "torsions"] = Field(
         default="identity",
@@ -373,7 +376,21 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
 
 class UmbrellaSamplingInput(BaseModel):
     cv_id: str = Field(pattern=ID_PATTERN, description="A CV from learn_cv (trained on a toy system).")
-    n_windows: int = Field(default=24, ge=2, le=100, description="Number of harmonic windows along the CV.")
+    n_windows: int = Field(
+        default=24, ge=2, le=400,
+        description="Number of harmonic windows along the CV (at most 100), or with dimensions=2 roughly how many "
+        "grid windows should cover the CV's 2D image of the data (sets the grid spacing unless grid_spacing is given).",
+    )
+    dimensions: Literal[1, 2] = Field(
+        default=1,
+        description="1: windows along CV component 0. 2: isotropic windows on a square grid over both components of a "
+        "2D CV (latent_dim=2), covering the convex hull of the training data's CV values plus one spacing, with "
+        "replica exchange along both grid axes. A 1D CV puts several routes between basins at the same CV value; "
+        "2D windows bias the routes apart.",
+    )
+    grid_spacing: float | None = Field(
+        default=None, gt=0, le=1e3, description="dimensions=2: grid spacing in CV units (default from n_windows)."
+    )
     s_min: float | None = Field(default=None, description="First window center (default: below the basin CVs).")
     s_max: float | None = Field(default=None, description="Last window center (default: above the basin CVs).")
     kappa: float | None = Field(
@@ -408,6 +425,10 @@ class UmbrellaSamplingInput(BaseModel):
             raise ValueError(f"n_equil ({self.n_equil}) must be smaller than n_steps ({self.n_steps})")
         if (self.n_steps - self.n_equil) // self.stride < 2:
             raise ValueError("fewer than 2 frames per walker would be kept: lower stride or n_equil")
+        if self.dimensions == 1 and self.n_windows > 100:
+            raise ValueError(f"n_windows ({self.n_windows}) is at most 100 along one CV component")
+        if self.dimensions == 2 and (self.s_min is not None or self.s_max is not None or self.refine_rounds):
+            raise ValueError("s_min, s_max and refine_rounds apply to dimensions=1 only")
         if self.s_min is not None and self.s_max is not None and self.s_min >= self.s_max:
             raise ValueError(f"s_min ({self.s_min}) must be below s_max ({self.s_max})")
         return self
@@ -419,7 +440,8 @@ class UmbrellaSamplingOutput(BaseModel):
     windows_plot_uri: str = Field(description="PNG: CV histogram of each window.")
     cv_id: str
     system: str
-    centers: list[float]
+    centers: list[float] | list[list[float]] = Field(description="Window centers (dimensions=2: [s0, s1] pairs).")
+    grid_spacing: float | None = Field(default=None, description="dimensions=2: the grid spacing in CV units.")
     kappa: float = Field(description="Force constant of the initial windows, kT per CV unit squared.")
     kappas: list[float] = Field(description="Force constant of every window (refined windows are stiffer).")
     refined_windows: int = Field(description="Windows added by adaptive refinement.")
@@ -429,6 +451,17 @@ class UmbrellaSamplingOutput(BaseModel):
     exchange_acceptance: float | None
     warnings: list[str]
     seconds: float
+
+
+def _walkers(inp: UmbrellaSamplingInput) -> dict[str, Any]:
+    """The walker settings of umbrella_toy that every umbrella_sampling run takes from its input."""
+    return {
+        "n_walkers": inp.n_walkers,
+        "n_steps": inp.n_steps,
+        "n_equil": inp.n_equil,
+        "stride": inp.stride,
+        "exchange_every": inp.exchange_every or None,
+    }
 
 
 def _umbrella_estimate(inp: UmbrellaSamplingInput) -> float:
@@ -441,10 +474,11 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
     """Umbrella sampling along a learned CV (component 0) of a toy system: harmonic bias windows kappa/2 (s(x) -
     s_i)^2 kT, bias forces by autograd through the CV network, Metropolis-adjusted Langevin walkers (all windows in one
     batch) with optional replica exchange between neighbouring windows. Window centers default to an even grid that
-    spans the basin CV values with a margin. Long: run it as a job for big sizes. Returns a samples_id for
-    free_energy_profile (MBAR/WHAM) and a plot of the window histograms."""
+    spans the basin CV values with a margin. With dimensions=2 (a CV learned with latent_dim=2) the windows sit on a
+    square grid over both components instead and exchange along both axes. Long: run it as a job for big sizes.
+    Returns a samples_id for free_energy_profile (MBAR/WHAM) and a plot of the windows."""
     from models.cv import MultitaskCV
-    from models.free_energy import default_windows, refine_umbrella, umbrella_toy, window_kappas
+    from models.free_energy import default_windows, refine_umbrella, umbrella_toy
     from models.toy_potentials import get_toy_system
 
     start = time.time()
@@ -459,6 +493,8 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
     system = get_toy_system(system_name)
     with np.load(ckpt.parent / "data.npz") as z:
         pool, labels = z["x"], z["labels"]
+    if inp.dimensions == 2:
+        return _umbrella_grid(inp, ctx, model, system, pool, start)
     with _single_thread():
         s_pool = model.cv_numpy(pool)[:, 0]
         basin_s = np.array([np.median(s_pool[labels == b]) for b in np.unique(labels[labels >= 0])])
@@ -477,12 +513,8 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
             centers,
             kappa,
             pool,
-            n_walkers=inp.n_walkers,
-            n_steps=inp.n_steps,
-            n_equil=inp.n_equil,
-            stride=inp.stride,
             seed=inp.seed,
-            exchange_every=inp.exchange_every or None,
+            **_walkers(inp),
             callback=lambda done, total: ctx.progress(done, total, f"umbrella step {done}/{total}"),
         )
 
@@ -493,26 +525,35 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
                 centers_new,
                 kappas_new,
                 np.concatenate([pool, so_far.x]),
-                n_walkers=inp.n_walkers,
-                n_steps=inp.n_steps,
-                n_equil=inp.n_equil,
-                stride=inp.stride,
                 seed=inp.seed + round_ + 1,
-                exchange_every=inp.exchange_every or None,
+                **_walkers(inp),
                 callback=lambda done, total: ctx.progress(
                     done, total, f"refinement {round_ + 1}: {len(centers_new)} windows, step {done}/{total}"
                 ),
             )
 
         samples = refine_umbrella(samples, more_windows, inp.refine_rounds)
+    return _umbrella_output(inp, ctx, model, system, samples, kappa, start)
+
+
+def _umbrella_output(
+    inp: UmbrellaSamplingInput, ctx: ToolContext, model: Any, system: Any, samples: Any, kappa: float, start: float,
+    spacing: float | None = None,
+) -> UmbrellaSamplingOutput:
+    """Store umbrella samples (with their provenance), plot the windows (along s, or on the 2D grid when `spacing`
+    is given) and report them, with plain-word warnings."""
+    from models.free_energy import window_kappas
+    from tools.free_energy_plots import plot_grid_windows, plot_windows
+
     samples.metadata.update({"cv_id": inp.cv_id, "cv_preset": model.metadata.get("preset"), "system": system.name})
+    if spacing is not None:
+        samples.metadata["grid_spacing"] = spacing
     samples_id = _new_id("us")
     folder = _root(ctx, "umbrella") / samples_id
     folder.mkdir(parents=True)
     path = samples.save(folder / "samples.npz")
-    from tools.free_energy_plots import plot_windows
-
-    plot = plot_windows(samples.s, samples.window, samples.centers, folder / "windows.png")
+    plotter = plot_windows if spacing is None else plot_grid_windows
+    plot = plotter(samples.s, samples.window, samples.centers, folder / "windows.png")
     counts = np.bincount(samples.window, minlength=samples.n_windows)
     notes = []
     if samples.metadata["acceptance"] < 0.5:
@@ -520,14 +561,19 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
     visited = set(np.unique(samples.basin[samples.basin >= 0]).tolist())
     missing = [system.basin_names[b] for b in range(system.n_basins) if b not in visited]
     if missing:
-        notes.append(f"basins never visited by any window: {', '.join(missing)}; widen the window range")
+        fix = "widen the window range" if spacing is None else "use a finer grid_spacing"
+        notes.append(f"basins never visited by any window: {', '.join(missing)}; {fix}")
+    centers = (
+        _round_list(samples.centers, 5) if spacing is None else [_round_list(c, 5) for c in samples.centers]
+    )
     return UmbrellaSamplingOutput(
         samples_id=samples_id,
         samples_uri=ctx.artifact_uri(path),
         windows_plot_uri=ctx.artifact_uri(plot),
         cv_id=inp.cv_id,
         system=system.name,
-        centers=_round_list(samples.centers, 5),
+        centers=centers,
+        grid_spacing=None if spacing is None else round(spacing, 5),
         kappa=round(kappa, 4),
         kappas=_round_list(window_kappas(samples.kappa, samples.n_windows), 4),
         refined_windows=int(samples.metadata.get("refined_windows", 0)),
@@ -538,6 +584,64 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
         warnings=notes,
         seconds=round(time.time() - start, 2),
     )
+
+
+MAX_GRID_WINDOWS = 400
+
+
+def _grid_centers(s_pool: np.ndarray, inp: UmbrellaSamplingInput) -> tuple[np.ndarray, float]:
+    """Square-grid window centers over the convex hull of the pool's 2D CV values (plus one spacing) and the spacing:
+    inp.grid_spacing, or the one that puts about inp.n_windows windows inside the hull."""
+    from models.free_energy import grid_window_centers, hull_grid_spacing
+
+    try:
+        spacing = inp.grid_spacing or hull_grid_spacing(s_pool, inp.n_windows)
+    except ValueError as exc:
+        raise ToolInputError(f"the CV's two components are degenerate on the training data ({exc}); use "
+                             "dimensions=1") from None
+    n_axis = np.ceil(np.ptp(s_pool, axis=0) / spacing).astype(int) + 3
+    if np.prod(n_axis) > 50 * MAX_GRID_WINDOWS:
+        raise ToolInputError(
+            f"grid_spacing {spacing:.3g} gives a {n_axis[0]} x {n_axis[1]} grid over the CV range; use a larger spacing"
+        )
+    centers = grid_window_centers(s_pool, spacing, fill_hull=True)
+    if len(centers) > MAX_GRID_WINDOWS:
+        raise ToolInputError(
+            f"{len(centers)} grid windows at spacing {spacing:.3g}: at most {MAX_GRID_WINDOWS}; use a larger "
+            "grid_spacing or fewer n_windows"
+        )
+    return centers, spacing
+
+
+def _umbrella_grid(
+    inp: UmbrellaSamplingInput, ctx: ToolContext, model: Any, system: Any, pool: np.ndarray, start: float
+) -> UmbrellaSamplingOutput:
+    """umbrella_sampling with dimensions=2: isotropic windows on a grid over both CV components, one MALA batch with
+    replica exchange along both grid axes (models.free_energy.umbrella_toy with component (0, 1))."""
+    from models.free_energy import umbrella_toy
+
+    if model.config.latent_dim != 2:
+        raise ToolInputError(
+            f"CV {inp.cv_id} has {model.config.latent_dim} component(s): dimensions=2 needs a CV learned with "
+            "latent_dim=2"
+        )
+    with _single_thread():
+        centers, spacing = _grid_centers(model.cv_numpy(pool)[:, :2], inp)
+        kappa = float(inp.kappa if inp.kappa is not None else 1.0 / spacing**2)
+        samples = umbrella_toy(
+            system,
+            model,
+            centers,
+            kappa,
+            pool,
+            seed=inp.seed,
+            component=(0, 1),
+            **_walkers(inp),
+            callback=lambda done, total: ctx.progress(
+                done, total, f"umbrella step {done}/{total} ({len(centers)} grid windows)"
+            ),
+        )
+    return _umbrella_output(inp, ctx, model, system, samples, kappa, start, spacing)
 
 
 # -------------------------------------------------------------------------------------------- free_energy_profile
@@ -572,7 +676,10 @@ class ProfilePoint(BaseModel):
 class FreeEnergyProfileOutput(BaseModel):
     samples_id: str
     method: str
-    profile: list[ProfilePoint] = Field(description="F(s) in kT (minimum 0), from the primary method.")
+    profile: list[ProfilePoint] = Field(
+        description="F(s) in kT (minimum 0), from the primary method; empty for 2D windows, whose F(s0, s1) is the "
+        "profile plot."
+    )
     basins: list[BasinFreeEnergy]
     basins_wham: list[BasinFreeEnergy] | None = None
     max_mbar_wham_difference_kT: float | None = Field(default=None, description="Largest basin dF difference.")
@@ -622,14 +729,15 @@ def free_energy_profile(inp: FreeEnergyProfileInput, ctx: ToolContext) -> FreeEn
         UmbrellaSamples,
         decorrelate,
         mbar_analysis,
-        reweighted_histogram_2d,
         wham_analysis,
     )
-    from tools.free_energy_plots import plot_profiles, plot_surfaces
+    from tools.free_energy_plots import plot_profiles
 
     start = time.time()
     path = _find(ctx, "umbrella", inp.samples_id, "samples.npz", "umbrella samples", "umbrella_sampling")
     samples = UmbrellaSamples.load(path)
+    if samples.s.ndim == 2:
+        return _grid_free_energy(inp, ctx, samples, path, start)
     g = np.ones(samples.n_windows)
     if inp.decorrelate:
         ctx.progress(0.05, 1.0, "statistical inefficiency")
@@ -678,13 +786,8 @@ def free_energy_profile(inp: FreeEnergyProfileInput, ctx: ToolContext) -> FreeEn
     profiles = {k.upper(): (r.bin_centers, r.profile, r.profile_err) for k, r in results.items()}
     prof_png = plot_profiles(profiles, folder / f"profile-{stamp}.png", f"free energy along the CV ({inp.samples_id})")
     surface_uri = None
-    if system is not None and primary.weights is not None and samples.x.shape[1] == system.dim:
-        est = reweighted_histogram_2d(system.active(samples.x), primary.weights, system.grid_extent, 60)
-        surface_uri = ctx.artifact_uri(
-            plot_surfaces(
-                system.exact_fes_2d(121), est, folder / f"surface-{stamp}.png", f"{system.name}: exact vs reweighted"
-            )
-        )
+    if primary.weights is not None:
+        surface_uri = _toy_surface(ctx, system, samples.x, primary.weights, folder / f"surface-{stamp}.png")
     out = FreeEnergyProfileOutput(
         samples_id=inp.samples_id,
         method=inp.method,
@@ -708,8 +811,99 @@ def free_energy_profile(inp: FreeEnergyProfileInput, ctx: ToolContext) -> FreeEn
         result_uri="",
         seconds=0.0,
     )
+    return _stored_result(out, ctx, folder / f"free_energy-{stamp}.json", start)
+
+
+def _toy_surface(ctx: ToolContext, system: Any, x: np.ndarray, weights: np.ndarray, path: Path) -> str | None:
+    """URI of a plot of the exact and the reweighted (unbiased-weight) 2D surface of a toy system, or None when the
+    samples are not of a toy system."""
+    from models.free_energy import reweighted_histogram_2d
+    from tools.free_energy_plots import plot_surfaces
+
+    if system is None or x.shape[1] != system.dim:
+        return None
+    est = reweighted_histogram_2d(system.active(x), weights, system.grid_extent, 60)
+    return ctx.artifact_uri(plot_surfaces(system.exact_fes_2d(121), est, path, f"{system.name}: exact vs reweighted"))
+
+
+def _stored_result(out: FreeEnergyProfileOutput, ctx: ToolContext, path: Path, start: float) -> FreeEnergyProfileOutput:
+    """The result with its wall time and the URI of its JSON copy, written next to the samples."""
     out.seconds = round(time.time() - start, 2)
-    result_path = folder / f"free_energy-{stamp}.json"
-    out.result_uri = ctx.artifact_uri(result_path)
-    result_path.write_text(json.dumps(out.model_dump(), indent=1))
+    out.result_uri = ctx.artifact_uri(path)
+    path.write_text(json.dumps(out.model_dump(), indent=1))
     return out
+
+
+def _grid_free_energy(
+    inp: FreeEnergyProfileInput, ctx: ToolContext, samples: Any, path: Path, start: float
+) -> FreeEnergyProfileOutput:
+    """free_energy_profile for 2D grid windows: basin free energies by MBAR over both CV components
+    (models.free_energy.mbar_basins_nd, which thins each window by its own statistical inefficiency), halves of the
+    run as a convergence check, and F(s0, s1) as the profile plot. WHAM is 1D here, so MBAR answers alone."""
+    from types import SimpleNamespace
+
+    from models.free_energy import MIN_NEIGHBOUR_OVERLAP, mbar_basins_nd
+    from tools.free_energy_plots import plot_cv_surface
+
+    system, exact = None, None
+    names = list(samples.metadata.get("basin_names", []))
+    if samples.metadata.get("system"):
+        from models.toy_potentials import get_toy_system
+
+        system = get_toy_system(samples.metadata["system"])
+        exact = system.exact_basin_free_energies()
+        names = list(system.basin_names)
+    notes = [] if inp.method == "mbar" else ["WHAM is 1D here: 2D grid windows are analysed by MBAR alone"]
+    ctx.progress(0.2, 1.0, "MBAR over the 2D windows")
+    res = mbar_basins_nd(samples.s, samples.basin, samples.window, samples.centers, samples.kappa)
+    names = names or [str(b) for b in range(len(res["basin_df"]))]
+    basins = _basins(SimpleNamespace(basin_df=res["basin_df"], basin_df_err=res["basin_err"]), names, exact)
+    weakest = res["best_neighbour_overlap"]
+    low = np.flatnonzero(weakest < MIN_NEIGHBOUR_OVERLAP)
+    if len(low):
+        notes.append(
+            f"{len(low)} window(s) overlap no other window by {MIN_NEIGHBOUR_OVERLAP} or more (windows "
+            f"{low[:10].tolist()}, best overlaps {np.round(weakest[low[:10]], 4).tolist()}): use a finer grid_spacing"
+        )
+    if res["clusters"] > 1:
+        notes.append(
+            f"the windows form {res['clusters']} groups with no overlap between them: free energies between groups "
+            "are undetermined; use a finer grid_spacing or more steps"
+        )
+    ctx.progress(0.6, 1.0, "halves")
+    halves = []
+    for first in (True, False):
+        cut = np.array([np.median(samples.frame[samples.window == k]) for k in range(samples.n_windows)])
+        mask = (samples.frame <= cut[samples.window]) if first else (samples.frame > cut[samples.window])
+        half = mbar_basins_nd(samples.s[mask], samples.basin[mask], samples.window[mask], samples.centers,
+                              samples.kappa)
+        halves.append(_round_list(half["basin_df"]))
+    convergence = {"first_half_kT": halves[0], "second_half_kT": halves[1]}
+    spread = [abs(a - b) for a, b in zip(*halves, strict=True) if a is not None and b is not None]
+    errs = [b.error_kT for b in basins if b.error_kT is not None]
+    if spread and errs and max(spread) > max(0.3, 3 * max(errs)):
+        convergence["warning"] = f"the halves of the run differ by up to {max(spread):.2f} kT: not converged"
+        notes.append(convergence["warning"])
+    folder = path.parent
+    stamp = time.strftime("%H%M%S")
+    used, weights = res["frames"], res["weights"]
+    surface_png = plot_cv_surface(samples.s[used], weights, folder / f"profile-{stamp}.png",
+                                  f"free energy over the 2D CV ({inp.samples_id})")
+    surface_uri = _toy_surface(ctx, system, samples.x[used], weights, folder / f"surface-{stamp}.png")
+    out = FreeEnergyProfileOutput(
+        samples_id=inp.samples_id,
+        method="mbar",
+        profile=[],
+        basins=basins,
+        min_neighbour_overlap=round(float(weakest.min()), 4) if len(weakest) else None,
+        overlap_matrix=None,
+        statistical_inefficiency=_round_list(res["g"], 3),
+        n_samples_used=int(res["n_used"]),
+        convergence=convergence,
+        warnings=notes,
+        profile_plot_uri=ctx.artifact_uri(surface_png),
+        surface_plot_uri=surface_uri,
+        result_uri="",
+        seconds=0.0,
+    )
+    return _stored_result(out, ctx, folder / f"free_energy-{stamp}.json", start)

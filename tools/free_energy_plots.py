@@ -115,3 +115,39 @@ def plot_surfaces(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_grid_windows(s: np.ndarray, window: np.ndarray, centers: np.ndarray, path: Path) -> Path:
+    """2D umbrella windows: the grid centers over the sampled CV values, coloured by window, so holes and windows
+    dragged off their center show."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 4.6), dpi=110)
+    ax.scatter(s[:, 0], s[:, 1], c=window % 20, cmap="tab20", s=1, alpha=0.4, rasterized=True)
+    ax.scatter(centers[:, 0], centers[:, 1], marker="+", c="k", s=18, linewidths=0.7)
+    ax.set_xlabel("CV s0")
+    ax.set_ylabel("CV s1")
+    ax.set_title(f"{len(centers)} umbrella windows (+ = center)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_cv_surface(s: np.ndarray, weights: np.ndarray, path: Path, title: str, n_bins: int = 40) -> Path:
+    """F(s0, s1) in kT (minimum 0) over a 2D CV, from samples s (n, 2) and their unbiased (MBAR) weights."""
+    plt = _plt()
+    hist, ex, ey = np.histogram2d(s[:, 0], s[:, 1], bins=n_bins, weights=weights)
+    with np.errstate(divide="ignore"):
+        f = -np.log(hist.T)
+    f = np.where(np.isfinite(f), f - np.min(f[np.isfinite(f)]), np.nan)  # unvisited bins stay blank
+    fig, ax = plt.subplots(figsize=(5.6, 4.6), dpi=110)
+    im = ax.contourf(0.5 * (ex[1:] + ex[:-1]), 0.5 * (ey[1:] + ey[:-1]), np.minimum(f, 12.0), np.linspace(0, 12, 25),
+                     cmap="viridis")
+    fig.colorbar(im, ax=ax, label="F / kT")
+    ax.set_xlabel("CV s0")
+    ax.set_ylabel("CV s1")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
