@@ -80,7 +80,12 @@ independent windows). Seed 1's CV (321 windows x 30 ps): **4.78 +- 0.18 kT** wit
 at 90 ps (3,195 s; inefficiency up to 99): longer independent windows move away from the reference, not towards it,
 so the error was slow mixing inside windows, which exchange removes. By region (reference 4.39 / 5.11 / 7.69):
 alpha_R 4.34, C7ax 4.85, alpha_L 7.53 with exchange; 4.33 / 4.05 / 7.05 independent at 90 ps.
-@@SEEDS@@
+Seed 2 (383 windows): **4.67 +- 0.17 kT** with exchange (1,413 s); by region 4.24 / 4.82 / 7.51. Seeds 1 and 2
+agree with each other and, region by region, with the reference within 0.15-0.3 kT; their halves still rise (4.70 ->
+4.96 and 4.35 -> 4.76), so 30 ps windows end 0.3-0.4 kT low, 1.4-2 sigma. Seed 0 (its CV from the poor data above;
+737 windows, 4,676 s) gives 5.61 +- 0.18 with exchange and is still wrong by region (alpha_R 1.00, C7ax 6.16, alpha_L
+5.76): its CV folds the torus more (frames more than 90 deg apart that land within 0.1 in the latent: 3.8 % of
+close pairs, against 1.1 / 1.5 % for seeds 1 / 2), and exchange cannot mix across folds (1 end-to-end traversal).
 `--data-runs N` splits each basin's CV data into N short runs with their own pulls (default 1, as before).
 
     .venv/bin/python benchmarks/free_energy_alanine.py [--quick] [--seed 1] [--reference-kT 5.08 0.12]
