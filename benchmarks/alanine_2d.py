@@ -84,6 +84,20 @@ def grid_windows(s_torus: np.ndarray, spacing: float, reach: float = 1.0) -> np.
     return grid_window_centers(s_torus, spacing, reach)
 
 
+def window_rows(
+    model: MultitaskCV, frames: np.ndarray, k: int, torsions: dict[str, tuple[int, int, int, int]],
+    basin_of, torsion,  # noqa: ANN001
+) -> dict[str, np.ndarray]:
+    """Per-frame latent s (n, 2), basin, window index k and (phi, psi) of one 2D window's frames (n, atoms, 3)."""
+    phi, psi = torsion(frames, torsions["phi"]), torsion(frames, torsions["psi"])
+    return {
+        "s": latent_of_torsions(model, phi, psi),
+        "basin": basin_of(frames),
+        "window": np.full(len(frames), k),
+        "x": np.stack([phi, psi], -1),
+    }
+
+
 def run_windows_2d(
     sample_window, model: MultitaskCV, centers: np.ndarray, pool_pos: np.ndarray, pool_s: np.ndarray,
     torsions: dict[str, tuple[int, int, int, int]], basin_of, torsion,  # noqa: ANN001
@@ -100,15 +114,12 @@ def run_windows_2d(
         if frames is None:
             print(f"2D window {k} at {np.round(c, 2)} dropped: the integration blew up", flush=True)
             continue
-        phi, psi = torsion(frames, torsions["phi"]), torsion(frames, torsions["psi"])
-        s = latent_of_torsions(model, phi, psi)
-        rows["s"].append(s)
-        rows["basin"].append(basin_of(frames))
-        rows["window"].append(np.full(len(frames), len(kept)))
-        rows["x"].append(np.stack([phi, psi], -1))
+        for key, value in window_rows(model, frames, len(kept), torsions, basin_of, torsion).items():
+            rows[key].append(value)
         kept.append(k)
         print(
-            f"2D window {len(kept) - 1}/{len(centers)}: center {np.round(c, 2)}, mean s {np.round(s.mean(0), 2)}, "
+            f"2D window {len(kept) - 1}/{len(centers)}: center {np.round(c, 2)}, "
+            f"mean s {np.round(rows['s'][-1].mean(0), 2)}, "
             f"phi>0 {rows['basin'][-1].mean():.2f} ({time.time() - t0:.0f} s)",
             flush=True,
         )

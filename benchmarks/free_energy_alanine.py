@@ -484,7 +484,7 @@ def umbrella_2d(
     """Umbrella windows on a 2D grid of the learned latent (alanine_2d.grid_windows), each started from the pooled
     configuration nearest its center, and MBAR over both latent components. With sizes["exchange"] the windows run
     as one REUS grid (reus_lockstep; swaps along both axes, models.free_energy.grid_pairs), else independently."""
-    from alanine_2d import bias_2d, grid_windows, latent_of_torsions, run_windows_2d, torus_image
+    from alanine_2d import bias_2d, grid_windows, latent_of_torsions, run_windows_2d, torus_image, window_rows
 
     from models.free_energy import grid_pairs
 
@@ -514,14 +514,8 @@ def umbrella_2d(
             test, bias, place, coordinates, starts, centers, np.full(len(centers), kappa), seed + 7, sizes,
             sizes["window_frames"], pairs=lambda sweep: grid_pairs(centers, spacing, sweep), ends=ends,
         )
-        samples = {"s": [], "basin": [], "window": [], "x": []}
-        for k, pos in enumerate(pos_w):
-            phi, psi = torsion(pos, PHI), torsion(pos, PSI)
-            samples["s"].append(latent_of_torsions(model, phi, psi))
-            samples["basin"].append(basin_of(pos))
-            samples["window"].append(np.full(len(pos), k))
-            samples["x"].append(np.stack([phi, psi], -1))
-        samples = {key: np.concatenate(v) for key, v in samples.items()}
+        rows = [window_rows(model, pos, k, torsions, basin_of, torsion) for k, pos in enumerate(pos_w)]
+        samples = {key: np.concatenate([r[key] for r in rows]) for key in rows[0]}
         samples["centers"] = centers
     else:
         context, integrator = make_context(test, [bias], seed + 7)

@@ -69,7 +69,23 @@ def run_one(system_name: str, preset: str, data: dict, sizes: dict, seed: int) -
     dec, g = decorrelate(samples)
     mbar = mbar_analysis(dec)
     wham = wham_analysis(dec, n_bootstrap=10, convergence=False)
-    err = mbar.basin_df - exact
+    return {
+        **result_row(system_name, preset, seed, metrics, exact, mbar.basin_df, mbar.basin_df_err, samples, t_train,
+                     t_us),
+        "wham_kT": np.round(wham.basin_df, 4).tolist(),
+        "max_stat_inefficiency": round(float(g.max()), 2),
+        "min_neighbour_overlap": round(float(min(mbar.overlap[i, i + 1] for i in range(len(centers) - 1))), 4),
+        "converged": mbar.extra.get("convergence", {}).get("warning") is None,
+        "umbrella_walker_steps": sizes["windows"] * sizes["walkers"] * sizes["steps"],
+    }
+
+
+def result_row(
+    system_name: str, preset: str, seed: int, metrics: dict, exact: np.ndarray, basin_df: np.ndarray,
+    basin_err: np.ndarray, samples, t_train: float, t_us: float,  # noqa: ANN001
+) -> dict:
+    """The fields every preset's row shares: CV quality, MBAR basin dF against exact, exchange and timings."""
+    err = basin_df - exact
     return {
         "system": system_name,
         "preset": preset,
@@ -78,18 +94,13 @@ def run_one(system_name: str, preset: str, data: dict, sizes: dict, seed: int) -
         "separation_overlap": metrics["separation"]["max_overlap"],
         "classifier_accuracy": metrics["classifier_accuracy"],
         "exact_kT": np.round(exact, 4).tolist(),
-        "mbar_kT": np.round(mbar.basin_df, 4).tolist(),
-        "mbar_err_kT": np.round(mbar.basin_df_err, 4).tolist(),
-        "wham_kT": np.round(wham.basin_df, 4).tolist(),
+        "mbar_kT": np.round(basin_df, 4).tolist(),
+        "mbar_err_kT": np.round(basin_err, 4).tolist(),
         "error_kT": np.round(err, 4).tolist(),
         "max_abs_error_kT": round(float(np.max(np.abs(err))), 4),
-        "max_stat_inefficiency": round(float(g.max()), 2),
-        "min_neighbour_overlap": round(float(min(mbar.overlap[i, i + 1] for i in range(len(centers) - 1))), 4),
-        "converged": mbar.extra.get("convergence", {}).get("warning") is None,
         "exchange_acceptance": samples.metadata["exchange_acceptance"],
         "train_s": round(t_train, 1),
         "umbrella_s": round(t_us, 1),
-        "umbrella_walker_steps": sizes["windows"] * sizes["walkers"] * sizes["steps"],
     }
 
 
@@ -108,26 +119,13 @@ def run_grid(system, model, metrics: dict, data: dict, sizes: dict, seed: int, e
     )
     t_us = time.time() - t1
     res = mbar_basins_nd(samples.s, samples.basin, samples.window, samples.centers, samples.kappa)
-    err = res["basin_df"] - exact
     return {
-        "system": system.name,
-        "preset": GRID_PRESET,
-        "seed": seed,
-        "separation_accuracy": metrics["separation"]["accuracy"],
-        "separation_overlap": metrics["separation"]["max_overlap"],
-        "classifier_accuracy": metrics["classifier_accuracy"],
-        "exact_kT": np.round(exact, 4).tolist(),
-        "mbar_kT": np.round(res["basin_df"], 4).tolist(),
-        "mbar_err_kT": np.round(res["basin_err"], 4).tolist(),
+        **result_row(system.name, GRID_PRESET, seed, metrics, exact, res["basin_df"], res["basin_err"], samples,
+                     t_train, t_us),
         "wham_kT": None,
-        "error_kT": np.round(err, 4).tolist(),
-        "max_abs_error_kT": round(float(np.max(np.abs(err))), 4),
         "max_stat_inefficiency": round(float(res["g"].max()), 2),
         "min_neighbour_overlap": round(float(res["best_neighbour_overlap"].min()), 4),
         "converged": None,
-        "exchange_acceptance": samples.metadata["exchange_acceptance"],
-        "train_s": round(t_train, 1),
-        "umbrella_s": round(t_us, 1),
         "umbrella_walker_steps": len(centers) * walkers * sizes["steps"],
         "grid_windows": len(centers),
     }

@@ -742,15 +742,7 @@ def free_energy_profile(inp: FreeEnergyProfileInput, ctx: ToolContext) -> FreeEn
     if inp.decorrelate:
         ctx.progress(0.05, 1.0, "statistical inefficiency")
         samples, g = decorrelate(samples)
-    system = None
-    exact = None
-    names = list(samples.metadata.get("basin_names", []))
-    if samples.metadata.get("system"):
-        from models.toy_potentials import get_toy_system
-
-        system = get_toy_system(samples.metadata["system"])
-        exact = system.exact_basin_free_energies()
-        names = list(system.basin_names)
+    system, exact, names = _samples_system(samples)
     n_basins = int(samples.basin.max()) + 1 if samples.basin.size else 0
     names = names or [str(b) for b in range(n_basins)]
     notes: list[str] = []
@@ -814,6 +806,18 @@ def free_energy_profile(inp: FreeEnergyProfileInput, ctx: ToolContext) -> FreeEn
     return _stored_result(out, ctx, folder / f"free_energy-{stamp}.json", start)
 
 
+def _samples_system(samples: Any) -> tuple[Any, np.ndarray | None, list[str]]:
+    """The toy system the samples came from (None for user data), its exact basin free energies and the basin
+    names (the system's, else those stored with the samples)."""
+    names = list(samples.metadata.get("basin_names", []))
+    if not samples.metadata.get("system"):
+        return None, None, names
+    from models.toy_potentials import get_toy_system
+
+    system = get_toy_system(samples.metadata["system"])
+    return system, system.exact_basin_free_energies(), list(system.basin_names)
+
+
 def _toy_surface(ctx: ToolContext, system: Any, x: np.ndarray, weights: np.ndarray, path: Path) -> str | None:
     """URI of a plot of the exact and the reweighted (unbiased-weight) 2D surface of a toy system, or None when the
     samples are not of a toy system."""
@@ -845,14 +849,7 @@ def _grid_free_energy(
     from models.free_energy import MIN_NEIGHBOUR_OVERLAP, mbar_basins_nd
     from tools.free_energy_plots import plot_cv_surface
 
-    system, exact = None, None
-    names = list(samples.metadata.get("basin_names", []))
-    if samples.metadata.get("system"):
-        from models.toy_potentials import get_toy_system
-
-        system = get_toy_system(samples.metadata["system"])
-        exact = system.exact_basin_free_energies()
-        names = list(system.basin_names)
+    system, exact, names = _samples_system(samples)
     notes = [] if inp.method == "mbar" else ["WHAM is 1D here: 2D grid windows are analysed by MBAR alone"]
     ctx.progress(0.2, 1.0, "MBAR over the 2D windows")
     res = mbar_basins_nd(samples.s, samples.basin, samples.window, samples.centers, samples.kappa)
@@ -872,8 +869,8 @@ def _grid_free_energy(
         )
     ctx.progress(0.6, 1.0, "halves")
     halves = []
+    cut = np.array([np.median(samples.frame[samples.window == k]) for k in range(samples.n_windows)])
     for first in (True, False):
-        cut = np.array([np.median(samples.frame[samples.window == k]) for k in range(samples.n_windows)])
         mask = (samples.frame <= cut[samples.window]) if first else (samples.frame > cut[samples.window])
         half = mbar_basins_nd(samples.s[mask], samples.basin[mask], samples.window[mask], samples.centers,
                               samples.kappa)
