@@ -111,7 +111,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from alanine_2d import latent_of_torsions, tabulated_bias  # noqa: E402  (benchmarks/, first on sys.path)
 
-from models.cv import CVConfig, MultitaskCV, train_cv  # noqa: E402
+from models.cv import TORSION_FOLD_LIMIT, CVConfig, MultitaskCV, torsion_fold_fraction, train_cv  # noqa: E402
 from models.free_energy import (  # noqa: E402
     UmbrellaSamples,
     decorrelate,
@@ -418,6 +418,46 @@ def basin_data(test, pull, restrained: bool, seed: int, hot_K: float, sizes: dic
     return runs
 
 
+def cv_training_data(test, seed: int, sizes: dict, hot_K: float, data_runs: int = 1) -> tuple[np.ndarray, ...]:  # noqa: ANN001
+    """Labelled CV data: unbiased runs from C7eq (the test structure) and from C7ax (after a restrained pull to
+    phi = +70, psi = -70 deg), at 300 K and `hot_K`, each basin split into `data_runs` runs with their own starts.
+    Returns flattened positions (n, atoms*3), basin labels by the sign of phi, and energies in kT."""
+    import openmm as mm
+
+    pull = mm.CustomTorsionForce("0.5*kr*min(d, 6.283185307-d)^2; d=abs(theta-t0)")
+    pull.addGlobalParameter("kr", 500.0)
+    pull.addPerTorsionParameter("t0")
+    pull.addTorsion(*PHI, [np.deg2rad(70.0)])
+    pull.addTorsion(*PSI, [np.deg2rad(-70.0)])
+    pull.setForceGroup(1)
+    frames, labels, energies = [], [], []
+    piece = dict(sizes, data_frames=sizes["data_frames"] // data_runs)
+    for basin, restrained in ((0, False), (1, True)):
+        # C7ax lives ~100-200 ps at 300 K here (4 pulls: 0.27, 1, 1, 0.04 of 200 ps in C7ax), so its data can come
+        # from several short runs, each from its own pull; a run spending less than a third of its 300 K time in
+        # the basin is pulled again with another seed
+        for run in range(data_runs):
+            for attempt in range(6):
+                runs = basin_data(test, pull, restrained, seed + basin + 10 * attempt + 1000 * run, hot_K, piece)
+                share = float(np.mean(runs[0][1] == basin))
+                if share >= 1 / 3:
+                    break
+                print(f"basin {basin}: the 300 K run spent {share:.2f} of its time there (attempt {attempt + 1}); "
+                      "pulling again", flush=True)
+            else:
+                raise SystemExit(f"could not hold alanine dipeptide in basin {basin} for the CV data")
+            for temperature, label, pos, e in runs:
+                frames.append(pos.reshape(len(pos), -1))
+                labels.append(label)
+                energies.append(e / KT_KJ)
+                print(
+                    f"basin {basin} at {temperature:.0f} K (run {run + 1}/{data_runs}): {len(pos)} frames, "
+                    f"fraction phi>0 = {label.mean():.2f}",
+                    flush=True,
+                )
+    return np.concatenate(frames), np.concatenate(labels), np.concatenate(energies)
+
+
 def basin_of(pos: np.ndarray) -> np.ndarray:
     """The basin rule of this benchmark: 1 (C7ax) where phi > 0, else 0 (C7eq), for frames pos (n, atoms, 3)."""
     return (torsion(pos, PHI) > 0).astype(int)
@@ -699,7 +739,6 @@ def main() -> None:
     }
     sizes["pilot_frames"] = sizes["window_frames"] // 4 if args.pilot_frames is None else args.pilot_frames
     print("sizes", sizes, flush=True)
-    import openmm as mm
 
     test, seed = alanine_vacuum(), args.seed
     if args.reference_grid:
@@ -720,40 +759,8 @@ def main() -> None:
         )
         return
     t0 = time.time()
-    # 1. labelled data: C7eq from the test structure; C7ax after a 20 ps restrained pull to phi=+70, psi=-70 deg
-    pull = mm.CustomTorsionForce("0.5*kr*min(d, 6.283185307-d)^2; d=abs(theta-t0)")
-    pull.addGlobalParameter("kr", 500.0)
-    pull.addPerTorsionParameter("t0")
-    pull.addTorsion(*PHI, [np.deg2rad(70.0)])
-    pull.addTorsion(*PSI, [np.deg2rad(-70.0)])
-    pull.setForceGroup(1)
-    frames, labels, energies = [], [], []
-    piece = dict(sizes, data_frames=sizes["data_frames"] // args.data_runs)
-    for basin, restrained in ((0, False), (1, True)):
-        # C7ax lives ~100-200 ps at 300 K here (4 pulls: 0.27, 1, 1, 0.04 of 200 ps in C7ax), so its data come from
-        # --data-runs short runs, each from its own pull; a run spending less than a third of its 300 K time in the
-        # basin is pulled again with another seed
-        for run in range(args.data_runs):
-            for attempt in range(6):
-                run_seed = seed + basin + 10 * attempt + 1000 * run
-                runs = basin_data(test, pull, restrained, run_seed, args.hot_K, piece)
-                share = float(np.mean(runs[0][1] == basin))
-                if share >= 1 / 3:
-                    break
-                print(f"basin {basin}: the 300 K run spent {share:.2f} of its time there (attempt {attempt + 1}); "
-                      "pulling again", flush=True)
-            else:
-                raise SystemExit(f"could not hold alanine dipeptide in basin {basin} for the CV data")
-            for temperature, label, pos, e in runs:
-                frames.append(pos.reshape(len(pos), -1))
-                labels.append(label)
-                energies.append(e / KT_KJ)
-                print(
-                    f"basin {basin} at {temperature:.0f} K (run {run + 1}/{args.data_runs}): {len(pos)} frames, "
-                    f"fraction phi>0 = {label.mean():.2f}",
-                    flush=True,
-                )
-    x, y, en = np.concatenate(frames), np.concatenate(labels), np.concatenate(energies)
+    # 1. labelled data
+    x, y, en = cv_training_data(test, seed, sizes, args.hot_K, args.data_runs)
     config = CVConfig.preset(
         "multitask",
         n_inputs=x.shape[1],
@@ -768,7 +775,14 @@ def main() -> None:
     pool = {"pos": x.reshape(len(x), -1, 3), "s": np.zeros(len(x)), "e": en}  # window starting configurations
     if args.latent_dim == 2:
         model, metrics = train_cv(config, x, y, en, epochs=80, seed=args.seed)
-        print(f"2D CV: classifier accuracy {metrics['classifier_accuracy']}", flush=True)
+        fold, n_close = torsion_fold_fraction(model, x)
+        print(
+            f"2D CV: classifier accuracy {metrics['classifier_accuracy']}; of {n_close} training-frame pairs within "
+            f"0.1 in the latent, {100 * fold:.2f} % are more than 90 deg apart in phi or psi"
+            + (f" (above {100 * TORSION_FOLD_LIMIT:.2f} %: the CV folds the torus; more --data-runs help)"
+               if fold > TORSION_FOLD_LIMIT else ""),
+            flush=True,
+        )
         res2 = umbrella_2d(model, test, pool, x, y, sizes, seed, args.grid_spacing, args.save_samples)
         ref, ref_err = args.reference_kT or reference_along_phi(test, sizes, seed)[:2]
         weakest = res2["best_neighbour_overlap"]

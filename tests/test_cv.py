@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from models.cv import CVConfig, MultitaskCV, assess_separation, chord_roughness, sample_weights, train_cv
+from models.cv import (
+    CVConfig,
+    MultitaskCV,
+    assess_separation,
+    chord_roughness,
+    fold_fraction,
+    sample_weights,
+    train_cv,
+)
 from models.toy_potentials import basin_trajectories, get_toy_system, langevin
 
 
@@ -119,6 +127,25 @@ def test_separation_verdict_on_mixed_basins() -> None:
     bad = assess_separation(rng.normal(0, 1, (400, 1)), np.repeat([0, 1], 200), 2)
     assert good["separates"] and good["accuracy"] > 0.99
     assert not bad["separates"] and bad["max_overlap"] > 0.5
+
+
+def test_fold_fraction_is_zero_for_a_one_to_one_cv_and_large_for_a_folded_one() -> None:
+    # torsions on the periodic torus: (phi, psi) itself tears the torus at +-pi (close states far apart in the CV,
+    # harmless) but folds nothing; (|phi|, psi) puts phi and -phi on one value
+    rng = np.random.default_rng(0)
+    torus = rng.uniform(-np.pi, np.pi, (4000, 2))
+    one_to_one, n_close = fold_fraction(torus, torus, radius=0.1, period=2 * np.pi)
+    folded, _ = fold_fraction(np.c_[np.abs(torus[:, 0]), torus[:, 1]], torus, radius=0.1, period=2 * np.pi)
+    assert n_close > 1000 and one_to_one == 0.0
+    # half of the close pairs in (|phi|, psi) have opposite signs of phi, and half of those (pi/4 < |phi| < 3 pi/4)
+    # are more than pi/2 apart on the torus: 1/4
+    assert 0.2 < folded < 0.3
+    # the wrap matters: phi = -3.1 and 3.1 are close on the torus, so a CV holding them together folds nothing
+    wrapped = np.array([[-3.1, 0.0], [3.1, 0.0]])
+    assert fold_fraction(np.zeros((2, 1)), wrapped, period=2 * np.pi) == (0.0, 1)
+    assert fold_fraction(np.zeros((2, 1)), wrapped) == (1.0, 1)
+    with pytest.raises(ValueError, match="frames"):
+        fold_fraction(np.zeros((3, 1)), wrapped)
 
 
 def test_langevin_samples_boltzmann_and_exact_free_energies() -> None:

@@ -454,5 +454,41 @@ def test_learn_cv_input_errors_and_non_separating_data(workspace) -> None:
     out = tool.run({"data_file": "noise.npz", "preset": "classifier", "epochs": 20}, ctx)
     assert not out.separates_basins
     assert "does NOT separate" in out.message and out.cv_separation_accuracy < 0.9
+    assert out.torsion_fold_fraction is None  # identity features: no known slow coordinates to check folds against
     with pytest.raises(ToolInputError, match="toy system"):
         get_tool("umbrella_sampling").run({"cv_id": out.cv_id}, ctx)
+
+
+def _chain_with_torsions(phi: np.ndarray, psi: np.ndarray) -> np.ndarray:
+    """Flattened positions (n, 15) of a five-atom chain (bonds 1.5, angles 110 deg) with torsions (0-3) ~ phi and
+    (1-4) ~ psi, built atom by atom (natural extension reference frame)."""
+    n, angle = len(phi), np.deg2rad(110.0)
+    pos = np.zeros((n, 5, 3))
+    pos[:, 1] = [1.5, 0.0, 0.0]
+    pos[:, 2] = pos[:, 1] + 1.5 * np.array([-np.cos(angle), np.sin(angle), 0.0])
+    for i, tors in ((3, phi), (4, psi)):
+        a, b, c = pos[:, i - 3], pos[:, i - 2], pos[:, i - 1]
+        bc = (c - b) / np.linalg.norm(c - b, axis=1, keepdims=True)
+        normal = np.cross(b - a, bc)
+        normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+        m = np.cross(normal, bc)
+        step = [-np.cos(angle), np.sin(angle) * np.cos(tors), np.sin(angle) * np.sin(tors)]
+        pos[:, i] = c + step[0][..., None] * bc + step[1][:, None] * m + step[2][:, None] * normal
+    return pos.reshape(n, -1)
+
+
+def test_learn_cv_on_torsions_says_when_the_cv_folds_them(workspace) -> None:
+    # two basins in phi, psi free around the whole circle: a 1D CV separates the basins but must fold psi
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 300)
+    phi = np.where(labels == 0, -1.5, 1.2) + 0.3 * rng.normal(size=600)
+    psi = rng.uniform(-np.pi, np.pi, 600)
+    workspace.mkdir(parents=True, exist_ok=True)
+    np.savez(workspace / "chain.npz", x=_chain_with_torsions(phi, psi), labels=labels)
+    common = {"data_file": "chain.npz", "preset": "classifier", "features": "torsions", "epochs": 20,
+              "feature_atoms": [[0, 1, 2, 3], [1, 2, 3, 4]]}
+    out = get_tool("learn_cv").run(common, ToolContext())
+    assert out.separates_basins
+    # psi is all that distinguishes frames within a basin, so a large share of close CV pairs differ by > 90 deg in it
+    assert out.torsion_fold_fraction > 0.3
+    assert "folds the torsions" in out.message and "latent_dim=2" in out.message

@@ -159,6 +159,12 @@ class LearnCVOutput(BaseModel):
     energy_rmse: float | None
     reconstruction_rmse: float | None
     separates_basins: bool
+    torsion_fold_fraction: float | None = Field(
+        default=None,
+        description="torsion features only: of training-frame pairs within 0.1 of each other in the CV, the fraction "
+        "more than 90 deg apart in some torsion (states the CV folds together, which umbrella windows cannot tell "
+        "apart)",
+    )
     message: str = Field(description="Plain-language verdict on whether the CV separates the basins.")
     seconds: float
 
@@ -243,6 +249,20 @@ def _cv_verdict(sep: dict[str, Any], names: list[str]) -> str:
     )
 
 
+def _fold_verdict(fold: tuple[float, int] | None, latent_dim: int) -> str:
+    """A sentence when a CV on torsions folds states more than 90 deg apart onto one value (empty otherwise)."""
+    from models.cv import TORSION_FOLD_LIMIT
+
+    if fold is None or fold[0] <= TORSION_FOLD_LIMIT:
+        return ""
+    hint = "latent_dim=2 or " if latent_dim == 1 else ""
+    return (
+        f" It folds the torsions: {100 * fold[0]:.2f} % of training-frame pairs within 0.1 in the CV are more than "
+        f"90 deg apart in some torsion (alanine dipeptide sampled wrong above {100 * TORSION_FOLD_LIMIT:.2f} %); "
+        f"umbrella windows cannot tell those states apart. Use {hint}more data from each basin."
+    )
+
+
 @tool(cost="minutes", estimate=lambda inp: 5.0 + 0.002 * inp.n_walkers * inp.n_steps / 10 + 0.1 * inp.epochs)
 def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
     """Learn a low-dimensional collective variable (CV, a reaction coordinate) that separates labelled basins, with a
@@ -253,8 +273,10 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
     umbrella_sampling, validation metrics and a plain verdict on whether the CV separates the basins (accuracy >=
     0.9 and overlap <= 0.1), with PNG plots. add_samples_id retrains on an earlier round's umbrella frames as well:
     a CV learned from basin data alone can leave the transition region unsampled or hide a barrier orthogonal to
-    it, and one more round with those frames fixes that (the alanine dipeptide benchmark shows it)."""
-    from models.cv import CVConfig, train_cv
+    it, and one more round with those frames fixes that (the alanine dipeptide benchmark shows it). On torsion
+    features it also says how often the CV folds states more than 90 deg apart onto one value (torsion_fold_fraction),
+    which the windows then cannot tell apart."""
+    from models.cv import CVConfig, torsion_fold_fraction, train_cv
 
     start = time.time()
     overrides = {
@@ -327,6 +349,7 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
             **({"energies": data["energies"]} if data["energies"] is not None else {}),
         )
         s_all = model.cv_numpy(data["x"])
+        fold = torsion_fold_fraction(model, data["x"])
         ctx.progress(0.95, 1.0, "plots")
         from tools.free_energy_plots import plot_cv_histograms, plot_cv_map
 
@@ -366,7 +389,8 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
         energy_rmse=metrics["energy_rmse"],
         reconstruction_rmse=metrics["reconstruction_rmse"],
         separates_basins=sep["separates"],
-        message=_cv_verdict(sep, names),
+        torsion_fold_fraction=None if fold is None else round(fold[0], 5),
+        message=_cv_verdict(sep, names) + _fold_verdict(fold, config.latent_dim),
         seconds=round(time.time() - start, 2),
     )
 
