@@ -11,6 +11,7 @@ from pathlib import Path
 from ase.calculators.calculator import Calculator
 
 UNIVERSAL_NAMES = ("sevennet-0", "chgnet")
+CLASSICAL_NAMES = ("emt",)  # ASE's effective-medium theory: fast, for a few fcc metals (tests, quick checks)
 _ALIASES = {
     "sevennet-0": "sevennet-0",
     "sevennet0": "sevennet-0",
@@ -59,17 +60,35 @@ def load_universal(name: str, device: str = "cpu") -> Calculator:
         return _CACHE[cache_key]
 
 
+def emt_calculator() -> Calculator:
+    """ASE's effective-medium-theory potential (Al, Cu, Ag, Au, Ni, Pd, Pt; H, C, N, O only as impurities), with a
+    check_species that names elements it has no parameters for instead of failing mid-calculation."""
+    from ase.calculators.emt import EMT, parameters
+
+    class CheckedEMT(EMT):
+        def check_species(self, atoms) -> None:  # noqa: ANN001
+            missing = sorted(set(atoms.get_chemical_symbols()) - set(parameters))
+            if missing:
+                raise ValueError(
+                    f"EMT has no parameters for {', '.join(missing)}; it covers {', '.join(sorted(parameters))}"
+                )
+
+    return CheckedEMT()
+
+
 def get_calculator(name_or_path: str | Path, device: str = "cpu") -> Calculator:
-    """An ASE calculator from a universal-model name or a matsearch checkpoint path."""
+    """An ASE calculator from a universal-model name, 'emt', or a matsearch checkpoint path."""
     path = Path(name_or_path)
     text = str(name_or_path).strip().lower()
     if text in _ALIASES:
         return load_universal(text, device=device)
+    if text == "emt":
+        return emt_calculator()
     if path.is_file():
         from models.calculator import PotentialCalculator
 
         return PotentialCalculator.from_checkpoint(path, device=device)
     raise ValueError(
-        f"{name_or_path!s} is neither a universal potential ({', '.join(UNIVERSAL_NAMES)}) "
-        "nor an existing checkpoint file"
+        f"{name_or_path!s} is neither a universal potential ({', '.join(UNIVERSAL_NAMES)}), the classical "
+        f"{', '.join(CLASSICAL_NAMES)}, nor an existing checkpoint file"
     )

@@ -455,7 +455,7 @@ def test_learn_cv_input_errors_and_non_separating_data(workspace) -> None:
     assert not out.separates_basins
     assert "does NOT separate" in out.message and out.cv_separation_accuracy < 0.9
     assert out.torsion_fold_fraction is None  # identity features: no known slow coordinates to check folds against
-    with pytest.raises(ToolInputError, match="toy system"):
+    with pytest.raises(ToolInputError, match="without atomic numbers"):
         get_tool("umbrella_sampling").run({"cv_id": out.cv_id}, ctx)
 
 

@@ -84,7 +84,9 @@ class LearnCVInput(BaseModel):
     data_file: str | None = Field(
         default=None,
         description="Workspace-relative .npz with arrays 'x' (n, n_inputs), 'labels' (n,; basin index, -1 = "
-        "unlabelled) and optionally 'energies' (n,). Give either this or system.",
+        "unlabelled) and optionally 'energies' (n,). For an atomistic system x holds flattened positions (n, "
+        "n_atoms*3, Angstrom) and 'numbers' (n_atoms,) the atomic numbers, with optional 'cell' (3, 3) and 'pbc' "
+        "(3,): umbrella_sampling can then run MD on it with a potential. Give either this or system.",
     )
     preset: Literal["multitask", "classifier", "autoencoder"] = Field(
         default="multitask",
@@ -226,7 +228,30 @@ def _file_data(path: Path) -> dict[str, np.ndarray]:
         raise ToolInputError(f"need at least 20 samples to learn a CV, got {len(x)}")
     if not np.all(np.isfinite(x)):
         raise ToolInputError("x contains NaN or infinite values")
-    return {"x": x, "labels": labels.astype(int), "energies": None if energies is None else np.asarray(energies, float)}
+    data = {"x": x, "labels": labels.astype(int), "energies": None if energies is None else np.asarray(energies, float)}
+    if "numbers" in arrays:
+        data.update(_atomistic_arrays(arrays, x.shape[1], path.name))
+    return data
+
+
+def _atomistic_arrays(arrays: dict[str, np.ndarray], n_inputs: int, name: str) -> dict[str, np.ndarray]:
+    """The atoms behind flattened positions x: atomic numbers (n_atoms,), cell (3, 3; zeros for none) and pbc (3,),
+    validated, so umbrella_sampling can run MD on them."""
+    numbers = np.asarray(arrays["numbers"])
+    if numbers.ndim != 1 or not np.issubdtype(numbers.dtype, np.integer) or 3 * len(numbers) != n_inputs:
+        raise ToolInputError(
+            f"{name}: 'numbers' must hold one integer atomic number per atom, {n_inputs // 3} for x's {n_inputs} "
+            f"columns (x = flattened positions); got shape {numbers.shape}"
+        )
+    if numbers.min() < 1 or numbers.max() > 118:
+        raise ToolInputError(f"{name}: atomic numbers must be 1-118, got {numbers.min()}-{numbers.max()}")
+    cell = np.asarray(arrays.get("cell", np.zeros((3, 3))), dtype=float)
+    pbc = np.asarray(arrays.get("pbc", np.zeros(3, dtype=bool)), dtype=bool)
+    if cell.shape != (3, 3) or pbc.shape != (3,) or not np.all(np.isfinite(cell)):
+        raise ToolInputError(f"{name}: 'cell' must be a finite 3 x 3 matrix and 'pbc' 3 booleans")
+    if pbc.any() and abs(np.linalg.det(cell)) < 1e-6:
+        raise ToolInputError(f"{name}: periodic boundaries need a cell with non-zero volume")
+    return {"numbers": numbers.astype(int), "cell": cell, "pbc": pbc}
 
 
 def _cv_verdict(sep: dict[str, Any], names: list[str]) -> str:
@@ -269,8 +294,9 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
     multitask neural network after Sun et al. (JCTC 2022): a shared encoder maps inputs to a 1D or 2D latent CV,
     trained to classify the basin and (multitask preset) predict the potential energy; presets 'classifier' and
     'autoencoder' are the single-task baselines. Data come either from short unbiased Langevin runs in each basin of
-    a named toy system (5D Mueller-Brown, 5D three-well) or from an .npz file in the workspace. Returns a cv_id for
-    umbrella_sampling, validation metrics and a plain verdict on whether the CV separates the basins (accuracy >=
+    a named toy system (5D Mueller-Brown, 5D three-well) or from an .npz file in the workspace (flattened positions
+    with atomic numbers for an atomistic system, which umbrella_sampling then runs with a potential). Returns a cv_id
+    for umbrella_sampling, validation metrics and a plain verdict on whether the CV separates the basins (accuracy >=
     0.9 and overlap <= 0.1), with PNG plots. add_samples_id retrains on an earlier round's umbrella frames as well:
     a CV learned from basin data alone can leave the transition region unsampled or hide a barrier orthogonal to
     it, and one more round with those frames fixes that (the alanine dipeptide benchmark shows it). On torsion
@@ -347,6 +373,7 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
             x=data["x"],
             labels=data["labels"],
             **({"energies": data["energies"]} if data["energies"] is not None else {}),
+            **{k: data[k] for k in ("numbers", "cell", "pbc") if k in data},
         )
         s_all = model.cv_numpy(data["x"])
         fold = torsion_fold_fraction(model, data["x"])
@@ -399,7 +426,10 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
 
 
 class UmbrellaSamplingInput(BaseModel):
-    cv_id: str = Field(pattern=ID_PATTERN, description="A CV from learn_cv (trained on a toy system).")
+    cv_id: str = Field(
+        pattern=ID_PATTERN,
+        description="A CV from learn_cv: trained on a toy system, or on atomistic data (positions with 'numbers').",
+    )
     n_windows: int = Field(
         default=24, ge=2, le=400,
         description="Number of harmonic windows along the CV (at most 100), or with dimensions=2 roughly how many "
@@ -423,8 +453,11 @@ class UmbrellaSamplingInput(BaseModel):
         le=1e7,
         description="Force constant in kT per CV unit squared, bias kappa/2 (s - center)^2 kT; default 1/spacing^2.",
     )
-    n_walkers: int = Field(default=4, ge=1, le=32, description="Independent walkers per window.")
-    n_steps: int = Field(default=4000, ge=100, le=500_000, description="Langevin steps per walker.")
+    n_walkers: int | None = Field(
+        default=None, ge=1, le=32,
+        description="Independent walkers per window (toy systems, default 4; atomistic systems run one MD per window).",
+    )
+    n_steps: int = Field(default=4000, ge=100, le=500_000, description="Langevin (MD) steps per walker.")
     n_equil: int = Field(default=500, ge=0, description="Steps discarded as equilibration (must be < n_steps).")
     stride: int = Field(default=10, ge=1, le=10_000, description="Keep a frame every this many steps.")
     exchange_every: int = Field(
@@ -441,6 +474,14 @@ class UmbrellaSamplingInput(BaseModel):
         description="Rounds of adaptive refinement: where the CV was never sampled or neighbouring windows do not "
         "overlap, add windows 4x stiffer, spaced by their thermal width, and sample them too.",
     )
+    potential: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Atomistic CVs: 'chgnet', 'sevennet-0', 'emt', or a checkpoint path of a matsearch potential; "
+        "default from settings.",
+    )
+    temperature_K: float = Field(default=300.0, gt=0, le=5000, description="Atomistic CVs: MD temperature (K).")
+    timestep_fs: float = Field(default=1.0, gt=0, le=10, description="Atomistic CVs: MD time step (fs).")
     seed: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
@@ -463,7 +504,8 @@ class UmbrellaSamplingOutput(BaseModel):
     samples_uri: str = Field(description="artifact:// URI of the samples (.npz: centers, kappa, window, s, x, ...).")
     windows_plot_uri: str = Field(description="PNG: CV histogram of each window.")
     cv_id: str
-    system: str
+    system: str | None = Field(description="The toy system, or None for an atomistic system from user data.")
+    potential: str | None = Field(default=None, description="Atomistic systems: the potential the MD ran on.")
     centers: list[float] | list[list[float]] = Field(description="Window centers (dimensions=2: [s0, s1] pairs).")
     grid_spacing: float | None = Field(default=None, description="dimensions=2: the grid spacing in CV units.")
     kappa: float = Field(description="Force constant of the initial windows, kT per CV unit squared.")
@@ -471,7 +513,7 @@ class UmbrellaSamplingOutput(BaseModel):
     refined_windows: int = Field(description="Windows added by adaptive refinement.")
     n_samples: int
     samples_per_window: list[int]
-    langevin_acceptance: float
+    langevin_acceptance: float | None = Field(description="Toy systems: Metropolis acceptance of the MALA walkers.")
     exchange_acceptance: float | None
     warnings: list[str]
     seconds: float
@@ -480,7 +522,7 @@ class UmbrellaSamplingOutput(BaseModel):
 def _walkers(inp: UmbrellaSamplingInput) -> dict[str, Any]:
     """The walker settings of umbrella_toy that every umbrella_sampling run takes from its input."""
     return {
-        "n_walkers": inp.n_walkers,
+        "n_walkers": inp.n_walkers or 4,
         "n_steps": inp.n_steps,
         "n_equil": inp.n_equil,
         "stride": inp.stride,
@@ -490,47 +532,69 @@ def _walkers(inp: UmbrellaSamplingInput) -> dict[str, Any]:
 
 def _umbrella_estimate(inp: UmbrellaSamplingInput) -> float:
     """Rough wall time in seconds (per-step overhead plus per-walker cost)."""
-    return 3.0 + inp.n_steps * (1.5e-3 + 3e-5 * inp.n_windows * inp.n_walkers)
+    return 3.0 + inp.n_steps * (1.5e-3 + 3e-5 * inp.n_windows * (inp.n_walkers or 4))
+
+
+def _line_centers(
+    inp: UmbrellaSamplingInput, s_pool: np.ndarray, labels: np.ndarray, span_data: bool = False
+) -> tuple[np.ndarray, float]:
+    """Window centers along CV component 0 and their force constant (kT per CV unit squared): an even grid over the
+    basins' median CV values with a margin (models.free_energy.default_windows), or with `span_data` over the
+    training frames' CV values (1st to 99th percentile, so the basins' tails get windows too), or from s_min to
+    s_max; inp.kappa overrides the default 1/spacing^2."""
+    from models.free_energy import default_windows
+
+    basin_s = np.array([np.median(s_pool[labels == b]) for b in np.unique(labels[labels >= 0])])
+    centers, kappa = default_windows(basin_s, inp.n_windows)
+    if span_data:
+        centers = np.linspace(*np.percentile(s_pool, [1, 99]), inp.n_windows)
+        kappa = 1.0 / (centers[1] - centers[0]) ** 2
+    if inp.s_min is not None or inp.s_max is not None:
+        lo = centers[0] if inp.s_min is None else inp.s_min
+        hi = centers[-1] if inp.s_max is None else inp.s_max
+        if lo >= hi:
+            raise ToolInputError(f"window range is empty: s_min {lo:.3g} >= s_max {hi:.3g}")
+        centers = np.linspace(lo, hi, inp.n_windows)
+        kappa = 1.0 / (centers[1] - centers[0]) ** 2
+    return centers, float(inp.kappa if inp.kappa is not None else kappa)
 
 
 @tool(cost="long", estimate=_umbrella_estimate)
 def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaSamplingOutput:
-    """Umbrella sampling along a learned CV (component 0) of a toy system: harmonic bias windows kappa/2 (s(x) -
-    s_i)^2 kT, bias forces by autograd through the CV network, Metropolis-adjusted Langevin walkers (all windows in one
-    batch) with optional replica exchange between neighbouring windows. Window centers default to an even grid that
-    spans the basin CV values with a margin. With dimensions=2 (a CV learned with latent_dim=2) the windows sit on a
-    square grid over both components instead and exchange along both axes. Long: run it as a job for big sizes.
-    Returns a samples_id for free_energy_profile (MBAR/WHAM) and a plot of the windows."""
+    """Umbrella sampling along a learned CV (component 0): harmonic bias windows kappa/2 (s(x) - s_i)^2 kT, bias
+    forces by autograd through the CV network. Toy systems: Metropolis-adjusted Langevin walkers (all windows in one
+    batch). Atomistic systems (a CV learned from positions with atomic numbers): Langevin MD per window with the
+    chosen potential (ASE; temperature_K, timestep_fs), each window started from the training frame nearest its
+    center. Both exchange configurations between neighbouring windows (REUS) every exchange_every steps. Window
+    centers default to an even grid that spans the basin CV values with a margin. With dimensions=2 (toy systems,
+    a CV learned with latent_dim=2) the windows sit on a square grid over both components instead and exchange along
+    both axes. Long: run it as a job for big sizes. Returns a samples_id for free_energy_profile (MBAR/WHAM) and a
+    plot of the windows."""
     from models.cv import MultitaskCV
-    from models.free_energy import default_windows, refine_umbrella, umbrella_toy
+    from models.free_energy import refine_umbrella, umbrella_toy
     from models.toy_potentials import get_toy_system
 
     start = time.time()
     ckpt = _find(ctx, "cv", inp.cv_id, "cv.pt", "CV", "learn_cv")
     model = MultitaskCV.load(ckpt)
     system_name = model.metadata.get("system")
-    if not system_name:
-        raise ToolInputError(
-            f"CV {inp.cv_id} was trained on user data, not a toy system: umbrella_sampling runs the toy systems; for "
-            "an atomistic system use models.cv_bias.BiasedCalculator with an MD engine"
-        )
-    system = get_toy_system(system_name)
     with np.load(ckpt.parent / "data.npz") as z:
-        pool, labels = z["x"], z["labels"]
+        data = {k: z[k] for k in z.files}
+    pool, labels = data["x"], data["labels"]
+    if not system_name:
+        if "numbers" not in data:
+            raise ToolInputError(
+                f"CV {inp.cv_id} was trained on user data without atomic numbers, so there is nothing to run MD on: "
+                "learn_cv from an .npz with flattened positions in 'x' and 'numbers' (and 'cell', 'pbc' if periodic)"
+            )
+        from tools.free_energy_atomistic import umbrella_atomistic
+
+        return umbrella_atomistic(inp, ctx, model, data, start)
+    system = get_toy_system(system_name)
     if inp.dimensions == 2:
         return _umbrella_grid(inp, ctx, model, system, pool, start)
     with _single_thread():
-        s_pool = model.cv_numpy(pool)[:, 0]
-        basin_s = np.array([np.median(s_pool[labels == b]) for b in np.unique(labels[labels >= 0])])
-        centers, kappa = default_windows(basin_s, inp.n_windows)
-        if inp.s_min is not None or inp.s_max is not None:
-            lo = centers[0] if inp.s_min is None else inp.s_min
-            hi = centers[-1] if inp.s_max is None else inp.s_max
-            if lo >= hi:
-                raise ToolInputError(f"window range is empty: s_min {lo:.3g} >= s_max {hi:.3g}")
-            centers = np.linspace(lo, hi, inp.n_windows)
-            kappa = 1.0 / (centers[1] - centers[0]) ** 2
-        kappa = float(inp.kappa if inp.kappa is not None else kappa)
+        centers, kappa = _line_centers(inp, model.cv_numpy(pool)[:, 0], labels)
         samples = umbrella_toy(
             system,
             model,
@@ -564,12 +628,25 @@ def _umbrella_output(
     inp: UmbrellaSamplingInput, ctx: ToolContext, model: Any, system: Any, samples: Any, kappa: float, start: float,
     spacing: float | None = None,
 ) -> UmbrellaSamplingOutput:
+    """_samples_output for the samples of a toy system."""
+    return _samples_output(
+        inp, ctx, model, system.name, list(system.basin_names), samples, kappa, start, spacing
+    )
+
+
+def _samples_output(
+    inp: UmbrellaSamplingInput, ctx: ToolContext, model: Any, system_name: str | None, basin_names: list[str],
+    samples: Any, kappa: float, start: float, spacing: float | None = None,
+) -> UmbrellaSamplingOutput:
     """Store umbrella samples (with their provenance), plot the windows (along s, or on the 2D grid when `spacing`
     is given) and report them, with plain-word warnings."""
     from models.free_energy import window_kappas
     from tools.free_energy_plots import plot_grid_windows, plot_windows
 
-    samples.metadata.update({"cv_id": inp.cv_id, "cv_preset": model.metadata.get("preset"), "system": system.name})
+    samples.metadata.update(
+        {"cv_id": inp.cv_id, "cv_preset": model.metadata.get("preset"), "system": system_name,
+         "basin_names": basin_names}
+    )
     if spacing is not None:
         samples.metadata["grid_spacing"] = spacing
     samples_id = _new_id("us")
@@ -580,10 +657,10 @@ def _umbrella_output(
     plot = plotter(samples.s, samples.window, samples.centers, folder / "windows.png")
     counts = np.bincount(samples.window, minlength=samples.n_windows)
     notes = []
-    if samples.metadata["acceptance"] < 0.5:
+    if samples.metadata["acceptance"] is not None and samples.metadata["acceptance"] < 0.5:
         notes.append(f"Langevin acceptance is low ({samples.metadata['acceptance']:.2f}): kappa may be too stiff")
     visited = set(np.unique(samples.basin[samples.basin >= 0]).tolist())
-    missing = [system.basin_names[b] for b in range(system.n_basins) if b not in visited]
+    missing = [name for b, name in enumerate(basin_names) if b not in visited]
     if missing:
         fix = "widen the window range" if spacing is None else "use a finer grid_spacing"
         notes.append(f"basins never visited by any window: {', '.join(missing)}; {fix}")
@@ -595,7 +672,8 @@ def _umbrella_output(
         samples_uri=ctx.artifact_uri(path),
         windows_plot_uri=ctx.artifact_uri(plot),
         cv_id=inp.cv_id,
-        system=system.name,
+        system=system_name,
+        potential=samples.metadata.get("potential"),
         centers=centers,
         grid_spacing=None if spacing is None else round(spacing, 5),
         kappa=round(kappa, 4),

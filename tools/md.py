@@ -40,7 +40,8 @@ class RunMDInput(BaseModel):
     structure: StructureRef
     potential: str | None = Field(
         default=None, max_length=1000,
-        description="'chgnet', 'sevennet-0', or a checkpoint path of a matsearch potential; default from settings.")
+        description="'chgnet', 'sevennet-0', 'emt' (ASE's EMT: Al, Cu, Ag, Au, Ni, Pd, Pt), or a checkpoint path of a "
+        "matsearch potential; default from settings.")
     ensemble: Literal["nve", "nvt_langevin", "nvt_nose_hoover", "nvt_bussi", "npt"] = Field(
         default="nvt_langevin",
         description="nve (velocity Verlet), nvt_langevin, nvt_nose_hoover (chain), nvt_bussi (stochastic velocity "

@@ -25,7 +25,8 @@ MAX_BATCH = 200
 def potential_field(default: str | None = None) -> object:
     return Field(
         default=default,
-        description="'chgnet', 'sevennet-0', or a matsearch checkpoint path; default: the configured potential.",
+        description="'chgnet', 'sevennet-0', 'emt' (ASE's EMT, a few fcc metals) or a matsearch checkpoint path; "
+        "default: the configured potential.",
         max_length=500,
     )
 
