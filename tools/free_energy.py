@@ -86,7 +86,8 @@ class LearnCVInput(BaseModel):
         description="Workspace-relative .npz with arrays 'x' (n, n_inputs), 'labels' (n,; basin index, -1 = "
         "unlabelled) and optionally 'energies' (n,). For an atomistic system x holds flattened positions (n, "
         "n_atoms*3, Angstrom) and 'numbers' (n_atoms,) the atomic numbers, with optional 'cell' (3, 3) and 'pbc' "
-        "(3,): umbrella_sampling can then run MD on it with a potential. Give either this or system.",
+        "(3,): umbrella_sampling can then run MD on it with a potential. CV features use plain Cartesian distances "
+        "(no minimum image), so give unwrapped positions. Give either this or system.",
     )
     preset: Literal["multitask", "classifier", "autoencoder"] = Field(
         default="multitask",
