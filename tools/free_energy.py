@@ -567,7 +567,8 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
     batch). Atomistic systems (a CV learned from positions with atomic numbers): Langevin MD per window with the
     chosen potential (ASE; temperature_K, timestep_fs), each window started from the training frame nearest its
     center. Both exchange configurations between neighbouring windows (REUS) every exchange_every steps. Window
-    centers default to an even grid that spans the basin CV values with a margin. With dimensions=2 (toy systems,
+    centers default to an even grid that spans the basin CV values with a margin (atomistic systems: the training
+    frames' CV values, 1st to 99th percentile), or s_min to s_max. With dimensions=2 (toy systems,
     a CV learned with latent_dim=2) the windows sit on a square grid over both components instead and exchange along
     both axes. Long: run it as a job for big sizes. Returns a samples_id for free_energy_profile (MBAR/WHAM) and a
     plot of the windows."""
