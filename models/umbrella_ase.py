@@ -30,15 +30,14 @@ def umbrella_ase(
     timestep_fs: float = 1.0,
     friction_per_fs: float = 0.01,
     exchange_every: int | None = None,
-    basin_of: Callable[[np.ndarray], np.ndarray] | None = None,
     seed: int = 0,
     callback: Callable[[int, int], None] | None = None,
 ) -> UmbrellaSamples:
     """Langevin MD at `temperature_K` in every window k (bias kappa_k/2 (s - centers[k])^2 kT on CV component 0),
     window k started from `starts[k]`; a frame every `stride` steps after `n_equil`. With `exchange_every`, replicas
     swap windows with a neighbour (alternating pairs, Metropolis on the bias energies) at the first frame boundary
-    after every that many steps. Frames are labelled by `basin_of(x)` (flattened positions), else the classifier
-    head. ValueError when a window's dynamics blow up (non-finite positions)."""
+    after every that many steps. Frames are labelled by the CV's classification head. ValueError when a window's
+    dynamics blow up (non-finite positions)."""
     centers = np.asarray(centers, dtype=float)
     kappas = window_kappas(kappa, len(centers))
     kT = units.kB * temperature_K
@@ -92,7 +91,6 @@ def umbrella_ase(
         if callback is not None:
             callback(step, n_blocks * stride)
     x = np.concatenate(rows["x"])
-    basin = basin_of(x) if basin_of is not None else model.predict_class(x)
     return UmbrellaSamples(
         centers=centers,
         kappa=kappa,
@@ -101,7 +99,7 @@ def umbrella_ase(
         walker=np.zeros(len(x), dtype=int),
         frame=np.concatenate(rows["frame"]),
         s=np.concatenate(rows["s"]),
-        basin=np.asarray(basin, dtype=int),
+        basin=model.predict_class(x).astype(int),
         x=x,
         metadata={
             "engine": "ase-langevin",

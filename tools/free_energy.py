@@ -545,19 +545,18 @@ def _line_centers(
     s_max; inp.kappa overrides the default 1/spacing^2."""
     from models.free_energy import default_windows
 
-    basin_s = np.array([np.median(s_pool[labels == b]) for b in np.unique(labels[labels >= 0])])
-    centers, kappa = default_windows(basin_s, inp.n_windows)
     if span_data:
         centers = np.linspace(*np.percentile(s_pool, [1, 99]), inp.n_windows)
-        kappa = 1.0 / (centers[1] - centers[0]) ** 2
+    else:
+        basin_s = np.array([np.median(s_pool[labels == b]) for b in np.unique(labels[labels >= 0])])
+        centers = default_windows(basin_s, inp.n_windows)[0]
     if inp.s_min is not None or inp.s_max is not None:
         lo = centers[0] if inp.s_min is None else inp.s_min
         hi = centers[-1] if inp.s_max is None else inp.s_max
         if lo >= hi:
             raise ToolInputError(f"window range is empty: s_min {lo:.3g} >= s_max {hi:.3g}")
         centers = np.linspace(lo, hi, inp.n_windows)
-        kappa = 1.0 / (centers[1] - centers[0]) ** 2
-    return centers, float(inp.kappa if inp.kappa is not None else kappa)
+    return centers, float(inp.kappa if inp.kappa is not None else 1.0 / (centers[1] - centers[0]) ** 2)
 
 
 @tool(cost="long", estimate=_umbrella_estimate)
