@@ -118,6 +118,7 @@ Needs `pip install openmm openmmtools` (not a CI test: minutes of MD).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -482,6 +483,51 @@ def basin_of(pos: np.ndarray) -> np.ndarray:
     return (torsion(pos, PHI) > 0).astype(int)
 
 
+REGIONS = ("alpha_R", "C7ax", "alpha_L")  # beside C7eq/beta (phi < 0, psi outside alpha_R's band)
+
+
+def region_of(x: np.ndarray) -> np.ndarray:
+    """Conformational region of frames x = (phi, psi) in radians: 0 C7eq/beta, 1 alpha_R (phi < 0, -120 < psi < 50
+    deg), 2 C7ax (phi > 0, psi < 0), 3 alpha_L (phi > 0, psi > 0)."""
+    phi, psi = np.degrees(x[:, 0]), np.degrees(x[:, 1])
+    return np.where(phi < 0, ((psi > -120) & (psi < 50)).astype(int), np.where(psi < 0, 2, 3))
+
+
+def first_half(window: np.ndarray) -> np.ndarray:
+    """Mask of the frames in the first half of their window (frames in time order within each window)."""
+    mask = np.zeros(len(window), bool)
+    for k in np.unique(window):
+        idx = np.flatnonzero(window == k)
+        mask[idx[: len(idx) // 2]] = True
+    return mask
+
+
+def basin_summary(s: np.ndarray, x: np.ndarray, basin: np.ndarray, window: np.ndarray, centers: np.ndarray,
+                  kappa: float, period: float | None = None) -> dict:
+    """MBAR on 2D umbrella frames (models.free_energy.mbar_basins_nd): the basin dF (phi > 0 vs phi < 0) with its
+    error, each region's F against C7eq/beta (region_of on x = (phi, psi)), and the basin dF of each half of every
+    window's frames (a drift between halves means the windows are not converged)."""
+    def pad(values: np.ndarray) -> list[float]:  # NaN for a region no frame visited
+        return [float(v) for v in values[1:]] + [float("nan")] * (len(REGIONS) + 1 - len(values))
+
+    full = mbar_basins_nd(s, basin, window, centers, kappa, period=period)
+    by_region = mbar_basins_nd(s, region_of(x), window, centers, kappa, period=period)
+    half = first_half(window)
+    halves = [
+        float(mbar_basins_nd(s[m], basin[m], window[m], centers, kappa, period=period)["basin_df"][1])
+        for m in (half, ~half)
+    ]
+    return {**full, "df": float(full["basin_df"][1]), "err": float(full["basin_err"][1]),
+            "regions": pad(by_region["basin_df"]), "region_errs": pad(by_region["basin_err"]), "halves": halves}
+
+
+def summary_line(r: dict) -> str:
+    """dF +- err, then F by region and the halves, as the benchmark prints them."""
+    regions = " / ".join(f"{v:.2f}" for v in r["regions"])
+    return (f"{r['df']:.3f} +- {r['err']:.3f} kT; by region ({' / '.join(REGIONS)}) {regions}; "
+            f"halves {r['halves'][0]:.2f} / {r['halves'][1]:.2f}")
+
+
 def cv_bias(model: MultitaskCV):  # noqa: ANN201
     """The learned CV, a function of (phi, psi) only, tabulated on a periodic 2D grid inside an OpenMM
     CustomCVForce bias 0.5 kb (s(phi, psi) - s0)^2 (force group 2)."""
@@ -589,49 +635,169 @@ def umbrella_2d(
         samples = run_windows_2d(sample_window, model, centers, pool["pos"], s_data, torsions, basin_of, torsion)
     if save:
         np.savez(save, kappa=kappa, **samples)
-    return {**mbar_basins_nd(samples["s"], samples["basin"], samples["window"], samples["centers"], kappa),
+    return {**basin_summary(samples["s"], samples["x"], samples["basin"], samples["window"], samples["centers"], kappa),
             "centers": samples["centers"]}
+
+
+RESULT_KEYS = ("df", "err", "regions", "region_errs", "halves", "windows", "fold", "about")
+
+
+def learned_2d(model_config: CVConfig, x: np.ndarray, y: np.ndarray, en: np.ndarray, pool: dict, test,  # noqa: ANN001
+               sizes: dict, seed: int, spacing: float, save: Path | None) -> dict:
+    """Train the 2D CV (seed `seed`), print its fold check on the training frames, run the 2D umbrella windows
+    (umbrella_2d) and return basin_summary's numbers with the window count, fold fraction and a run description."""
+    model, metrics = train_cv(model_config, x, y, en, epochs=80, seed=seed)
+    fold, n_close = torsion_fold_fraction(model, x)
+    print(
+        f"2D CV: classifier accuracy {metrics['classifier_accuracy']}; of {n_close} training-frame pairs within "
+        f"0.1 in the latent, {100 * fold:.2f} % are more than 90 deg apart in phi or psi"
+        + (f" (above {100 * TORSION_FOLD_LIMIT:.2f} %: the CV folds the torus; more --data-runs help)"
+           if fold > TORSION_FOLD_LIMIT else ""),
+        flush=True,
+    )
+    res = umbrella_2d(model, test, pool, x, y, sizes, seed, spacing, save)
+    weakest = res["best_neighbour_overlap"]
+    about = (
+        f"{len(res['centers'])} windows x {sizes['window_frames'] * sizes['every'] * 0.002:.0f} ps; max statistical "
+        f"inefficiency {res['g'].max():.1f}; weakest window's best overlap {weakest.min():.3f}, "
+        f"{int((weakest < 0.03).sum())} below 0.03; {res['clusters']} connected window cluster(s)"
+    )
+    return {**res, "windows": len(res["centers"]), "fold": float(fold), "about": about}
+
+
+def child_argv(argv: list[str]) -> list[str]:
+    """The command line of one seed of a --cv-seeds ensemble: `argv` without --cv-seeds, --jobs and --log-dir."""
+    out, skipping = [], False
+    for token in argv:
+        name = token.split("=", 1)[0]
+        if name in ("--cv-seeds", "--jobs", "--log-dir"):
+            skipping = "=" not in token
+            continue
+        if skipping and not token.startswith("--"):
+            continue
+        skipping = False
+        out.append(token)
+    return out
+
+
+def seed_ensemble(argv: list[str], seeds: list[int], jobs: int, log_dir: Path, save: Path | None) -> list[dict]:
+    """Run this benchmark once per CV seed (each its own data, CV and windows) in `jobs` parallel processes, each
+    logging to log_dir/seed_S.log; returns their result dicts (RESULT_KEYS and the seed) in seed order."""
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+
+    def one(seed: int) -> dict:
+        log, out = log_dir / f"seed_{seed}.log", log_dir / f"seed_{seed}.json"
+        extra = ["--seed", str(seed), "--result-json", str(out)]
+        if save:
+            extra += ["--save-samples", str(save.with_name(f"{save.stem}_seed{seed}{save.suffix}"))]
+        with log.open("w") as handle:
+            rc = subprocess.run([sys.executable, __file__, *child_argv(argv), *extra], stdout=handle,
+                                stderr=subprocess.STDOUT, check=False).returncode
+        if rc or not out.exists():
+            raise SystemExit(f"seed {seed} failed (exit status {rc}); see {log}")
+        return json.loads(out.read_text())
+
+    print(f"CV seed ensemble: seeds {seeds}, {jobs} at a time; logs in {log_dir}", flush=True)
+    results = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(one, s): s for s in seeds}
+        for future in as_completed(futures):
+            r = future.result()
+            results[r["seed"]] = r
+            print(f"seed {r['seed']} done ({len(results)}/{len(seeds)}, {time.time() - t0:.0f} s): {summary_line(r)}",
+                  flush=True)
+    return [results[s] for s in seeds]
+
+
+def ensemble_summary(results: list[dict]) -> dict:
+    """Mean of the seeds' basin dF with the standard error of their spread (each CV carries its own systematic
+    error, larger than its MBAR error bar: stop 21), the spread itself, and the mean per region."""
+    df = np.array([r["df"] for r in results])
+    sd = float(df.std(ddof=1)) if len(df) > 1 else float("nan")
+    return {
+        "mean": float(df.mean()),
+        "sem": sd / np.sqrt(len(df)),
+        "sd": sd,
+        "mbar_err": float(np.mean([r["err"] for r in results])),
+        "regions": np.mean([r["regions"] for r in results], 0).tolist(),
+    }
 
 
 def reference_torsion_grid(test, sizes: dict, seed: int, n_grid: int, save: Path | None) -> dict:  # noqa: ANN001
     """Reference by 2D umbrella sampling in (phi, psi) themselves: an n_grid x n_grid periodic grid of harmonic
     windows (thermal width half a spacing), visited in boustrophedon order, each started from the last frame of the
     one before; MBAR with periodic distances (models.free_energy.mbar_basins_nd). Both slow torsions are biased, so no
-    barrier is left across the windows."""
+    barrier is left across the windows but the ones no torsion sees. With sizes["exchange"] the swept frames only
+    place the replicas of one replica-exchange grid (reus_lockstep; swaps with grid neighbours): stop 21's
+    independent windows at the phi = 0 crossing did not hold phi in 60 ps."""
     import openmm as mm
     from alanine_2d import snake_grid
 
+    from models.free_energy import grid_pairs
+
     centers = snake_grid(n_grid)
-    kappa = 4.0 / (2 * np.pi / n_grid) ** 2  # kT / rad^2: thermal width half a spacing (walls up to ~30 kT/rad)
-    restraints = []
-    for name, idx in (("p0", PHI), ("q0", PSI)):
-        restraint = mm.CustomTorsionForce(f"0.5*kq*min(d, 6.283185307-d)^2; d=abs(theta-{name})")
-        restraint.addGlobalParameter("kq", kappa * KT_KJ)
-        restraint.addGlobalParameter(name, 0.0)
-        restraint.addTorsion(*idx, [])
-        restraint.setForceGroup(3)
-        restraints.append(restraint)
-    context, integrator = make_context(test, restraints, seed + 17)
-    t0, rows = time.time(), {"x": [], "basin": [], "window": []}
+    spacing = 2 * np.pi / n_grid
+    kappa = 4.0 / spacing**2  # kT / rad^2: thermal width half a spacing (walls up to ~30 kT/rad)
+    bias = mm.CustomCVForce(
+        "0.5*kq*(min(dp, 6.283185307-dp)^2 + min(dq, 6.283185307-dq)^2); dp=abs(phi-p0); dq=abs(psi-q0)"
+    )
+    for name in ("kq", "p0", "q0"):
+        bias.addGlobalParameter(name, 0.0)
+    for name, idx in (("phi", PHI), ("psi", PSI)):
+        angle = mm.CustomTorsionForce("theta")
+        angle.addTorsion(*idx, [])
+        bias.addCollectiveVariable(name, angle)
+    bias.setForceGroup(3)
+
+    def place(context, k: int) -> None:  # noqa: ANN001
+        context.setParameter("kq", kappa * KT_KJ)
+        context.setParameter("p0", float(centers[k][0]))
+        context.setParameter("q0", float(centers[k][1]))
+
+    context, integrator = make_context(test, [bias], seed + 17)
+    exchange = sizes["exchange"]
+    t0, frames_w = time.time(), []
     start = context.getState(getPositions=True).getPositions(asNumpy=True)._value
-    for k, (p0, q0) in enumerate(centers):
-        context.setParameter("p0", float(p0))
-        context.setParameter("q0", float(q0))
+    for k in range(len(centers)):
+        place(context, k)
+        if exchange:  # the sweep only places the replicas (1 ps each); they equilibrate in reus_lockstep
+            integrator.step(500)
+            frames_w.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value)
+            continue
         frames = _window_frames(context, integrator, start, seed + 17 + k, sizes)
         if frames is None:
             print(f"torsion window {k} dropped: the integration blew up", flush=True)
+            frames_w.append(np.empty((0, *start.shape)))
             continue
-        pos = frames[0]
-        start = pos[-1]
-        rows["x"].append(np.stack([torsion(pos, PHI), torsion(pos, PSI)], -1))
-        rows["basin"].append(basin_of(pos))
-        rows["window"].append(np.full(len(pos), k))
+        frames_w.append(frames[0])
+        start = frames[0][-1]
         if k % n_grid == n_grid - 1:
             print(f"torsion grid: {k + 1}/{len(centers)} windows ({time.time() - t0:.0f} s)", flush=True)
-    samples = {key: np.concatenate(v) for key, v in rows.items()}
+    if exchange:
+
+        def coordinates(pos: np.ndarray, window_of: np.ndarray) -> np.ndarray:  # torsions within pi of the window
+            x = np.stack([torsion(pos, PHI), torsion(pos, PSI)], -1)
+            return centers[window_of] + (x - centers[window_of] + np.pi) % (2 * np.pi) - np.pi
+
+        near = [np.deg2rad(c) for c in ((-83.0, 75.0), (70.0, -70.0))]  # C7eq, C7ax: traversals between them
+        ends = tuple(
+            np.flatnonzero(np.linalg.norm((centers - c + np.pi) % (2 * np.pi) - np.pi, axis=1) <= 1.5 * spacing)
+            for c in near
+        )
+        frames_w, _ = reus_lockstep(
+            test, bias, place, coordinates, frames_w, centers, np.full(len(centers), kappa), seed + 19, sizes,
+            sizes["window_frames"], pairs=lambda sweep: grid_pairs(centers, spacing, sweep), ends=ends,
+        )
+    x = np.concatenate([np.stack([torsion(f, PHI), torsion(f, PSI)], -1) for f in frames_w])
+    basin = np.concatenate([basin_of(f) for f in frames_w])
+    window = np.concatenate([np.full(len(f), k) for k, f in enumerate(frames_w)])
     if save:
-        np.savez(save, kappa=kappa, centers=centers, **samples)
-    return {**mbar_basins_nd(samples["x"], samples["basin"], samples["window"], centers, kappa, period=2 * np.pi),
+        np.savez(save, kappa=kappa, centers=centers, x=x, basin=basin, window=window)
+    return {**basin_summary(x, x, basin, window, centers, kappa, period=2 * np.pi),
             "seconds": time.time() - t0, "windows": len(centers), "kappa": kappa}
 
 
@@ -742,7 +908,25 @@ def main() -> None:
         default=None,
         help="write the CV umbrella samples (s, window, basin; x = phi, psi) to this .npz",
     )
+    parser.add_argument(
+        "--cv-seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="with --latent-dim 2: run once per seed (own data, CV and windows) and report the mean dF with the "
+        "standard error of the seeds' spread (one CV's error is ~0.5 kT, more than its MBAR error bar)",
+    )
+    parser.add_argument("--jobs", type=int, default=2, help="seeds of --cv-seeds run at a time (one process each)")
+    parser.add_argument("--log-dir", type=Path, default=None, help="per-seed logs of --cv-seeds (default: a temp dir)")
+    parser.add_argument("--result-json", type=Path, default=None, help="write the 2D CV run's numbers here")
     args = parser.parse_args()
+    if args.cv_seeds:
+        if args.latent_dim != 2:
+            parser.error("--cv-seeds needs --latent-dim 2")
+        if args.jobs < 1:
+            parser.error("--jobs must be at least 1")
+        ensemble_main(args)
+        return
     torch.set_num_threads(1)
     q = args.quick
     sizes = {
@@ -765,9 +949,9 @@ def main() -> None:
     if args.reference_grid:
         r = reference_torsion_grid(test, sizes, seed, args.reference_grid, args.save_samples)
         print(
-            f"reference 2D umbrella in (phi, psi) + MBAR: {r['basin_df'][1]:.3f} +- {r['basin_err'][1]:.3f} kT "
-            f"({r['windows']} windows x {sizes['window_frames'] * sizes['every'] * 0.002:.0f} ps, "
-            f"kappa {r['kappa']:.1f} kT/rad^2, "
+            f"reference 2D umbrella in (phi, psi) + MBAR: {summary_line(r)} "
+            f"({r['windows']} windows x {sizes['window_frames'] * sizes['every'] * 0.002:.0f} ps"
+            f"{', replica exchange' if sizes['exchange'] else ''}, kappa {r['kappa']:.1f} kT/rad^2, "
             f"{r['seconds']:.0f} s; max statistical inefficiency {r['g'].max():.1f}; "
             f"{r['clusters']} connected window cluster(s))"
         )
@@ -796,28 +980,16 @@ def main() -> None:
     )
     pool = {"pos": x.reshape(len(x), -1, 3), "s": np.zeros(len(x)), "e": en}  # window starting configurations
     if args.latent_dim == 2:
-        model, metrics = train_cv(config, x, y, en, epochs=80, seed=args.seed)
-        fold, n_close = torsion_fold_fraction(model, x)
-        print(
-            f"2D CV: classifier accuracy {metrics['classifier_accuracy']}; of {n_close} training-frame pairs within "
-            f"0.1 in the latent, {100 * fold:.2f} % are more than 90 deg apart in phi or psi"
-            + (f" (above {100 * TORSION_FOLD_LIMIT:.2f} %: the CV folds the torus; more --data-runs help)"
-               if fold > TORSION_FOLD_LIMIT else ""),
-            flush=True,
-        )
-        res2 = umbrella_2d(model, test, pool, x, y, sizes, seed, args.grid_spacing, args.save_samples)
+        res2 = learned_2d(model_config=config, x=x, y=y, en=en, pool=pool, test=test, sizes=sizes, seed=seed,
+                          spacing=args.grid_spacing, save=args.save_samples)
         ref, ref_err = args.reference_kT or reference_along_phi(test, sizes, seed)[:2]
-        weakest = res2["best_neighbour_overlap"]
         print("\n=== alanine dipeptide, vacuum, 300 K: F(C7ax: phi > 0) - F(C7eq: phi < 0) ===")
-        print(
-            f"learned 2D multitask CV, 2D umbrella + MBAR: {res2['basin_df'][1]:.3f} +- {res2['basin_err'][1]:.3f} kT "
-            f"({len(res2['centers'])} windows x {sizes['window_frames'] * sizes['every'] * 0.002:.0f} ps, "
-            f"{time.time() - t0:.0f} s incl. data and training; max statistical inefficiency {res2['g'].max():.1f}; "
-            f"weakest window's best overlap {weakest.min():.3f}, {int((weakest < 0.03).sum())} below 0.03; "
-            f"{res2['clusters']} connected window cluster(s))"
-        )
+        print(f"learned 2D multitask CV, 2D umbrella + MBAR: {summary_line(res2)} ({res2['about']}, "
+              f"{time.time() - t0:.0f} s incl. data and training)")
         print(f"reference umbrella along phi + MBAR:  {ref:.3f} +- {ref_err:.3f} kT")
-        print(f"difference: {res2['basin_df'][1] - ref:.3f} kT")
+        print(f"difference: {res2['df'] - ref:.3f} kT")
+        if args.result_json:
+            args.result_json.write_text(json.dumps({k: res2[k] for k in RESULT_KEYS} | {"seed": seed}))
         return
     for cv_round in range(args.cv_rounds + 1):
         if cv_round:  # the last round's window frames, labelled by the basin rule, teach the CV the transition
@@ -862,6 +1034,30 @@ def main() -> None:
             f"({sizes['ref_windows']} windows x {sizes['ref_frames'] * sizes['every'] * 0.002:.0f} ps, {t_ref:.0f} s)"
         )
     print(f"difference: {res.basin_df[1] - ref:.3f} kT; CV warnings: {res.warnings}")
+
+
+def ensemble_main(args: argparse.Namespace) -> None:
+    """--cv-seeds: the 2D CV run once per seed, then the mean and its spread against the reference."""
+    import tempfile
+
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="alanine_cv_seeds_"))
+    t0 = time.time()
+    results = seed_ensemble(sys.argv[1:], args.cv_seeds, args.jobs, log_dir, args.save_samples)
+    ens = ensemble_summary(results)
+    print("\n=== alanine dipeptide, vacuum, 300 K: F(C7ax: phi > 0) - F(C7eq: phi < 0), one 2D CV per seed ===")
+    for r in results:
+        print(f"seed {r['seed']}: {summary_line(r)}; fold {100 * r['fold']:.2f} %; {r['about']}")
+    regions = " / ".join(f"{v:.2f}" for v in ens["regions"])
+    print(
+        f"mean of {len(results)} CVs: {ens['mean']:.3f} +- {ens['sem']:.3f} kT (standard error of the seeds' spread; "
+        f"their standard deviation {ens['sd']:.2f} against a mean MBAR error of {ens['mbar_err']:.2f}); "
+        f"by region ({' / '.join(REGIONS)}) {regions}; {time.time() - t0:.0f} s"
+    )
+    if args.reference_kT:
+        ref, ref_err = args.reference_kT
+        gap = ens["mean"] - ref
+        print(f"reference umbrella along phi + MBAR: {ref:.3f} +- {ref_err:.3f} kT (given with --reference-kT)")
+        print(f"difference: {gap:.3f} +- {np.hypot(ens['sem'], ref_err):.3f} kT")
 
 
 def reference_along_phi(test, sizes: dict, seed: int) -> tuple[float, float, float]:  # noqa: ANN001

@@ -397,8 +397,10 @@ def test_tools_chain_by_reference(workspace) -> None:
     )
     assert again.n_samples == learned.n_samples + us.n_samples and again.separates_basins
     assert sum(again.basin_counts) == again.n_samples  # every umbrella frame got a basin label
-    with pytest.raises(ToolInputError, match="needs system"):
-        get_tool("learn_cv").run({"data_file": "x.npz", "add_samples_id": us.samples_id}, ctx)
+    plain = np.random.default_rng(0).normal(size=(40, 5))
+    np.savez(workspace / "plain.npz", x=plain, labels=np.repeat([0, 1], 20))  # no atomic numbers: nothing to quench
+    with pytest.raises(ToolInputError, match="needs atomistic data"):
+        get_tool("learn_cv").run({"data_file": "plain.npz", "add_samples_id": us.samples_id}, ctx)
     with pytest.raises(ToolInputError, match="another system"):
         get_tool("learn_cv").run({"system": "three_well_5d", "n_walkers": 2, "n_steps": 200,
                                   "add_samples_id": us.samples_id}, ctx)

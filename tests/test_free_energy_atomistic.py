@@ -9,6 +9,7 @@ import pytest
 from ase import Atoms, units
 from ase.md.langevin import Langevin
 
+from benchmarks.free_energy_adatom import hop_data, slab_with_adatom
 from models.cv import MultitaskCV
 from models.universal import get_calculator
 from tools.errors import ToolInputError
@@ -108,3 +109,38 @@ def test_atomistic_cv_data_errors(workspace) -> None:
     with pytest.raises(ToolInputError, match="no parameters for Fe"):
         get_tool("umbrella_sampling").run({"cv_id": cv.cv_id, "potential": "emt", "n_steps": 100, "n_equil": 0},
                                           ToolContext())
+
+
+def test_umbrella_frames_on_the_barrier_are_labelled_by_the_hollow_they_quench_into(workspace) -> None:
+    """A CV learned from the two hollows' frames alone, its umbrella windows across the hop, and a second learn_cv
+    round that adds those frames labelled by quenching: every frame whose adatom sits clearly on one side of the
+    bridge must be labelled with that side's hollow."""
+    workspace.mkdir(parents=True, exist_ok=True)
+    slab, step = slab_with_adatom()
+    x, labels, pairs = hop_data(slab, step, 600, seed=0)
+    np.savez(workspace / "adatom.npz", x=x, labels=labels, numbers=slab.numbers, cell=np.asarray(slab.cell),
+             pbc=slab.pbc)
+    adatom = pairs[0][0]
+    learn = {"data_file": "adatom.npz", "preset": "classifier", "features": "distances", "epochs": 40,
+             "w_smooth": 10.0, "feature_atoms": pairs}
+    ctx = ToolContext()
+    cv = get_tool("learn_cv").run(learn, ctx)
+    assert cv.separates_basins
+    us = get_tool("umbrella_sampling").run(
+        {"cv_id": cv.cv_id, "potential": "emt", "n_windows": 8, "n_steps": 400, "n_equil": 100, "stride": 10,
+         "timestep_fs": 2.0, "exchange_every": 50, "temperature_K": T}, ctx
+    )
+    again = get_tool("learn_cv").run({**learn, "add_samples_id": us.samples_id}, ctx)
+    assert again.n_samples == len(x) + us.n_samples and "labelled by the basin their minimisation" in again.message
+    with np.load(workspace / again.data_uri.removeprefix("artifact://")) as z:
+        added_x, added_labels = z["x"][len(x):], z["labels"][len(x):]
+    along = (added_x.reshape(len(added_x), -1, 3)[:, adatom, 0] - slab.positions[-1, 0]) / step[0]  # 0: A, 1: B
+    clear = np.abs(along - 0.5) > 0.2
+    assert clear.sum() > 20 and np.all(added_labels[clear] == (along[clear] > 0.5))
+    assert {0, 1} <= set(added_labels.tolist())  # the windows reach both hollows
+    # a samples id of atoms joined to data without atomic numbers: nothing to quench with
+    np.savez(workspace / "plain.npz", x=x, labels=labels)
+    with pytest.raises(ToolInputError, match="needs atomistic data"):
+        get_tool("learn_cv").run({"data_file": "plain.npz", "add_samples_id": us.samples_id}, ctx)
+    with pytest.raises(ToolInputError, match="no umbrella samples"):
+        get_tool("learn_cv").run({**learn, "add_samples_id": "us-0123456789"}, ctx)

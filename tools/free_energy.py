@@ -125,8 +125,10 @@ class LearnCVInput(BaseModel):
         default=None,
         pattern=ID_PATTERN,
         description="Umbrella samples of an earlier round (a samples_id from umbrella_sampling on the same toy "
-        "system): their frames, labelled by the basin rule, join the training data, so the retrained CV also knows "
-        "the transition region that basin runs never visit. Iterate learn_cv -> umbrella_sampling -> learn_cv.",
+        "system or the same atoms): their frames join the training data, labelled by the toy system's basin rule, "
+        "or for atoms by the basin their energy minimisation with the run's potential ends in (up to 600 frames; "
+        "the earlier CV's classification head judges the minimum). The retrained CV then also knows the transition "
+        "region that basin runs never visit. Iterate learn_cv -> umbrella_sampling -> learn_cv.",
     )
     epochs: int = Field(default=60, ge=1, le=2000, description="Training epochs.")
     seed: int = Field(default=0, ge=0, description="Seed for data generation and training.")
@@ -135,8 +137,6 @@ class LearnCVInput(BaseModel):
     def _one_source(self) -> LearnCVInput:
         if (self.system is None) == (self.data_file is None):
             raise ValueError("give exactly one of system (a toy system name) or data_file (an .npz in the workspace)")
-        if self.add_samples_id is not None and self.system is None:
-            raise ValueError("add_samples_id needs system (the basin rule labels the umbrella frames)")
         for h in self.hidden:
             if not 2 <= h <= 512:
                 raise ValueError(f"hidden widths must be between 2 and 512, got {h}")
@@ -298,9 +298,10 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
     a named toy system (5D Mueller-Brown, 5D three-well) or from an .npz file in the workspace (flattened positions
     with atomic numbers for an atomistic system, which umbrella_sampling then runs with a potential). Returns a cv_id
     for umbrella_sampling, validation metrics and a plain verdict on whether the CV separates the basins (accuracy >=
-    0.9 and overlap <= 0.1), with PNG plots. add_samples_id retrains on an earlier round's umbrella frames as well:
-    a CV learned from basin data alone can leave the transition region unsampled or hide a barrier orthogonal to
-    it, and one more round with those frames fixes that (the alanine dipeptide benchmark shows it). On torsion
+    0.9 and overlap <= 0.1), with PNG plots. add_samples_id retrains on an earlier round's umbrella frames as well
+    (labelled by a toy system's basin rule, or for atoms by the basin their energy minimisation ends in): a CV
+    learned from basin data alone can leave the transition region unsampled or hide a barrier orthogonal to it, and
+    one more round with those frames can fix that. On torsion
     features it also says how often the CV folds states more than 90 deg apart onto one value (torsion_fold_fraction),
     which the windows then cannot tell apart."""
     from models.cv import CVConfig, torsion_fold_fraction, train_cv
@@ -311,6 +312,7 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
         for k, v in (("w_class", inp.w_class), ("w_energy", inp.w_energy), ("w_recon", inp.w_recon))
         if v is not None
     }
+    added = ""  # what add_samples_id added, for the message (atomistic data)
     with _single_thread():
         system = None
         if inp.system is not None:
@@ -320,6 +322,10 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
                 _add_umbrella_frames(data, system, inp.add_samples_id, ctx)
         else:
             data = _file_data(_workspace_file(ctx, str(inp.data_file)))
+            if inp.add_samples_id is not None:
+                from tools.free_energy_atomistic import add_quenched_frames
+
+                added = add_quenched_frames(data, inp.add_samples_id, ctx)
             n_cls = int(data["labels"].max()) + 1 if data["labels"].max() >= 0 else 0
             names = [str(i) for i in range(n_cls)]
         n_classes = max(len(names), 2)
@@ -418,7 +424,7 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
         reconstruction_rmse=metrics["reconstruction_rmse"],
         separates_basins=sep["separates"],
         torsion_fold_fraction=None if fold is None else round(fold[0], 5),
-        message=_cv_verdict(sep, names) + _fold_verdict(fold, config.latent_dim),
+        message=_cv_verdict(sep, names) + _fold_verdict(fold, config.latent_dim) + added,
         seconds=round(time.time() - start, 2),
     )
 
