@@ -15,6 +15,7 @@ from tools.registry import ToolContext
 
 MAX_MD_STEPS = 5_000_000  # windows x steps: beyond this a call would run for days with any potential
 MAX_QUENCHED = 600  # umbrella frames quenched per learn_cv round: ~3 min with EMT on a 28-atom slab (busy machine)
+REFERENCES_PER_BASIN = 8  # training frames quenched per labelled basin to find its minima
 
 
 def _frame_atoms(data: dict[str, np.ndarray], x: np.ndarray) -> Any:
@@ -93,14 +94,14 @@ def add_quenched_frames(
     data: dict[str, np.ndarray], samples_id: str, ctx: ToolContext, max_frames: int = MAX_QUENCHED
 ) -> str:
     """Append up to `max_frames` frames of an atomistic umbrella run (evenly over the run) to the training data,
-    each labelled by the basin its energy minimisation with the run's potential ends in, as the classification head
-    of the CV that ran the windows judges the minimum (models.quench). With energies in the data, all frames'
-    energies are recomputed with that potential so they share one zero. Returns a sentence for learn_cv's message."""
+    each labelled by the basin whose minimum its energy minimisation with the run's potential ends in
+    (models.quench): the minima of up to REFERENCES_PER_BASIN training frames per labelled basin are the reference;
+    a frame ending in any other minimum stays unlabelled (-1). With energies in the data, all frames' energies are
+    recomputed with that potential so they share one zero. Returns a sentence for learn_cv's message."""
     from ase import Atoms
 
-    from models.cv import MultitaskCV
     from models.free_energy import UmbrellaSamples
-    from models.quench import frame_energies, quench_basins
+    from models.quench import frame_energies, match_minima, quench
     from tools.free_energy import _find
     from tools.md import potential_calculator
 
@@ -111,8 +112,8 @@ def add_quenched_frames(
         )
     samples = UmbrellaSamples.load(_find(ctx, "umbrella", samples_id, "samples.npz", "umbrella samples",
                                          "umbrella_sampling"))
-    potential, cv_id = samples.metadata.get("potential"), samples.metadata.get("cv_id")
-    if samples.metadata.get("engine") != "ase-langevin" or not potential or not cv_id:
+    potential = samples.metadata.get("potential")
+    if samples.metadata.get("engine") != "ase-langevin" or not potential:
         raise ToolInputError(f"umbrella samples {samples_id} are not from an atomistic run (no potential to quench "
                              "their frames with)")
     if samples.x.ndim != 2 or samples.x.shape[1] != data["x"].shape[1]:
@@ -120,27 +121,34 @@ def add_quenched_frames(
             f"umbrella samples {samples_id} hold frames of {samples.x.shape[-1] // 3} atoms, the data "
             f"{data['x'].shape[1] // 3}: add samples of a CV learned on the same atoms"
         )
-    old = MultitaskCV.load(_find(ctx, "cv", cv_id, "cv.pt", "CV", "learn_cv"))
     pick = np.unique(np.linspace(0, len(samples.x) - 1, min(max_frames, len(samples.x))).round().astype(int))
     frames = samples.x[pick]
+    ref_idx = np.concatenate([
+        idx[np.unique(np.linspace(0, len(idx) - 1, min(REFERENCES_PER_BASIN, len(idx))).round().astype(int))]
+        for idx in (np.flatnonzero(data["labels"] == b) for b in np.unique(data["labels"][data["labels"] >= 0]))
+    ])
     cell = data["cell"]
     template = Atoms(numbers=data["numbers"], cell=cell if cell.any() else None, pbc=data["pbc"])
     calc, lock = potential_calculator(potential, ctx.settings)
+    total = len(ref_idx) + len(frames)
     with lock:
-        quenched = quench_basins(
-            frames, template, calc, old.predict_class,
-            callback=lambda done, total: ctx.progress(0.2 * done / total, 1.0, f"quenching frame {done}/{total}"),
-        )
+        references = quench(data["x"][ref_idx], template, calc, callback=lambda done, _: ctx.progress(
+            0.2 * done / total, 1.0, f"quenching frame {done}/{total}"))
+        quenched = quench(frames, template, calc, callback=lambda done, _: ctx.progress(
+            0.2 * (len(ref_idx) + done) / total, 1.0, f"quenching frame {len(ref_idx) + done}/{total}"))
         if data["energies"] is not None:  # one potential for every frame's energy, so the energy head sees one zero
             recomputed = frame_energies(data["x"], template, calc)
             data["energies"] = np.concatenate([recomputed, quenched["energy"]])
+    labels = match_minima(quenched["minima"], references["minima"], data["labels"][ref_idx], template)
     data["x"] = np.concatenate([data["x"], frames])
-    data["labels"] = np.concatenate([data["labels"], quenched["labels"]])
-    counts = np.bincount(quenched["labels"], minlength=old.config.n_classes).tolist()
+    data["labels"] = np.concatenate([data["labels"], labels])
+    counts = np.bincount(labels[labels >= 0], minlength=int(data["labels"].max()) + 1).tolist()
+    other = int((labels < 0).sum())
     unconverged = int((~quenched["converged"]).sum())
     return (
-        f" Added {len(frames)} frames of umbrella samples {samples_id}, labelled by the basin their minimisation with "
-        f"{potential} ends in (per basin {counts}"
+        f" Added {len(frames)} frames of umbrella samples {samples_id}, labelled by the basin whose minimum their "
+        f"minimisation with {potential} ends in (per basin {counts}; {other} ended in minima of no labelled basin and "
+        "stay unlabelled"
         + (f"; {unconverged} minimisations stopped before converging" if unconverged else "")
         + ")" + ("; every frame's energy is from that potential" if data["energies"] is not None else "") + "."
     )
