@@ -128,8 +128,7 @@ class LearnCVInput(BaseModel):
         "system or the same atoms): their frames join the training data, labelled by the toy system's basin rule, "
         "or for atoms by the labelled basin whose minimum their energy minimisation with the run's potential ends "
         "in (up to 600 frames; frames ending in other minima stay unlabelled). The retrained CV then also knows the "
-        "transition "
-        "region that basin runs never visit. Iterate learn_cv -> umbrella_sampling -> learn_cv.",
+        "transition region that basin runs never visit. Iterate learn_cv -> umbrella_sampling -> learn_cv.",
     )
     epochs: int = Field(default=60, ge=1, le=2000, description="Training epochs.")
     seed: int = Field(default=0, ge=0, description="Seed for data generation and training.")
@@ -301,11 +300,10 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
     for umbrella_sampling, validation metrics and a plain verdict on whether the CV separates the basins (accuracy >=
     0.9 and overlap <= 0.1), with PNG plots. add_samples_id retrains on an earlier round's umbrella frames as well
     (labelled by a toy system's basin rule, or for atoms by the basin whose minimum their energy minimisation ends
-    in): a CV
-    learned from basin data alone can leave the transition region unsampled or hide a barrier orthogonal to it, and
-    one more round with those frames can fix that. On torsion
-    features it also says how often the CV folds states more than 90 deg apart onto one value (torsion_fold_fraction),
-    which the windows then cannot tell apart."""
+    in): a CV learned from basin data alone can leave the transition region unsampled or hide a barrier orthogonal
+    to it, and one more round with those frames can fix that. On torsion features it also says how often the CV
+    folds states more than 90 deg apart onto one value (torsion_fold_fraction), which the windows then cannot tell
+    apart."""
     from models.cv import CVConfig, torsion_fold_fraction, train_cv
 
     start = time.time()
