@@ -90,13 +90,18 @@ def basin_frames(slab, seed: int, n_steps: int) -> np.ndarray:  # noqa: ANN001
     return np.array(frames[5:])  # the first 100 fs relax the kinetic energy
 
 
-def hop_data(slab, step: np.ndarray, n_steps: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:  # noqa: ANN001
-    """CV data of the hop: frames of unbiased MD in hollow A (`slab`) and in hollow B (the adatom moved by `step`),
-    labels 0 / 1, and the CV's distance pairs (the adatom to the six top-layer atoms nearest the bridge between)."""
+def hopped(slab, step: np.ndarray):  # noqa: ANN001, ANN201
+    """`slab` with its adatom (the last atom) moved by `step` into the next hollow, on the same calculator."""
     hop = slab.copy()
     hop.positions[-1] += step
     hop.calc = slab.calc
-    x = np.concatenate([basin_frames(s, seed + k, n_steps) for k, s in enumerate((slab, hop))])
+    return hop
+
+
+def hop_data(slab, step: np.ndarray, n_steps: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:  # noqa: ANN001
+    """CV data of the hop: frames of unbiased MD in hollow A (`slab`) and in hollow B (the adatom moved by `step`),
+    labels 0 / 1, and the CV's distance pairs (the adatom to the six top-layer atoms nearest the bridge between)."""
+    x = np.concatenate([basin_frames(s, seed + k, n_steps) for k, s in enumerate((slab, hopped(slab, step)))])
     labels = np.repeat([0, 1], len(x) // 2)
     adatom = len(slab) - 1
     top = np.flatnonzero(slab.positions[:-1, 2] > slab.positions[:-1, 2].max() - 0.1)
@@ -150,10 +155,7 @@ def main() -> None:
     torch.set_num_threads(1)
     t0 = time.time()
     slab_a, step = slab_with_adatom()
-    slab_b = slab_a.copy()
-    slab_b.positions[-1] += step
-    slab_b.calc = slab_a.calc
-    barrier_ev = neb_barrier(slab_a, slab_b)
+    barrier_ev = neb_barrier(slab_a, hopped(slab_a, step))
     t_neb = time.time() - t0
     x, labels, pairs = hop_data(slab_a, step, args.data_steps, args.seed)
     np.savez(workspace / "adatom.npz", x=x, labels=labels, numbers=slab_a.numbers, cell=np.asarray(slab_a.cell),
@@ -186,6 +188,7 @@ def main() -> None:
               f"{barrier_ev / kT_ev:.1f} kT)")
         print(f"min neighbour overlap {fe.min_neighbour_overlap}; warnings {fe.warnings}; "
               f"total {time.time() - t0:.0f} s\n", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -553,10 +553,14 @@ def basin_summary(s: np.ndarray, x: np.ndarray, basin: np.ndarray, window: np.nd
             "regions": pad(by_region["basin_df"]), "region_errs": pad(by_region["basin_err"]), "halves": halves}
 
 
+def regions_text(values: list[float]) -> str:
+    """F by region as printed: 'by region (alpha_R / C7ax / alpha_L) a / b / c'."""
+    return f"by region ({' / '.join(REGIONS)}) " + " / ".join(f"{v:.2f}" for v in values)
+
+
 def summary_line(r: dict) -> str:
     """dF +- err, then F by region and the halves, as the benchmark prints them."""
-    regions = " / ".join(f"{v:.2f}" for v in r["regions"])
-    return (f"{r['df']:.3f} +- {r['err']:.3f} kT; by region ({' / '.join(REGIONS)}) {regions}; "
+    return (f"{r['df']:.3f} +- {r['err']:.3f} kT; {regions_text(r['regions'])}; "
             f"halves {r['halves'][0]:.2f} / {r['halves'][1]:.2f}")
 
 
@@ -698,7 +702,8 @@ def learned_2d(model_config: CVConfig, x: np.ndarray, y: np.ndarray, en: np.ndar
 
 
 def child_argv(argv: list[str]) -> list[str]:
-    """The command line of one seed of a --cv-seeds ensemble: `argv` without --cv-seeds, --jobs and --log-dir."""
+    """The command line of one seed of a --cv-seeds ensemble: `argv` without the ensemble's own options (--cv-seeds,
+    --jobs, --log-dir, --grid-reference-kT)."""
     out, skipping = [], False
     for token in argv:
         name = token.split("=", 1)[0]
@@ -738,9 +743,10 @@ def seed_ensemble(argv: list[str], seeds: list[int], jobs: int, log_dir: Path, s
         if save:
             extra += ["--save-samples", str(save.with_name(f"{save.stem}_seed{seed}{save.suffix}"))]
         command = [*child_argv(argv), *extra]
-        if out.exists() and same_run(json.loads(out.read_text()).get("argv") or [], command):  # run before
+        earlier = json.loads(out.read_text()) if out.exists() else {}
+        if same_run(earlier.get("argv") or [], command):  # this seed ran before with the same sampling
             print(f"seed {seed}: reusing {out}", flush=True)
-            return json.loads(out.read_text())
+            return earlier
         with log.open("w") as handle:
             rc = subprocess.run([sys.executable, __file__, *command], stdout=handle, stderr=subprocess.STDOUT,
                                 check=False).returncode
@@ -1109,11 +1115,10 @@ def ensemble_main(args: argparse.Namespace) -> None:
     print("\n=== alanine dipeptide, vacuum, 300 K: F(C7ax: phi > 0) - F(C7eq: phi < 0), one 2D CV per seed ===")
     for r in results:
         print(f"seed {r['seed']}: {summary_line(r)}; fold {100 * r['fold']:.2f} %; {r['about']}")
-    regions = " / ".join(f"{v:.2f}" for v in ens["regions"])
     print(
         f"mean of {len(results)} CVs: {ens['mean']:.3f} +- {ens['sem']:.3f} kT (standard error of the seeds' spread; "
         f"their standard deviation {ens['sd']:.2f} against a mean MBAR error of {ens['mbar_err']:.2f}); "
-        f"by region ({' / '.join(REGIONS)}) {regions}; {time.time() - t0:.0f} s"
+        f"{regions_text(ens['regions'])}; {time.time() - t0:.0f} s"
     )
     for given, kind in ((args.reference_kT, "umbrella along phi"), (args.grid_reference_kT, "torsion grid")):
         if given:
@@ -1175,8 +1180,7 @@ def reference_along_phi(test, sizes: dict, seed: int) -> tuple[float, float, flo
     win_all = np.concatenate([np.full(len(p), k) for k, p in enumerate(pos_w)])
     fr_all = np.concatenate([np.arange(len(p)) for p in pos_w])
     df, err, by_region = _periodic_mbar(phi_all, psi_all, win_all, fr_all, ref_centers, k_phi)
-    print(f"reference along phi by region ({' / '.join(REGIONS)}): " + " / ".join(f"{v:.2f}" for v in by_region),
-          flush=True)
+    print(f"reference along phi {regions_text(by_region)}", flush=True)
     return df, err, time.time() - t1
 
 
