@@ -107,6 +107,29 @@ def _clean(meta: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Equal, numbers up to float round-off (a value re-stored through JSON or CIF rounding is the same value)."""
+    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool | str):
+        return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(a)), abs(float(b)))
+    return json.dumps(a, default=str, sort_keys=True) == json.dumps(b, default=str, sort_keys=True)
+
+
+def _indexed_properties(properties: dict[str, Any]) -> dict[str, float]:
+    """Properties also kept as top-level metadata (filterable): formation energy and energy above hull, under
+    either spelling the tools use (`e_above_hull` or `e_above_hull_eV`)."""
+    out = {}
+    for key in ("formation_energy_per_atom", "e_above_hull"):
+        for spelling in (key, f"{key}_eV"):
+            value = properties.get(spelling)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                out[key] = float(value)
+    return out
+
+
 class StructureStore:
     """chromadb-backed structure memory; on disk under `path`, or on a chromadb server at `url`."""
 
@@ -180,16 +203,38 @@ class StructureStore:
         description: str | None = None,
         dedup: bool = True,
     ) -> StoreResult:
-        """Store a structure (or return the id of an equivalent stored one) with its provenance."""
+        """Store a structure (or return the id of an equivalent stored one) with its provenance.
+
+        The rule: a number (energy, any property) only ever sits on the exact structure it was computed on.
+        - Same content (same CIF, same content id): the stored record is reused; new properties are added, a value
+          that differs from the stored one is not overwritten (the earlier stays, the new one is recorded under the
+          record's provenance `conflicting_values`), and new tags, description and parent ids are merged in.
+        - An approximate duplicate (StructureMatcher) is reused only when the incoming store carries no energy and
+          no properties (e.g. a generated sample); it gains the new tags and description.
+        - Energy or properties on a structure that merely matches a stored one: a NEW record, linked to the match by
+          provenance (`parent_ids` and `equivalent_to`), so e.g. a relaxed cell never lends its energy to the
+          unrelaxed cell it came from."""
+        provenance = dict(provenance or {})
         cif = str(CifWriter(structure))
         new_id = content_id(cif)
         fingerprint = structure_fingerprint(structure)
-        meta = self._metadata(structure, cif, provenance or {}, energy, properties or {}, tags or [])
+        carries_numbers = energy is not None or bool(properties)
         with self._lock:
-            existing = self._find_equivalent(structure, meta["reduced_formula"], fingerprint, new_id, dedup)
-            if existing is not None:
-                self._merge_properties(existing, properties or {}, energy)
-                return StoreResult(existing, True)
+            if self.texts.get(ids=[new_id], include=[])["ids"]:
+                self._merge(new_id, provenance, properties or {}, energy, tags or [], description)
+                return StoreResult(new_id, True)
+            formula = structure.composition.reduced_formula
+            match = self._find_equivalent(structure, formula, fingerprint) if dedup else None
+            if match is not None and not carries_numbers:
+                self._merge(match, {}, {}, None, tags or [], description)
+                return StoreResult(match, True)
+            if match is not None:
+                parents = list(provenance.get("parent_ids", []))
+                provenance["parent_ids"] = parents if match in parents else [*parents, match]
+                provenance["equivalent_to"] = match
+            meta = self._metadata(structure, cif, provenance, energy, properties or {}, tags or [])
+            if description:
+                meta["description"] = description
             document = describe(structure, meta, description)
             clean = _clean(meta)
             self.texts.upsert(ids=[new_id], documents=[document], embeddings=embed_texts([document]), metadatas=[clean])
@@ -225,7 +270,7 @@ class StructureStore:
             "volume_per_atom": float(structure.volume / len(structure)),
             "tool": provenance.get("tool"),
             "parent_ids": "|".join(provenance.get("parent_ids", [])) or None,
-            "created_at": provenance.get("time") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "created_at": provenance.get("time") or _now(),
             "provenance_json": json.dumps(provenance, default=str),
             "properties_json": json.dumps(properties, default=str),
             "tags": ",".join(tags) or None,
@@ -235,19 +280,11 @@ class StructureStore:
         if energy is not None:
             meta["energy"] = float(energy)
             meta["energy_per_atom"] = float(energy) / len(structure)
-        for key in ("formation_energy_per_atom", "e_above_hull"):
-            if isinstance(properties.get(key), int | float):
-                meta[key] = float(properties[key])
+        meta.update(_indexed_properties(properties))
         return meta
 
-    def _find_equivalent(
-        self, structure: Structure, reduced_formula: str, fingerprint: list[float], new_id: str, dedup: bool
-    ) -> str | None:
-        """Id of a stored structure equal to this one (same content, or StructureMatcher match), else None."""
-        if self.texts.get(ids=[new_id], include=[])["ids"]:
-            return new_id
-        if not dedup:
-            return None
+    def _find_equivalent(self, structure: Structure, reduced_formula: str, fingerprint: list[float]) -> str | None:
+        """Id of a stored structure StructureMatcher-equivalent to this one (strict, unscaled), else None."""
         same_formula = self.fingerprints.get(where={"reduced_formula": reduced_formula}, include=[], limit=1)
         if not same_formula["ids"]:
             return None
@@ -263,32 +300,86 @@ class StructureStore:
                 return candidate_id
         return None
 
-    def _merge_properties(self, record_id: str, properties: dict[str, Any], energy: float | None) -> None:
-        """Add properties the stored duplicate lacks, so a repeated store loses no new information."""
-        record = self.get(record_id)
-        if record is None:
+    def _merge(
+        self,
+        record_id: str,
+        provenance: dict[str, Any],
+        properties: dict[str, Any],
+        energy: float | None,
+        tags: list[str],
+        description: str | None,
+    ) -> None:
+        """Merge a repeated store into the stored record: properties and energy it lacks (never replacing a stored
+        value by a different one: the new value goes to provenance `conflicting_values`), new parent ids, tags and
+        description. Only called for the same content, or with no numbers for an approximate duplicate."""
+        got = self.texts.get(ids=[record_id], include=["metadatas", "documents"])
+        if not got["ids"]:
             return
-        merged = {**properties, **record.properties}
+        meta, document = dict(got["metadatas"][0]), got["documents"][0] or ""
+        record = self._record(record_id, meta)
+        merged_props, merged_prov = dict(record.properties), dict(record.provenance)
+        conflicts: list[dict[str, Any]] = []
+        for key, value in properties.items():
+            if key not in merged_props:
+                merged_props[key] = value
+            elif not _same_value(merged_props[key], value):
+                conflicts.append({"key": key, "value": value})
         changes: dict[str, Any] = {}
-        if merged != record.properties:
-            changes["properties_json"] = json.dumps(merged, default=str)
-        if energy is not None and "energy" not in record.metadata:
-            changes["energy"] = float(energy)
-            changes["energy_per_atom"] = float(energy) / len(record.structure)
-        if changes:
+        if energy is not None:
+            if "energy" not in meta:
+                changes["energy"] = float(energy)
+                changes["energy_per_atom"] = float(energy) / len(record.structure)
+            elif not _same_value(float(meta["energy"]), float(energy)):
+                conflicts.append({"key": "energy", "value": float(energy)})
+        if conflicts:
+            stamp = {"tool": provenance.get("tool"), "time": provenance.get("time") or _now()}
+            merged_prov["conflicting_values"] = [
+                *merged_prov.get("conflicting_values", []),
+                *({**c, **stamp} for c in conflicts),
+            ]
+        old_parents = list(merged_prov.get("parent_ids", []))
+        parents = old_parents + [p for p in provenance.get("parent_ids", []) if p not in old_parents and p != record_id]
+        if parents != old_parents:
+            merged_prov["parent_ids"] = parents
+            changes["parent_ids"] = "|".join(parents)
+        if merged_props != record.properties:
+            changes["properties_json"] = json.dumps(merged_props, default=str)
+            changes.update(_indexed_properties(merged_props))
+        if merged_prov != record.provenance:
+            changes["provenance_json"] = json.dumps(merged_prov, default=str)
+        old_tags = [t for t in str(meta.get("tags") or "").split(",") if t]
+        all_tags = old_tags + [t for t in dict.fromkeys(tags) if t not in old_tags]
+        if all_tags != old_tags:
+            changes["tags"] = ",".join(all_tags)
+        old_description = meta.get("description")
+        if old_description is None:  # records stored before descriptions were kept: read it off the document
+            base = describe(record.structure, meta, None)
+            old_description = document[len(base) + 2 :] if document.startswith(base + "; ") else ""
+        descriptions = [d for d in str(old_description).split("\n") if d]
+        if description and description not in descriptions:
+            descriptions.append(description)
+            changes["description"] = "\n".join(descriptions)
+        if not changes:
+            return
+        new_meta = {**meta, **changes}
+        new_document = describe(record.structure, new_meta, "; ".join(descriptions) or None)
+        if new_document != document:
+            self.texts.update(
+                ids=[record_id], metadatas=[changes], documents=[new_document], embeddings=embed_texts([new_document])
+            )
+        else:
             self.texts.update(ids=[record_id], metadatas=[changes])
 
     def update(self, record_id: str, properties: dict[str, Any] | None = None, energy: float | None = None) -> None:
-        """Set or overwrite properties/energy of a stored structure."""
+        """Set or overwrite properties/energy of a stored structure: only for numbers computed on that very
+        structure (e.g. its energy above a newer hull)."""
         record = self.get(record_id)
         if record is None:
             raise KeyError(record_id)
         changes: dict[str, Any] = {}
         if properties:
             changes["properties_json"] = json.dumps({**record.properties, **properties}, default=str)
-            for key in ("formation_energy_per_atom", "e_above_hull"):
-                if isinstance(properties.get(key), int | float):
-                    changes[key] = float(properties[key])
+            changes.update(_indexed_properties(properties))
         if energy is not None:
             changes["energy"] = float(energy)
             changes["energy_per_atom"] = float(energy) / len(record.structure)

@@ -35,15 +35,50 @@ def test_store_keeps_metadata_and_provenance(store):
 
 
 def test_dedup_returns_existing_id(store):
-    first = store.add(rocksalt(), provenance={"tool": "a"})
+    first = store.add(rocksalt(), provenance={"tool": "a"}, tags=["first"])
     shifted = rocksalt(a=4.22)  # same prototype, 0.2% strain: StructureMatcher equivalent
     shifted.translate_sites(list(range(len(shifted))), [0.1, 0.1, 0.1])
-    second = store.add(shifted, provenance={"tool": "b"}, properties={"note": "second"})
-    assert second.deduplicated and second.id == first.id
+    second = store.add(shifted, provenance={"tool": "b"}, tags=["second"], description="a periclase sample")
+    assert second.deduplicated and second.id == first.id  # no numbers come with it: the match is reused
     assert store.count() == 1
-    assert store.get(first.id).properties == {"note": "second"}  # new information merged, not lost
+    record = store.get(first.id)
+    assert record.metadata["tags"] == "first,second"  # new tags and description merged, not lost
+    assert "a periclase sample" in store.texts.get(ids=[first.id], include=["documents"])["documents"][0]
     other = store.add(rocksalt(cation="Ni"), provenance={"tool": "c"})
     assert not other.deduplicated and store.count() == 2
+
+
+def test_numbers_on_an_approximate_duplicate_make_a_new_linked_record(store):
+    """A property only sits on the structure it was computed on: a matching but different cell that brings an
+    energy or properties is its own record, linked to the match by provenance; the match keeps no numbers."""
+    first = store.add(rocksalt(), provenance={"tool": "a"})
+    strained = rocksalt(a=4.22)
+    second = store.add(strained, provenance={"tool": "relax", "parent_ids": ["s-x"]}, energy=-12.0,
+                       properties={"note": "second"})
+    assert not second.deduplicated and second.id != first.id and store.count() == 2
+    assert "energy" not in store.get(first.id).metadata and store.get(first.id).properties == {}
+    new = store.get(second.id)
+    assert new.properties == {"note": "second"} and new.metadata["energy"] == -12.0
+    assert new.provenance["parent_ids"] == ["s-x", first.id] and new.provenance["equivalent_to"] == first.id
+    assert abs(new.structure.lattice.a - strained.lattice.a) < 1e-4  # the record is the cell the numbers are for
+
+
+def test_restoring_the_same_content_merges_without_replacing(store):
+    """The identical structure again: new properties, tags and description are added; a stored value is never
+    silently replaced by a different one (the earlier stays, the new one is recorded under provenance)."""
+    first = store.add(perovskite(), provenance={"tool": "a"}, energy=-40.0, properties={"gap": 3.2}, tags=["x"])
+    again = store.add(perovskite(), provenance={"tool": "b", "parent_ids": ["s-p"]}, energy=-41.0,
+                      properties={"gap": 3.0, "bulk_modulus": 180.0}, tags=["y"], description="titanate standard")
+    assert again.deduplicated and again.id == first.id and store.count() == 1
+    record = store.get(first.id)
+    assert record.metadata["energy"] == -40.0 and record.properties == {"gap": 3.2, "bulk_modulus": 180.0}
+    conflicts = {(c["key"], c["value"], c["tool"]) for c in record.provenance["conflicting_values"]}
+    assert conflicts == {("gap", 3.0, "b"), ("energy", -41.0, "b")}
+    assert record.provenance["parent_ids"] == ["s-p"] and record.metadata["tags"] == "x,y"
+    document = store.texts.get(ids=[first.id], include=["documents"])["documents"][0]
+    assert "titanate standard" in document and "tags: x,y" in document and "-8.000 eV/atom" in document
+    store.add(perovskite(), energy=-40.0 + 1e-9, properties={"gap": 3.2})  # the same values: no new conflict
+    assert len(store.get(first.id).provenance["conflicting_values"]) == 2
 
 
 def test_three_searches(store):
