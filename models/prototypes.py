@@ -2,7 +2,23 @@
 family matching, for reference compounds of the local hull, and for the generator's training data.
 
 Most come from the AFLOW prototype library that pymatgen ships; the rest (double perovskite, pyrochlore, olivine,
-layered rock salt, CsCl, antifluorite, inverse spinel) are built here from their Wyckoff positions.
+garnet, half-Heusler, layered rock salt, CsCl, antifluorite, inverse spinel) are built here from their Wyckoff
+positions. Every family's decorated template is checked against the typed cell of a known member
+(models/reference_cells.py, tests/test_prototypes.py).
+
+Roles (what each letter of RATIOS means):
+- perovskite / orthorhombic perovskite ABX3: A 12-coordinate large cation, B octahedral.
+- double perovskite A2BCX6 (rock-salt ordered, Fm-3m): A large cation, B and C octahedral.
+- spinel AB2X4: A tetrahedral (8a), B octahedral (16d); inverse spinel B(AB)X4: A octahedral, B half tetrahedral.
+- rock salt, CsCl, zincblende, wurtzite AX; fluorite and rutile AX2; antifluorite A2X; corundum A2X3.
+- ilmenite ABX3 (FeTiO3: A=Fe, B=Ti); pyrochlore A2B2X7 (A 16d 8-coordinate, B 16c octahedral);
+  layered oxide ABX2 (LiCoO2: A=Li, B=Co).
+- heusler A2BC (Cu2MnAl: A=Cu on 8c); half-heusler ABC (TiNiSn, F-43m: A=Ti and C=Sn form rock salt, B=Ni on the
+  tetrahedrally coordinated 4c site).
+- garnet A3B2C3X12 (Ia-3d: A dodecahedral 24c, B octahedral 16a, C tetrahedral 24d; Y3Al5O12 has B=C=Al).
+- olivine ABCX4 (Pnma: A M1 octahedral 4a, B M2 octahedral 4c, C tetrahedral 4c; Mg2SiO4 has A=B=Mg, LiFePO4
+  A=Li, B=Fe, C=P).
+- chalcopyrite ABX2 (I-42d: CuInSe2 A=Cu 4a, B=In 4b, X=Se 8d).
 """
 
 from __future__ import annotations
@@ -32,7 +48,7 @@ _AFLOW_FAMILIES: dict[str, tuple[str, dict[str, str]]] = {
     "spinel": ("spinel", {"Mg": "A", "Al": "B", "O": "X"}),
     "ilmenite": ("ilmenite", {"Fe": "A", "Ti": "B", "O": "X"}),
     "heusler": ("heusler", {"Cu": "A", "Mn": "B", "Al": "C"}),
-    "half-heusler": ("half-heusler", {"Mg": "A", "Ag": "B", "As": "C"}),
+    "chalcopyrite": ("chalcopyrite", {"Cu": "A", "Fe": "B", "S": "X"}),  # CuFeS2: Cu 4a, Fe 4b, S 8d
 }
 RATIOS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "rock salt": (("A", "X"), (1, 1)),
@@ -50,12 +66,22 @@ RATIOS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "inverse spinel": (("A", "B", "X"), (1, 2, 4)),
     "ilmenite": (("A", "B", "X"), (1, 1, 3)),
     "pyrochlore": (("A", "B", "X"), (2, 2, 7)),
-    "olivine": (("A", "B", "X"), (2, 1, 4)),
+    "olivine": (("A", "B", "C", "X"), (1, 1, 1, 4)),
     "layered oxide": (("A", "B", "X"), (1, 1, 2)),
     "heusler": (("A", "B", "C"), (2, 1, 1)),
     "half-heusler": (("A", "B", "C"), (1, 1, 1)),
+    "garnet": (("A", "B", "C", "X"), (3, 2, 3, 12)),
+    "chalcopyrite": (("A", "B", "X"), (1, 1, 2)),
 }
 FAMILIES = tuple(RATIOS)
+# Roles that one element may fill together in a known member (Fe3O4 spinel, Mg2SiO4 olivine, Y3Al5O12 garnet):
+# the template with those roles merged is a valid frame for a structure with fewer elements.
+SHAREABLE_ROLES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "spinel": (("A", "B"),),
+    "inverse spinel": (("A", "B"),),
+    "olivine": (("A", "B"),),
+    "garnet": (("B", "C"),),
+}
 
 
 @lru_cache(maxsize=1)
@@ -97,11 +123,11 @@ def _built(family: str) -> Structure:
             ["Li", "Be", "O", "O"],
             [[0.5, 0.5, 0.5], [0, 0, 0], [0.33, 0.125, 0.125], [0.375, 0.375, 0.375]],
         ).get_primitive_structure()
-    if family == "olivine":  # Mg2SiO4, Pnma
+    if family == "olivine":  # Mg2SiO4 forsterite positions, Pnma: A on M1 (4a), B on M2 (4c), C tetrahedral (4c)
         return Structure.from_spacegroup(
             "Pnma",
             Lattice.orthorhombic(10.2, 5.98, 4.75),
-            ["Li", "Li", "Be", "O", "O", "O"],
+            ["Li", "Be", "B", "O", "O", "O"],
             [
                 [0, 0, 0],
                 [0.277, 0.25, 0.991],
@@ -114,6 +140,17 @@ def _built(family: str) -> Structure:
     if family == "layered oxide":  # alpha-NaFeO2 / LiCoO2, R-3m
         return Structure.from_spacegroup(
             "R-3m", Lattice.hexagonal(2.82, 14.05), ["Li", "Be", "O"], [[0, 0, 0.5], [0, 0, 0], [0, 0, 0.24]]
+        ).get_primitive_structure()
+    if family == "half-heusler":  # MgAgAs type, F-43m: A 4a and C 4b form rock salt, B on the 4c site (4 A + 4 C)
+        return Structure.from_spacegroup(
+            "F-43m", Lattice.cubic(5.93), ["Li", "B", "Be"], [[0, 0, 0], [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]]
+        ).get_primitive_structure()
+    if family == "garnet":  # Y3Al5O12, Ia-3d: A 24c dodecahedral, B 16a octahedral, C 24d tetrahedral, O 96h
+        return Structure.from_spacegroup(
+            "Ia-3d",
+            Lattice.cubic(12.0),
+            ["Li", "Be", "B", "O"],
+            [[0.125, 0, 0.25], [0, 0, 0], [0.375, 0, 0.25], [-0.0306, 0.0512, 0.1500]],
         ).get_primitive_structure()
     if family == "inverse spinel":  # B(AB)X4: A on octahedral 16d with half of B, the other B on tetrahedral 8a
         normal = template("spinel")
