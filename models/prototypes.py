@@ -137,9 +137,9 @@ def _built(family: str) -> Structure:
                 [0.163, 0.033, 0.278],
             ],
         )
-    if family == "layered oxide":  # alpha-NaFeO2 / LiCoO2, R-3m
+    if family == "layered oxide":  # alpha-NaFeO2 / LiCoO2, R-3m; O z=0.26 makes B-O (1.92 A) shorter than A-O
         return Structure.from_spacegroup(
-            "R-3m", Lattice.hexagonal(2.82, 14.05), ["Li", "Be", "O"], [[0, 0, 0.5], [0, 0, 0], [0, 0, 0.24]]
+            "R-3m", Lattice.hexagonal(2.82, 14.05), ["Li", "Be", "O"], [[0, 0, 0.5], [0, 0, 0], [0, 0, 0.26]]
         ).get_primitive_structure()
     if family == "half-heusler":  # MgAgAs type, F-43m: A 4a and C 4b form rock salt, B on the 4c site (4 A + 4 C)
         return Structure.from_spacegroup(
