@@ -13,10 +13,10 @@ from pydantic import BaseModel, Field
 from pymatgen.core import Composition, Element
 
 from prompts import render_prompt
-from tools.errors import ToolInputError
+from tools.lexicon import COMPOUND_CLASSES
 from tools.proposer import ANION_CHARGE, FAMILIES, propose_formulas_offline
 from tools.registry import ToolContext, tool
-from tools.request import MaterialsRequest, parse_request
+from tools.request import MaterialsRequest, _decline_reason, parse_request
 from tools.settings import Settings
 
 
@@ -36,21 +36,30 @@ class ProposeInput(BaseModel):
 
 class ProposeOutput(BaseModel):
     request: str
-    constraints: dict[str, object]
+    constraints: dict[str, object] = Field(description="The reading of the request the proposals honour.")
+    reader: Literal["offline", "llm"] = Field(default="offline", description="Who read the request.")
     proposer: Literal["offline", "llm"]
+    declined: str | None = Field(default=None, description="Why chemistry rules the request out, when it does.")
     note: str | None = Field(default=None, description="Why the offline proposer was used, when an LLM failed.")
     proposals: list[Proposal]
 
 
+class LLMReading(BaseModel):
+    """The JSON schema the LLM fills when it reads a request (validated before use)."""
+
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    family: str | None = None
+    compound_class: str | None = None
+    formulas: list[str] = Field(default_factory=list)
+    n_elements: int | None = Field(default=None, ge=1, le=8)
+    goal: str | None = None
+    application: str | None = None
+    decline: str | None = None
+
+
 def constraints_of(req: MaterialsRequest) -> dict[str, object]:
-    return {
-        "include": req.include,
-        "exclude": req.exclude,
-        "family": req.family,
-        "anion": req.anion,
-        "n_elements": req.n_elements,
-        "goal": req.goal,
-    }
+    return req.constraints()
 
 
 def charge_balanced(comp: Composition) -> bool:
@@ -63,9 +72,52 @@ def charge_balanced(comp: Composition) -> bool:
         return False
 
 
+def reading_from_llm(raw: dict, text: str) -> MaterialsRequest:
+    """A MaterialsRequest from the LLM's structured reading; ValueError when it is not a valid reading (unknown
+    element, family or class), so the offline reading is used instead."""
+    reading = LLMReading.model_validate(raw)
+    for symbol in [*reading.include, *reading.exclude]:
+        if not Element.is_valid_symbol(symbol):
+            raise ValueError(f"the LLM's reading names an unknown element {symbol!r}")
+    family = (reading.family or "").lower() or None
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"the LLM's reading names an unknown family {reading.family!r}")
+    cls_name = (reading.compound_class or "").lower() or None
+    if cls_name is not None and cls_name not in COMPOUND_CLASSES:
+        raise ValueError(f"the LLM's reading names an unknown compound class {reading.compound_class!r}")
+    formulas = []
+    for f in reading.formulas:
+        Composition(f)  # raises on nonsense
+        formulas.append(f)
+    req = MaterialsRequest(
+        text=text,
+        include=list(dict.fromkeys(reading.include)),
+        exclude=sorted(set(reading.exclude)),
+        family=family,
+        formulas=formulas,
+        n_elements=reading.n_elements,
+        goal=reading.goal if reading.goal in ("stable", "metastable", "novel") else "stable",
+        application=reading.application,
+        decline=reading.decline or None,
+        reader="llm",
+    )
+    if cls_name:
+        cls = COMPOUND_CLASSES[cls_name]
+        req.compound_class = cls_name
+        req.anions = [a for a in cls.anions if a not in req.exclude]
+        req.anion = cls.anions[0] if (len(cls.anions) == 1 or cls.mixed) else None
+        req.polyanion = cls.polyanion
+        req.include += [el for el in cls.implies if el not in req.include]
+    if req.decline is None:
+        req.decline = _decline_reason(req)
+    return req
+
+
 def validate_llm_proposals(raw: list[dict], req: MaterialsRequest) -> list[Proposal]:
-    """Keep LLM proposals whose formula parses, uses real elements, honours the constraints, balances charge."""
+    """Keep LLM proposals whose formula parses, uses real elements, honours the reading's constraints (required,
+    excluded, class anions) and balances charge."""
     out, seen = [], set()
+    cls = COMPOUND_CLASSES.get(req.compound_class or "")
     for item in raw:
         try:
             comp = Composition(str(item["formula"]))
@@ -76,7 +128,11 @@ def validate_llm_proposals(raw: list[dict], req: MaterialsRequest) -> list[Propo
             continue
         if not set(req.include) <= symbols or symbols & set(req.exclude):
             continue
-        if req.family in FAMILIES and FAMILIES[req.family].ionic and not charge_balanced(comp):
+        if cls is not None and cls.anions and not (symbols & set(cls.anions)):
+            continue
+        family = item.get("family") or req.family
+        ionic = (family not in FAMILIES or FAMILIES[family].ionic) and req.compound_class != "intermetallic"
+        if ionic and not charge_balanced(comp):
             continue
         key = comp.reduced_formula
         if key in seen:
@@ -84,17 +140,15 @@ def validate_llm_proposals(raw: list[dict], req: MaterialsRequest) -> list[Propo
         seen.add(key)
         out.append(
             Proposal(
-                formula=str(item["formula"]),
-                family=item.get("family") or req.family,
-                reason=str(item.get("reason", ""))[:500],
-                source="llm",
+                formula=str(item["formula"]), family=family, reason=str(item.get("reason", ""))[:500], source="llm"
             )
         )
     return out
 
 
-def ask_llm(req: MaterialsRequest, n: int, settings: Settings, memory_lines: list[str]) -> list[dict]:
-    """One chat-completion call; returns the parsed 'proposals' list (raises on transport or JSON errors)."""
+def ask_llm(req: MaterialsRequest, n: int, settings: Settings, memory_lines: list[str]) -> dict:
+    """One chat-completion call; returns the parsed object with 'reading' and 'proposals' (raises on transport or
+    JSON errors)."""
     from openai import OpenAI
 
     client = OpenAI(base_url=settings.llm_base_url, api_key=settings.llm_api_key or "not-needed", timeout=60)
@@ -102,11 +156,16 @@ def ask_llm(req: MaterialsRequest, n: int, settings: Settings, memory_lines: lis
         "propose_formulas",
         request=req.text,
         n=str(n),
-        constraints=json.dumps(constraints_of(req)),
+        families=", ".join(FAMILIES),
+        classes=", ".join(COMPOUND_CLASSES),
+        constraints=json.dumps(req.constraints()),
         memory="\n".join(memory_lines) or "(none yet)",
     )
     reply = client.chat.completions.create(
-        model=settings.llm_model or "default", messages=[{"role": "user", "content": prompt}], temperature=0.2
+        model=settings.llm_model or "default",
+        messages=[{"role": "user", "content": prompt}],
+        temperature=0.2,
+        response_format={"type": "json_object"},
     )
     text = reply.choices[0].message.content or ""
     match = re.search(r"\{.*\}", text, re.DOTALL)
@@ -115,7 +174,7 @@ def ask_llm(req: MaterialsRequest, n: int, settings: Settings, memory_lines: lis
     data = json.loads(match.group(0))
     if not isinstance(data.get("proposals"), list):
         raise ValueError("the LLM answer has no 'proposals' list")
-    return data["proposals"]
+    return data
 
 
 def memory_context(req: MaterialsRequest, ctx: ToolContext, n: int = 5) -> list[str]:
@@ -130,17 +189,36 @@ def memory_context(req: MaterialsRequest, ctx: ToolContext, n: int = 5) -> list[
     return lines
 
 
-def propose(request: str, n: int, ctx: ToolContext, use_llm: bool = True) -> ProposeOutput:
-    """Formulas for a request: the LLM's when configured and valid, else the offline proposer's."""
-    req = parse_request(request)
+def _declined(req: MaterialsRequest, reason: str, note: str | None = None) -> ProposeOutput:
+    return ProposeOutput(
+        request=req.text, constraints=req.constraints(), reader=req.reader, proposer="offline",  # type: ignore[arg-type]
+        declined=reason, note=note, proposals=[],
+    )
+
+
+def propose_request(
+    request: str, n: int, ctx: ToolContext, use_llm: bool = True
+) -> tuple[MaterialsRequest, ProposeOutput]:
+    """The reading used and the formulas for a request: the LLM's reading and proposals when configured and valid,
+    else the offline reader and proposer. A request chemistry rules out comes back declined, with the reason."""
+    offline_req = parse_request(request)
+    req = offline_req
     note = None
     if use_llm and ctx.settings.llm_base_url:
         try:
-            raw = ask_llm(req, n, ctx.settings, memory_context(req, ctx))
-            valid = validate_llm_proposals(raw, req)
+            data = ask_llm(offline_req, n, ctx.settings, memory_context(offline_req, ctx))
+            if isinstance(data.get("reading"), dict):
+                try:
+                    req = reading_from_llm(data["reading"], offline_req.text)
+                except (ValueError, TypeError) as exc:
+                    note = f"the LLM's reading was invalid ({str(exc)[:160]}); used the offline reading"
+            if req.decline:
+                return req, _declined(req, req.decline, note)
+            valid = validate_llm_proposals(data["proposals"], req)
             if valid:
-                return ProposeOutput(
-                    request=req.text, constraints=constraints_of(req), proposer="llm", proposals=valid[:n]
+                return req, ProposeOutput(
+                    request=req.text, constraints=req.constraints(), reader=req.reader,  # type: ignore[arg-type]
+                    proposer="llm", note=note, proposals=valid[:n],
                 )
             note = "the LLM proposed no valid formula; used the offline proposer"
         except Exception as exc:  # any LLM failure falls back to the offline proposer, never a crash
@@ -149,25 +227,56 @@ def propose(request: str, n: int, ctx: ToolContext, use_llm: bool = True) -> Pro
                 "used the offline proposer"
             )
             print(f"matsearch: {note}", file=sys.stderr)
+    if req.decline:
+        return req, _declined(req, req.decline, note)
     offline = propose_formulas_offline(req, n)
     if not offline:
-        raise ToolInputError(
-            f"no charge-balanced formula fits the request {req.text!r} (constraints {constraints_of(req)}); "
-            "relax a constraint, e.g. allow more elements or another family"
+        reason = (
+            f"no charge-balanced formula of the asked kind can be built: {describe_constraints(req)}; relax a "
+            "constraint (allow more elements, another family or class)"
         )
+        return req, _declined(req, reason, note)
     proposals = [
-        Proposal(formula=p.formula, family=p.family, reason=p.reason, score=p.score, source="offline") for p in offline
+        Proposal(formula=p.formula, family=p.family or None, reason=p.reason, score=p.score, source="offline")
+        for p in offline
     ]
-    return ProposeOutput(
-        request=req.text, constraints=constraints_of(req), proposer="offline", note=note, proposals=proposals
+    return req, ProposeOutput(
+        request=req.text, constraints=req.constraints(), reader=req.reader,  # type: ignore[arg-type]
+        proposer="offline", note=note, proposals=proposals,
     )
+
+
+def describe_constraints(req: MaterialsRequest) -> str:
+    """The reading in words, for messages."""
+    parts = []
+    if req.family:
+        parts.append(req.family)
+    if req.compound_class:
+        parts.append(req.compound_class)
+    if req.include:
+        parts.append("with " + ", ".join(req.include))
+    if req.only:
+        parts.append("only " + ", ".join(req.only))
+    if req.exclude:
+        parts.append("without " + ", ".join(req.exclude[:12]) + (" ..." if len(req.exclude) > 12 else ""))
+    if req.n_elements:
+        parts.append(f"{req.n_elements} elements")
+    return " ".join(parts) or "no constraint read"
+
+
+def propose(request: str, n: int, ctx: ToolContext, use_llm: bool = True) -> ProposeOutput:
+    """Formulas for a request (see propose_request)."""
+    return propose_request(request, n, ctx, use_llm)[1]
 
 
 @tool(cost="instant", read_only=True, idempotent=True)
 def propose_formulas(inp: ProposeInput, ctx: ToolContext) -> ProposeOutput:
     """Propose candidate chemical formulas for a plain-language materials request (the language level of the
-    hierarchical search). Parses elements to include/exclude, the structure family (perovskite, double
-    perovskite, spinel, rock salt, fluorite, pyrochlore, garnet, olivine, Heusler, ...), the anion and the goal;
-    returns charge-balanced formulas ranked by ICSD substitution likelihood with the chemistry behind each, or an
-    LLM's validated proposals when an LLM endpoint is configured."""
+    hierarchical search). Reads elements to include or exclude (negations such as 'lead-free' or 'without Co'),
+    the structure family (perovskite, double perovskite, spinel, rock salt, fluorite, pyrochlore, garnet, olivine,
+    chalcopyrite, Heusler, ...), the compound class (oxide, halide, chalcogenide, phosphate, titanate, ...),
+    formulas named, the application and the goal; returns charge-balanced formulas ranked by ICSD substitution
+    likelihood with the chemistry behind each (an LLM's validated reading and proposals when an endpoint is
+    configured). A request chemistry rules out (noble-gas compounds, contradictions) comes back with `declined`
+    saying why."""
     return propose(inp.request, inp.n, ctx, inp.use_llm)

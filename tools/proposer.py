@@ -10,22 +10,29 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from pymatgen.core import Composition, Element, Species
 
+from tools.lexicon import COMPOUND_CLASSES
 from tools.request import MaterialsRequest
 
 # Cations tried for roles the request leaves open: common, non-radioactive, with ICSD oxidation-state data.
 _CATIONS = (
     "Li Na K Rb Cs Mg Ca Sr Ba Sc Y La Ce Pr Nd Sm Eu Gd Dy Er Yb Lu Ti Zr Hf V Nb Ta Cr Mo W Mn Fe Co Ni Cu Zn "
-    "Al Ga In Si Ge Sn Pb Bi Sb"
+    "Al Ga In Si Ge Sn Pb Bi Sb Ag"
 )
 _INTERMETALLICS = "Co Fe Ni Cu Mn Ti V Cr Zr Hf Nb Sc Pd Pt Ru Rh Ir Al Ga In Si Ge Sn Sb Bi"
 CATION_POOL = tuple(_CATIONS.split())
+# Every element an ionic role may take when a request asks for it (a group such as the rare earths, or by name).
+_ALL_CATIONS = frozenset(
+    el.symbol for el in Element if el.Z <= 83 and el.symbol not in ("H", "He", "Ne", "Ar", "Kr", "Xe", "Tc", "Pm")
+)
 INTERMETALLIC_POOL = tuple(_INTERMETALLICS.split())
 TOP_PER_ROLE = 10  # ions kept per role (by affinity) before combining roles
+PER_STATE = 3  # and the best ions of each oxidation state beyond those
+POLYANION_STATE = {"P": 5, "Si": 4, "Ge": 4, "As": 5, "V": 5, "S": 6}  # the centre's state in its oxo-anion
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,12 @@ class Family:
     ionic: bool = True
     default_anion: str = "O"
     coordination: dict[str, str] = field(default_factory=dict)  # Shannon coordination per role
+    shared: tuple[tuple[str, str], ...] = ()  # role pairs that may hold the same element (garnet Y3Al2Al3O12)
+    tetrahedral: str | None = None  # the role that can hold a polyanion centre (P in LiFePO4, Si in garnets)
+    halide_archetypes: dict[str, tuple[tuple[str, int], ...]] | None = None  # when X is F, Cl, Br or I
+    metallic_archetypes: dict[str, tuple[tuple[str, int], ...]] | None = None  # an intermetallic variant (B2 FeAl)
+    mixed_valence: bool = False  # shared roles may hold one element in two states (Co3O4: Co2+ Co3+2)
+    shared_weight: float = 1.0  # score factor for a formula that puts one element on two roles
 
 
 FAMILIES: dict[str, Family] = {
@@ -50,6 +63,7 @@ FAMILIES: dict[str, Family] = {
             (1, 1, 3),
             {"A": (("Sr", 2), ("La", 3), ("Ca", 2), ("Ba", 2)), "B": (("Ti", 4), ("Mn", 3), ("Fe", 3), ("Co", 3))},
             coordination={"A": "XII", "B": "VI"},
+            halide_archetypes={"A": (("Cs", 1), ("K", 1), ("Rb", 1)), "B": (("Pb", 2), ("Sn", 2), ("Mg", 2))},
         ),
         Family(
             "orthorhombic perovskite",
@@ -68,6 +82,11 @@ FAMILIES: dict[str, Family] = {
                 "C": (("Mo", 6), ("Ni", 2), ("Co", 2), ("W", 6), ("Mn", 4), ("Ti", 4)),
             },
             coordination={"A": "XII", "B": "VI", "C": "VI"},
+            halide_archetypes={  # Cs2AgBiBr6, Cs2NaInCl6: the lead-free double perovskites
+                "A": (("Cs", 1), ("Rb", 1), ("K", 1)),
+                "B": (("Ag", 1), ("Na", 1), ("Cu", 1)),
+                "C": (("Bi", 3), ("In", 3), ("Sb", 3)),
+            },
         ),
         Family(
             "spinel",
@@ -75,6 +94,9 @@ FAMILIES: dict[str, Family] = {
             (1, 2, 4),
             {"A": (("Mg", 2), ("Zn", 2), ("Co", 2), ("Fe", 2)), "B": (("Al", 3), ("Fe", 3), ("Cr", 3), ("Mn", 3))},
             coordination={"A": "IV", "B": "VI"},
+            shared=(("A", "B"),),
+            mixed_valence=True,
+            shared_weight=0.5,
         ),
         Family(
             "inverse spinel",
@@ -82,6 +104,9 @@ FAMILIES: dict[str, Family] = {
             (1, 2, 4),
             {"A": (("Ni", 2), ("Mg", 2), ("Co", 2)), "B": (("Fe", 3), ("Ga", 3), ("In", 3))},
             coordination={"A": "VI", "B": "VI"},
+            shared=(("A", "B"),),
+            mixed_valence=True,
+            shared_weight=0.5,
         ),
         Family(
             "rock salt",
@@ -91,7 +116,16 @@ FAMILIES: dict[str, Family] = {
             coordination={"A": "VI"},
         ),
         Family(
-            "cscl", ("A", "X"), (1, 1), {"A": (("Cs", 1), ("Tl", 1))}, default_anion="Cl", coordination={"A": "VIII"}
+            "cscl",
+            ("A", "X"),
+            (1, 1),
+            {"A": (("Cs", 1), ("Tl", 1))},
+            default_anion="Cl",
+            coordination={"A": "VIII"},
+            metallic_archetypes={
+                "A": (("Fe", 0), ("Ni", 0), ("Co", 0), ("Cu", 0), ("Ti", 0)),
+                "X": (("Al", 0), ("Ga", 0), ("Zn", 0), ("Ti", 0), ("Si", 0)),
+            },
         ),
         Family(
             "zincblende",
@@ -144,13 +178,31 @@ FAMILIES: dict[str, Family] = {
                 "C": (("Al", 3), ("Si", 4), ("Ga", 3), ("Fe", 3)),
             },
             coordination={"A": "VIII", "B": "VI", "C": "IV"},
+            shared=(("B", "C"),),
+            tetrahedral="C",
+            shared_weight=3.0,
         ),
         Family(
             "olivine",
+            ("A", "B", "C", "X"),
+            (1, 1, 1, 4),
+            {
+                "A": (("Mg", 2), ("Fe", 2), ("Li", 1), ("Mn", 2)),
+                "B": (("Mg", 2), ("Fe", 2), ("Mn", 2), ("Co", 2)),
+                "C": (("Si", 4), ("Ge", 4), ("P", 5)),
+            },
+            coordination={"A": "VI", "B": "VI", "C": "IV"},
+            shared=(("A", "B"),),
+            tetrahedral="C",
+            shared_weight=2.0,
+        ),
+        Family(
+            "chalcopyrite",
             ("A", "B", "X"),
-            (2, 1, 4),
-            {"A": (("Mg", 2), ("Fe", 2), ("Mn", 2)), "B": (("Si", 4), ("Ge", 4))},
-            coordination={"A": "VI", "B": "IV"},
+            (1, 1, 2),
+            {"A": (("Cu", 1), ("Ag", 1)), "B": (("In", 3), ("Ga", 3), ("Fe", 3), ("Al", 3))},
+            default_anion="S",
+            coordination={"A": "IV", "B": "IV"},
         ),
         Family(
             "layered oxide",
@@ -169,6 +221,8 @@ FAMILIES: dict[str, Family] = {
                 "C": (("Al", 0), ("Ga", 0), ("Si", 0), ("Ge", 0), ("Sn", 0), ("Sb", 0)),
             },
             ionic=False,
+            shared=(("A", "B"),),
+            shared_weight=0.3,
         ),
         Family(
             "half-heusler",
@@ -177,14 +231,15 @@ FAMILIES: dict[str, Family] = {
             {
                 "A": (("Ti", 0), ("Zr", 0), ("Hf", 0), ("Nb", 0), ("Sc", 0)),
                 "B": (("Ni", 0), ("Co", 0), ("Fe", 0)),
-                "C": (("Sn", 0), ("Sb", 0), ("Bi", 0), ("Ge", 0)),
+                "C": (("Sn", 0), ("Sb", 0), ("Ge", 0), ("Bi", 0)),
             },
             ionic=False,
         ),
     ]
 }
 FAMILY_DEFAULT_ANION = {name: (f.default_anion if f.ionic else None) for name, f in FAMILIES.items()}
-ANION_CHARGE = {"O": -2, "S": -2, "Se": -2, "Te": -2, "N": -3, "F": -1, "Cl": -1, "Br": -1, "I": -1}
+ANION_CHARGE = {"O": -2, "S": -2, "Se": -2, "Te": -2, "N": -3, "P": -3, "As": -3, "Sb": -3, "F": -1, "Cl": -1,
+                "Br": -1, "I": -1, "H": -1}
 
 
 @dataclass
@@ -253,9 +308,9 @@ def _radius(symbol: str, ox: int, coordination: str | None) -> float | None:
 
 def _affinity(family: Family, role: str, symbol: str, ox: int) -> float:
     """How well an ion plays a role: best ICSD conditional substitution probability from the role's archetypes."""
-    if not family.ionic:
+    if not family.ionic:  # archetypes in order of how common they are in the family
         archetypes = [a for a, _ in family.archetypes[role]]
-        return 1.0 if symbol in archetypes else 0.05
+        return 0.9 ** archetypes.index(symbol) if symbol in archetypes else 0.05
     sub = _substitution()
     best = 1e-6
     for arch, arch_ox in family.archetypes[role]:
@@ -294,29 +349,48 @@ def _geometry(family: Family, sites: dict[str, tuple[str, int]], anion: str | No
         ratio = r["A"] / rx
         bounds = {"rock salt": (0.41, 0.9), "cscl": (0.7, 1.3), "fluorite": (0.6, 1.2)}[name]
         return bounds[0] <= ratio <= bounds[1], {"radius_ratio": round(ratio, 3)}
-    if name in ("olivine", "ilmenite", "layered oxide"):
+    if name == "olivine":  # octahedral M1/M2 cations larger than the tetrahedral one
+        return min(r["A"], r["B"]) >= r["C"], {}
+    if name in ("ilmenite", "layered oxide"):
         return r["A"] >= r["B"] * 0.8, {}
     return True, {}
 
 
 def _role_candidates(
-    family: Family, role: str, pool: tuple[str, ...], required: list[str]
-) -> list[tuple[str, int, float]]:
-    """(element, oxidation state, affinity) choices for a role: the best TOP_PER_ROLE ions plus every required one."""
-    choices = []
+    family: Family, role: str, pool: tuple[str, ...], required: list[str], count: int = 1
+) -> list[tuple[str, float, float]]:
+    """(element, oxidation state, affinity) choices for a role: the best TOP_PER_ROLE ions plus every required one.
+    A role with two or more ions per formula may also hold an element in two adjacent states (LiMn2O4: Mn3.5+)."""
+    choices: list[tuple[str, float, float]] = []
     for el in dict.fromkeys([*pool, *required]):
-        for ox in oxidation_states(el) if family.ionic else (0,):
+        states = oxidation_states(el) if family.ionic else (0,)
+        for ox in states:
             prior = state_prior(el, ox) if family.ionic else 1.0
             choices.append((el, ox, _affinity(family, role, el, ox) * max(prior, 0.01) ** 0.5))
+        if family.ionic and count >= 2 and count % 2 == 0:
+            for low in states:
+                if low + 1 in states:
+                    prior = (state_prior(el, low) * state_prior(el, low + 1)) ** 0.5
+                    affinity = max(_affinity(family, role, el, low), _affinity(family, role, el, low + 1))
+                    choices.append((el, low + 0.5, 0.5 * affinity * max(prior, 0.01) ** 0.5))
     choices.sort(key=lambda c: -c[2])
     top = choices[:TOP_PER_ROLE]
-    return top + [c for c in choices[TOP_PER_ROLE:] if c[0] in required]
+    # The best few of every oxidation state too, so that a charge balance the archetypes do not cover (a halide
+    # perovskite needs A+ and B2+ where the oxide archetypes are A2+/A3+ and B3+/B4+) stays reachable.
+    by_state: dict[int, int] = {}
+    for c in choices[TOP_PER_ROLE:]:
+        by_state[c[1]] = by_state.get(c[1], 0) + 1
+        if c[0] in required or by_state[c[1]] <= PER_STATE:
+            top.append(c)
+    return top
 
 
-def _expanded(family: Family, n_required_cations: int) -> tuple[tuple[str, ...], tuple[int, ...], dict[str, str]]:
+def _expanded(
+    family: Family, n_required_cations: int, metallic: bool = False
+) -> tuple[tuple[str, ...], tuple[int, ...], dict[str, str]]:
     """Roles and ratios, with the first cation role split 1:1 over two elements when more elements are required
     than the family has cation sites (e.g. (Mg,Ni)O rock salt -> MgNiO2). Returns roles, ratio, parent role map."""
-    cation_roles = [r for r in family.roles if r != "X"]
+    cation_roles = [r for r in family.roles if r != "X" or metallic]
     if n_required_cations <= len(cation_roles) or len(cation_roles) == 0:
         return family.roles, family.ratio, {r: r for r in family.roles}
     first = cation_roles[0]
@@ -334,46 +408,120 @@ def _expanded(family: Family, n_required_cations: int) -> tuple[tuple[str, ...],
     return tuple(roles), tuple(ratio), parent
 
 
+def anion_options(req: MaterialsRequest, family: Family) -> list[dict[str, int]]:
+    """The anion content of the family's X sites: one anion (oxide), each allowed anion of a class (halide ->
+    F, Cl, Br, I), or a mixed set (oxynitride ABO2N: all X sites oxygen but one nitrogen)."""
+    if not family.ionic:
+        return [{}]
+    x_count = family.ratio[family.roles.index("X")]
+    cls = COMPOUND_CLASSES.get(req.compound_class or "")
+    if cls is not None and cls.mixed:
+        first, second = cls.anions
+        return [{first: x_count - 1, second: 1}] if x_count > 1 else []
+    if req.anion:
+        anions = [req.anion]
+    elif req.anions:
+        anions = list(req.anions)
+    else:  # no class named: the family's usual anion, or a named element that can be the anion (AlAs, ZnSe)
+        anions = [family.default_anion] + [el for el in req.include if el in ANION_CHARGE and el != "H"]
+    return [{a: x_count} for a in anions if a not in req.exclude and (req.only is None or a in req.only)]
+
+
 def propose_for_family(req: MaterialsRequest, family_name: str, n: int) -> list[FormulaProposal]:
-    """Ranked proposals within one family honouring the request's required and excluded elements."""
+    """Ranked proposals within one family honouring the request's required, excluded and allowed elements."""
     family = FAMILIES[family_name]
-    anion = (req.anion or family.default_anion) if family.ionic else None
-    required = [e for e in dict.fromkeys(req.include) if e != anion]
-    roles, ratio, parent = _expanded(family, len(required))
-    cation_roles = [r for r in roles if r != "X"]
-    if len(required) > len(cation_roles):
+    if req.compound_class == "intermetallic" and family.metallic_archetypes:
+        family = replace(family, ionic=False, archetypes=family.metallic_archetypes)
+    out: list[FormulaProposal] = []
+    for anions in anion_options(req, family):
+        out.extend(_propose_with_anions(req, family, anions, n))
+    best: dict[str, FormulaProposal] = {}
+    for p in sorted(out, key=lambda p: -p.score):
+        best.setdefault(Composition(p.formula).reduced_formula, p)
+    return sorted(best.values(), key=lambda p: (-p.score, p.formula))[:n]
+
+
+def _propose_with_anions(
+    req: MaterialsRequest, family: Family, anions: dict[str, int], n: int
+) -> list[FormulaProposal]:
+    """Proposals of one family with a fixed anion content (scaled to the formula's X count)."""
+    required = [e for e in dict.fromkeys(req.include) if e not in anions]
+    roles, ratio, parent = _expanded(family, len(required), metallic=not anions)
+    cation_roles = [r for r in roles if r != "X" or not anions]
+    if len(required) > len(cation_roles) + sum(1 for a, b in family.shared if a in roles and b in roles):
         return []
+    if req.polyanion and (family.tetrahedral is None or family.tetrahedral not in roles):
+        return []
+    base_pool = CATION_POOL if family.ionic else INTERMETALLIC_POOL
+    any_members = [el for group in req.include_any for el in group]
     pool = tuple(
-        e for e in (CATION_POOL if family.ionic else INTERMETALLIC_POOL) if e not in req.exclude and e != anion
+        e
+        for e in dict.fromkeys([*base_pool, *[m for m in any_members if m in _ALL_CATIONS]])
+        if e not in req.exclude and e not in anions and (req.only is None or e in req.only)
     )
-    per_role = [_role_candidates(family, parent[r], pool, required) for r in cation_roles]
-    need = -ratio[roles.index("X")] * ANION_CHARGE[anion] if anion else 0
+    extras = [*required, *[m for m in any_members if m in pool]]
+    if req.polyanion:  # the oxo-anion centre (P of PO4) is a candidate for the tetrahedral role
+        pool, extras = (*pool, req.polyanion), [*extras, req.polyanion]
+    if family.halide_archetypes and anions and set(anions) <= {"F", "Cl", "Br", "I"}:
+        family = replace(family, archetypes=family.halide_archetypes)
+    per_role = [
+        _role_candidates(family, parent[r], pool, extras, ratio[roles.index(r)]) for r in cation_roles
+    ]
+    # Each formula unit scales the anion content with the expanded ratio (split roles double everything).
+    scale = ratio[roles.index("X")] // sum(anions.values()) if anions else 1
+    need = -sum(count * scale * ANION_CHARGE[a] for a, count in anions.items())
+    shared = {frozenset(pair) for pair in family.shared}
     candidates: dict[str, FormulaProposal] = {}
     for combo in itertools.product(*per_role):
         elements = [c[0] for c in combo]
-        if len(set(elements)) < len(elements) or not set(required) <= set(elements):
+        if len(set(elements)) < len(elements):
+            dup_roles = [
+                frozenset((r1, r2))
+                for (r1, c1), (r2, c2) in itertools.combinations(zip(cation_roles, combo, strict=True), 2)
+                if c1[0] == c2[0]
+            ]
+            if not all(
+                pair in shared and (family.mixed_valence or _same_state(combo, cation_roles, pair))
+                for pair in dup_roles
+            ):
+                continue
+        present = set(elements)
+        if not set(required) <= present or any(not present & set(g) for g in req.include_any):
             continue
-        if req.n_elements and len(set(elements)) + (1 if anion else 0) != req.n_elements:
+        if req.polyanion:
+            centre = dict(zip(cation_roles, combo, strict=True)).get(family.tetrahedral)
+            if centre is None or centre[0] != req.polyanion or centre[1] != POLYANION_STATE.get(req.polyanion):
+                continue
+        if req.n_elements and len(present) + len(anions) != req.n_elements:
             continue
-        if family.ionic and sum(ratio[roles.index(r)] * c[1] for r, c in zip(cation_roles, combo, strict=True)) != need:
+        if family.ionic and abs(
+            sum(ratio[roles.index(r)] * c[1] for r, c in zip(cation_roles, combo, strict=True)) - need
+        ) > 1e-9:
             continue
         sites = {r: (c[0], c[1]) for r, c in zip(cation_roles, combo, strict=True)}
-        geometry_sites = _merged_sites(sites, parent)
-        ok, descriptors = _geometry(family, geometry_sites, anion)
-        if not ok:
-            continue
+        main_anion = max(anions, key=anions.get) if anions else None
+        ok, descriptors = _geometry(family, _merged_sites(sites, parent), main_anion)
+        if not ok and not set(elements) <= set(required):
+            continue  # radius rules screen open roles; elements the user fixed are kept, with the descriptors shown
         score = math.exp(sum(math.log(c[2]) for c in combo) / len(combo))
+        if len(present) < len(elements):
+            score *= family.shared_weight
+        if family.name == "half-heusler" and valence_electrons(elements) in (8, 18):
+            score *= 3.0  # the 8- and 18-electron half-Heuslers are the closed-shell (semiconducting) ones
+            descriptors = {**descriptors, "valence_electrons": valence_electrons(elements)}
         amounts: dict[str, float] = {}
         for role, count in zip(roles, ratio, strict=True):
-            el = anion if role == "X" else sites[role][0]
-            amounts[el] = amounts.get(el, 0) + count
-        formula = "".join(f"{el}{'' if n == 1 else int(n)}" for el, n in amounts.items())
+            if role in cation_roles:
+                amounts[sites[role][0]] = amounts.get(sites[role][0], 0) + count
+        for anion, count in anions.items():
+            amounts[anion] = amounts.get(anion, 0) + count * scale
+        formula = "".join(f"{el}{'' if k == 1 else int(k)}" for el, k in amounts.items())
         key = Composition(formula).reduced_formula
         if key in candidates and candidates[key].score >= score:
             continue
-        charges = {r: (f"{s}{ox}+" if family.ionic else s) for r, (s, ox) in sites.items()}
-        if anion:
-            charges["X"] = f"{anion}{-ANION_CHARGE[anion]}-"
+        charges = {r: (f"{s}{ox:g}+" if family.ionic else s) for r, (s, ox) in sites.items()}
+        if anions:
+            charges["X"] = "".join(f"{a}{-ANION_CHARGE[a]}-" for a in anions)
         reason = f"{family.name} with " + ", ".join(f"{r}={c}" for r, c in charges.items())
         if len(roles) != len(family.roles):
             reason += f"; {parent[cation_roles[0]]} site shared 1:1 (ordered)"
@@ -386,6 +534,27 @@ def propose_for_family(req: MaterialsRequest, family_name: str, n: int) -> list[
     return sorted(candidates.values(), key=lambda p: (-p.score, p.formula))[:n]
 
 
+def valence_electrons(elements: list[str]) -> int:
+    """Valence electron count of a formula unit: s+d electrons of transition metals (their group), s+p of
+    main-group elements (group - 10), 3 for the lanthanides."""
+    total = 0
+    for symbol in elements:
+        el = Element(symbol)
+        if el.is_lanthanoid:
+            total += 3
+        elif el.group <= 12:
+            total += el.group
+        else:
+            total += el.group - 10
+    return total
+
+
+def _same_state(combo: tuple, roles: list[str], pair: frozenset[str]) -> bool:
+    """Two roles holding one element must hold it in one oxidation state (Y3Al2Al3O12: Al3+ on both)."""
+    states = {c[1] for r, c in zip(roles, combo, strict=True) if r in pair}
+    return len(states) == 1
+
+
 def _merged_sites(sites: dict[str, tuple[str, int]], parent: dict[str, str]) -> dict[str, tuple[str, int]]:
     """For geometry rules, a split role is represented by its first element (radii of a 1:1 site are averaged
     poorly by one ion, but both halves passed the same per-role affinity ranking)."""
@@ -396,27 +565,64 @@ def _merged_sites(sites: dict[str, tuple[str, int]], parent: dict[str, str]) -> 
 
 
 def families_for(req: MaterialsRequest) -> list[str]:
-    """The family asked for, or every family compatible with the requested anion and element count."""
+    """The family asked for, or every family compatible with the request's class, elements and count; the
+    application's usual families first."""
     if req.family:
-        return [req.family]
+        return [req.family] if req.family in FAMILIES else []
     out = []
     for name, fam in FAMILIES.items():
-        if req.anion and not fam.ionic:
+        if name in req.exclude_families:
             continue
-        if req.n_elements and len(fam.roles) != req.n_elements:
+        if req.compound_class not in (None, "intermetallic") and not fam.ionic:
             continue
-        if not fam.ionic and len(req.include) == 0:
+        if not fam.ionic and req.compound_class != "intermetallic":
+            continue  # Heuslers when asked for an intermetallic or by name, not for "anything with Ba and Bi"
+        if req.compound_class == "intermetallic" and fam.ionic and not fam.metallic_archetypes:
+            continue
+        if req.polyanion and fam.tetrahedral is None:
             continue
         out.append(name)
+    preferred = [f for f in req.preferred_families if f in out]
+    return preferred + [f for f in out if f not in preferred]
+
+
+def named_formula_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
+    """Formulas typed in the request, first, when they honour its constraints (a formula that breaks them is a
+    reference the user compares with, not an answer)."""
+    from tools.request import family_of_formula
+
+    out = []
+    for text in [f for f in req.formulas if f not in req.reference_formulas]:
+        try:
+            comp = Composition(text)
+        except Exception:  # noqa: BLE001, S112 - the reader only keeps parsable formulas
+            continue
+        symbols = {el.symbol for el in comp.elements}
+        if not set(req.include) <= symbols or symbols & set(req.exclude):
+            continue
+        if req.only is not None and not symbols <= set(req.only) | set(req.anions):
+            continue
+        family = req.family or family_of_formula(text)
+        out.append(
+            FormulaProposal(
+                comp.reduced_formula, family or "", {}, 1.0, f"named in the request ({text})", {}
+            )
+        )
     return out
 
 
 def propose_formulas_offline(req: MaterialsRequest, n: int = 8) -> list[FormulaProposal]:
-    """Top-n proposals over the families the request allows, ranked by substitution likelihood."""
+    """Top-n proposals: formulas named in the request first, then the families the request allows, ranked by
+    substitution likelihood (an application's usual families count double)."""
     proposals: list[FormulaProposal] = []
     for name in families_for(req):
-        proposals.extend(propose_for_family(req, name, n))
+        weight = 2.0 if name in req.preferred_families and not req.family else 1.0
+        for p in propose_for_family(req, name, n):
+            p.score = round(p.score * weight, 6)
+            proposals.append(p)
     best: dict[str, FormulaProposal] = {}
-    for p in sorted(proposals, key=lambda p: -p.score):
+    for p in [*named_formula_proposals(req), *sorted(proposals, key=lambda p: -p.score)]:
         best.setdefault(Composition(p.formula).reduced_formula, p)
-    return sorted(best.values(), key=lambda p: (-p.score, p.formula))[:n]
+    named = [p for p in best.values() if p.reason.startswith("named in the request")]
+    rest = sorted((p for p in best.values() if p not in named), key=lambda p: (-p.score, p.formula))
+    return (named + rest)[:n]

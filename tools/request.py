@@ -1,128 +1,529 @@
-"""Parse a natural-language materials request into constraints: elements to include or exclude, structure
-family, anion, number of elements and the stability goal. Deterministic and offline."""
+"""Read a plain-language materials request into constraints, offline and deterministically: elements to include or
+exclude (symbols with context rules, names, groups such as "rare earths"), negation in its common forms ("lead-free",
+"without Co", "no nickel", "free of toxic Cd", "avoid Pb"), compound classes ("halide", "phosphate", "titanate",
+"thiospinel", "oxynitride"), the structure family (names, synonyms, mineral names, Strukturbericht designations,
+"MgAl2O4-type"), formulas named in the request, element counts, the goal and the application. Requests that
+chemistry rules out get a `decline` reason instead of a search."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
-from pymatgen.core import Element
+from pymatgen.core import Composition, Element
 
 from tools.errors import ToolInputError
-
-FAMILY_WORDS: dict[str, tuple[str, ...]] = {
-    "double perovskite": ("double perovskite", "double-perovskite", "elpasolite"),
-    "orthorhombic perovskite": ("orthorhombic perovskite",),
-    "perovskite": ("perovskite",),
-    "inverse spinel": ("inverse spinel",),
-    "spinel": ("spinel",),
-    "rock salt": ("rock salt", "rocksalt", "rock-salt", "halite"),
-    "antifluorite": ("antifluorite", "anti-fluorite"),
-    "fluorite": ("fluorite",),
-    "pyrochlore": ("pyrochlore",),
-    "garnet": ("garnet",),
-    "olivine": ("olivine",),
-    "half-heusler": ("half-heusler", "half heusler"),
-    "heusler": ("heusler",),
-    "rutile": ("rutile",),
-    "wurtzite": ("wurtzite",),
-    "zincblende": ("zincblende", "zinc blende", "sphalerite"),
-    "corundum": ("corundum",),
-    "ilmenite": ("ilmenite",),
-    "layered oxide": ("layered oxide", "layered rock salt", "layered"),
-    "cscl": ("cscl", "cesium chloride", "caesium chloride"),
-}
-ANION_WORDS = {
-    "oxide": "O", "sulfide": "S", "sulphide": "S", "selenide": "Se", "telluride": "Te", "nitride": "N",
-    "fluoride": "F", "chloride": "Cl", "bromide": "Br", "iodide": "I", "oxynitride": "O",
-}
-COUNT_WORDS = {"binary": 2, "ternary": 3, "quaternary": 4, "quinary": 5}
-# Capitalised words that are also element symbols but almost always English in a request.
-AMBIGUOUS_SYMBOLS = {"I", "In", "As", "Be", "No", "At", "He", "Am", "Is", "Es", "Os", "Pa"}
-_NAMES = {el.long_name.lower(): el.symbol for el in Element if el.Z <= 103}
-_NAMES.update({"aluminium": "Al", "aluminum": "Al", "caesium": "Cs", "sulphur": "S"})
-_EXCLUDE = re.compile(
-    r"\b(?:without|no|excluding|exclude|except|not containing|free of)\s+([A-Za-z ,]+?)"
-    r"(?=$|[.;)]|\b(?:with|containing|including|that|which|but)\b)"
+from tools.lexicon import (
+    AMBIGUOUS_SYMBOLS,
+    APPLICATIONS,
+    ATE_WORDS,
+    CLASS_WORDS,
+    COMPOUND_CLASSES,
+    COUNT_WORDS,
+    ELEMENT_GROUPS,
+    FAMILY_MIN_ELEMENTS,
+    FAMILY_WORDS,
+    FORMULA_FAMILIES,
+    GOAL_WORDS,
+    GROUP_WORDS,
+    INTERMETALLIC_FAMILIES,
+    LIST_FILLERS,
+    NOBLE_GASES,
+    PREFIX_CLASSES,
+    aflow_family_names,
 )
+
+MAX_REQUEST_CHARS = 2000
 
 
 @dataclass
 class MaterialsRequest:
-    """What a request asks for, as constraints the proposer and search can act on."""
+    """What a request asks for, as constraints the proposer and the search act on."""
 
     text: str
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
+    include_any: list[list[str]] = field(default_factory=list)  # at least one element of each group
+    only: list[str] | None = None  # "only X and Y": the closed set of elements allowed
     family: str | None = None
-    anion: str | None = None
+    exclude_families: list[str] = field(default_factory=list)
+    compound_class: str | None = None
+    anion: str | None = None  # the anion when the class fixes one (oxide -> O)
+    anions: list[str] = field(default_factory=list)  # anions the class allows (halide -> F, Cl, Br, I)
+    polyanion: str | None = None  # centre of the oxo-anion (phosphate -> P)
+    formulas: list[str] = field(default_factory=list)
+    reference_formulas: list[str] = field(default_factory=list)  # "MgAl2O4-type": a structure, not an answer
+    optional: list[str] = field(default_factory=list)  # dopants and elements "welcome but not required"
     n_elements: int | None = None
     goal: str = "stable"  # stable | metastable | novel
+    application: str | None = None
+    preferred_families: list[str] = field(default_factory=list)  # from the application, when no family is named
+    decline: str | None = None
+    reader: str = "offline"
     notes: list[str] = field(default_factory=list)
 
+    def constraints(self) -> dict[str, object]:
+        """The reading as a plain dict (what tools report and the LLM prompt shows)."""
+        return {
+            "include": self.include,
+            "exclude": self.exclude,
+            "include_any": self.include_any,
+            "only": self.only,
+            "family": self.family,
+            "compound_class": self.compound_class,
+            "anion": self.anion,
+            "formulas": self.formulas,
+            "n_elements": self.n_elements,
+            "goal": self.goal,
+            "application": self.application,
+            "decline": self.decline,
+            "reader": self.reader,
+        }
 
-def _symbols_in(text: str) -> list[str]:
-    """Element symbols and names mentioned, in order of appearance."""
-    found: list[tuple[int, str]] = []
-    for match in re.finditer(r"\b([A-Z][a-z]?)\b", text):
-        sym = match.group(1)
-        if Element.is_valid_symbol(sym) and sym not in AMBIGUOUS_SYMBOLS:
-            found.append((match.start(), sym))
+
+@dataclass
+class Mention:
+    """A stretch of the request that names something: an element, a group, a class, a family or a formula."""
+
+    start: int
+    end: int
+    kind: str  # element | group | class | family | formula
+    value: str
+    negated: bool = False
+    implied: tuple[str, ...] = ()  # elements a class word brings ("titanate" -> Ti)
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9()'’]+(?:-[A-Za-z0-9()'’]+)*|-{2,}|[—–,;.:/&+!?]")
+_QUALIFIER = re.compile(r"[- ](?:ordered|ordering|derived|related|like ordering|superstructure)")
+_ROMAN = re.compile(r"(?:I{1,3}|IV|VI{0,3})(?:-(?:I{1,3}|IV|VI{0,3})\d?)+")  # III-V, II-VI, I-III-VI2
+_FORMULA = re.compile(r"(?:[A-Z][a-z]?(?:\d+(?:\.\d+)?)?|\((?:[A-Z][a-z]?\d*)+\)\d*)+")
+_SYMBOL = re.compile(r"(?<![A-Za-z0-9])([A-Z][a-z]?)(?![a-z0-9])")
+_NAMES = {el.long_name.lower(): el.symbol for el in Element if el.Z <= 103}
+_NAMES.update({"aluminium": "Al", "aluminum": "Al", "caesium": "Cs", "sulphur": "S", "cesium": "Cs",
+               "ferrous": "Fe", "ferric": "Fe", "cupric": "Cu", "cuprous": "Cu", "stannous": "Sn",
+               "stannic": "Sn", "plumbous": "Pb", "lithium-ion": "Li", "sodium-ion": "Na"})
+_ACRONYMS = {"PV", "NMC", "NCA", "SOFC", "CNT", "MOF", "COF", "OER", "HER", "ORR", "LED", "TCO", "DFT", "MD",
+             "CIF", "NMR", "XRD", "SEM", "TEM", "UV", "IR", "CV", "AI", "ML", "OK", "US", "UK", "EU", "CO", "NO",
+             "PS", "PC", "SI", "IC", "IV", "VI", "II", "III", "VII", "VIII", "IX", "XI"}
+_NEG_ONE = {"without", "w/o", "no", "not", "excluding", "exclude", "excludes", "except", "avoid", "avoids",
+            "avoiding", "lacking", "minus", "never", "none", "non", "don't", "doesn't", "shouldn't", "mustn't",
+            "cannot", "can't", "won't", "nor", "sans", "ban", "banned", "forbid", "forbidden", "prohibit"}
+_NEG_TWO = {("free", "of"), ("free", "from"), ("devoid", "of"), ("other", "than"), ("but", "not"), ("none", "of"),
+            ("rather", "than"), ("instead", "of"), ("apart", "from")}
+_VERB_AFTER_NEGATION = {"contain", "containing", "contains", "include", "including", "includes", "use", "using",
+                        "have", "having", "with", "need", "needing", "want"}
+_INCLUDE_CUES = {"with", "containing", "contain", "contains", "including", "include", "includes", "of", "plus",
+                 "using", "has", "having", "and", "from", "incorporating", "featuring", "based"}
+_CONNECTORS = {",", "and", "or", "/", "&", "+", "nor"}
+_SITE_WORDS = re.compile(r"^(?:-|\s)?(?:site|sites|sublattice|cation|anion|-type\b(?!\w))", re.IGNORECASE)
+_FREE_AFTER = re.compile(r"^(?:-|\s)?(?:free|less)\b(?!\s+(?:of|from)\b)", re.IGNORECASE)
+_TYPE_AFTER = re.compile(r"^-?(?:type|like|structured|structure|prototype)\b|^\s+(?:type|structure)\b", re.I)
+
+
+def _tokens(text: str) -> list[tuple[int, int, str]]:
+    return [(m.start(), m.end(), m.group(0)) for m in _TOKEN.finditer(text)]
+
+
+def _is_formula(token: str) -> bool:
+    """A chemical formula token (LiFePO4, CsCl, Ca3Al2(SiO4)3): parses, holds >= 2 element symbols or a digit."""
+    if not _FORMULA.fullmatch(token) or token in _ACRONYMS:
+        return False
+    parts = re.findall(r"[A-Z][a-z]?", token)
+    if len(parts) < 2 and not re.search(r"\d", token):
+        return False
+    if token.isupper() and not re.search(r"\d", token) and token not in {"BN", "BP", "CS", "SiC"}:
+        return False  # PV, SOFC, CNO: acronyms, not formulas
+    if not all(Element.is_valid_symbol(p) and p not in ("D", "T") for p in parts):
+        return False
+    try:
+        Composition(token)
+    except Exception:  # noqa: BLE001 - pymatgen rejects it: not a formula
+        return False
+    return True
+
+
+def _overlaps(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
+    return any(a < span[1] and span[0] < b for a, b in taken)
+
+
+def _find_mentions(text: str) -> list[Mention]:
+    """Families, classes, groups, formulas, then element symbols and names not inside any of those."""
     lowered = text.lower()
-    for name, sym in _NAMES.items():
-        for match in re.finditer(rf"\b{name}\b", lowered):
-            found.append((match.start(), sym))
-    seen: list[str] = []
-    for _, sym in sorted(found):
-        if sym not in seen:
-            seen.append(sym)
-    return seen
+    mentions: list[Mention] = []
+    taken: list[tuple[int, int]] = []
+
+    def add(start: int, end: int, kind: str, value: str, implied: tuple[str, ...] = ()) -> None:
+        if not _overlaps((start, end), taken):
+            mentions.append(Mention(start, end, kind, value, implied=implied))
+            taken.append((start, end))
+
+    # Families: the lexicon (longest phrase first), AFLOW names, "<formula>-type".
+    phrases = [(p, fam) for fam, words in FAMILY_WORDS.items() for p in words]
+    phrases += [(re.escape(name), fam) for name, fam in aflow_family_names().items() if len(name) > 3]
+    for prefix, cls in PREFIX_CLASSES.items():  # thiospinel, selenospinel: family + class
+        for fam, words in FAMILY_WORDS.items():
+            for m in re.finditer(rf"\b{prefix}-?(?:{'|'.join(words)})\b", lowered):
+                add(m.start(), m.end(), "family", fam)
+                mentions.append(Mention(m.start(), m.start() + len(prefix), "class", cls))
+    for phrase, fam in sorted(phrases, key=lambda pf: -len(pf[0])):
+        for m in re.finditer(rf"(?<![\w-]){phrase}(?![\w])", lowered):
+            qualifier = _QUALIFIER.match(lowered[m.end():])
+            if qualifier:
+                taken.append((m.start(), m.end() + qualifier.end()))  # an adjective on another family
+                continue
+            add(m.start(), m.end(), "family", fam)
+    for m in re.finditer(r"(?<![\w-])([A-Z][A-Za-z0-9()]*)(?=[-\s]?(?:type|like|structured?)\b)", text):
+        if not _is_formula(m.group(1)) or _overlaps(m.span(), taken):
+            continue
+        suffix = _TYPE_AFTER.match(text[m.end():])
+        end = m.end() + (len(suffix.group(0)) if suffix else 0)
+        mentions.append(Mention(m.start(), m.end(), "reference", m.group(1)))
+        fam = family_of_formula(m.group(1))
+        if fam:
+            add(m.start(), end, "family", fam)
+        else:
+            taken.append((m.start(), end))
+    # Compound classes: mixed anions and prefixes first, then single words, then "-ate" words.
+    for prefix, cls in PREFIX_CLASSES.items():
+        for m in re.finditer(rf"\b{prefix}(phosphates?|silicates?|germanates?)\b", lowered):
+            add(m.start(), m.end(), "class", cls)
+    for word, cls in sorted(CLASS_WORDS.items(), key=lambda wc: -len(wc[0])):
+        for m in re.finditer(rf"(?<![\w]){word}(?![\w])", lowered):
+            add(m.start(), m.end(), "class", cls)
+    for word, el in ATE_WORDS.items():
+        for m in re.finditer(rf"\b{word}s?\b", lowered):
+            add(m.start(), m.end(), "class", "oxide", implied=(el,))
+    for word, group in GROUP_WORDS.items():
+        for m in re.finditer(rf"(?<![\w]){word}(?![\w])", lowered):
+            if group == "toxic" and re.match(r"\s+(?:[A-Z][a-z]?\b|" + "|".join(_NAMES) + r")", text[m.end():]):
+                continue  # "toxic Cd": an adjective on the element, not the group
+            add(m.start(), m.end(), "group", group)
+    for start, _end, token in _tokens(text):
+        for part in re.finditer(r"[A-Za-z]+", token):
+            word = part.group(0).removesuffix("s")
+            if (len(word) >= 2 and word.isupper() and not _is_formula(word)) or _ROMAN.fullmatch(token):
+                taken.append((start + part.start(), start + part.end()))  # PV, UV, YSZ, III-V: not elements
+    for start, end, token in _tokens(text):
+        if _is_formula(token.split("-")[0]) and not _overlaps((start, end), taken):
+            head = token.split("-")[0]
+            add(start, start + len(head), "formula", head)
+    for m in _SYMBOL.finditer(text):
+        sym = m.group(1)
+        if not Element.is_valid_symbol(sym) or sym in ("D", "T") or _overlaps(m.span(), taken):
+            continue
+        if _SITE_WORDS.match(text[m.end():]) and len(sym) == 1:
+            continue  # "B-site", "X site": a crystallographic label, not boron
+        add(m.start(), m.end(), "element", sym)
+    for name, sym in sorted(_NAMES.items(), key=lambda ns: -len(ns[0])):
+        for m in re.finditer(rf"(?<![\w]){re.escape(name)}(?![\w])", lowered):
+            if name == "lead" and re.match(r"\s+(?:to|the way|us|you)\b", lowered[m.end():]):
+                continue  # the verb
+            if re.match(r"\s+(?:evolution|reduction)\b", lowered[m.end():]):
+                continue  # "oxygen evolution": a reaction, not an ingredient
+            add(m.start(), m.end(), "element", sym)
+    mentions.sort(key=lambda mt: mt.start)
+    kept: list[Mention] = []
+    for mt in mentions:  # in order, so "Be and I" can lean on an accepted "Be"
+        if mt.kind != "element" or mt.value not in AMBIGUOUS_SYMBOLS or _chemical_context(text, mt, kept):
+            kept.append(mt)
+    return kept
 
 
-def parse_request(text: str) -> MaterialsRequest:
-    """Constraints from a request; ToolInputError for an empty or unreadable one, or contradictory constraints."""
-    cleaned = " ".join(text.split())
+def family_of_formula(formula: str) -> str | None:
+    """The family a formula belongs to: a family's best-known member, or the one family whose stoichiometry
+    (sorted amounts of the reduced formula) it has; None when unknown or ambiguous (ABO3: perovskite or ilmenite)."""
+    from models.prototypes import RATIOS
+
+    reduced = _reduced(formula)
+    if reduced is None:
+        return None
+    if reduced in FORMULA_FAMILIES:
+        return FORMULA_FAMILIES[reduced]
+    amounts = sorted(Composition(reduced).get_el_amt_dict().values())
+    fits = [fam for fam, (_, ratio) in RATIOS.items() if sorted(ratio) == amounts and "orthorhombic" not in fam]
+    return fits[0] if len(fits) == 1 else None
+
+
+def _reduced(token: str) -> str | None:
+    try:
+        return Composition(token).reduced_formula
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _chemical_context(text: str, mention: Mention, mentions: list[Mention]) -> bool:
+    """An ambiguous symbol (In, As, I, Be, ...) is an element when a neighbour is chemical: a list of elements
+    (`mentions` holds those accepted so far), a cue such as 'with' or 'without', or a hyphenated chemical suffix
+    ('In-based', 'As-free')."""
+    if text[mention.start:mention.end] != mention.value:
+        return True  # written as a name ("indium"): never ambiguous
+    after = text[mention.end:]
+    if re.match(r"-(?:based|rich|poor|doped|free|containing|substituted|site)\b|\s*\d|$", after):
+        return True
+    before = text[:mention.start].rstrip()
+    prev_words = re.findall(r"[A-Za-z']+|[,/&+]", before)[-2:]
+    if prev_words:
+        last = prev_words[-1].lower()
+        if last == "of" and len(prev_words) > 1 and prev_words[-2].lower() in ("made", "composed", "consisting",
+                                                                               "compound", "compounds"):
+            last = "with"
+        if last in _INCLUDE_CUES - {"and", "of", "from"} or last in _NEG_ONE:
+            return bool(re.match(r"\s*(?:$|[,.;:)!?]|and\b|or\b|[A-Z])", after))
+        if last in _CONNECTORS:
+            return any(m.kind in ("element", "formula") and 0 <= mention.start - m.end < 12 for m in mentions)
+    nxt = re.match(r"\s*(,|and|or|/)\s*([A-Z][a-z]?)\b", after)
+    return bool(nxt and Element.is_valid_symbol(nxt.group(2)) and nxt.group(2) not in AMBIGUOUS_SYMBOLS)
+
+
+def _negated(text: str, mention: Mention, mentions: list[Mention]) -> bool:
+    """True when a negation governs the mention: a '-free' after it, or a cue before it with only list words,
+    other mentions and connectors between ('without Co, Ni or Mn', 'free of toxic Cd', 'no rare earths',
+    'not containing nickel'). A family is negated only by a cue right before it ('not a spinel')."""
+    if mention.kind in ("element", "group", "class") and _FREE_AFTER.match(text[mention.end:]):
+        return True
+    if re.search(r"\bnon-?\s*$", text[:mention.start], re.IGNORECASE):
+        return True
+    if mention.kind == "family":
+        return bool(re.search(r"(?:\bnot|\bno|n't|rather than|other than|instead of|except)\s+(?:an?\s+|the\s+)?$",
+                              text[:mention.start], re.IGNORECASE))
+    spans = [(m.start, m.end) for m in mentions if m is not mention and m.end <= mention.start and m.kind != "family"]
+    words = [(s, e, w.lower()) for s, e, w in _tokens(text[:mention.start])]
+    i = len(words) - 1
+    while i >= 0:
+        s, e, word = words[i]
+        if any(a <= s and e <= b for a, b in spans):
+            i -= 1
+            continue
+        if i > 0 and (words[i - 1][2], word) in _NEG_TWO:
+            return True
+        if word in _NEG_ONE or word.endswith("n't"):
+            return True
+        if word in _VERB_AFTER_NEGATION:  # "not containing X", "doesn't include X", "without using X"
+            return i > 0 and (words[i - 1][2] in _NEG_ONE or words[i - 1][2].endswith("n't"))
+        if word in LIST_FILLERS:
+            i -= 1
+            continue
+        return False
+    return False
+
+
+def _optional(text: str, mention: Mention) -> bool:
+    """A dopant ('Ce-doped', 'Ce:YAG', 'doped with Ce', 'the cerium is only a dopant') or an element the request
+    allows without requiring ('aluminium welcome but not required', 'Al optional')."""
+    after, before = text[mention.end:mention.end + 60].lower(), text[max(0, mention.start - 30):mention.start].lower()
+    if re.match(r"(?:-doped|-activated|:\s*[A-Za-z])|\s+(?:is\s+)?(?:only\s+)?(?:an?\s+)?(?:dopant|activator)", after):
+        return True
+    if re.search(r"(?:doped|substituted) with\s+(?:\w+\s+)?$|dopants?\s+(?:like|such as)?\s*$", before):
+        return True
+    return bool(re.match(r"\s*(?:is\s+|are\s+)?(?:welcome|optional|allowed|fine|ok|possible|acceptable)\b|"
+                         r"[^.;]{0,30}\bnot (?:required|necessary|needed|essential)", after))
+
+
+def read_request(text: str) -> MaterialsRequest:
+    """The offline reading of a request. Raises ToolInputError only for an empty or unreadable request; a request
+    that chemistry rules out comes back with `decline` set to the reason."""
+    cleaned = " ".join(str(text).split())
     if not cleaned:
         raise ToolInputError("the request is empty: say what material you want, e.g. 'a stable spinel with Mg and Al'")
+    if len(cleaned) > MAX_REQUEST_CHARS:
+        raise ToolInputError(f"the request is {len(cleaned)} characters; keep it under {MAX_REQUEST_CHARS}")
     lowered = cleaned.lower()
     req = MaterialsRequest(text=cleaned)
-    for family, words in FAMILY_WORDS.items():
-        if any(w in lowered for w in words):
-            req.family = family
-            break
-    excluded_spans = []
-    for match in re.finditer(_EXCLUDE, cleaned):
-        excluded_spans.append(match.span(1))
-        req.exclude.extend(_symbols_in(match.group(1)))
-    for match in re.finditer(r"\b([A-Z][a-z]?)-free\b", cleaned):
-        if Element.is_valid_symbol(match.group(1)):
-            req.exclude.append(match.group(1))
-            excluded_spans.append(match.span(1))
-    kept = "".join(ch if not any(a <= i < b for a, b in excluded_spans) else " " for i, ch in enumerate(cleaned))
-    req.include = _symbols_in(kept)
-    for word, anion in ANION_WORDS.items():
-        if re.search(rf"\b{word}s?\b", lowered):
-            req.anion = anion
-            break
+    mentions = _find_mentions(cleaned)
+    for m in mentions:
+        m.negated = _negated(cleaned, m, mentions)
+    only_elements = False
+    only_span = re.search(r"\b(?:only|solely|exclusively|purely|nothing but|just|made of|composed of|consisting of|"
+                          r"made up of|consists of)\b", lowered)
+    include: list[str] = []
+    exclude: list[str] = []
+    classes: list[Mention] = []
+    for m in mentions:
+        if m.kind == "element":
+            if m.negated:
+                exclude.append(m.value)
+            elif _optional(cleaned, m):
+                req.optional.append(m.value)
+            else:
+                include.append(m.value)
+        elif m.kind == "group":
+            members = list(ELEMENT_GROUPS[m.value])
+            if m.negated:
+                exclude.extend(members)
+            else:
+                req.include_any.append(members)
+        elif m.kind == "reference":
+            req.formulas.append(m.value)
+            req.reference_formulas.append(m.value)
+        elif m.kind == "formula":
+            if not m.negated:
+                req.formulas.append(m.value)
+                fam = family_of_formula(m.value)
+                like = re.search(r"(?:like|similar to|analog(?:ue)? of|isostructural (?:with|to))\s*$",
+                                 lowered[:m.start])
+                if fam and like and not any(x.kind == "family" for x in mentions):
+                    req.family = fam
+            else:
+                exclude.extend(el.symbol for el in Composition(m.value).elements)
+        elif m.kind == "class":
+            if m.negated:
+                cls = COMPOUND_CLASSES[m.value]
+                exclude.extend(cls.anions if len(cls.anions) == 1 else ())
+            else:
+                classes.append(m)
+                include.extend(m.implied)
+        elif m.kind == "family":
+            if m.negated:
+                req.exclude_families.append(m.value)
+            elif req.family is None or _more_specific(m.value, req.family):
+                req.family = m.value
+    req.include = list(dict.fromkeys(include))
+    req.exclude = sorted(set(exclude))
+    if only_span:
+        after = [m for m in mentions if m.start > only_span.start() and not m.negated]
+        allowed = [m.value for m in after if m.kind == "element"]
+        allowed += [el for m in after if m.kind == "group" for el in ELEMENT_GROUPS[m.value]]
+        if allowed:
+            req.only = sorted(set(allowed) | set(req.include))
+            only_elements = not any(m.kind == "group" for m in after)
+            req.include_any = [g for g in req.include_any if not set(g) <= set(req.only)]
+    _read_class(req, classes)
+    if req.only is not None and only_elements and req.n_elements is None:
+        req.n_elements = len(set(req.only) | ({req.anion} if req.anion else set()))
     for word, count in COUNT_WORDS.items():
         if re.search(rf"\b{word}\b", lowered):
             req.n_elements = count
-    if "metastable" in lowered:
-        req.goal = "metastable"
-    elif re.search(r"\b(novel|new|unknown|undiscovered)\b", lowered):
-        req.goal = "novel"
-    clash = sorted(set(req.include) & set(req.exclude))
-    if clash:
-        raise ToolInputError(f"contradictory request: {', '.join(clash)} is both required and excluded")
-    if req.anion and req.anion in req.exclude:
-        raise ToolInputError(f"contradictory request: an {req.anion}-based compound that excludes {req.anion}")
-    if req.n_elements and len(set(req.include)) > req.n_elements:
+    count = re.search(r"\b(two|three|four|five|2|3|4|5)[- ]elements?\b", lowered)
+    if count:
+        req.n_elements = {"two": 2, "three": 3, "four": 4, "five": 5}.get(count.group(1)) or int(count.group(1))
+    for word, goal in GOAL_WORDS.items():
+        if re.search(rf"\b{word}\b", lowered) and not re.search(rf"\b(?:not|no)\s+{word}\b", lowered):
+            req.goal = goal
+            if goal == "metastable":
+                break
+    for app in APPLICATIONS:
+        if any(re.search(rf"(?<![\w]){w}(?![\w])", lowered) for w in app.words):
+            req.application = app.name
+            req.preferred_families = [f for f in app.families if f not in req.exclude_families]
+            break
+    if req.family is None and not req.formulas:
+        from tools.family_semantics import semantic_family
+
+        guess = semantic_family(cleaned)
+        if guess:
+            req.family = guess[0]
+            req.notes.append(f"family read as {guess[0]!r} by meaning ({guess[1]:.2f} similarity to its description)")
+    if req.family in INTERMETALLIC_FAMILIES and req.compound_class is None and not req.anions:
+        req.compound_class = "intermetallic"
+    elif req.family == "layered oxide" and req.compound_class is None:
+        _read_class(req, [Mention(0, 0, "class", "oxide")])
+    req.decline = _decline_reason(req)
+    if not (req.family or req.include or req.compound_class or req.formulas or req.include_any
+            or req.application or req.decline):
         raise ToolInputError(
-            f"contradictory request: {len(set(req.include))} required elements in a {req.n_elements}-element compound"
-        )
-    if not (req.family or req.include or req.anion):
-        raise ToolInputError(
-            "could not find elements, a structure family or a compound class in the request; try e.g. "
-            "'a double perovskite oxide with La and Mn' or 'a stable spinel containing Mg'"
+            "could not find elements, a structure family, a compound class or a formula in the request; try e.g. "
+            "'a double perovskite oxide with La and Mn' or 'a lead-free halide perovskite'"
         )
     return req
+
+
+def _more_specific(new: str, old: str) -> bool:
+    """'double perovskite' refines 'perovskite'; otherwise the first family named wins."""
+    return old in new and new != old
+
+
+def _read_class(req: MaterialsRequest, classes: list[Mention]) -> None:
+    """The compound class: named, or implied by an anion among the required elements; sets anion(s)."""
+    names = [m.value for m in classes]
+    mixed = [n for n in names if COMPOUND_CLASSES[n].mixed]
+    chosen = None
+    if mixed:
+        chosen = mixed[0]
+    elif names:
+        explicit = [m.value for m in classes if not m.implied]  # "a titanate halide": the anion word wins
+        chosen = (explicit or names)[0]
+    if chosen is None and req.formulas:
+        chosen = _class_of_formula(req.formulas[0])
+    if chosen is None:
+        anions_named = [el for el in req.include if el in ("O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I")]
+        if len(anions_named) == 1:
+            chosen = {"O": "oxide", "S": "sulfide", "Se": "selenide", "Te": "telluride", "N": "nitride",
+                      "F": "fluoride", "Cl": "chloride", "Br": "bromide", "I": "iodide"}[anions_named[0]]
+    if chosen is None:
+        return
+    cls = COMPOUND_CLASSES[chosen]
+    req.compound_class = chosen
+    req.anions = [a for a in cls.anions if a not in req.exclude] if not cls.mixed else list(cls.anions)
+    if len(cls.anions) == 1 or cls.mixed:
+        req.anion = cls.anions[0] if cls.anions else None
+    elif len(req.anions) == 1:
+        req.anion = req.anions[0]
+    named = [a for a in req.anions if a in req.include]
+    if named and not cls.mixed:
+        req.anion = named[0]
+    req.polyanion = cls.polyanion  # the proposer puts P on the tetrahedral site; "include" keeps what was named
+
+
+def _class_of_formula(formula: str) -> str | None:
+    """The compound class of a named formula: phosphate / silicate for PO4 / SiO4 units, else its one anion."""
+    amounts = Composition(formula).get_el_amt_dict()
+    if "O" in amounts:
+        for centre, cls in (("P", "phosphate"), ("Si", "silicate")):
+            if centre in amounts and amounts["O"] >= 4 * amounts[centre] - 1e-6:
+                return cls
+    anions = [el for el in ("O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I") if el in amounts]
+    names = {"O": "oxide", "S": "sulfide", "Se": "selenide", "Te": "telluride", "N": "nitride", "F": "fluoride",
+             "Cl": "chloride", "Br": "bromide", "I": "iodide"}
+    return names[anions[0]] if len(anions) == 1 and len(amounts) > 1 else None
+
+
+def _decline_reason(req: MaterialsRequest) -> str | None:
+    """Why chemistry rules the request out, or None: contradictions, noble gases, impossible element counts,
+    anion classes without a cation, intermetallic families asked as ionic compounds."""
+    clash = sorted(set(req.include) & set(req.exclude))
+    if clash:
+        return f"contradictory request: {', '.join(clash)} is both required and excluded"
+    cls = COMPOUND_CLASSES.get(req.compound_class or "")
+    if cls and cls.anions and not req.anions:
+        return f"contradictory request: {_article(cls.name)} needs {'/'.join(cls.anions)}, which it excludes"
+    if cls and cls.mixed and set(cls.anions) & set(req.exclude):
+        return f"contradictory request: {_article(cls.name)} needs {' and '.join(cls.anions)}, which it excludes"
+    if req.family and req.family in req.exclude_families:
+        return f"contradictory request: asks for a {req.family} and excludes it"
+    inert = [el for el in req.include if el in ("He", "Ne", "Ar")]
+    if inert:
+        return (f"{', '.join(inert)} form no stable solid compounds (closed-shell noble gases); no crystal of this "
+                "kind can be proposed")
+    heavy_inert = [el for el in req.include if el in NOBLE_GASES]
+    if heavy_inert and (set(req.include) <= set(NOBLE_GASES) or (req.only and set(req.only) <= set(NOBLE_GASES))):
+        return f"compounds of noble gases alone ({', '.join(heavy_inert)}) do not exist as stable solids"
+    if heavy_inert and (req.family or (req.compound_class not in (None, "fluoride", "oxide"))):
+        return (f"{', '.join(heavy_inert)} form only a few molecular fluorides and oxides, no "
+                f"{req.family or req.compound_class}")
+    if req.family in INTERMETALLIC_FAMILIES and req.compound_class not in (None, "intermetallic"):
+        return f"a {req.family} compound is an intermetallic: it is not a {req.compound_class}"
+    needed = FAMILY_MIN_ELEMENTS.get(req.family or "", 2 if req.family or req.compound_class else 1)
+    if req.n_elements is not None:
+        if req.n_elements < needed:
+            return f"a {req.family or req.compound_class} holds at least {needed} elements, not {req.n_elements}"
+        required = set(req.include) | ({req.anion} if req.anion else set())
+        if len(required) > req.n_elements:
+            return (f"contradictory request: {len(required)} required elements ({', '.join(sorted(required))}) in "
+                    f"a {req.n_elements}-element compound")
+    if req.only is not None:
+        ionic = req.compound_class not in (None, "intermetallic") or (
+            req.family is not None and req.family not in INTERMETALLIC_FAMILIES)
+        cations = [el for el in req.only if el not in ("O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I", "H")
+                   and el not in NOBLE_GASES]
+        if ionic and not cations:
+            return f"an ionic compound needs a cation, but the request allows only {', '.join(req.only)}"
+    return None
+
+
+def _article(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
+def parse_request(text: str) -> MaterialsRequest:
+    """The offline reading (see read_request); kept as the name the rest of the code uses."""
+    return read_request(text)

@@ -1,0 +1,78 @@
+"""How well the language level reads requests: constraint-extraction accuracy per field (include, exclude, family,
+compound class, formulas, element count, application, decline) on the request suite, judged by
+benchmarks/request_judge.py (written apart from the reader), plus the validity of the top offline proposal.
+
+The suite is split before building: develop on `--split dev`; run `--split heldout` only to report.
+A decline counts when the reader declines or the offline proposer finds no formula for the reading.
+
+Run: .venv/bin/python benchmarks/reader_quality.py [--split dev|heldout|all] [--show-misses] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from request_judge import FIELDS, composition_valid, load_suite, score_reading, summarise  # noqa: E402
+
+
+def offline_reading(text: str) -> tuple[dict, list[str]]:
+    """The offline reader's fields as the judge reads them, and the offline proposer's formulas."""
+    from tools.errors import ToolInputError
+    from tools.proposer import propose_formulas_offline
+    from tools.request import read_request
+
+    try:
+        req = read_request(text)
+    except ToolInputError as exc:
+        return {"decline": str(exc)}, []
+    reading = req.constraints()
+    formulas: list[str] = []
+    if not req.decline:
+        formulas = [p.formula for p in propose_formulas_offline(req, 5)]
+        if not formulas:
+            reading["decline"] = "no formula fits"
+    return reading, formulas
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--split", default="dev", choices=["dev", "heldout", "all"])
+    parser.add_argument("--show-misses", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    cases = load_suite(None if args.split == "all" else args.split)
+    rows, start = [], time.time()
+    for case in cases:
+        reading, formulas = offline_reading(case["request"])
+        scores = score_reading(reading, case)
+        if not case.get("decline"):
+            ok, reasons = composition_valid(formulas[0], case) if formulas else (False, ["no proposal"])
+            scores["top1_proposal_valid"] = ok
+        rows.append({"id": case["id"], "scores": scores, "reading": reading, "top": formulas[:3],
+                     "reasons": [] if case.get("decline") else reasons})
+        if args.show_misses and not all(scores.values()):
+            wrong = [f for f, v in scores.items() if not v]
+            print(f"{case['id']} {case['request']!r}\n   wrong: {wrong}  top: {formulas[:3]}")
+            for f in wrong:
+                if f in FIELDS:
+                    print(f"   {f}: got {reading.get(f)!r} want {case.get(f)!r} also {case.get('also_ok', {}).get(f)}")
+            if rows[-1]["reasons"]:
+                print(f"   proposal: {rows[-1]['reasons']}")
+    summary = summarise(rows)
+    print(f"reader: offline, split {args.split}, {summary['n']} requests, {time.time() - start:.1f} s")
+    for key, value in summary.items():
+        if key != "n":
+            print(f"  {key:22s} {value:.3f}")
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

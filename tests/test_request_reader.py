@@ -1,0 +1,176 @@
+"""The offline request reader and the proposer on the failure classes an outside review found: negation in its
+many forms, compound classes, ambiguous element symbols, formulas typed in the request, requests chemistry rules
+out, and family knowledge (A3B5O12 garnets, polyanion olivines). Wordings here are our own, not the suite's."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pymatgen.core import Composition
+
+from tests.fake_openai import FakeOpenAI
+from tools.language import charge_balanced
+from tools.lexicon import ELEMENT_GROUPS
+from tools.proposer import propose_formulas_offline
+from tools.registry import ToolContext, get_tool
+from tools.request import read_request
+
+
+@pytest.mark.parametrize(
+    "text,excluded,required",
+    [
+        ("a Pb-free perovskite for photovoltaics", {"Pb"}, set()),
+        ("an oxygen-free semiconductor with Ga and As", {"O"}, {"Ga", "As"}),
+        ("a spinel ferrite, no nickel please", {"Ni"}, {"Fe"}),
+        ("a layered cathode without Co or Mn but with Ni", {"Co", "Mn"}, {"Ni"}),
+        ("a rock salt oxide that does not contain magnesium", {"Mg"}, set()),
+        ("a garnet free of rare earths", set(ELEMENT_GROUPS["rare earth"]), set()),
+        ("a thermoelectric avoiding toxic Pb and Te", {"Pb", "Te"}, set()),
+        ("an olivine excluding iron, with Mn", {"Fe"}, {"Mn"}),
+        ("a cadmium free chalcogenide absorber with Zn", {"Cd"}, {"Zn"}),
+    ],
+)
+def test_negation_in_its_common_forms_excludes(text, excluded, required):
+    req = read_request(text)
+    assert excluded <= set(req.exclude), req.constraints()
+    assert required <= set(req.include), req.constraints()
+    assert not set(req.include) & excluded and req.decline is None
+
+
+@pytest.mark.parametrize(
+    "text,cls,anions,implied",
+    [
+        ("a halide perovskite with Cs", "halide", {"F", "Cl", "Br", "I"}, {"Cs"}),
+        ("a chalcogenide with Cu and Sn", "chalcogenide", {"S", "Se", "Te"}, {"Cu", "Sn"}),
+        ("a barium titanate ferroelectric", "oxide", {"O"}, {"Ba", "Ti"}),
+        ("a lithium phosphate olivine", "phosphate", {"O"}, {"Li"}),
+        ("a thiospinel with Co", "sulfide", {"S"}, {"Co"}),
+        ("an oxyfluoride perovskite", "oxyfluoride", {"O", "F"}, set()),
+        ("a pnictide semiconductor with In", "pnictide", {"N", "P", "As", "Sb"}, {"In"}),
+    ],
+)
+def test_compound_classes_are_read(text, cls, anions, implied):
+    req = read_request(text)
+    assert req.compound_class == cls and set(req.anions) == anions, req.constraints()
+    assert implied <= set(req.include), req.constraints()
+    assert req.polyanion == ("P" if cls == "phosphate" else None)
+
+
+@pytest.mark.parametrize(
+    "text,present,absent",
+    [
+        ("a zincblende compound with Ga and In", {"Ga", "In"}, set()),
+        ("In a wurtzite, I want Zn and O", {"Zn", "O"}, {"In", "I"}),
+        ("As a solar absorber: a halide perovskite with I and Sn", {"I", "Sn"}, {"As"}),
+        ("an arsenide with Ga, As and In", {"Ga", "As", "In"}, set()),
+        ("a spinel where Mn sits on the B site", {"Mn"}, {"B"}),
+    ],
+)
+def test_element_symbols_that_are_english_words_read_in_context(text, present, absent):
+    req = read_request(text)
+    assert present <= set(req.include), req.constraints()
+    assert not absent & set(req.include), req.constraints()
+
+
+@pytest.mark.parametrize(
+    "text,family",
+    [
+        ("a halite-type oxide", "rock salt"),
+        ("a forsterite-type silicate", "olivine"),
+        ("a compound with the MgAl2O4-type structure and Zn", "spinel"),
+        ("YAG-like scintillator with Lu", "garnet"),
+        ("an L2_1 Heusler alloy with Co", "heusler"),
+        ("a sphalerite phosphide", "zincblende"),
+        ("a compound built of corner-sharing octahedra around a large cation, with Sr", "perovskite"),
+    ],
+)
+def test_family_synonyms_minerals_and_prototype_formulas(text, family):
+    assert read_request(text).family == family
+
+
+def test_a_formula_typed_in_the_request_comes_first(workspace):
+    req = read_request("anything similar to LiMnPO4, for a cathode")
+    assert req.formulas == ["LiMnPO4"] and req.family == "olivine" and req.application == "battery cathode"
+    proposals = propose_formulas_offline(req, 4)
+    assert proposals[0].formula == "LiMnPO4"
+    assert all(p.family == "olivine" and charge_balanced(Composition(p.formula)) for p in proposals)
+
+
+@pytest.mark.parametrize(
+    "text,why",
+    [
+        ("a stable crystal of argon and krypton", "noble gas"),
+        ("a neon perovskite", "no stable solid"),
+        ("a sulfide with no sulfur", "contradictory"),
+        ("a binary double perovskite", "at least 4"),
+        ("a Heusler oxide with Co and Mn", "intermetallic"),
+        ("a rock salt chloride of only chlorine and oxygen", "needs a cation"),
+    ],
+)
+def test_requests_chemistry_rules_out_are_declined(text, why):
+    req = read_request(text)
+    assert req.decline and why.split()[0] in req.decline, req.constraints()
+
+
+def test_impossible_charge_balance_is_declined_with_the_reason(workspace):
+    out = get_tool("propose_formulas").run(
+        {"request": "a pyrochlore oxide made of only alkali metals", "use_llm": False}, ToolContext()
+    )
+    assert out.proposals == [] and "charge-balanced" in (out.declined or "")
+
+
+def test_excluded_elements_never_come_back_from_the_proposer():
+    for text in ("a cobalt-free layered oxide", "a perovskite without Sr, Ba or Ca", "a lead-free halide perovskite"):
+        req = read_request(text)
+        proposals = propose_formulas_offline(req, 8)
+        assert proposals, text
+        for p in proposals:
+            assert not {el.symbol for el in Composition(p.formula).elements} & set(req.exclude), (text, p.formula)
+
+
+def test_garnets_with_one_element_on_two_sites_and_polyanion_olivines():
+    garnets = [p.formula for p in propose_formulas_offline(read_request("a garnet with Y and Al"), 8)]
+    assert any(Composition(f).reduced_formula == "Y3Al5O12" for f in garnets), garnets
+    olivines = propose_formulas_offline(read_request("an olivine phosphate with Li and Fe"), 4)
+    assert Composition(olivines[0].formula).reduced_formula == "LiFePO4"
+    assert olivines[0].sites["C"] == "P5+"
+
+
+def test_an_llm_reading_is_used_and_not_vetoed_by_the_offline_reader(workspace, monkeypatch):
+    """The LLM reads 'In' in a sentence the offline rules would also take, but here the offline reader would
+    require In (from 'In-doped') while the LLM reads a dopant as optional; the LLM's valid reading wins, and the
+    output says which reader was used."""
+    reading = {"include": ["Zn", "O"], "exclude": [], "family": "wurtzite", "compound_class": "oxide",
+               "formulas": [], "n_elements": None, "goal": "stable", "application": "transparent conductor",
+               "decline": None}
+    reply = json.dumps({"reading": reading, "proposals": [
+        {"formula": "ZnO", "family": "wurtzite", "reason": "the host of In-doped ZnO"},
+        {"formula": "ZnS", "family": "wurtzite", "reason": "not an oxide: must be dropped"}]})
+    with FakeOpenAI(lambda messages: {"content": reply}) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        from tools.settings import get_settings
+
+        get_settings.cache_clear()
+        out = get_tool("propose_formulas").run(
+            {"request": "a wurtzite transparent conductor, In-doped ZnO host"}, ToolContext()
+        )
+        get_settings.cache_clear()
+        assert "json_object" in json.dumps(server.requests[0])
+    assert out.reader == "llm" and out.proposer == "llm"
+    assert [p.formula for p in out.proposals] == ["ZnO"]
+    assert out.constraints["application"] == "transparent conductor"
+
+
+def test_an_invalid_llm_reading_falls_back_to_the_offline_reading(workspace, monkeypatch):
+    reply = json.dumps({"reading": {"include": ["Xx"], "family": "perovskite"},
+                        "proposals": [{"formula": "SrTiO3", "family": "perovskite", "reason": "classic"}]})
+    with FakeOpenAI(lambda messages: {"content": reply}) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        from tools.settings import get_settings
+
+        get_settings.cache_clear()
+        out = get_tool("propose_formulas").run({"request": "a perovskite with Sr and Ti"}, ToolContext())
+        get_settings.cache_clear()
+    assert out.reader == "offline" and "invalid" in (out.note or "")
+    assert [p.formula for p in out.proposals] == ["SrTiO3"]
