@@ -237,10 +237,18 @@ def family_of_formula(formula: str) -> str | None:
     reduced = _reduced(formula)
     if reduced is None:
         return None
-    if reduced in FORMULA_FAMILIES:
-        return FORMULA_FAMILIES[reduced]
+    known = {(_reduced(f) or f): fam for f, fam in FORMULA_FAMILIES.items()}
+    if reduced in known:
+        return known[reduced]
     amounts = sorted(Composition(reduced).get_el_amt_dict().values())
     fits = [fam for fam, (_, ratio) in RATIOS.items() if sorted(ratio) == amounts and "orthorhombic" not in fam]
+    if len(fits) > 1:  # ABX2: layered oxide for an oxide, chalcopyrite for a chalcogenide
+        from tools.proposer import FAMILIES
+
+        elements = set(Composition(reduced).get_el_amt_dict())
+        anionic = elements & {"O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I"}
+        fits = [f for f in fits if f in FAMILIES and (FAMILIES[f].default_anion in elements if FAMILIES[f].ionic
+                                                      else not anionic)]
     return fits[0] if len(fits) == 1 else None
 
 
