@@ -4,6 +4,7 @@ an under-spent budget says why, and every delivered CIF recomputes to its report
 
 from __future__ import annotations
 
+import pytest
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
@@ -68,3 +69,81 @@ def test_an_intermetallic_hull_has_the_binary_intermetallics(tmp_path):
     full = again.e_above_hull(heusler.structure.composition, heusler.energy)
     assert thin < -0.03 and full > 0.0
 
+
+ZNO = {"request": "a wurtzite oxide with Zn", "budget": 3, "n_formulas": 1, "seed": 0, "use_llm": False}
+
+
+def test_search_reads_e_hull_against_the_final_hull_and_delivers_what_it_reports(workspace):
+    """The first ZnO evaluated (the wurtzite prototype) reads below the rock-salt-only hull at evaluation; against
+    the final hull nothing reads below 0, polymorphs read relative to the best, the stored records carry the final
+    value, the ranking keeps its tiers, and every delivered CIF recomputes to its reported energy."""
+    from tools.registry import ToolContext, get_tool
+    from tools.search import verify_delivery
+
+    ctx = ToolContext()
+    out = get_tool("hierarchical_search").run(ZNO, ctx)
+    assert out.evaluations == 3 and len(out.ranked) == 3
+    first = next(c for c in out.ranked if c.generator == "prototype")
+    assert first.e_hull_at_evaluation_eV < -0.05  # what the search used to report
+    assert all(c.e_above_hull_eV >= -1e-4 for c in out.ranked) and not any(c.e_hull_suspect for c in out.ranked)
+    assert min(c.e_above_hull_eV for c in out.ranked) < 1e-3  # the best ZnO is on the final hull
+    for a in out.ranked:
+        assert ctx.store.get(a.id).properties["e_above_hull_eV"] == pytest.approx(a.e_above_hull_eV, abs=1e-4)
+        for b in out.ranked:  # same composition, same hull: E_hull differences are energy differences
+            assert a.e_above_hull_eV - b.e_above_hull_eV == pytest.approx(
+                a.energy_per_atom_eV - b.energy_per_atom_eV, abs=3e-4
+            )
+    tiers = [(not c.has_required_elements, not c.family_match, not c.converged) for c in out.ranked]
+    assert tiers == sorted(tiers)
+    for a, b in zip(out.ranked, out.ranked[1:], strict=False):  # within a tier the higher polymorph ranks after
+        if tiers[a.rank - 1] == tiers[b.rank - 1]:
+            assert a.e_above_hull_eV <= b.e_above_hull_eV
+    assert out.hull_references["O-Zn"][:2] == ["O", "Zn"] and out.note == ("; ".join(out.notes) or None)
+    report = (workspace / out.report_uri.removeprefix("artifact://")).read_text()
+    assert "hull references considered for O-Zn" in report and "E_hull at evaluation" in report
+    checks = verify_delivery(out, ctx)
+    assert len(checks) == 3 and all(c.ok for c in checks), checks
+
+
+def test_a_wrong_family_or_composition_never_outranks_a_match():
+    from tools.search import Candidate, _rank
+
+    def cand(cid: str, e_hull: float, family: bool, elements: bool = True, converged: bool = True) -> Candidate:
+        return Candidate(rank=0, id=cid, uri="", formula="ZnO", family="wurtzite", generator="diffusion",
+                         spacegroup="P1", energy_per_atom_eV=-4.0, formation_energy_per_atom_eV=-1.0,
+                         e_above_hull_eV=e_hull, family_match=family, has_required_elements=elements,
+                         score=-e_hull, reused=False, parent_id=None, converged=converged)
+
+    pool = [cand("wrong-family", -0.4, False), cand("match-high", 0.2, True), cand("match-low", 0.0, True),
+            cand("no-elements", -0.9, True, elements=False), cand("unconverged", -0.1, True, converged=False)]
+    assert [c.id for c in _rank(pool, family_required=True)] == [
+        "match-low", "match-high", "unconverged", "wrong-family", "no-elements"]
+    assert [c.id for c in _rank(pool)][:2] == ["wrong-family", "match-low"]  # no family asked: E_hull decides
+
+
+def test_an_under_spent_budget_says_why_and_a_refusal_stops_one_formula_only(workspace, monkeypatch):
+    """Diffusion refusing the first formula must not stop sampling for the others; when every formula is exhausted
+    before the budget is spent, the output and the report say why."""
+    import tools.search as search
+    from tools.errors import ToolInputError
+    from tools.registry import ToolContext, get_tool
+
+    calls: list[str] = []
+
+    def fake_draw(node, inp, ctx):  # noqa: ANN001, ANN202
+        calls.append(node.proposal.formula)
+        node.diffusion_draws += 1
+        if node.order == 0:
+            raise ToolInputError("too many atoms for the diffusion model")
+        return []
+
+    monkeypatch.setattr(search, "_draw_diffusion", fake_draw)
+    args = {"request": "a rock salt oxide", "budget": 4, "n_formulas": 2, "seed": 1, "use_llm": False}
+    out = get_tool("hierarchical_search").run(args, ToolContext())
+    assert len(out.tree) == 2 and out.evaluations == 2  # the two prototypes, nothing else to relax
+    refused, other = (n.formula for n in out.tree)
+    assert calls.count(refused) == 1 and calls.count(other) > 1  # the refusal disabled diffusion for one only
+    budget = next(n for n in out.notes if n.startswith("budget under-spent"))
+    assert "2 of 4 relaxations" in budget and "every formula exhausted" in budget and "diffusion refused" in budget
+    assert any(n.startswith(f"diffusion refused {refused}: too many atoms") for n in out.notes)
+    assert "budget under-spent" in (workspace / out.report_uri.removeprefix("artifact://")).read_text()

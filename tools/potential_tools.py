@@ -4,16 +4,17 @@ hull, density, symmetry) for a batch, with the universal potentials or our own c
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from pymatgen.analysis.phase_diagram import PDEntry
+from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Structure
 
 from memory.store import symmetry_of
 from tools.common import StructureSummary
 from tools.errors import ToolInputError
-from tools.hull import LocalHull
+from tools.hull import LocalHull, missing_binaries
 from tools.potentials import elemental_references, get_potential, relax, single_point
 from tools.registry import ToolContext, tool
 from tools.structures import StructureRef, resolve_structure
@@ -104,6 +105,46 @@ def memory_entries(composition: Composition, potential: str, ctx: ToolContext) -
     return out
 
 
+@dataclass
+class SystemHull:
+    """The hull of one chemical system with one potential, as it stands now: references (elements, binary
+    compounds) and every relaxed structure memory holds for the system with that potential, plus any extra entries."""
+
+    elements: list[str]
+    diagram: PhaseDiagram
+    references: list[str]
+    n_memory: int
+    missing_binaries: list[str]
+
+    def e_above_hull(self, composition: Composition, energy: float) -> float:
+        """Energy above this hull (eV/atom); >= 0 up to round-off for an entry that is part of it."""
+        target = PDEntry(composition, energy, name="candidate")
+        return float(self.diagram.get_decomp_and_e_above_hull(target, allow_negative=True)[1])
+
+
+def system_hull(
+    elements: list[str], potential: str, ctx: ToolContext, extra: list[PDEntry] | None = None
+) -> SystemHull:
+    """The current hull of a chemical system: references + memory's relaxed structures (+ extra entries)."""
+    elements = sorted(set(elements))
+    refs = LocalHull(elemental_references(potential, ctx.settings), ctx.workspace / "references")
+    reference_entries = refs.reference_entries(elements)
+    memory = memory_entries(Composition({el: 1 for el in elements}), potential, ctx)
+    entries = reference_entries + memory + list(extra or [])
+    return SystemHull(
+        elements=elements,
+        diagram=PhaseDiagram(entries),
+        references=[str(e.name) for e in reference_entries],
+        n_memory=len(memory),
+        missing_binaries=missing_binaries(elements, entries),
+    )
+
+
+def reference_compound_keys(potential: str, ctx: ToolContext) -> set[str]:
+    """The reference compounds relaxed so far for a potential in this workspace (shipped + cached)."""
+    return set(LocalHull(elemental_references(potential, ctx.settings), ctx.workspace / "references").compounds)
+
+
 @tool(cost="minutes", estimate=lambda inp: 0.05 * inp.max_steps)
 def relax_structure(inp: RelaxInput, ctx: ToolContext) -> RelaxOutput:
     """Relax a crystal structure (positions and, by default, the cell) with an interatomic potential, then report
@@ -189,9 +230,10 @@ def predict_properties(inp: PredictInput, ctx: ToolContext) -> PredictOutput:
         ctx.progress(i, len(inp.structures), f"structure {i + 1}/{len(inp.structures)}")
         try:
             structure = resolve_structure(ref, ctx.store, ctx.settings.max_atoms)
+            converged = None
             if inp.relax:
                 res = relax(structure, calc, potential)
-                structure, energy = res.structure, res.energy
+                structure, energy, converged = res.structure, res.energy, res.converged
             else:
                 energy = single_point(structure, calc, potential)
             props = compute_properties(structure, energy, potential, ctx, hull=inp.hull)
@@ -209,7 +251,7 @@ def predict_properties(inp: PredictInput, ctx: ToolContext) -> PredictOutput:
                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 },
                 energy=energy,
-                properties={**props.model_dump(), "relaxed": True},
+                properties={**props.model_dump(), "relaxed": True, "converged": converged},
                 tags=["relaxed"],
             )
             summary = StructureSummary.from_record(ctx.store.get(stored.id))

@@ -1,7 +1,14 @@
 """The hierarchical search (GenMS-style): request -> formulas (language level) -> structures (diffusion model and
 family prototypes) -> relaxed energies and stability (potential), as a best-first tree search under a budget of
 structure evaluations. Memory is the transposition table: a structure equivalent to one already relaxed with the
-same potential is reused, not evaluated again. Writes a Markdown + JSON report, CIFs and a plot."""
+same potential is reused, not evaluated again. Writes a Markdown + JSON report, CIFs and a plot.
+
+The numbers it delivers: after the tree search every candidate's E_hull is recomputed against the FINAL hull of its
+chemical system (references + every relaxed structure memory holds for that system with that potential, the
+candidates included), so E_hull >= 0 up to round-off and polymorphs read relative to the best; the stored records'
+e_above_hull_eV is updated to it. Ranking is by tiers, then E_hull: required elements first, then (when the request
+names a family) family matches, then converged relaxations before unconverged ones, then E_hull ascending. Each
+delivered CIF is the relaxed structure whose energy is reported (`verify_delivery` recomputes it)."""
 
 from __future__ import annotations
 
@@ -10,8 +17,10 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydantic import BaseModel, Field
+from pymatgen.analysis.phase_diagram import PDEntry
 from pymatgen.core import Composition, Structure
 
 from memory.store import symmetry_of
@@ -21,13 +30,15 @@ from tools.executor import get_executor
 from tools.executor_tasks import relax_payload, relax_task
 from tools.family_match import matches_family
 from tools.language import Proposal, propose
-from tools.potential_tools import compute_properties
+from tools.potential_tools import compute_properties, reference_compound_keys, system_hull
+from tools.potentials import get_potential, single_point
 from tools.registry import ToolContext, get_tool, tool
 from tools.request import parse_request
 from tools.structures import structure_to_cif
 
-FAMILY_BONUS = 0.05  # eV/atom-equivalent credit for matching the requested family
-UNVISITED_PRIORITY = 10.0  # above any reachable score (scores are -E_hull + bonus, a few eV at most)
+FAMILY_BONUS = 0.05  # eV/atom credit for a family match in the tree search's node priority only (not the ranking)
+UNVISITED_PRIORITY = 10.0  # above any reachable priority (-E_hull + bonus, a few eV at most)
+SUSPECT_E_HULL = -0.05  # eV/atom: an E_hull this far below the final hull is flagged (it should be >= 0)
 EXPLORATION = 0.03  # eV/atom-equivalent bonus for formulas tried fewer times (UCB-style)
 RELAX_FMAX, RELAX_STEPS = 0.1, 120
 ROUND_SIZE = 2  # structures relaxed per round (fixed, so results do not depend on the executor)
@@ -55,12 +66,23 @@ class Candidate(BaseModel):
     spacegroup: str
     energy_per_atom_eV: float
     formation_energy_per_atom_eV: float
-    e_above_hull_eV: float | None
+    e_above_hull_eV: float | None = Field(
+        description="Energy above the final hull of its chemical system (references + every relaxed structure of the "
+        "system in memory with this potential, this one included), eV/atom"
+    )
     family_match: bool
     has_required_elements: bool
-    score: float = Field(description="Higher is better: -E_hull plus the family-match credit")
+    score: float = Field(description="Higher is better: -E_hull (the ranking puts required elements, family match "
+                         "and convergence first; see rank)")
     reused: bool = Field(description="True when memory already held this structure relaxed (not re-evaluated)")
     parent_id: str | None
+    converged: bool = Field(default=True, description="The relaxation met its force threshold (fmax) in its steps")
+    e_hull_at_evaluation_eV: float | None = Field(
+        default=None, description="E_hull against the hull known when it was evaluated (the search's working value)"
+    )
+    e_hull_suspect: bool = Field(
+        default=False, description="E_hull still below -0.05 eV/atom against the final hull: do not trust it"
+    )
 
 
 class TreeNode(BaseModel):
@@ -71,6 +93,7 @@ class TreeNode(BaseModel):
     evaluations: int
     best_score: float | None
     children: list[str]
+    status: str = Field(default="", description="What the search did with this formula and why it stopped")
 
 
 class SearchOutput(BaseModel):
@@ -93,6 +116,11 @@ class SearchOutput(BaseModel):
     report_uri: str
     report_json_uri: str
     plot_uri: str | None
+    notes: list[str] = Field(default_factory=list, description="Every note of the search (`note` joins them)")
+    hull_references: dict[str, list[str]] = Field(
+        default_factory=dict, description="Per chemical system: the reference phases of its final hull"
+    )
+    reference_relaxations: int = Field(default=0, description="Hull reference compounds this search relaxed")
 
 
 @dataclass
@@ -107,7 +135,11 @@ class FormulaNode:
     pending: int = 0  # structures of this formula in the batch being relaxed (count as visits)
     children: list[str] = field(default_factory=list)
     diffusion_draws: int = 0
+    drawn: int = 0  # valid diffusion structures drawn
     exhausted: bool = False
+    stop_reason: str = ""  # why the formula has nothing left (set when exhausted)
+    had_prototype: bool = False
+    seen: set[str] = field(default_factory=set)  # memory ids of the structures queued so far
 
     def priority(self, total: int) -> float:
         """UCB-style: best score so far plus an exploration bonus; a formula not yet evaluated comes first (in the
@@ -192,8 +224,11 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
     Mn'. The language level proposes formulas; for each, the diffusion model samples crystal structures (and the
     family prototype is tried); every structure is relaxed with the potential and scored by energy above the local
     convex hull and by whether it matches the requested family. A best-first tree search spends the budget (number
-    of relaxations) on the most promising formulas. Results are ranked, stored in memory with their parents, and
-    written as a report (Markdown + JSON), CIFs and a plot. Run it as a job for budgets above a few structures."""
+    of relaxations) on the most promising formulas. At the end every E_hull is recomputed against the final hull
+    (so it reads >= 0; polymorphs relative to the best), and results are ranked: required elements, then the
+    requested family, then converged relaxations, then E_hull. They are stored in memory with their parents and
+    written as a report (Markdown + JSON), CIFs and a plot; `notes` says what was skipped or under-spent and why.
+    Run it as a job for budgets above a few structures."""
     start = time.time()
     potential = inp.potential or ctx.settings.potential
     req = parse_request(inp.request)
@@ -213,13 +248,48 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
                 tags=["generated"],
             )
             node.queue.append(("prototype", proto, stored.id))
+            node.had_prototype = True
+            node.seen.add(stored.id)
 
+    references_before = reference_compound_keys(potential, ctx)
     candidates: list[Candidate] = []
-    state = {"evaluations": 0, "reused": 0, "note": None}
+    energies: dict[str, float] = {}  # candidate id -> total energy (eV) of that stored relaxed structure
+    state = {"evaluations": 0, "reused": 0}
+    notes: list[str] = [proposed.note] if proposed.note else []
+    diffusion_down: list[str] = []  # the model itself is unavailable: no formula gets diffusion samples
     required = set(req.include)
     executor = get_executor(ctx.settings)
+    max_draws = math.ceil(inp.budget / inp.samples_per_formula) + 2  # per formula: enough to spend the budget
+    max_steps = 4 * inp.budget + len(nodes) * (max_draws * inp.samples_per_formula + 2)
     heap = [(-n.priority(0), n.order) for n in nodes]
     heapq.heapify(heap)
+
+    def refill(node: FormulaNode) -> None:
+        """Draw diffusion samples for a formula whose queue is empty; mark it exhausted when none can come."""
+        if diffusion_down:
+            node.exhausted, node.stop_reason = True, "diffusion model unavailable"
+            return
+        if node.diffusion_draws >= max_draws:
+            node.exhausted, node.stop_reason = True, f"no diffusion draws left (limit {max_draws} per formula)"
+            return
+        try:
+            items = _draw_diffusion(node, inp, ctx)
+        except ToolInputError as exc:  # this formula only: the next formula may still be sampled
+            node.exhausted, node.stop_reason = True, f"diffusion refused it ({exc})"
+            notes.append(f"diffusion refused {node.proposal.formula}: {exc}")
+            return
+        except ToolRuntimeError as exc:
+            diffusion_down.append(str(exc))
+            notes.append(f"diffusion model unavailable ({exc}); prototypes only")
+            node.exhausted, node.stop_reason = True, "diffusion model unavailable"
+            return
+        fresh = []
+        for item in items:  # two samples that memory holds as one record are one structure to relax
+            if item[2] not in node.seen:
+                node.seen.add(item[2])
+                fresh.append(item)
+        node.drawn += len(fresh)
+        node.queue.extend(fresh)
 
     def record_candidate(
         node: FormulaNode,
@@ -229,13 +299,15 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
         stored_id: str,
         props: dict,
         was_reused: bool,
+        converged: bool,
     ) -> None:
         """Score a relaxed node, attach it to its formula, and keep it for ranking."""
         e_hull, formation = props.get("e_above_hull_eV"), props["formation_energy_per_atom_eV"]
         family_ok = matches_family(relaxed, node.proposal.family) if node.proposal.family else False
-        score = -(e_hull if e_hull is not None else formation) + (FAMILY_BONUS if family_ok else 0.0)
-        node.scores.append(score)
+        score = -(e_hull if e_hull is not None else formation)
+        node.scores.append(score + (FAMILY_BONUS if family_ok else 0.0))  # the tree search's priority signal
         node.children.append(stored_id)
+        energies[stored_id] = float(props["energy_eV"])
         candidates.append(
             Candidate(
                 rank=0,
@@ -253,34 +325,33 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
                 score=round(score, 4),
                 reused=was_reused,
                 parent_id=parent,
+                converged=converged,
+                e_hull_at_evaluation_eV=None if e_hull is None else round(e_hull, 4),
             )
         )
 
     steps = 0
-    while state["evaluations"] < inp.budget and heap and steps < 4 * inp.budget + len(nodes):
+    while state["evaluations"] < inp.budget and heap and steps < max_steps:
         # One round: take the best nodes' next structures (reused ones cost nothing), relax the rest as a batch.
         batch: list[tuple[FormulaNode, str, Structure, str | None]] = []
-        while heap and len(batch) < min(ROUND_SIZE, inp.budget - state["evaluations"]):
+        while heap and len(batch) < min(ROUND_SIZE, inp.budget - state["evaluations"]) and steps < max_steps:
             steps += 1  # bounds the loop even when every structure drawn is already in memory
-            if steps > 4 * inp.budget + len(nodes):
-                break
             _, order = heapq.heappop(heap)
             node = nodes[order]
-            if not node.queue and state["note"] is None:
-                try:
-                    node.queue.extend(_draw_diffusion(node, inp, ctx))
-                except ToolInputError as exc:
-                    node.exhausted = True
-                    state["note"] = f"diffusion skipped {node.proposal.formula}: {exc}"
-                except ToolRuntimeError as exc:
-                    state["note"] = f"diffusion model unavailable ({exc}); prototypes only"
             if not node.queue:
-                continue  # nothing left to evaluate for this formula
+                refill(node)
+            if not node.queue:
+                if not node.exhausted:  # a draw without a valid structure: draw again later (max_draws bounds it)
+                    heapq.heappush(heap, (-node.priority(state["evaluations"] + len(batch)), node.order))
+                continue  # exhausted (refill said why): the other formulas go on
             generator, structure, parent = node.queue.pop(0)
             record = _reusable(structure, parent, potential, ctx)
             if record is not None:
                 state["reused"] += 1
-                record_candidate(node, generator, parent, record.structure, record.id, record.properties, True)
+                converged = bool(record.properties.get("converged", False))
+                record_candidate(
+                    node, generator, parent, record.structure, record.id, record.properties, True, converged
+                )
             else:
                 batch.append((node, generator, structure, parent))
                 node.pending += 1
@@ -310,12 +381,28 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
                 description=f"candidate for request: {inp.request}",
             )
             state["evaluations"] += 1
-            record_candidate(node, generator, parent, relaxed, stored.id, prop_model.model_dump(), False)
+            record_candidate(
+                node, generator, parent, relaxed, stored.id, prop_model.model_dump(), False, bool(result["converged"])
+            )
             heapq.heappush(heap, (-node.priority(state["evaluations"]), node.order))
         heap = _dedup_heap(heap)
-    evaluations, reused, diffusion_note = state["evaluations"], state["reused"], state["note"]
-    ranked = _rank(candidates)
-    ctx.progress(inp.budget, inp.budget, "writing report")
+    evaluations, reused = state["evaluations"], state["reused"]
+    ctx.progress(inp.budget, inp.budget, "final hull and report")
+    final, hull_references, hull_notes = _final_hull(candidates, energies, potential, search_id, ctx)
+    ranked = _rank(final, family_required=bool(getattr(req, "family", None)))
+    notes += hull_notes
+    relaxed_refs = len(reference_compound_keys(potential, ctx) - references_before)
+    if relaxed_refs:
+        notes.append(
+            f"hull references: {relaxed_refs} reference compounds relaxed by this search with {potential} (cached "
+            "for later searches; at most 6 per metal pair of an anion-free system and 1-2 per metal-anion pair)"
+        )
+    notes += _quality_notes(ranked)
+    for node in nodes:
+        node.stop_reason = node.stop_reason or _open_reason(node)
+    if evaluations < inp.budget:
+        notes.append(_budget_note(evaluations, reused, inp, nodes, steps >= max_steps))
+    best_by_id = {c.id: c.score for c in ranked}
     tree = [
         TreeNode(
             formula=n.proposal.formula,
@@ -323,17 +410,17 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
             reason=n.proposal.reason,
             source=n.proposal.source,
             evaluations=len(n.scores),
-            best_score=max(n.scores) if n.scores else None,
+            best_score=max((best_by_id[i] for i in n.children if i in best_by_id), default=None),
             children=n.children,
+            status=_node_status(n),
         )
         for n in nodes
     ]
-    note = "; ".join(x for x in (proposed.note, diffusion_note) if x) or None
     output = SearchOutput(
         request=req.text,
         constraints=proposed.constraints,
         proposer=proposed.proposer,
-        note=note,
+        note="; ".join(notes) or None,
         potential=potential,
         evaluations=evaluations,
         reused=reused,
@@ -345,8 +432,94 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
         report_uri="",
         report_json_uri="",
         plot_uri=None,
+        notes=notes,
+        hull_references=hull_references,
+        reference_relaxations=relaxed_refs,
     )
     return _write_report(output, ranked, ctx)
+
+
+def _final_hull(
+    candidates: list[Candidate], energies: dict[str, float], potential: str, search_id: str, ctx: ToolContext
+) -> tuple[list[Candidate], dict[str, list[str]], list[str]]:
+    """Every candidate's E_hull against the final hull of its chemical system (references + every relaxed
+    structure memory holds for it with this potential + the candidates themselves), written back to the stored
+    record (computed on that very structure); the hull's references per system, and notes on thin hulls."""
+    systems: dict[tuple[str, ...], list[Candidate]] = {}
+    for c in candidates:
+        systems.setdefault(tuple(sorted(el.symbol for el in Composition(c.formula).elements)), []).append(c)
+    updates: dict[str, dict[str, object]] = {}
+    references: dict[str, list[str]] = {}
+    notes: list[str] = []
+    for elements, members in sorted(systems.items()):
+        records = {c.id: ctx.store.get(c.id) for c in members}
+        records = {i: r for i, r in records.items() if r is not None}
+        extra = [PDEntry(r.structure.composition, energies[i], name=i) for i, r in records.items()]
+        hull = system_hull(list(elements), potential, ctx, extra)
+        name = "-".join(elements)
+        references[name] = hull.references
+        if hull.missing_binaries:
+            notes.append(
+                f"thin hull for {name}: no {', '.join(hull.missing_binaries)} compound among its references or in "
+                "memory, so E_hull may read too low"
+            )
+        for i, record in records.items():
+            value = hull.e_above_hull(record.structure.composition, energies[i])
+            value = 0.0 if -1e-6 < value < 0 else value
+            basis = (
+                f"final hull of {search_id}: {len(hull.references)} references, {hull.n_memory} relaxed structures "
+                "in memory"
+            )
+            ctx.store.update(i, properties={"e_above_hull_eV": round(value, 6), "e_above_hull_basis": basis})
+            updates[i] = {"e_above_hull_eV": round(value, 4), "score": round(-value, 4) + 0.0,
+                          "e_hull_suspect": value < SUSPECT_E_HULL}
+    final = [c.model_copy(update=updates[c.id]) if c.id in updates else c for c in candidates]
+    return final, references, notes
+
+
+def _quality_notes(ranked: list[Candidate]) -> list[str]:
+    """Flags on the delivered numbers: E_hull below the final hull, relaxations that did not converge."""
+    notes = []
+    suspect = [c for c in ranked if c.e_hull_suspect]
+    if suspect:
+        notes.append(
+            "E_hull below -0.05 eV/atom even against the final hull (distrust): "
+            + ", ".join(f"{c.id} ({c.formula}, {c.e_above_hull_eV})" for c in suspect)
+        )
+    unconverged = [c for c in ranked if not c.converged]
+    if unconverged:
+        notes.append(
+            f"{len(unconverged)} relaxation(s) did not converge (fmax {RELAX_FMAX} eV/A in {RELAX_STEPS} steps): "
+            f"{', '.join(c.id for c in unconverged)}; ranked after converged ones of their tier, their energy is an "
+            "upper bound of their local minimum's"
+        )
+    return notes
+
+
+def _open_reason(node: FormulaNode) -> str:
+    """Why a formula that was not exhausted stopped: the budget went elsewhere, or it still had work queued."""
+    if node.queue:
+        return f"{len(node.queue)} structure(s) still queued when the budget was spent"
+    return "not expanded further before the budget was spent"
+
+
+def _node_status(node: FormulaNode) -> str:
+    """One line: prototype, diffusion draws and why the formula stopped."""
+    parts = ["prototype tried" if node.had_prototype else "no prototype"]
+    if node.diffusion_draws:
+        parts.append(f"{node.diffusion_draws} diffusion draws ({node.drawn} new valid structures)")
+    parts.append(node.stop_reason)
+    return "; ".join(p for p in parts if p)
+
+
+def _budget_note(evaluations: int, reused: int, inp: SearchInput, nodes: list[FormulaNode], step_limit: bool) -> str:
+    """Why fewer relaxations than the budget were spent."""
+    why = "step limit reached" if step_limit else "every formula exhausted"
+    per_node = "; ".join(f"{n.proposal.formula}: {_node_status(n)}" for n in nodes) or "no formula proposed"
+    return (
+        f"budget under-spent: {evaluations} of {inp.budget} relaxations, {reused} structures reused from memory; "
+        f"{why} ({per_node})"
+    )
 
 
 def _provenance(
@@ -389,14 +562,59 @@ def _best_per_formula(ranked: list[Candidate]) -> list[Candidate]:
     return out
 
 
-def _rank(candidates: list[Candidate]) -> list[Candidate]:
-    """Unique structures by score, best first (deterministic tie-break on id)."""
+def _rank(candidates: list[Candidate], family_required: bool = False) -> list[Candidate]:
+    """Unique structures, best first, by tiers and then E_hull: required elements first; when the request names a
+    family, family matches before other families; converged relaxations before unconverged ones; then E_hull
+    ascending (E_form when there is no hull value) and the id as a deterministic tie-break. A family match or a
+    valid composition is a requirement, not a bonus that a wrong E_hull could outweigh."""
     best: dict[str, Candidate] = {}
     for c in candidates:
         if c.id not in best or c.score > best[c.id].score:
             best[c.id] = c
-    ordered = sorted(best.values(), key=lambda c: (-c.has_required_elements, -c.score, c.id))
+
+    def key(c: Candidate) -> tuple:
+        value = c.e_above_hull_eV if c.e_above_hull_eV is not None else c.formation_energy_per_atom_eV
+        return (not c.has_required_elements, family_required and not c.family_match, not c.converged, value, c.id)
+
+    ordered = sorted(best.values(), key=key)
     return [c.model_copy(update={"rank": i + 1}) for i, c in enumerate(ordered)]
+
+
+class DeliveryCheck(BaseModel):
+    id: str
+    cif: str = Field(description="The delivered CIF file (report cifs/ folder)")
+    energy_per_atom_eV: float = Field(description="The energy per atom the search reported for it")
+    recomputed_eV: float = Field(description="Single-point energy per atom of the delivered CIF, same potential")
+    ok: bool
+
+
+def verify_delivery(
+    output: SearchOutput, ctx: ToolContext, potential: str | None = None, tolerance: float = 0.005
+) -> list[DeliveryCheck]:
+    """Recompute the single-point energy of every delivered CIF (the report's cifs/ folder) with the search's
+    potential and compare it with the reported energy_per_atom_eV (ok within `tolerance` eV/atom): each delivered
+    CIF must be the relaxed structure whose energy is reported."""
+    potential = potential or output.potential
+    folder = ctx.workspace / Path(output.report_uri.removeprefix("artifact://")).parent
+    reported = json.loads((folder / "report.json").read_text())["all_candidates"]
+    by_id = {c["id"]: c for c in reported}
+    calc = get_potential(potential, ctx.settings)
+    checks = []
+    for path in sorted((folder / "cifs").glob("*.cif")):
+        cid = path.stem.rsplit("_", 1)[-1]
+        structure = Structure.from_str(path.read_text(), fmt="cif")
+        recomputed = single_point(structure, calc, potential) / len(structure)
+        reported_energy = float(by_id[cid]["energy_per_atom_eV"])
+        checks.append(
+            DeliveryCheck(
+                id=cid,
+                cif=str(path),
+                energy_per_atom_eV=reported_energy,
+                recomputed_eV=round(recomputed, 6),
+                ok=abs(recomputed - reported_energy) <= tolerance,
+            )
+        )
+    return checks
 
 
 def _write_report(output: SearchOutput, ranked: list[Candidate], ctx: ToolContext) -> SearchOutput:
@@ -442,31 +660,49 @@ def _write_report(output: SearchOutput, ranked: list[Candidate], ctx: ToolContex
         f"{output.reused} reused from memory; {output.seconds} s.",
         "",
     ]
-    if output.note:
-        lines += [f"Note: {output.note}", ""]
+    if output.notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in output.notes] + [""]
+    if output.hull_references:
+        lines += ["## Hull", ""]
+        lines += [
+            f"- hull references considered for {system} ({output.potential}): {', '.join(names)}; plus every relaxed "
+            f"structure of the system in memory with {output.potential}"
+            for system, names in output.hull_references.items()
+        ]
+        lines += [
+            f"- {output.reference_relaxations} reference compounds relaxed by this search (the rest came from the "
+            "cache); E_hull is recomputed for every candidate against this final hull, so it reads >= 0 and "
+            "polymorphs read relative to the best",
+            "",
+        ]
     if output.per_formula:
         lines += ["## Answer: the best structure of each formula", ""]
         lines += [
-            f"- {c.formula}: {c.id} ({c.spacegroup}, {'requested family' if c.family_match else 'other family'}), "
-            f"E_hull {c.e_above_hull_eV} eV/atom"
+            f"- {c.formula}: {c.id} ({c.spacegroup}, {'requested family' if c.family_match else 'other family'}"
+            f"{'' if c.converged else ', relaxation NOT converged'}), E_hull {c.e_above_hull_eV} eV/atom"
             for c in output.per_formula
         ]
         lines += ["", "## Every evaluated structure", ""]
     lines += [
-        "| rank | id | formula | family match | generator | space group | E_hull (eV/atom) | "
-        "E_form (eV/atom) | score |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "Ranked by tiers, then E_hull: required elements, family match (when a family is requested), converged "
+        "relaxation; E_hull against the final hull (at evaluation: the value against the hull known then).",
+        "",
+        "| rank | id | formula | family match | generator | space group | converged | E_hull (eV/atom) | "
+        "E_hull at evaluation | E_form (eV/atom) | E (eV/atom) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in ranked:
+        flag = " (suspect)" if c.e_hull_suspect else ""
         lines.append(
             f"| {c.rank} | {c.id} | {c.formula} | {'yes' if c.family_match else 'no'} | {c.generator} | "
-            f"{c.spacegroup} | {c.e_above_hull_eV} | {c.formation_energy_per_atom_eV} | {c.score} |"
+            f"{c.spacegroup} | {'yes' if c.converged else 'NO'} | {c.e_above_hull_eV}{flag} | "
+            f"{c.e_hull_at_evaluation_eV} | {c.formation_energy_per_atom_eV} | {c.energy_per_atom_eV} |"
         )
     lines += ["", "## Search tree", ""]
     for n in output.tree:
         lines.append(
             f"- **{n.formula}** ({n.family}, {n.source}): {n.reason}; {n.evaluations} evaluated, "
-            f"best score {n.best_score}; children: {', '.join(n.children) or 'none'}"
+            f"best score {n.best_score}; {n.status}; children: {', '.join(n.children) or 'none'}"
         )
     (folder / "report.md").write_text("\n".join(lines) + "\n")
     (folder / "report.json").write_text(
