@@ -111,9 +111,12 @@ def search(
 def show_search(out: object) -> None:
     """Print a search result as rich tables."""
     console.print(
-        f"[bold]{out.request}[/bold]  proposer={out.proposer}  potential={out.potential}  "
+        f"[bold]{out.request}[/bold]  reader={out.reader}  proposer={out.proposer}  potential={out.potential}  "
         f"{out.evaluations} relaxed, {out.reused} reused, {out.seconds} s"
     )
+    if out.declined:
+        console.print(f"[red]declined:[/red] {out.declined}")
+        return
     if out.note:
         console.print(f"[yellow]note:[/yellow] {out.note}")
     tree = Table("formula", "family", "source", "evaluated", "best score", "why", title="Formulas (language level)")

@@ -67,9 +67,11 @@ class OfflinePlanner:
         if re.search(r"\b(show|results|best|top)\b", lowered) and self.state.last_ranked:
             return self._table(self.state.last_ranked)
         try:
-            parse_request(message)
+            reading = parse_request(message)
         except ToolInputError as exc:
             return str(exc)
+        if reading.decline:
+            return f"I would not search for that: {reading.decline}."
         out = self._call("hierarchical_search", {"request": message, "budget": 6}, calls, outputs)
         self.state.last_ranked = [c.model_dump() for c in out.ranked]
         head = f"Searched '{out.request}': {out.evaluations} structures relaxed with {out.potential}"

@@ -138,12 +138,14 @@ def test_an_under_spent_budget_says_why_and_a_refusal_stops_one_formula_only(wor
         return []
 
     monkeypatch.setattr(search, "_draw_diffusion", fake_draw)
-    args = {"request": "a rock salt oxide", "budget": 4, "n_formulas": 2, "seed": 1, "use_llm": False}
+    args = {"request": "a rock salt oxide", "budget": 12, "n_formulas": 2, "seed": 1, "use_llm": False}
     out = get_tool("hierarchical_search").run(args, ToolContext())
-    assert len(out.tree) == 2 and out.evaluations == 2  # the two prototypes, nothing else to relax
-    refused, other = (n.formula for n in out.tree)
+    # The two formulas' prototypes, then the two reserve formulas' (opened when the first had nothing left).
+    assert len(out.tree) == 4 and out.evaluations == 4
+    assert sum(n.startswith("opened reserve formula") for n in out.notes) == 2
+    refused, other = (n.formula for n in out.tree[:2])
     assert calls.count(refused) == 1 and calls.count(other) > 1  # the refusal disabled diffusion for one only
     budget = next(n for n in out.notes if n.startswith("budget under-spent"))
-    assert "2 of 4 relaxations" in budget and "every formula exhausted" in budget and "diffusion refused" in budget
+    assert "4 of 12 relaxations" in budget and "every formula exhausted" in budget and "diffusion refused" in budget
     assert any(n.startswith(f"diffusion refused {refused}: too many atoms") for n in out.notes)
     assert "budget under-spent" in (workspace / out.report_uri.removeprefix("artifact://")).read_text()

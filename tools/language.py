@@ -26,6 +26,7 @@ class Proposal(BaseModel):
     reason: str
     score: float | None = None
     source: Literal["offline", "llm"]
+    named: bool = Field(default=False, description="The formula was typed in the request (or derived from one)")
 
 
 class ProposeInput(BaseModel):
@@ -237,7 +238,9 @@ def propose_request(
         )
         return req, _declined(req, reason, note)
     proposals = [
-        Proposal(formula=p.formula, family=p.family or None, reason=p.reason, score=p.score, source="offline")
+        Proposal(
+            formula=p.formula, family=p.family or None, reason=p.reason, score=p.score, source="offline", named=p.named
+        )
         for p in offline
     ]
     return req, ProposeOutput(

@@ -121,6 +121,12 @@ class SystemHull:
         target = PDEntry(composition, energy, name="candidate")
         return float(self.diagram.get_decomp_and_e_above_hull(target, allow_negative=True)[1])
 
+    def decomposition_energy(self, composition: Composition, energy: float) -> float:
+        """Energy (eV/atom) relative to the hull of the *competing* phases (every other composition): equal to
+        E_hull for an unstable entry, negative for one on the hull (how far below its competitors it lies)."""
+        target = PDEntry(composition, energy, name="candidate")
+        return float(self.diagram.get_phase_separation_energy(target))
+
 
 def system_hull(
     elements: list[str], potential: str, ctx: ToolContext, extra: list[PDEntry] | None = None

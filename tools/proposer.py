@@ -252,6 +252,7 @@ class FormulaProposal:
     score: float
     reason: str
     descriptors: dict[str, float] = field(default_factory=dict)
+    named: bool = False  # typed in the request (or derived from a typed formula by a swap the request asks for)
 
 
 @lru_cache(maxsize=1)
@@ -592,7 +593,8 @@ def named_formula_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
     from tools.request import family_of_formula
 
     out = []
-    for text in [f for f in req.formulas if f not in req.reference_formulas]:
+    derived = set(req.derived_formulas)
+    for text in [*req.derived_formulas, *[f for f in req.formulas if f not in req.reference_formulas]]:
         try:
             comp = Composition(text)
         except Exception:  # noqa: BLE001, S112 - the reader only keeps parsable formulas
@@ -605,7 +607,14 @@ def named_formula_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
         family = req.family or family_of_formula(text)
         out.append(
             FormulaProposal(
-                comp.reduced_formula, family or "", {}, 1.0, f"named in the request ({text})", {}
+                comp.reduced_formula,
+                family or "",
+                sites_for(comp.reduced_formula, family) if family else {},
+                1.0,
+                f"asked for in the request ({text}: the named formula with the swap it asks for)" if text in derived
+                else f"named in the request ({text})",
+                {},
+                named=True,
             )
         )
     return out
@@ -623,6 +632,27 @@ def propose_formulas_offline(req: MaterialsRequest, n: int = 8) -> list[FormulaP
     best: dict[str, FormulaProposal] = {}
     for p in [*named_formula_proposals(req), *sorted(proposals, key=lambda p: -p.score)]:
         best.setdefault(Composition(p.formula).reduced_formula, p)
-    named = [p for p in best.values() if p.reason.startswith("named in the request")]
+    named = [p for p in best.values() if p.named]
     rest = sorted((p for p in best.values() if p not in named), key=lambda p: (-p.score, p.formula))
     return (named + rest)[:n]
+
+
+def sites_for(formula: str, family: str) -> dict[str, str]:
+    """The role assignment of a given formula in a family (for a formula typed by the user or proposed by an LLM),
+    found by asking the family for formulas of exactly these elements; {} when the family cannot hold it."""
+    from tools.request import MaterialsRequest
+
+    if family not in FAMILIES:
+        return {}
+    try:
+        comp = Composition(formula)
+    except Exception:  # noqa: BLE001 - not a formula: no sites
+        return {}
+    elements = [el.symbol for el in comp.elements]
+    req = MaterialsRequest(text=formula, include=elements, only=elements)
+    if not FAMILIES[family].ionic or not set(elements) & {"O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I"}:
+        req.compound_class = "intermetallic"
+    for p in propose_for_family(req, family, 200):
+        if Composition(p.formula).reduced_formula == comp.reduced_formula:
+            return p.sites
+    return {}

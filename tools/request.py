@@ -54,6 +54,7 @@ class MaterialsRequest:
     formulas: list[str] = field(default_factory=list)
     reference_formulas: list[str] = field(default_factory=list)  # "MgAl2O4-type": a structure, not an answer
     optional: list[str] = field(default_factory=list)  # dopants and elements "welcome but not required"
+    derived_formulas: list[str] = field(default_factory=list)  # "like SrTiO3 with Ba for Sr" -> BaTiO3
     n_elements: int | None = None
     goal: str = "stable"  # stable | metastable | novel
     application: str | None = None
@@ -387,6 +388,7 @@ def read_request(text: str) -> MaterialsRequest:
                 req.family = m.value
     req.include = list(dict.fromkeys(include))
     req.exclude = sorted(set(exclude))
+    _apply_substitutions(cleaned, mentions, req)
     if only_span:
         after = [m for m in mentions if m.start > only_span.start() and not m.negated]
         allowed = [m.value for m in after if m.kind == "element"]
@@ -433,6 +435,44 @@ def read_request(text: str) -> MaterialsRequest:
             "'a double perovskite oxide with La and Mn' or 'a lead-free halide perovskite'"
         )
     return req
+
+
+_NEW_FOR_OLD = re.compile(r"\s+(?:instead of|in place of|rather than|substitut\w* for)\s+", re.I)  # "Ba instead of Sr"
+_OLD_BY_NEW = re.compile(r"\s+replaced (?:with|by)\s+", re.I)  # "Fe replaced by Mn"
+_REPLACE_OLD = re.compile(r"\breplac\w*\s+$", re.I)  # "replace Co with Ni"
+
+
+def _apply_substitutions(text: str, mentions: list[Mention], req: MaterialsRequest) -> None:
+    """'like SrTiO3 but with Ba instead of Sr', 'LiFePO4 with Fe replaced by Mn': the named formula with the swap
+    applied becomes the formula asked for (proposed first); the named one stays as a reference."""
+    elements = [m for m in mentions if m.kind == "element"]
+    swaps: list[tuple[str, str]] = []  # (old, new)
+    for a, b in zip(elements, elements[1:], strict=False):
+        between = text[a.end:b.start]
+        if _NEW_FOR_OLD.fullmatch(between):
+            swaps.append((b.value, a.value))
+        elif _OLD_BY_NEW.fullmatch(between) or (
+            re.fullmatch(r"\s+(?:with|by)\s+", between) and _REPLACE_OLD.search(text[:a.start])
+        ):
+            swaps.append((a.value, b.value))
+    for old, new in swaps:  # the element swapped out is excluded, the one swapped in required
+        req.include = [el for el in req.include if el != old] + ([new] if new not in req.include else [])
+        req.exclude = sorted(set(req.exclude) | {old})
+    if not swaps or not req.formulas:
+        return
+    for formula in list(req.formulas):
+        amounts = Composition(formula).get_el_amt_dict()
+        changed = dict(amounts)
+        for old, new in swaps:
+            if old in changed and new not in changed:
+                changed[new] = changed.pop(old)
+        if changed != amounts:
+            swapped = Composition(changed).reduced_formula
+            if formula not in req.reference_formulas:
+                req.reference_formulas.append(formula)
+            if swapped not in req.derived_formulas:
+                req.derived_formulas.append(swapped)
+            req.notes.append(f"{formula} with {', '.join(f'{n} for {o}' for o, n in swaps)} is {swapped}")
 
 
 def _more_specific(new: str, old: str) -> bool:

@@ -29,13 +29,16 @@ from tools.errors import ToolInputError, ToolRuntimeError
 from tools.executor import get_executor
 from tools.executor_tasks import relax_payload, relax_task
 from tools.family_match import matches_family
-from tools.language import Proposal, propose
+from tools.language import Proposal, ProposeOutput, propose_request
 from tools.potential_tools import compute_properties, reference_compound_keys, system_hull
 from tools.potentials import get_potential, single_point
 from tools.registry import ToolContext, get_tool, tool
-from tools.request import parse_request
+from tools.request import MaterialsRequest
 from tools.structures import structure_to_cif
 
+# Families whose primitive cell the diffusion model cannot reach (it samples up to 64 atoms and is trained on small
+# cells): the decorated prototype is their structure path, and the search says so.
+PROTOTYPE_ONLY = {"garnet": "the garnet primitive cell has 80 atoms, beyond the diffusion model"}
 FAMILY_BONUS = 0.05  # eV/atom credit for a family match in the tree search's node priority only (not the ranking)
 UNVISITED_PRIORITY = 10.0  # above any reachable priority (-E_hull + bonus, a few eV at most)
 SUSPECT_E_HULL = -0.05  # eV/atom: an E_hull this far below the final hull is flagged (it should be >= 0)
@@ -80,6 +83,12 @@ class Candidate(BaseModel):
     e_hull_at_evaluation_eV: float | None = Field(
         default=None, description="E_hull against the hull known when it was evaluated (the search's working value)"
     )
+    decomposition_energy_eV: float | None = Field(
+        default=None, description="Energy relative to the hull of the competing phases (other compositions), eV/atom: "
+        "E_hull when above it, negative when on it (how far below its competitors); the ranking uses it"
+    )
+    proposal_rank: int = Field(default=0, description="The formula's place in the language level's ranking")
+    named_formula: bool = Field(default=False, description="A formula the request named (ranked first)")
     e_hull_suspect: bool = Field(
         default=False, description="E_hull still below -0.05 eV/atom against the final hull: do not trust it"
     )
@@ -99,7 +108,12 @@ class TreeNode(BaseModel):
 class SearchOutput(BaseModel):
     request: str
     constraints: dict[str, object]
+    reader: str = Field(default="offline", description="Who read the request: 'offline' rules or the 'llm'")
     proposer: str
+    declined: str | None = Field(
+        default=None, description="Why chemistry rules the request out (noble gases, contradictions, no charge "
+        "balance); then nothing is searched"
+    )
     note: str | None
     potential: str
     evaluations: int
@@ -139,6 +153,7 @@ class FormulaNode:
     exhausted: bool = False
     stop_reason: str = ""  # why the formula has nothing left (set when exhausted)
     had_prototype: bool = False
+    prototype_only: bool = False  # the family's cell is beyond the diffusion model: its prototype is the path
     seen: set[str] = field(default_factory=set)  # memory ids of the structures queued so far
 
     def priority(self, total: int) -> float:
@@ -231,15 +246,24 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
     Run it as a job for budgets above a few structures."""
     start = time.time()
     potential = inp.potential or ctx.settings.potential
-    req = parse_request(inp.request)
-    ctx.progress(0, inp.budget, "proposing formulas")
-    proposed = propose(inp.request, inp.n_formulas, ctx, inp.use_llm)
-    from tools.proposer import propose_formulas_offline
+    ctx.progress(0, inp.budget, "reading the request and proposing formulas")
+    # Twice the formulas asked for: the first n_formulas are searched, the rest wait in reserve and are opened
+    # when every open formula is exhausted with budget left (e.g. prototype-only families such as garnets).
+    req, proposed = propose_request(inp.request, 2 * inp.n_formulas, ctx, inp.use_llm)
+    if proposed.declined:
+        return _declined_output(inp, req, proposed, potential, start, ctx)
+    from tools.proposer import propose_formulas_offline, sites_for
 
-    sites = {p.formula: p.sites for p in propose_formulas_offline(req, max(inp.n_formulas, 8))}
-    nodes = [FormulaNode(p, i, sites.get(p.formula, {})) for i, p in enumerate(proposed.proposals)]
+    sites = {p.formula: p.sites for p in propose_formulas_offline(req, max(2 * inp.n_formulas, 8))}
+    nodes = []
+    for i, p in enumerate(proposed.proposals):
+        node_sites = sites.get(p.formula) or (sites_for(p.formula, p.family) if p.family else {})
+        nodes.append(FormulaNode(p, i, node_sites, prototype_only=bool(p.family in PROTOTYPE_ONLY)))
+    reserve = nodes[inp.n_formulas:]
+    nodes = nodes[: inp.n_formulas]
     search_id = f"search-{int(start)}-{inp.seed}"
-    for node in nodes:
+    def queue_prototype(node: FormulaNode) -> None:
+        """Queue the family prototype decorated with the formula's roles (stored as a generated node)."""
         proto = _prototype_structure(node, node.proposal.family)
         if proto is not None:
             stored = ctx.store.add(
@@ -251,21 +275,29 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
             node.had_prototype = True
             node.seen.add(stored.id)
 
+    for node in nodes:
+        queue_prototype(node)
+
     references_before = reference_compound_keys(potential, ctx)
     candidates: list[Candidate] = []
     energies: dict[str, float] = {}  # candidate id -> total energy (eV) of that stored relaxed structure
     state = {"evaluations": 0, "reused": 0}
     notes: list[str] = [proposed.note] if proposed.note else []
+    notes += [_prototype_only_note(n) for n in nodes if n.prototype_only]
     diffusion_down: list[str] = []  # the model itself is unavailable: no formula gets diffusion samples
     required = set(req.include)
     executor = get_executor(ctx.settings)
     max_draws = math.ceil(inp.budget / inp.samples_per_formula) + 2  # per formula: enough to spend the budget
-    max_steps = 4 * inp.budget + len(nodes) * (max_draws * inp.samples_per_formula + 2)
+    max_steps = 4 * inp.budget + (len(nodes) + len(reserve)) * (max_draws * inp.samples_per_formula + 2)
     heap = [(-n.priority(0), n.order) for n in nodes]
     heapq.heapify(heap)
 
     def refill(node: FormulaNode) -> None:
         """Draw diffusion samples for a formula whose queue is empty; mark it exhausted when none can come."""
+        if node.prototype_only:
+            node.exhausted = True
+            node.stop_reason = f"prototype only: {PROTOTYPE_ONLY[node.proposal.family]}"
+            return
         if diffusion_down:
             node.exhausted, node.stop_reason = True, "diffusion model unavailable"
             return
@@ -326,12 +358,29 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
                 reused=was_reused,
                 parent_id=parent,
                 converged=converged,
+                proposal_rank=node.order,
+                named_formula=node.proposal.named
+                and relaxed.composition.reduced_formula == Composition(node.proposal.formula).reduced_formula,
                 e_hull_at_evaluation_eV=None if e_hull is None else round(e_hull, 4),
             )
         )
 
+    def open_reserve() -> bool:
+        """Open the next reserve formula (with its prototype) when the open ones have nothing left."""
+        if not reserve:
+            return False
+        node = reserve.pop(0)
+        node.order = len(nodes)
+        nodes.append(node)
+        queue_prototype(node)
+        if node.prototype_only:
+            notes.append(_prototype_only_note(node))
+        heapq.heappush(heap, (-node.priority(state["evaluations"]), node.order))
+        notes.append(f"opened reserve formula {node.proposal.formula}: the first formulas had nothing left to relax")
+        return True
+
     steps = 0
-    while state["evaluations"] < inp.budget and heap and steps < max_steps:
+    while state["evaluations"] < inp.budget and (heap or open_reserve()) and steps < max_steps:
         # One round: take the best nodes' next structures (reused ones cost nothing), relax the rest as a batch.
         batch: list[tuple[FormulaNode, str, Structure, str | None]] = []
         while heap and len(batch) < min(ROUND_SIZE, inp.budget - state["evaluations"]) and steps < max_steps:
@@ -398,6 +447,7 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
             "for later searches; at most 6 per metal pair of an anion-free system and 1-2 per metal-anion pair)"
         )
     notes += _quality_notes(ranked)
+    notes = list(dict.fromkeys(notes))  # one note per fact (a formula refused twice is said once)
     for node in nodes:
         node.stop_reason = node.stop_reason or _open_reason(node)
     if evaluations < inp.budget:
@@ -419,6 +469,7 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
     output = SearchOutput(
         request=req.text,
         constraints=proposed.constraints,
+        reader=proposed.reader,
         proposer=proposed.proposer,
         note="; ".join(notes) or None,
         potential=potential,
@@ -471,8 +522,9 @@ def _final_hull(
                 "in memory"
             )
             ctx.store.update(i, properties={"e_above_hull_eV": round(value, 6), "e_above_hull_basis": basis})
-            updates[i] = {"e_above_hull_eV": round(value, 4), "score": round(-value, 4) + 0.0,
-                          "e_hull_suspect": value < SUSPECT_E_HULL}
+            decomposition = hull.decomposition_energy(record.structure.composition, energies[i])
+            updates[i] = {"e_above_hull_eV": round(value, 4), "score": round(-decomposition, 4) + 0.0,
+                          "decomposition_energy_eV": round(decomposition, 4), "e_hull_suspect": value < SUSPECT_E_HULL}
     final = [c.model_copy(update=updates[c.id]) if c.id in updates else c for c in candidates]
     return final, references, notes
 
@@ -522,6 +574,36 @@ def _budget_note(evaluations: int, reused: int, inp: SearchInput, nodes: list[Fo
     )
 
 
+def _prototype_only_note(node: FormulaNode) -> str:
+    return f"{node.proposal.formula}: prototype only ({PROTOTYPE_ONLY[node.proposal.family]})"
+
+
+def _declined_output(
+    inp: SearchInput, req: MaterialsRequest, proposed: ProposeOutput, potential: str, start: float, ctx: ToolContext
+) -> SearchOutput:
+    """The answer to a request chemistry rules out: no search, the reason, and a one-paragraph report."""
+    output = SearchOutput(
+        request=req.text,
+        constraints=proposed.constraints,
+        reader=proposed.reader,
+        proposer=proposed.proposer,
+        declined=proposed.declined,
+        note=f"declined: {proposed.declined}",
+        notes=[f"declined: {proposed.declined}"] + ([proposed.note] if proposed.note else []),
+        potential=potential,
+        evaluations=0,
+        reused=0,
+        seconds=round(time.time() - start, 1),
+        best=None,
+        ranked=[],
+        tree=[],
+        report_uri="",
+        report_json_uri="",
+        plot_uri=None,
+    )
+    return _write_report(output, [], ctx)
+
+
 def _provenance(
     search_id: str, inp: SearchInput, formula: str, generator: str, parent: str | None, **extra: object
 ) -> dict[str, object]:
@@ -563,18 +645,24 @@ def _best_per_formula(ranked: list[Candidate]) -> list[Candidate]:
 
 
 def _rank(candidates: list[Candidate], family_required: bool = False) -> list[Candidate]:
-    """Unique structures, best first, by tiers and then E_hull: required elements first; when the request names a
-    family, family matches before other families; converged relaxations before unconverged ones; then E_hull
-    ascending (E_form when there is no hull value) and the id as a deterministic tie-break. A family match or a
-    valid composition is a requirement, not a bonus that a wrong E_hull could outweigh."""
+    """Unique structures, best first, by tiers and then stability: required elements first; formulas the request
+    named (or asked for by a swap) next; when the request names a family, family matches before other families;
+    converged relaxations before unconverged ones; then the energy relative to the competing phases (E_hull above
+    the hull, negative below: a compound on the hull ranks by how far below its competitors it lies; E_form when
+    there is no hull value), then the language level's order. A family match or a valid composition is a
+    requirement, not a bonus that a wrong E_hull could outweigh."""
     best: dict[str, Candidate] = {}
     for c in candidates:
         if c.id not in best or c.score > best[c.id].score:
             best[c.id] = c
 
     def key(c: Candidate) -> tuple:
-        value = c.e_above_hull_eV if c.e_above_hull_eV is not None else c.formation_energy_per_atom_eV
-        return (not c.has_required_elements, family_required and not c.family_match, not c.converged, value, c.id)
+        value = c.decomposition_energy_eV
+        if value is None:
+            value = c.e_above_hull_eV if c.e_above_hull_eV is not None else c.formation_energy_per_atom_eV
+        return (not c.has_required_elements, not c.named_formula, family_required and not c.family_match,
+                not c.converged,
+                round(value, 3), c.proposal_rank, c.energy_per_atom_eV, c.id)
 
     ordered = sorted(best.values(), key=key)
     return [c.model_copy(update={"rank": i + 1}) for i, c in enumerate(ordered)]
@@ -656,10 +744,15 @@ def _write_report(output: SearchOutput, ranked: list[Candidate], ctx: ToolContex
     lines = [
         f"# matsearch: {output.request}",
         "",
-        f"Proposer: {output.proposer}; potential: {output.potential}; {output.evaluations} relaxations, "
-        f"{output.reused} reused from memory; {output.seconds} s.",
+        f"Reader: {output.reader}; proposer: {output.proposer}; potential: {output.potential}; "
+        f"{output.evaluations} relaxations, {output.reused} reused from memory; {output.seconds} s.",
+        "",
+        "Reading of the request: "
+        + ", ".join(f"{k} {v}" for k, v in output.constraints.items() if v not in (None, [], "offline", "llm")),
         "",
     ]
+    if output.declined:
+        lines += ["## Declined", "", f"Nothing was searched: {output.declined}.", ""]
     if output.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in output.notes] + [""]
     if output.hull_references:

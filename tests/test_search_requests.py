@@ -1,0 +1,40 @@
+"""The search answers the request that was asked: a request chemistry rules out is declined with the reason (and
+nothing is relaxed), a formula the request asks for ranks first, and a family the diffusion model cannot reach
+(garnet, 80-atom cell) goes through its prototype and the search says so."""
+
+from __future__ import annotations
+
+from pymatgen.core import Composition
+
+from tools.registry import ToolContext, get_tool
+
+
+def test_a_request_chemistry_rules_out_is_declined_without_a_search(workspace):
+    out = get_tool("hierarchical_search").run(
+        {"request": "a stable perovskite made of xenon and krypton", "budget": 4, "use_llm": False}, ToolContext()
+    )
+    assert out.declined and "noble gases" in out.declined
+    assert out.evaluations == 0 and out.ranked == [] and out.best is None
+    report = (workspace / out.report_uri.removeprefix("artifact://")).read_text()
+    assert "Declined" in report and out.declined in report
+
+
+def test_the_formula_a_request_asks_for_ranks_first(workspace):
+    out = get_tool("hierarchical_search").run(
+        {"request": "a rock salt oxide like MgO but with nickel instead of magnesium", "budget": 2, "n_formulas": 2,
+         "use_llm": False, "samples_per_formula": 1, "diffusion_steps": 20},
+        ToolContext(),
+    )
+    assert out.constraints["exclude"] == ["Mg"] and "Ni" in out.constraints["include"]
+    assert out.best is not None and out.best.formula == "NiO" and out.best.named_formula
+    assert all("Mg" not in Composition(c.formula) for c in out.ranked)
+
+
+def test_a_garnet_goes_through_its_prototype_and_the_search_says_so(workspace):
+    out = get_tool("hierarchical_search").run(
+        {"request": "a garnet with Y and Al", "budget": 1, "n_formulas": 1, "use_llm": False}, ToolContext()
+    )
+    best = out.best
+    assert best is not None and Composition(best.formula).reduced_formula == "Y3Al5O12"
+    assert best.generator == "prototype" and best.family_match and best.spacegroup == "Ia-3d"
+    assert any("prototype only" in n and "80 atoms" in n for n in out.notes), out.notes
