@@ -3,7 +3,11 @@ compound class, formulas, element count, application, decline) on the request su
 benchmarks/request_judge.py (written apart from the reader), plus the validity of the top offline proposal.
 
 The suite is split before building: develop on `--split dev`; run `--split heldout` only to report.
-A decline counts when the reader declines or the offline proposer finds no formula for the reading.
+A decline counts when the reader declines or the proposer finds no formula for the reading.
+
+With `--llm-base-url URL [--llm-model NAME]` the same suite goes through the LLM path (the OpenAI-compatible wire
+protocol, one JSON call per request that returns the structured reading and proposals, validated with pymatgen);
+rows say which reader was used (an invalid LLM reading falls back to the offline one and counts as such).
 
 Run: .venv/bin/python benchmarks/reader_quality.py [--split dev|heldout|all] [--show-misses] [--json out.json]
 """
@@ -41,16 +45,47 @@ def offline_reading(text: str) -> tuple[dict, list[str]]:
     return reading, formulas
 
 
+def llm_reading(text: str) -> tuple[dict, list[str], str]:
+    """The reading and proposals through the configured LLM endpoint (settings from the environment)."""
+    from tools.errors import ToolInputError
+    from tools.language import propose_request
+    from tools.registry import ToolContext
+
+    try:
+        req, out = propose_request(text, 5, ToolContext(), use_llm=True)
+    except ToolInputError as exc:
+        return {"decline": str(exc)}, [], "offline"
+    reading = req.constraints()
+    if out.declined:
+        reading["decline"] = out.declined
+    return reading, [p.formula for p in out.proposals], out.reader
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--split", default="dev", choices=["dev", "heldout", "all"])
     parser.add_argument("--show-misses", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--llm-base-url", default=None, help="read through this OpenAI-compatible endpoint")
+    parser.add_argument("--llm-model", default=None)
     args = parser.parse_args()
+    if args.llm_base_url:
+        import os
+        import tempfile
+
+        os.environ["OPENAI_BASE_URL"] = args.llm_base_url
+        os.environ.setdefault("MATSEARCH_WORKSPACE", tempfile.mkdtemp(prefix="matsearch-reader-"))
+        if args.llm_model:
+            os.environ["MATSEARCH_LLM_MODEL"] = args.llm_model
+    readers: dict[str, int] = {}
     cases = load_suite(None if args.split == "all" else args.split)
     rows, start = [], time.time()
     for case in cases:
-        reading, formulas = offline_reading(case["request"])
+        if args.llm_base_url:
+            reading, formulas, used = llm_reading(case["request"])
+        else:
+            reading, formulas, used = (*offline_reading(case["request"]), "offline")
+        readers[used] = readers.get(used, 0) + 1
         scores = score_reading(reading, case)
         if not case.get("decline"):
             ok, reasons = composition_valid(formulas[0], case) if formulas else (False, ["no proposal"])
@@ -66,7 +101,7 @@ def main() -> None:
             if rows[-1]["reasons"]:
                 print(f"   proposal: {rows[-1]['reasons']}")
     summary = summarise(rows)
-    print(f"reader: offline, split {args.split}, {summary['n']} requests, {time.time() - start:.1f} s")
+    print(f"reader: {readers}, split {args.split}, {summary['n']} requests, {time.time() - start:.1f} s")
     for key, value in summary.items():
         if key != "n":
             print(f"  {key:22s} {value:.3f}")

@@ -30,7 +30,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 import pymatgen.core
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Element, Lattice, Structure
 
 _AFLOW = Path(pymatgen.core.__file__).parent.parent / "analysis" / "prototypes" / "aflow_prototypes.json.gz"
 
@@ -165,13 +165,92 @@ def _built(family: str) -> Structure:
     raise KeyError(family)
 
 
-_STANDIN = {"A": "Li", "B": "Be", "C": "B", "X": "O"}
+_STANDIN = {"A": "Li", "B": "Be", "C": "B", "D": "Na", "E": "Mg", "X": "O"}
+
+# More structure types from the AFLOW library, by name -> (mineral tag, Pearson symbol): the proposer fills their
+# roles by ICSD substitution from the prototype's own ions, and the search builds them as decorated prototypes.
+GENERIC_FAMILIES: dict[str, tuple[str, str]] = {
+    "anatase": ("anatase", "tI12"),
+    "pyrite": ("pyrite", "cP12"),
+    "marcasite": ("marcasite", "oP6"),
+    "skutterudite": ("skutterudite", "cI32"),
+    "cinnabar": ("cinnabar", "hP6"),
+    "cuprite": ("cuprite", "cP6"),
+    "baddeleyite": ("baddeleyite", "mP12"),
+    "cotunnite": ("cotunnite", "oP12"),
+    "molybdenite": ("molybdenite", "hP6"),
+    "tenorite": ("tenorite", "mC8"),
+    "hausmannite": ("hausmannite", "tI28"),
+    "stannite": ("stannite", "tI16"),
+    "enargite": ("enargite", "oP16"),
+    "cubic laves": ("cubic laves", "cF24"),
+    "hexagonal laves": ("hexagonal laves", "hP12"),
+    "max phase": ("max phase", "hP16"),
+    "tungsten carbide": ("tungsten carbide", "hP2"),
+    "millerite": ("millerite", "hR6"),
+    "cementite": ("cementite", "oP16"),
+    "zintl": ("zintl phase", "cF16"),
+    "cdi2": ("trigonal omega", "hP3"),
+    "alb2": ("hexagonal omega structure", "hP3"),
+    "k2nif4": ("(la,ba)cuo4", "tI14"),
+    "zircon": ("zircon", "tI24"),
+    "quartz": ("quartz (alpha)", "hP9"),
+    "cristobalite": ("low (alpha) cristobalite", "tP12"),
+}
+_ANION_ORDER = ("F", "O", "Cl", "N", "Br", "I", "S", "Se", "Te", "C", "As", "P", "Sb")
+
+
+@lru_cache(maxsize=1)
+def _aflow_by_tag() -> dict[tuple[str, str], Structure]:
+    """AFLOW prototypes by (mineral tag in lower case, Pearson symbol): names repeat across entries."""
+    with gzip.open(_AFLOW, "rt") as handle:
+        data = json.load(handle)
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for entry in data:
+            tags = entry["tags"]
+            key = ((tags.get("mineral") or "").lower(), tags.get("pearson") or "")
+            if key[0] and key not in out:
+                snl = entry["snl"]
+                out[key] = Structure.from_dict(snl.get("structure", snl))
+    return out
+
+
+@cache
+def generic_roles(family: str) -> tuple[tuple[str, ...], tuple[int, ...], dict[str, str]] | None:
+    """Roles of an AFLOW structure type: its anion (the first of _ANION_ORDER present, when the type has a
+    cation too) is X, the other elements are A, B, C, ... by increasing electronegativity. Returns (roles, ratio,
+    role -> the prototype's own element), or None for an unknown name."""
+    if family not in GENERIC_FAMILIES:
+        return None
+    proto = _aflow_by_tag()[GENERIC_FAMILIES[family]]
+    amounts = proto.composition.reduced_composition.get_el_amt_dict()
+    anion = next((a for a in _ANION_ORDER if a in amounts), None) if len(amounts) > 1 else None
+    cations = sorted((el for el in amounts if el != anion), key=lambda el: (Element(el).X, el))
+    roles = [chr(ord("A") + i) for i in range(len(cations))] + (["X"] if anion else [])
+    own = dict(zip(roles, [*cations, *([anion] if anion else [])], strict=True))
+    return tuple(roles), tuple(int(amounts[own[r]]) for r in roles), own
+
+
+def roles_of(family: str) -> tuple[tuple[str, ...], tuple[int, ...]] | None:
+    """(roles, ratio) of a family: one of RATIOS or an AFLOW structure type of GENERIC_FAMILIES; None if unknown."""
+    family = family.lower()
+    if family in RATIOS:
+        return RATIOS[family]
+    generic = generic_roles(family)
+    return None if generic is None else generic[:2]
 
 
 @cache
 def template(family: str) -> Structure:
     """The family's template with stand-in species Li (A), Be (B), B (C), O (X); cached, so callers copy it."""
     family = family.lower()
+    generic = generic_roles(family)
+    if generic is not None:
+        proto = _aflow_by_tag()[GENERIC_FAMILIES[family]].copy()
+        proto.replace_species({el: _STANDIN[role] for role, el in generic[2].items()})
+        return proto
     if family not in RATIOS:
         raise KeyError(f"unknown structure family {family!r}; known: {', '.join(FAMILIES)}")
     if family in _AFLOW_FAMILIES:
@@ -188,7 +267,7 @@ def decorate(family: str, elements: dict[str, str], volume_per_atom: float | Non
     The volume comes from pymatgen's data-mined bond-length predictor unless given.
     """
     proto = template(family).copy()
-    roles, _ = RATIOS[family.lower()]
+    roles, _ = roles_of(family) or RATIOS[family.lower()]
     missing = [r for r in roles if r not in elements]
     if missing:
         raise KeyError(f"family {family!r} needs elements for roles {missing}")

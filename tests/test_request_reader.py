@@ -174,3 +174,30 @@ def test_an_invalid_llm_reading_falls_back_to_the_offline_reading(workspace, mon
         get_settings.cache_clear()
     assert out.reader == "offline" and "invalid" in (out.note or "")
     assert [p.formula for p in out.proposals] == ["SrTiO3"]
+
+
+@pytest.mark.parametrize(
+    "text,family,formula",
+    [
+        ("an anatase-type oxide with Sn", "anatase", "SnO2"),
+        ("a Laves phase with Nb and Fe", "cubic laves", "NbFe2"),
+        ("a skutterudite thermoelectric with Co and Sb", "skutterudite", "CoSb3"),
+        ("a zircon-type silicate with hafnium", "zircon", "HfSiO4"),
+        ("a Ruddlesden-Popper nickelate with La", "k2nif4", "La2NiO4"),
+        ("a pyrite-type disulfide of nickel", "pyrite", "NiS2"),
+    ],
+)
+def test_structure_types_from_the_aflow_library_beyond_the_typed_families(text, family, formula):
+    """A family the typed set lacks is read from pymatgen's AFLOW names, filled by substitution from the
+    prototype's own ions, and its decorated prototype matches the type."""
+    from models.prototypes import decorate
+    from tools.family_match import matches_family
+
+    req = read_request(text)
+    assert req.family == family, req.constraints()
+    top = propose_formulas_offline(req, 3)[0]
+    assert Composition(top.formula).reduced_formula == Composition(formula).reduced_formula, top
+    roles = {r: "".join(ch for ch in label if ch.isalpha()) for r, label in top.sites.items()}
+    structure = decorate(family, roles)
+    assert structure.composition.reduced_formula == Composition(formula).reduced_formula
+    assert matches_family(structure, family)

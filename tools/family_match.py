@@ -12,7 +12,7 @@ import warnings
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition, Structure
 
-from models.prototypes import RATIOS, SHAREABLE_ROLES, decorate, template
+from models.prototypes import SHAREABLE_ROLES, decorate, roles_of, template
 
 # The tolerances the GenMS / DiffCSP literature uses for match rate.
 MATCHER = StructureMatcher(ltol=0.3, stol=0.5, angle_tol=10, primitive_cell=True, scale=True, attempt_supercell=True)
@@ -31,7 +31,7 @@ def merge_roles(structure: Structure, groups: list[list[str]]) -> Structure:
 def _frames(family: str) -> list[Structure]:
     """The family template, then the template with each shareable role group filled by one element."""
     family = family.lower()
-    roles, _ = RATIOS[family]
+    roles, _ = roles_of(family)
     out = [template(family).copy()]
     for group in SHAREABLE_ROLES.get(family, ()):
         elements = dict(zip(roles, _STANDINS, strict=False))
@@ -43,7 +43,7 @@ def _frames(family: str) -> list[Structure]:
 
 def matches_family(structure: Structure, family: str, shared_roles: list[list[str]] | None = None) -> bool:
     """True when the structure (with shared-role elements merged) fits the family prototype anonymously."""
-    if family.lower() not in RATIOS:
+    if roles_of(family) is None:
         return False
     candidate = merge_roles(structure, shared_roles or [])
     n_elements = len(candidate.composition.elements)
@@ -69,7 +69,7 @@ def matches_family_ordered(structure: Structure, family: str, roles: dict[str, s
     """True when the structure fits the family template decorated with `roles` (role -> element), species by
     species: the right frame with the wrong site ordering (Ni on the Ti site of TiNiSn) is rejected."""
     family = family.lower()
-    if family not in RATIOS:
+    if roles_of(family) is None:
         return False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -85,9 +85,9 @@ def role_assignments(structure: Structure, family: str) -> list[dict[str, str]]:
     """Every role -> element assignment of the structure's elements whose formula is the structure's (each element
     used at least once; one element may fill several roles, e.g. Mg on both olivine M sites)."""
     family = family.lower()
-    if family not in RATIOS:
+    if roles_of(family) is None:
         return []
-    roles, ratio = RATIOS[family]
+    roles, ratio = roles_of(family)
     elements = sorted(el.symbol for el in structure.composition.elements)
     target = structure.composition.reduced_composition
     out = []

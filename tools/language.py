@@ -12,9 +12,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pymatgen.core import Composition, Element
 
+from models.prototypes import GENERIC_FAMILIES
 from prompts import render_prompt
 from tools.lexicon import COMPOUND_CLASSES
-from tools.proposer import ANION_CHARGE, FAMILIES, propose_formulas_offline
+from tools.proposer import ANION_CHARGE, FAMILIES, family_of, propose_formulas_offline
 from tools.registry import ToolContext, tool
 from tools.request import MaterialsRequest, _decline_reason, parse_request
 from tools.settings import Settings
@@ -81,7 +82,7 @@ def reading_from_llm(raw: dict, text: str) -> MaterialsRequest:
         if not Element.is_valid_symbol(symbol):
             raise ValueError(f"the LLM's reading names an unknown element {symbol!r}")
     family = (reading.family or "").lower() or None
-    if family is not None and family not in FAMILIES:
+    if family is not None and family_of(family) is None:
         raise ValueError(f"the LLM's reading names an unknown family {reading.family!r}")
     cls_name = (reading.compound_class or "").lower() or None
     if cls_name is not None and cls_name not in COMPOUND_CLASSES:
@@ -132,7 +133,8 @@ def validate_llm_proposals(raw: list[dict], req: MaterialsRequest) -> list[Propo
         if cls is not None and cls.anions and not (symbols & set(cls.anions)):
             continue
         family = item.get("family") or req.family
-        ionic = (family not in FAMILIES or FAMILIES[family].ionic) and req.compound_class != "intermetallic"
+        known = family_of(family)
+        ionic = (known is None or known.ionic) and req.compound_class != "intermetallic"
         if ionic and not charge_balanced(comp):
             continue
         key = comp.reduced_formula
@@ -157,7 +159,7 @@ def ask_llm(req: MaterialsRequest, n: int, settings: Settings, memory_lines: lis
         "propose_formulas",
         request=req.text,
         n=str(n),
-        families=", ".join(FAMILIES),
+        families=", ".join([*FAMILIES, *GENERIC_FAMILIES]),
         classes=", ".join(COMPOUND_CLASSES),
         constraints=json.dumps(req.constraints()),
         memory="\n".join(memory_lines) or "(none yet)",

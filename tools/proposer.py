@@ -52,6 +52,8 @@ class Family:
     metallic_archetypes: dict[str, tuple[tuple[str, int], ...]] | None = None  # an intermetallic variant (B2 FeAl)
     mixed_valence: bool = False  # shared roles may hold one element in two states (Co3O4: Co2+ Co3+2)
     shared_weight: float = 1.0  # score factor for a formula that puts one element on two roles
+    x_charge: int | None = None  # the X site's charge when it is not the anion's usual one (S2^2- in pyrite: -1)
+    own: dict[str, str] | None = None  # an AFLOW type's own element per role (size order and extra candidates)
 
 
 FAMILIES: dict[str, Family] = {
@@ -237,6 +239,41 @@ FAMILIES: dict[str, Family] = {
         ),
     ]
 }
+@lru_cache(maxsize=64)
+def family_of(name: str | None) -> Family | None:
+    """A family by name: one of FAMILIES, or an AFLOW structure type (models.prototypes.GENERIC_FAMILIES) whose
+    roles take the prototype's own ions as archetypes (an anatase's A role: Ti4+), so substitution likelihood from
+    them ranks what else fits; carbides and intermetallics are filled without charge balance."""
+    from models.prototypes import generic_roles
+
+    if name is None:
+        return None
+    if name in FAMILIES:
+        return FAMILIES[name]
+    generic = generic_roles(name)
+    if generic is None:
+        return None
+    roles, ratio, own = generic
+    anion = own.get("X")
+    guesses: tuple = ()
+    if anion in ANION_CHARGE:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            guesses = tuple(
+                g
+                for g in Composition({own[r]: n for r, n in zip(roles, ratio, strict=True)}).oxi_state_guesses()
+                if all(abs(v - round(v)) < 1e-6 for v in g.values())
+            )
+    tetrahedral = next((r for r in roles if own[r] in ("Si", "P", "Ge")), None)
+    if guesses:
+        states = guesses[0]
+        archetypes = {r: ((own[r], max(1, int(round(states[own[r]])))),) for r in roles if r != "X"}
+        x_charge = int(round(states[anion]))
+        return Family(name, roles, ratio, archetypes, ionic=True, default_anion=anion, tetrahedral=tetrahedral,
+                      x_charge=x_charge if x_charge != ANION_CHARGE[anion] else None, own=own)
+    return Family(name, roles, ratio, {r: ((own[r], 0),) for r in roles}, ionic=False, own=own)
+
+
 FAMILY_DEFAULT_ANION = {name: (f.default_anion if f.ionic else None) for name, f in FAMILIES.items()}
 ANION_CHARGE = {"O": -2, "S": -2, "Se": -2, "Te": -2, "N": -3, "P": -3, "As": -3, "Sb": -3, "F": -1, "Cl": -1,
                 "Br": -1, "I": -1, "H": -1}
@@ -430,7 +467,9 @@ def anion_options(req: MaterialsRequest, family: Family) -> list[dict[str, int]]
 
 def propose_for_family(req: MaterialsRequest, family_name: str, n: int) -> list[FormulaProposal]:
     """Ranked proposals within one family honouring the request's required, excluded and allowed elements."""
-    family = FAMILIES[family_name]
+    family = family_of(family_name)
+    if family is None:
+        return []
     if req.compound_class == "intermetallic" and family.metallic_archetypes:
         family = replace(family, ionic=False, archetypes=family.metallic_archetypes)
     out: list[FormulaProposal] = []
@@ -463,6 +502,10 @@ def _propose_with_anions(
     extras = [*required, *[m for m in any_members if m in pool]]
     if req.polyanion:  # the oxo-anion centre (P of PO4) is a candidate for the tetrahedral role
         pool, extras = (*pool, req.polyanion), [*extras, req.polyanion]
+    if family.own:  # an AFLOW type's own elements (N of a MAX phase) are candidates too
+        own = [el for el in family.own.values() if el not in req.exclude and el not in anions]
+        own = [el for el in own if req.only is None or el in req.only]
+        pool, extras = (*pool, *own), [*extras, *own]
     if family.halide_archetypes and anions and set(anions) <= {"F", "Cl", "Br", "I"}:
         family = replace(family, archetypes=family.halide_archetypes)
     per_role = [
@@ -470,7 +513,7 @@ def _propose_with_anions(
     ]
     # Each formula unit scales the anion content with the expanded ratio (split roles double everything).
     scale = ratio[roles.index("X")] // sum(anions.values()) if anions else 1
-    need = -sum(count * scale * ANION_CHARGE[a] for a, count in anions.items())
+    need = -sum(count * scale * (family.x_charge or ANION_CHARGE[a]) for a, count in anions.items())
     shared = {frozenset(pair) for pair in family.shared}
     candidates: dict[str, FormulaProposal] = {}
     for combo in itertools.product(*per_role):
@@ -507,6 +550,8 @@ def _propose_with_anions(
         score = math.exp(sum(math.log(c[2]) for c in combo) / len(combo))
         if len(present) < len(elements):
             score *= family.shared_weight
+        if family.own and not family.ionic and _size_order_kept(family, sites):
+            score *= 2.0  # an intermetallic type keeps its big atoms on the big sites (Laves: A larger than B)
         if family.name == "half-heusler" and valence_electrons(elements) in (8, 18):
             score *= 3.0  # the 8- and 18-electron half-Heuslers are the closed-shell (semiconducting) ones
             descriptors = {**descriptors, "valence_electrons": valence_electrons(elements)}
@@ -522,7 +567,7 @@ def _propose_with_anions(
             continue
         charges = {r: (f"{s}{ox:g}+" if family.ionic else s) for r, (s, ox) in sites.items()}
         if anions:
-            charges["X"] = "".join(f"{a}{-ANION_CHARGE[a]}-" for a in anions)
+            charges["X"] = "".join(f"{a}{-(family.x_charge or ANION_CHARGE[a])}-" for a in anions)
         reason = f"{family.name} with " + ", ".join(f"{r}={c}" for r, c in charges.items())
         if len(roles) != len(family.roles):
             reason += f"; {parent[cation_roles[0]]} site shared 1:1 (ordered)"
@@ -533,6 +578,21 @@ def _propose_with_anions(
         reason += f"; substitution likelihood {score:.3g}"
         candidates[key] = FormulaProposal(formula, family.name, charges, round(score, 6), reason, descriptors)
     return sorted(candidates.values(), key=lambda p: (-p.score, p.formula))[:n]
+
+
+def _size_order_kept(family: Family, sites: dict[str, tuple[str, float]]) -> bool:
+    """True when the roles' atomic radii keep the prototype's order (for AFLOW intermetallic types)."""
+    roles = [r for r in sites if r in (family.own or {})]
+
+    def radius(symbol: str) -> float:
+        return float(Element(symbol).atomic_radius or 1.5)
+
+    for r1, r2 in itertools.combinations(roles, 2):
+        own = radius(family.own[r1]) - radius(family.own[r2])
+        new = radius(sites[r1][0]) - radius(sites[r2][0])
+        if own * new < 0:
+            return False
+    return True
 
 
 def valence_electrons(elements: list[str]) -> int:
@@ -569,7 +629,7 @@ def families_for(req: MaterialsRequest) -> list[str]:
     """The family asked for, or every family compatible with the request's class, elements and count; the
     application's usual families first."""
     if req.family:
-        return [req.family] if req.family in FAMILIES else []
+        return [req.family] if family_of(req.family) is not None else []
     out = []
     for name, fam in FAMILIES.items():
         if name in req.exclude_families:
@@ -642,7 +702,8 @@ def sites_for(formula: str, family: str) -> dict[str, str]:
     found by asking the family for formulas of exactly these elements; {} when the family cannot hold it."""
     from tools.request import MaterialsRequest
 
-    if family not in FAMILIES:
+    fam = family_of(family)
+    if fam is None:
         return {}
     try:
         comp = Composition(formula)
@@ -650,7 +711,7 @@ def sites_for(formula: str, family: str) -> dict[str, str]:
         return {}
     elements = [el.symbol for el in comp.elements]
     req = MaterialsRequest(text=formula, include=elements, only=elements)
-    if not FAMILIES[family].ionic or not set(elements) & {"O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I"}:
+    if not fam.ionic or not set(elements) & {"O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I"}:
         req.compound_class = "intermetallic"
     for p in propose_for_family(req, family, 200):
         if Composition(p.formula).reduced_formula == comp.reduced_formula:

@@ -24,7 +24,7 @@ from pymatgen.analysis.phase_diagram import PDEntry
 from pymatgen.core import Composition, Structure
 
 from memory.store import symmetry_of
-from models.prototypes import RATIOS, decorate
+from models.prototypes import decorate, roles_of
 from tools.errors import ToolInputError, ToolRuntimeError
 from tools.executor import get_executor
 from tools.executor_tasks import relax_payload, relax_task
@@ -168,9 +168,9 @@ class FormulaNode:
 
 def _prototype_structure(node: FormulaNode, family: str | None) -> Structure | None:
     """The family prototype decorated with the proposal's elements, when roles are known."""
-    if not family or family not in RATIOS or not node.sites:
+    if not family or roles_of(family) is None or not node.sites:
         return None
-    roles, _ = RATIOS[family]
+    roles, _ = roles_of(family)
     elements = {}
     for role in roles:
         label = node.sites.get(role) or node.sites.get(f"{role}1")
