@@ -201,3 +201,16 @@ def test_structure_types_from_the_aflow_library_beyond_the_typed_families(text, 
     structure = decorate(family, roles)
     assert structure.composition.reduced_formula == Composition(formula).reduced_formula
     assert matches_family(structure, family)
+
+
+@pytest.mark.parametrize(
+    "text,family,include",
+    [
+        ("a perovksite with La", "perovskite", {"La"}),
+        ("ABO3 perovskite with A = La and B = Mn", "perovskite", {"La", "Mn"}),
+        ("a pyrochlor with Gd on the A site", "pyrochlore", {"Gd"}),
+    ],
+)
+def test_slips_and_site_labels(text, family, include):
+    req = read_request(text)
+    assert req.family == family and set(req.include) == include, req.constraints()

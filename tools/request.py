@@ -116,7 +116,7 @@ _VERB_AFTER_NEGATION = {"contain", "containing", "contains", "include", "includi
 _INCLUDE_CUES = {"with", "containing", "contain", "contains", "including", "include", "includes", "of", "plus",
                  "using", "has", "having", "and", "from", "incorporating", "featuring", "based"}
 _CONNECTORS = {",", "and", "or", "/", "&", "+", "nor"}
-_SITE_WORDS = re.compile(r"^(?:-|\s)?(?:site|sites|sublattice|cation|anion|-type\b(?!\w))", re.IGNORECASE)
+_SITE_WORDS = re.compile(r"^(?:(?:-|\s)?(?:site|sites|sublattice|cation|anion)\b|\s*[=:]\s*[A-Z]|')", re.IGNORECASE)
 _FREE_AFTER = re.compile(r"^(?:-|\s)?(?:free|less)\b(?!\s+(?:of|from)\b)", re.IGNORECASE)
 _TYPE_AFTER = re.compile(r"^-?(?:type|like|structured|structure|prototype)\b|^\s+(?:type|structure)\b", re.I)
 
@@ -222,6 +222,9 @@ def _find_mentions(text: str) -> list[Mention]:
             if re.match(r"\s+(?:evolution|reduction)\b", lowered[m.end():]):
                 continue  # "oxygen evolution": a reaction, not an ingredient
             add(m.start(), m.end(), "element", sym)
+    if not any(m.kind == "family" for m in mentions):
+        for m in _misspelled_families(lowered, taken):
+            add(m.start, m.end, "family", m.value)
     mentions.sort(key=lambda mt: mt.start)
     kept: list[Mention] = []
     for mt in mentions:  # in order, so "Be and I" can lean on an accepted "Be"
@@ -251,6 +254,27 @@ def family_of_formula(formula: str) -> str | None:
         fits = [f for f in fits if f in FAMILIES and (FAMILIES[f].default_anion in elements if FAMILIES[f].ionic
                                                       else not anionic)]
     return fits[0] if len(fits) == 1 else None
+
+
+def _misspelled_families(lowered: str, taken: list[tuple[int, int]]) -> list[Mention]:
+    """Family names typed with a slip ('perovksite', 'spinnel', 'pyrochlor'): a word of 6+ letters within a
+    close edit of a one-word family name (difflib ratio >= 0.85)."""
+    import difflib
+
+    names = {}
+    for fam, words in FAMILY_WORDS.items():
+        for w in words:
+            plain = re.sub(r"\?|\(.*?\)|\[.*?\]", "", w)
+            if plain.isalpha() and len(plain) >= 6:
+                names[plain] = fam
+    out = []
+    for m in re.finditer(r"[a-z]{6,}", lowered):
+        if _overlaps(m.span(), taken) or m.group(0) in names:
+            continue
+        close = difflib.get_close_matches(m.group(0), list(names), n=1, cutoff=0.85)
+        if close and not Element.is_valid_symbol(m.group(0).capitalize()) and m.group(0) not in _NAMES:
+            out.append(Mention(m.start(), m.end(), "family", names[close[0]]))
+    return out
 
 
 def _reduced(token: str) -> str | None:
