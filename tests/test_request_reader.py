@@ -214,3 +214,9 @@ def test_structure_types_from_the_aflow_library_beyond_the_typed_families(text, 
 def test_slips_and_site_labels(text, family, include):
     req = read_request(text)
     assert req.family == family and set(req.include) == include, req.constraints()
+
+
+def test_an_allotrope_request_proposes_the_element_itself():
+    req = read_request("a new allotrope of carbon")
+    assert req.n_elements == 1 and req.decline is None
+    assert [p.formula for p in propose_formulas_offline(req, 3)] == ["C"]

@@ -255,8 +255,10 @@ LIST_FILLERS = {"and", "or", "nor", ",", "/", "&", "any", "the", "a", "an", "eit
 AMBIGUOUS_SYMBOLS = {"I", "In", "As", "Be", "No", "At", "He", "Am", "Es", "Os", "Pa", "Ho", "Bi", "Hf", "Mo"}
 GOAL_WORDS = {"metastable": "metastable", "novel": "novel", "new": "novel", "unknown": "novel",
               "undiscovered": "novel", "hypothetical": "novel", "unexplored": "novel"}
-COUNT_WORDS = {"unary": 1, "elemental": 1, "binary": 2, "ternary": 3, "quaternary": 4, "quinary": 5,
-               "two-element": 2, "three-element": 3, "four-element": 4, "five-element": 5}
+COUNT_WORDS = {
+    "unary": 1, "elemental": 1, "allotrope": 1, "allotropes": 1, "pure element": 1, "binary": 2, "ternary": 3,
+    "quaternary": 4, "quinary": 5, "two-element": 2, "three-element": 3, "four-element": 4, "five-element": 5,
+}
 
 
 @lru_cache(maxsize=1)

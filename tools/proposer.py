@@ -683,6 +683,10 @@ def named_formula_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
 def propose_formulas_offline(req: MaterialsRequest, n: int = 8) -> list[FormulaProposal]:
     """Top-n proposals: formulas named in the request first, then the families the request allows, ranked by
     substitution likelihood (an application's usual families count double)."""
+    if req.n_elements == 1 and len(req.include) == 1 and req.family is None:
+        # "an allotrope of carbon": the element itself; the diffusion model samples its structures.
+        el = req.include[0]
+        return [FormulaProposal(el, "", {}, 1.0, f"a crystal of the element {el} (one element asked for)", {})]
     proposals: list[FormulaProposal] = []
     for name in families_for(req):
         weight = 2.0 if name in req.preferred_families and not req.family else 1.0

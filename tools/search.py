@@ -243,6 +243,8 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
     (so it reads >= 0; polymorphs relative to the best), and results are ranked: required elements, then the
     requested family, then converged relaxations, then E_hull. They are stored in memory with their parents and
     written as a report (Markdown + JSON), CIFs and a plot; `notes` says what was skipped or under-spent and why.
+    `constraints` shows how the request was read (and `reader` by whom); a request chemistry rules out (noble-gas
+    compounds, contradictions, no charge balance) comes back `declined` with the reason, and nothing is relaxed.
     Run it as a job for budgets above a few structures."""
     start = time.time()
     potential = inp.potential or ctx.settings.potential
