@@ -223,6 +223,29 @@ def _heusler_ordering(structure: Structure, name: str, sites: dict[str, set[str]
     return None, "the site frame does not line up with the reference"
 
 
+# Roles one element may fill together in real members of the family (Co3O4 and Fe3O4 are spinels, Fe2SiO4 an
+# olivine, Fe3Si a D0_3 Heusler): a candidate with fewer elements is compared with the reference so merged.
+MERGEABLE_ROLES = {"spinel": ("A", "B"), "inverse spinel": ("A", "B"), "olivine": ("A", "B"), "garnet": ("B", "C"),
+                   "heusler": ("A", "B")}
+
+
+def _reference_variants(name: str, family: str, n_elements: int) -> list[Structure]:
+    """The typed reference cell, and when the candidate has fewer elements, the cell with the family's mergeable
+    roles given one species."""
+    ref = reference_cell(name)
+    out = [ref]
+    pair = MERGEABLE_ROLES.get(family)
+    if pair and n_elements < len(ref.composition.elements):
+        roles = ref.site_properties["role"]
+        first = next(ref[i].specie for i, r in enumerate(roles) if r == pair[0])
+        merged = ref.copy()
+        for i, role in enumerate(roles):
+            if role == pair[1]:
+                merged.replace(i, first)
+        out.append(merged)
+    return out
+
+
 def judge_family(structure: Structure, family: str) -> dict:
     """Match against the typed known members of the family, site ordering, and a reason (see the module doc)."""
     family = family.lower()
@@ -236,12 +259,15 @@ def judge_family(structure: Structure, family: str) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, _ in members:
-            ref = reference_cell(name)
-            try:
-                loose = bool(LOOSE.fit_anonymous(structure, ref))
-                strict = loose and bool(STRICT.fit_anonymous(structure, ref))
-            except Exception:  # the matcher fails on some degenerate cells: no match
-                loose = strict = False
+            loose = strict = False
+            for ref in _reference_variants(name, family, len(structure.composition.elements)):
+                try:
+                    loose = bool(LOOSE.fit_anonymous(structure, ref))
+                    strict = loose and bool(STRICT.fit_anonymous(structure, ref))
+                except Exception:  # the matcher fails on some degenerate cells: no match
+                    loose = strict = False
+                if loose:
+                    break
             if loose and out["reference"] is None:
                 out["reference"] = name
             out["match"] |= loose
