@@ -276,7 +276,7 @@ def family_of(name: str | None) -> Family | None:
 
 FAMILY_DEFAULT_ANION = {name: (f.default_anion if f.ionic else None) for name, f in FAMILIES.items()}
 ANION_CHARGE = {"O": -2, "S": -2, "Se": -2, "Te": -2, "N": -3, "P": -3, "As": -3, "Sb": -3, "F": -1, "Cl": -1,
-                "Br": -1, "I": -1, "H": -1}
+                "Br": -1, "I": -1, "H": -1, "C": -4, "Si": -4, "Ge": -4}  # Mg2Si, Mg2Ge: antifluorite silicides
 
 
 @dataclass
@@ -715,7 +715,7 @@ def sites_for(formula: str, family: str) -> dict[str, str]:
         return {}
     elements = [el.symbol for el in comp.elements]
     req = MaterialsRequest(text=formula, include=elements, only=elements)
-    if not fam.ionic or not set(elements) & {"O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I"}:
+    if not fam.ionic or (fam.metallic_archetypes and not set(elements) & set(ANION_CHARGE)):
         req.compound_class = "intermetallic"
     for p in propose_for_family(req, family, 200):
         if Composition(p.formula).reduced_formula == comp.reduced_formula:
