@@ -16,6 +16,7 @@ import gzip
 import itertools
 import json
 import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Element, Structure
 
 from models.prototypes import decorate, predicted_volume
-from tools.potentials import ElementalReferences, relax, safe_name, shipped_references
+from tools.potentials import REFERENCE_CLOCK, ElementalReferences, relax, safe_name, shipped_references
 
 ANIONS = {"O": -2, "S": -2, "Se": -2, "Te": -2, "N": -3, "F": -1, "Cl": -1, "Br": -1, "I": -1}
 # cation:anion ratio -> prototypes tried for a binary reference compound
@@ -127,7 +128,9 @@ class LocalHull:
             key = f"{structure.composition.reduced_formula}:{family}"
             with self._lock:
                 if key not in self.compounds:
+                    started = time.perf_counter()
                     result = relax(structure, self.refs.calc, self.refs.potential, max_steps=250)
+                    REFERENCE_CLOCK["seconds"] += time.perf_counter() - started
                     self.relaxations += 1
                     self.compounds[key] = {
                         "formula": structure.composition.formula,

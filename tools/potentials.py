@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +54,11 @@ def check_supported(calc: Calculator, atoms: Atoms, name: str) -> None:
             checker(atoms)
         except ValueError as exc:
             raise ToolInputError(str(exc)) from exc
+
+
+# Seconds spent relaxing hull references (elements here, compounds in tools/hull.py) in this process: a search
+# reports its share, since references are computed once per chemical system and cached.
+REFERENCE_CLOCK = {"seconds": 0.0}
 
 
 @dataclass
@@ -165,7 +171,9 @@ class ElementalReferences:
                 for atoms in _elemental_candidates(symbol):
                     structure = atoms_to_structure(atoms)
                     gas = len(atoms) == 2 and atoms.cell[0, 0] >= 10
+                    started = time.perf_counter()
                     result = relax(structure, self.calc, self.potential, fmax=0.05, max_steps=150, relax_cell=not gas)
+                    REFERENCE_CLOCK["seconds"] += time.perf_counter() - started
                     best = min(best, result.energy / len(structure))
                 self.energies[symbol] = float(best)
                 self.path.parent.mkdir(parents=True, exist_ok=True)

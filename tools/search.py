@@ -31,7 +31,7 @@ from tools.executor_tasks import relax_payload, relax_task
 from tools.family_match import matches_family
 from tools.language import Proposal, ProposeOutput, propose_request
 from tools.potential_tools import compute_properties, reference_compound_keys, system_hull
-from tools.potentials import get_potential, single_point
+from tools.potentials import REFERENCE_CLOCK, get_potential, single_point
 from tools.registry import ToolContext, get_tool, tool
 from tools.request import MaterialsRequest
 from tools.structures import structure_to_cif
@@ -135,6 +135,9 @@ class SearchOutput(BaseModel):
         default_factory=dict, description="Per chemical system: the reference phases of its final hull"
     )
     reference_relaxations: int = Field(default=0, description="Hull reference compounds this search relaxed")
+    reference_seconds: float = Field(
+        default=0.0, description="Seconds of `seconds` spent relaxing hull references (computed once, then cached)"
+    )
 
 
 @dataclass
@@ -281,6 +284,7 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
         queue_prototype(node)
 
     references_before = reference_compound_keys(potential, ctx)
+    clock_before = REFERENCE_CLOCK["seconds"]
     candidates: list[Candidate] = []
     energies: dict[str, float] = {}  # candidate id -> total energy (eV) of that stored relaxed structure
     state = {"evaluations": 0, "reused": 0}
@@ -488,6 +492,7 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
         notes=notes,
         hull_references=hull_references,
         reference_relaxations=relaxed_refs,
+        reference_seconds=round(REFERENCE_CLOCK["seconds"] - clock_before, 1),
     )
     return _write_report(output, ranked, ctx)
 
