@@ -38,3 +38,15 @@ def test_a_garnet_goes_through_its_prototype_and_the_search_says_so(workspace):
     assert best is not None and Composition(best.formula).reduced_formula == "Y3Al5O12"
     assert best.generator == "prototype" and best.family_match and best.spacegroup == "Ia-3d"
     assert any("prototype only" in n and "80 atoms" in n for n in out.notes), out.notes
+
+
+def test_a_polymorph_above_its_ground_state_never_outranks_a_compound_on_the_hull():
+    """Wurtzite MgO (0.09 eV/atom above rock-salt MgO) must rank after wurtzite ZnO on its hull, although MgO's
+    formation energy is the more negative: the stability number is E_hull above the hull, and only on the hull
+    the energy below the competing phases."""
+    from tools.search import stability
+
+    mgo_wurtzite = stability(0.094, lambda: -3.01)
+    zno_wurtzite = stability(0.0, lambda: -1.84)
+    assert mgo_wurtzite == 0.094 and zno_wurtzite == -1.84 and zno_wurtzite < mgo_wurtzite
+    assert stability(0.0, lambda: 0.2) == 0.0  # on the hull, never ranked as if above it

@@ -12,10 +12,12 @@ delivered CIF is the relaxed structure whose energy is reported (`verify_deliver
 
 from __future__ import annotations
 
+import functools
 import heapq
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -529,11 +531,23 @@ def _final_hull(
                 "in memory"
             )
             ctx.store.update(i, properties={"e_above_hull_eV": round(value, 6), "e_above_hull_basis": basis})
-            decomposition = hull.decomposition_energy(record.structure.composition, energies[i])
+            # On the hull: how far below the competing phases (negative); above it: E_hull itself, so a polymorph
+            # above its own composition's ground state never outranks a compound on the hull.
+            decomposition = stability(
+                value, functools.partial(hull.decomposition_energy, record.structure.composition, energies[i])
+            )
             updates[i] = {"e_above_hull_eV": round(value, 4), "score": round(-decomposition, 4) + 0.0,
                           "decomposition_energy_eV": round(decomposition, 4), "e_hull_suspect": value < SUSPECT_E_HULL}
     final = [c.model_copy(update=updates[c.id]) if c.id in updates else c for c in candidates]
     return final, references, notes
+
+
+def stability(e_hull: float, below_competitors: Callable[[], float]) -> float:
+    """The ranking's stability number: E_hull for a structure above the hull (a polymorph above its composition's
+    ground state included), and for one on it the (negative) energy below the hull of the competing phases."""
+    if e_hull > 1e-4:
+        return e_hull
+    return min(below_competitors(), 0.0)
 
 
 def _quality_notes(ranked: list[Candidate]) -> list[str]:
