@@ -50,3 +50,19 @@ def test_a_polymorph_above_its_ground_state_never_outranks_a_compound_on_the_hul
     zno_wurtzite = stability(0.0, lambda: -1.84)
     assert mgo_wurtzite == 0.094 and zno_wurtzite == -1.84 and zno_wurtzite < mgo_wurtzite
     assert stability(0.0, lambda: 0.2) == 0.0  # on the hull, never ranked as if above it
+
+
+def test_compounds_of_only_the_named_elements_rank_before_substituted_ones():
+    """'a garnet with Y and Al' is YAG: a Ga-substituted garnet that reads more stable ranks after it."""
+    from tools.search import Candidate, _rank
+
+    def candidate(formula: str, only_named: bool, stability_eV: float) -> Candidate:
+        return Candidate(
+            rank=0, id=f"s-{formula}", uri="", formula=formula, family="garnet", generator="prototype",
+            spacegroup="Ia-3d", energy_per_atom_eV=-7.0, formation_energy_per_atom_eV=-3.0, e_above_hull_eV=0.0,
+            family_match=True, has_required_elements=True, score=-stability_eV, reused=False, parent_id=None,
+            decomposition_energy_eV=stability_eV, only_named_elements=only_named,
+        )
+
+    ranked = _rank([candidate("Y3Al2(GaO4)3", False, -0.2), candidate("Y3Al5O12", True, -0.1)], True)
+    assert [c.formula for c in ranked] == ["Y3Al5O12", "Y3Al2(GaO4)3"]

@@ -91,6 +91,10 @@ class Candidate(BaseModel):
     )
     proposal_rank: int = Field(default=0, description="The formula's place in the language level's ranking")
     named_formula: bool = Field(default=False, description="A formula the request named (ranked first)")
+    only_named_elements: bool = Field(
+        default=False, description="Made of the elements the request named (and its anion) only: YAG for 'a garnet "
+        "with Y and Al' before Ga-substituted garnets"
+    )
     e_hull_suspect: bool = Field(
         default=False, description="E_hull still below -0.05 eV/atom against the final hull: do not trust it"
     )
@@ -294,6 +298,7 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
     notes += [_prototype_only_note(n) for n in nodes if n.prototype_only]
     diffusion_down: list[str] = []  # the model itself is unavailable: no formula gets diffusion samples
     required = set(req.include)
+    allowed_anions = {*req.anions, *([req.anion] if req.anion else []), *([req.polyanion] if req.polyanion else [])}
     executor = get_executor(ctx.settings)
     max_draws = math.ceil(inp.budget / inp.samples_per_formula) + 2  # per formula: enough to spend the budget
     max_steps = 4 * inp.budget + (len(nodes) + len(reserve)) * (max_draws * inp.samples_per_formula + 2)
@@ -362,6 +367,8 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
                 e_above_hull_eV=None if e_hull is None else round(e_hull, 4),
                 family_match=family_ok,
                 has_required_elements=required <= {el.symbol for el in relaxed.composition.elements},
+                only_named_elements=len(required) >= 2
+                and {el.symbol for el in relaxed.composition.elements} <= required | allowed_anions,
                 score=round(score, 4),
                 reused=was_reused,
                 parent_id=parent,
@@ -668,7 +675,8 @@ def _best_per_formula(ranked: list[Candidate]) -> list[Candidate]:
 def _rank(candidates: list[Candidate], family_required: bool = False) -> list[Candidate]:
     """Unique structures, best first, by tiers and then stability: required elements first; formulas the request
     named (or asked for by a swap) next; when the request names a family, family matches before other families;
-    converged relaxations before unconverged ones; then the energy relative to the competing phases (E_hull above
+    when it names two or more elements, compounds of only those (and the anion) first; converged relaxations
+    before unconverged ones; then the energy relative to the competing phases (E_hull above
     the hull, negative below: a compound on the hull ranks by how far below its competitors it lies; E_form when
     there is no hull value), then the language level's order. A family match or a valid composition is a
     requirement, not a bonus that a wrong E_hull could outweigh."""
@@ -682,7 +690,7 @@ def _rank(candidates: list[Candidate], family_required: bool = False) -> list[Ca
         if value is None:
             value = c.e_above_hull_eV if c.e_above_hull_eV is not None else c.formation_energy_per_atom_eV
         return (not c.has_required_elements, not c.named_formula, family_required and not c.family_match,
-                not c.converged,
+                not c.only_named_elements, not c.converged,
                 round(value, 3), c.proposal_rank, c.energy_per_atom_eV, c.id)
 
     ordered = sorted(best.values(), key=key)
