@@ -220,3 +220,34 @@ def test_an_allotrope_request_proposes_the_element_itself():
     req = read_request("a new allotrope of carbon")
     assert req.n_elements == 1 and req.decline is None
     assert [p.formula for p in propose_formulas_offline(req, 3)] == ["C"]
+
+
+@pytest.mark.parametrize(
+    "text,include,formulas",
+    [
+        ("A DOUBLE PEROVSKITE WITH BARIUM AND IRON", {"Ba", "Fe"}, []),
+        ("cathodes like limnpo4", set(), ["LiMnPO4"]),
+        ("a spinel with Ga and In for transparent electrodes", {"Ga", "In"}, []),
+    ],
+)
+def test_capitals_lower_case_formulas_and_symbols_before_prepositions(text, include, formulas):
+    req = read_request(text)
+    assert set(req.include) == include and req.formulas == formulas, req.constraints()
+
+
+def test_noble_gas_fluorides_are_not_declined_but_noble_gas_alone_is():
+    assert read_request("a stable krypton fluoride").decline is None
+    assert read_request("a solid made of krypton and xenon").decline
+
+
+def test_a_named_formula_that_cannot_balance_charge_is_declined():
+    assert "balance charge" in (read_request("fluorite-structured NaF2").decline or "")
+    assert read_request("CaF2 fluorite").decline is None
+
+
+def test_other_anions_and_rarer_states_when_the_usual_ones_cannot_work():
+    assert propose_formulas_offline(read_request("an antifluorite with sodium"), 1)[0].formula == "Na2O"
+    assert propose_formulas_offline(read_request("a CsCl-type compound with thallium"), 1)[0].formula in (
+        "TlF", "TlCl")
+    fe4 = [p.formula for p in propose_formulas_offline(read_request("a perovskite oxide of Ba and Fe"), 3)]
+    assert "BaFeO3" in fe4

@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -322,9 +324,25 @@ def state_prior(symbol: str, ox: int) -> float:
     return counts.get(ox, 0.0) / total if total else 0.5
 
 
+_WIDE_STATES = {"on": False}
+
+
+@contextmanager
+def _all_states() -> Iterator[None]:
+    """Within the block, oxidation_states() returns every state pymatgen knows, not only the ICSD ones."""
+    _WIDE_STATES["on"] = True
+    try:
+        yield
+    finally:
+        _WIDE_STATES["on"] = False
+
+
 def oxidation_states(symbol: str) -> tuple[int, ...]:
-    """Positive oxidation states seen in the ICSD for an element (common ones as a fallback)."""
+    """Positive oxidation states seen in the ICSD for an element (common ones as a fallback; every known state
+    inside _all_states)."""
     el = Element(symbol)
+    if _WIDE_STATES["on"]:
+        return tuple(s for s in el.oxidation_states if 0 < s <= 8)
     states = tuple(s for s in (el.icsd_oxidation_states or el.common_oxidation_states) if s > 0)
     return states or tuple(s for s in el.oxidation_states if s > 0)
 
@@ -475,6 +493,18 @@ def propose_for_family(req: MaterialsRequest, family_name: str, n: int) -> list[
     out: list[FormulaProposal] = []
     for anions in anion_options(req, family):
         out.extend(_propose_with_anions(req, family, anions, n))
+    if not out and family.ionic and req.compound_class is None and req.anion is None:
+        # No class named and the usual anion cannot work ('a halite-type compound with K'): the other anions.
+        x_count = family.ratio[family.roles.index("X")]
+        for rank, anion in enumerate(("F", "Cl", "Br", "I", "S", "Se", "Te", "N", "O")):
+            if anion not in req.exclude and anion != family.default_anion:
+                for p in _propose_with_anions(req, family, {anion: x_count}, n):
+                    p.score = round(p.score * 0.9**rank, 6)  # the commoner anions of such compounds first
+                    out.append(p)
+    if not out and family.ionic and req.include:
+        with _all_states():  # states beyond the ICSD statistics (SrFeO3 needs Fe4+), for fixed elements only
+            for anions in anion_options(req, family):
+                out.extend(_propose_with_anions(req, family, anions, n))
     best: dict[str, FormulaProposal] = {}
     for p in sorted(out, key=lambda p: -p.score):
         best.setdefault(Composition(p.formula).reduced_formula, p)

@@ -121,6 +121,49 @@ _FREE_AFTER = re.compile(r"^(?:-|\s)?(?:free|less)\b(?!\s+(?:of|from)\b)", re.IG
 _TYPE_AFTER = re.compile(r"^-?(?:type|like|structured|structure|prototype)\b|^\s+(?:type|structure)\b", re.I)
 
 
+def _uncapitalised(text: str) -> str:
+    """A request typed in capitals ('PEROVSKITE OXIDE WITH LANTHANUM AND NICKEL') read in lower case, with one- and
+    two-letter words as element symbols ('LA' -> 'La'); lower-case formulas ('lifepo4') written as formulas."""
+    letters = [ch for ch in text if ch.isalpha()]
+    if letters and sum(ch.isupper() for ch in letters) / len(letters) > 0.8 and len(letters) > 12:
+        text = re.sub(r"[A-Za-z]+", lambda m: m.group(0).capitalize() if len(m.group(0)) <= 2
+                      else m.group(0).lower(), text)
+    return re.sub(r"\b[a-z][a-z0-9()]*\d[a-z0-9()]*\b", lambda m: _formula_case(m.group(0)) or m.group(0), text)
+
+
+def _formula_case(token: str) -> str | None:
+    """'lifepo4' -> 'LiFePO4': the token split into element symbols, when it reads as a formula of two or more
+    elements; of several readings the one without radioactive elements (LiFePO4, not LiFePo4), then with the most
+    two-letter symbols (CoSb3, not COSB3), then a charge-balanced one wins."""
+
+    def splits(rest: str) -> list[list[str]]:
+        if not rest:
+            return [[]]
+        if rest[0].isdigit() or rest[0] in "()":
+            return [[rest[0], *tail] for tail in splits(rest[1:])]
+        out = []
+        for size in (1, 2):
+            head = rest[:size].capitalize()
+            if len(rest) >= size and head.isalpha() and Element.is_valid_symbol(head) and head not in ("D", "T"):
+                out += [[head, *tail] for tail in splits(rest[size:])]
+        return out
+
+    readings = []
+    for parts in splits(token)[:64]:
+        formula = "".join(parts)
+        if not _is_formula(formula) or len(re.findall(r"[A-Z]", formula)) < 2:
+            continue
+        elements = [Element(e) for e in re.findall(r"[A-Z][a-z]?", formula)]
+        try:
+            balanced = bool(Composition(formula).oxi_state_guesses(max_sites=-20))
+        except Exception:  # noqa: BLE001 - pymatgen gives up: count as unbalanced
+            balanced = False
+        rare = sum(el.is_radioactive or el.Z > 83 for el in elements)
+        two_letter = sum(len(el.symbol) == 2 for el in elements)  # 'cosb3' is CoSb3, not COSB3
+        readings.append((rare, -two_letter, not balanced, formula))
+    return min(readings)[3] if readings else None
+
+
 def _tokens(text: str) -> list[tuple[int, int, str]]:
     return [(m.start(), m.end(), m.group(0)) for m in _TOKEN.finditer(text)]
 
@@ -301,7 +344,8 @@ def _chemical_context(text: str, mention: Mention, mentions: list[Mention]) -> b
                                                                                "compound", "compounds"):
             last = "with"
         if last in _INCLUDE_CUES - {"and", "of", "from"} or last in _NEG_ONE:
-            return bool(re.match(r"\s*(?:$|[,.;:)!?]|and\b|or\b|[A-Z])", after))
+            return bool(re.match(r"\s*(?:$|[,.;:)!?]|(?:and|or|for|as|to|in|on|at|with|from|that|which|only|"
+                                 r"please|instead|rather|but)\b|[A-Z])", after))
         if last in _CONNECTORS:
             return any(m.kind in ("element", "formula") and 0 <= mention.start - m.end < 12 for m in mentions)
     nxt = re.match(r"\s*(,|and|or|/)\s*([A-Z][a-z]?)\b", after)
@@ -355,7 +399,7 @@ def _optional(text: str, mention: Mention) -> bool:
 def read_request(text: str) -> MaterialsRequest:
     """The offline reading of a request. Raises ToolInputError only for an empty or unreadable request; a request
     that chemistry rules out comes back with `decline` set to the reason."""
-    cleaned = " ".join(str(text).split())
+    cleaned = _uncapitalised(" ".join(str(text).split()))
     if not cleaned:
         raise ToolInputError("the request is empty: say what material you want, e.g. 'a stable spinel with Mg and Al'")
     if len(cleaned) > MAX_REQUEST_CHARS:
@@ -567,11 +611,25 @@ def _decline_reason(req: MaterialsRequest) -> str | None:
         return (f"{', '.join(inert)} form no stable solid compounds (closed-shell noble gases); no crystal of this "
                 "kind can be proposed")
     heavy_inert = [el for el in req.include if el in NOBLE_GASES]
-    if heavy_inert and (set(req.include) <= set(NOBLE_GASES) or (req.only and set(req.only) <= set(NOBLE_GASES))):
+    anion_given = req.compound_class in ("fluoride", "oxide", "oxyfluoride") or bool(
+        set(req.include) & {"F", "O"})
+    if heavy_inert and not anion_given and (
+        set(req.include) <= set(NOBLE_GASES) or (req.only and set(req.only) <= set(NOBLE_GASES))
+    ):
         return f"compounds of noble gases alone ({', '.join(heavy_inert)}) do not exist as stable solids"
     if heavy_inert and (req.family or (req.compound_class not in (None, "fluoride", "oxide"))):
         return (f"{', '.join(heavy_inert)} form only a few molecular fluorides and oxides, no "
                 f"{req.family or req.compound_class}")
+    for formula in [f for f in req.formulas if f not in req.reference_formulas]:
+        comp = Composition(formula)
+        ionic = req.compound_class not in (None, "intermetallic") or req.family not in (None, *INTERMETALLIC_FAMILIES)
+        if ionic and {el.symbol for el in comp.elements} & {"O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I"}:
+            try:
+                balanced = bool(comp.oxi_state_guesses(max_sites=-20))
+            except Exception:  # noqa: BLE001 - pymatgen gives up on some compositions
+                balanced = True
+            if not balanced:
+                return f"{formula} cannot balance charge with any common oxidation states of its elements"
     if req.family in INTERMETALLIC_FAMILIES and req.compound_class not in (None, "intermetallic"):
         return f"a {req.family} compound is an intermetallic: it is not a {req.compound_class}"
     needed = FAMILY_MIN_ELEMENTS.get(req.family or "", 2 if req.family or req.compound_class else 1)
