@@ -251,3 +251,9 @@ def test_other_anions_and_rarer_states_when_the_usual_ones_cannot_work():
         "TlF", "TlCl")
     fe4 = [p.formula for p in propose_formulas_offline(read_request("a perovskite oxide of Ba and Fe"), 3)]
     assert "BaFeO3" in fe4
+
+
+def test_formulas_after_a_polymorph_prefix_and_negation_that_ends_at_a_new_phrase():
+    assert read_request("beta-Ga2O3 for power devices").formulas == ["Ga2O3"]
+    req = read_request("a thermoelectric without lead, a telluride of bismuth")
+    assert req.exclude == ["Pb"] and "Bi" in req.include

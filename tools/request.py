@@ -247,10 +247,13 @@ def _find_mentions(text: str) -> list[Mention]:
             word = part.group(0).removesuffix("s")
             if (len(word) >= 2 and word.isupper() and not _is_formula(word)) or _ROMAN.fullmatch(token):
                 taken.append((start + part.start(), start + part.end()))  # PV, UV, YSZ, III-V: not elements
-    for start, end, token in _tokens(text):
-        if _is_formula(token.split("-")[0]) and not _overlaps((start, end), taken):
-            head = token.split("-")[0]
-            add(start, start + len(head), "formula", head)
+    for start, _end, token in _tokens(text):
+        offset = 0
+        for part in token.split("-"):  # 'LiFePO4-based', and 'alpha-Al2O3', '2H-MoS2' after a polymorph prefix
+            span = (start + offset, start + offset + len(part))
+            if _is_formula(part) and not _overlaps(span, taken):
+                add(*span, "formula", part)
+            offset += len(part) + 1
     for m in _SYMBOL.finditer(text):
         sym = m.group(1)
         if not Element.is_valid_symbol(sym) or sym in ("D", "T") or _overlaps(m.span(), taken):
@@ -377,6 +380,8 @@ def _negated(text: str, mention: Mention, mentions: list[Mention]) -> bool:
             return True
         if word in _VERB_AFTER_NEGATION:  # "not containing X", "doesn't include X", "without using X"
             return i > 0 and (words[i - 1][2] in _NEG_ONE or words[i - 1][2].endswith("n't"))
+        if word in ("a", "an", "the") and i > 0 and words[i - 1][2] in (",", ";", ":"):
+            return False  # ', a stannate or zinc oxide': a new noun phrase, outside the negation before the comma
         if word in LIST_FILLERS:
             i -= 1
             continue
