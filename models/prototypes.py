@@ -85,19 +85,23 @@ SHAREABLE_ROLES: dict[str, tuple[tuple[str, ...], ...]] = {
 
 
 @lru_cache(maxsize=1)
-def _aflow_entries() -> dict[str, Structure]:
-    """AFLOW prototype structures by mineral tag (read once from pymatgen's data file)."""
+def aflow_library() -> tuple[tuple[dict[str, str], Structure], ...]:
+    """Every entry of pymatgen's AFLOW prototype library as (tags, structure), read once: the one reader of it."""
     with gzip.open(_AFLOW, "rt") as handle:
         data = json.load(handle)
-    out = {}
+    out = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for entry in data:
-            mineral = (entry["tags"].get("mineral") or "").lower()
-            if mineral:
-                snl = entry["snl"]
-                out[mineral] = Structure.from_dict(snl.get("structure", snl))
-    return out
+            snl = entry["snl"]
+            out.append((entry["tags"], Structure.from_dict(snl.get("structure", snl))))
+    return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def _aflow_entries() -> dict[str, Structure]:
+    """AFLOW prototype structures by mineral tag (the last entry of a repeated tag, as before)."""
+    return {(tags.get("mineral") or "").lower(): s for tags, s in aflow_library() if tags.get("mineral")}
 
 
 def _built(family: str) -> Structure:
@@ -203,17 +207,11 @@ _ANION_ORDER = ("F", "O", "Cl", "N", "Br", "I", "S", "Se", "Te", "C", "As", "P",
 @lru_cache(maxsize=1)
 def _aflow_by_tag() -> dict[tuple[str, str], Structure]:
     """AFLOW prototypes by (mineral tag in lower case, Pearson symbol): names repeat across entries."""
-    with gzip.open(_AFLOW, "rt") as handle:
-        data = json.load(handle)
-    out = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for entry in data:
-            tags = entry["tags"]
-            key = ((tags.get("mineral") or "").lower(), tags.get("pearson") or "")
-            if key[0] and key not in out:
-                snl = entry["snl"]
-                out[key] = Structure.from_dict(snl.get("structure", snl))
+    out: dict[tuple[str, str], Structure] = {}
+    for tags, structure in aflow_library():
+        key = ((tags.get("mineral") or "").lower(), tags.get("pearson") or "")
+        if key[0]:
+            out.setdefault(key, structure)
     return out
 
 

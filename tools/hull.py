@@ -12,7 +12,6 @@ triple for nothing."""
 from __future__ import annotations
 
 import contextlib
-import gzip
 import itertools
 import json
 import threading
@@ -20,11 +19,10 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-import pymatgen.core
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Element, Structure
 
-from models.prototypes import decorate, predicted_volume
+from models.prototypes import aflow_library, decorate, predicted_volume
 from tools.potentials import REFERENCE_CLOCK, ElementalReferences, relax, safe_name, shipped_references
 
 ANIONS = {"O": -2, "S": -2, "Se": -2, "Te": -2, "N": -3, "F": -1, "Cl": -1, "Br": -1, "I": -1}
@@ -46,22 +44,14 @@ INTERMETALLIC_PROTOTYPES: tuple[tuple[str, str, bool], ...] = (
     ("C15", "A2B_cF24_227_d_a", False),
     ("C15", "A2B_cF24_227_d_a", True),
 )
-_AFLOW_LIBRARY = Path(pymatgen.core.__file__).parent.parent / "analysis" / "prototypes" / "aflow_prototypes.json.gz"
 
 
 @lru_cache(maxsize=1)
 def _aflow_by_label() -> dict[str, Structure]:
-    """pymatgen's AFLOW prototype structures by AFLOW label (read once)."""
-    import warnings
-
-    with gzip.open(_AFLOW_LIBRARY, "rt") as handle:
-        data = json.load(handle)
-    out = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for entry in data:
-            snl = entry["snl"]
-            out.setdefault(entry["tags"]["aflow"], Structure.from_dict(snl.get("structure", snl)))
+    """pymatgen's AFLOW prototype structures by AFLOW label (the first entry of a label)."""
+    out: dict[str, Structure] = {}
+    for tags, structure in aflow_library():
+        out.setdefault(tags["aflow"], structure)
     return out
 
 

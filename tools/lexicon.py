@@ -5,13 +5,9 @@ cue words of negation. Data only: tools/request.py holds the reading rules."""
 
 from __future__ import annotations
 
-import gzip
-import json
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
-import pymatgen.core
 from pymatgen.core import Element
 
 LANTHANIDES = tuple(Element.from_Z(z).symbol for z in range(57, 72))
@@ -280,9 +276,8 @@ COUNT_WORDS = {
 def aflow_family_names() -> dict[str, str]:
     """Mineral names and Strukturbericht designations from pymatgen's AFLOW library, for the families we build
     (lower case phrase -> family). Only entries whose prototype is one of our families are taken."""
-    path = Path(pymatgen.core.__file__).parent.parent / "analysis" / "prototypes" / "aflow_prototypes.json.gz"
-    with gzip.open(path, "rt") as handle:
-        data = json.load(handle)
+    from models.prototypes import aflow_library
+
     ours = {
         "halite, rock salt": "rock salt", "zincblende, sphalerite": "zincblende", "wurtzite": "wurtzite",
         "fluorite": "fluorite", "rutile": "rutile", "corundum": "corundum", "(cubic) perovskite": "perovskite",
@@ -290,8 +285,7 @@ def aflow_family_names() -> dict[str, str]:
         "heusler": "heusler", "half-heusler": "half-heusler", "chalcopyrite": "chalcopyrite",
     }
     out: dict[str, str] = {}
-    for entry in data:
-        tags = entry["tags"]
+    for tags, _ in aflow_library():
         family = ours.get((tags.get("mineral") or "").lower())
         if family is None:
             continue
