@@ -66,3 +66,15 @@ def test_compounds_of_only_the_named_elements_rank_before_substituted_ones():
 
     ranked = _rank([candidate("Y3Al2(GaO4)3", False, -0.2), candidate("Y3Al5O12", True, -0.1)], True)
     assert [c.formula for c in ranked] == ["Y3Al5O12", "Y3Al2(GaO4)3"]
+
+
+def test_elements_the_diffusion_model_lacks_get_random_symmetric_structures(workspace):
+    """P is outside the diffusion model's training set and LiZnP has no single-site prototype here: the search
+    samples pyxtal structures instead of stranding the budget, and says so."""
+    out = get_tool("hierarchical_search").run(
+        {"request": "a ternary phosphide with Li and Zn", "budget": 1, "n_formulas": 1, "use_llm": False},
+        ToolContext(),
+    )
+    assert out.evaluations == 1 and out.best is not None and out.best.generator == "pyxtal"
+    assert Composition(out.best.formula) == Composition("LiZnP")
+    assert any("random symmetric pyxtal structures instead" in n for n in out.notes), out.notes

@@ -67,7 +67,7 @@ class Candidate(BaseModel):
     uri: str
     formula: str
     family: str | None
-    generator: str = Field(description="'diffusion' or 'prototype'")
+    generator: str = Field(description="'prototype', 'diffusion' or 'pyxtal' (elements the diffusion model lacks)")
     spacegroup: str
     energy_per_atom_eV: float
     formation_energy_per_atom_eV: float
@@ -163,6 +163,7 @@ class FormulaNode:
     stop_reason: str = ""  # why the formula has nothing left (set when exhausted)
     had_prototype: bool = False
     prototype_only: bool = False  # the family's cell is beyond the diffusion model: its prototype is the path
+    method: str = "diffusion"  # 'pyxtal' once the diffusion model refused the formula's elements
     seen: set[str] = field(default_factory=set)  # memory ids of the structures queued so far
 
     def priority(self, total: int) -> float:
@@ -208,6 +209,7 @@ def _draw_diffusion(node: FormulaNode, inp: SearchInput, ctx: ToolContext) -> li
             "n_steps": inp.diffusion_steps,
             "seed": seed,
             "store": True,
+            "method": node.method,
         },
         ToolContext(settings=ctx.settings, cancel_event=ctx.cancel_event),
     )
@@ -215,7 +217,7 @@ def _draw_diffusion(node: FormulaNode, inp: SearchInput, ctx: ToolContext) -> li
     for sample in out.samples:
         if sample.valid and sample.structure is not None:
             record = ctx.store.get(sample.structure.id)
-            items.append(("diffusion", record.structure, record.id))
+            items.append((node.method, record.structure, record.id))
     return items
 
 
@@ -320,8 +322,15 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
         try:
             items = _draw_diffusion(node, inp, ctx)
         except ToolInputError as exc:  # this formula only: the next formula may still be sampled
-            node.exhausted, node.stop_reason = True, f"diffusion refused it ({exc})"
-            notes.append(f"diffusion refused {node.proposal.formula}: {exc}")
+            if node.method == "diffusion" and "not supported by this diffusion model" in str(exc):
+                # Elements outside the model's training set (P, for phosphides): random symmetric structures.
+                node.method = "pyxtal"
+                notes.append(f"diffusion refused {node.proposal.formula} ({exc}); random symmetric pyxtal "
+                             "structures instead")
+                refill(node)
+                return
+            node.exhausted, node.stop_reason = True, f"{node.method} refused it ({exc})"
+            notes.append(f"{node.method} refused {node.proposal.formula}: {exc}")
             return
         except ToolRuntimeError as exc:
             diffusion_down.append(str(exc))
