@@ -187,15 +187,37 @@ def _prototype_structure(node: FormulaNode, family: str | None) -> Structure | N
         if label is None:
             return None
         elements[role] = "".join(ch for ch in label if ch.isalpha())
-    if any(r.endswith("2") for r in node.sites):
-        return None  # a shared site needs an ordered supercell: leave it to the diffusion model
     try:
         structure = decorate(family, elements)
+        for role in [r[:-1] for r in node.sites if r.endswith("2") and r[:-1] in roles]:
+            structure = _split_site(structure, elements[role], "".join(ch for ch in node.sites[f"{role}2"]
+                                                                        if ch.isalpha()))
     except Exception:  # a volume-predictor failure skips the prototype; diffusion still runs
         return None
     if Composition(structure.composition.reduced_formula) != Composition(node.proposal.formula).reduced_composition:
         return None
     return structure
+
+
+def _symbol(label: str) -> str:
+    """'Mn2+' -> 'Mn'."""
+    return "".join(ch for ch in label if ch.isalpha())
+
+
+def _split_site(structure: Structure, first: str, second: str) -> Structure:
+    """A role shared 1:1 by two elements ((Mn,Zn)Fe2O4): the second half of the first element's sites, in cell
+    order, takes the second element (the cell is doubled along a when it holds an odd number of them). One ordered
+    decoration of the family, not necessarily its lowest-energy ordering: the relaxation and the other generators
+    explore the rest."""
+    sites = [i for i, site in enumerate(structure) if site.specie.symbol == first]
+    if len(sites) % 2:
+        structure = structure.copy()
+        structure.make_supercell([2, 1, 1])
+        sites = [i for i, site in enumerate(structure) if site.specie.symbol == first]
+    ordered = structure.copy()
+    for i in sites[len(sites) // 2:]:
+        ordered.replace(i, second)
+    return ordered
 
 
 def _draw_diffusion(node: FormulaNode, inp: SearchInput, ctx: ToolContext) -> list[tuple[str, Structure, str | None]]:
@@ -357,7 +379,9 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
     ) -> None:
         """Score a relaxed node, attach it to its formula, and keep it for ranking."""
         e_hull, formation = props.get("e_above_hull_eV"), props["formation_energy_per_atom_eV"]
-        family_ok = matches_family(relaxed, node.proposal.family) if node.proposal.family else False
+        shared = [[_symbol(node.sites[r[:-1] + "1"]), _symbol(node.sites[r])] for r in node.sites
+                  if r.endswith("2") and r[:-1] + "1" in node.sites]
+        family_ok = matches_family(relaxed, node.proposal.family, shared) if node.proposal.family else False
         score = -(e_hull if e_hull is not None else formation)
         node.scores.append(score + (FAMILY_BONUS if family_ok else 0.0))  # the tree search's priority signal
         node.children.append(stored_id)
