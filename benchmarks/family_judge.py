@@ -273,6 +273,11 @@ def judge_family(structure: Structure, family: str) -> dict:
             out["match"] |= loose
             out["match_strict"] |= strict
     ref_name = out["reference"] or members[0][0]
+    n_ref = len(reference_cell(ref_name).composition.elements)
+    if not out["match"] and len(structure.composition.elements) > n_ref and site_alignment(structure, family, ref_name):
+        # More elements than the reference ((Mn,Zn)Fe2O4, an ordered solid solution): its cation/anion frame
+        # lines up with the reference's, site by site.
+        out["match"], out["reference"] = True, ref_name
     if out["match"]:
         fit = f"anonymous fit to {ref_name}" + (" (strict too)" if out["match_strict"] else " (not strict)")
     else:
