@@ -10,8 +10,6 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -241,6 +239,8 @@ FAMILIES: dict[str, Family] = {
         ),
     ]
 }
+
+
 @lru_cache(maxsize=64)
 def family_of(name: str | None) -> Family | None:
     """A family by name: one of FAMILIES, or an AFLOW structure type (models.prototypes.GENERIC_FAMILIES) whose
@@ -324,24 +324,11 @@ def state_prior(symbol: str, ox: int) -> float:
     return counts.get(ox, 0.0) / total if total else 0.5
 
 
-_WIDE_STATES = {"on": False}
-
-
-@contextmanager
-def _all_states() -> Iterator[None]:
-    """Within the block, oxidation_states() returns every state pymatgen knows, not only the ICSD ones."""
-    _WIDE_STATES["on"] = True
-    try:
-        yield
-    finally:
-        _WIDE_STATES["on"] = False
-
-
-def oxidation_states(symbol: str) -> tuple[int, ...]:
-    """Positive oxidation states seen in the ICSD for an element (common ones as a fallback; every known state
-    inside _all_states)."""
+def oxidation_states(symbol: str, every_known: bool = False) -> tuple[int, ...]:
+    """Positive oxidation states seen in the ICSD for an element (common ones as a fallback); with every_known,
+    every state pymatgen knows (up to +8)."""
     el = Element(symbol)
-    if _WIDE_STATES["on"]:
+    if every_known:
         return tuple(s for s in el.oxidation_states if 0 < s <= 8)
     states = tuple(s for s in (el.icsd_oxidation_states or el.common_oxidation_states) if s > 0)
     return states or tuple(s for s in el.oxidation_states if s > 0)
@@ -413,13 +400,13 @@ def _geometry(family: Family, sites: dict[str, tuple[str, int]], anion: str | No
 
 
 def _role_candidates(
-    family: Family, role: str, pool: tuple[str, ...], required: list[str], count: int = 1
+    family: Family, role: str, pool: tuple[str, ...], required: list[str], count: int = 1, every_state: bool = False
 ) -> list[tuple[str, float, float]]:
     """(element, oxidation state, affinity) choices for a role: the best TOP_PER_ROLE ions plus every required one.
     A role with two or more ions per formula may also hold an element in two adjacent states (LiMn2O4: Mn3.5+)."""
     choices: list[tuple[str, float, float]] = []
     for el in dict.fromkeys([*pool, *required]):
-        states = oxidation_states(el) if family.ionic else (0,)
+        states = oxidation_states(el, every_state) if family.ionic else (0,)
         for ox in states:
             prior = state_prior(el, ox) if family.ionic else 1.0
             choices.append((el, ox, _affinity(family, role, el, ox) * max(prior, 0.01) ** 0.5))
@@ -502,9 +489,8 @@ def propose_for_family(req: MaterialsRequest, family_name: str, n: int) -> list[
                     p.score = round(p.score * 0.9**rank, 6)  # the commoner anions of such compounds first
                     out.append(p)
     if not out and family.ionic and req.include:
-        with _all_states():  # states beyond the ICSD statistics (SrFeO3 needs Fe4+), for fixed elements only
-            for anions in anion_options(req, family):
-                out.extend(_propose_with_anions(req, family, anions, n))
+        for anions in anion_options(req, family):  # states beyond the ICSD statistics (SrFeO3 needs Fe4+)
+            out.extend(_propose_with_anions(req, family, anions, n, every_state=True))
     best: dict[str, FormulaProposal] = {}
     for p in sorted(out, key=lambda p: -p.score):
         best.setdefault(Composition(p.formula).reduced_formula, p)
@@ -512,9 +498,10 @@ def propose_for_family(req: MaterialsRequest, family_name: str, n: int) -> list[
 
 
 def _propose_with_anions(
-    req: MaterialsRequest, family: Family, anions: dict[str, int], n: int
+    req: MaterialsRequest, family: Family, anions: dict[str, int], n: int, every_state: bool = False
 ) -> list[FormulaProposal]:
-    """Proposals of one family with a fixed anion content (scaled to the formula's X count)."""
+    """Proposals of one family with a fixed anion content (scaled to the formula's X count); every_state lets the
+    cations take every oxidation state pymatgen knows, not only the ICSD ones."""
     required = [e for e in dict.fromkeys(req.include) if e not in anions]
     roles, ratio, parent = _expanded(family, len(required), metallic=not anions)
     cation_roles = [r for r in roles if r != "X" or not anions]
@@ -539,7 +526,7 @@ def _propose_with_anions(
     if family.halide_archetypes and anions and set(anions) <= {"F", "Cl", "Br", "I"}:
         family = replace(family, archetypes=family.halide_archetypes)
     per_role = [
-        _role_candidates(family, parent[r], pool, extras, ratio[roles.index(r)]) for r in cation_roles
+        _role_candidates(family, parent[r], pool, extras, ratio[roles.index(r)], every_state) for r in cation_roles
     ]
     # Each formula unit scales the anion content with the expanded ratio (split roles double everything).
     scale = ratio[roles.index("X")] // sum(anions.values()) if anions else 1
@@ -734,8 +721,6 @@ def propose_formulas_offline(req: MaterialsRequest, n: int = 8) -> list[FormulaP
 def sites_for(formula: str, family: str) -> dict[str, str]:
     """The role assignment of a given formula in a family (for a formula typed by the user or proposed by an LLM),
     found by asking the family for formulas of exactly these elements; {} when the family cannot hold it."""
-    from tools.request import MaterialsRequest
-
     fam = family_of(family)
     if fam is None:
         return {}
