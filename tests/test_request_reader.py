@@ -257,3 +257,17 @@ def test_formulas_after_a_polymorph_prefix_and_negation_that_ends_at_a_new_phras
     assert read_request("beta-Ga2O3 for power devices").formulas == ["Ga2O3"]
     req = read_request("a thermoelectric without lead, a telluride of bismuth")
     assert req.exclude == ["Pb"] and "Bi" in req.include
+
+
+def test_an_llm_reading_of_a_class_sets_it_as_the_offline_reader_does():
+    """One rule sets a class and what follows from it for both readers: a phosphate holds P (on the tetrahedral
+    site), so an LLM's phosphate proposal without P is dropped."""
+    from tools.language import reading_from_llm, validate_llm_proposals
+
+    llm = reading_from_llm({"include": ["Li", "Fe"], "family": "olivine", "compound_class": "phosphate"},
+                           "an olivine phosphate with Li and Fe")
+    offline = read_request("an olivine phosphate with Li and Fe")
+    for field in ("compound_class", "anion", "anions", "polyanion", "include"):
+        assert getattr(llm, field) == getattr(offline, field), field
+    kept = validate_llm_proposals([{"formula": "LiFePO4"}, {"formula": "LiFeSiO4"}], llm)
+    assert [p.formula for p in kept] == ["LiFePO4"]

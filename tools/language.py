@@ -17,7 +17,7 @@ from prompts import render_prompt
 from tools.lexicon import COMPOUND_CLASSES
 from tools.proposer import ANION_CHARGE, FAMILIES, family_of, propose_formulas_offline
 from tools.registry import ToolContext, tool
-from tools.request import MaterialsRequest, _decline_reason, parse_request
+from tools.request import MaterialsRequest, decline_reason, parse_request, set_compound_class
 from tools.settings import Settings
 
 
@@ -60,10 +60,6 @@ class LLMReading(BaseModel):
     decline: str | None = None
 
 
-def constraints_of(req: MaterialsRequest) -> dict[str, object]:
-    return req.constraints()
-
-
 def charge_balanced(comp: Composition) -> bool:
     """True when pymatgen finds an oxidation-state assignment summing to zero (intermetallics pass trivially)."""
     if not any(el.symbol in ANION_CHARGE for el in comp.elements):
@@ -104,14 +100,9 @@ def reading_from_llm(raw: dict, text: str) -> MaterialsRequest:
         reader="llm",
     )
     if cls_name:
-        cls = COMPOUND_CLASSES[cls_name]
-        req.compound_class = cls_name
-        req.anions = [a for a in cls.anions if a not in req.exclude]
-        req.anion = cls.anions[0] if (len(cls.anions) == 1 or cls.mixed) else None
-        req.polyanion = cls.polyanion
-        req.include += [el for el in cls.implies if el not in req.include]
+        set_compound_class(req, cls_name)
     if req.decline is None:
-        req.decline = _decline_reason(req)
+        req.decline = decline_reason(req)
     return req
 
 
@@ -131,6 +122,8 @@ def validate_llm_proposals(raw: list[dict], req: MaterialsRequest) -> list[Propo
         if not set(req.include) <= symbols or symbols & set(req.exclude):
             continue
         if cls is not None and cls.anions and not (symbols & set(cls.anions)):
+            continue
+        if req.polyanion and req.polyanion not in symbols:  # a phosphate holds P
             continue
         family = item.get("family") or req.family
         known = family_of(family)

@@ -44,17 +44,15 @@ GROUP_WORDS: dict[str, str] = {
 }
 
 NOBLE_GASES = ("He", "Ne", "Ar", "Kr", "Xe", "Rn")
-ANION_CHARGE = {"O": -2, "S": -2, "Se": -2, "Te": -2, "N": -3, "P": -3, "As": -3, "Sb": -3,
-                "F": -1, "Cl": -1, "Br": -1, "I": -1, "H": -1, "C": -4, "B": -3}
+SIMPLE_ANIONS = ("O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I")  # the anions an ionic compound is named by
 
 
 @dataclass(frozen=True)
 class CompoundClass:
-    """A compound class: the anions it allows (any of), the elements it implies, and a polyanion centre."""
+    """A compound class: the anions it allows (any of) and, for an oxo-anion class, its polyanion centre."""
 
     name: str
     anions: tuple[str, ...]
-    implies: tuple[str, ...] = ()  # elements the class puts in the compound (a "titanate" holds Ti)
     polyanion: str | None = None  # centre of a tetrahedral oxo-anion (P in PO4, Si in SiO4)
     mixed: bool = False  # every anion is required (oxynitride: O and N), not any one of them
 
@@ -69,9 +67,9 @@ def _classes() -> dict[str, CompoundClass]:
     out["halide"] = CompoundClass("halide", ("F", "Cl", "Br", "I"))
     out["chalcogenide"] = CompoundClass("chalcogenide", ("S", "Se", "Te"))
     out["pnictide"] = CompoundClass("pnictide", ("N", "P", "As", "Sb"))
-    out["phosphate"] = CompoundClass("phosphate", ("O",), ("P",), polyanion="P")
-    out["silicate"] = CompoundClass("silicate", ("O",), ("Si",), polyanion="Si")
-    out["germanate"] = CompoundClass("germanate", ("O",), ("Ge",), polyanion="Ge")
+    out["phosphate"] = CompoundClass("phosphate", ("O",), polyanion="P")
+    out["silicate"] = CompoundClass("silicate", ("O",), polyanion="Si")
+    out["germanate"] = CompoundClass("germanate", ("O",), polyanion="Ge")
     out["intermetallic"] = CompoundClass("intermetallic", ())
     for other, anion in (("nitride", "N"), ("fluoride", "F"), ("chloride", "Cl"), ("sulfide", "S")):
         out[f"oxy{other}"] = CompoundClass(f"oxy{other}", ("O", anion), mixed=True)
@@ -79,6 +77,11 @@ def _classes() -> dict[str, CompoundClass]:
 
 
 COMPOUND_CLASSES: dict[str, CompoundClass] = _classes()
+# The class an ionic compound of one simple anion belongs to (O -> oxide, Se -> selenide).
+ANION_CLASS: dict[str, str] = {
+    c.anions[0]: name for name, c in COMPOUND_CLASSES.items() if c.anions and c.anions[0] in SIMPLE_ANIONS
+    and len(c.anions) == 1 and c.polyanion is None
+}
 # Word (regex, lower case) -> compound class name. Plurals are handled by the reader.
 CLASS_WORDS: dict[str, str] = {
     r"(?:mon|di|tri|tetr|pent|sesqui|per)?oxides?|oxidic": "oxide",

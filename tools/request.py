@@ -15,6 +15,7 @@ from pymatgen.core import Composition, Element
 from tools.errors import ToolInputError
 from tools.lexicon import (
     AMBIGUOUS_SYMBOLS,
+    ANION_CLASS,
     APPLICATIONS,
     ATE_WORDS,
     CLASS_WORDS,
@@ -30,6 +31,7 @@ from tools.lexicon import (
     LIST_FILLERS,
     NOBLE_GASES,
     PREFIX_CLASSES,
+    SIMPLE_ANIONS,
     aflow_family_names,
 )
 
@@ -296,7 +298,7 @@ def family_of_formula(formula: str) -> str | None:
         from tools.proposer import FAMILIES
 
         elements = set(Composition(reduced).get_el_amt_dict())
-        anionic = elements & {"O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I"}
+        anionic = elements & set(SIMPLE_ANIONS)
         fits = [f for f in fits if f in FAMILIES and (FAMILIES[f].default_anion in elements if FAMILIES[f].ionic
                                                       else not anionic)]
     return fits[0] if len(fits) == 1 else None
@@ -499,8 +501,8 @@ def read_request(text: str) -> MaterialsRequest:
     if req.family in INTERMETALLIC_FAMILIES and req.compound_class is None and not req.anions:
         req.compound_class = "intermetallic"
     elif req.family == "layered oxide" and req.compound_class is None:
-        _read_class(req, [Mention(0, 0, "class", "oxide")])
-    req.decline = _decline_reason(req)
+        set_compound_class(req, "oxide")
+    req.decline = decline_reason(req)
     if not (req.family or req.include or req.compound_class or req.formulas or req.include_any
             or req.application or req.decline):
         raise ToolInputError(
@@ -566,14 +568,19 @@ def _read_class(req: MaterialsRequest, classes: list[Mention]) -> None:
     if chosen is None and req.formulas:
         chosen = _class_of_formula(req.formulas[0])
     if chosen is None:
-        anions_named = [el for el in req.include if el in ("O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I")]
+        anions_named = [el for el in req.include if el in ANION_CLASS]
         if len(anions_named) == 1:
-            chosen = {"O": "oxide", "S": "sulfide", "Se": "selenide", "Te": "telluride", "N": "nitride",
-                      "F": "fluoride", "Cl": "chloride", "Br": "bromide", "I": "iodide"}[anions_named[0]]
-    if chosen is None:
-        return
-    cls = COMPOUND_CLASSES[chosen]
-    req.compound_class = chosen
+            chosen = ANION_CLASS[anions_named[0]]
+    if chosen is not None:
+        set_compound_class(req, chosen)
+
+
+def set_compound_class(req: MaterialsRequest, name: str) -> None:
+    """Set the compound class and what follows from it: the anions it allows (minus excluded ones; a mixed class
+    needs all of its anions), the anion when one is fixed or named, the polyanion centre. Used by the offline reader
+    and for an LLM's reading alike."""
+    cls = COMPOUND_CLASSES[name]
+    req.compound_class = name
     req.anions = [a for a in cls.anions if a not in req.exclude] if not cls.mixed else list(cls.anions)
     if len(cls.anions) == 1 or cls.mixed:
         req.anion = cls.anions[0] if cls.anions else None
@@ -592,13 +599,11 @@ def _class_of_formula(formula: str) -> str | None:
         for centre, cls in (("P", "phosphate"), ("Si", "silicate")):
             if centre in amounts and amounts["O"] >= 4 * amounts[centre] - 1e-6:
                 return cls
-    anions = [el for el in ("O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I") if el in amounts]
-    names = {"O": "oxide", "S": "sulfide", "Se": "selenide", "Te": "telluride", "N": "nitride", "F": "fluoride",
-             "Cl": "chloride", "Br": "bromide", "I": "iodide"}
-    return names[anions[0]] if len(anions) == 1 and len(amounts) > 1 else None
+    anions = [el for el in SIMPLE_ANIONS if el in amounts]
+    return ANION_CLASS[anions[0]] if len(anions) == 1 and len(amounts) > 1 else None
 
 
-def _decline_reason(req: MaterialsRequest) -> str | None:
+def decline_reason(req: MaterialsRequest) -> str | None:
     """Why chemistry rules the request out, or None: contradictions, noble gases, impossible element counts,
     anion classes without a cation, intermetallic families asked as ionic compounds."""
     clash = sorted(set(req.include) & set(req.exclude))
@@ -628,7 +633,7 @@ def _decline_reason(req: MaterialsRequest) -> str | None:
     for formula in [f for f in req.formulas if f not in req.reference_formulas]:
         comp = Composition(formula)
         ionic = req.compound_class not in (None, "intermetallic") or req.family not in (None, *INTERMETALLIC_FAMILIES)
-        if ionic and {el.symbol for el in comp.elements} & {"O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I"}:
+        if ionic and {el.symbol for el in comp.elements} & set(SIMPLE_ANIONS):
             try:
                 balanced = bool(comp.oxi_state_guesses(max_sites=-20))
             except Exception:  # noqa: BLE001 - pymatgen gives up on some compositions
@@ -648,8 +653,7 @@ def _decline_reason(req: MaterialsRequest) -> str | None:
     if req.only is not None:
         ionic = req.compound_class not in (None, "intermetallic") or (
             req.family is not None and req.family not in INTERMETALLIC_FAMILIES)
-        cations = [el for el in req.only if el not in ("O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I", "H")
-                   and el not in NOBLE_GASES]
+        cations = [el for el in req.only if el not in (*SIMPLE_ANIONS, "H", *NOBLE_GASES)]
         if ionic and not cations:
             return f"an ionic compound needs a cation, but the request allows only {', '.join(req.only)}"
     return None
