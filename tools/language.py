@@ -28,6 +28,9 @@ class Proposal(BaseModel):
     score: float | None = None
     source: Literal["offline", "llm"]
     named: bool = Field(default=False, description="The formula was typed in the request (or derived from one)")
+    sites: dict[str, str] = Field(
+        default_factory=dict, description="Role -> ion of the family's sites (e.g. A: La3+), when the proposer set them"
+    )
 
 
 class ProposeInput(BaseModel):
@@ -234,7 +237,8 @@ def propose_request(
         return req, _declined(req, reason, note)
     proposals = [
         Proposal(
-            formula=p.formula, family=p.family or None, reason=p.reason, score=p.score, source="offline", named=p.named
+            formula=p.formula, family=p.family or None, reason=p.reason, score=p.score, source="offline", named=p.named,
+            sites=p.sites,
         )
         for p in offline
     ]

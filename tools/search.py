@@ -287,12 +287,11 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
     req, proposed = propose_request(inp.request, 2 * inp.n_formulas, ctx, inp.use_llm)
     if proposed.declined:
         return _declined_output(inp, req, proposed, potential, start, ctx)
-    from tools.proposer import propose_formulas_offline, sites_for
+    from tools.proposer import sites_for
 
-    sites = {p.formula: p.sites for p in propose_formulas_offline(req, max(2 * inp.n_formulas, 8))}
     nodes = []
-    for i, p in enumerate(proposed.proposals):
-        node_sites = sites.get(p.formula) or (sites_for(p.formula, p.family) if p.family else {})
+    for i, p in enumerate(proposed.proposals):  # an LLM's proposal gets its roles from the family here
+        node_sites = p.sites or (sites_for(p.formula, p.family) if p.family else {})
         nodes.append(FormulaNode(p, i, node_sites, prototype_only=bool(p.family in PROTOTYPE_ONLY)))
     reserve = nodes[inp.n_formulas:]
     nodes = nodes[: inp.n_formulas]
