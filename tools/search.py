@@ -6,9 +6,10 @@ same potential is reused, not evaluated again. Writes a Markdown + JSON report, 
 The numbers it delivers: after the tree search every candidate's E_hull is recomputed against the FINAL hull of its
 chemical system (references + every relaxed structure memory holds for that system with that potential, the
 candidates included), so E_hull >= 0 up to round-off and polymorphs read relative to the best; the stored records'
-e_above_hull_eV is updated to it. Ranking is by tiers, then E_hull: required elements first, then (when the request
-names a family) family matches, then converged relaxations before unconverged ones, then E_hull ascending. Each
-delivered CIF is the relaxed structure whose energy is reported (`verify_delivery` recomputes it)."""
+e_above_hull_eV is updated to it. Ranking is by tiers, then stability (see _rank): required elements, formulas the
+request named, the requested family, only the named elements, converged relaxations; then E_hull above the hull,
+and on it the energy below the competing phases (`stability`). Each delivered CIF is the relaxed structure whose
+energy is reported (`verify_delivery` recomputes it)."""
 
 from __future__ import annotations
 
@@ -77,8 +78,8 @@ class Candidate(BaseModel):
     )
     family_match: bool
     has_required_elements: bool
-    score: float = Field(description="Higher is better: -E_hull (the ranking puts required elements, family match "
-                         "and convergence first; see rank)")
+    score: float = Field(description="Higher is better: minus the stability number (E_hull above the hull, the "
+                         "energy below the competing phases on it); the ranking's tiers come first, see rank")
     reused: bool = Field(description="True when memory already held this structure relaxed (not re-evaluated)")
     parent_id: str | None
     converged: bool = Field(default=True, description="The relaxation met its force threshold (fmax) in its steps")
@@ -186,12 +187,11 @@ def _prototype_structure(node: FormulaNode, family: str | None) -> Structure | N
         label = node.sites.get(role) or node.sites.get(f"{role}1")
         if label is None:
             return None
-        elements[role] = "".join(ch for ch in label if ch.isalpha())
+        elements[role] = _symbol(label)
     try:
         structure = decorate(family, elements)
         for role in [r[:-1] for r in node.sites if r.endswith("2") and r[:-1] in roles]:
-            structure = _split_site(structure, elements[role], "".join(ch for ch in node.sites[f"{role}2"]
-                                                                        if ch.isalpha()))
+            structure = _split_site(structure, elements[role], _symbol(node.sites[f"{role}2"]))
     except Exception:  # a volume-predictor failure skips the prototype; diffusion still runs
         return None
     if Composition(structure.composition.reduced_formula) != Composition(node.proposal.formula).reduced_composition:
@@ -273,8 +273,9 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
     family prototype is tried); every structure is relaxed with the potential and scored by energy above the local
     convex hull and by whether it matches the requested family. A best-first tree search spends the budget (number
     of relaxations) on the most promising formulas. At the end every E_hull is recomputed against the final hull
-    (so it reads >= 0; polymorphs relative to the best), and results are ranked: required elements, then the
-    requested family, then converged relaxations, then E_hull. They are stored in memory with their parents and
+    (so it reads >= 0; polymorphs relative to the best), and results are ranked: required elements, formulas the
+    request named, the requested family, compounds of only the named elements, converged relaxations, then
+    stability (E_hull, or on the hull how far below its competitors). They are stored in memory with their parents and
     written as a report (Markdown + JSON), CIFs and a plot; `notes` says what was skipped or under-spent and why.
     `constraints` shows how the request was read (and `reader` by whom); a request chemistry rules out (noble-gas
     compounds, contradictions, no charge balance) comes back `declined` with the reason, and nothing is relaxed.
@@ -485,7 +486,7 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
     evaluations, reused = state["evaluations"], state["reused"]
     ctx.progress(inp.budget, inp.budget, "final hull and report")
     final, hull_references, hull_notes = _final_hull(candidates, energies, potential, search_id, ctx)
-    ranked = _rank(final, family_required=bool(getattr(req, "family", None)))
+    ranked = _rank(final, family_required=req.family is not None)
     notes += hull_notes
     relaxed_refs = len(reference_compound_keys(potential, ctx) - references_before)
     if relaxed_refs:
@@ -838,8 +839,9 @@ def _write_report(output: SearchOutput, ranked: list[Candidate], ctx: ToolContex
         ]
         lines += ["", "## Every evaluated structure", ""]
     lines += [
-        "Ranked by tiers, then E_hull: required elements, family match (when a family is requested), converged "
-        "relaxation; E_hull against the final hull (at evaluation: the value against the hull known then).",
+        "Ranked by tiers, then stability: required elements, named formula, family match (when a family is "
+        "requested), only the named elements, converged relaxation; then E_hull against the final hull, and on it "
+        "the energy below the competing phases (E_hull at evaluation: the value against the hull known then).",
         "",
         "| rank | id | formula | family match | generator | space group | converged | E_hull (eV/atom) | "
         "E_hull at evaluation | E_form (eV/atom) | E (eV/atom) |",
