@@ -78,8 +78,8 @@ def compute_properties(
     formation = refs.formation_energy_per_atom(structure, energy)
     e_hull = None
     if hull:
-        extra = memory_entries(structure.composition, potential, ctx)
-        e_hull = LocalHull(refs, ctx.workspace / "references").e_above_hull(structure.composition, energy, extra)
+        elements = [el.symbol for el in structure.composition.elements]
+        e_hull = system_hull(elements, potential, ctx).e_above_hull(structure.composition, energy)
     symbol, number, _ = symmetry_of(structure)
     return Properties(
         energy_eV=round(energy, 6),
