@@ -271,3 +271,11 @@ def test_an_llm_reading_of_a_class_sets_it_as_the_offline_reader_does():
         assert getattr(llm, field) == getattr(offline, field), field
     kept = validate_llm_proposals([{"formula": "LiFePO4"}, {"formula": "LiFeSiO4"}], llm)
     assert [p.formula for p in kept] == ["LiFePO4"]
+
+
+def test_absurd_formulas_are_declined_and_long_lower_case_runs_are_not_split():
+    """A formula far beyond any cell the generators build is declined with the reason; a long lower-case run with
+    digits is not tried as a formula (its readings multiply with its length: 140 characters took minutes)."""
+    assert "1000001 atoms" in (read_request("Fe1000000O perovskite").decline or "")
+    req = read_request("a garnet " + "lifepo4" * 40)
+    assert req.family == "garnet" and req.formulas == []

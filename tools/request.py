@@ -36,6 +36,8 @@ from tools.lexicon import (
 )
 
 MAX_REQUEST_CHARS = 2000
+MAX_LOWERCASE_FORMULA = 24  # characters of a lower-case formula worth splitting into symbols ('ca3al2si3o12' is 12)
+MAX_FORMULA_ATOMS = 64  # atoms per formula unit of a named formula: the generators build cells up to this size
 
 
 @dataclass
@@ -150,8 +152,10 @@ def _formula_case(token: str) -> str | None:
                 out += [[head, *tail] for tail in splits(rest[size:])]
         return out
 
+    if len(token) > MAX_LOWERCASE_FORMULA:
+        return None  # the readings multiply with the length: a long lower-case run is not a typed formula
     readings = []
-    for parts in splits(token)[:64]:
+    for parts in splits(token):
         formula = "".join(parts)
         if not _is_formula(formula) or len(re.findall(r"[A-Z]", formula)) < 2:
             continue
@@ -632,6 +636,9 @@ def decline_reason(req: MaterialsRequest) -> str | None:
                 f"{req.family or req.compound_class}")
     for formula in [f for f in req.formulas if f not in req.reference_formulas]:
         comp = Composition(formula)
+        if comp.num_atoms > MAX_FORMULA_ATOMS:
+            return (f"the formula {formula} has {comp.num_atoms:.0f} atoms per formula unit; matsearch builds cells of "
+                    f"at most {MAX_FORMULA_ATOMS} atoms")
         ionic = req.compound_class not in (None, "intermetallic") or req.family not in (None, *INTERMETALLIC_FAMILIES)
         if ionic and {el.symbol for el in comp.elements} & set(SIMPLE_ANIONS):
             try:
