@@ -87,3 +87,38 @@ def test_active_learning_rejects_unknown_reference(workspace: Path) -> None:
     from tools.active_learning import reference_calculator
 
     assert isinstance(reference_calculator("MY-DFT"), EMT)
+
+
+def test_exploration_blow_up_keeps_earlier_frames_and_is_reported(workspace: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model that blows up mid-MD: the frames sampled before it stay candidates (they are labelled), and the
+    output names the blow-up: iteration, temperature, the step reached and how many frames were kept."""
+    import models.uncertainty as unc_module
+
+    real = unc_module.UncertainPotentialCalculator
+
+    def exploding(model: object, uncertainty: object) -> object:
+        calc, calls = real(model, uncertainty), [0]
+        calculate = calc.calculate
+
+        def failing(*args: object, **kwargs: object) -> None:
+            calls[0] += 1
+            if calls[0] > 31:  # the start frame plus 30 Langevin steps, then the model "explodes"
+                raise FloatingPointError("forces are not finite")
+            calculate(*args, **kwargs)
+
+        calc.calculate = failing
+        return calc
+
+    monkeypatch.setattr(unc_module, "UncertainPotentialCalculator", exploding)
+    cif = structure_to_cif(AseAtomsAdaptor.get_structure(bulk("Cu", "fcc", a=3.61, cubic=True)))
+    args = {"structures": [{"text": cif}], "run_name": "blow-up", "reference": "emt", "temperatures_K": [700.0],
+            "md_steps": 60, "sample_every": 5, "iterations": 1, "max_new_per_iteration": 2, "threshold_eV_A": 0.0,
+            "n_initial": 4, "n_validation": 2, "epochs_initial": 2, "epochs_finetune": 1, "store_labelled": False}
+    out = get_tool("active_learning").run(args, ToolContext())
+    assert out.stop_reason == "reached 1 iterations" and out.history[1].n_new == 2
+    assert out.n_exploration_failures == 1
+    failure = out.exploration_failures[0]
+    assert failure.iteration == 1 and failure.temperature_K == 700.0 and failure.steps == 60
+    assert 25 <= failure.failed_after_step < 60 and "not finite" in failure.error
+    assert failure.frames_kept == out.history[1].n_candidates and 4 <= failure.frames_kept <= 6

@@ -260,7 +260,7 @@ class ActiveLearner:
         if self.state_path.is_file():
             saved = json.loads(self.state_path.read_text())
             self.state.update({k: saved[k] for k in ("iteration", "history", "labelled_ids", "n_labels",
-                                                      "stop_reason", "species") if k in saved})
+                                                      "stop_reason", "species", "md_failures") if k in saved})
             self.species = self.state["species"]
 
     state_path = property(lambda self: self.dir / "state.json")
@@ -358,7 +358,8 @@ class ActiveLearner:
 
     def _explore(self, iteration: int) -> tuple[list[Atoms], np.ndarray, np.ndarray, list[float]]:
         """MD with the current model at each temperature (one executor task each: in-process or on Dask workers);
-        frames, their max uncertainty and descriptors."""
+        frames, their max uncertainty and descriptors. A run the model blew up is recorded in state["md_failures"]
+        and its frames from before the blow-up are used."""
         from models.equivariant import EquivariantPotential
         from models.uncertainty import GMMUncertainty
 
@@ -376,13 +377,17 @@ class ActiveLearner:
             progress=lambda d, t: self.progress(d, t, f"explored {d} of {t} temperatures with the model"),
         )
         for temp, run in zip(self.cfg.temperatures_K, runs, strict=True):
-            if run["error"]:
-                self.state.setdefault("md_failures", []).append(f"iteration {iteration}, {temp} K: {run['error']}")
+            kept = 0
             for frame in xyz_to_atoms(run["frames"]):
                 if not np.isfinite(frame.positions).all() or _min_distance(frame) < MIN_FRAME_DISTANCE_A:
                     continue
                 frames.append(frame)
                 temps.append(temp)
+                kept += 1
+            if run["error"]:  # the model blew up: the frames sampled before it are candidates all the same
+                self.state.setdefault("md_failures", []).append({
+                    "iteration": iteration, "temperature_K": float(temp), "steps": self.cfg.md_steps,
+                    "failed_after_step": run.get("failed_after_step"), "frames_kept": kept, "error": run["error"]})
         if not frames:
             return [], np.zeros(0), np.zeros((0, 1)), []
         from models.uncertainty import latent_features
@@ -533,6 +538,17 @@ class IterationReport(BaseModel):
     n_above_threshold: int
 
 
+class ExplorationFailure(BaseModel):
+    """One exploration MD run that the current model blew up; the frames sampled before it stay candidates."""
+
+    iteration: int | None = Field(description="Active-learning iteration (None in a state saved by an older run).")
+    temperature_K: float | None
+    steps: int | None = Field(description="MD steps the run was asked for.")
+    failed_after_step: int | None = Field(description="Last MD step known to have completed before the failure.")
+    frames_kept: int | None = Field(description="Frames sampled before the failure and kept as candidates.")
+    error: str
+
+
 class ActiveLearningOutput(BaseModel):
     run_name: str
     checkpoint: str = Field(description="Path of the final potential (with its GMM uncertainty inside).")
@@ -540,11 +556,22 @@ class ActiveLearningOutput(BaseModel):
     stop_reason: str
     n_labelled: int
     history: list[IterationReport]
+    n_exploration_failures: int = Field(description="Exploration MD runs that blew up (unstable model), all runs.")
+    exploration_failures: list[ExplorationFailure] = Field(
+        description="The blow-ups: iteration, temperature, step reached, frames kept, error (first 50).")
     labelled_ids: list[str] = Field(description="Memory ids of the labelled frames (first 200).")
     report_uri: str
     plot_uri: str
     train_data_uri: str
     validation_data_uri: str
+
+
+def _failure(entry: dict[str, Any] | str) -> ExplorationFailure:
+    """A stored blow-up record as output (older states stored one line of text per failure)."""
+    if isinstance(entry, str):
+        return ExplorationFailure(iteration=None, temperature_K=None, steps=None, failed_after_step=None,
+                                  frames_kept=None, error=entry)
+    return ExplorationFailure(**entry)
 
 
 @tool(cost="long", estimate=lambda inp: 60.0 + inp.iterations * (20.0 + 0.05 * inp.md_steps * len(inp.temperatures_K)))
@@ -554,7 +581,8 @@ def active_learning(inp: ActiveLearningInput, ctx: ToolContext) -> ActiveLearnin
     most uncertain diverse frames with a reference calculator (CHGNet by default; EMT; or a DFT code registered
     through ASE), fine-tune, and evaluate on reference MD frames. Stops at the iteration limit, the label budget,
     a target validation force error, or when no frame is uncertain. Resumable by run_name. Returns the checkpoint
-    (usable as `potential` in run_md) and the error/uncertainty history with a plot."""
+    (usable as `potential` in run_md) and the error/uncertainty history with a plot. Exploration MD that the model
+    blows up is reported (exploration_failures); the frames sampled before a blow-up stay candidates."""
     if any(not (1 <= t <= 5000) for t in inp.temperatures_K):
         raise ToolInputError("temperatures_K values must be between 1 and 5000 K")
     starts = [structure_to_atoms(resolve_structure(r, ctx.store if r.id else None, ctx.settings.max_atoms))
@@ -591,6 +619,7 @@ def active_learning(inp: ActiveLearningInput, ctx: ToolContext) -> ActiveLearnin
     plot = plot_history(history, run_dir / "learning_curve.png", f"active learning {inp.run_name}")
     report_path = run_dir / "report.json"
     report_path.write_text(json.dumps(state, indent=2, default=float))
+    failures = [_failure(f) for f in state.get("md_failures", [])]
     return ActiveLearningOutput(
         run_name=inp.run_name, checkpoint=str(learner.checkpoint), iterations_done=int(state["iteration"]),
         stop_reason=str(state["stop_reason"]), n_labelled=int(state["n_labels"]),
@@ -600,6 +629,7 @@ def active_learning(inp: ActiveLearningInput, ctx: ToolContext) -> ActiveLearnin
                                  mean_uncertainty_eV_A=h["mean_uncertainty"], max_uncertainty_eV_A=h["max_uncertainty"],
                                  n_candidates=h["n_candidates"], n_above_threshold=h["n_above_threshold"])
                  for h in history],
+        n_exploration_failures=len(failures), exploration_failures=failures[:50],
         labelled_ids=list(state["labelled_ids"])[:200], report_uri=ctx.artifact_uri(report_path),
         plot_uri=ctx.artifact_uri(plot), train_data_uri=ctx.artifact_uri(learner.train_path),
         validation_data_uri=ctx.artifact_uri(learner.val_path))

@@ -59,23 +59,34 @@ def xyz_to_atoms(text: str) -> list[Any]:
 
 def explore_md_task(payload: dict[str, Any]) -> dict[str, Any]:
     """Langevin MD with a checkpointed potential (the active learner's current model) from one start frame; returns
-    the sampled frames as extxyz text, or the error that stopped an unstable model (frames sampled before it kept)."""
+    the sampled frames as extxyz text and, when an unstable model blew up, the error and the last step known to
+    have completed (`failed_after_step`); the frames sampled before the blow-up are kept."""
     from models.equivariant import EquivariantPotential
     from models.uncertainty import GMMUncertainty, UncertainPotentialCalculator
-    from tools.md_protocols import DynamicsSettings, run_dynamics
+    from tools.md_protocols import DynamicsSettings, Recorder, run_dynamics
 
     model = EquivariantPotential.load(payload["checkpoint"])
     calc = UncertainPotentialCalculator(model, GMMUncertainty.load(payload["checkpoint"]))
     atoms = xyz_to_atoms(payload["start"])[0]
     settings = DynamicsSettings("nvt_langevin", payload["temperature_K"], payload["timestep_fs"],
                                 friction_per_fs=payload.get("friction_per_fs", 0.02), seed=payload["seed"])
+    recorder, reached = Recorder(), [0]
+
+    def progress(done: float, total: float | None, message: str | None) -> None:
+        reached[0] = max(reached[0], int(done))
+
+    error, failed_after = None, None
     try:
-        frames, error = run_dynamics(atoms, calc, settings, payload["steps"], payload["sample_every"]).frames[1:], None
-    except Exception as exc:  # noqa: BLE001 - an unstable early model may blow up; the caller records why
-        frames, error = [], f"{type(exc).__name__}: {exc}"
+        run_dynamics(atoms, calc, settings, payload["steps"], payload["sample_every"], recorder=recorder,
+                     progress=progress)
+    except Exception as exc:  # noqa: BLE001 - an unstable early model may blow up; the caller reports it
+        error = f"{type(exc).__name__}: {exc}"
+        last_frame = int(recorder.rows[-1]["step"]) if recorder.rows else 0
+        failed_after = max(reached[0], last_frame)
+    frames = recorder.frames[1:]  # the start frame is not a sample
     for frame in frames:  # plain frames: the model's own numbers are not labels
         frame.calc = None
-    return {"frames": atoms_to_xyz(frames), "error": error}
+    return {"frames": atoms_to_xyz(frames), "error": error, "failed_after_step": failed_after}
 
 
 def melt_quench_task(payload: dict[str, Any]) -> dict[str, Any]:
