@@ -6,7 +6,9 @@ biased sampling."""
 
 from __future__ import annotations
 
+import json
 import math
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from models.plain_data import plain_data
 
 FEATURE_KINDS = ("identity", "distances", "torsions")
 # Multitask energy weight 0.3, chosen with benchmarks/free_energy_toy.py on seeds 0-1 and checked on fresh seeds 2-3
@@ -181,20 +185,25 @@ class MultitaskCV(nn.Module):
             return self(torch.as_tensor(np.asarray(x), dtype=torch.float64))["logits"].argmax(-1).numpy()
 
     def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-        """Write one checkpoint file: config, weights (with normalisation buffers) and metadata."""
+        """Write one checkpoint file: config and metadata as plain JSON-able data, weights (with normalisation
+        buffers) as tensors, so load() reads it with torch.load(weights_only=True). TypeError when the metadata holds
+        something JSON cannot (it would not load back safely)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {**self.metadata, **(metadata or {})}
-        torch.save(
-            {"kind": "matsearch-cv", "config": asdict(self.config), "state_dict": self.state_dict(), "metadata": meta},
-            path,
-        )
+        config, meta = plain_data(asdict(self.config)), plain_data({**self.metadata, **(metadata or {})})
+        json.dumps([config, meta])  # TypeError now rather than an unloadable checkpoint later
+        torch.save({"kind": "matsearch-cv", "config": config, "state_dict": self.state_dict(), "metadata": meta}, path)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> MultitaskCV:
-        """Rebuild a CV network from a checkpoint written by save()."""
-        blob = torch.load(Path(path), map_location="cpu", weights_only=False)
+        """Rebuild a CV network from a checkpoint written by save(), without unpickling anything but tensors and
+        plain data (torch.load(weights_only=True)); ValueError for other files."""
+        try:
+            blob = torch.load(Path(path), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise ValueError(f"{path} holds objects other than tensors and plain data, so it is not loaded: "
+                             f"{str(exc).splitlines()[0]}") from None
         if not isinstance(blob, dict) or blob.get("kind") != "matsearch-cv":
             raise ValueError(f"{path} is not a matsearch CV checkpoint")
         model = cls(CVConfig(**blob["config"]))

@@ -22,6 +22,7 @@ from ase import Atoms
 
 from models.calculator import PotentialCalculator
 from models.equivariant import EquivariantPotential, PotentialConfig, predict
+from models.plain_data import plain_data
 
 UNCERTAINTY_FORMAT = "matsearch-gmm-uncertainty"
 UNCERTAINTY_VERSION = 1
@@ -198,7 +199,7 @@ class GMMUncertainty:
             "calib_y": torch.as_tensor(self.calib_y),
             "tail_exponent": float(self.tail_exponent),
             "train_nll_quantiles": dict(self.train_nll_quantiles),
-            "metadata": _plain(self.metadata),
+            "metadata": plain_data(self.metadata),
         }
 
     @classmethod
@@ -268,17 +269,6 @@ def has_uncertainty(checkpoint: str | Path) -> bool:
     except Exception:  # unreadable files simply have none
         return False
     return isinstance(payload, dict) and CHECKPOINT_KEY in payload
-
-
-def _plain(value: Any) -> Any:
-    """Metadata as plain Python types (weights_only-safe)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def fit_gmm_uncertainty(

@@ -3,6 +3,8 @@ sample weights balance classes, the sampler is exact and the exact basin free en
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import torch
@@ -65,6 +67,35 @@ def test_checkpoint_round_trip_and_cv_gradient(tmp_path) -> None:
     with pytest.raises(ValueError, match="not a matsearch CV checkpoint"):
         torch.save({"foo": 1}, tmp_path / "bad.pt")
         MultitaskCV.load(tmp_path / "bad.pt")
+
+
+class _OpensAFile:
+    """Unpickling this calls open(path, 'w'): a stand-in for code a crafted checkpoint would run."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (open, (self.path, "w"))
+
+
+def test_checkpoint_loads_without_unpickling_objects(tmp_path) -> None:
+    model = MultitaskCV(CVConfig.preset("classifier", n_inputs=2, n_classes=2, hidden=[4]))
+    # numpy scalars and tuples in the metadata are stored as plain data, readable by a weights-only load
+    path = model.save(tmp_path / "cv.pt", {"n": np.int64(3), "accuracy": np.float32(0.5), "pair": (0, 1)})
+    blob = torch.load(path, weights_only=True)
+    assert blob["metadata"] == {"n": 3, "accuracy": 0.5, "pair": [0, 1]} and isinstance(blob["metadata"]["n"], int)
+    assert MultitaskCV.load(path).metadata["pair"] == [0, 1]
+    with pytest.raises(TypeError):
+        model.save(tmp_path / "odd.pt", {"path": tmp_path})  # not JSON-able: it would not load back safely
+    # a checkpoint carrying an object is refused, and the object's code never runs
+    marker = tmp_path / "opened"
+    trap = {"kind": "matsearch-cv", "config": asdict(model.config), "state_dict": model.state_dict(),
+            "metadata": {"note": _OpensAFile(str(marker))}}
+    torch.save(trap, tmp_path / "trap.pt")
+    with pytest.raises(ValueError, match="objects other than tensors"):
+        MultitaskCV.load(tmp_path / "trap.pt")
+    assert not marker.exists()
 
 
 def test_chord_roughness_is_one_for_a_linear_cv_and_smoothing_flattens_the_step() -> None:
