@@ -2,14 +2,15 @@
 compound class, formulas, element count, application, decline) on the request suite, judged by
 benchmarks/request_judge.py (written apart from the reader), plus the validity of the top offline proposal.
 
-The suite is split before building: develop on `--split dev`; run `--split heldout` only to report.
+The suite is split before building: develop on `--split dev`; run `--split heldout` (or the blind third suite,
+`--split fresh`) only to report.
 A decline counts when the reader declines or the proposer finds no formula for the reading.
 
 With `--llm-base-url URL [--llm-model NAME]` the same suite goes through the LLM path (the OpenAI-compatible wire
 protocol, one JSON call per request that returns the structured reading and proposals, validated with pymatgen);
 rows say which reader was used (an invalid LLM reading falls back to the offline one and counts as such).
 
-Run: .venv/bin/python benchmarks/reader_quality.py [--split dev|heldout|all] [--show-misses] [--json out.json]
+Run: .venv/bin/python benchmarks/reader_quality.py [--split dev|heldout|fresh|all] [--show-misses] [--json out.json]
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def llm_reading(text: str) -> tuple[dict, list[str], str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--split", default="dev", choices=["dev", "heldout", "all"])
+    parser.add_argument("--split", default="dev", choices=["dev", "heldout", "fresh", "all"])
     parser.add_argument("--show-misses", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--llm-base-url", default=None, help="read through this OpenAI-compatible endpoint")
