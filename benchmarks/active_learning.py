@@ -9,15 +9,9 @@ strategy needed to reach the random strategy's final error (target: at most half
 Every seed is an independent repeat (own initial data, validation set and MD); the target is judged on the
 seed-averaged learning curves, and each seed's ratio is printed beside it.
 
-The defaults are the scenario of record (2026-12-02, 16 seeds as two processes of 8, 36 min each on 2 cores):
-exploration at 300, 800 and 1400 K (300 MD steps), 2 labels per iteration over 12 iterations, the mean atom
-uncertainty per frame, DP-GEN's upper trust level 0.3 eV/A. Seed-averaged, random selection ends at 44.0 meV/A with
-28 labels; uncertainty selection reaches that at 13.9 labels (ratio 0.496, at the target of half; 12.4 labels,
-0.44, interpolating between iterations) and ends at 17.3 meV/A. Per seed the ratio ranges 0.29-0.86 (median 0.46,
-9 of 16 seeds at or below half; one seed never reaches its random run's error). With 4 labels per iteration the
-same scenario gave 0.53-0.56 (fewer model updates between picks), and in a narrow scenario (600/1200 K, 100 MD
-steps, where random picks already follow the validation distribution) uncertainty selection never reached random's
-final error: selection by uncertainty pays when exploration is broad.
+The defaults are the scenario of record: exploration at 300, 800 and 1400 K (300 MD steps), 2 labels per iteration
+over 12 iterations, the mean atom uncertainty per frame, DP-GEN's upper trust level 0.3 eV/A. Results per scenario
+and seed set, dated with their commands: benchmarks/RESULTS.md.
 
 Run: `.venv/bin/python benchmarks/active_learning.py [--seeds 0 1 2 3] [--out result.json]`
 (narrow scenario: `--temperatures 600 1200 --md-steps 100 --upper 0 --per-iter 4 --iterations 6 --frame-score max`).

@@ -2,7 +2,7 @@
 
 A 1D CV learned on the periodic (phi, psi) torus holds several routes between C7eq and C7ax at the same CV value
 (across phi = 0, across phi = +-180, and sub-basins such as alpha_L beside C7ax); the barriers between them lie
-across the CV, where no 1D window helps (free_energy_alanine.py's docstring has the numbers). A 2D latent trained
+across the CV, where no 1D window helps (benchmarks/RESULTS.md has the numbers). A 2D latent trained
 with the reconstruction head as well is close to one-to-one on the sampled torus (data pairs more than 90 deg apart
 that land within 0.15 of each other in the latent: 0.03 % against 6.5 % without it), so 2D windows leave no
 slow coordinate unbiased. The windows' MBAR is models.free_energy.mbar_basins_nd. Used by free_energy_alanine.py

@@ -32,32 +32,9 @@ Run: `python benchmarks/crystallization.py [--quick] [--systems Si,TiO2] [--pote
 [--out rows.json]`. `--reidentify WORKSPACE/artifacts/.../report.json` redoes only the motif identification of a saved
 run with the current code (seconds, not the run's 10-40 minutes).
 
-Measured 2026-12-02 (full size, 1 thread): Si (32 atoms) ground state diamond, most frequent simple cubic from 2-atom
-boxes (24 of 76), diamond 1; with --d-frac 0.05 diamond 5 (4 of the 11 four-atom boxes). TiO2 (48 atoms) ground
-state anatase, 38 of 47 motifs 3-atom boxes, unidentified. Small amorphous cells make the smallest boxes the most
-numerous, and they cannot hold the known polymorphs; see the report's "Motifs by subcell size".
-NiTi (32 atoms, stop 16, 1,062 s on 1 thread beside other jobs): predicted B2, correct, rank 1 (38 of 48 valid
-motifs; 34 of them from 2-atom boxes, which can hardly be anything else; among the 14 boxes of 4-8 atoms B2 4,
-B19 2); ground state by energy an unidentified P-1 cell 16 meV/atom below B2 (CHGNet; NiTi's low-temperature
-phase is the monoclinic B19' martensite).
-ZnO (32 atoms, stop 17, 2,891 s on 1 thread beside other jobs): predicted zincblende, wrong; wurtzite never
-appears among the 70 valid motifs. 55 of them are 2-atom boxes (44 one unidentified cell); zincblende 8, 7 of
-them among the 15 boxes of 4-6 atoms: the tetrahedral motif is found, with the other stacking (CHGNet: 12
-meV/atom above wurtzite). Ground state by energy wurtzite. The smallest axis-aligned wurtzite box has 8 atoms,
-and none of the 74 sampled boxes had 8.
-SiO2 (48 atoms, n_max 12, stop 18, 3,910 s on 1 thread beside other jobs): no polymorph identified, wrong; known
-cristobalite rank none. 24 of the 34 valid motifs are one unidentified P-4m2 cell from 3-atom boxes; the 12-atom
-boxes (3) relaxed to unidentified low-symmetry cells, the lowest-energy motif (C2) 56 meV/atom above the ground
-state. Ground state by energy alpha-cristobalite (CHGNet puts the tridymites and cristobalites within 3 meV/atom
-and quartz 11-13 meV/atom above; experiment has quartz lowest).
-ZrO2 (48 atoms, n_max 12, stop 18, 3,330 s on 1 thread beside other jobs): predicted fluorite (the
-tetragonal/cubic family), correct; rank 2 by frequency (14 of 43 valid motifs; first is an unidentified Pm cell,
-16). 13 of the 14 fluorite motifs come from 3-atom boxes, which hold the fluorite primitive cell (as NiTi's 2-atom
-boxes hold B2). Lowest-energy motif baddeleyite (one 12-atom box). Ground state by energy the anatase-type cell, 3
-meV/atom below baddeleyite: a CHGNet error (experiment and PBE have monoclinic baddeleyite lowest).
-Six systems, two correct (NiTi, ZrO2), and both from the primitive cell of the answer filling the smallest boxes;
-no system gets its known polymorph from boxes large enough to tell polymorphs with the same local motif apart.
-Al2O3 (about an hour) has not been run; gamma-Al2O3 is not among the candidate prototypes.
+Why: the tool predicts, by Ostwald's rule of stages, the polymorph whose motifs the amorphous phase most readily
+relaxes into; these systems test that against what experiment sees crystallize first, which for most of them is not
+the ground state. Results, dated with their commands: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations

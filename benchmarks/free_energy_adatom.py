@@ -9,35 +9,11 @@ free-energy barrier along the CV and the energy barrier of the hop from a nudged
 potential, same run) - not the same quantity (the CV is not the minimum-energy path and the barrier holds entropy),
 but they should be close.
 
-What it shows (2026-12-03, stop 21; EMT's NEB barrier 0.420 eV = 16.2 kT). The CV is learned from basin frames
-only, so its shape across the barrier is set by the smoothness term alone, and that decides the result:
-| CV data | w_smooth | windows x ps | F(B) - F(A) (kT) | barrier along CV | warnings |
-|---|---|---|---|---|---|
-| 1500 steps/hollow | 1 | 12 x 2 | 1.28 +- 1.46 | 9.1 | overlap 0.01; CV 0.16-0.87 unsampled |
-| 1500 steps/hollow | 10 | 16 x 2 | -1.61 +- 1.25 | 14.7 | stretches unsampled |
-| 1500 steps/hollow | 10 | 32 x 2 | 1.14 +- 1.09 | 15.3 | none |
-| 3000 steps/hollow (default) | 10 | 32 x 6 | 7.80 +- 1.17 | 22.3 | stretches unsampled; halves 12.3 vs 2.8 |
-The default run is wrong and says so; the one run without warnings is right within its (large) error. Windows along
-a CV that steps across an unsampled barrier do not hold their place, as in the alanine and toy benchmarks.
-
-Stop 22 (2026-12-03): one more CV round (`--cv-rounds 1`, the default). `learn_cv(add_samples_id=...)` adds 600 of
-the windows' frames, each labelled by the hollow whose minimum its energy minimisation (FIRE, EMT) ends in
-(models.quench; ~295 per hollow), and umbrella sampling runs again along the retrained CV. Defaults:
-| seed | CV round | F(B) - F(A) (kT) | barrier along CV (kT) | MBAR warnings | frames on the wrong side |
-|---|---|---|---|---|---|
-| 0 | 0 (basin frames only) | 7.80 +- 1.17 | 22.3 | stretches unsampled; halves 12.3 vs 2.8 | 0.06 % |
-| 0 | 1 (plus 600 quenched frames) | **-0.18 +- 0.77** | 16.6 | none | 2.4 % |
-| 1 | 0 | 0.99 +- 0.74 | 15.6 | none | 0.7 % |
-| 1 | 1 | -2.28 +- 0.74 | 17.5 | none | 7.4 % |
-Seed 0's round 1 fixes the unsampled barrier: right within its error, barrier at the NEB's 16.2 kT. Seed 1's round 1
-is 3 sigma off without a warning. The last column says why: of the frames whose adatom sits clearly on one side of
-the bridge (more than 0.2 of the hop from it), the share the CV's classification head puts in the other hollow; it
-labels the frames for the free energy, and the retrained CV separates the hollows less cleanly (nearest-centroid
-accuracy 0.98 against 1.00). The
-adatom also visits the neighbouring hollows across y (its y spans 4-6 A) in every run, and the head has never seen
-those. Next: label the frames for the free energy by where they quench, not by the head. (These runs labelled the
-quenched frames with the first CV's head at the minimum; the rule is now a match to the labelled basins' own minima,
-which on seed 1's frames changes 8 of 600 labels, leaving them unlabelled.) ~2,450-3,140 s per run, shared machine.
+Why: the hop is the materials counterpart of the alanine benchmark with an exact answer, and it runs through the
+tools an agent calls (learn_cv, umbrella_sampling, free_energy_profile) rather than through benchmark code. A CV
+learned from basin frames alone can step across the unsampled barrier, so by default one more CV round
+(`--cv-rounds 1`) adds the windows' frames, each labelled by the hollow its energy minimisation ends in
+(models.quench). Results, dated with their commands: benchmarks/RESULTS.md.
 
     .venv/bin/python benchmarks/free_energy_adatom.py [--windows 32] [--steps 3000] [--seed 0] [--cv-rounds 1]
 """

@@ -10,128 +10,13 @@ printed with uncertainties. phi = atoms (4, 6, 8, 14), psi = (6, 8, 14, 16), 0-b
 the pooled configuration nearest its center; `--refine-rounds N` adds stiffer windows where the CV was not sampled
 (models.free_energy.refine_windows).
 
-Defaults (stop 16): CV data at 300 and 600 K (`--hot-K`), 40 CV windows x 180 ps with replica exchange between
-neighbours after every 0.2 ps frame (`--exchange`, REUS: models.free_energy.exchange_neighbours; acceptance
-0.53-0.58), one refinement round; since stop 17 CV smoothness 0.1 and an exchange reference (200 ps windows). Pass
-`--reference-kT 4.59 0.10` (the mean of two exchange reference runs, stop 22; stop 17 swapped less often: 5.08) to
-skip the ~10-minute reference.
-
-What it shows (2026-12-02). The reference along phi converges only with long windows (psi is slow): 5.66 +- 0.24
-(30 ps), 6.41 / 6.18 (100 ps), 4.80 +- 0.10 (300 ps), 4.77 +- 0.07 kT (600 ps). The learned CV (sin/cos of phi
-and psi) routes C7eq -> C7ax through the beta region across phi = +-180 deg, not phi = 0: in the samples, the
-transition windows have |phi| > 150 deg in 70-86 % of frames and |phi| < 30 deg in none. It then rises steeply
-between the phi > 0 beta region and C7ax, and harmonic windows cannot hold their place on that step: a stretch of
-the CV stays unsampled and the estimate comes out low. Every such run is flagged by mbar_analysis.
-| CV windows | seed | dF (kT) | minus reference | warnings |
-|---|---|---|---|---|
-| 24 x 300 ps, independent, refined | 0 / 1 | 4.26 +- 0.13 / 3.59 +- 0.25 | -0.51 / -1.18 | - / low overlap |
-| 24 x 300 ps, REUS | 0 | 2.87 +- 0.16 | -1.90 | unsampled 0.46-0.60 |
-| 40 x 180 ps, REUS | 0 / 1 | 4.54 +- 0.28 / 4.11 +- 0.26 | -0.23 / -0.66 | none / gap, overlap, not converged |
-| 40 x 180 ps, REUS + refinement | 1 | 4.98 +- 0.20 | +0.21 | overlap between refined and original windows |
-| 40 x 180 ps, REUS, nothing refined | 0 / 2 | 2.21 +- 0.32 / 3.84 +- 0.24 | -2.56 / -0.93 | unsampled stretch |
-| defaults (refined on decorrelated samples) | 0 / 2 | 4.04 +- 0.24 / 4.31 +- 0.21 | -0.73 / -0.46 | overlap |
-The row before the last: the refinement searched the full samples, found no hole, and the final analysis (on the
-decorrelated samples) then reported one; it now searches the decorrelated ones. With the defaults the three seeds
-give 4.04, 4.98 (seed 1, refined on full samples) and 4.31 kT: mean 4.44, 0.3-0.7 kT low in two of three, each with
-an overlap warning. The same seed does not always give the same CV (seed 0: 4.54 and 2.21), so seeds are repeats.
-`--cv-rounds 1` (the CV retrained on the window frames labelled by the sign of phi) makes the CV a step: 10.6 +- 0.3
-kT (seed 1, 300 ps windows). Each printed estimate comes with mbar_analysis' warnings; read them.
-
-Stop 17 (2026-12-02). The reference, redone with replica exchange between its 36 windows along phi (`--ref-exchange`,
-the default now) and decorrelated by the slower of cos(phi - center) and cos(psi): **5.20 +- 0.16 (seed 0) and
-4.97 +- 0.17 kT (seed 1), 200 ps windows, ~14 min each**; mean 5.08. The sequential 600 ps run's 4.77 +- 0.07 took its
-error from phi alone, which is fast; psi is the slow coordinate, so that error was too small. The CV now carries a
-smoothness term (`--w-smooth 0.1`, models.cv.chord_roughness): on a (phi, psi) grid it halves the steepest slope of
-the CV (0.93 -> 0.50 per rad) at the same classifier accuracy (0.995), and the CV no longer steps. Seed 0: 4.02 +-
-0.23 kT with no warning, ~1 kT below the exchange reference; thirds of the run give 3.76 / 3.78 / 4.15 (still
-rising). In the samples the smooth CV routes C7eq -> C7ax across phi = 0 instead of +-180, and one window (center
-0.57) holds configurations on both sides of the phi = 0 barrier at the same s: its median phi jumps between -29 and
-+34 deg from one third of the run to the next. The barrier there lies across the CV, where neither the bias nor
-the exchange helps, so the C7ax side fills slowly and the estimate comes out low. A CV with one component cannot
-both hold the windows and resolve that barrier; next: the 2D latent (latent_dim 2) with 2D windows, or a
-committor-like CV trained on the windows' outcomes.
-
-Stop 19 (2026-12-03, 1 thread each, two jobs at a time).
-- Reference confirmed by a second method: 2D umbrella sampling in (phi, psi) themselves (`--reference-grid 24`:
-  576 periodic windows x 30 ps, kappa 58 kT/rad^2, MBAR with periodic distances, models.free_energy.mbar_basins_nd)
-  gives **4.99 +- 0.12 kT** (1,443 s), beside 5.08 +- 0.12 along phi with replica exchange.
-- 1D CV, REUS mixing: exchanges now every 20 steps (`--exchange-every`), and a pilot ladder (a quarter of the
-  frames) places any refined windows inside one production ladder (`--pilot-frames`). The replicas still barely
-  travel: 0 end-to-end traversals of 40 windows in the 45 ps pilots, 5 and 15 in the 180 ps productions. Seeds
-  0 / 1: **6.92 +- 0.16 / 5.00 +- 0.28 kT**, neither with a warning. Seed 0's CV routes C7eq -> C7ax across phi =
-  +-180 at psi ~ -60 for s 0.25-0.6 and across phi ~ 20 deg for s 0.65-0.8; windows 22-23 hold both regions at
-  once, so the barrier between them again lies across the CV.
-- 2D CV (`--latent-dim 2`: multitask plus reconstruction, latent standardised) with a grid of windows over the
-  latent image of the whole torus (spacing 0.1, kappa 100, 30 ps each; alanine_2d.py). Windows kept only near the
-  data split into a phi < 0 and a phi > 0 cluster with no overlap between them (4.0 +- 10.1 kT), so windows now
-  cover the image of the torus, and the number of connected window clusters is printed. Seeds 0 / 1: **5.74 +-
-  0.18 (708 windows) / 4.44 +- 0.19 kT (321 windows)**, one cluster each. The mean (5.09) is on the reference, but
-  each seed is 0.6-0.7 kT off, 3-4 of its error bars; seed 1's halves agree (4.57 / 4.57), so the error there is
-  a bias of that CV, not noise. Some windows span 90-100 deg in phi or psi (inefficiency up to 42 in 150 frames).
-  By region (kT relative to C7eq/beta; alpha_R: phi < 0, -120 < psi < 50; C7ax: phi > 0, psi < 0; alpha_L: phi >
-  0, psi > 0), the torsion-grid reference gives alpha_R 4.39, C7ax 5.11, alpha_L 7.69 (+- 0.11-0.13). Seed 1
-  gives 4.29 / 4.41 / 7.38: right except C7ax, 0.7 low. Seed 0 gives 1.76 / 7.53 / 5.99: wrong everywhere, and its
-  basin total is near the reference only by cancellation. Its CV came from poor data (C7ax held 0.37 of the 300 K
-  run, 0.01 at 600 K), so the mean of the two seeds agreeing is luck.
-
-Stop 20 (2026-12-03, 1 thread each). The 2D windows now run as one replica-exchange grid (the default; swaps with
-the neighbour along one grid axis every 20 steps, cycling over both axes and parities; `--no-exchange` for
-independent windows). Seed 1's CV (321 windows x 30 ps): **4.78 +- 0.18 kT** with exchange (1,621 s; acceptance
-0.53; max statistical inefficiency 4.8), against 4.44 +- 0.19 independent at 30 ps and 4.03 +- 0.12 independent
-at 90 ps (3,195 s; inefficiency up to 99): longer independent windows move away from the reference, not towards it,
-so the error was slow mixing inside windows, which exchange removes. By region (reference 4.39 / 5.11 / 7.69):
-alpha_R 4.34, C7ax 4.85, alpha_L 7.53 with exchange; 4.33 / 4.05 / 7.05 independent at 90 ps.
-Seed 2 (383 windows): **4.67 +- 0.17 kT** with exchange (1,413 s); by region 4.24 / 4.82 / 7.51. Seeds 1 and 2
-agree with each other and, region by region, with the reference within 0.15-0.3 kT; their halves still rise (4.70 ->
-4.96 and 4.35 -> 4.76), so 30 ps windows end 0.3-0.4 kT low, 1.4-2 sigma. Seed 0 (its CV from the poor data above;
-737 windows, 4,676 s) gives 5.61 +- 0.18 with exchange and is still wrong by region (alpha_R 1.00, C7ax 6.16, alpha_L
-5.76): its CV folds the torus more (frames more than 90 deg apart that land within 0.1 in the latent: 3.8 % of
-close pairs, against 1.1 / 1.5 % for seeds 1 / 2), and exchange cannot mix across folds (1 end-to-end traversal).
-`--data-runs N` splits each basin's CV data into N short runs with their own pulls.
-
-Stop 21 (2026-12-03, 1 thread each). The 2D path prints a fold check of the CV on its training frames
-(models.cv.torsion_fold_fraction: of frame pairs within 0.1 in the latent, the share more than 90 deg apart in phi or
-psi). Seed 0's single data run (C7ax held 0.37 of the 300 K run, 0.01 at 600 K) gives 0.21-0.34 % for four training
-seeds, against 0.01-0.02 % (seed 1) and 0.06-0.11 % (seed 2); split into 5 runs with their own pulls, seed 0's data
-give 0.01-0.05 %, so `--data-runs` now defaults to 5 with `--latent-dim 2` and above 0.15 % the run says so.
-| 2D CV run | windows | dF (kT) | alpha_R / C7ax / alpha_L | halves |
-|---|---|---|---|---|
-| seed 1, 1 data run, 60 ps | 321 | 4.78 +- 0.13 | 4.34 / 4.83 / 7.55 | 4.78 / 4.89 |
-| seed 0, 5 data runs, 60 ps | 400 | 5.47 +- 0.11 | 4.06 / 5.55 / 7.38 | 5.63 / 5.40 |
-| seed 1, 5 data runs, 30 ps | 362 | 4.42 +- 0.18 | 4.22 / 4.43 / 7.44 | 4.30 / 4.30 |
-| (stop 20) seed 2, 1 data run, 30 ps | 383 | 4.67 +- 0.17 | 4.24 / 4.82 / 7.51 | 4.35 / 4.76 |
-Seed 1's 60 ps windows give what its 30 ps windows gave (4.78), with steady halves, so window length is not the
-error. Seed 0's CV from 5 data runs is right region by region in order (stop 20's folded CV had alpha_R at 1.00) but
-0.3-0.45 kT off in each. The four runs: mean 4.84, standard deviation 0.46, so one CV carries a systematic error of
-about 0.5 kT, three times its MBAR error bar; the mean (+- 0.23) agrees with the references. The reference is less
-certain than its error bars too: the torsion grid with 60 ps windows gives 4.65 +- 0.09 (by region 4.14 / 4.74 /
-7.36; 2,946 s) against 4.99 +- 0.12 at 30 ps, and its halves move 4.83 -> 4.28: two windows at phi = 15 deg, psi =
-150-165 deg (the phi = 0 crossing) do not hold phi (statistical inefficiency 73-81, phi > 0 in 52-61 % of frames).
-
-Stop 22 (2026-12-03, 1 thread each, two or three jobs on 2 cores).
-- The torsion grid now runs as one replica-exchange grid (the default with --reference-grid; swaps with grid
-  neighbours every 20 steps, acceptance 0.17): **4.43 +- 0.12 kT** (576 windows x 30 ps, 4,195 s), by region
-  alpha_R / C7ax / alpha_L 4.28 / 4.49 / 7.10, halves 4.32 / 4.46, max statistical inefficiency 3.7. Stop 21's
-  independent 60 ps grid was drifting there (halves 4.83 -> 4.28).
-- The reference along phi, rerun with the current exchange interval (every 20 steps; stop 17's 5.20 / 4.97 swapped
-  every 100): **4.57 +- 0.14 / 4.60 +- 0.15 kT** (seeds 0 / 1, 36 windows x 200 ps, 426-545 s; by region 4.42 / 4.63
-  / 7.31 and 4.05 / 4.65 / 7.31); mean **4.59 +- 0.10**, beside the grid's 4.43. psi is unbiased and slow along
-  phi: windows at phi > 0, reached through phi = 0 from C7eq, start in alpha_L, so the estimate comes down as the
-  replicas mix better (as it did with window length: 30 ps 5.66, 100 ps 6.2-6.4, 300-600 ps 4.8).
-- `--cv-seeds 0 1 2` runs the 2D CV once per seed (own data, CV and windows) and reports the mean with the
-  standard error of the seeds' spread, since one CV's error is larger than its MBAR error bar; each seed's numbers
-  go to --log-dir, and a seed already run with the same command is reused:
-  | seed | windows | dF (kT) | alpha_R / C7ax / alpha_L | halves |
-  |---|---|---|---|---|
-  | 0 | 389 | 4.88 +- 0.17 | 4.16 / 4.96 / 7.28 | 4.96 / 4.44 |
-  | 1 | 362 | 4.42 +- 0.18 | 4.22 / 4.43 / 7.44 | 4.30 / 4.30 |
-  | 2 | 301 | 3.87 +- 0.20 | 4.21 / 3.82 / 7.44 | 3.28 / 4.18 |
-  | mean | | **4.39 +- 0.29** (sd 0.50) | 4.20 / 4.40 / 7.39 | |
-  The mean agrees with the reference along phi (4.59 +- 0.10: -0.20 +- 0.31 kT, 0.6 sigma) and with the torsion grid
-  (4.43 +- 0.12: -0.04 +- 0.31), region by region within 0.1-0.3 kT. The seeds' spread (0.50 kT) is again ~3x their
-  MBAR errors (stop 21: 0.46), so one CV's estimate needs the spread of several beside it.
-  Seed 2's halves differ by 0.9 kT: its 30 ps windows had not converged.
-  Seed 2's first try died in the C7ax pull (NaN at 2 fs); a pull that blows up is now retried with another seed.
+Why: alanine dipeptide is the standard test of a learned CV: two slow torsions, and a reference that biases both
+directly. On the periodic torus a 1D CV puts several routes between the basins at one CV value, and the barriers
+between them lie across the CV, where no window helps; hence `--latent-dim 2` (a 2D CV with a replica-exchange grid
+of 2D windows, alanine_2d.py), `--cv-seeds` (one CV's systematic error exceeds its MBAR error bar, so the seeds'
+spread is reported) and a second reference, `--reference-grid N`: an N x N grid of windows in (phi, psi) themselves.
+Windows exchange with their neighbours (REUS) by default, the references' too. `--reference-kT DF ERR` skips the
+~10-minute reference along phi. Results, dated with their commands: benchmarks/RESULTS.md.
 
     .venv/bin/python benchmarks/free_energy_alanine.py --latent-dim 2 --window-frames 150 --cv-seeds 0 1 2 \
         --jobs 1 --log-dir DIR --reference-kT 4.59 0.10 --grid-reference-kT 4.43 0.12           # ~80 min
@@ -768,7 +653,7 @@ def seed_ensemble(argv: list[str], seeds: list[int], jobs: int, log_dir: Path, s
 
 def ensemble_summary(results: list[dict]) -> dict:
     """Mean of the seeds' basin dF with the standard error of their spread (each CV carries its own systematic
-    error, larger than its MBAR error bar: stop 21), the spread itself, and the mean per region."""
+    error, larger than its MBAR error bar: RESULTS.md), the spread itself, and the mean per region."""
     df = np.array([r["df"] for r in results])
     sd = float(df.std(ddof=1)) if len(df) > 1 else float("nan")
     return {
@@ -785,8 +670,8 @@ def reference_torsion_grid(test, sizes: dict, seed: int, n_grid: int, save: Path
     windows (thermal width half a spacing), visited in boustrophedon order, each started from the last frame of the
     one before; MBAR with periodic distances (models.free_energy.mbar_basins_nd). Both slow torsions are biased, so no
     barrier is left across the windows but the ones no torsion sees. With sizes["exchange"] the swept frames only
-    place the replicas of one replica-exchange grid (reus_lockstep; swaps with grid neighbours): stop 21's
-    independent windows at the phi = 0 crossing did not hold phi in 60 ps."""
+    place the replicas of one replica-exchange grid (reus_lockstep; swaps with grid neighbours): independent
+    windows at the phi = 0 crossing did not hold phi in 60 ps."""
     import openmm as mm
     from alanine_2d import snake_grid
 
@@ -949,7 +834,7 @@ def main() -> None:
         type=int,
         default=None,
         help="split each basin's CV data into this many short runs, each from its own start (C7ax: its own pull); "
-        "default 5 with --latent-dim 2 (stop 21: one run can leave C7ax early and the CV then folds the torus), "
+        "default 5 with --latent-dim 2 (one run can leave C7ax early and the CV then folds the torus), "
         "else 1",
     )
     parser.add_argument(

@@ -31,7 +31,7 @@ PRESETS: dict[str, dict[str, float]] = {
 }
 SEPARATION_MIN_ACCURACY = 0.9
 SEPARATION_MAX_OVERLAP = 0.1
-# Alanine dipeptide (benchmarks/free_energy_alanine.py, stop 21): 2D CVs folding 0.21-0.34 % of close training pairs
+# Alanine dipeptide (benchmarks/RESULTS.md, 2026-12-03): 2D CVs folding 0.21-0.34 % of close training pairs
 # (poor C7ax data) sampled the basins wrong by region; those folding 0.01-0.11 % did not
 TORSION_FOLD_LIMIT = 0.0015
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "silu": nn.SiLU, "softplus": nn.Softplus}

