@@ -192,3 +192,51 @@ def test_http_refuses_foreign_origins_and_requires_tokens(workspace):
     refused = subprocess.run([sys.executable, str(ROOT / "server.py"), "--http", "--host", "0.0.0.0"],
                              cwd=ROOT, env=server_env(workspace), capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "needs a bearer token" in refused.stderr
+
+
+# Every tool's MCP hints against what it does: (read-only, destructive, idempotent, open world, what it does).
+# Open world: it may reach an LLM, Dask workers, the memory store (remote with chroma_url) or another tool.
+ANNOTATIONS = {
+    "active_learning": (False, False, False, True, "trains a potential, stores frames, explores on Dask"),
+    "analyze_structure": (False, False, False, True, "reads a stored structure, writes a new XRD plot"),
+    "estimate_cost": (True, False, True, False, "asks a tool's estimate"),
+    "estimate_uncertainty": (False, False, False, True, "reads stored structures, writes an extxyz"),
+    "evaluate_potential": (True, False, False, True, "reads stored structures, runs potentials"),
+    "fit_uncertainty": (False, True, False, False, "replaces the uncertainty inside a checkpoint"),
+    "free_energy_profile": (False, False, False, False, "writes plots and a result file"),
+    "generate_structures": (False, False, False, True, "stores generated structures"),
+    "get_structure": (True, False, True, True, "reads the store"),
+    "hierarchical_search": (False, False, False, True, "asks an LLM, relaxes on Dask, writes the store"),
+    "job_cancel": (False, True, False, False, "stops a job"),
+    "job_list": (True, False, True, False, "reads the job journal"),
+    "job_result": (True, False, True, False, "reads the job journal"),
+    "job_resume": (False, False, False, True, "starts a tool again"),
+    "job_start": (False, False, False, True, "starts any tool"),
+    "job_status": (True, False, True, False, "reads the job journal"),
+    "job_wait": (True, False, True, False, "reads the job journal"),
+    "learn_cv": (False, False, False, False, "trains a CV, writes files"),
+    "predict_crystallization": (False, False, False, True, "reads and writes the store, relaxes on Dask"),
+    "predict_properties": (False, False, False, True, "reads and writes the store"),
+    "propose_formulas": (True, False, False, True, "may ask an LLM: answers can differ between calls"),
+    "relax_structure": (False, False, False, True, "reads and writes the store"),
+    "run_md": (False, False, False, True, "reads and writes the store, writes a trajectory"),
+    "search_structures": (True, False, True, True, "reads the store"),
+    "store_structure": (False, False, True, True, "writes the store (a duplicate is found, not added)"),
+    "train_potential": (False, False, False, True, "reads stored structures, writes a checkpoint"),
+    "umbrella_sampling": (False, False, False, False, "runs MD, writes samples"),
+}
+
+
+def test_every_tool_declares_what_it_does(tmp_path):
+    from server import build_server
+    from tools.settings import Settings
+
+    tools = {t.name: t.annotations for t in asyncio.run(build_server(Settings(workspace=tmp_path)).list_tools())}
+    assert set(tools) == set(ANNOTATIONS), "a tool was added or removed: give it a row here and in REACHES"
+    wrong = {
+        name: got
+        for name, (read_only, destructive, idempotent, open_world, _) in ANNOTATIONS.items()
+        if (got := (tools[name].read_only_hint, tools[name].destructive_hint, tools[name].idempotent_hint,
+                    tools[name].open_world_hint)) != (read_only, destructive, idempotent, open_world)
+    }
+    assert not wrong, wrong

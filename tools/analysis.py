@@ -125,7 +125,7 @@ def _xrd(structure: Structure, ctx: ToolContext, title: str) -> tuple[list[XrdPe
     return peaks, ctx.artifact_uri(path)
 
 
-@tool(cost="instant", read_only=True, idempotent=True)
+@tool(cost="instant")  # not read-only: the XRD plot is a new file in the workspace each call
 def analyze_structure(inp: AnalyzeStructureInput, ctx: ToolContext) -> AnalyzeStructureOutput:
     """Analyse a crystal structure: space group and crystal system (spglib), lattice parameters, density,
     volume per atom, shortest interatomic distance, coordination of each distinct site, and the strongest

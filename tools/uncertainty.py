@@ -96,7 +96,7 @@ class FitUncertaintyOutput(BaseModel):
     seconds: float
 
 
-@tool(cost="minutes")
+@tool(cost="minutes", destructive=True)  # replaces the uncertainty stored in the checkpoint
 def fit_uncertainty(inp: FitUncertaintyInput, ctx: ToolContext) -> FitUncertaintyOutput:
     """Fit the single-model uncertainty of a matsearch potential: a Gaussian mixture on the per-atom latent
     features of its training structures, calibrated on labelled validation structures to an expected per-atom
