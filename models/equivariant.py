@@ -429,8 +429,9 @@ class EquivariantPotential(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> EquivariantPotential:
-        """Load a checkpoint written by save() (or by training, which adds resume state)."""
-        payload = torch.load(Path(path), map_location=map_location, weights_only=True)
+        """Load a checkpoint written by save() (or by training, which adds resume state) onto a device (the weights
+        are read on the host and the model moved once)."""
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
         return cls.from_checkpoint(payload, map_location)
 
 
@@ -506,23 +507,26 @@ def compute_energy_forces_stress(
 def predict(
     model: EquivariantPotential, atoms_list: Sequence[Atoms], batch_size: int = 16, compute_stress: bool = True
 ) -> list[dict[str, np.ndarray | float]]:
-    """Batched inference over many structures; one dict per structure (energy, forces, stress, features...)."""
+    """Batched inference over many structures on the model's device; one dict per structure (energy, forces,
+    stress, features...) as float64 numpy arrays on the host."""
     results: list[dict[str, np.ndarray | float]] = []
     model.eval()
+    device = next(model.parameters()).device
     for start in range(0, len(atoms_list), batch_size):
         chunk = list(atoms_list[start : start + batch_size])
         batch = model.collate(chunk)
-        out = compute_energy_forces_stress(model, batch, compute_stress=compute_stress)
+        out = compute_energy_forces_stress(model, batch.to(device), compute_stress=compute_stress)
+        host = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in out.items()}
         bounds = np.concatenate([[0], np.cumsum(batch.num_atoms.numpy())])
         for k in range(len(chunk)):
             a, b = int(bounds[k]), int(bounds[k + 1])
             item: dict[str, np.ndarray | float] = {
-                "energy": float(out["energy"][k]),
-                "forces": out["forces"][a:b].numpy().astype(np.float64),
-                "atomic_energies": out["atomic_energies"][a:b].numpy().astype(np.float64),
-                "features": out["features"][a:b].numpy().astype(np.float64),
+                "energy": float(host["energy"][k]),
+                "forces": host["forces"][a:b],
+                "atomic_energies": host["atomic_energies"][a:b],
+                "features": host["features"][a:b],
             }
             if compute_stress:
-                item["stress"] = out["stress"][k].numpy().astype(np.float64)
+                item["stress"] = host["stress"][k]
             results.append(item)
     return results

@@ -201,3 +201,49 @@ def test_fit_and_estimate_uncertainty_tools(fitted, workspace: Path, tmp_path: P
     with pytest.raises(ToolInputError, match="outside the workspace"):
         get_tool("estimate_uncertainty").run({"trajectory": "artifact://../../etc/passwd", "potential": str(ckpt)},
                                              ctx)
+
+
+@pytest.fixture
+def meta_copies_to_zeros(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tensor.cpu() of a meta tensor (shapes, no data) gives host zeros of its shape: the meta device stands in for
+    a GPU, so code that computes on the model's device and copies results to the host runs through."""
+    real = torch.Tensor.cpu
+
+    def cpu(self: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        return torch.zeros(self.shape, dtype=self.dtype) if self.is_meta else real(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "cpu", cpu)
+
+
+def test_prediction_and_features_run_on_the_models_device(tmp_path: Path, meta_copies_to_zeros: None) -> None:
+    """A model on another device (meta): predict moves each batch there and copies results to the host, so the
+    uncertainty's features come back as numpy arrays of the right shapes."""
+    from models.equivariant import predict
+    from models.uncertainty import latent_features
+
+    path = EquivariantPotential(PotentialConfig(**CONFIG)).save(tmp_path / "m.pt")
+    model = EquivariantPotential.load(path, map_location="meta")
+    frames = [bulk("Cu", "fcc", a=3.61, cubic=True), with_aluminium(1)[0]]
+    out = predict(model, frames)
+    assert [r["forces"].shape for r in out] == [(4, 3), (16, 3)] and out[1]["stress"].shape == (3, 3)
+    assert all(isinstance(r["energy"], float) and r["forces"].dtype == np.float64 for r in out)
+    assert [f.shape for f in latent_features(model, frames)] == [(4, CONFIG["latent_dim"]), (16, CONFIG["latent_dim"])]
+
+
+def test_uncertainty_tools_load_the_model_on_the_settings_device(workspace: Path, tmp_path: Path, monkeypatch) -> None:
+    import tools.uncertainty
+    from tools.settings import get_settings
+
+    path = EquivariantPotential(PotentialConfig(**CONFIG)).save(tmp_path / "m.pt")
+    real, devices = tools.uncertainty.load_model, []
+
+    def load_model(p: Path, device: str = "cpu") -> object:
+        devices.append(device)
+        return real(p, device)
+
+    monkeypatch.setattr(tools.uncertainty, "load_model", load_model)
+    ctx = ToolContext(settings=get_settings().model_copy(update={"device": "meta"}))
+    with pytest.raises(ToolInputError, match="fit_uncertainty"):  # no GMM yet: stops after loading the model
+        get_tool("estimate_uncertainty").run({"structures": [{"text": "x"}], "potential": str(path)}, ctx)
+    assert devices == ["meta"]
+    assert next(real(path, "meta").parameters()).is_meta

@@ -35,15 +35,15 @@ def checkpoint_path(potential: str) -> Path:
     return path.resolve()
 
 
-def load_model(path: Path) -> object:
-    """Cached EquivariantPotential for a checkpoint (reloaded when the file changes)."""
+def load_model(path: Path, device: str = "cpu") -> object:
+    """Cached EquivariantPotential for a checkpoint on a torch device (reloaded when the file changes)."""
     from models.equivariant import EquivariantPotential
 
-    key = f"{path}:{path.stat().st_mtime_ns}"
+    key = f"{path}:{path.stat().st_mtime_ns}@{device}"
     with _MODELS_LOCK:
         if key not in _MODELS:
             try:
-                _MODELS[key] = EquivariantPotential.load(path)
+                _MODELS[key] = EquivariantPotential.load(path, map_location=device)
             except Exception as exc:
                 raise ToolInputError(f"cannot load checkpoint {path}: {exc}") from exc
         return _MODELS[key]
@@ -106,7 +106,7 @@ def fit_uncertainty(inp: FitUncertaintyInput, ctx: ToolContext) -> FitUncertaint
     if any(k < 1 or k > 64 for k in inp.n_components):
         raise ToolInputError("n_components values must be between 1 and 64")
     path = checkpoint_path(inp.potential)
-    model = load_model(path)
+    model = load_model(path, ctx.settings.device)
     start = time.perf_counter()
     train = read_frames(artifact_path(inp.training_data, ctx.workspace), limit=100_000)
     val = read_frames(artifact_path(inp.validation_data, ctx.workspace), limit=100_000) if inp.validation_data else []
@@ -190,7 +190,7 @@ def estimate_uncertainty(inp: EstimateUncertaintyInput, ctx: ToolContext) -> Est
     from models.uncertainty import EnsembleUncertainty
 
     path = checkpoint_path(inp.potential)
-    model = load_model(path)
+    model = load_model(path, ctx.settings.device)
     unc = _gmm_of(path) if inp.method == "gmm" else None
     if inp.trajectory is not None:
         frames = read_frames(artifact_path(inp.trajectory, ctx.workspace), inp.every)
@@ -218,7 +218,7 @@ def estimate_uncertainty(inp: EstimateUncertaintyInput, ctx: ToolContext) -> Est
     else:
         if not inp.ensemble:
             raise ToolInputError("method='ensemble' needs member checkpoints in 'ensemble'")
-        members = [model, *(load_model(checkpoint_path(p)) for p in inp.ensemble)]
+        members = [model, *(load_model(checkpoint_path(p), ctx.settings.device) for p in inp.ensemble)]
         t0 = time.perf_counter()
         first = predict(model, frames, compute_stress=False)  # type: ignore[arg-type]
         t1 = time.perf_counter()
