@@ -144,3 +144,14 @@ def test_umbrella_frames_on_the_barrier_are_labelled_by_the_hollow_they_quench_i
         get_tool("learn_cv").run({"data_file": "plain.npz", "add_samples_id": us.samples_id}, ctx)
     with pytest.raises(ToolInputError, match="no umbrella samples"):
         get_tool("learn_cv").run({**learn, "add_samples_id": "us-0123456789"}, ctx)
+
+
+def test_atomistic_branch_does_not_import_the_free_energy_tools() -> None:
+    """tools/free_energy.py uses tools/free_energy_atomistic.py, never the other way round (both take what they share
+    from tools/free_energy_base.py)."""
+    import subprocess
+    import sys
+
+    code = "import sys, tools.free_energy_atomistic; print('tools.free_energy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -17,10 +16,21 @@ import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from tools.errors import ToolInputError
+from tools.free_energy_atomistic import add_quenched_frames, umbrella_atomistic
+from tools.free_energy_base import (
+    ID_PATTERN,
+    UmbrellaSamplingInput,
+    UmbrellaSamplingOutput,
+    find_stored,
+    line_centers,
+    new_id,
+    root,
+    round_list,
+    samples_output,
+)
 from tools.registry import ToolContext, tool
 
 ToyName = Literal["mueller_brown_5d", "three_well_5d"]
-ID_PATTERN = r"^[a-z]+-[0-9a-f]{10}$"
 
 
 @contextlib.contextmanager
@@ -36,26 +46,6 @@ def _single_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _root(ctx: ToolContext, kind: str) -> Path:
-    """workspace/free_energy/{kind}: where CVs and umbrella samples live so later tools find them by id."""
-    path = ctx.workspace / "free_energy" / kind
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _new_id(prefix: str) -> str:
-    """A short random id such as cv-0123456789 (matches ID_PATTERN)."""
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def _find(ctx: ToolContext, kind: str, ident: str, filename: str, what: str, made_by: str) -> Path:
-    """The stored file of an id; ToolInputError naming the tool that makes it when absent."""
-    path = _root(ctx, kind) / ident / filename
-    if not path.exists():
-        raise ToolInputError(f"no {what} with id {ident!r} in this workspace; create one with {made_by} first")
-    return path
-
-
 def _workspace_file(ctx: ToolContext, name: str) -> Path:
     """A file path given relative to the workspace (or absolute inside it); ToolInputError otherwise."""
     ws = ctx.workspace.resolve()
@@ -65,11 +55,6 @@ def _workspace_file(ctx: ToolContext, name: str) -> Path:
     if not path.is_file():
         raise ToolInputError(f"data_file {name!r} does not exist in the workspace")
     return path
-
-
-def _round_list(values: Any, digits: int = 4) -> list[float | None]:
-    """Rounded floats with NaN/inf as None (JSON-safe)."""
-    return [None if not np.isfinite(v) else round(float(v), digits) for v in np.asarray(values, dtype=float)]
 
 
 # ---------------------------------------------------------------------------------------------------------- learn_cv
@@ -193,7 +178,7 @@ def _add_umbrella_frames(data: dict[str, np.ndarray], system: Any, samples_id: s
     """Append an earlier round's umbrella frames (labels by the basin rule, exact energies) to the training data."""
     from models.free_energy import UmbrellaSamples
 
-    path = _find(ctx, "umbrella", samples_id, "samples.npz", "umbrella samples", "umbrella_sampling")
+    path = find_stored(ctx, "umbrella", samples_id, "samples.npz", "umbrella samples", "umbrella_sampling")
     samples = UmbrellaSamples.load(path)
     x, origin = samples.x, samples.metadata.get("system", system.name)
     if origin != system.name or x.ndim != 2 or x.shape[1] != data["x"].shape[1] or len(x) == 0:
@@ -323,8 +308,6 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
         else:
             data = _file_data(_workspace_file(ctx, str(inp.data_file)))
             if inp.add_samples_id is not None:
-                from tools.free_energy_atomistic import add_quenched_frames
-
                 added = add_quenched_frames(data, inp.add_samples_id, ctx)
             n_cls = int(data["labels"].max()) + 1 if data["labels"].max() >= 0 else 0
             names = [str(i) for i in range(n_cls)]
@@ -360,8 +343,8 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
             )
         except ValueError as exc:
             raise ToolInputError(str(exc)) from exc
-        cv_id = _new_id("cv")
-        folder = _root(ctx, "cv") / cv_id
+        cv_id = new_id("cv")
+        folder = root(ctx, "cv") / cv_id
         folder.mkdir(parents=True)
         model.metadata.update(
             {
@@ -432,100 +415,6 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
 # ---------------------------------------------------------------------------------------------- umbrella_sampling
 
 
-class UmbrellaSamplingInput(BaseModel):
-    cv_id: str = Field(
-        pattern=ID_PATTERN,
-        description="A CV from learn_cv: trained on a toy system, or on atomistic data (positions with 'numbers').",
-    )
-    n_windows: int = Field(
-        default=24, ge=2, le=400,
-        description="Number of harmonic windows along the CV (at most 100), or with dimensions=2 roughly how many "
-        "grid windows should cover the CV's 2D image of the data (sets the grid spacing unless grid_spacing is given).",
-    )
-    dimensions: Literal[1, 2] = Field(
-        default=1,
-        description="1: windows along CV component 0. 2: isotropic windows on a square grid over both components of a "
-        "2D CV (latent_dim=2), covering the convex hull of the training data's CV values plus one spacing, with "
-        "replica exchange along both grid axes. A 1D CV puts several routes between basins at the same CV value; "
-        "2D windows bias the routes apart.",
-    )
-    grid_spacing: float | None = Field(
-        default=None, gt=0, le=1e3, description="dimensions=2: grid spacing in CV units (default from n_windows)."
-    )
-    s_min: float | None = Field(default=None, description="First window center (default: below the basin CVs).")
-    s_max: float | None = Field(default=None, description="Last window center (default: above the basin CVs).")
-    kappa: float | None = Field(
-        default=None,
-        gt=0,
-        le=1e7,
-        description="Force constant in kT per CV unit squared, bias kappa/2 (s - center)^2 kT; default 1/spacing^2.",
-    )
-    n_walkers: int | None = Field(
-        default=None, ge=1, le=32,
-        description="Independent walkers per window (toy systems, default 4; atomistic systems run one MD per window).",
-    )
-    n_steps: int = Field(default=4000, ge=100, le=500_000, description="Langevin (MD) steps per walker.")
-    n_equil: int = Field(default=500, ge=0, description="Steps discarded as equilibration (must be < n_steps).")
-    stride: int = Field(default=10, ge=1, le=10_000, description="Keep a frame every this many steps.")
-    exchange_every: int = Field(
-        default=50,
-        ge=0,
-        le=100_000,
-        description="Try configuration swaps between neighbouring windows every this many steps (Hamiltonian "
-        "replica exchange; relaxes barriers hidden orthogonal to the CV); 0 disables.",
-    )
-    refine_rounds: int = Field(
-        default=0,
-        ge=0,
-        le=5,
-        description="Rounds of adaptive refinement: where the CV was never sampled or neighbouring windows do not "
-        "overlap, add windows 4x stiffer, spaced by their thermal width, and sample them too.",
-    )
-    potential: str | None = Field(
-        default=None,
-        max_length=500,
-        description="Atomistic CVs: 'chgnet', 'sevennet-0', 'emt', or a checkpoint path of a matsearch potential; "
-        "default from settings.",
-    )
-    temperature_K: float = Field(default=300.0, gt=0, le=5000, description="Atomistic CVs: MD temperature (K).")
-    timestep_fs: float = Field(default=1.0, gt=0, le=10, description="Atomistic CVs: MD time step (fs).")
-    seed: int = Field(default=0, ge=0)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> UmbrellaSamplingInput:
-        if self.n_equil >= self.n_steps:
-            raise ValueError(f"n_equil ({self.n_equil}) must be smaller than n_steps ({self.n_steps})")
-        if (self.n_steps - self.n_equil) // self.stride < 2:
-            raise ValueError("fewer than 2 frames per walker would be kept: lower stride or n_equil")
-        if self.dimensions == 1 and self.n_windows > 100:
-            raise ValueError(f"n_windows ({self.n_windows}) is at most 100 along one CV component")
-        if self.dimensions == 2 and (self.s_min is not None or self.s_max is not None or self.refine_rounds):
-            raise ValueError("s_min, s_max and refine_rounds apply to dimensions=1 only")
-        if self.s_min is not None and self.s_max is not None and self.s_min >= self.s_max:
-            raise ValueError(f"s_min ({self.s_min}) must be below s_max ({self.s_max})")
-        return self
-
-
-class UmbrellaSamplingOutput(BaseModel):
-    samples_id: str = Field(description="Id of the stored samples; pass it to free_energy_profile.")
-    samples_uri: str = Field(description="artifact:// URI of the samples (.npz: centers, kappa, window, s, x, ...).")
-    windows_plot_uri: str = Field(description="PNG: CV histogram of each window.")
-    cv_id: str
-    system: str | None = Field(description="The toy system, or None for an atomistic system from user data.")
-    potential: str | None = Field(default=None, description="Atomistic systems: the potential the MD ran on.")
-    centers: list[float] | list[list[float]] = Field(description="Window centers (dimensions=2: [s0, s1] pairs).")
-    grid_spacing: float | None = Field(default=None, description="dimensions=2: the grid spacing in CV units.")
-    kappa: float = Field(description="Force constant of the initial windows, kT per CV unit squared.")
-    kappas: list[float] = Field(description="Force constant of every window (refined windows are stiffer).")
-    refined_windows: int = Field(description="Windows added by adaptive refinement.")
-    n_samples: int
-    samples_per_window: list[int]
-    langevin_acceptance: float | None = Field(description="Toy systems: Metropolis acceptance of the MALA walkers.")
-    exchange_acceptance: float | None
-    warnings: list[str]
-    seconds: float
-
-
 def _walkers(inp: UmbrellaSamplingInput) -> dict[str, Any]:
     """The walker settings of umbrella_toy that every umbrella_sampling run takes from its input."""
     return {
@@ -540,29 +429,6 @@ def _walkers(inp: UmbrellaSamplingInput) -> dict[str, Any]:
 def _umbrella_estimate(inp: UmbrellaSamplingInput) -> float:
     """Rough wall time in seconds (per-step overhead plus per-walker cost)."""
     return 3.0 + inp.n_steps * (1.5e-3 + 3e-5 * inp.n_windows * (inp.n_walkers or 4))
-
-
-def _line_centers(
-    inp: UmbrellaSamplingInput, s_pool: np.ndarray, labels: np.ndarray, span_data: bool = False
-) -> tuple[np.ndarray, float]:
-    """Window centers along CV component 0 and their force constant (kT per CV unit squared): an even grid over the
-    basins' median CV values with a margin (models.free_energy.default_windows), or with `span_data` over the
-    training frames' CV values (1st to 99th percentile, so the basins' tails get windows too), or from s_min to
-    s_max; inp.kappa overrides the default 1/spacing^2."""
-    from models.free_energy import default_windows
-
-    if span_data:
-        centers = np.linspace(*np.percentile(s_pool, [1, 99]), inp.n_windows)
-    else:
-        basin_s = np.array([np.median(s_pool[labels == b]) for b in np.unique(labels[labels >= 0])])
-        centers = default_windows(basin_s, inp.n_windows)[0]
-    if inp.s_min is not None or inp.s_max is not None:
-        lo = centers[0] if inp.s_min is None else inp.s_min
-        hi = centers[-1] if inp.s_max is None else inp.s_max
-        if lo >= hi:
-            raise ToolInputError(f"window range is empty: s_min {lo:.3g} >= s_max {hi:.3g}")
-        centers = np.linspace(lo, hi, inp.n_windows)
-    return centers, float(inp.kappa if inp.kappa is not None else 1.0 / (centers[1] - centers[0]) ** 2)
 
 
 @tool(cost="long", estimate=_umbrella_estimate)
@@ -582,7 +448,7 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
     from models.toy_potentials import get_toy_system
 
     start = time.time()
-    ckpt = _find(ctx, "cv", inp.cv_id, "cv.pt", "CV", "learn_cv")
+    ckpt = find_stored(ctx, "cv", inp.cv_id, "cv.pt", "CV", "learn_cv")
     model = MultitaskCV.load(ckpt)
     system_name = model.metadata.get("system")
     with np.load(ckpt.parent / "data.npz") as z:
@@ -594,14 +460,12 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
                 f"CV {inp.cv_id} was trained on user data without atomic numbers, so there is nothing to run MD on: "
                 "learn_cv from an .npz with flattened positions in 'x' and 'numbers' (and 'cell', 'pbc' if periodic)"
             )
-        from tools.free_energy_atomistic import umbrella_atomistic
-
         return umbrella_atomistic(inp, ctx, model, data, start)
     system = get_toy_system(system_name)
     if inp.dimensions == 2:
         return _umbrella_grid(inp, ctx, model, system, pool, start)
     with _single_thread():
-        centers, kappa = _line_centers(inp, model.cv_numpy(pool)[:, 0], labels)
+        centers, kappa = line_centers(inp, model.cv_numpy(pool)[:, 0], labels)
         samples = umbrella_toy(
             system,
             model,
@@ -636,62 +500,8 @@ def _umbrella_output(
     spacing: float | None = None,
 ) -> UmbrellaSamplingOutput:
     """_samples_output for the samples of a toy system."""
-    return _samples_output(
+    return samples_output(
         inp, ctx, model, system.name, list(system.basin_names), samples, kappa, start, spacing
-    )
-
-
-def _samples_output(
-    inp: UmbrellaSamplingInput, ctx: ToolContext, model: Any, system_name: str | None, basin_names: list[str],
-    samples: Any, kappa: float, start: float, spacing: float | None = None,
-) -> UmbrellaSamplingOutput:
-    """Store umbrella samples (with their provenance), plot the windows (along s, or on the 2D grid when `spacing`
-    is given) and report them, with plain-word warnings."""
-    from models.free_energy import window_kappas
-    from tools.free_energy_plots import plot_grid_windows, plot_windows
-
-    samples.metadata.update(
-        {"cv_id": inp.cv_id, "cv_preset": model.metadata.get("preset"), "system": system_name,
-         "basin_names": basin_names}
-    )
-    if spacing is not None:
-        samples.metadata["grid_spacing"] = spacing
-    samples_id = _new_id("us")
-    folder = _root(ctx, "umbrella") / samples_id
-    folder.mkdir(parents=True)
-    path = samples.save(folder / "samples.npz")
-    plotter = plot_windows if spacing is None else plot_grid_windows
-    plot = plotter(samples.s, samples.window, samples.centers, folder / "windows.png")
-    counts = np.bincount(samples.window, minlength=samples.n_windows)
-    notes = []
-    if samples.metadata["acceptance"] is not None and samples.metadata["acceptance"] < 0.5:
-        notes.append(f"Langevin acceptance is low ({samples.metadata['acceptance']:.2f}): kappa may be too stiff")
-    visited = set(np.unique(samples.basin[samples.basin >= 0]).tolist())
-    missing = [name for b, name in enumerate(basin_names) if b not in visited]
-    if missing:
-        fix = "widen the window range" if spacing is None else "use a finer grid_spacing"
-        notes.append(f"basins never visited by any window: {', '.join(missing)}; {fix}")
-    centers = (
-        _round_list(samples.centers, 5) if spacing is None else [_round_list(c, 5) for c in samples.centers]
-    )
-    return UmbrellaSamplingOutput(
-        samples_id=samples_id,
-        samples_uri=ctx.artifact_uri(path),
-        windows_plot_uri=ctx.artifact_uri(plot),
-        cv_id=inp.cv_id,
-        system=system_name,
-        potential=samples.metadata.get("potential"),
-        centers=centers,
-        grid_spacing=None if spacing is None else round(spacing, 5),
-        kappa=round(kappa, 4),
-        kappas=_round_list(window_kappas(samples.kappa, samples.n_windows), 4),
-        refined_windows=int(samples.metadata.get("refined_windows", 0)),
-        n_samples=len(samples.s),
-        samples_per_window=counts.tolist(),
-        langevin_acceptance=samples.metadata["acceptance"],
-        exchange_acceptance=samples.metadata["exchange_acceptance"] if inp.exchange_every else None,
-        warnings=notes,
-        seconds=round(time.time() - start, 2),
     )
 
 
@@ -843,7 +653,7 @@ def free_energy_profile(inp: FreeEnergyProfileInput, ctx: ToolContext) -> FreeEn
     from tools.free_energy_plots import plot_profiles
 
     start = time.time()
-    path = _find(ctx, "umbrella", inp.samples_id, "samples.npz", "umbrella samples", "umbrella_sampling")
+    path = find_stored(ctx, "umbrella", inp.samples_id, "samples.npz", "umbrella samples", "umbrella_sampling")
     samples = UmbrellaSamples.load(path)
     if samples.s.ndim == 2:
         return _grid_free_energy(inp, ctx, samples, path, start)
@@ -895,7 +705,7 @@ def free_energy_profile(inp: FreeEnergyProfileInput, ctx: ToolContext) -> FreeEn
         profile=[
             ProfilePoint(s=round(float(x), 5), F_kT=f, error_kT=e)
             for x, f, e in zip(
-                primary.bin_centers, _round_list(primary.profile), _round_list(primary.profile_err), strict=True
+                primary.bin_centers, round_list(primary.profile), round_list(primary.profile_err), strict=True
             )
         ],
         basins=basins,
@@ -903,7 +713,7 @@ def free_energy_profile(inp: FreeEnergyProfileInput, ctx: ToolContext) -> FreeEn
         max_mbar_wham_difference_kT=max_diff,
         min_neighbour_overlap=min_overlap,
         overlap_matrix=None if overlap is None else np.round(overlap, 4).tolist(),
-        statistical_inefficiency=_round_list(g, 3),
+        statistical_inefficiency=round_list(g, 3),
         n_samples_used=len(samples.s),
         convergence=primary.extra.get("convergence", {}),
         warnings=notes,
@@ -983,7 +793,7 @@ def _grid_free_energy(
         mask = (samples.frame <= cut[samples.window]) if first else (samples.frame > cut[samples.window])
         half = mbar_basins_nd(samples.s[mask], samples.basin[mask], samples.window[mask], samples.centers,
                               samples.kappa)
-        halves.append(_round_list(half["basin_df"]))
+        halves.append(round_list(half["basin_df"]))
     convergence = {"first_half_kT": halves[0], "second_half_kT": halves[1]}
     spread = [abs(a - b) for a, b in zip(*halves, strict=True) if a is not None and b is not None]
     errs = [b.error_kT for b in basins if b.error_kT is not None]
@@ -1003,7 +813,7 @@ def _grid_free_energy(
         basins=basins,
         min_neighbour_overlap=round(float(weakest.min()), 4) if len(weakest) else None,
         overlap_matrix=None,
-        statistical_inefficiency=_round_list(res["g"], 3),
+        statistical_inefficiency=round_list(res["g"], 3),
         n_samples_used=int(res["n_used"]),
         convergence=convergence,
         warnings=notes,

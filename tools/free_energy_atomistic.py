@@ -10,7 +10,13 @@ from typing import Any
 import numpy as np
 
 from tools.errors import ToolInputError
-from tools.free_energy import UmbrellaSamplingInput, UmbrellaSamplingOutput, _line_centers, _samples_output
+from tools.free_energy_base import (
+    UmbrellaSamplingInput,
+    UmbrellaSamplingOutput,
+    find_stored,
+    line_centers,
+    samples_output,
+)
 from tools.registry import ToolContext
 
 MAX_MD_STEPS = 5_000_000  # windows x steps: beyond this a call would run for days with any potential
@@ -57,7 +63,7 @@ def umbrella_atomistic(
         )
     pool, labels = data["x"], data["labels"]
     s_pool = model.cv_numpy(pool)[:, 0]
-    centers, kappa = _line_centers(inp, s_pool, labels, span_data=True)
+    centers, kappa = line_centers(inp, s_pool, labels, span_data=True)
     starts = [_frame_atoms(data, pool[int(np.argmin(np.abs(s_pool - c)))]) for c in centers]
     potential = inp.potential or ctx.settings.potential
     ctx.progress(0, inp.n_steps, f"loading potential {potential}")
@@ -87,7 +93,7 @@ def umbrella_atomistic(
             raise ToolInputError(str(exc)) from exc
     samples.metadata["potential"] = potential
     names = list(model.metadata.get("basin_names") or [str(b) for b in range(model.config.n_classes)])
-    return _samples_output(inp, ctx, model, None, names, samples, kappa, start)
+    return samples_output(inp, ctx, model, None, names, samples, kappa, start)
 
 
 def add_quenched_frames(
@@ -102,7 +108,6 @@ def add_quenched_frames(
 
     from models.free_energy import UmbrellaSamples
     from models.quench import frame_energies, match_minima, quench
-    from tools.free_energy import _find
     from tools.md import potential_calculator
 
     if "numbers" not in data:
@@ -110,7 +115,7 @@ def add_quenched_frames(
             "add_samples_id with a data_file needs atomistic data (flattened positions with 'numbers'), whose "
             "umbrella frames can be labelled by quenching them"
         )
-    samples = UmbrellaSamples.load(_find(ctx, "umbrella", samples_id, "samples.npz", "umbrella samples",
+    samples = UmbrellaSamples.load(find_stored(ctx, "umbrella", samples_id, "samples.npz", "umbrella samples",
                                          "umbrella_sampling"))
     potential = samples.metadata.get("potential")
     if samples.metadata.get("engine") != "ase-langevin" or not potential:
