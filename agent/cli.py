@@ -93,7 +93,7 @@ def search(
     no_llm: bool = typer.Option(False, "--no-llm", help="Use the offline proposer even if an LLM is configured."),
 ) -> None:
     """The hierarchical search: formulas -> structures -> relaxed, scored candidates, with a report."""
-    from tools.cli_adapter import run_with_progress
+    from tools.cli_adapter import exit_with, run_with_progress
     from tools.errors import ToolError
     from tools.registry import get_tool
 
@@ -103,8 +103,7 @@ def search(
     try:
         out = run_with_progress(get_tool("hierarchical_search"), args)
     except ToolError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        exit_with(exc)
     show_search(out)
 
 
@@ -188,7 +187,7 @@ def chat(thread: str = typer.Option("default", help="Conversation thread id (kep
 def run(task_file: str = typer.Argument(..., help="A task YAML file (see examples/).")) -> None:
     """Run a scripted multi-step research task and write its report."""
     from agent.tasks import run_task
-    from tools.cli_adapter import err_console
+    from tools.cli_adapter import err_console, exit_with
     from tools.errors import ToolError
 
     try:
@@ -196,8 +195,7 @@ def run(task_file: str = typer.Argument(..., help="A task YAML file (see example
             Path(task_file), on_step=lambda name, tool: err_console.print(f"[cyan]step[/cyan] {name}: {tool}")
         )
     except ToolError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        exit_with(exc)
     for entry in out["steps"]:
         status = f"[red]{entry['error']}[/red]" if "error" in entry else f"ok in {entry['seconds']} s"
         console.print(f"{entry['step']} ({entry['tool']}): {status}")
@@ -238,6 +236,7 @@ def potential_train(
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from tools.cli_adapter import exit_with
     from tools.errors import ToolError
     from tools.potential_training import read_labelled, train_on_frames
 
@@ -283,9 +282,11 @@ def potential_train(
                 max_seconds=None if max_minutes is None else 60.0 * max_minutes,
                 progress=lambda done, total, msg: bar.update(task, completed=done, total=total, note=msg),
             )
-    except (ToolError, ValueError) as exc:
+    except ToolError as exc:
+        exit_with(exc)
+    except ValueError as exc:  # a check of the training code that the options did not anticipate
         console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise typer.Exit(1) from None
     shown = {k: v for k, v in summary.items() if k != "history"}
     console.print_json(json.dumps(shown, default=str))
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tools.errors import ToolError, ToolInputError
+from tools.errors import ToolError, ToolInputError, describe
 from tools.registry import ProgressFn, ToolContext, get_tool
 from tools.request import parse_request
 
@@ -51,7 +51,7 @@ class OfflinePlanner:
         try:
             text = self._route(message.strip(), calls, outputs)
         except ToolError as exc:
-            text = f"That did not work: {exc}"
+            text = f"That did not work ({describe(exc)})"
         return PlannedReply(f"{PREFIX}\n{text}", calls, outputs)
 
     def _route(self, message: str, calls: list, outputs: list) -> str:

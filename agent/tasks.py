@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from tools.errors import ToolError, ToolInputError
+from tools.errors import ToolError, ToolInputError, describe
 from tools.registry import ProgressFn, ToolContext, get_tool
 from tools.settings import get_settings
 
@@ -90,7 +90,7 @@ def run_task(path: Path, progress: ProgressFn | None = None, on_step: Any = None
         try:
             output = get_tool(step.tool).run(args, ToolContext(settings=settings, progress_fn=progress))
         except ToolError as exc:
-            log.append({"step": step.name, "tool": step.tool, "arguments": args, "error": str(exc)})
+            log.append({"step": step.name, "tool": step.tool, "arguments": args, "error": describe(exc)})
             break
         results[step.name] = output.model_dump(mode="json")
         log.append(

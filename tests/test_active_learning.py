@@ -81,6 +81,9 @@ def test_active_learning_rejects_unknown_reference(workspace: Path) -> None:
     cif = structure_to_cif(AseAtomsAdaptor.get_structure(bulk("Cu", "fcc", a=3.61, cubic=True)))
     with pytest.raises(ToolInputError, match="register_reference"):
         get_tool("active_learning").run({"structures": [{"text": cif}], "reference": "my-dft"}, ToolContext())
+    silicon = structure_to_cif(AseAtomsAdaptor.get_structure(bulk("Si", "diamond", a=5.43)))
+    with pytest.raises(ToolInputError, match="EMT has no parameters for Si"):  # before any labelling starts
+        get_tool("active_learning").run({"structures": [{"text": silicon}], "reference": "emt"}, ToolContext())
     from ase.calculators.emt import EMT
 
     register_reference("my-dft", EMT)

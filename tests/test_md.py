@@ -201,6 +201,8 @@ def test_run_md_as_a_job_reports_progress_and_result(workspace) -> None:
         ({"ensemble": "nvt_magic"}, "ensemble"),
         ({"potential": "no-such-potential"}, "no-such-potential"),
         ({"steps": 50_000, "log_every": 1}, "log_every"),
+        ({"ensemble": "nvt_bussi", "temperature_K": 0}, "cannot start from rest"),
+        ({"ensemble": "nvt_nose_hoover", "initial_temperature_K": 0}, "cannot start from rest"),
     ],
 )
 def test_run_md_rejects_bad_input(workspace, change: dict, fragment: str) -> None:

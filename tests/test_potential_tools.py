@@ -95,6 +95,22 @@ def test_train_potential_fine_tunes_the_shipped_model(emt_data: Path) -> None:
         spec.run({"data_path": str(emt_data), "name": "bad", "epochs": 1, "init_from": "/etc/passwd"}, ToolContext())
 
 
+def test_training_options_the_model_refuses_are_input_errors(emt_data: Path, workspace: Path) -> None:
+    """A file that is no checkpoint, a checkpoint lacking an element of the data, or a CUDA device on a machine
+    without one: input errors naming the problem (not internal faults of the tool)."""
+    spec = get_tool("train_potential")
+    (workspace / "notes.pt").write_text("not a checkpoint")
+    torch.save({"config": {"species": ["Cu"]}, "state_dict": {}}, workspace / "cu_only.pt")
+    base = {"data_path": str(emt_data), "epochs": 1, **TINY}
+    with pytest.raises(ToolInputError, match="notes.pt is not a matsearch potential checkpoint"):
+        spec.run({**base, "name": "n1", "init_from": "notes.pt"}, ToolContext())
+    with pytest.raises(ToolInputError, match="cu_only.pt does not support element.*Al"):
+        spec.run({**base, "name": "n2", "init_from": "cu_only.pt"}, ToolContext())
+    if not torch.cuda.is_available():
+        with pytest.raises(ToolInputError, match="no CUDA device"):
+            spec.run({**base, "name": "n3", "device": "cuda"}, ToolContext())
+
+
 def test_paths_outside_workspace_are_rejected(emt_data: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside.extxyz"
     write(str(outside), emt_frames(2), format="extxyz")

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from typer.testing import CliRunner
 
 from tests.conftest import cif_of, perovskite
-from tools.errors import ToolInputError
+from tools.errors import ToolInputError, ToolInternalError, ToolRuntimeError
 from tools.langchain_adapter import langchain_tool
 from tools.registry import REGISTRY, ToolContext, get_tool, load_tools, tool
 
@@ -36,7 +36,8 @@ def test_one_function_is_one_tool_everywhere(workspace):
         lc = langchain_tool(spec)
         assert lc.name == "echo_twice" and set(lc.args) == {"word", "times"}
         assert json.loads(lc.invoke({"word": "yo"}))["text"] == "yo yo"
-        assert "validation error" in lc.invoke({"word": "yo", "times": 9}).lower()  # observation, not a crash
+        rejected = lc.invoke({"word": "yo", "times": 9})  # an observation, not a crash
+        assert rejected.startswith("input error:") and "times" in rejected
         with pytest.raises(ToolInputError, match="times"):
             spec.run({"word": "x", "times": 0})
     finally:
@@ -73,3 +74,78 @@ def test_cli_subcommands_from_registry(workspace, tmp_path):
     assert bad.exit_code == 2 and "unknown element" in bad.stderr
     listing = runner.invoke(app, ["tools"])
     assert listing.exit_code == 0 and "analyze_structure" in listing.stdout
+
+
+class FragileInput(BaseModel):
+    word: str = Field(description="a word; 'bad' is refused, 'value-bug' and 'key-bug' hit a fault in the tool")
+
+
+def test_input_errors_and_internal_faults_are_told_apart_on_every_path(workspace):
+    """A ValueError or KeyError inside a tool is a fault of the tool, not of the caller's arguments: it becomes a
+    ToolInternalError with an id under which the traceback is logged; only the tool's own checks (and validation)
+    give input errors. MCP, LangChain and the CLI label each kind, and none shows a traceback."""
+    import asyncio
+
+    import typer
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
+
+    from tools.cli_adapter import add_tool_commands
+    from tools.mcp_adapter import register_all
+    from tools.settings import get_settings
+
+    @tool(cost="instant")
+    def fragile_echo(inp: FragileInput, ctx: ToolContext) -> EchoOutput:
+        """Echo a word, with a fault."""
+        if inp.word == "bad":
+            raise ToolInputError("the word 'bad' is not allowed")
+        if inp.word == "key-bug":
+            return EchoOutput(text={}["missing"])
+        if inp.word == "value-bug":
+            return EchoOutput(text=str(int("not a number")))
+        return EchoOutput(text=inp.word)
+
+    try:
+        spec = REGISTRY["fragile_echo"]
+        with pytest.raises(ToolInputError, match="'bad' is not allowed"):
+            spec.run({"word": "bad"})
+        ids = []
+        for word, cause in (("value-bug", "ValueError: invalid literal"), ("key-bug", "KeyError: 'missing'")):
+            with pytest.raises(ToolInternalError) as info:
+                spec.run({"word": word})
+            assert isinstance(info.value, ToolRuntimeError) and not isinstance(info.value, ValueError)
+            assert cause in str(info.value) and info.value.error_id in str(info.value)
+            assert "Traceback" not in str(info.value)
+            ids.append(info.value.error_id)
+        log = (workspace / "logs" / "tool-errors.log").read_text()
+        assert all(i in log for i in ids) and "Traceback" in log and "int(\"not a number\")" in log
+
+        lc = langchain_tool(spec)
+        assert lc.invoke({"word": "bad"}) == "input error: the word 'bad' is not allowed"
+        internal = lc.invoke({"word": "key-bug"})
+        assert internal.startswith("internal error: fragile_echo failed unexpectedly") and "error id" in internal
+
+        app = typer.Typer()
+        app.callback()(lambda: None)  # a group, so the subcommand is called by name as in agent.cli
+        add_tool_commands(app, {"fragile_echo": spec})
+        runner = CliRunner()
+        bad = runner.invoke(app, ["fragile-echo", "--word", "bad"])
+        assert bad.exit_code == 2 and "input error: the word 'bad'" in bad.stderr
+        fault = runner.invoke(app, ["fragile-echo", "--word", "value-bug"])
+        assert fault.exit_code == 1 and "internal error:" in fault.stderr and "error id" in fault.stderr
+        assert "Traceback" not in fault.output
+
+        server = MCPServer("test", log_level="CRITICAL")
+        register_all(server, {"fragile_echo": spec}, get_settings)
+
+        async def call(word: str) -> str:
+            async with Client(server) as client:
+                result = await client.call_tool("fragile_echo", {"word": word})
+                assert result.is_error
+                return result.content[0].text
+
+        assert "input error: the word 'bad' is not allowed" in asyncio.run(call("bad"))
+        text = asyncio.run(call("value-bug"))
+        assert "internal error: fragile_echo failed unexpectedly" in text and "Traceback" not in text
+    finally:
+        REGISTRY.pop("fragile_echo", None)

@@ -44,9 +44,10 @@ from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
 from pydantic import BaseModel, Field
 
-from tools.errors import ToolInputError, ToolRuntimeError
+from tools.errors import ToolInputError
 from tools.executor import Executor, InProcessExecutor, get_executor
 from tools.executor_tasks import atoms_to_xyz, explore_md_task, xyz_to_atoms
+from tools.potentials import check_supported
 from tools.registry import ToolContext, tool
 from tools.structures import StructureRef, atoms_to_structure, resolve_structure, structure_to_atoms
 
@@ -62,9 +63,9 @@ def register_reference(name: str, factory: ReferenceFactory) -> None:
 
 
 def _emt() -> Calculator:
-    from ase.calculators.emt import EMT
+    from models.universal import emt_calculator
 
-    return EMT()
+    return emt_calculator()  # EMT that names the elements it lacks (check_species)
 
 
 register_reference("emt", _emt)
@@ -594,6 +595,8 @@ def active_learning(inp: ActiveLearningInput, ctx: ToolContext) -> ActiveLearnin
         raise ToolInputError(f"run {inp.run_name!r} exists; set resume=true or choose another run_name")
     cfg = ALConfig(**{k: v for k, v in inp.model_dump().items() if k in ALConfig.__dataclass_fields__})
     reference = reference_calculator(inp.reference, ctx.settings.device)
+    for atoms in starts:
+        check_supported(reference, atoms, inp.reference)
     parent_ids = [r.id for r in inp.structures if r.id]
 
     def store(frame: Atoms, info: dict[str, Any]) -> str | None:
@@ -609,12 +612,7 @@ def active_learning(inp: ActiveLearningInput, ctx: ToolContext) -> ActiveLearnin
         return str(added.id)
 
     learner = ActiveLearner(run_dir, cfg, starts, reference, ctx.progress, store, get_executor(ctx.settings))
-    try:
-        state = learner.run()
-    except (ToolInputError, ToolRuntimeError):
-        raise
-    except ValueError as exc:
-        raise ToolInputError(f"active learning: {exc}") from exc
+    state = learner.run()
     history = state["history"]
     plot = plot_history(history, run_dir / "learning_curve.png", f"active learning {inp.run_name}")
     report_path = run_dir / "report.json"

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import inspect
 import json
-from typing import Any, get_args
+from typing import Any, NoReturn, get_args
 
 import typer
 from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tools.errors import ToolError
+from tools.errors import ToolError, ToolInputError
 from tools.registry import ToolContext, ToolSpec
 from tools.structures import StructureRef
 
@@ -54,6 +54,13 @@ def run_with_progress(spec: ToolSpec, arguments: dict[str, Any]) -> BaseModel:
         return spec.run(arguments, ToolContext(progress_fn=progress))
 
 
+def exit_with(exc: ToolError) -> NoReturn:
+    """Print a tool error as one line on stderr, labelled with its kind, and exit: 2 for an input error (fix the
+    options), 1 for a runtime or internal error (the options were fine)."""
+    err_console.print(f"[red]{exc.kind}:[/red] {exc}", highlight=False)
+    raise typer.Exit(2 if isinstance(exc, ToolInputError) else 1) from None
+
+
 def cli_command(spec: ToolSpec) -> Any:
     """A typer command function for one tool; prints the output as JSON on stdout."""
     fields = spec.input_model.model_fields
@@ -63,8 +70,7 @@ def cli_command(spec: ToolSpec) -> Any:
         try:
             output = run_with_progress(spec, arguments)
         except ToolError as exc:
-            err_console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from None
+            exit_with(exc)
         typer.echo(output.model_dump_json(indent=2))
 
     params = []

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tools.errors import ToolError, ToolInputError
-from tools.registry import Cancelled, ToolContext, ToolSpec
+from tools.errors import ToolError, ToolInputError, describe
+from tools.registry import Cancelled, ToolContext, ToolSpec, internal_error
 from tools.settings import Settings
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
@@ -113,9 +113,9 @@ class JobManager:
             except Cancelled as exc:
                 state, result, error = "cancelled", None, str(exc)
             except ToolError as exc:
-                state, result, error = "failed", None, str(exc)
+                state, result, error = "failed", None, describe(exc)
             except Exception as exc:  # noqa: BLE001 - a job must always end in a journaled state
-                state, result, error = "failed", None, f"{type(exc).__name__}: {exc}"
+                state, result, error = "failed", None, describe(internal_error(spec.name, exc, ctx.settings))
             with self._lock:
                 job.state, job.result, job.error, job.finished_at = state, result, error, time.time()
                 self._save(job)

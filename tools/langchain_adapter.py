@@ -7,8 +7,8 @@ from typing import Any
 
 from langchain_core.tools import StructuredTool, ToolException
 
-from tools.errors import ToolError
-from tools.registry import ProgressFn, ToolContext, ToolSpec, load_tools
+from tools.errors import ToolError, describe
+from tools.registry import ProgressFn, ToolContext, ToolSpec, format_validation_error, load_tools
 from tools.settings import Settings, get_settings
 
 
@@ -22,7 +22,7 @@ def langchain_tool(
         try:
             return spec.run(kwargs, ctx).model_dump_json()
         except ToolError as exc:
-            raise ToolException(str(exc)) from exc
+            raise ToolException(describe(exc)) from exc  # the kind tells the model whether to fix its call
 
     return StructuredTool.from_function(
         func=run,
@@ -30,7 +30,8 @@ def langchain_tool(
         description=spec.description,
         args_schema=spec.input_model,
         handle_tool_error=True,  # errors come back to the model as observations, never as crashes
-        handle_validation_error=True,
+        handle_validation_error=lambda exc: f"input error: invalid arguments for {spec.name}: "
+        f"{format_validation_error(exc)}",
     )
 
 

@@ -17,7 +17,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
 from mcp.types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
 
-from tools.errors import ToolError
+from tools.errors import ToolError, describe
 from tools.registry import ToolContext, ToolSpec
 from tools.settings import Settings
 
@@ -80,7 +80,7 @@ def mcp_function(spec: ToolSpec, settings: Callable[[], Settings]) -> Callable[.
             with anyio.fail_after(limit):
                 output = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
         except ToolError as exc:
-            raise MCPToolError(str(exc)) from exc
+            raise MCPToolError(describe(exc)) from exc  # 'input error: ...' or 'runtime error: ...'
         except TimeoutError as exc:
             cancel.set()
             raise MCPToolError(

@@ -130,6 +130,10 @@ def run_md(inp: RunMDInput, ctx: ToolContext) -> RunMDOutput:
             f"{inp.steps // inp.log_every + 1} frames would be recorded (limit {MAX_FRAMES}); raise log_every")
     if inp.ensemble == "npt" and inp.temperature_K <= 0:
         raise ToolInputError("npt needs temperature_K > 0")
+    start_K = inp.temperature_K if inp.initial_temperature_K is None else inp.initial_temperature_K
+    if start_K <= 0 and inp.ensemble in ("nvt_bussi", "nvt_nose_hoover", "npt"):
+        raise ToolInputError(f"{inp.ensemble} rescales velocities and cannot start from rest: give "
+                             "initial_temperature_K (or temperature_K) above 0 K")
     potential = inp.potential or ctx.settings.potential
     structure = resolve_structure(inp.structure, ctx.store if inp.structure.id else None, ctx.settings.max_atoms,
                                   inp.allow_large)

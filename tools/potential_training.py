@@ -166,10 +166,15 @@ def train_on_frames(
     from models.training import TrainConfig, train_potential
 
     species = sorted({s for a in frames for s in a.get_chemical_symbols()})
-    config = PotentialConfig(kind=kind, species=species, name=checkpoint.stem, **(hyper or {}))
+    try:  # the configurations check the caller's options (kind, sizes, scheduler, device)
+        config = PotentialConfig(kind=kind, species=species, name=checkpoint.stem, **(hyper or {}))
+        train_cfg = TrainConfig(epochs=epochs, **(train_options or {}))
+    except ValueError as exc:
+        raise ToolInputError(str(exc)) from exc
+    if train_cfg.init_from and not (resume and checkpoint.is_file()):  # a resume ignores init_from
+        check_init_from(Path(train_cfg.init_from), species)
     seed = int((train_options or {}).get("seed", 0))
     train, val = split_by_structure(frames, val_fraction, seed)
-    train_cfg = TrainConfig(epochs=epochs, **(train_options or {}))
     if resume and checkpoint.is_file():
         payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
         if "training" not in payload:
@@ -204,6 +209,24 @@ def train_on_frames(
         }
     )
     return summary
+
+
+def check_init_from(path: Path, species: Sequence[str]) -> None:
+    """ToolInputError unless `path` is a potential checkpoint covering every element of the training data."""
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a file torch cannot read is the caller's choice of file
+        raise ToolInputError(f"init_from {path.name} is not a matsearch potential checkpoint "
+                             f"(torch cannot read it: {type(exc).__name__})") from exc
+    if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
+        raise ToolInputError(f"init_from {path.name} is not a matsearch potential checkpoint")
+    covered = set(payload["config"].get("species", []))
+    missing = sorted(set(species) - covered)
+    if missing:
+        raise ToolInputError(f"init_from {path.name} does not support element(s) {', '.join(missing)} of the "
+                             f"training data (it covers {' '.join(sorted(covered))}); train from scratch instead")
 
 
 def checkpoint_summary(checkpoint: Path) -> dict[str, Any]:

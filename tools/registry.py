@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
+import secrets
 import threading
 import time
 import traceback
@@ -15,7 +17,7 @@ from typing import Any, Literal, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
-from tools.errors import ToolError, ToolInputError, ToolRuntimeError
+from tools.errors import ToolError, ToolInputError, ToolInternalError, ToolRuntimeError
 from tools.settings import Settings, apply_torch_threads, get_settings
 
 CostClass = Literal["instant", "minutes", "long"]
@@ -111,7 +113,9 @@ class ToolSpec:
             raise ToolInputError(f"invalid arguments for {self.name}: {format_validation_error(exc)}") from exc
 
     def run(self, arguments: dict[str, Any] | BaseModel, ctx: ToolContext | None = None) -> BaseModel:
-        """Validate and run; every failure leaves as a ToolError with a message fit for a user."""
+        """Validate and run; every failure leaves as a ToolError with a message fit for a user: ToolInputError
+        from validation and the tool's own checks, ToolRuntimeError from the tool, and for anything else (a bug)
+        a ToolInternalError with an id under which the traceback is logged."""
         inp = self.validate(arguments)
         ctx = ctx or ToolContext()
         ctx.tool_name = self.name
@@ -120,17 +124,42 @@ class ToolSpec:
             return self.fn(inp, ctx)
         except ToolError:
             raise
-        except ValidationError as exc:
-            raise ToolInputError(f"{self.name}: {format_validation_error(exc)}") from exc
-        except (ValueError, KeyError) as exc:
-            raise ToolInputError(f"{self.name}: {exc}") from exc
-        except Exception as exc:
-            traceback.print_exc()  # to stderr: the server log keeps the trace, the caller gets a message
-            raise ToolRuntimeError(f"{self.name} failed: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # input errors were raised as ToolInputError by validation or explicit checks
+            raise internal_error(self.name, exc, ctx.settings) from exc
 
     def estimated_seconds(self, arguments: dict[str, Any] | BaseModel) -> float | None:
         """The tool's own cost estimate for these arguments, if it has one."""
         return None if self.estimate is None else float(self.estimate(self.validate(arguments)))
+
+
+log = logging.getLogger("matsearch.tools")
+log.addHandler(logging.NullHandler())  # a library logger: the server's logging shows it; a CLI user sees no trace
+ERROR_LOG = "logs/tool-errors.log"  # under the workspace: the tracebacks of internal errors, by id
+MAX_CAUSE_CHARS = 200
+
+
+def internal_error(tool_name: str, exc: BaseException, settings: Settings | None = None) -> ToolInternalError:
+    """The caller's view of an unexpected failure: a short id to report and the exception in one line. The
+    traceback goes to the `matsearch.tools` logger (the server log) and to workspace/logs/tool-errors.log."""
+    error_id = secrets.token_hex(4)
+    trace = "".join(traceback.format_exception(exc))
+    log.error("internal error %s in tool %s", error_id, tool_name, exc_info=exc)
+    where = "the server log"
+    if settings is not None:
+        try:
+            path = settings.resolved_workspace() / ERROR_LOG
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as fh:
+                fh.write(f"=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {error_id} {tool_name}\n{trace}\n")
+            where += f" and {ERROR_LOG} in the workspace"
+        except OSError as write_error:
+            log.warning("could not write the error log in the workspace: %s", write_error)
+    cause = " ".join(f"{type(exc).__name__}: {exc}".split())
+    if len(cause) > MAX_CAUSE_CHARS:
+        cause = cause[: MAX_CAUSE_CHARS - 3] + "..."
+    return ToolInternalError(
+        f"{tool_name} failed unexpectedly ({cause}); this is a fault in matsearch, not in the arguments: report "
+        f"error id {error_id} (the traceback is in {where})", error_id)
 
 
 def format_validation_error(exc: ValidationError) -> str:
