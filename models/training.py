@@ -24,6 +24,12 @@ from models.equivariant import (
 from models.neighbors import Graph, atoms_to_graph, collate_graphs
 
 ProgressFn = Callable[[int, int, str], None]
+NO_VALIDATION = "none (training error shown)"  # the 'validation' label of a run without held-out structures
+
+
+def validation_label(n_val: int) -> str:
+    """What a run's val_* metrics measure: held-out structures, or (none held out) the training set."""
+    return f"held-out ({n_val} structures)" if n_val else NO_VALIDATION
 
 
 @dataclass
@@ -228,6 +234,8 @@ def train_potential(
 
     The checkpoint's weights are the EMA weights of the best validation epoch, so EquivariantPotential.load gives
     the deployable model; the file also carries the resume state (epoch, optimiser, scheduler, EMA, best metric).
+    With no validation structures the val_* metrics, the best epoch, early stopping and the plateau schedule all
+    use the training set; the summary's "validation" (validation_label) says which it was.
     """
     cfg = train_cfg or TrainConfig()
     checkpoint = Path(checkpoint)
@@ -243,7 +251,8 @@ def train_potential(
     if pretrained is not None:
         config = PotentialConfig.from_dict(pretrained["config"])
     train_graphs = _graphs(train, config)
-    val_graphs = _graphs(val, config) if len(val) else train_graphs
+    val_graphs = _graphs(val, config) if len(val) else train_graphs  # no held-out set: the training error stands in
+    validation = validation_label(len(val))
     dtype = _DTYPES[config.dtype]
 
     fit = state is None and pretrained is None and cfg.fit_statistics  # a fine-tune keeps the pretrained statistics
@@ -288,6 +297,7 @@ def train_potential(
             "best_epoch": best_epoch,
             "epochs_completed": len(history) and int(history[-1]["epoch"]),
             "stopped_early": stopped,
+            "validation": validation,
             "checkpoint": str(checkpoint),
             "history": history,
         }
@@ -349,12 +359,13 @@ def train_potential(
         }
         save_checkpoint(checkpoint, config, best_state, summary_metrics(summary()), {"training": training_state})
         if progress is not None:
+            tag = "val" if len(val) else "train"  # no validation set: say the error is the training error
             msg = (
                 f"epoch {epoch}/{cfg.epochs} train_loss={record['train_loss']:.4g} "
-                f"val_E_MAE={val_metrics['energy_mae_meV_per_atom']:.3g} meV/atom"
+                f"{tag}_E_MAE={val_metrics['energy_mae_meV_per_atom']:.3g} meV/atom"
             )
             if "forces_mae_meV_per_A" in val_metrics:
-                msg += f" val_F_MAE={val_metrics['forces_mae_meV_per_A']:.3g} meV/A"
+                msg += f" {tag}_F_MAE={val_metrics['forces_mae_meV_per_A']:.3g} meV/A"
             progress(epoch, cfg.epochs, msg)
     return summary()
 

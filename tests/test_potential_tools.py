@@ -95,6 +95,23 @@ def test_train_potential_fine_tunes_the_shipped_model(emt_data: Path) -> None:
         spec.run({"data_path": str(emt_data), "name": "bad", "epochs": 1, "init_from": "/etc/passwd"}, ToolContext())
 
 
+def test_without_held_out_structures_the_errors_are_labelled_training_errors(emt_data: Path, workspace: Path) -> None:
+    """val_fraction=0, or a single structure, holds nothing out: the val_* errors are the training set's, and the
+    output says so instead of passing them off as validation errors."""
+    spec = get_tool("train_potential")
+    held = spec.run({"data_path": str(emt_data), "name": "held", "epochs": 1, **TINY}, ToolContext())
+    assert held.n_val > 0 and held.validation == f"held-out ({held.n_val} structures)"
+    events: list[str] = []
+    none = spec.run({"data_path": str(emt_data), "name": "none", "epochs": 1, "val_fraction": 0.0, **TINY},
+                    ToolContext(progress_fn=lambda d, t, m: events.append(m or "")))
+    assert none.n_val == 0 and none.validation == "none (training error shown)"
+    assert none.val_forces_mae_meV_per_A is not None  # measured, on the training set
+    assert any("train_E_MAE" in m for m in events) and not any("val_E_MAE" in m for m in events)
+    write(str(workspace / "one.extxyz"), emt_frames(1), format="extxyz")
+    single = spec.run({"data_path": "one.extxyz", "name": "single", "epochs": 1, **TINY}, ToolContext())
+    assert single.n_train == 1 and single.n_val == 0 and single.validation == "none (training error shown)"
+
+
 def test_training_options_the_model_refuses_are_input_errors(emt_data: Path, workspace: Path) -> None:
     """A file that is no checkpoint, a checkpoint lacking an element of the data, or a CUDA device on a machine
     without one: input errors naming the problem (not internal faults of the tool)."""

@@ -163,7 +163,7 @@ def train_on_frames(
     import torch
 
     from models.equivariant import PotentialConfig
-    from models.training import TrainConfig, train_potential
+    from models.training import TrainConfig, train_potential, validation_label
 
     species = sorted({s for a in frames for s in a.get_chemical_symbols()})
     try:  # the configurations check the caller's options (kind, sizes, scheduler, device)
@@ -205,6 +205,7 @@ def train_on_frames(
             "seconds": round(time.perf_counter() - start, 1),
             "n_train": len(train),
             "n_val": len(val),
+            "validation": validation_label(len(val)),
             "species": species,
         }
     )
@@ -312,7 +313,10 @@ class TrainPotentialInput(BaseModel):
     energy_weight: float = Field(default=1.0, ge=0.0, le=1e4)
     forces_weight: float = Field(default=1.0, ge=0.0, le=1e4)
     stress_weight: float = Field(default=10.0, ge=0.0, le=1e4)
-    val_fraction: float = Field(default=0.1, ge=0.0, le=0.5, description="Share of structures held for validation.")
+    val_fraction: float = Field(
+        default=0.1, ge=0.0, le=0.5,
+        description="Share of structures held for validation. 0 (or a single structure) holds none out: the val_* "
+        "errors are then training errors, and the output's `validation` says so.")
     max_minutes: float | None = Field(default=None, gt=0.0, le=1440.0, description="Wall-clock budget; resumable.")
     seed: int = Field(default=0, ge=0)
     init_from: str | None = Field(
@@ -349,6 +353,9 @@ class TrainPotentialOutput(BaseModel):
     species: list[str]
     n_train: int
     n_val: int
+    validation: str = Field(
+        description="What the val_* errors measure: 'held-out (N structures)', or 'none (training error shown)' "
+        "when no structure was held out (val_fraction=0 or a single structure)")
     epochs_completed: int
     best_epoch: int
     stopped_early: bool
@@ -371,8 +378,9 @@ def train_potential(inp: TrainPotentialInput, ctx: ToolContext) -> TrainPotentia
     """Train (or resume training of) an E(3)-equivariant interatomic potential of our own (Allegro-style strictly
     local, or NequIP-style message passing) on labelled structures: a labelled extxyz file inside the workspace, or
     memory structures labelled on the fly by a reference potential (e.g. chgnet) with rattled copies. Reports
-    validation energy/force/stress errors and returns the checkpoint as an artifact URI that relax_structure,
-    predict_properties and md accept as `potential`. Run as a job for long trainings; max_minutes + resume lets
+    validation energy/force/stress errors (training errors when no structure is held out: `validation` says which)
+    and returns the checkpoint as an artifact URI that relax_structure, predict_properties and md accept as
+    `potential`. Run as a job for long trainings; max_minutes + resume lets
     training continue across calls."""
     workspace = ctx.workspace
     checkpoint = workspace / "potentials" / f"{inp.name}.pt"
@@ -439,6 +447,7 @@ def train_potential(inp: TrainPotentialInput, ctx: ToolContext) -> TrainPotentia
         species=summary["species"],
         n_train=summary["n_train"],
         n_val=summary["n_val"],
+        validation=summary["validation"],
         epochs_completed=int(summary.get("epochs_completed") or 0),
         best_epoch=int(summary.get("best_epoch", -1)),
         stopped_early=bool(summary.get("stopped_early", False)),
