@@ -123,6 +123,23 @@ def test_real_relaxation_of_compressed_diamond_is_valid(workspace: Path) -> None
     assert not matches(res.structure, next(c for c in si if c.label.startswith("fcc")).structure)
 
 
+def test_a_memory_that_fails_is_said_so_not_read_as_empty() -> None:
+    """A memory search that raises is not "no stored polymorphs": the candidates come with a note naming the
+    failure (the tool puts it in its notes), or, when the caller keeps no notes, the error itself."""
+
+    class BrokenStore:
+        def search_composition(self, **kwargs: object) -> list:
+            raise ConnectionError("chromadb server went away")
+
+    notes: list[str] = []
+    candidates = candidate_polymorphs(Composition("Si"), BrokenStore(), notes=notes)
+    assert any(c.label.startswith("diamond") for c in candidates) and not any(c.source == "memory" for c in candidates)
+    assert notes == ["memory could not be searched for stored Si structures (ConnectionError: chromadb server went "
+                     "away): candidates come from prototypes and pyxtal only"]
+    with pytest.raises(ConnectionError, match="went away"):
+        candidate_polymorphs(Composition("Si"), BrokenStore())
+
+
 def test_the_formulas_own_polymorphs_come_first_and_stay_distinct() -> None:
     """TiO2's candidates start with its own minerals (anatase, rutile, brookite) and keep rutile apart from
     marcasite, which the loose StructureMatcher fit alone would merge (same 6-atom cell, different space group);

@@ -271,7 +271,7 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
 
     # progress units: one per reference relaxation, `md_units` per replica, one per motif relaxation
     md_units = max(1, schedule.total_steps // 50)
-    candidates = candidate_polymorphs(unit, ctx.store, inp.n_random_candidates, rng_seed)
+    candidates = candidate_polymorphs(unit, ctx.store, inp.n_random_candidates, rng_seed, notes=notes)
     to_relax = sorted(candidates, key=lambda c: c.priority)[
         : inp.max_reference_relaxations
     ]

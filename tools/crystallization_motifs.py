@@ -182,18 +182,24 @@ def _random_pyxtal(target: Composition, n: int, seed: int) -> list[tuple[str, St
 
 
 def candidate_polymorphs(
-    target: Composition, store: Any = None, n_random: int = 0, seed: int = 0, max_sites: int = MAX_CANDIDATE_SITES
+    target: Composition, store: Any = None, n_random: int = 0, seed: int = 0, max_sites: int = MAX_CANDIDATE_SITES,
+    notes: list[str] | None = None,
 ) -> list[Candidate]:
     """Distinct candidate polymorphs of the target's reduced formula: prototypes, pyxtal's database, random pyxtal
-    crystals, then memory records that are none of these; duplicates (StructureMatcher) keep the first name."""
+    crystals, then memory records that are none of these; duplicates (StructureMatcher) keep the first name.
+    A memory that fails to answer adds no candidates and a line to `notes` saying so (raised when no `notes`)."""
     reduced = target.reduced_composition
     found: list[Candidate] = []
     stored: list[Candidate] = []
     if store is not None:
         try:
             records = store.search_composition(formula=reduced.reduced_formula, n=20)
-        except Exception:  # an empty or unreachable memory simply adds no candidates
+        except Exception as exc:  # an unreachable memory must not pass for one without this formula
+            if notes is None:
+                raise
             records = []
+            notes.append(f"memory could not be searched for stored {reduced.reduced_formula} structures "
+                         f"({type(exc).__name__}: {str(exc)[:120]}): candidates come from prototypes and pyxtal only")
         for record in records:
             sym, _, _ = symmetry_of(record.structure)
             stored.append(Candidate(f"memory {record.id} ({sym})", record.structure, "memory", memory_id=record.id,

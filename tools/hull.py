@@ -11,9 +11,9 @@ triple for nothing."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
+import logging
 import threading
 import time
 from functools import lru_cache
@@ -25,6 +25,7 @@ from pymatgen.core import Composition, Element, Structure
 from models.prototypes import aflow_library, decorate, predicted_volume
 from tools.potentials import REFERENCE_CLOCK, ElementalReferences, relax, safe_name, shipped_references
 
+log = logging.getLogger("matsearch.hull")
 ANIONS = {"O": -2, "S": -2, "Se": -2, "Te": -2, "N": -3, "F": -1, "Cl": -1, "Br": -1, "I": -1}
 # cation:anion ratio -> prototypes tried for a binary reference compound
 BINARY_PROTOTYPES: dict[tuple[int, int], tuple[str, ...]] = {
@@ -55,12 +56,25 @@ def _aflow_by_label() -> dict[str, Structure]:
     return out
 
 
-def intermetallic_reference_structures(first: str, second: str) -> list[tuple[str, Structure]]:
+def dropped_reference(dropped: list[str] | None, what: str, exc: Exception) -> None:
+    """Record a reference compound that could not be built: the hull goes on without it, thinner, and says so."""
+    note = f"{what} ({type(exc).__name__}: {str(exc)[:120]})"
+    log.warning("hull reference dropped: %s", note)
+    if dropped is not None:
+        dropped.append(note)
+
+
+def intermetallic_reference_structures(
+    first: str, second: str, dropped: list[str] | None = None
+) -> list[tuple[str, Structure]]:
     """Binary intermetallic prototypes of two metals: B2 and L1_0 at AB, L1_2 at A3B and AB3, C15 at A2B and AB2,
-    volume-scaled by pymatgen's bond-length predictor (the relaxation does the rest)."""
+    volume-scaled by pymatgen's bond-length predictor (the relaxation does the rest). A prototype that cannot be
+    built is left out and named in `dropped`."""
     out = []
-    with contextlib.suppress(Exception):  # a volume predictor failure drops one candidate, not the hull
+    try:
         out.append(("B2", decorate("cscl", {"A": first, "X": second})))
+    except Exception as exc:  # noqa: BLE001 - a volume predictor failure drops one candidate, not the hull
+        dropped_reference(dropped, f"{first}{second}:B2", exc)
     for name, label, swap in INTERMETALLIC_PROTOTYPES:
         template = _aflow_by_label()[label].copy()
         counts = template.composition.get_el_amt_dict()
@@ -69,13 +83,16 @@ def intermetallic_reference_structures(first: str, second: str) -> list[tuple[st
         template.replace_species({majority: a, minority: b})
         try:
             out.append((name, predicted_volume(template)))
-        except Exception:  # noqa: BLE001, S112
-            continue
+        except Exception as exc:  # noqa: BLE001
+            dropped_reference(dropped, f"{template.composition.reduced_formula}:{name}", exc)
     return out
 
 
-def binary_reference_structures(metal: str, anion: str) -> list[tuple[str, Structure]]:
-    """Charge-balanced binary compounds of a metal and an anion in their usual prototypes."""
+def binary_reference_structures(
+    metal: str, anion: str, dropped: list[str] | None = None
+) -> list[tuple[str, Structure]]:
+    """Charge-balanced binary compounds of a metal and an anion in their usual prototypes (one that cannot be built
+    is left out and named in `dropped`)."""
     out = []
     charge = -ANIONS[anion]
     for ox in sorted(set(Element(metal).common_oxidation_states)):
@@ -86,8 +103,8 @@ def binary_reference_structures(metal: str, anion: str) -> list[tuple[str, Struc
         for family in BINARY_PROTOTYPES.get(key, ()):
             try:
                 out.append((family, decorate(family, {"A": metal, "X": anion})))
-            except Exception:  # noqa: S112 - a volume predictor failure drops one candidate, not the hull
-                continue
+            except Exception as exc:  # noqa: BLE001 - a volume predictor failure drops one candidate, not the hull
+                dropped_reference(dropped, f"{comp.reduced_formula}:{family}", exc)
     return out
 
 
@@ -101,19 +118,23 @@ class LocalHull:
         self.compounds: dict[str, dict] = {**shipped_references(refs.potential)["compounds"], **cached}
         self._lock = threading.Lock()
         self.relaxations = 0  # reference compounds relaxed by this object (the cost not served by the cache)
+        self.dropped: list[str] = []  # reference compounds that could not be built ('AlNi:B2 (why)')
 
     def reference_entries(self, elements: list[str]) -> list[PDEntry]:
         """Elemental and binary reference entries for the chemical system (computed once, then cached): metal-anion
-        compounds, and for an anion-free system the binary intermetallic prototypes of every metal pair."""
+        compounds, and for an anion-free system the binary intermetallic prototypes of every metal pair. Those
+        that cannot be built are left out and listed in self.dropped."""
         entries = [PDEntry(Composition(el), self.refs.energy(el), name=el) for el in elements]
         anions = [el for el in elements if el in ANIONS]
         metals = [el for el in elements if el not in ANIONS]
         builds: list[tuple[str, Structure]] = []
+        dropped: list[str] = []
         for metal, anion in itertools.product(metals, anions):
-            builds += binary_reference_structures(metal, anion)
+            builds += binary_reference_structures(metal, anion, dropped)
         if not anions:
             for first, second in itertools.combinations(sorted(metals), 2):
-                builds += intermetallic_reference_structures(first, second)
+                builds += intermetallic_reference_structures(first, second, dropped)
+        self.dropped += [note for note in dropped if note not in self.dropped]
         for family, structure in builds:
             key = f"{structure.composition.reduced_formula}:{family}"
             with self._lock:

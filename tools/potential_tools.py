@@ -4,7 +4,7 @@ hull, density, symmetry) for a batch, with the universal potentials or our own c
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -64,6 +64,8 @@ class RelaxOutput(BaseModel):
     max_force_eV_A: float
     properties: Properties
     cif: str | None = Field(default=None, description="CIF of the relaxed structure when it was not stored")
+    notes: list[str] = Field(default_factory=list, description="What qualifies the numbers, e.g. a hull reference "
+                             "compound that could not be built (E_hull may then read too low)")
 
 
 def _potential(inp_potential: str | None, ctx: ToolContext) -> str:
@@ -71,15 +73,20 @@ def _potential(inp_potential: str | None, ctx: ToolContext) -> str:
 
 
 def compute_properties(
-    structure: Structure, energy: float, potential: str, ctx: ToolContext, hull: bool = True
+    structure: Structure, energy: float, potential: str, ctx: ToolContext, hull: bool = True,
+    notes: list[str] | None = None,
 ) -> Properties:
-    """Formation energy and local-hull energy from references computed with the same potential."""
+    """Formation energy and local-hull energy from references computed with the same potential; the hull's notes
+    (references left out) are added to `notes` when given."""
     refs = elemental_references(potential, ctx.settings)
     formation = refs.formation_energy_per_atom(structure, energy)
     e_hull = None
     if hull:
         elements = [el.symbol for el in structure.composition.elements]
-        e_hull = system_hull(elements, potential, ctx).e_above_hull(structure.composition, energy)
+        system = system_hull(elements, potential, ctx)
+        e_hull = system.e_above_hull(structure.composition, energy)
+        if notes is not None:
+            notes += [note for note in system.notes if note not in notes]
     symbol, number, _ = symmetry_of(structure)
     return Properties(
         energy_eV=round(energy, 6),
@@ -115,6 +122,7 @@ class SystemHull:
     references: list[str]
     n_memory: int
     missing_binaries: list[str]
+    notes: list[str] = field(default_factory=list)  # reference compounds that could not be built, one line each
 
     def e_above_hull(self, composition: Composition, energy: float) -> float:
         """Energy above this hull (eV/atom); >= 0 up to round-off for an entry that is part of it."""
@@ -143,6 +151,8 @@ def system_hull(
         references=[str(e.name) for e in reference_entries],
         n_memory=len(memory),
         missing_binaries=missing_binaries(elements, entries),
+        notes=[f"hull reference {d} could not be built and was left out: E_hull may read too low"
+               for d in refs.dropped],
     )
 
 
@@ -171,7 +181,8 @@ def relax_structure(inp: RelaxInput, ctx: ToolContext) -> RelaxOutput:
         on_step=lambda n: ctx.progress(n, inp.max_steps, f"step {n}"),
     )
     ctx.progress(inp.max_steps, inp.max_steps, "references and hull")
-    props = compute_properties(result.structure, result.energy, potential, ctx)
+    notes: list[str] = []
+    props = compute_properties(result.structure, result.energy, potential, ctx, notes=notes)
     record_id = uri = cif = None
     if inp.store:
         parents = [inp.structure.id] if inp.structure.id else []
@@ -200,6 +211,7 @@ def relax_structure(inp: RelaxInput, ctx: ToolContext) -> RelaxOutput:
         max_force_eV_A=round(result.max_force, 5),
         properties=props,
         cif=cif,
+        notes=notes,
     )
 
 
@@ -216,6 +228,8 @@ class PredictedItem(BaseModel):
     structure: StructureSummary | None = None
     properties: Properties | None = None
     error: str | None = Field(default=None, description="Why this structure could not be scored")
+    notes: list[str] = Field(default_factory=list, description="What qualifies the numbers, e.g. a hull reference "
+                             "compound that could not be built (E_hull may then read too low)")
 
 
 class PredictOutput(BaseModel):
@@ -242,7 +256,8 @@ def predict_properties(inp: PredictInput, ctx: ToolContext) -> PredictOutput:
                 structure, energy, converged = res.structure, res.energy, res.converged
             else:
                 energy = single_point(structure, calc, potential)
-            props = compute_properties(structure, energy, potential, ctx, hull=inp.hull)
+            notes: list[str] = []
+            props = compute_properties(structure, energy, potential, ctx, hull=inp.hull, notes=notes)
         except ToolInputError as exc:
             items.append(PredictedItem(index=i, error=str(exc)))
             continue
@@ -263,6 +278,6 @@ def predict_properties(inp: PredictInput, ctx: ToolContext) -> PredictOutput:
             summary = StructureSummary.from_record(ctx.store.get(stored.id))
         elif ref.id:
             summary = StructureSummary.from_record(ctx.store.get(ref.id))
-        items.append(PredictedItem(index=i, structure=summary, properties=props))
+        items.append(PredictedItem(index=i, structure=summary, properties=props, notes=notes))
     ctx.progress(len(inp.structures), len(inp.structures), "done")
     return PredictOutput(potential=potential, items=items)
