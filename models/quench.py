@@ -56,6 +56,20 @@ def match_minima(
     return labels
 
 
+def shared_minima(
+    minima: np.ndarray, labels: np.ndarray, template: Atoms, tol: float = 0.3
+) -> list[tuple[int, int]]:
+    """Pairs of basin labels (a < b) whose reference minima coincide (match_minima with the same `tol`): quenching
+    cannot tell those basins apart, since a frame of either ends in the same minimum."""
+    pairs = set()
+    for b in np.unique(labels):
+        others = labels != b
+        if others.any():
+            hit = match_minima(minima[others], minima[labels == b], labels[labels == b], template, tol) >= 0
+            pairs |= {(int(min(a, b)), int(max(a, b))) for a in labels[others][hit]}
+    return sorted(pairs)
+
+
 def frame_energies(frames: np.ndarray, template: Atoms, calc: Calculator) -> np.ndarray:
     """Potential energies (eV) of flattened frames (n, n_atoms*3; Angstrom) with `calc`, atoms from `template`."""
     atoms = template.copy()

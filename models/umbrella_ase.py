@@ -36,8 +36,9 @@ def umbrella_ase(
     """Langevin MD at `temperature_K` in every window k (bias kappa_k/2 (s - centers[k])^2 kT on CV component 0),
     window k started from `starts[k]`; a frame every `stride` steps after `n_equil`. With `exchange_every`, replicas
     swap windows with a neighbour (alternating pairs, Metropolis on the bias energies) at the first frame boundary
-    after every that many steps. Frames are labelled by the CV's classification head. ValueError when a window's
-    dynamics blow up (non-finite positions)."""
+    after every that many steps. Frames come unlabelled (basin -1): their basins follow the system's own rule
+    (quenching, models.quench, or a rule of the caller's), never the CV. ValueError when a window's dynamics blow up
+    (non-finite positions)."""
     centers = np.asarray(centers, dtype=float)
     kappas = window_kappas(kappa, len(centers))
     kT = units.kB * temperature_K
@@ -99,7 +100,7 @@ def umbrella_ase(
         walker=np.zeros(len(x), dtype=int),
         frame=np.concatenate(rows["frame"]),
         s=np.concatenate(rows["s"]),
-        basin=model.predict_class(x).astype(int),
+        basin=np.full(len(x), -1),
         x=x,
         metadata={
             "engine": "ase-langevin",

@@ -10,7 +10,6 @@ from ase import Atoms, units
 from ase.md.langevin import Langevin
 
 from benchmarks.free_energy_adatom import hop_data, slab_with_adatom
-from models.cv import MultitaskCV
 from models.universal import get_calculator
 from tools.errors import ToolInputError
 from tools.registry import ToolContext, get_tool
@@ -18,9 +17,10 @@ from tools.registry import ToolContext, get_tool
 T = 300.0
 
 
-def _dimer_data(n_steps: int = 2000) -> tuple[np.ndarray, np.ndarray]:
-    """Unbiased Langevin MD of Cu2 on EMT at 300 K: flattened positions every 5 steps and labels 1 where the bond is
-    longer than its median (the two 'basins' are the short and the long half of the bond's distribution)."""
+def _dimer_data(n_steps: int = 2000) -> tuple[np.ndarray, np.ndarray, float]:
+    """Unbiased Langevin MD of Cu2 on EMT at 300 K: flattened positions every 5 steps, labels 1 where the bond is
+    longer than its median (the two 'basins' are the short and the long half of the bond's distribution; one
+    minimum, so only a rule of the user's can tell them apart) and that median."""
     atoms = Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.2]])
     atoms.calc = get_calculator("emt")
     dyn = Langevin(atoms, 2 * units.fs, temperature_K=T, friction=0.01 / units.fs, fixcm=False,
@@ -30,16 +30,14 @@ def _dimer_data(n_steps: int = 2000) -> tuple[np.ndarray, np.ndarray]:
     dyn.run(n_steps)
     x = np.array(frames)
     r = np.linalg.norm(x[:, 3:] - x[:, :3], axis=1)
-    return x, (r > np.median(r)).astype(int)
+    edge = float(np.median(r))
+    return x, (r >= edge).astype(int), edge
 
 
-def _exact_dimer_df(model: MultitaskCV) -> float:
-    """F(basin 1) - F(basin 0) in kT with basins as the CV's classification head assigns them along the bond: the
-    bond length r of two atoms in free space is distributed as r^2 exp(-U(r)/kT)."""
+def _exact_dimer_df(edge: float) -> float:
+    """F(r >= edge) - F(r < edge) in kT for two Cu atoms in free space on EMT at T, from the potential alone: the
+    bond length r is distributed as r^2 exp(-U(r)/kT), integrated numerically on a 0.5 mA grid."""
     r = np.linspace(1.7, 3.4, 3401)
-    x = np.zeros((len(r), 6))
-    x[:, 5] = r
-    basin = model.predict_class(x)
     atoms = Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.2]])
     atoms.calc = get_calculator("emt")
     energy = []
@@ -47,12 +45,14 @@ def _exact_dimer_df(model: MultitaskCV) -> float:
         atoms.positions = [[0, 0, 0], [0, 0, length]]
         energy.append(atoms.get_potential_energy())
     w = r**2 * np.exp(-(np.array(energy) - min(energy)) / (units.kB * T))
-    return float(-np.log(w[basin == 1].sum() / w[basin == 0].sum()))
+    return float(-np.log(w[r >= edge].sum() / w[r < edge].sum()))
 
 
 def test_atomistic_umbrella_sampling_reproduces_the_exact_dimer_free_energy(workspace) -> None:
+    """Basins by the user's rule (bond length cut at the data's median), not by the CV: every frame's label follows
+    the rule, and MBAR's F(long) - F(short) matches Boltzmann integration of the EMT dimer potential."""
     workspace.mkdir(parents=True, exist_ok=True)
-    x, labels = _dimer_data()
+    x, labels, edge = _dimer_data()
     np.savez(workspace / "dimer.npz", x=x, labels=labels, numbers=np.array([29, 29]))
     ctx = ToolContext()
     cv = get_tool("learn_cv").run(
@@ -62,14 +62,18 @@ def test_atomistic_umbrella_sampling_reproduces_the_exact_dimer_free_energy(work
     )
     assert cv.separates_basins
     run = {"cv_id": cv.cv_id, "potential": "emt", "n_windows": 10, "n_steps": 800, "n_equil": 100, "stride": 5,
-           "timestep_fs": 5.0, "exchange_every": 25, "temperature_K": T}
+           "timestep_fs": 5.0, "exchange_every": 25, "temperature_K": T,
+           "basin_rule": {"atoms": [0, 1], "edges_A": [edge]}}
     us = get_tool("umbrella_sampling").run(run, ctx)
     assert us.system is None and us.potential == "emt" and us.langevin_acceptance is None
+    assert us.basins_from == f"the distance between atoms 0 and 1 cut at [{edge}] A"
     assert 0.2 < us.exchange_acceptance < 0.9
     assert min(us.samples_per_window) > 50
+    with np.load(workspace / us.samples_uri.removeprefix("artifact://")) as z:
+        r, basin = np.linalg.norm(z["x"][:, 3:] - z["x"][:, :3], axis=1), z["basin"]
+    np.testing.assert_array_equal(basin, r >= edge)
     fe = get_tool("free_energy_profile").run({"samples_id": us.samples_id, "method": "mbar"}, ctx)
-    model = MultitaskCV.load(workspace / cv.checkpoint_uri.removeprefix("artifact://"))
-    exact = _exact_dimer_df(model)
+    exact = _exact_dimer_df(edge)
     est = fe.basins[1]
     assert est.error_kT < 0.3
     assert abs(est.dF_kT - exact) < 3 * est.error_kT + 0.05, (est.dF_kT, est.error_kT, exact)
@@ -81,6 +85,9 @@ def test_atomistic_umbrella_sampling_reproduces_the_exact_dimer_free_energy(work
         "refine_rounds": {**run, "refine_rounds": 1},
         "neither a universal potential": {**run, "potential": "no-such-potential"},
         "at most": {**run, "n_windows": 100, "n_steps": 100_000},
+        "would each be quenched": {**run, "basin_rule": None, "n_windows": 100, "n_steps": 2000, "stride": 10},
+        "the data have 2 atoms": {**run, "basin_rule": {"atoms": [0, 2], "edges_A": [edge]}},
+        "ascending": {**run, "basin_rule": {"atoms": [0, 1], "edges_A": [2.5, 2.0]}},
     }
     for message, bad in errors.items():
         with pytest.raises(ToolInputError, match=message):
@@ -111,6 +118,21 @@ def test_atomistic_cv_data_errors(workspace) -> None:
                                           ToolContext())
 
 
+def test_basins_that_share_a_minimum_need_a_rule(workspace) -> None:
+    """Short and long bonds of one dimer quench into the same minimum: quenching cannot label them, and
+    umbrella_sampling says so before any MD (the autoencoder CV, which has no classification head, is accepted)."""
+    workspace.mkdir(parents=True, exist_ok=True)
+    r = np.linspace(2.0, 2.5, 40)
+    x = np.zeros((len(r), 6))
+    x[:, 5] = r
+    np.savez(workspace / "aligned.npz", x=x, labels=(r > 2.25).astype(int), numbers=np.array([29, 29]))
+    cv = get_tool("learn_cv").run({"data_file": "aligned.npz", "preset": "autoencoder", "features": "distances",
+                                   "feature_atoms": [[0, 1]], "epochs": 2}, ToolContext())
+    with pytest.raises(ToolInputError, match="cannot tell basins 0 and 1 apart.*basin_rule"):
+        get_tool("umbrella_sampling").run({"cv_id": cv.cv_id, "potential": "emt", "n_steps": 100, "n_equil": 0},
+                                          ToolContext())
+
+
 def test_umbrella_frames_on_the_barrier_are_labelled_by_the_hollow_they_quench_into(workspace) -> None:
     """A CV learned from the two hollows' frames alone, its umbrella windows across the hop, and a second learn_cv
     round that adds those frames labelled by quenching: every labelled frame whose adatom sits clearly on one side of
@@ -130,11 +152,22 @@ def test_umbrella_frames_on_the_barrier_are_labelled_by_the_hollow_they_quench_i
         {"cv_id": cv.cv_id, "potential": "emt", "n_windows": 8, "n_steps": 400, "n_equil": 100, "stride": 10,
          "timestep_fs": 2.0, "exchange_every": 50, "temperature_K": T}, ctx
     )
+
+    def along_of(frames: np.ndarray) -> np.ndarray:
+        """The adatom's position along the hop in hop lengths (0: hollow A, 1: hollow B)."""
+        return (frames.reshape(len(frames), -1, 3)[:, adatom, 0] - slab.positions[-1, 0]) / step[0]
+
+    # the umbrella frames' own basins come from quenching, not from the CV: the hollow on the frame's side of the bridge
+    assert us.basins_from.startswith("quenching with emt")
+    with np.load(workspace / us.samples_uri.removeprefix("artifact://")) as z:
+        along, basin = along_of(z["x"]), z["basin"]
+    clear = (np.abs(along - 0.5) > 0.2) & (basin >= 0)
+    assert clear.sum() > 100 and np.all(basin[clear] == (along[clear] > 0.5)) and {0, 1} <= set(basin.tolist())
     again = get_tool("learn_cv").run({**learn, "add_samples_id": us.samples_id}, ctx)
     assert again.n_samples == len(x) + us.n_samples and "labelled by the basin whose minimum" in again.message
     with np.load(workspace / again.data_uri.removeprefix("artifact://")) as z:
         added_x, added_labels = z["x"][len(x):], z["labels"][len(x):]
-    along = (added_x.reshape(len(added_x), -1, 3)[:, adatom, 0] - slab.positions[-1, 0]) / step[0]  # 0: A, 1: B
+    along = along_of(added_x)  # 0: A, 1: B
     clear = (np.abs(along - 0.5) > 0.2) & (added_labels >= 0)  # frames in other hollows stay unlabelled (-1)
     assert clear.sum() > 20 and np.all(added_labels[clear] == (along[clear] > 0.5))
     assert {0, 1} <= set(added_labels.tolist())  # the windows reach both hollows

@@ -437,12 +437,13 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
     forces by autograd through the CV network. Toy systems: Metropolis-adjusted Langevin walkers (all windows in one
     batch). Atomistic systems (a CV learned from positions with atomic numbers): Langevin MD per window with the
     chosen potential (ASE; temperature_K, timestep_fs), each window started from the training frame nearest its
-    center. Both exchange configurations between neighbouring windows (REUS) every exchange_every steps. Window
-    centers default to an even grid that spans the basin CV values with a margin (atomistic systems: the training
-    frames' CV values, 1st to 99th percentile), or s_min to s_max. With dimensions=2 (toy systems,
-    a CV learned with latent_dim=2) the windows sit on a square grid over both components instead and exchange along
-    both axes. Long: run it as a job for big sizes. Returns a samples_id for free_energy_profile (MBAR/WHAM) and a
-    plot of the windows."""
+    center; its frames' basins come from quenching them with the potential (the training basin whose minimum each
+    ends in) or from basin_rule, never from the CV. Both exchange configurations between neighbouring windows (REUS)
+    every exchange_every steps. Window centers default to an even grid that spans the basin CV values with a margin
+    (atomistic systems: the training frames' CV values, 1st to 99th percentile), or s_min to s_max. With
+    dimensions=2 (toy systems, a CV learned with latent_dim=2) the windows sit on a square grid over both components
+    instead and exchange along both axes. Long: run it as a job for big sizes. Returns a samples_id for
+    free_energy_profile (MBAR/WHAM) and a plot of the windows."""
     from models.cv import MultitaskCV
     from models.free_energy import refine_umbrella, umbrella_toy
     from models.toy_potentials import get_toy_system
@@ -461,6 +462,8 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
                 "learn_cv from an .npz with flattened positions in 'x' and 'numbers' (and 'cell', 'pbc' if periodic)"
             )
         return umbrella_atomistic(inp, ctx, model, data, start)
+    if inp.basin_rule is not None:
+        raise ToolInputError(f"basin_rule applies to atomistic CVs; {system_name} labels basins by its own rule")
     system = get_toy_system(system_name)
     if inp.dimensions == 2:
         return _umbrella_grid(inp, ctx, model, system, pool, start)
@@ -641,9 +644,9 @@ def free_energy_profile(inp: FreeEnergyProfileInput, ctx: ToolContext) -> FreeEn
     """Free energy from umbrella-sampling samples: the profile F(s) along the CV and the free-energy difference of
     each basin relative to the first, in kT, with uncertainties, by MBAR (pymbar 4) and/or WHAM (bootstrap errors).
     Basin free energies reweight every sample to the unbiased ensemble, so basins are defined by the system's own
-    rule, not by the CV; toy systems also get the exact values from numerical integration and a 2D surface plot.
-    Warns, with the overlap matrix, when neighbouring windows do not overlap, and when the two halves of the run
-    disagree (not converged)."""
+    rule (atomistic: quenching or basin_rule), not by the CV; toy systems also get the exact values from numerical
+    integration and a 2D surface plot. Warns, with the overlap matrix, when neighbouring windows do not overlap, and
+    when the two halves of the run disagree (not converged)."""
     from models.free_energy import (
         UmbrellaSamples,
         decorrelate,

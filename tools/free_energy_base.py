@@ -43,6 +43,30 @@ def round_list(values: Any, digits: int = 4) -> list[float | None]:
     return [None if not np.isfinite(v) else round(float(v), digits) for v in np.asarray(values, dtype=float)]
 
 
+class BasinRule(BaseModel):
+    """Basins of atomistic frames by the distance between two atoms cut at edges: a rule of the user's own, for
+    basins that quenching cannot tell apart (one minimum, such as the short and the long half of a bond)."""
+
+    atoms: list[int] = Field(min_length=2, max_length=2, description="The two atoms' indices (0-based, as in 'x').")
+    edges_A: list[float] = Field(
+        min_length=1, max_length=19,
+        description="Ascending distances (Angstrom): basin 0 below edges_A[0], basin b from edges_A[b-1] up to "
+        "edges_A[b], the last basin from the last edge up.",
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> BasinRule:
+        if min(self.atoms) < 0 or self.atoms[0] == self.atoms[1]:
+            raise ValueError(f"atoms must be two different non-negative indices, got {self.atoms}")
+        if min(self.edges_A) <= 0 or any(b <= a for a, b in zip(self.edges_A, self.edges_A[1:], strict=False)):
+            raise ValueError(f"edges_A must be positive and ascending, got {self.edges_A}")
+        return self
+
+    def describe(self) -> str:
+        """The rule in words, for reports."""
+        return f"the distance between atoms {self.atoms[0]} and {self.atoms[1]} cut at {self.edges_A} A"
+
+
 class UmbrellaSamplingInput(BaseModel):
     cv_id: str = Field(
         pattern=ID_PATTERN,
@@ -98,6 +122,12 @@ class UmbrellaSamplingInput(BaseModel):
         description="Atomistic CVs: 'chgnet', 'sevennet-0', 'emt', or a checkpoint path of a matsearch potential; "
         "default from settings.",
     )
+    basin_rule: BasinRule | None = Field(
+        default=None,
+        description="Atomistic CVs: label the frames' basins by this distance rule. Default: by quenching, each frame "
+        "minimised with the potential and given the basin of the training frames' minimum it ends in (frames that "
+        "end in any other minimum stay unlabelled); basins that share a minimum need a rule.",
+    )
     temperature_K: float = Field(default=300.0, gt=0, le=5000, description="Atomistic CVs: MD temperature (K).")
     timestep_fs: float = Field(default=1.0, gt=0, le=10, description="Atomistic CVs: MD time step (fs).")
     seed: int = Field(default=0, ge=0)
@@ -124,6 +154,9 @@ class UmbrellaSamplingOutput(BaseModel):
     cv_id: str
     system: str | None = Field(description="The toy system, or None for an atomistic system from user data.")
     potential: str | None = Field(default=None, description="Atomistic systems: the potential the MD ran on.")
+    basins_from: str | None = Field(
+        default=None, description="Atomistic systems: how the frames' basins were labelled (quenching or basin_rule)."
+    )
     centers: list[float] | list[list[float]] = Field(description="Window centers (dimensions=2: [s0, s1] pairs).")
     grid_spacing: float | None = Field(default=None, description="dimensions=2: the grid spacing in CV units.")
     kappa: float = Field(description="Force constant of the initial windows, kT per CV unit squared.")
@@ -200,6 +233,7 @@ def samples_output(
         cv_id=inp.cv_id,
         system=system_name,
         potential=samples.metadata.get("potential"),
+        basins_from=samples.metadata.get("basins_from"),
         centers=centers,
         grid_spacing=None if spacing is None else round(spacing, 5),
         kappa=round(kappa, 4),
