@@ -25,6 +25,9 @@ ELEMENT_GROUPS: dict[str, tuple[str, ...]] = {
     "halogen": ("F", "Cl", "Br", "I"),
     "chalcogen": ("S", "Se", "Te"),
     "noble gas": ("He", "Ne", "Ar", "Kr", "Xe", "Rn"),
+    "3d transition metal": ("Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn"),
+    "transition metal": ("Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Y", "Zr", "Nb", "Mo", "Ru",
+                         "Rh", "Pd", "Ag", "Cd", "Hf", "Ta", "W", "Re", "Os", "Ir", "Pt", "Au"),
 }
 # Phrases (lower case, regex-ready) that name a group; plural and hyphenated forms are added by the reader.
 GROUP_WORDS: dict[str, str] = {
@@ -41,6 +44,8 @@ GROUP_WORDS: dict[str, str] = {
     r"halogens?": "halogen",
     r"chalcogens?": "chalcogen",
     r"noble gas(?:es)?|inert gas(?:es)?": "noble gas",
+    r"(?:first[- ]row|3d)[- ]transition[- ]metals?|3d metals?": "3d transition metal",
+    r"transition[- ]metals?": "transition metal",
 }
 
 NOBLE_GASES = ("He", "Ne", "Ar", "Kr", "Xe", "Rn")
@@ -70,6 +75,7 @@ def _classes() -> dict[str, CompoundClass]:
     out["phosphate"] = CompoundClass("phosphate", ("O",), polyanion="P")
     out["silicate"] = CompoundClass("silicate", ("O",), polyanion="Si")
     out["germanate"] = CompoundClass("germanate", ("O",), polyanion="Ge")
+    out["thiophosphate"] = CompoundClass("thiophosphate", ("S",), polyanion="P")
     out["intermetallic"] = CompoundClass("intermetallic", ())
     for other, anion in (("nitride", "N"), ("fluoride", "F"), ("chloride", "Cl"), ("sulfide", "S")):
         out[f"oxy{other}"] = CompoundClass(f"oxy{other}", ("O", anion), mixed=True)
@@ -89,8 +95,9 @@ CLASS_WORDS: dict[str, str] = {
     r"(?:tri)?iodides?": "iodide", r"(?:di)?sulfides?|(?:di)?sulphides?": "sulfide", r"(?:di)?selenides?": "selenide",
     r"(?:di)?tellurides?": "telluride", r"nitrides?": "nitride", r"phosphides?": "phosphide", r"arsenides?": "arsenide",
     r"antimonides?": "antimonide", r"hydrides?": "hydride", r"carbides?": "carbide", r"borides?": "boride",
-    r"halides?": "halide", r"chalcogenides?": "chalcogenide", r"pnictides?": "pnictide",
-    r"phosphates?": "phosphate", r"silicates?": "silicate", r"germanates?": "germanate",
+    r"halides?": "halide", r"(?:di)?chalcogenides?": "chalcogenide", r"pnictides?": "pnictide",
+    r"(?:ortho)?phosphates?": "phosphate", r"(?:ortho)?silicates?": "silicate", r"(?:ortho)?germanates?": "germanate",
+    r"thiophosphates?|thio-phosphates?": "thiophosphate",
     r"oxynitrides?": "oxynitride", r"oxyfluorides?": "oxyfluoride", r"oxychlorides?": "oxychloride",
     r"oxysulfides?|oxysulphides?": "oxysulfide",
     r"intermetallics?|alloys?|intermetallic compounds?": "intermetallic",
@@ -102,6 +109,11 @@ ATE_WORDS: dict[str, str] = {
     "zirconate": "Zr", "stannate": "Sn", "vanadate": "V", "tungstate": "W", "molybdate": "Mo", "chromite": "Cr",
     "chromate": "Cr", "cuprate": "Cu", "ruthenate": "Ru", "gallate": "Ga", "hafnate": "Hf", "plumbate": "Pb",
     "bismuthate": "Bi", "iridate": "Ir", "scandate": "Sc", "indate": "In", "antimonate": "Sb", "cerate": "Ce",
+    # oxide names: ceria is CeO2, zirconia ZrO2 (an oxide holding the element)
+    "ceria": "Ce", "zirconia": "Zr", "titania": "Ti", "alumina": "Al", "magnesia": "Mg", "silica": "Si",
+    "yttria": "Y", "hafnia": "Hf", "thoria": "Th", "calcia": "Ca", "lithia": "Li", "chromia": "Cr",
+    "vanadia": "V", "niobia": "Nb", "gallia": "Ga", "germania": "Ge", "scandia": "Sc", "gadolinia": "Gd",
+    "samaria": "Sm", "lanthana": "La", "urania": "U",
 }
 # Prefixes that swap a family's anion: thiospinel, selenospinel, telluro-...
 PREFIX_CLASSES = {"thio": "sulfide", "seleno": "selenide", "telluro": "telluride"}
@@ -109,10 +121,12 @@ PREFIX_CLASSES = {"thio": "sulfide", "seleno": "selenide", "telluro": "telluride
 # Structure families (the proposer's names) -> phrases (lower case regex) that name them. Longer, more specific
 # families come first so "double perovskite" is read before "perovskite".
 FAMILY_WORDS: dict[str, tuple[str, ...]] = {
-    "double perovskite": (r"double[- ]perovskites?", r"elpasolites?", r"ordered perovskites?",
-                          r"rock[- ]salt[- ]ordered perovskites?", r"a2bb'o6", r"a2b'b''o6", r"a2bb'x6"),
-    "orthorhombic perovskite": (r"orthorhombic(?:ally distorted)? perovskites?", r"gdfeo3[- ]type",
-                                r"distorted perovskites?", r"pnma perovskites?"),
+    "double perovskite": (r"double[- ]perovskites?(?:[- ](?:type|like|structured?))?", r"elpasolites?",
+                          r"ordered perovskites?", r"rock[- ]salt[- ]ordered perovskites?", r"a2bb'o6", r"a2b'b''o6",
+                          r"a2bb'x6"),
+    "orthorhombic perovskite": (r"orthorhombic(?:ally distorted)? perovskites?",
+                                r"pnma \(orthorhombic\) perovskites?", r"\(orthorhombic\) perovskites?",
+                                r"gdfeo3[- ]type", r"distorted perovskites?", r"pnma perovskites?"),
     "perovskite": (r"perovskites?", r"abo3", r"abx3", r"perovskite[- ](?:type|like|structured?)"),
     "inverse spinel": (r"inverse[- ]spinels?", r"inverted spinels?"),
     "spinel": (r"spinels?", r"ab2o4", r"ab2x4"),
@@ -132,6 +146,8 @@ FAMILY_WORDS: dict[str, tuple[str, ...]] = {
     "pyrochlore": (r"pyrochlores?", r"a2b2o7"),
     "garnet": (r"garnets?", r"yag", r"ggg", r"grossular", r"almandine", r"pyrope", r"a3b5o12", r"a3b2c3o12"),
     "olivine": (r"olivines?", r"forsterite(?:[- ]type)?", r"fayalite(?:[- ]type)?", r"triphylite(?:[- ]type)?"),
+    "thcr2si2": (r"thcr2si2(?:[- ](?:type|like|structured?))?", r"bafe2as2[- ](?:type|like)", r"122[- ](?:type|phase|"
+                 r"structure|family|compounds?|parent|pnictides?|arsenides?)", r"the 122s?"),
     # AFLOW structure types beyond the typed families (models.prototypes.GENERIC_FAMILIES).
     "k2nif4": (r"k2nif4[- ]type", r"ruddlesden[- ]popper(?: phases?)?", r"layered perovskites?", r"rp phases?",
                r"la2cuo4[- ]type"),
@@ -172,7 +188,7 @@ FORMULA_FAMILIES: dict[str, str] = {
     "Mg2SiO4": "olivine", "LiFePO4": "olivine", "LiCoO2": "layered oxide", "NaFeO2": "layered oxide",
     "Y3Al5O12": "garnet", "Gd3Ga5O12": "garnet", "Cu2MnAl": "heusler", "MgAgAs": "half-heusler",
     "TiNiSn": "half-heusler", "CuFeS2": "chalcopyrite", "CuInSe2": "chalcopyrite", "Sr2FeMoO6": "double perovskite",
-    "Gd2Ti2O7": "pyrochlore", "La2Zr2O7": "pyrochlore",
+    "Gd2Ti2O7": "pyrochlore", "La2Zr2O7": "pyrochlore", "ThCr2Si2": "thcr2si2", "BaFe2As2": "thcr2si2",
 }
 # Families that are intermetallic (no anion, charges need not balance).
 INTERMETALLIC_FAMILIES = ("heusler", "half-heusler")
@@ -180,7 +196,7 @@ INTERMETALLIC_FAMILIES = ("heusler", "half-heusler")
 FAMILY_MIN_ELEMENTS = {  # Co3O4 (Co2+ Co3+2 O4) is a spinel, Fe3Si (Fe2FeSi) a Heusler
     "double perovskite": 4, "perovskite": 3, "orthorhombic perovskite": 3, "spinel": 2, "inverse spinel": 2,
     "ilmenite": 3, "pyrochlore": 3, "garnet": 3, "olivine": 3, "layered oxide": 3, "heusler": 2, "half-heusler": 3,
-    "chalcopyrite": 3,
+    "chalcopyrite": 3, "thcr2si2": 3,
 }
 
 
@@ -238,6 +254,9 @@ APPLICATIONS: tuple[Application, ...] = (
                 (r"non-?linear optic\w*", r"nlo", r"second[- ]harmonic\w*", r"frequency conversion")),
     Application("phase-change memory", ("rock salt",), ("telluride",), (), (r"phase[- ]change(?: memory)?",)),
     Application("superconductor", ("perovskite", "cscl"), (), (), (r"superconduct\w*",)),
+    Application("hydrogen storage", (), ("hydride",), (), (r"hydrogen[- ]storage", r"h2[- ]storage")),
+    Application("optical window", ("fluorite", "rock salt", "zincblende"), ("fluoride", "oxide"), (),
+                (r"(?:ir|infrared|optical|uv) windows?", r"window materials?")),
     Application("hard coating", ("rock salt",), ("nitride", "carbide"), (), (r"hard coatings?", r"superhard")),
     Application("fuel cell", ("perovskite", "fluorite"), ("oxide",), (), (r"fuel cells?", r"sofcs?")),
     Application("power electronics", ("wurtzite", "corundum", "zincblende"), ("oxide", "nitride"), (),

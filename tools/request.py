@@ -122,6 +122,8 @@ _INCLUDE_CUES = {"with", "containing", "contain", "contains", "including", "incl
 _CONNECTORS = {",", "and", "or", "/", "&", "+", "nor"}
 _SITE_WORDS = re.compile(r"^(?:(?:-|\s)?(?:site|sites|sublattice|cation|anion)\b|\s*[=:]\s*[A-Z]|')", re.IGNORECASE)
 _FREE_AFTER = re.compile(r"^(?:-|\s)?(?:free|less)\b(?!\s+(?:of|from)\b)", re.IGNORECASE)
+_BANNED_AFTER = re.compile(r"^\s+(?:is\s+|are\s+|being\s+)?(?:excluded|banned|forbidden|prohibited|disallowed|"
+                           r"not allowed|not wanted|unwanted|not permitted)\b", re.IGNORECASE)
 _TYPE_AFTER = re.compile(r"^-?(?:type|like|structured|structure|prototype)\b|^\s+(?:type|structure)\b", re.I)
 
 
@@ -132,7 +134,13 @@ def _uncapitalised(text: str) -> str:
     if letters and sum(ch.isupper() for ch in letters) / len(letters) > 0.8 and len(letters) > 12:
         text = re.sub(r"[A-Za-z]+", lambda m: m.group(0).capitalize() if len(m.group(0)) <= 2
                       else m.group(0).lower(), text)
-    return re.sub(r"\b[a-z][a-z0-9()]*\d[a-z0-9()]*\b", lambda m: _formula_case(m.group(0)) or m.group(0), text)
+    text = re.sub(r"\b[a-z][a-z0-9()]*\d[a-z0-9()]*\b", lambda m: _formula_case(m.group(0)) or m.group(0), text)
+    text = re.sub(r"\b[wW]/[oO]\b", "without", text)  # chat shorthand
+    text = re.sub(r"\b[wW]/(?=\s)", "with", text)
+    # 'pb-free', 'co-free': a lower-case symbol before '-free' is the element
+    return re.sub(r"\b([a-z]{1,2})(?=-free\b)",
+                  lambda m: m.group(1).capitalize() if Element.is_valid_symbol(m.group(1).capitalize())
+                  else m.group(1), text)
 
 
 def _formula_case(token: str) -> str | None:
@@ -179,8 +187,8 @@ def _is_formula(token: str) -> bool:
     if not _FORMULA.fullmatch(token) or token in _ACRONYMS:
         return False
     parts = re.findall(r"[A-Z][a-z]?", token)
-    if len(parts) < 2 and not re.search(r"\d", token):
-        return False
+    if len(parts) < 2:
+        return False  # 'O3 layered', 'B2', 'Mn4+': a label or a charge, not a compound
     if token.isupper() and not re.search(r"\d", token) and token not in {"BN", "BP", "CS", "SiC"}:
         return False  # PV, SOFC, CNO: acronyms, not formulas
     if not all(Element.is_valid_symbol(p) and p not in ("D", "T") for p in parts):
@@ -222,6 +230,9 @@ def _find_mentions(text: str) -> list[Mention]:
                 taken.append((m.start(), m.end() + qualifier.end()))  # an adjective on another family
                 continue
             add(m.start(), m.end(), "family", fam)
+            named = re.match(r"([A-Z][A-Za-z0-9()]*)[- ](?:type|like|structured?)", text[m.start():m.end()])
+            if named and _is_formula(named.group(1)):  # "NaCl-type": the family, and NaCl as a reference
+                mentions.append(Mention(m.start(), m.start() + len(named.group(1)), "reference", named.group(1)))
     for m in re.finditer(r"(?<![\w-])([A-Z][A-Za-z0-9()]*)(?=[-\s]?(?:type|like|structured?)\b)", text):
         if not _is_formula(m.group(1)) or _overlaps(m.span(), taken):
             continue
@@ -230,13 +241,15 @@ def _find_mentions(text: str) -> list[Mention]:
         mentions.append(Mention(m.start(), m.end(), "reference", m.group(1)))
         fam = family_of_formula(m.group(1))
         if fam:
-            add(m.start(), end, "family", fam)
+            add(m.start(), end, "family", fam, implied=("formula",))  # yields to a family word (see read_request)
         else:
             taken.append((m.start(), end))
     # Compound classes: mixed anions and prefixes first, then single words, then "-ate" words.
-    for prefix, cls in PREFIX_CLASSES.items():
-        for m in re.finditer(rf"\b{prefix}(phosphates?|silicates?|germanates?)\b", lowered):
-            add(m.start(), m.end(), "class", cls)
+    for prefix, cls in PREFIX_CLASSES.items():  # thiophosphate: a sulfide of the PS4 anion (P required)
+        for m in re.finditer(rf"\b{prefix}-?(phosphate|silicate|germanate)s?\b", lowered):
+            centre = COMPOUND_CLASSES[m.group(1)].polyanion
+            add(m.start(), m.end(), "class", "thiophosphate" if m.group(0).startswith("thio") and centre == "P"
+                else cls, implied=(centre,) if centre else ())
     for word, cls in sorted(CLASS_WORDS.items(), key=lambda wc: -len(wc[0])):
         for m in re.finditer(rf"(?<![\w]){word}(?![\w])", lowered):
             add(m.start(), m.end(), "class", cls)
@@ -365,7 +378,9 @@ def _negated(text: str, mention: Mention, mentions: list[Mention]) -> bool:
     """True when a negation governs the mention: a '-free' after it, or a cue before it with only list words,
     other mentions and connectors between ('without Co, Ni or Mn', 'free of toxic Cd', 'no rare earths',
     'not containing nickel'). A family is negated only by a cue right before it ('not a spinel')."""
-    if mention.kind in ("element", "group", "class") and _FREE_AFTER.match(text[mention.end:]):
+    if mention.kind in ("element", "group", "class") and (
+        _FREE_AFTER.match(text[mention.end:]) or _BANNED_AFTER.match(text[mention.end:])
+    ):
         return True
     if re.search(r"\bnon-?\s*$", text[:mention.start], re.IGNORECASE):
         return True
@@ -420,6 +435,7 @@ def read_request(text: str) -> MaterialsRequest:
     mentions = _find_mentions(cleaned)
     for m in mentions:
         m.negated = _negated(cleaned, m, mentions)
+    _spread_postfix_negation(cleaned, mentions)
     only_elements = False
     only_span = re.search(r"\b(?:only|solely|exclusively|purely|nothing but|just|made of|composed of|consisting of|"
                           r"made up of|consists of)\b", lowered)
@@ -454,19 +470,28 @@ def read_request(text: str) -> MaterialsRequest:
             else:
                 exclude.extend(el.symbol for el in Composition(m.value).elements)
         elif m.kind == "class":
-            if m.negated:
+            if m.negated and m.implied:  # "rather than zirconia": no Zr; the oxide itself is not refused
+                exclude.extend(m.implied)
+            elif m.negated:
                 cls = COMPOUND_CLASSES[m.value]
-                exclude.extend(cls.anions if len(cls.anions) == 1 else ())
+                asserted = any(x.kind == "class" and x.value == m.value and not x.negated for x in mentions)
+                if not asserted:  # "an oxide that is not zinc oxide" refuses Zn, not O
+                    exclude.extend(cls.anions if len(cls.anions) == 1 else ())
             else:
                 classes.append(m)
                 include.extend(m.implied)
         elif m.kind == "family":
+            worded = [x for x in mentions if x.kind == "family" and not x.negated and not x.implied]
             if m.negated:
                 req.exclude_families.append(m.value)
+            elif m.implied and worded:
+                continue  # "ZnGeP2-type chalcopyrite": the family word, not the formula's stoichiometric guess
             elif req.family is None or _more_specific(m.value, req.family):
                 req.family = m.value
     req.include = list(dict.fromkeys(include))
     req.exclude = sorted(set(exclude))
+    _read_alternatives(cleaned, mentions, req)
+    _read_semiconductor_groups(lowered, req, classes)
     _apply_substitutions(cleaned, mentions, req)
     if only_span:
         after = [m for m in mentions if m.start > only_span.start() and not m.negated]
@@ -477,6 +502,8 @@ def read_request(text: str) -> MaterialsRequest:
             only_elements = not any(m.kind == "group" for m in after)
             req.include_any = [g for g in req.include_any if not set(g) <= set(req.only)]
     _read_class(req, classes)
+    if req.only is not None and req.anions:  # "a nitride of only lithium": the class's anion is allowed too
+        req.only = sorted(set(req.only) | set(req.anions))
     if req.only is not None and only_elements and req.n_elements is None:
         req.n_elements = len(set(req.only) | ({req.anion} if req.anion else set()))
     for word, count in COUNT_WORDS.items():
@@ -495,6 +522,7 @@ def read_request(text: str) -> MaterialsRequest:
             req.application = app.name
             req.preferred_families = [f for f in app.families if f not in req.exclude_families]
             break
+    _require_redox_metal(req)
     if req.family is None and not req.formulas:
         from tools.family_semantics import semantic_family
 
@@ -516,29 +544,148 @@ def read_request(text: str) -> MaterialsRequest:
     return req
 
 
-_NEW_FOR_OLD = re.compile(r"\s+(?:instead of|in place of|rather than|substitut\w* for)\s+", re.I)  # "Ba instead of Sr"
-_OLD_BY_NEW = re.compile(r"\s+replaced (?:with|by)\s+", re.I)  # "Fe replaced by Mn"
-_REPLACE_OLD = re.compile(r"\breplac\w*\s+$", re.I)  # "replace Co with Ni"
+_LIST_GAP = re.compile(r"\s*,?\s*(?:and|or|/|&|nor)\s*", re.IGNORECASE)  # not a bare comma: "with Mg, Fe excluded"
+
+
+def _spread_postfix_negation(text: str, mentions: list[Mention]) -> None:
+    """'cobalt and nickel free', 'Co- and Ni-free', 'Fe or Mn excluded': a '-free' or 'excluded' after a list
+    joined by and / or negates the whole list. A hyphen binds '-free' to its own word ('lithium and cobalt-free' keeps lithium) unless
+    the earlier word has a dangling hyphen ('Co- and Ni-free')."""
+    for i, m in enumerate(mentions):
+        after = text[m.end:]
+        if m.kind not in ("element", "group") or not (_FREE_AFTER.match(after) or _BANNED_AFTER.match(after)):
+            continue
+        hyphen_bound = after.startswith("-")
+        j = i - 1
+        while j >= 0:
+            prev, nxt = mentions[j], mentions[j + 1]
+            gap = text[prev.end:nxt.start]
+            if prev.kind != m.kind or not _LIST_GAP.fullmatch(gap.lstrip("-")):
+                break  # "a 3d transition metal, Ni excluded": the group is asked for, Ni refused
+            if hyphen_bound and not gap.startswith("-"):
+                break
+            prev.negated = True
+            j -= 1
+
+
+REDOX_METALS = ("Fe", "Mn", "Co", "Ni", "V", "Cr", "Ti", "Cu", "Mo", "Nb")
+
+
+def _require_redox_metal(req: MaterialsRequest) -> None:
+    """A battery cathode stores charge on a transition metal that changes oxidation state: when the request names
+    none ("a Co- and Ni-free phosphate cathode for Na-ion"), one of the redox-active metals is required."""
+    if req.application != "battery cathode":
+        return
+    named = {*req.include, *(el for group in req.include_any for el in group)}
+    if named & set(REDOX_METALS):
+        return
+    allowed = [el for el in REDOX_METALS if el not in req.exclude and (req.only is None or el in req.only)]
+    if allowed:
+        req.include_any.append(allowed)
+        req.notes.append("a cathode needs a redox-active transition metal: one of " + ", ".join(allowed))
+
+
+_OR_GAP = re.compile(r"\s*,?\s*or\s+(?:else\s+)?", re.IGNORECASE)
+
+
+def _read_alternatives(text: str, mentions: list[Mention], req: MaterialsRequest) -> None:
+    """'Sr or Ba', 'a stannate or zinc oxide': elements joined by 'or' are alternatives (one of them required),
+    not all required."""
+    chains: list[list[str]] = []
+    for a, b in zip(mentions, mentions[1:], strict=False):
+        if a.negated or b.negated or not _OR_GAP.fullmatch(text[a.end:b.start]):
+            continue
+        left = [a.value] if a.kind == "element" else list(a.implied)
+        right = [b.value] if b.kind == "element" else list(b.implied)
+        if len(left) != 1 or len(right) != 1:
+            continue
+        if chains and chains[-1][-1] == left[0]:
+            chains[-1].append(right[0])
+        else:
+            chains.append([left[0], right[0]])
+    for chain in chains:
+        members = list(dict.fromkeys(chain))
+        if len(members) < 2:
+            continue
+        req.include = [el for el in req.include if el not in members]
+        req.include_any.append(members)
+
+
+_SEMICONDUCTOR_GROUPS = {  # "a III-V semiconductor": a group-13 cation with a pnictide
+    "iii-v": ("pnictide", ("B", "Al", "Ga", "In")),
+    "ii-vi": ("chalcogenide", ("Zn", "Cd", "Mg", "Be", "Hg")),
+}
+
+
+def _read_semiconductor_groups(lowered: str, req: MaterialsRequest, classes: list[Mention]) -> None:
+    """III-V and II-VI: the cation's group and the anion class the label means."""
+    for label, (cls, cations) in _SEMICONDUCTOR_GROUPS.items():
+        if re.search(rf"(?<![\w-]){label}(?![\w-])", lowered):
+            allowed = [el for el in cations if el not in req.exclude]
+            if allowed and not set(allowed) & set(req.include):
+                req.include_any.append(allowed)
+            if not classes:
+                classes.append(Mention(0, 0, "class", cls))
+
+
+_NEW_FOR_OLD = re.compile(  # "Ba instead of Sr", "In in place of Bi", "Ca replacing Mg"
+    r"\s+(?:instead of|in place of|in lieu of|rather than|substitut\w* for|replacing|that replaces|swapped in for)\s+"
+    r"(?:the\s+)?", re.I)
+_OLD_BY_NEW = re.compile(  # "Fe replaced by Mn", "gallium swapped for indium", "Sn exchanged with Ge"
+    r"\s+(?:replaced|swapped|switched|exchanged|traded|substituted)(?: out)? (?:with|by|for)\s+|\s*(?:->|→)\s*", re.I)
+_REPLACE_OLD = re.compile(r"\b(?:replac|swap|switch|exchang|trad)\w*\s+(?:the\s+|all\s+(?:the\s+)?)?$", re.I)
+_NEW_CUE = re.compile(r"(?:\bbut(?: with)?|\buse|\busing|\bput|\bwith|,)\s+$", re.I)  # "but Si for Ge"
+
+
+def _swaps(text: str, elements: list[Mention]) -> list[tuple[str, str]]:
+    """(old, new) pairs the request asks for, in its many wordings: 'X instead of Y', 'Y replaced by X', 'replace Y
+    with X', 'swap the Y for X', 'but X for Y'."""
+    swaps: list[tuple[str, str]] = []
+    for a, b in zip(elements, elements[1:], strict=False):
+        between, before = text[a.end:b.start], text[:a.start]
+        if _NEW_FOR_OLD.fullmatch(between):
+            swaps.append((b.value, a.value))
+        elif _OLD_BY_NEW.fullmatch(between) or (
+            re.fullmatch(r"\s+(?:with|by|for|to)\s+", between) and _REPLACE_OLD.search(before)
+        ):
+            swaps.append((a.value, b.value))
+        elif re.fullmatch(r"\s+for\s+", between) and _NEW_CUE.search(before):
+            swaps.append((b.value, a.value))
+    return swaps
+
+
+def _implied_swaps(req: MaterialsRequest) -> list[tuple[str, str]]:
+    """A swap the request implies without naming both sides: 'like Cu2ZnSnS4 but tin-free, put germanium in',
+    'Li3YCl6 but no rare earths; use indium' (one excluded element of the formula, one new required element), or
+    'the Li2S antifluorite but with selenium' (a new element of the same group as one of the formula's)."""
+    if len(req.formulas) != 1:
+        return []
+    elements = {el.symbol for el in Composition(req.formulas[0]).elements}
+    new = [el for el in req.include if el not in elements]
+    out_ = [el for el in elements if el in req.exclude]
+    if len(new) == 1 and len(out_) == 1:
+        return [(out_[0], new[0])]
+    if len(new) == 1 and not out_:
+        group = Element(new[0]).group
+        same = [el for el in elements if Element(el).group == group]
+        if len(same) == 1:
+            return [(same[0], new[0])]
+    return []
 
 
 def _apply_substitutions(text: str, mentions: list[Mention], req: MaterialsRequest) -> None:
     """'like SrTiO3 but with Ba instead of Sr', 'LiFePO4 with Fe replaced by Mn': the named formula with the swap
     applied becomes the formula asked for (proposed first); the named one stays as a reference."""
-    elements = [m for m in mentions if m.kind == "element"]
-    swaps: list[tuple[str, str]] = []  # (old, new)
-    for a, b in zip(elements, elements[1:], strict=False):
-        between = text[a.end:b.start]
-        if _NEW_FOR_OLD.fullmatch(between):
-            swaps.append((b.value, a.value))
-        elif _OLD_BY_NEW.fullmatch(between) or (
-            re.fullmatch(r"\s+(?:with|by)\s+", between) and _REPLACE_OLD.search(text[:a.start])
-        ):
-            swaps.append((a.value, b.value))
+    swaps = _swaps(text, [m for m in mentions if m.kind == "element"])
     for old, new in swaps:  # the element swapped out is excluded, the one swapped in required
         req.include = [el for el in req.include if el != old] + ([new] if new not in req.include else [])
         req.exclude = sorted(set(req.exclude) | {old})
-    if not swaps or not req.formulas:
+    if not req.formulas:
         return
+    if not swaps:
+        swaps = _implied_swaps(req)
+        for old, _new in swaps:
+            req.exclude = sorted(set(req.exclude) | {old})
     for formula in list(req.formulas):
         amounts = Composition(formula).get_el_amt_dict()
         changed = dict(amounts)
@@ -569,8 +716,15 @@ def _read_class(req: MaterialsRequest, classes: list[Mention]) -> None:
     elif names:
         explicit = [m.value for m in classes if not m.implied]  # "a titanate halide": the anion word wins
         chosen = (explicit or names)[0]
-    if chosen is None and req.formulas:
-        chosen = _class_of_formula(req.formulas[0])
+        either = list(dict.fromkeys(n for n in explicit if len(COMPOUND_CLASSES[n].anions) == 1))
+        if len(either) > 1 and re.search(r"\bor\b", req.text[classes[0].start:classes[-1].end]):
+            # "oxide, sulfide or selenide all fine": any of these anions, no one class
+            req.anions = [COMPOUND_CLASSES[n].anions[0] for n in either
+                          if COMPOUND_CLASSES[n].anions[0] not in req.exclude]
+            return
+    asked = req.derived_formulas or [f for f in req.formulas if f not in req.reference_formulas]
+    if chosen is None and asked:  # the formula asked for (the swapped one), not a "CsCl-type" reference
+        chosen = _class_of_formula(asked[0])
     if chosen is None:
         anions_named = [el for el in req.include if el in ANION_CLASS]
         if len(anions_named) == 1:
@@ -647,6 +801,10 @@ def decline_reason(req: MaterialsRequest) -> str | None:
                 balanced = True
             if not balanced:
                 return f"{formula} cannot balance charge with any common oxidation states of its elements"
+    nonmetals = [el for el in req.include if el in (*SIMPLE_ANIONS, "H")]
+    if req.compound_class == "intermetallic" and nonmetals:
+        return (f"an intermetallic is a compound of metals; {', '.join(nonmetals)} would make it a salt "
+                f"({ANION_CLASS.get(nonmetals[0], 'an ionic compound')}), not an intermetallic")
     if req.family in INTERMETALLIC_FAMILIES and req.compound_class not in (None, "intermetallic"):
         return f"a {req.family} compound is an intermetallic: it is not a {req.compound_class}"
     needed = FAMILY_MIN_ELEMENTS.get(req.family or "", 2 if req.family or req.compound_class else 1)
