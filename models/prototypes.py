@@ -19,6 +19,8 @@ Roles (what each letter of RATIOS means):
 - olivine ABCX4 (Pnma: A M1 octahedral 4a, B M2 octahedral 4c, C tetrahedral 4c; Mg2SiO4 has A=B=Mg, LiFePO4
   A=Li, B=Fe, C=P).
 - chalcopyrite ABX2 (I-42d: CuInSe2 A=Cu 4a, B=In 4b, X=Se 8d).
+- thcr2si2 AB2X2 (I4/mmm, the "122" type of BaFe2As2 and CaZn2As2-like Zintl pnictides: A 2a between layers of
+  edge-sharing BX4 tetrahedra, B 4d, X 4e).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ RATIOS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "half-heusler": (("A", "B", "C"), (1, 1, 1)),
     "garnet": (("A", "B", "C", "X"), (3, 2, 3, 12)),
     "chalcopyrite": (("A", "B", "X"), (1, 1, 2)),
+    "thcr2si2": (("A", "B", "X"), (1, 2, 2)),
 }
 FAMILIES = tuple(RATIOS)
 # Roles that one element may fill together in a known member (Fe3O4 spinel, Mg2SiO4 olivine, Y3Al5O12 garnet):
@@ -155,6 +158,10 @@ def _built(family: str) -> Structure:
             Lattice.cubic(12.0),
             ["Li", "Be", "B", "O"],
             [[0.125, 0, 0.25], [0, 0, 0], [0.375, 0, 0.25], [-0.0306, 0.0512, 0.1500]],
+        ).get_primitive_structure()
+    if family == "thcr2si2":  # BaFe2As2 positions, I4/mmm: A 2a, B 4d, X 4e (z=0.354); c/a 3.3
+        return Structure.from_spacegroup(
+            "I4/mmm", Lattice.tetragonal(3.96, 13.0), ["Li", "Be", "O"], [[0, 0, 0], [0, 0.5, 0.25], [0, 0, 0.354]]
         ).get_primitive_structure()
     if family == "inverse spinel":  # B(AB)X4: A on octahedral 16d with half of B, the other B on tetrahedral 8a
         normal = template("spinel")

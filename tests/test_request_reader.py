@@ -279,3 +279,83 @@ def test_absurd_formulas_are_declined_and_long_lower_case_runs_are_not_split():
     assert "1000001 atoms" in (read_request("Fe1000000O perovskite").decline or "")
     req = read_request("a garnet " + "lifepo4" * 40)
     assert req.family == "garnet" and req.formulas == []
+
+
+# ---- wordings a second blind request set showed us (our own phrasings of each class, not that set's) ----
+
+
+@pytest.mark.parametrize(
+    "text,derived",
+    [
+        ("a perovskite like CaTiO3, swap the Ca for strontium", "SrTiO3"),
+        ("NaCl-type salt but potassium in place of sodium", "KCl"),
+        ("LiFePO4 olivine with manganese replacing the iron", "LiMnPO4"),
+        ("the GaAs zinc blende but P for As", "GaP"),
+        ("Mg2SiO4, silicon swapped for germanium", "Mg2GeO4"),
+        ("like ZnS but with selenium", "ZnSe"),
+        ("CsPbI3 but lead-free; use tin", "CsSnI3"),
+    ],
+)
+def test_swaps_in_many_wordings_give_the_swapped_formula_first(text, derived):
+    req = read_request(text)
+    assert derived in req.derived_formulas, req.constraints()
+    assert propose_formulas_offline(req, 3)[0].formula == derived
+
+
+@pytest.mark.parametrize(
+    "text,excluded,required",
+    [
+        ("a lithium oxide, manganese and cobalt free", {"Mn", "Co"}, {"Li"}),
+        ("a Co- and Ni-free layered oxide with Li", {"Co", "Ni"}, {"Li"}),
+        ("a sulfide with lithium and cobalt-free", {"Co"}, {"Li"}),
+        ("a spinel with Mg, Fe excluded", {"Fe"}, {"Mg"}),
+        ("a perovskite w/o lead", {"Pb"}, set()),
+        ("cd-free quantum dot selenide with zinc", {"Cd"}, {"Zn"}),
+        ("a titania-based photocatalyst rather than zirconia", {"Zr"}, {"Ti"}),
+    ],
+)
+def test_negated_lists_postfix_negation_and_oxide_names(text, excluded, required):
+    req = read_request(text)
+    assert excluded <= set(req.exclude), req.constraints()
+    assert required <= set(req.include), req.constraints()
+    assert "O" not in req.exclude or "oxide" not in text
+
+
+def test_either_or_elements_are_alternatives_and_groups_are_read():
+    req = read_request("a rock salt oxide of calcium or strontium")
+    assert ["Ca", "Sr"] in req.include_any and not {"Ca", "Sr"} & set(req.include)
+    assert {p.formula for p in propose_formulas_offline(req, 2)} <= {"CaO", "SrO"}
+    req = read_request("a III-V semiconductor, gallium-free")
+    assert req.compound_class == "pnictide" and any("Al" in g and "Ga" not in g for g in req.include_any)
+    req = read_request("an oxide of a 3d transition metal, Fe excluded")
+    assert req.exclude == ["Fe"] and any("Mn" in g for g in req.include_any)
+
+
+@pytest.mark.parametrize(
+    "text,top",
+    [
+        ("an iodide containing copper", "CuI"),  # fewest unasked elements first, not a double perovskite
+        ("a nitride with only magnesium", "Mg3N2"),
+        ("a sodium thiophosphate ion conductor", "Na3PS4"),
+        ("a sulfide electrolyte with Li and Sn, ternary", "Li4SnS4"),
+        ("a BaFe2As2-type arsenide with strontium and cobalt", "SrCo2As2"),
+        ("the nearest compound to CsPbCl3 without lead", "CsSnCl3"),
+    ],
+)
+def test_parsimony_ortho_salts_binaries_122s_and_nearest_allowed(text, top):
+    assert propose_formulas_offline(read_request(text), 3)[0].formula == top
+
+
+def test_proposals_never_break_the_request_and_cathodes_get_a_redox_metal():
+    req = read_request("an intermetallic of iron and germanium")
+    props = propose_formulas_offline(req, 5)
+    assert props and all({el.symbol for el in Composition(p.formula).elements} == {"Fe", "Ge"} for p in props)
+    req = read_request("a phosphate cathode with sodium, cobalt free")
+    top = propose_formulas_offline(req, 3)
+    assert top and all(set(req.include_any[-1]) & {el.symbol for el in Composition(p.formula).elements}
+                       for p in top)
+    assert all("Co" not in Composition(p.formula).as_dict() for p in top)
+
+
+def test_an_intermetallic_with_an_anion_is_declined():
+    assert "intermetallic" in (read_request("an intermetallic of potassium and bromine").decline or "")

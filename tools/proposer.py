@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -206,6 +207,14 @@ FAMILIES: dict[str, Family] = {
             default_anion="S",
             coordination={"A": "IV", "B": "IV"},
         ),
+        Family(  # the 122 pnictides: A2+ between B2X2 layers of edge-sharing tetrahedra (BaFe2As2, CaZn2As2)
+            "thcr2si2",
+            ("A", "B", "X"),
+            (1, 2, 2),
+            {"A": (("Ba", 2), ("Ca", 2), ("Sr", 2), ("Eu", 2)), "B": (("Fe", 2), ("Zn", 2), ("Mn", 2), ("Co", 2))},
+            default_anion="As",
+            coordination={"A": "VIII", "B": "IV"},
+        ),
         Family(
             "layered oxide",
             ("A", "B", "X"),
@@ -242,6 +251,7 @@ FAMILIES: dict[str, Family] = {
 
 
 @lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def family_of(name: str | None) -> Family | None:
     """A family by name: one of FAMILIES, or an AFLOW structure type (models.prototypes.GENERIC_FAMILIES) whose
     roles take the prototype's own ions as archetypes (an anatase's A role: Ti4+), so substitution likelihood from
@@ -292,6 +302,7 @@ class FormulaProposal:
     reason: str
     descriptors: dict[str, float] = field(default_factory=dict)
     named: bool = False  # typed in the request (or derived from a typed formula by a swap the request asks for)
+    rare_states: bool = False  # balanced only with oxidation states beyond the ICSD statistics (ranked last)
 
 
 @lru_cache(maxsize=1)
@@ -490,7 +501,9 @@ def propose_for_family(req: MaterialsRequest, family_name: str, n: int) -> list[
                     out.append(p)
     if not out and family.ionic and req.include:
         for anions in anion_options(req, family):  # states beyond the ICSD statistics (SrFeO3 needs Fe4+)
-            out.extend(_propose_with_anions(req, family, anions, n, every_state=True))
+            for p in _propose_with_anions(req, family, anions, n, every_state=True):
+                p.rare_states = True
+                out.append(p)
     best: dict[str, FormulaProposal] = {}
     for p in sorted(out, key=lambda p: -p.score):
         best.setdefault(Composition(p.formula).reduced_formula, p)
@@ -567,6 +580,8 @@ def _propose_with_anions(
         score = math.exp(sum(math.log(c[2]) for c in combo) / len(combo))
         if len(present) < len(elements):
             score *= family.shared_weight
+        if family.own and family.ionic and anions:  # an AFLOW type of the same anion (molybdenite for WS2) fits
+            score *= 3.0 if family.default_anion in anions else 0.5  # better than an oxide type (quartz) does
         if family.own and not family.ionic and _size_order_kept(family, sites):
             score *= 2.0  # an intermetallic type keeps its big atoms on the big sites (Laves: A larger than B)
         if family.name == "half-heusler" and valence_electrons(elements) in (8, 18):
@@ -645,11 +660,14 @@ def _merged_sites(sites: dict[str, tuple[str, int]], parent: dict[str, str]) -> 
 def families_for(req: MaterialsRequest) -> list[str]:
     """The family asked for, or every family compatible with the request's class, elements and count; the
     application's usual families first."""
+    from models.prototypes import GENERIC_FAMILIES
+
     if req.family:
         return [req.family] if family_of(req.family) is not None else []
     out = []
-    for name, fam in FAMILIES.items():
-        if name in req.exclude_families:
+    for name in [*FAMILIES, *GENERIC_FAMILIES]:
+        fam = family_of(name)
+        if fam is None or name in req.exclude_families:
             continue
         if req.compound_class not in (None, "intermetallic") and not fam.ionic:
             continue
@@ -694,17 +712,180 @@ def named_formula_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
                 named=True,
             )
         )
+    if not out and not req.derived_formulas:
+        out = _nearest_allowed(req)
     return out
+
+
+def _nearest_allowed(req: MaterialsRequest, per_formula: int = 3) -> list[FormulaProposal]:
+    """'the closest perovskite to CsPbBr3 without lead': each excluded element of a named formula replaced by the
+    ions that most often take its place in known crystals (ICSD substitution statistics times how common the
+    ion's state is, elements of the same group first: Pb2+ -> Sn2+ before Eu2+); the formula stays the reference."""
+    from pymatgen.core import Species
+
+    from tools.request import family_of_formula
+
+    out: list[FormulaProposal] = []
+    for text in req.formulas:
+        comp = Composition(text)
+        symbols = {el.symbol for el in comp.elements}
+        banned = sorted(symbols & set(req.exclude))
+        if len(banned) != 1 or not set(req.include) <= symbols | set(req.exclude):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            guesses = comp.oxi_state_guesses()
+        ox = guesses[0].get(banned[0]) if guesses else None
+        if ox is None or abs(ox - round(ox)) > 1e-6 or round(ox) <= 0:
+            continue
+        old = Species(banned[0], int(round(ox)))
+        table = _substitution()
+        ranked = []
+        for sp in table.species:
+            el = sp.symbol
+            if sp.oxi_state != old.oxi_state or el in symbols or el in req.exclude or el not in _ALL_CATIONS:
+                continue
+            if req.only is not None and el not in req.only:
+                continue
+            same_group = 3.0 if Element(el).group == Element(banned[0]).group else 1.0  # Pb -> Sn, Ge first
+            ranked.append((table.pair_corr(sp, old) * state_prior(el, int(sp.oxi_state)) * same_group, el))
+        family = req.family or family_of_formula(text)
+        kept = 0
+        for score, el in sorted(ranked, reverse=True):
+            amounts = comp.get_el_amt_dict()
+            amounts[el] = amounts.pop(banned[0])
+            formula = Composition(amounts).reduced_formula
+            if kept == per_formula or not _honours(req, formula):
+                continue
+            kept += 1
+            out.append(FormulaProposal(
+                formula, family or "", sites_for(formula, family) if family else {}, round(score, 6),
+                f"{text} without {banned[0]}: {el}{old.oxi_state:+g} takes the place of {old} (ICSD substitution "
+                f"statistics)", {}, named=True,
+            ))
+    return out
+
+
+ORTHO_CENTRES = {"P": 5, "As": 5, "Si": 4, "Ge": 4, "Sn": 4}  # centres of tetrahedral MX4 anions (PS4 3-, GeS4 4-)
+ORTHO_HOSTS = ("Li", "Na", "K", "Mg", "Ca")  # cations of the usual ortho-salts when none is named
+
+
+def orthosalt_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
+    """Salts of one isolated tetrahedral anion, A_k(MX4) (Li3PO4, Li3PS4, Na4SnS4): proposed when no family is
+    asked and the request names the centre with an oxide, sulfide or selenide class (the commonest ternaries of
+    such a centre; a sulfide "with Li and P" is a thiophosphate, not a P cation in a perovskite)."""
+    if req.family is not None:
+        return []
+    anions = [a for a in (req.anions or ([req.anion] if req.anion else [])) if a in ("O", "S", "Se")]
+    centres = [e for e in dict.fromkeys([*([req.polyanion] if req.polyanion else []), *req.include])
+               if e in ORTHO_CENTRES]
+    if not anions or not centres:
+        return []
+    out = []
+    for centre in centres[:1]:
+        named = [e for e in req.include if e != centre and e not in anions]
+        if len(named) > 2:
+            continue
+        hosts = [tuple(named)] if named else [
+            (e,) for e in ORTHO_HOSTS if e not in req.exclude and (req.only is None or e in req.only)]
+        charge = 2 * 4 - ORTHO_CENTRES[centre]
+        for anion in anions:
+            if anion in req.exclude or (req.n_elements and req.n_elements != 2 + len(hosts[0] if hosts else ())):
+                continue
+            for host in hosts:
+                states = [max(oxidation_states(el) or (0,), key=lambda o, el=el: state_prior(el, o)) for el in host]
+                counts = _balancing_counts(states, charge)
+                if counts is None:
+                    continue
+                parts = "".join(f"{el}{k if k > 1 else ''}" for el, k in zip(host, counts, strict=True))
+                formula = f"{parts}{centre}{anion}4"
+                prior = math.prod(state_prior(el, o) for el, o in zip(host, states, strict=True))
+                score = 0.5 * prior ** (1 / len(host)) * (1.0 if named else 0.5)
+                sites = {f"A{i + 1}" if len(host) > 1 else "A": f"{el}{o}+"
+                         for i, (el, o) in enumerate(zip(host, states, strict=True))}
+                out.append(FormulaProposal(
+                    formula, "", {**sites, "T": f"{centre}{ORTHO_CENTRES[centre]}+", "X": f"{anion}2-"},
+                    round(score, 6),
+                    f"ortho-salt {formula}: isolated {centre}{anion}4 tetrahedra ({centre}{ORTHO_CENTRES[centre]}+) "
+                    f"balanced by {', '.join(sites.values())}; charge balanced",
+                ))
+    return out
+
+
+def _balancing_counts(states: list[int], charge: int) -> tuple[int, ...] | None:
+    """The fewest cations (one of each at least) of these states whose charges sum to `charge`, or None."""
+    if not states or min(states) <= 0:
+        return None
+    best = None
+    for counts in itertools.product(range(1, charge + 1), repeat=len(states)):
+        if sum(k * o for k, o in zip(counts, states, strict=True)) == charge and (
+                best is None or sum(counts) < sum(best)):
+            best = counts
+    return best
+
+
+def binary_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
+    """The simple binaries of one named element (Li3N for "a nitride of only lithium", XeF2, CeO2, WS2) and, for an
+    intermetallic of two named metals, their AB, AB2, A2B, AB3 and A3B compounds (MnBi): proposed when no family is
+    asked; the diffusion model samples their structures."""
+    if req.family is not None or req.n_elements not in (None, 2):
+        return []
+    cations = [el for el in req.include if el not in (*ANION_CHARGE, "H")]
+    out: list[FormulaProposal] = []
+    if req.compound_class == "intermetallic" and len(cations) == 2:
+        a, b = cations
+        for (m, k), weight in (((1, 1), 0.3), ((1, 2), 0.2), ((2, 1), 0.2), ((1, 3), 0.15), ((3, 1), 0.15)):
+            formula = f"{a}{m if m > 1 else ''}{b}{k if k > 1 else ''}"
+            out.append(FormulaProposal(formula, "", {"A": a, "B": b}, weight,
+                                       f"binary intermetallic {a}{m}{b}{k} of the two named metals"))
+        return out
+    anions = [a for a in (req.anions or ([req.anion] if req.anion else [])) if a in ANION_CHARGE]
+    cls = COMPOUND_CLASSES.get(req.compound_class or "")
+    if len(cations) != 1 or not anions or cls is None or cls.mixed or req.compound_class == "intermetallic":
+        return []
+    el = cations[0]
+    states = sorted(oxidation_states(el), key=lambda o: -state_prior(el, o))[:2]
+    if re.search(r"\bdi(?:chalcogenide|sulfide|selenide|telluride|oxide|fluoride|chloride|bromide|iodide|halide)",
+                 req.text.lower()):  # "a dichalcogenide": AX2, whatever state that takes
+        states = [-2 * ANION_CHARGE[a] for a in anions if -2 * ANION_CHARGE[a] in oxidation_states(el)][:1] or states
+    for anion in anions:
+        if anion in req.exclude:
+            continue
+        x = -ANION_CHARGE[anion]
+        for ox in states:
+            g = math.gcd(ox, x)
+            m, k = x // g, ox // g
+            formula = f"{el}{m if m > 1 else ''}{anion}{k if k > 1 else ''}"
+            out.append(FormulaProposal(formula, "", {"A": f"{el}{ox}+", "X": f"{anion}{x}-"},
+                                       round(0.3 * state_prior(el, ox), 6),
+                                       f"binary {formula}: {el}{ox}+ with {anion}{x}-; charge balanced"))
+    return out
+
+
+def _unasked_elements(req: MaterialsRequest, formula: str) -> int:
+    """How many elements of a formula the request did not name (neither required, nor an allowed anion, nor a
+    member of an either-or group): the parsimony key when no family is asked."""
+    named = {*req.include, *req.anions, *([req.anion] if req.anion else [])}
+    named |= {req.polyanion} if req.polyanion else set()
+    elements = {el.symbol for el in Composition(formula).elements}
+    extra = elements - named
+    for group in req.include_any:  # "Sr or Ba", "a transition metal": one member is asked for, not several
+        members = extra & set(group)
+        if members and not (elements - extra) & set(group):
+            extra -= {sorted(members)[0]}
+    return len(extra)
 
 
 def propose_formulas_offline(req: MaterialsRequest, n: int = 8) -> list[FormulaProposal]:
     """Top-n proposals: formulas named in the request first, then the families the request allows, ranked by
-    substitution likelihood (an application's usual families count double)."""
+    substitution likelihood (an application's usual families count double). With no family asked, fewer unasked
+    elements rank first (AgBr for "a bromide with silver", not Cs2AgBiBr6; an application's usual family may add
+    one); formulas balanced only by rare oxidation states rank last. Proposals that break the request are dropped."""
     if req.n_elements == 1 and len(req.include) == 1 and req.family is None:
         # "an allotrope of carbon": the element itself; the diffusion model samples its structures.
         el = req.include[0]
         return [FormulaProposal(el, "", {}, 1.0, f"a crystal of the element {el} (one element asked for)", {})]
-    proposals: list[FormulaProposal] = []
+    proposals: list[FormulaProposal] = [*orthosalt_proposals(req), *binary_proposals(req)]
     for name in families_for(req):
         weight = 2.0 if name in req.preferred_families and not req.family else 1.0
         for p in propose_for_family(req, name, n):
@@ -712,10 +893,45 @@ def propose_formulas_offline(req: MaterialsRequest, n: int = 8) -> list[FormulaP
             proposals.append(p)
     best: dict[str, FormulaProposal] = {}
     for p in [*named_formula_proposals(req), *sorted(proposals, key=lambda p: -p.score)]:
-        best.setdefault(Composition(p.formula).reduced_formula, p)
+        key_ = Composition(p.formula).reduced_formula
+        kept = best.setdefault(key_, p)
+        if kept is not p and not kept.named and not kept.family and p.family in FAMILIES:
+            p.score = max(p.score, kept.score)  # a family's prototype builds it better than sampling: keep that
+            best[key_] = p
     named = [p for p in best.values() if p.named]
-    rest = sorted((p for p in best.values() if p not in named), key=lambda p: (-p.score, p.formula))
+
+    def key(p: FormulaProposal) -> tuple:
+        preferred = p.family in req.preferred_families
+        unasked = _unasked_elements(req, p.formula) if req.family is None and req.n_elements is None else 0
+        return (p.rare_states, max(unasked - preferred, 0), unasked, _uncommon_states(p), -p.score, p.formula)
+
+    rest = sorted((p for p in best.values() if p not in named and _honours(req, p.formula)), key=key)
     return (named + rest)[:n]
+
+
+def _uncommon_states(p: FormulaProposal) -> int:
+    """How many of a proposal's cations sit in a state seen less than a quarter as often as the element's commonest
+    one (Ti3+ in ZnTi2O4 where TiZn2O4 has Ti4+); a tie-break among equally parsimonious proposals."""
+    count = 0
+    for label in p.sites.values():
+        m = re.fullmatch(r"([A-Z][a-z]?)(\d+(?:\.\d+)?)\+", label)
+        if not m:
+            continue
+        el, ox = m.group(1), float(m.group(2))
+        best = max((state_prior(el, o) for o in oxidation_states(el)), default=0.0)
+        prior = min(state_prior(el, math.floor(ox)), state_prior(el, math.ceil(ox)))
+        count += best > 0 and prior < 0.25 * best
+    return count
+
+
+def _honours(req: MaterialsRequest, formula: str) -> bool:
+    """The request's element constraints on a proposed formula: required, excluded, either-or and allowed."""
+    symbols = {el.symbol for el in Composition(formula).elements}
+    if not set(req.include) <= symbols or symbols & set(req.exclude):
+        return False
+    if any(not symbols & set(group) for group in req.include_any):
+        return False
+    return req.only is None or symbols <= set(req.only) | set(req.anions)
 
 
 def sites_for(formula: str, family: str) -> dict[str, str]:
