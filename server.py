@@ -13,9 +13,9 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
 
 from prompts import mcp_prompts, render_prompt
-from tools.mcp_adapter import register_all
-from tools.registry import load_tools, open_store
-from tools.settings import Settings, get_settings
+from tools.adapters.mcp import register_all
+from tools.core.registry import load_tools, open_store
+from tools.core.settings import Settings, get_settings
 
 INSTRUCTIONS = (
     "matsearch: materials discovery tools. Structures are passed as {'id': memory id} or {'text': CIF/POSCAR/extxyz}. "

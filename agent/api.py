@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tools.registry import ToolContext, get_tool, load_tools
+from tools.core.registry import ToolContext, get_tool, load_tools
 
 
 def call(tool_name: str, **arguments: Any) -> BaseModel:
@@ -27,7 +27,7 @@ def tools() -> list[str]:
 
 def chat(message: str, thread_id: str = "notebook") -> str:
     """One chat turn with the LLM agent (or the offline planner when no LLM is configured)."""
-    from tools.settings import get_settings
+    from tools.core.settings import get_settings
 
     if get_settings().llm_base_url:
         from agent.llm_agent import MatsearchAgent

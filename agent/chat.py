@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markdown import Markdown
 
-from tools.settings import get_settings
+from tools.core.settings import get_settings
 
 
 def repl(console: Console, thread: str = "default") -> None:

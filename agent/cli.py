@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tools.cli_adapter import add_tool_commands
-from tools.registry import load_tools
+from tools.adapters.cli import add_tool_commands
+from tools.core.registry import load_tools
 
 app = typer.Typer(help="matsearch: agent-based materials discovery tools.", no_args_is_help=True)
 call_app = typer.Typer(help="Call any registry tool directly (one subcommand per tool).", no_args_is_help=True)
@@ -43,7 +43,7 @@ def _global_options(
     if dask:
         import os
 
-        from tools.settings import get_settings
+        from tools.core.settings import get_settings
 
         os.environ["MATSEARCH_DASK_ADDRESS"] = dask
         get_settings.cache_clear()
@@ -93,9 +93,9 @@ def search(
     no_llm: bool = typer.Option(False, "--no-llm", help="Use the offline proposer even if an LLM is configured."),
 ) -> None:
     """The hierarchical search: formulas -> structures -> relaxed, scored candidates, with a report."""
-    from tools.cli_adapter import exit_with, run_with_progress
-    from tools.errors import ToolError
-    from tools.registry import get_tool
+    from tools.adapters.cli import exit_with, run_with_progress
+    from tools.core.errors import ToolError
+    from tools.core.registry import get_tool
 
     args = {"request": request, "budget": budget, "n_formulas": n_formulas, "seed": seed, "use_llm": not no_llm}
     if potential:
@@ -187,8 +187,8 @@ def chat(thread: str = typer.Option("default", help="Conversation thread id (kep
 def run(task_file: str = typer.Argument(..., help="A task YAML file (see examples/).")) -> None:
     """Run a scripted multi-step research task and write its report."""
     from agent.tasks import run_task
-    from tools.cli_adapter import err_console, exit_with
-    from tools.errors import ToolError
+    from tools.adapters.cli import err_console, exit_with
+    from tools.core.errors import ToolError
 
     try:
         out = run_task(
@@ -236,9 +236,9 @@ def potential_train(
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tools.cli_adapter import exit_with
-    from tools.errors import ToolError
-    from tools.potential_training import read_labelled, train_on_frames
+    from tools.adapters.cli import exit_with
+    from tools.core.errors import ToolError
+    from tools.potentials.training import read_labelled, train_on_frames
 
     if threads > 0:
         torch.set_num_threads(threads)

@@ -11,8 +11,8 @@ from pymatgen.core import Structure
 from rich.console import Console
 from rich.table import Table
 
-from tools.registry import ToolContext, get_tool
-from tools.structures import structure_to_cif
+from tools.core.registry import ToolContext, get_tool
+from tools.structures.io import structure_to_cif
 
 DEMO_STRUCTURES = ["SrTiO3", "BaNiO3", "Pb2TiZrO6", "TiO2", "VO2", "SiO2", "Li2O", "CsCl", "Si", "LiFePO4"]
 

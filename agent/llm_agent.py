@@ -16,9 +16,9 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from agent.honesty import unsupported_numbers
 from agent.mcp_mounts import MountedServers, parse_mount_config
 from prompts import load_prompt
-from tools.langchain_adapter import langchain_tools
-from tools.registry import ProgressFn
-from tools.settings import Settings, get_settings
+from tools.adapters.langchain import langchain_tools
+from tools.core.registry import ProgressFn
+from tools.core.settings import Settings, get_settings
 
 MAX_STEPS = 24  # graph steps per turn: a cap on tool-call loops
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tools.errors import ToolError, ToolInputError, describe
-from tools.registry import ProgressFn, ToolContext, get_tool
-from tools.request import parse_request
+from tools.core.errors import ToolError, ToolInputError, describe
+from tools.core.registry import ProgressFn, ToolContext, get_tool
+from tools.discovery.request import parse_request
 
 PREFIX = "(offline planner: no LLM is configured, so I map your message to tools directly)"
 

@@ -12,9 +12,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from tools.errors import ToolError, ToolInputError, describe
-from tools.registry import ProgressFn, ToolContext, get_tool
-from tools.settings import get_settings
+from tools.core.errors import ToolError, ToolInputError, describe
+from tools.core.registry import ProgressFn, ToolContext, get_tool
+from tools.core.settings import get_settings
 
 REFERENCE = re.compile(r"\$\{([A-Za-z_][\w-]*)((?:\.[\w-]+)*)\}")
 

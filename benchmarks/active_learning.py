@@ -36,7 +36,7 @@ def run(strategy: str, args: argparse.Namespace, work: Path) -> list[dict]:
     """One active-learning run; its history (one entry per iteration, iteration 0 = initial model)."""
     from ase.build import bulk
 
-    from tools.active_learning import ActiveLearner, ALConfig, reference_calculator
+    from tools.potentials.active_learning import ActiveLearner, ALConfig, reference_calculator
 
     cfg = ALConfig(run_name=strategy, reference="emt", temperatures_K=args.temperatures, md_steps=args.md_steps,
                    sample_every=args.sample_every, iterations=args.iterations, max_new_per_iteration=args.per_iter,

@@ -5,11 +5,12 @@ A 1D CV learned on the periodic (phi, psi) torus holds several routes between C7
 across the CV, where no 1D window helps (benchmarks/RESULTS.md has the numbers). A 2D latent trained
 with the reconstruction head as well is close to one-to-one on the sampled torus (data pairs more than 90 deg apart
 that land within 0.15 of each other in the latent: 0.03 % against 6.5 % without it), so 2D windows leave no
-slow coordinate unbiased. The windows' MBAR is models.free_energy.mbar_basins_nd. Used by free_energy_alanine.py
+slow coordinate unbiased. The windows' MBAR is models.free_energy.estimators.mbar_basins_nd. Used by
+free_energy_alanine.py
 with `--latent-dim 2` and `--reference-grid N`. Independent 2D windows still leave slow mixing inside some windows
 (the torus cannot map one-to-one onto a plane, and where the latent is compressed a window spans a barrier), so by
 default the windows run as one replica-exchange grid (free_energy_alanine.reus_lockstep with
-models.free_energy.grid_pairs); `--no-exchange` samples them one by one.
+models.free_energy.estimators.grid_pairs); `--no-exchange` samples them one by one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from models.cv import MultitaskCV
+from models.sampling.cv import MultitaskCV
 
 N_GRID = 145  # points per torsion in the tabulated CV (2.5 deg)
 
@@ -78,8 +79,8 @@ def bias_2d(model: MultitaskCV, torsions: dict[str, tuple[int, int, int, int]]):
 
 def grid_windows(s_torus: np.ndarray, spacing: float, reach: float = 1.0) -> np.ndarray:
     """Window centers (K, 2) on a square grid of `spacing` over the latent image of the whole (phi, psi) torus
-    (models.free_energy.grid_window_centers): the overlap graph is then connected across the barriers too."""
-    from models.free_energy import grid_window_centers
+    (models.free_energy.estimators.grid_window_centers): the overlap graph is then connected across the barriers too."""
+    from models.free_energy.estimators import grid_window_centers
 
     return grid_window_centers(s_torus, spacing, reach)
 

@@ -72,7 +72,7 @@ def run(
     os.environ.setdefault("MATSEARCH_WORKSPACE", tempfile.mkdtemp(prefix="bench-cryst-"))
     import torch
 
-    from tools.registry import ToolContext, get_tool
+    from tools.core.registry import ToolContext, get_tool
 
     os.environ["MATSEARCH_TORCH_THREADS"] = str(threads)
     torch.set_num_threads(threads)
@@ -131,7 +131,7 @@ def reidentify(report: Path) -> list[tuple[str, int, float]]:
     from pymatgen.core import Composition, Structure
 
     from memory.store import symmetry_of
-    from tools.crystallization_motifs import Candidate, Motif, identify, merge_relaxed_duplicates
+    from tools.crystallization.motifs import Candidate, Motif, identify, merge_relaxed_duplicates
 
     data = json.loads(report.read_text())
     candidates = []

@@ -75,8 +75,8 @@ def match_stats(preds: list[Structure], targets: list[Structure]) -> dict[str, f
 def relaxed_energy(structures: list[Structure], n: int, potential: str = "chgnet") -> dict[str, float]:
     """Mean energy per atom (eV/atom) of the first n structures after a short relaxation with the reference potential
     (FIRE + cell filter, fmax 0.1 eV/A, <= 100 steps); invalid structures and failed relaxations are skipped."""
-    from tools.potentials import get_potential, relax
-    from tools.settings import get_settings
+    from tools.core.settings import get_settings
+    from tools.potentials.calculators import get_potential, relax
 
     calc = get_potential(potential, get_settings())
     energies = []

@@ -2,8 +2,9 @@
 the right sites?
 
 Judged against the typed cells of known members (models/data/reference_cells.json: forsterite, TiNiSn, YAG, ...,
-written from published crystallography), never against the project's own templates (models/prototypes.py) or its
-matcher (tools/family_match.py), so a wrong template cannot pass its own test. Nothing here imports tools/.
+written from published crystallography), never against the project's own templates (models/crystals/prototypes.py) or
+its
+matcher (tools/discovery/family_match.py), so a wrong template cannot pass its own test. Nothing here imports tools/.
 
 ``judge_family(structure, family)`` returns a dict:
 
@@ -37,7 +38,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.reference_cells import KNOWN_MEMBERS, reference_cell  # noqa: E402
+from models.crystals.reference_cells import KNOWN_MEMBERS, reference_cell  # noqa: E402
 
 LOOSE = StructureMatcher(ltol=0.3, stol=0.5, angle_tol=10, primitive_cell=True, scale=True, attempt_supercell=True)
 STRICT = StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5, primitive_cell=True, scale=True, attempt_supercell=True)

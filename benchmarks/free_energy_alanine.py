@@ -8,7 +8,7 @@
 Both are analysed with MBAR; the basin free-energy difference F(C7ax) - F(C7eq) (basins by the sign of phi) is
 printed with uncertainties. phi = atoms (4, 6, 8, 14), psi = (6, 8, 14, 16), 0-based. Each CV window starts from
 the pooled configuration nearest its center; `--refine-rounds N` adds stiffer windows where the CV was not sampled
-(models.free_energy.refine_windows).
+(models.free_energy.estimators.refine_windows).
 
 Why: alanine dipeptide is the standard test of a learned CV: two slow torsions, and a reference that biases both
 directly. On the periodic torus a 1D CV puts several routes between the basins at one CV value, and the barriers
@@ -44,8 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from alanine_2d import latent_of_torsions, tabulated_bias  # noqa: E402  (benchmarks/, first on sys.path)
 
-from models.cv import TORSION_FOLD_LIMIT, CVConfig, MultitaskCV, torsion_fold_fraction, train_cv  # noqa: E402
-from models.free_energy import (  # noqa: E402
+from models.free_energy.estimators import (  # noqa: E402
     UmbrellaSamples,
     decorrelate,
     default_windows,
@@ -54,6 +53,7 @@ from models.free_energy import (  # noqa: E402
     refine_umbrella,
     refine_windows,
 )
+from models.sampling.cv import TORSION_FOLD_LIMIT, CVConfig, MultitaskCV, torsion_fold_fraction, train_cv  # noqa: E402
 
 PHI = (4, 6, 8, 14)
 PSI = (6, 8, 14, 16)
@@ -223,7 +223,8 @@ def reus_lockstep(
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Replica exchange umbrella sampling: one OpenMM context per window (`place(context, k)` sets window k's bias),
     all advanced in lockstep; every sizes["exchange_every"] steps neighbouring windows try to swap replicas
-    (models.free_energy.exchange_neighbours on `coordinates(positions, windows)`, the biased coordinate of each
+    (models.free_energy.estimators.exchange_neighbours on `coordinates(positions, windows)`, the biased coordinate of
+    each
     replica as its window sees it; with `pairs(sweep)`, exchange_pairs over those window pairs, e.g. a 2D grid's),
     so a configuration stuck behind a barrier orthogonal to the biased coordinate can leave through other windows.
     Frames (every sizes["every"] steps) are recorded per window (the thermodynamic state), as MBAR needs; a blow-up
@@ -233,7 +234,7 @@ def reus_lockstep(
     import openmm as mm
     import openmm.unit as unit
 
-    from models.free_energy import exchange_neighbours, exchange_pairs
+    from models.free_energy.estimators import exchange_neighbours, exchange_pairs
 
     n = len(centers)
     every = sizes["every"]
@@ -421,7 +422,8 @@ def first_half(window: np.ndarray) -> np.ndarray:
 
 def basin_summary(s: np.ndarray, x: np.ndarray, basin: np.ndarray, window: np.ndarray, centers: np.ndarray,
                   kappa: float, period: float | None = None) -> dict:
-    """MBAR on 2D umbrella frames (models.free_energy.mbar_basins_nd): the basin dF (phi > 0 vs phi < 0) with its
+    """MBAR on 2D umbrella frames (models.free_energy.estimators.mbar_basins_nd): the basin dF (phi > 0 vs phi < 0)
+    with its
     error, each region's F against C7eq/beta (region_of on x = (phi, psi)), and the basin dF of each half of every
     window's frames (a drift between halves means the windows are not converged)."""
     def pad(values: np.ndarray) -> list[float]:  # NaN for a region no frame visited
@@ -509,10 +511,11 @@ def umbrella_2d(
 ) -> dict:
     """Umbrella windows on a 2D grid of the learned latent (alanine_2d.grid_windows), each started from the pooled
     configuration nearest its center, and MBAR over both latent components. With sizes["exchange"] the windows run
-    as one REUS grid (reus_lockstep; swaps along both axes, models.free_energy.grid_pairs), else independently."""
+    as one REUS grid (reus_lockstep; swaps along both axes, models.free_energy.estimators.grid_pairs), else
+    independently."""
     from alanine_2d import bias_2d, grid_windows, latent_of_torsions, run_windows_2d, torus_image, window_rows
 
-    from models.free_energy import grid_pairs
+    from models.free_energy.estimators import grid_pairs
 
     torsions = {"phi": PHI, "psi": PSI}
     s_data = model.cv_numpy(x)
@@ -668,14 +671,15 @@ def ensemble_summary(results: list[dict]) -> dict:
 def reference_torsion_grid(test, sizes: dict, seed: int, n_grid: int, save: Path | None) -> dict:  # noqa: ANN001
     """Reference by 2D umbrella sampling in (phi, psi) themselves: an n_grid x n_grid periodic grid of harmonic
     windows (thermal width half a spacing), visited in boustrophedon order, each started from the last frame of the
-    one before; MBAR with periodic distances (models.free_energy.mbar_basins_nd). Both slow torsions are biased, so no
+    one before; MBAR with periodic distances (models.free_energy.estimators.mbar_basins_nd). Both slow torsions are
+    biased, so no
     barrier is left across the windows but the ones no torsion sees. With sizes["exchange"] the swept frames only
     place the replicas of one replica-exchange grid (reus_lockstep; swaps with grid neighbours): independent
     windows at the phi = 0 crossing did not hold phi in 60 ps."""
     import openmm as mm
     from alanine_2d import snake_grid
 
-    from models.free_energy import grid_pairs
+    from models.free_energy.estimators import grid_pairs
 
     centers = snake_grid(n_grid)
     spacing = 2 * np.pi / n_grid
@@ -777,7 +781,7 @@ def main() -> None:
         "--refine-rounds",
         type=int,
         default=1,
-        help="adaptive window refinement rounds (models.free_energy.refine_windows)",
+        help="adaptive window refinement rounds (models.free_energy.estimators.refine_windows)",
     )
     parser.add_argument("--windows", type=int, default=None, help="CV windows (default 40; 16 with --quick)")
     parser.add_argument(
@@ -810,7 +814,7 @@ def main() -> None:
         "--w-smooth",
         type=float,
         default=0.1,
-        help="CV smoothness weight (models.cv.chord_roughness: keeps the CV from being a step between "
+        help="CV smoothness weight (models.sampling.cv.chord_roughness: keeps the CV from being a step between "
         "the basins); 0 for none",
     )
     parser.add_argument(
@@ -1075,7 +1079,7 @@ def _periodic_mbar(
     """MBAR basin dF (phi > 0 vs phi < 0) and its error, and each region's F against C7eq/beta (region_of), of windows
     restrained along phi with periodic harmonic biases. Each window is thinned by the larger statistical inefficiency
     of cos(phi - center) and of cos(psi) (psi is the slow one)."""
-    from models.free_energy import OUT_OF_BASIN, import_pymbar
+    from models.free_energy.estimators import OUT_OF_BASIN, import_pymbar
 
     pymbar = import_pymbar()
     keep = np.zeros(len(phi), bool)

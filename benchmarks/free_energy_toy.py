@@ -21,8 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.cv import PRESETS, CVConfig, train_cv  # noqa: E402
-from models.free_energy import (  # noqa: E402
+from models.free_energy.estimators import (  # noqa: E402
     decorrelate,
     default_windows,
     grid_window_centers,
@@ -32,7 +31,8 @@ from models.free_energy import (  # noqa: E402
     umbrella_toy,
     wham_analysis,
 )
-from models.toy_potentials import basin_trajectories, get_toy_system  # noqa: E402
+from models.potentials.toy import basin_trajectories, get_toy_system  # noqa: E402
+from models.sampling.cv import PRESETS, CVConfig, train_cv  # noqa: E402
 
 GRID_PRESET = "multitask-2d"  # a 2D multitask CV (plus reconstruction) and windows on a grid over both components
 

@@ -29,11 +29,11 @@ def calculator(name: str):  # noqa: ANN201 - an ASE calculator
 
         return EMT()
     if name in ("allegro", "nequip"):
-        from models.calculator import PotentialCalculator
-        from models.equivariant import EquivariantPotential, PotentialConfig
+        from models.potentials.calculator import PotentialCalculator
+        from models.potentials.equivariant import EquivariantPotential, PotentialConfig
 
         return PotentialCalculator(EquivariantPotential(PotentialConfig(kind=name, species=["Cu"])))
-    from models.universal import load_universal
+    from models.potentials.universal import load_universal
 
     return load_universal(name)
 
@@ -43,7 +43,7 @@ def worker(name: str, sizes: list[int], threads: int, min_steps: int, budget_s: 
     import torch
     from ase.build import bulk
 
-    from tools.md_protocols import DynamicsSettings, run_dynamics
+    from tools.md.protocols import DynamicsSettings, run_dynamics
 
     torch.set_num_threads(threads)
     calc = calculator(name)

@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models.data.potential_distill import base_structures, is_held_out, label, perturbed_frames  # noqa: E402
-from tools.potential_training import errors, labels_of, predictions, read_labelled  # noqa: E402
+from tools.potentials.training import errors, labels_of, predictions, read_labelled  # noqa: E402
 
-# composition -> polymorph families (models/prototypes.py roles)
+# composition -> polymorph families (models/crystals/prototypes.py roles)
 POLYMORPHS: dict[str, list[tuple[str, dict[str, str]]]] = {
     "MgO": [(f, {"A": "Mg", "X": "O"}) for f in ("rock salt", "cscl", "zincblende", "wurtzite")],
     "ZnO": [(f, {"A": "Zn", "X": "O"}) for f in ("rock salt", "cscl", "zincblende", "wurtzite")],
@@ -73,7 +73,7 @@ def polymorph_ranking(
     from pymatgen.io.ase import AseAtomsAdaptor
     from scipy.stats import spearmanr
 
-    from models.prototypes import decorate
+    from models.crystals.prototypes import decorate
 
     cached = json.loads(cache.read_text()) if cache and cache.exists() else {}
     rows, per_comp = [], {}
@@ -132,8 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from models.calculator import PotentialCalculator
-    from models.universal import get_calculator
+    from models.potentials.calculator import PotentialCalculator
+    from models.potentials.universal import get_calculator
 
     torch.set_num_threads(args.threads)
     ours = PotentialCalculator.from_checkpoint(args.checkpoint)
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     result["held_out_seconds"] = round(time.perf_counter() - t0, 1)
     if args.train:
-        from tools.potential_training import split_by_structure
+        from tools.potentials.training import split_by_structure
 
         fit_frames, val_frames = split_by_structure(read_labelled(args.train), args.val_fraction)
         for name, subset in (("validation", val_frames), ("training_fit", fit_frames[::10])):

@@ -36,15 +36,15 @@ def make_calculator(name: str):  # noqa: ANN201 - ase Calculator
     """The shipped distilled Allegro model, our untrained default-config models (speed does not depend on weights)
     or a universal model."""
     if name == "allegro_distilled":
-        from models.calculator import PotentialCalculator
+        from models.potentials.calculator import PotentialCalculator
 
         return PotentialCalculator.from_checkpoint(SHIPPED)
     if name in ("allegro", "nequip"):
-        from models.calculator import PotentialCalculator
-        from models.equivariant import EquivariantPotential, PotentialConfig
+        from models.potentials.calculator import PotentialCalculator
+        from models.potentials.equivariant import EquivariantPotential, PotentialConfig
 
         return PotentialCalculator(EquivariantPotential(PotentialConfig(kind=name, species=["Cu", "Al"])))
-    from models.universal import load_universal
+    from models.potentials.universal import load_universal
 
     return load_universal(name)
 

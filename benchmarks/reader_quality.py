@@ -29,9 +29,9 @@ from request_judge import FIELDS, composition_valid, load_suite, score_reading, 
 
 def offline_reading(text: str) -> tuple[dict, list[str]]:
     """The offline reader's fields as the judge reads them, and the offline proposer's formulas."""
-    from tools.errors import ToolInputError
-    from tools.proposer import propose_formulas_offline
-    from tools.request import read_request
+    from tools.core.errors import ToolInputError
+    from tools.discovery.proposer import propose_formulas_offline
+    from tools.discovery.request import read_request
 
     try:
         req = read_request(text)
@@ -48,9 +48,9 @@ def offline_reading(text: str) -> tuple[dict, list[str]]:
 
 def llm_reading(text: str) -> tuple[dict, list[str], str]:
     """The reading and proposals through the configured LLM endpoint (settings from the environment)."""
-    from tools.errors import ToolInputError
-    from tools.language import propose_request
-    from tools.registry import ToolContext
+    from tools.core.errors import ToolInputError
+    from tools.core.registry import ToolContext
+    from tools.discovery.language import propose_request
 
     try:
         req, out = propose_request(text, 5, ToolContext(), use_llm=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from models.prototypes import decorate
-from tools.executor import DaskExecutor, InProcessExecutor
-from tools.executor_tasks import relax_payload, relax_task
+from models.crystals.prototypes import decorate
+from tools.core.executor import DaskExecutor, InProcessExecutor
+from tools.core.executor_tasks import relax_payload, relax_task
 
 CATIONS = ["Mg", "Ni", "Co", "Zn", "Ca", "Sr", "Fe", "Mn", "Cu", "Cd", "Ba", "Pb"]
 

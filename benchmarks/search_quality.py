@@ -43,9 +43,9 @@ def run_case(case: dict, budget: int, n_formulas: int, seed: int) -> dict:
     from family_judge import judge_family
     from pymatgen.core import Structure
 
-    from tools.errors import ToolInputError
-    from tools.registry import ToolContext, get_tool
-    from tools.search import verify_delivery
+    from tools.core.errors import ToolInputError
+    from tools.core.registry import ToolContext, get_tool
+    from tools.discovery.search import verify_delivery
 
     row: dict = {"id": case["id"], "request": case["request"], "split": case["split"],
                  "gold_family": case.get("family"), "gold_decline": bool(case.get("decline"))}
@@ -97,7 +97,7 @@ def rejudged(done: dict[str, dict], cases: dict[str, dict]) -> dict[str, dict]:
     """Finished rows with the family verdict recomputed on their stored top-1 structure (after a judge fix)."""
     from family_judge import judge_family
 
-    from tools.registry import ToolContext
+    from tools.core.registry import ToolContext
 
     store = ToolContext().store
     for case_id, row in done.items():

@@ -27,8 +27,8 @@ def frames(temperature: float, n: int, seed: int, reps: tuple[int, int, int] = (
     from ase.build import bulk
     from ase.calculators.emt import EMT
 
-    from tools.active_learning import label
-    from tools.md_protocols import DynamicsSettings, run_dynamics
+    from tools.md.protocols import DynamicsSettings, run_dynamics
+    from tools.potentials.active_learning import label
 
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(reps)
     res = run_dynamics(atoms, EMT(), DynamicsSettings("nvt_langevin", temperature, 2.0, friction_per_fs=0.02,
@@ -41,7 +41,7 @@ def rattled(n: int, amplitude: float, seed: int, reps: tuple[int, int, int] = (2
     from ase.build import bulk
     from ase.calculators.emt import EMT
 
-    from tools.active_learning import label
+    from tools.potentials.active_learning import label
 
     out = []
     for k in range(n):
@@ -74,9 +74,14 @@ def main() -> None:
     import torch
     from scipy.stats import spearmanr
 
-    from models.equivariant import EquivariantPotential, PotentialConfig, compute_energy_forces_stress
-    from models.training import TrainConfig
-    from models.uncertainty import EnsembleUncertainty, fit_gmm_uncertainty, per_atom_force_errors, train_ensemble
+    from models.potentials.equivariant import EquivariantPotential, PotentialConfig, compute_energy_forces_stress
+    from models.potentials.training import TrainConfig
+    from models.potentials.uncertainty import (
+        EnsembleUncertainty,
+        fit_gmm_uncertainty,
+        per_atom_force_errors,
+        train_ensemble,
+    )
 
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()

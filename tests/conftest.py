@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from tools.settings import get_settings
-from tools.structures import structure_to_cif
+from tools.core.settings import get_settings
+from tools.structures.io import structure_to_cif
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

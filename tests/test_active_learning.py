@@ -11,11 +11,11 @@ import pytest
 from ase.build import bulk
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from models.uncertainty import GMMUncertainty
-from tools.active_learning import frame_uncertainty, register_reference, select_frames
-from tools.errors import ToolInputError
-from tools.registry import ToolContext, get_tool
-from tools.structures import structure_to_cif
+from models.potentials.uncertainty import GMMUncertainty
+from tools.core.errors import ToolInputError
+from tools.core.registry import ToolContext, get_tool
+from tools.potentials.active_learning import frame_uncertainty, register_reference, select_frames
+from tools.structures.io import structure_to_cif
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny cells gain nothing from threads
 
@@ -87,7 +87,7 @@ def test_active_learning_rejects_unknown_reference(workspace: Path) -> None:
     from ase.calculators.emt import EMT
 
     register_reference("my-dft", EMT)
-    from tools.active_learning import reference_calculator
+    from tools.potentials.active_learning import reference_calculator
 
     assert isinstance(reference_calculator("MY-DFT"), EMT)
 
@@ -96,7 +96,7 @@ def test_exploration_blow_up_keeps_earlier_frames_and_is_reported(workspace: Pat
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A model that blows up mid-MD: the frames sampled before it stay candidates (they are labelled), and the
     output names the blow-up: iteration, temperature, the step reached and how many frames were kept."""
-    import models.uncertainty as unc_module
+    import models.potentials.uncertainty as unc_module
 
     real = unc_module.UncertainPotentialCalculator
 

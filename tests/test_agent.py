@@ -8,7 +8,7 @@ from typing import Any
 
 from agent.honesty import unsupported_numbers
 from tests.fake_openai import FakeOpenAI
-from tools.registry import ToolContext
+from tools.core.registry import ToolContext
 
 
 def _tool_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -40,7 +40,7 @@ def scripted_policy(messages: list[dict[str, Any]]) -> dict[str, Any]:
 
 def test_agent_runs_tools_through_the_openai_wire_protocol(workspace, monkeypatch):
     from agent.llm_agent import MatsearchAgent
-    from tools.settings import get_settings
+    from tools.core.settings import get_settings
 
     with FakeOpenAI(scripted_policy) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
@@ -67,7 +67,7 @@ def test_agent_runs_tools_through_the_openai_wire_protocol(workspace, monkeypatc
 
 def test_conversation_threads_persist(workspace, monkeypatch):
     from agent.llm_agent import MatsearchAgent
-    from tools.settings import get_settings
+    from tools.core.settings import get_settings
 
     def remembering(messages: list[dict[str, Any]]) -> dict[str, Any]:
         users = [m["content"] for m in messages if m["role"] == "user"]
@@ -112,7 +112,7 @@ def test_agent_mounts_other_mcp_servers(workspace, tmp_path, monkeypatch):
     from agent.llm_agent import MatsearchAgent
     from memory.store import StructureStore
     from tests.conftest import ROOT, cif_of, perovskite, server_env
-    from tools.settings import get_settings
+    from tools.core.settings import get_settings
 
     lab = tmp_path / "lab-workspace"
     config = {"mcpServers": {

@@ -15,8 +15,11 @@ from ase.build import bulk
 from ase.calculators.calculator import Calculator
 from pymatgen.core import Composition, Lattice, Structure
 
-from tools.crystallization_amorphous import integer_formula, pair_distance, random_packed_cell
-from tools.crystallization_motifs import (
+from tools.core.errors import ToolInputError
+from tools.core.registry import ToolContext, get_tool
+from tools.core.settings import get_settings
+from tools.crystallization.amorphous import integer_formula, pair_distance, random_packed_cell
+from tools.crystallization.motifs import (
     Candidate,
     ValidityCriteria,
     best_match,
@@ -26,12 +29,9 @@ from tools.crystallization_motifs import (
     merge_relaxed_duplicates,
     validity_problems,
 )
-from tools.crystallization_subcells import enumerate_subcells, selection_order
-from tools.errors import ToolInputError
-from tools.potentials import get_potential, relax
-from tools.registry import ToolContext, get_tool
-from tools.settings import get_settings
-from tools.structures import atoms_to_structure, min_interatomic_distance, structure_to_cif
+from tools.crystallization.subcells import enumerate_subcells, selection_order
+from tools.potentials.calculators import get_potential, relax
+from tools.structures.io import atoms_to_structure, min_interatomic_distance, structure_to_cif
 
 TINY_SI = dict(composition="Si", potential="chgnet", seed=3, n_atoms=16, n_replicas=1, melt_steps=60,
                quench_steps=60, hold_steps=20, d_frac=0.25, n_max=6, max_reference_relaxations=1,

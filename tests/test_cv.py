@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.cv import (
+from models.potentials.toy import basin_trajectories, get_toy_system, langevin
+from models.sampling.cv import (
     CVConfig,
     MultitaskCV,
     assess_separation,
@@ -18,7 +19,6 @@ from models.cv import (
     sample_weights,
     train_cv,
 )
-from models.toy_potentials import basin_trajectories, get_toy_system, langevin
 
 
 @pytest.fixture(autouse=True)

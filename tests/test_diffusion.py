@@ -16,7 +16,7 @@ from models.diffusion import DEFAULT_CHECKPOINT, CrystalDiffusion, DiffusionConf
 from models.diffusion.data import collate, record_to_item, structure_to_record
 from models.diffusion.model import full_graph, wrapped_normal_score
 from tests.conftest import perovskite, rocksalt
-from tools.settings import get_settings
+from tools.core.settings import get_settings
 
 ELEMENTS = ["Sr", "Ti", "O", "Mg", "Na", "Cl", "C"]
 
@@ -181,7 +181,7 @@ def tiny_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_tool_generates_and_stores(workspace: Path, tiny_checkpoint: Path) -> None:
-    from tools.registry import ToolContext, get_tool
+    from tools.core.registry import ToolContext, get_tool
 
     seen: list[tuple[float, float | None]] = []
     ctx = ToolContext(progress_fn=lambda done, total, msg: seen.append((done, total)))
@@ -202,8 +202,8 @@ def test_tool_generates_and_stores(workspace: Path, tiny_checkpoint: Path) -> No
 
 
 def test_tool_rejects_bad_formulas(workspace: Path, tiny_checkpoint: Path) -> None:
-    from tools.errors import ToolInputError
-    from tools.registry import get_tool
+    from tools.core.errors import ToolInputError
+    from tools.core.registry import get_tool
 
     spec = get_tool("generate_structures")
     with pytest.raises(ToolInputError, match="Xx|Xq|cannot read"):
@@ -217,7 +217,7 @@ def test_tool_rejects_bad_formulas(workspace: Path, tiny_checkpoint: Path) -> No
 
 
 def test_tool_pyxtal_method(workspace: Path) -> None:
-    from tools.registry import ToolContext, get_tool
+    from tools.core.registry import ToolContext, get_tool
 
     out = get_tool("generate_structures").run(
         {"formula": "MgO", "method": "pyxtal", "n_samples": 2, "seed": 1, "store": False}, ToolContext()
@@ -237,7 +237,7 @@ def test_trained_checkpoint_gives_valid_structures() -> None:
 
 
 def min_distance(structure: Structure) -> float:
-    from tools.structures import min_interatomic_distance
+    from tools.structures.io import min_interatomic_distance
 
     return min_interatomic_distance(structure)
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.cv import CVConfig, train_cv
-from models.free_energy import (
+from models.free_energy.estimators import (
     UmbrellaSamples,
     decorrelate,
     default_windows,
@@ -25,9 +24,10 @@ from models.free_energy import (
     unsampled_stretches,
     wham_analysis,
 )
-from models.toy_potentials import basin_trajectories, get_toy_system
-from tools.errors import ToolInputError
-from tools.registry import ToolContext, get_tool
+from models.potentials.toy import basin_trajectories, get_toy_system
+from models.sampling.cv import CVConfig, train_cv
+from tools.core.errors import ToolInputError
+from tools.core.registry import ToolContext, get_tool
 
 TOLERANCE_KT = 0.3
 
@@ -324,8 +324,8 @@ def test_biased_calculator_forces_match_finite_differences() -> None:
     from ase.calculators.emt import EMT
     from ase.cluster import Icosahedron
 
-    from models.cv import MultitaskCV
-    from models.cv_bias import BiasedCalculator, distance_cv, network_cv
+    from models.sampling.cv import MultitaskCV
+    from models.sampling.cv_bias import BiasedCalculator, distance_cv, network_cv
 
     torch.manual_seed(0)
     net = MultitaskCV(

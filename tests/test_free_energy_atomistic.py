@@ -9,10 +9,10 @@ import pytest
 from ase import Atoms, units
 from ase.md.langevin import Langevin
 
-from benchmarks.free_energy_adatom import hop_data, slab_with_adatom
-from models.universal import get_calculator
-from tools.errors import ToolInputError
-from tools.registry import ToolContext, get_tool
+from models.potentials.universal import get_calculator
+from models.sampling.adatom import hop_data, slab_with_adatom
+from tools.core.errors import ToolInputError
+from tools.core.registry import ToolContext, get_tool
 
 T = 300.0
 
@@ -180,11 +180,12 @@ def test_umbrella_frames_on_the_barrier_are_labelled_by_the_hollow_they_quench_i
 
 
 def test_atomistic_branch_does_not_import_the_free_energy_tools() -> None:
-    """tools/free_energy.py uses tools/free_energy_atomistic.py, never the other way round (both take what they share
-    from tools/free_energy_base.py)."""
+    """tools/free_energy/workflow.py uses tools/free_energy/atomistic.py, never the other way round (both take what
+    they share
+    from tools/free_energy/base.py)."""
     import subprocess
     import sys
 
-    code = "import sys, tools.free_energy_atomistic; print('tools.free_energy' in sys.modules)"
+    code = "import sys, tools.free_energy.atomistic; print('tools.free_energy.workflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -8,12 +8,12 @@ import pytest
 from ase.build import bulk
 from pymatgen.io.ase import AseAtomsAdaptor
 
-import tools.hull as hull_module
-from tools.hull import LocalHull
-from tools.potentials import ElementalReferences, get_potential
-from tools.registry import ToolContext, get_tool
-from tools.settings import Settings
-from tools.structures import structure_to_cif
+import tools.potentials.hull as hull_module
+from tools.core.registry import ToolContext, get_tool
+from tools.core.settings import Settings
+from tools.potentials.calculators import ElementalReferences, get_potential
+from tools.potentials.hull import LocalHull
+from tools.structures.io import structure_to_cif
 
 
 @pytest.fixture

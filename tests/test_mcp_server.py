@@ -229,7 +229,7 @@ ANNOTATIONS = {
 
 def test_every_tool_declares_what_it_does(tmp_path):
     from server import build_server
-    from tools.settings import Settings
+    from tools.core.settings import Settings
 
     tools = {t.name: t.annotations for t in asyncio.run(build_server(Settings(workspace=tmp_path)).list_tools())}
     assert set(tools) == set(ANNOTATIONS), "a tool was added or removed: give it a row here and in REACHES"

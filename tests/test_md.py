@@ -13,11 +13,11 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from tools.errors import ToolInputError
-from tools.md_analysis import diffusion_coefficient, msd, rdf
-from tools.md_protocols import DynamicsSettings, heat_melt_quench, run_dynamics, run_schedule
-from tools.registry import ToolContext, get_tool
-from tools.structures import structure_to_cif
+from tools.core.errors import ToolInputError
+from tools.core.registry import ToolContext, get_tool
+from tools.md.analysis import diffusion_coefficient, msd, rdf
+from tools.md.protocols import DynamicsSettings, heat_melt_quench, run_dynamics, run_schedule
+from tools.structures.io import structure_to_cif
 
 A_CU = 3.61
 
@@ -131,8 +131,8 @@ def _emt_frames(n: int, seed: int) -> list[Atoms]:
 
 def test_run_md_tool_with_our_potential_conserves_energy(workspace, tmp_path) -> None:
     """Through the registry: NVE with a briefly trained matsearch potential writes trajectory, log and plots."""
-    from models.equivariant import PotentialConfig
-    from models.training import TrainConfig, train_potential
+    from models.potentials.equivariant import PotentialConfig
+    from models.potentials.training import TrainConfig, train_potential
 
     ckpt = tmp_path / "cu.pt"
     cfg = PotentialConfig(kind="allegro", species=["Cu"], cutoff=4.0, l_max=1, num_layers=2, num_features=8,

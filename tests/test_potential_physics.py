@@ -16,11 +16,11 @@ from ase.md.verlet import VelocityVerlet
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 from scipy.spatial.transform import Rotation
 
-from models.calculator import PotentialCalculator
-from models.equivariant import EquivariantPotential, PotentialConfig, compute_energy_forces_stress, predict
-from models.neighbors import collate, neighbor_list
-from models.training import TrainConfig, read_dataset, train_potential
-from models.universal import get_calculator, load_universal
+from models.potentials.calculator import PotentialCalculator
+from models.potentials.equivariant import EquivariantPotential, PotentialConfig, compute_energy_forces_stress, predict
+from models.potentials.neighbors import collate, neighbor_list
+from models.potentials.training import TrainConfig, read_dataset, train_potential
+from models.potentials.universal import get_calculator, load_universal
 
 KINDS = ["nequip", "allegro"]
 

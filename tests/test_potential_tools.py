@@ -14,10 +14,10 @@ from ase.calculators.emt import EMT
 from ase.io import write
 from ase.stress import voigt_6_to_full_3x3_stress
 
-from models.equivariant import EquivariantPotential, PotentialConfig, predict
-from models.export import ExportedPotential, export_torchscript
-from tools.errors import ToolInputError
-from tools.registry import ToolContext, get_tool
+from models.potentials.equivariant import EquivariantPotential, PotentialConfig, predict
+from models.potentials.export import ExportedPotential, export_torchscript
+from tools.core.errors import ToolInputError
+from tools.core.registry import ToolContext, get_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "checkpoints" / "allegro_distilled.pt"
@@ -160,7 +160,7 @@ def test_evaluate_potential_vs_labels_and_vs_reference(emt_data: Path) -> None:
     # against a reference potential on inline structures: itself gives zero error, an untrained one does not
     cu = bulk("Cu", "fcc", a=3.6, cubic=True)
     cu.rattle(0.05, seed=1)
-    from tools.structures import atoms_to_structure, structure_to_cif
+    from tools.structures.io import atoms_to_structure, structure_to_cif
 
     refs = [{"text": structure_to_cif(atoms_to_structure(cu))}]
     ckpt = out.checkpoint_uri
@@ -173,7 +173,7 @@ def test_evaluate_potential_vs_labels_and_vs_reference(emt_data: Path) -> None:
 
 
 def test_train_potential_on_memory_structures_labelled_on_the_fly(workspace: Path) -> None:
-    from tools.structures import atoms_to_structure, structure_to_cif
+    from tools.structures.io import atoms_to_structure, structure_to_cif
 
     reference = workspace / "reference.pt"
     torch.manual_seed(1)
@@ -246,7 +246,7 @@ def test_torchscript_export_matches_python_model(tmp_path: Path, dtype: str) -> 
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="no shipped distilled checkpoint")
 def test_shipped_checkpoint_loads_predicts_and_names_unsupported_elements() -> None:
-    from models.calculator import PotentialCalculator
+    from models.potentials.calculator import PotentialCalculator
 
     calc = PotentialCalculator.from_checkpoint(SHIPPED)
     species = calc.model.species
@@ -254,7 +254,7 @@ def test_shipped_checkpoint_loads_predicts_and_names_unsupported_elements() -> N
     assert SHIPPED.stat().st_size < 20 * 1024 * 1024
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from models.prototypes import decorate
+    from models.crystals.prototypes import decorate
 
     atoms = AseAtomsAdaptor.get_atoms(decorate("perovskite", {"A": "Sr", "B": "Ti", "X": "O"}))
     atoms.rattle(0.05, seed=0)

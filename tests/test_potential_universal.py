@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from models.universal import UNIVERSAL_NAMES, canonical_name, get_calculator, load_universal
+from models.potentials.universal import UNIVERSAL_NAMES, canonical_name, get_calculator, load_universal
 
 
 def test_unknown_name_lists_valid_names() -> None:

@@ -9,9 +9,9 @@ from pydantic import BaseModel, Field
 from typer.testing import CliRunner
 
 from tests.conftest import cif_of, perovskite
-from tools.errors import ToolInputError, ToolInternalError, ToolRuntimeError
-from tools.langchain_adapter import langchain_tool
-from tools.registry import REGISTRY, ToolContext, get_tool, load_tools, tool
+from tools.adapters.langchain import langchain_tool
+from tools.core.errors import ToolInputError, ToolInternalError, ToolRuntimeError
+from tools.core.registry import REGISTRY, ToolContext, get_tool, load_tools, tool
 
 
 class EchoInput(BaseModel):
@@ -90,9 +90,9 @@ def test_input_errors_and_internal_faults_are_told_apart_on_every_path(workspace
     from mcp import Client
     from mcp.server.mcpserver import MCPServer
 
-    from tools.cli_adapter import add_tool_commands
-    from tools.mcp_adapter import register_all
-    from tools.settings import get_settings
+    from tools.adapters.cli import add_tool_commands
+    from tools.adapters.mcp import register_all
+    from tools.core.settings import get_settings
 
     @tool(cost="instant")
     def fragile_echo(inp: FragileInput, ctx: ToolContext) -> EchoOutput:

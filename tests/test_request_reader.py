@@ -10,11 +10,11 @@ import pytest
 from pymatgen.core import Composition
 
 from tests.fake_openai import FakeOpenAI
-from tools.language import charge_balanced
-from tools.lexicon import ELEMENT_GROUPS
-from tools.proposer import propose_formulas_offline
-from tools.registry import ToolContext, get_tool
-from tools.request import read_request
+from tools.core.registry import ToolContext, get_tool
+from tools.discovery.language import charge_balanced
+from tools.discovery.lexicon import ELEMENT_GROUPS
+from tools.discovery.proposer import propose_formulas_offline
+from tools.discovery.request import read_request
 
 
 @pytest.mark.parametrize(
@@ -149,7 +149,7 @@ def test_an_llm_reading_is_used_and_not_vetoed_by_the_offline_reader(workspace, 
         {"formula": "ZnS", "family": "wurtzite", "reason": "not an oxide: must be dropped"}]})
     with FakeOpenAI(lambda messages: {"content": reply}) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        from tools.settings import get_settings
+        from tools.core.settings import get_settings
 
         get_settings.cache_clear()
         out = get_tool("propose_formulas").run(
@@ -167,7 +167,7 @@ def test_an_invalid_llm_reading_falls_back_to_the_offline_reading(workspace, mon
                         "proposals": [{"formula": "SrTiO3", "family": "perovskite", "reason": "classic"}]})
     with FakeOpenAI(lambda messages: {"content": reply}) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        from tools.settings import get_settings
+        from tools.core.settings import get_settings
 
         get_settings.cache_clear()
         out = get_tool("propose_formulas").run({"request": "a perovskite with Sr and Ti"}, ToolContext())
@@ -190,8 +190,8 @@ def test_an_invalid_llm_reading_falls_back_to_the_offline_reading(workspace, mon
 def test_structure_types_from_the_aflow_library_beyond_the_typed_families(text, family, formula):
     """A family the typed set lacks is read from pymatgen's AFLOW names, filled by substitution from the
     prototype's own ions, and its decorated prototype matches the type."""
-    from models.prototypes import decorate
-    from tools.family_match import matches_family
+    from models.crystals.prototypes import decorate
+    from tools.discovery.family_match import matches_family
 
     req = read_request(text)
     assert req.family == family, req.constraints()
@@ -262,7 +262,7 @@ def test_formulas_after_a_polymorph_prefix_and_negation_that_ends_at_a_new_phras
 def test_an_llm_reading_of_a_class_sets_it_as_the_offline_reader_does():
     """One rule sets a class and what follows from it for both readers: a phosphate holds P (on the tetrahedral
     site), so an LLM's phosphate proposal without P is dropped."""
-    from tools.language import reading_from_llm, validate_llm_proposals
+    from tools.discovery.language import reading_from_llm, validate_llm_proposals
 
     llm = reading_from_llm({"include": ["Li", "Fe"], "family": "olivine", "compound_class": "phosphate"},
                            "an olivine phosphate with Li and Fe")

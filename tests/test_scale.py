@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from tools.registry import ToolContext, get_tool
-from tools.settings import get_settings
-from tools.structures import atoms_to_structure, structure_to_cif
+from tools.core.registry import ToolContext, get_tool
+from tools.core.settings import get_settings
+from tools.structures.io import atoms_to_structure, structure_to_cif
 
 # two tiny melt-quench replicas (8 Si atoms, 90 MD steps each), one motif relaxation, no reference relaxations
 MELT = {"composition": "Si", "potential": "chgnet", "seed": 5, "n_atoms": 8, "n_replicas": 2, "melt_steps": 30,

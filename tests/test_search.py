@@ -7,10 +7,10 @@ import pytest
 from pymatgen.core import Composition
 
 from tests.fake_openai import FakeOpenAI
-from tools.errors import ToolInputError
-from tools.language import charge_balanced
-from tools.registry import ToolContext, get_tool
-from tools.request import parse_request
+from tools.core.errors import ToolInputError
+from tools.core.registry import ToolContext, get_tool
+from tools.discovery.language import charge_balanced
+from tools.discovery.request import parse_request
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ def test_budget_bounds_are_enforced(workspace):
 def test_llm_failures_fall_back_to_offline(workspace, monkeypatch):
     with FakeOpenAI(lambda messages: {"content": "sure! here are ideas: La2MnNiO6, trust me"}) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        from tools.settings import get_settings
+        from tools.core.settings import get_settings
 
         get_settings.cache_clear()
         out = get_tool("propose_formulas").run({"request": "a spinel with Mg and Al"}, ToolContext())
@@ -93,7 +93,7 @@ def test_llm_proposals_are_validated(workspace, monkeypatch):
              '{"formula": "Sr2FeMoO6", "reason": "lacks La"}]}')
     with FakeOpenAI(lambda messages: {"content": reply}) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        from tools.settings import get_settings
+        from tools.core.settings import get_settings
 
         get_settings.cache_clear()
         out = get_tool("propose_formulas").run({"request": "a double perovskite with La and Mn"}, ToolContext())
@@ -102,7 +102,7 @@ def test_llm_proposals_are_validated(workspace, monkeypatch):
 
 
 def test_search_demo_request_is_real_and_deterministic(workspace, tmp_path, monkeypatch):
-    from tools.settings import get_settings
+    from tools.core.settings import get_settings
 
     args = {"request": "a double perovskite oxide containing La and Mn", "budget": 1, "n_formulas": 2, "seed": 3}
     first = get_tool("hierarchical_search").run(args, ToolContext())

@@ -9,8 +9,8 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
 from memory.store import StructureStore
-from tools.potentials import get_potential, relax, single_point
-from tools.settings import Settings
+from tools.core.settings import Settings
+from tools.potentials.calculators import get_potential, relax, single_point
 
 
 def test_a_property_never_lands_on_a_structure_it_was_not_computed_on(tmp_path):
@@ -47,9 +47,9 @@ def test_an_intermetallic_hull_has_the_binary_intermetallics(tmp_path):
     Ni2PtCu Heusler that reads 0.06 eV/atom below an elements-only hull reads above the hull with them."""
     from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 
-    from models.prototypes import decorate
-    from tools.hull import LocalHull, missing_binaries
-    from tools.potentials import ElementalReferences
+    from models.crystals.prototypes import decorate
+    from tools.potentials.calculators import ElementalReferences
+    from tools.potentials.hull import LocalHull, missing_binaries
 
     calc = get_potential("emt", Settings())
     hull = LocalHull(ElementalReferences("emt", calc, tmp_path), tmp_path)
@@ -77,8 +77,8 @@ def test_search_reads_e_hull_against_the_final_hull_and_delivers_what_it_reports
     """The first ZnO evaluated (the wurtzite prototype) reads below the rock-salt-only hull at evaluation; against
     the final hull nothing reads below 0, polymorphs read relative to the best, the stored records carry the final
     value, the ranking keeps its tiers, and every delivered CIF recomputes to its reported energy."""
-    from tools.registry import ToolContext, get_tool
-    from tools.search import verify_delivery
+    from tools.core.registry import ToolContext, get_tool
+    from tools.discovery.search import verify_delivery
 
     ctx = ToolContext()
     out = get_tool("hierarchical_search").run(ZNO, ctx)
@@ -106,7 +106,7 @@ def test_search_reads_e_hull_against_the_final_hull_and_delivers_what_it_reports
 
 
 def test_a_wrong_family_or_composition_never_outranks_a_match():
-    from tools.search import Candidate, _rank
+    from tools.discovery.search import Candidate, _rank
 
     def cand(cid: str, e_hull: float, family: bool, elements: bool = True, converged: bool = True) -> Candidate:
         return Candidate(rank=0, id=cid, uri="", formula="ZnO", family="wurtzite", generator="diffusion",
@@ -124,9 +124,9 @@ def test_a_wrong_family_or_composition_never_outranks_a_match():
 def test_an_under_spent_budget_says_why_and_a_refusal_stops_one_formula_only(workspace, monkeypatch):
     """Diffusion refusing the first formula must not stop sampling for the others; when every formula is exhausted
     before the budget is spent, the output and the report say why."""
-    import tools.search as search
-    from tools.errors import ToolInputError
-    from tools.registry import ToolContext, get_tool
+    import tools.discovery.search as search
+    from tools.core.errors import ToolInputError
+    from tools.core.registry import ToolContext, get_tool
 
     calls: list[str] = []
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pymatgen.core import Composition
 
-from tools.registry import ToolContext, get_tool
+from tools.core.registry import ToolContext, get_tool
 
 
 def test_a_request_chemistry_rules_out_is_declined_without_a_search(workspace):
@@ -44,7 +44,7 @@ def test_a_polymorph_above_its_ground_state_never_outranks_a_compound_on_the_hul
     """Wurtzite MgO (0.09 eV/atom above rock-salt MgO) must rank after wurtzite ZnO on its hull, although MgO's
     formation energy is the more negative: the stability number is E_hull above the hull, and only on the hull
     the energy below the competing phases."""
-    from tools.search import stability
+    from tools.discovery.search import stability
 
     mgo_wurtzite = stability(0.094, lambda: -3.01)
     zno_wurtzite = stability(0.0, lambda: -1.84)
@@ -54,7 +54,7 @@ def test_a_polymorph_above_its_ground_state_never_outranks_a_compound_on_the_hul
 
 def test_compounds_of_only_the_named_elements_rank_before_substituted_ones():
     """'a garnet with Y and Al' is YAG: a Ga-substituted garnet that reads more stable ranks after it."""
-    from tools.search import Candidate, _rank
+    from tools.discovery.search import Candidate, _rank
 
     def candidate(formula: str, only_named: bool, stability_eV: float) -> Candidate:
         return Candidate(

@@ -8,8 +8,8 @@ import pytest
 from ase.io import write
 
 from tests.conftest import cif_of, perovskite, rocksalt
-from tools.errors import ToolInputError
-from tools.structures import (
+from tools.core.errors import ToolInputError
+from tools.structures.io import (
     StructureRef,
     detect_format,
     parse_structure,

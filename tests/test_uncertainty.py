@@ -16,9 +16,9 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
-from models.equivariant import EquivariantPotential, PotentialConfig, compute_energy_forces_stress
-from models.training import TrainConfig, train_potential
-from models.uncertainty import (
+from models.potentials.equivariant import EquivariantPotential, PotentialConfig, compute_energy_forces_stress
+from models.potentials.training import TrainConfig, train_potential
+from models.potentials.uncertainty import (
     EnsembleUncertainty,
     GMMUncertainty,
     UncertainPotentialCalculator,
@@ -26,9 +26,9 @@ from models.uncertainty import (
     fit_gmm_uncertainty,
     train_ensemble,
 )
-from tools.errors import ToolInputError
-from tools.md_protocols import DynamicsSettings, run_dynamics
-from tools.registry import ToolContext, get_tool
+from tools.core.errors import ToolInputError
+from tools.core.registry import ToolContext, get_tool
+from tools.md.protocols import DynamicsSettings, run_dynamics
 
 CONFIG = dict(kind="allegro", species=["Cu", "Al"], cutoff=4.0, l_max=1, num_layers=2, num_features=8, num_basis=6,
               latent_dim=16, radial_mlp_width=16)
@@ -218,8 +218,8 @@ def meta_copies_to_zeros(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_prediction_and_features_run_on_the_models_device(tmp_path: Path, meta_copies_to_zeros: None) -> None:
     """A model on another device (meta): predict moves each batch there and copies results to the host, so the
     uncertainty's features come back as numpy arrays of the right shapes."""
-    from models.equivariant import predict
-    from models.uncertainty import latent_features
+    from models.potentials.equivariant import predict
+    from models.potentials.uncertainty import latent_features
 
     path = EquivariantPotential(PotentialConfig(**CONFIG)).save(tmp_path / "m.pt")
     model = EquivariantPotential.load(path, map_location="meta")
@@ -231,17 +231,17 @@ def test_prediction_and_features_run_on_the_models_device(tmp_path: Path, meta_c
 
 
 def test_uncertainty_tools_load_the_model_on_the_settings_device(workspace: Path, tmp_path: Path, monkeypatch) -> None:
-    import tools.uncertainty
-    from tools.settings import get_settings
+    import tools.potentials.uncertainty
+    from tools.core.settings import get_settings
 
     path = EquivariantPotential(PotentialConfig(**CONFIG)).save(tmp_path / "m.pt")
-    real, devices = tools.uncertainty.load_model, []
+    real, devices = tools.potentials.uncertainty.load_model, []
 
     def load_model(p: Path, device: str = "cpu") -> object:
         devices.append(device)
         return real(p, device)
 
-    monkeypatch.setattr(tools.uncertainty, "load_model", load_model)
+    monkeypatch.setattr(tools.potentials.uncertainty, "load_model", load_model)
     ctx = ToolContext(settings=get_settings().model_copy(update={"device": "meta"}))
     with pytest.raises(ToolInputError, match="fit_uncertainty"):  # no GMM yet: stops after loading the model
         get_tool("estimate_uncertainty").run({"structures": [{"text": "x"}], "potential": str(path)}, ctx)

@@ -35,7 +35,7 @@ ELEMENTS = [
     "Li", "Na", "K", "Mg", "Ca", "Sr", "Ba", "Al", "Si", "Ti", "V", "Cr", "Fe", "Co", "Ni", "Cu", "Zn",
     "Ge", "Zr", "Nb", "Mo", "Ag", "Pd", "Pt", "Au", "C", "Sn", "W",
 ]  # fmt: skip
-# (family, role -> element) decorations of models/prototypes.py templates: the oxides the search meets most.
+# (family, role -> element) decorations of models/crystals/prototypes.py templates: the oxides the search meets most.
 DECORATIONS: list[tuple[str, dict[str, str]]] = [
     *[("rock salt", {"A": a, "X": "O"}) for a in ["Mg", "Ca", "Sr", "Ba", "Ni", "Co", "Fe", "Mn", "Zn"]],
     *[("rock salt", {"A": a, "X": x}) for a, x in [("Li", "F"), ("Na", "Cl"), ("K", "Cl"), ("Ti", "N"), ("Zr", "N")]],
@@ -259,7 +259,7 @@ def random_decorations(n: int, seed: int = 12) -> list[tuple[str, dict[str, str]
     seed; none repeats an earlier decoration's composition or a held-out composition."""
     from pymatgen.core import Composition
 
-    from models.prototypes import RATIOS
+    from models.crystals.prototypes import RATIOS
 
     rng = np.random.default_rng(seed)
     seen = {Composition(_formula(f, r)).reduced_formula for f, r in DECORATIONS} | HELD_OUT
@@ -291,7 +291,7 @@ def random_decorations(n: int, seed: int = 12) -> list[tuple[str, dict[str, str]
 
 def _formula(family: str, roles: dict[str, str]) -> str:
     """The formula of a family decoration from its role ratios (no structure built)."""
-    from models.prototypes import RATIOS
+    from models.crystals.prototypes import RATIOS
 
     names, counts = RATIOS[family]
     return "".join(f"{roles[r]}{c}" for r, c in zip(names, counts, strict=True))
@@ -353,7 +353,7 @@ def base_structures(max_structures: int | None = None) -> list[tuple[str, Atoms]
     """(id, Atoms) of every starting crystal, <= MAX_ATOMS atoms (small cells repeated to >= 4 atoms)."""
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from models.prototypes import decorate
+    from models.crystals.prototypes import decorate
 
     out: list[tuple[str, Atoms]] = []
     for el in ELEMENTS:
@@ -555,7 +555,7 @@ def build(
     """
     import torch
 
-    from models.universal import get_calculator
+    from models.potentials.universal import get_calculator
 
     torch.set_num_threads(1)
     out_dir.mkdir(parents=True, exist_ok=True)

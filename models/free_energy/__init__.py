@@ -1,0 +1,1 @@
+"""Free-energy estimators: WHAM, MBAR, refinement and replica exchange."""

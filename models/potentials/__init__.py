@@ -1,0 +1,1 @@
+"""Equivariant interatomic potentials (e3nn), their training, uncertainty and ASE calculators."""

@@ -1,0 +1,1 @@
+"""Collective-variable networks, biases and samplers, and quenching to basins."""

@@ -1,0 +1,1 @@
+"""The registry seen from outside: MCP, LangChain and the CLI, each generated from one ToolSpec."""

@@ -1,0 +1,1 @@
+"""The framework every tool stands on: registry, context, errors, settings, jobs, executor."""

@@ -1,0 +1,244 @@
+"""The tool registry: one typed definition per tool, from which the MCP tool, the LangChain tool and the CLI
+subcommand are all made. Writing a new tool means writing one decorated function."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import logging
+import pkgutil
+import re
+import secrets
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal, get_type_hints
+
+from pydantic import BaseModel, ValidationError
+
+from tools.core.errors import ToolError, ToolInputError, ToolInternalError, ToolRuntimeError
+from tools.core.settings import Settings, apply_torch_threads, get_settings
+
+CostClass = Literal["instant", "minutes", "long"]
+ProgressFn = Callable[[float, float | None, str | None], None]
+
+# Tools live in the capability packages of tools/ (core holds the job tools too); the adapters only read them.
+_NOT_TOOL_PACKAGES = ("tools.adapters",)
+
+
+class Cancelled(ToolRuntimeError):
+    """Raised inside a tool when its caller cancelled it."""
+
+
+_stores: dict[str, Any] = {}
+_stores_lock = threading.Lock()
+
+
+def open_store(settings: Settings) -> Any:
+    """The process-wide memory store for these settings (opened once: chromadb clients are heavy)."""
+    from memory.store import StructureStore
+
+    key = settings.chroma_url or str(settings.resolved_workspace() / "memory")
+    with _stores_lock:
+        if key not in _stores:
+            try:
+                _stores[key] = StructureStore(url=settings.chroma_url) if settings.chroma_url else StructureStore(key)
+            except Exception as exc:  # an unreachable chromadb server is a runtime problem, not a crash
+                raise ToolRuntimeError(f"memory store at {key} is unavailable: {exc}") from exc
+        return _stores[key]
+
+
+@dataclass
+class ToolContext:
+    """What a running tool may use: settings, the memory store, the workspace, progress and cancellation."""
+
+    settings: Settings = field(default_factory=get_settings)
+    progress_fn: ProgressFn | None = None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    tool_name: str = ""
+
+    @property
+    def store(self) -> Any:
+        return open_store(self.settings)
+
+    @property
+    def workspace(self) -> Path:
+        return self.settings.resolved_workspace()
+
+    def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """Report progress (becomes MCP progress notifications / rich bars); raises Cancelled if cancelled."""
+        if self.cancel_event.is_set():
+            raise Cancelled(f"{self.tool_name or 'tool'} was cancelled")
+        if self.progress_fn is not None:
+            self.progress_fn(done, total, message)
+
+    def artifact_dir(self) -> Path:
+        """A fresh directory under workspace/artifacts for this call's files."""
+        stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{time.time_ns() % 1_000_000:06d}"
+        path = self.workspace / "artifacts" / (self.tool_name or "tool") / stamp
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def artifact_uri(self, path: Path) -> str:
+        """The artifact:// URI of a file written under the workspace."""
+        return "artifact://" + path.resolve().relative_to(self.workspace).as_posix()
+
+
+@dataclass
+class ToolSpec:
+    """A registered tool: typed input/output models, an LLM-facing description and a cost class."""
+
+    name: str
+    fn: Callable[[Any, ToolContext], BaseModel]
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    description: str
+    cost: CostClass
+    read_only: bool
+    idempotent: bool
+    destructive: bool
+    estimate: Callable[[Any], float] | None = None
+
+    def validate(self, arguments: dict[str, Any] | BaseModel) -> BaseModel:
+        """Arguments to the input model; a readable ToolInputError listing every bad field."""
+        if isinstance(arguments, self.input_model):
+            return arguments
+        try:
+            return self.input_model.model_validate(arguments)
+        except ValidationError as exc:
+            raise ToolInputError(f"invalid arguments for {self.name}: {format_validation_error(exc)}") from exc
+
+    def run(self, arguments: dict[str, Any] | BaseModel, ctx: ToolContext | None = None) -> BaseModel:
+        """Validate and run; every failure leaves as a ToolError with a message fit for a user: ToolInputError
+        from validation and the tool's own checks, ToolRuntimeError from the tool, and for anything else (a bug)
+        a ToolInternalError with an id under which the traceback is logged."""
+        inp = self.validate(arguments)
+        ctx = ctx or ToolContext()
+        ctx.tool_name = self.name
+        apply_torch_threads(ctx.settings)
+        try:
+            return self.fn(inp, ctx)
+        except ToolError:
+            raise
+        except Exception as exc:  # input errors were raised as ToolInputError by validation or explicit checks
+            raise internal_error(self.name, exc, ctx.settings) from exc
+
+    def estimated_seconds(self, arguments: dict[str, Any] | BaseModel) -> float | None:
+        """The tool's own cost estimate for these arguments, if it has one."""
+        return None if self.estimate is None else float(self.estimate(self.validate(arguments)))
+
+
+log = logging.getLogger("matsearch.tools")
+log.addHandler(logging.NullHandler())  # a library logger: the server's logging shows it; a CLI user sees no trace
+ERROR_LOG = "logs/tool-errors.log"  # under the workspace: the tracebacks of internal errors, by id
+MAX_CAUSE_CHARS = 200
+
+
+def internal_error(tool_name: str, exc: BaseException, settings: Settings | None = None) -> ToolInternalError:
+    """The caller's view of an unexpected failure: a short id to report and the exception in one line. The
+    traceback goes to the `matsearch.tools` logger (the server log) and to workspace/logs/tool-errors.log."""
+    error_id = secrets.token_hex(4)
+    trace = "".join(traceback.format_exception(exc))
+    log.error("internal error %s in tool %s", error_id, tool_name, exc_info=exc)
+    where = "the server log"
+    if settings is not None:
+        try:
+            path = settings.resolved_workspace() / ERROR_LOG
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as fh:
+                fh.write(f"=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {error_id} {tool_name}\n{trace}\n")
+            where += f" and {ERROR_LOG} in the workspace"
+        except OSError as write_error:
+            log.warning("could not write the error log in the workspace: %s", write_error)
+    cause = " ".join(f"{type(exc).__name__}: {exc}".split())
+    if len(cause) > MAX_CAUSE_CHARS:
+        cause = cause[: MAX_CAUSE_CHARS - 3] + "..."
+    return ToolInternalError(
+        f"{tool_name} failed unexpectedly ({cause}); this is a fault in matsearch, not in the arguments: report "
+        f"error id {error_id} (the traceback is in {where})", error_id)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per bad field: 'field.path: message'."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(input)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+REGISTRY: dict[str, ToolSpec] = {}
+
+
+def tool(
+    *,
+    cost: CostClass = "instant",
+    read_only: bool = False,
+    idempotent: bool = False,
+    destructive: bool = False,
+    estimate: Callable[[Any], float] | None = None,
+    name: str | None = None,
+) -> Callable[[Callable[..., BaseModel]], Callable[..., BaseModel]]:
+    """Register `fn(inp: InputModel, ctx: ToolContext) -> OutputModel` as a tool (its docstring is the description)."""
+
+    def register(fn: Callable[..., BaseModel]) -> Callable[..., BaseModel]:
+        hints = get_type_hints(fn)
+        params = list(inspect.signature(fn).parameters)
+        input_model = hints[params[0]]
+        output_model = hints["return"]
+        if not (issubclass(input_model, BaseModel) and issubclass(output_model, BaseModel)):
+            raise TypeError(f"tool {fn.__name__}: input and output must be pydantic models")
+        spec = ToolSpec(
+            name=name or fn.__name__,
+            fn=fn,
+            input_model=input_model,
+            output_model=output_model,
+            description=inspect.cleandoc(fn.__doc__ or "").strip(),
+            cost=cost,
+            read_only=read_only,
+            idempotent=idempotent,
+            destructive=destructive,
+            estimate=estimate,
+        )
+        if not spec.description:
+            raise TypeError(f"tool {spec.name} needs a docstring: it is the description an LLM reads")
+        REGISTRY[spec.name] = spec
+        return fn
+
+    return register
+
+
+@cache
+def tool_modules() -> tuple[str, ...]:
+    """Every module under tools/ that defines a tool (an `@tool` decorator in its source), found by walking the
+    packages: a new capability registers by existing, not by being added to a list."""
+    import tools
+
+    found = []
+    for info in pkgutil.walk_packages(tools.__path__, "tools."):
+        if info.ispkg or info.name.startswith(_NOT_TOOL_PACKAGES):
+            continue
+        spec = importlib.util.find_spec(info.name)
+        if spec and spec.origin and re.search(r"^@tool\b", Path(spec.origin).read_text(), re.MULTILINE):
+            found.append(info.name)
+    return tuple(sorted(found))
+
+
+def load_tools() -> dict[str, ToolSpec]:
+    """Import every tool module so the registry is complete, and return it."""
+    for module in tool_modules():
+        importlib.import_module(module)
+    return REGISTRY
+
+
+def get_tool(name: str) -> ToolSpec:
+    """A registered tool by name; ToolInputError naming the valid ones otherwise."""
+    tools = load_tools()
+    if name not in tools:
+        raise ToolInputError(f"unknown tool {name!r}; available: {', '.join(sorted(tools))}")
+    return tools[name]

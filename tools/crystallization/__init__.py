@@ -1,0 +1,1 @@
+"""Which polymorph nucleates first from an amorphous phase: precursors, motifs, prediction."""

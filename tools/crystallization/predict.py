@@ -1,0 +1,632 @@
+"""Crystallization predictor: which polymorph emerges first when an amorphous phase crystallizes.
+
+After Aykol, Merchant, Batzner, Wei and Cubuk (Nature Computational Science 2025): melt-quench an amorphous cell
+with a universal potential, cut it into local motifs (subcells on a fractional grid), relax every motif, and
+identify what it becomes. By Ostwald's rule of stages the polymorph whose motifs the amorphous phase most readily
+relaxes into nucleates first; the ground state by energy is reported beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pymatgen.core import Composition, Structure
+
+from memory.store import symmetry_of
+from tools.core.common import StructureSummary, parse_formula
+from tools.core.errors import ToolInputError
+from tools.core.executor import get_executor
+from tools.core.executor_tasks import atoms_to_xyz, melt_quench_task, relax_payload, relax_task, xyz_to_atoms
+from tools.core.registry import ToolContext, tool
+from tools.crystallization.amorphous import (
+    AmorphousReplica,
+    MeltQuenchSchedule,
+    default_T_high,
+    formula_units,
+    integer_formula,
+    melt_quench,
+    pair_distance,
+    random_packed_cell,
+)
+from tools.crystallization.motifs import (
+    Candidate,
+    Motif,
+    ValidityCriteria,
+    candidate_polymorphs,
+    identify,
+    kept_structure,
+    merge_relaxed_duplicates,
+    validity_problems,
+)
+from tools.crystallization.subcells import enumerate_subcells, selection_order
+from tools.potentials.calculators import elemental_references, get_potential
+from tools.structures.io import (
+    StructureRef,
+    atoms_to_structure,
+    min_interatomic_distance,
+    resolve_structure,
+    structure_to_atoms,
+    structure_to_cif,
+)
+
+WEAK_PREDICTION_FRACTION = 0.25  # a predicted polymorph with fewer of the valid motifs than this is flagged as weak
+MOTIF_CHUNK = 8  # motif relaxations handed to the executor at once (the wall-time limit is checked between chunks)
+OVERLAP_SKIP_A = 0.5  # subcells whose new periodic images bring atoms closer than this are skipped unrelaxed
+
+
+class CrystallizationInput(BaseModel):
+    """Inputs of predict_crystallization: composition, potential, budget, seed and every schedule parameter."""
+
+    composition: str = Field(min_length=1, max_length=100, description="Formula of the amorphous phase, e.g. 'TiO2'.")
+    potential: str | None = Field(
+        default=None, max_length=500,
+        description="'chgnet', 'sevennet-0' or a matsearch checkpoint path; default: the configured potential.",
+    )
+    budget: int = Field(
+        default=60, ge=1, le=5000,
+        description="Subcell (motif) relaxations to spend, at least 1; the dominant cost with the MD.",
+    )
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seed for packing, MD and subcell selection.")
+    n_atoms: int = Field(default=64, ge=2, le=512, description="Atoms per amorphous cell (whole formula units).")
+    n_replicas: int = Field(default=2, ge=1, le=16, description="Independent melt-quench replicas.")
+    density_g_cm3: float | None = Field(
+        default=None, gt=0.05, le=30, description="Amorphous density; default: density_fraction x the reference phase."
+    )
+    density_fraction: float = Field(
+        default=0.95, gt=0.3, le=1.5, description="Amorphous density as a fraction of the lowest-energy reference."
+    )
+    T_high: float | None = Field(
+        default=None, gt=300, le=6000, description="Melt temperature, K; default 1.5 x highest elemental melting point."
+    )
+    T_low: float = Field(default=300.0, gt=0, le=2000, description="Temperature after the quench, K.")
+    melt_steps: int = Field(default=1000, ge=0, le=200_000, description="MD steps held at T_high.")
+    quench_steps: int = Field(default=2000, ge=1, le=500_000, description="MD steps of the linear cool.")
+    hold_steps: int = Field(default=500, ge=0, le=200_000, description="MD steps held at T_low after the quench.")
+    timestep_fs: float = Field(default=2.0, gt=0, le=5, description="MD time step, fs.")
+    friction_per_fs: float = Field(default=0.01, gt=0, le=1, description="Langevin friction, 1/fs.")
+    d_frac: float = Field(default=0.2, ge=0.02, le=1.0, description="Grid spacing (fractional) of subcell bounds.")
+    n_min: int = Field(default=2, ge=1, le=64, description="Fewest atoms in a subcell.")
+    n_max: int = Field(default=8, ge=1, le=64, description="Most atoms in a subcell.")
+    cubic_only: bool = Field(default=True, description="Only boxes with equal fractional edges (as in the paper).")
+    only_target_composition: bool = Field(default=True, description="Only subcells with the target's element ratios.")
+    fmax: float = Field(default=0.05, gt=0.001, le=2.0, description="Relaxation force threshold, eV/A.")
+    max_relax_steps: int = Field(default=300, ge=1, le=5000, description="FIRE steps per motif relaxation.")
+    formation_min_eV: float = Field(default=-5.0, ge=-20, le=0, description="Lowest credible formation energy/atom.")
+    formation_max_eV: float = Field(default=0.5, ge=-5, le=5, description="Highest accepted formation energy/atom.")
+    min_distance_A: float | None = Field(
+        default=None, gt=0, le=4, description="Fusion threshold, A; default 0.6 x the smallest covalent pair sum."
+    )
+    max_reference_relaxations: int = Field(
+        default=12, ge=0, le=100, description="Candidate polymorphs relaxed for the ground state and density."
+    )
+    n_random_candidates: int = Field(default=0, ge=0, le=50, description="Extra pyxtal random candidate crystals.")
+    max_wall_s: float | None = Field(default=None, gt=0, description="Stop relaxing motifs after this wall time, s.")
+    store: bool = Field(default=True, description="Store the relaxed polymorphs and amorphous cells in memory.")
+    precursor: StructureRef | None = Field(
+        default=None, description="Your own amorphous cell of the composition: used instead of the melt-quench MD.",
+    )
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _budget_positive(cls, value: Any) -> Any:
+        """A budget below one relaxation can predict nothing."""
+        if isinstance(value, int | float) and value < 1:
+            raise ValueError(f"budget must be at least 1 subcell relaxation, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CrystallizationInput:
+        """n_min <= n_max and a formation window that is not empty."""
+        if self.n_min > self.n_max:
+            raise ValueError(f"n_min ({self.n_min}) must not exceed n_max ({self.n_max})")
+        if self.formation_min_eV >= self.formation_max_eV:
+            raise ValueError("formation_min_eV must be below formation_max_eV")
+        return self
+
+    def schedule(self, unit: Composition) -> MeltQuenchSchedule:
+        """The melt-quench schedule these inputs describe."""
+        return MeltQuenchSchedule(
+            T_high=self.T_high or default_T_high(unit), T_low=self.T_low, melt_steps=self.melt_steps,
+            quench_steps=self.quench_steps, hold_steps=self.hold_steps, timestep_fs=self.timestep_fs,
+            friction_per_fs=self.friction_per_fs,
+        )
+
+
+class PolymorphOutcome(BaseModel):
+    """One polymorph (or unidentified motif cluster) among the relaxed motifs."""
+
+    label: str
+    source: str = Field(description="memory, prototype, pyxtal-database, pyxtal-random, unidentified or other")
+    spacegroup: str
+    count: int
+    frequency: float = Field(description="Fraction of valid target-composition motifs")
+    min_energy_per_atom_eV: float
+    min_formation_energy_per_atom_eV: float
+    reference_energy_per_atom_eV: float | None = Field(description="The relaxed candidate's energy when relaxed")
+    e_above_ground_state_eV: float = Field(description="Lowest energy/atom of this polymorph above the ground state")
+    rank_by_frequency: int
+    rank_by_energy: int
+    structure: StructureSummary | None = Field(default=None, description="Stored lowest-energy motif")
+
+
+class ReferencePolymorph(BaseModel):
+    """A relaxed candidate polymorph (the thermodynamic side of the comparison)."""
+
+    label: str
+    source: str
+    spacegroup: str
+    energy_per_atom_eV: float
+    e_above_ground_state_eV: float
+    kept_structure: bool = Field(description="False when relaxation turned it into another structure")
+    same_as: str | None = Field(None, description="the better-known candidate it relaxed into (same structure and "
+                                "energy), which stands for it in the ranking")
+    structure: StructureSummary | None = None
+
+
+class ReplicaSummary(BaseModel):
+    """One melt-quench replica."""
+
+    seed: int
+    n_atoms: int
+    density_g_cm3: float
+    final_temperature_K: float | None = Field(description="None for a given precursor")
+    final_epot_per_atom_eV: float | None
+    n_subcells: int
+    wall_time_s: float
+    structure_id: str | None = None
+
+
+class CrystallizationOutput(BaseModel):
+    """The prediction, the counts behind it, and the artifacts."""
+
+    composition: str
+    potential: str
+    seed: int
+    predicted_first_polymorph: str | None = Field(description="Most frequent identified polymorph among motifs")
+    lowest_energy_motif: str | None = Field(description="Label of the lowest-energy valid motif")
+    ground_state: str | None = Field(description="Lowest energy/atom among relaxed candidates and motifs")
+    ground_state_energy_per_atom_eV: float | None
+    ostwald_differs: bool | None = Field(description="True when the predicted first polymorph is not the ground state")
+    polymorphs: list[PolymorphOutcome] = Field(description="Ranked by frequency (rank_by_energy beside it)")
+    references: list[ReferencePolymorph]
+    replicas: list[ReplicaSummary]
+    schedule: dict[str, float]
+    n_subcells_total: int
+    n_relaxed: int
+    n_valid: int
+    n_skipped_overlap: int
+    rejections: dict[str, int]
+    labels_by_size: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="valid motifs per subcell atom count, by polymorph: a box smaller than a "
+        "polymorph's smallest cell cannot hold it, so the smallest boxes can decide the overall frequencies")
+    budget: int
+    wall_time_s: float
+    report_uri: str
+    json_uri: str
+    histogram_uri: str | None
+    notes: list[str]
+
+
+def _estimate(inp: CrystallizationInput) -> float:
+    """Seconds on 2 CPU cores with CHGNet (about 3 ms per atom per MD step, ~4 s per motif relaxation)."""
+    md = inp.n_replicas * (inp.melt_steps + inp.quench_steps + inp.hold_steps) * 0.003 * inp.n_atoms
+    return 20.0 + md + 4.0 * inp.budget + 3.0 * inp.max_reference_relaxations
+
+
+def _finite(value: float, digits: int) -> float | None:
+    """Rounded value, or None when it is not a number (JSON has no NaN)."""
+    return round(value, digits) if np.isfinite(value) else None
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _reason(problem: str) -> str:
+    """Group rejection messages by their kind."""
+    return problem.split(" (")[0].split(":")[0].split(" -")[0].split(" outside")[0].split(" [")[0]
+
+
+def _fallback_volume_per_atom(unit: Composition) -> float:
+    """A rough volume per atom from covalent radii (packing fraction 0.34, as in diamond)."""
+    from ase.data import atomic_numbers, covalent_radii
+
+    vol = sum(amount * 4.19 * covalent_radii[atomic_numbers[el.symbol]] ** 3 for el, amount in unit.items())
+    return float(vol / unit.num_atoms / 0.34)
+
+
+@tool(cost="long", estimate=_estimate)
+def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> CrystallizationOutput:
+    """Predict which crystal polymorph forms first when the amorphous phase of a composition is annealed
+    (Ostwald's rule of stages, after Aykol et al., Nat. Comput. Sci. 2025). Melt-quench MD with an interatomic
+    potential makes amorphous cells (n_replicas, schedule T_high/melt_steps/quench_steps/hold_steps); every small
+    box on a fractional grid (d_frac, n_min..n_max atoms) becomes a periodic motif that is relaxed (FIRE + cell
+    filter, at most `budget` relaxations), checked for physical validity, and matched against candidate polymorphs
+    from memory, AFLOW prototypes and pyxtal. Returns the most frequent polymorph (the predicted first to
+    nucleate), the lowest-energy motif and the ground state by energy, every polymorph ranked by frequency and by
+    energy, a Markdown/JSON report and a histogram; relaxed polymorphs are stored in memory. Slow: run it as a job."""
+    start = time.perf_counter()
+    comp = parse_formula(inp.composition)
+    unit = integer_formula(comp, inp.n_atoms)
+    if inp.only_target_composition and unit.num_atoms > inp.n_max:
+        raise ToolInputError(
+            f"impossible stoichiometry for the motifs: a {unit.reduced_formula} formula unit has "
+            f"{int(unit.num_atoms)} atoms, more than n_max={inp.n_max}; raise n_max or set only_target_composition "
+            "to false"
+        )
+    potential = inp.potential or ctx.settings.potential
+    calc = get_potential(potential, ctx.settings)
+    refs = elemental_references(potential, ctx.settings)
+    schedule = inp.schedule(unit)
+    notes: list[str] = []
+    rng_seed = int(inp.seed)
+    params = inp.model_dump(exclude={"store"})
+
+    # progress units: one per reference relaxation, `md_units` per replica, one per motif relaxation
+    md_units = max(1, schedule.total_steps // 50)
+    candidates = candidate_polymorphs(unit, ctx.store, inp.n_random_candidates, rng_seed, notes=notes)
+    to_relax = sorted(candidates, key=lambda c: c.priority)[
+        : inp.max_reference_relaxations
+    ]
+    total = len(to_relax) + (0 if inp.precursor else inp.n_replicas * md_units) + inp.budget
+    done = 0.0
+    ctx.progress(0, total, f"relaxing {len(to_relax)} candidate polymorphs of {unit.reduced_formula}")
+
+    # 1. candidate polymorphs relaxed (through the executor: in-process or Dask workers), for the ground-state
+    #    competitors and the reference density
+    executor = get_executor(ctx.settings)
+
+    def payload(structure: Structure) -> dict[str, Any]:
+        return relax_payload(structure, potential, inp.fmax, inp.max_relax_steps, ctx.settings.device)
+
+    relaxed_refs = executor.map(
+        relax_task, [payload(c.structure) for c in to_relax], cancel=ctx.cancel_event,
+        progress=lambda n, _t: ctx.progress(done + n, total, f"relaxed candidate {to_relax[n - 1].label}"),
+    )
+    for cand, res in zip(to_relax, relaxed_refs, strict=True):
+        if np.isfinite(res["energy"]):
+            cand.relaxed = Structure.from_str(res["cif"], fmt="cif")
+            cand.energy_per_atom = res["energy"] / len(cand.relaxed)
+            cand.converged = bool(res["converged"])
+            cand.kept = kept_structure(cand)
+    if merged := merge_relaxed_duplicates(candidates):
+        notes.append(f"{merged} candidate(s) relaxed into a better-known candidate and carry its name")
+    done += len(to_relax)
+    kept = [c for c in candidates if c.kept]
+    reference = min(kept, key=lambda c: c.energy_per_atom or np.inf, default=None)
+    if inp.density_g_cm3 is not None:
+        mass = sum(el.atomic_mass * amount for el, amount in unit.items())
+        volume_per_atom = float(mass / unit.num_atoms / inp.density_g_cm3 * 1.66053906660)
+    elif reference is not None and reference.relaxed is not None:
+        volume_per_atom = reference.relaxed.volume / len(reference.relaxed) / inp.density_fraction
+        notes.append(f"amorphous density {inp.density_fraction:g} x relaxed {reference.label}")
+    else:
+        volume_per_atom = _fallback_volume_per_atom(unit)
+        notes.append("no relaxed reference phase: density guessed from covalent radii")
+
+    # 2. amorphous replicas by melt-quench
+    n_units = formula_units(unit, inp.n_atoms)
+    replicas: list[AmorphousReplica] = []
+    replica_ids: list[str | None] = []
+    if inp.precursor is not None:
+        given = resolve_structure(inp.precursor, ctx.store, ctx.settings.max_atoms)
+        if given.composition.reduced_formula != unit.reduced_formula:
+            raise ToolInputError(f"the precursor is {given.composition.reduced_formula}, not {unit.reduced_formula}")
+        replicas.append(AmorphousReplica(structure_to_atoms(given), rng_seed, float("nan"), float("nan"),
+                                         float(given.density), 0.0))
+        replica_ids.append(inp.precursor.id)
+        notes.append("amorphous cell given as precursor: no melt-quench MD")
+    n_md = 0 if inp.precursor is not None else inp.n_replicas
+    packed_cells = [random_packed_cell(unit, n_units, volume_per_atom, seed=rng_seed * 1009 + k) for k in range(n_md)]
+    if n_md and executor.name != "in-process":  # replicas in parallel on the workers (progress per replica)
+        payloads = [{"start": atoms_to_xyz([cell]), "potential": potential, "schedule": asdict(schedule),
+                     "seed": rng_seed * 1009 + k, "device": ctx.settings.device} for k, cell in enumerate(packed_cells)]
+        runs = executor.map(
+            melt_quench_task, payloads, cancel=ctx.cancel_event,
+            progress=lambda n, t, d=done: ctx.progress(d + md_units * n, total, f"replica {n}/{t} quenched"),
+        )
+        quenched = [AmorphousReplica(xyz_to_atoms(r["atoms"])[0], r["seed"], r["final_temperature_K"],
+                                     r["final_epot_per_atom"], r["density_g_cm3"], r["wall_time_s"]) for r in runs]
+    else:
+        quenched = []
+        for k, cell in enumerate(packed_cells):  # in this process: progress at every logged MD step
+            def md_progress(step: float, steps: float | None, message: str | None, base: float = done + md_units * k,
+                            k: int = k) -> None:
+                ctx.progress(base + md_units * step / max(steps or 1, 1), total, f"replica {k + 1}: {message or ''}")
+
+            quenched.append(melt_quench(cell, calc, potential, schedule, seed=rng_seed * 1009 + k,
+                                        progress=md_progress))
+    for k, rep in enumerate(quenched):
+        replicas.append(rep)
+        done += md_units
+        rid = None
+        if inp.store:
+            rid = ctx.store.add(
+                atoms_to_structure(rep.atoms),
+                provenance={"tool": "predict_crystallization", "parameters": {**params, "replica": k},
+                            "parent_ids": [], "time": _now()},
+                properties={"amorphous": True, "potential": potential, "seed": rep.seed,
+                            "quench_rate_K_per_ps": schedule.quench_rate_K_per_ps()},
+                tags=["amorphous", "crystallization"],
+            ).id
+        replica_ids.append(rid)
+
+    # 3. subcells, visited in a seeded order; relax up to the budget
+    target = unit if inp.only_target_composition else None
+    grids = [enumerate_subcells(r.atoms, inp.d_frac, inp.n_min, inp.n_max, inp.cubic_only, target) for r in replicas]
+    pool = [(k, i) for k, grid in enumerate(grids) for i in range(len(grid))]
+    order = selection_order(len(pool), rng_seed)
+    if not pool:
+        raise ToolInputError(
+            f"no subcell of the amorphous cells has {inp.n_min}-{inp.n_max} atoms"
+            + (f" in the ratio of {unit.reduced_formula}" if target else "")
+            + ": use a smaller d_frac, a wider [n_min, n_max] or more atoms"
+        )
+    pairs = [(a.symbol, b.symbol) for a in unit.elements for b in unit.elements]
+    criteria = ValidityCriteria(
+        formation_min_eV=inp.formation_min_eV, formation_max_eV=inp.formation_max_eV,
+        min_distance_A=inp.min_distance_A or 0.6 * min(pair_distance(a, b) for a, b in pairs),
+    )
+    motifs: list[Motif] = []
+    skipped = 0
+    selected: list[tuple[int, Structure]] = []
+    for position in order:
+        if len(selected) >= inp.budget:
+            break
+        k, i = pool[int(position)]
+        sub = grids[k].structure(i)
+        if len(sub) > 1 and min_interatomic_distance(sub) < OVERLAP_SKIP_A:
+            skipped += 1
+            continue
+        selected.append((k, sub))
+    for first in range(0, len(selected), MOTIF_CHUNK):
+        if inp.max_wall_s is not None and time.perf_counter() - start > inp.max_wall_s:
+            notes.append(f"stopped after {len(motifs)} relaxations: max_wall_s reached")
+            break
+        chunk = selected[first:first + MOTIF_CHUNK]
+        results = executor.map(
+            relax_task, [payload(sub) for _, sub in chunk], cancel=ctx.cancel_event,
+            progress=lambda n, _t, d=done: ctx.progress(d + n, total, f"motif {len(motifs) + n}/{inp.budget} relaxed"),
+        )
+        for (k, sub), res in zip(chunk, results, strict=True):
+            relaxed = Structure.from_str(res["cif"], fmt="cif")
+            form = refs.formation_energy_per_atom(relaxed, res["energy"])
+            dmin = min_interatomic_distance(relaxed) if len(relaxed) > 1 else float(min(relaxed.lattice.abc))
+            sym, num, _ = symmetry_of(relaxed)
+            motifs.append(Motif(
+                index=len(motifs), replica=k, n_atoms=len(sub), initial_energy=res["initial_energy"],
+                energy=res["energy"], energy_per_atom=res["energy"] / len(sub), formation_energy_per_atom=float(form),
+                steps=res["steps"], converged=res["converged"], structure=relaxed, spacegroup=sym,
+                spacegroup_number=num,
+                problems=validity_problems(res["initial_energy"], res["energy"], float(form), dmin, criteria),
+            ))
+            done += 1
+        last = motifs[-1]
+        message = f"motif {len(motifs)}/{inp.budget}: {last.spacegroup}, {last.energy_per_atom:.3f} eV/atom"
+        ctx.progress(done, total, message)
+
+    # 4. identification and ranking
+    identify(motifs, candidates, unit)
+    out = _rank(inp, ctx, unit, potential, candidates, motifs, replica_ids, params)
+    rejections = Counter(_reason(p) for m in motifs for p in m.problems[:1])
+    result = CrystallizationOutput(
+        composition=unit.reduced_formula, potential=potential, seed=inp.seed, schedule=schedule.as_dict(),
+        replicas=[
+            ReplicaSummary(seed=r.seed, n_atoms=len(r.atoms), density_g_cm3=round(r.density_g_cm3, 4),
+                           final_temperature_K=_finite(r.final_temperature_K, 1),
+                           final_epot_per_atom_eV=_finite(r.final_epot_per_atom, 5), n_subcells=len(g),
+                           wall_time_s=round(r.wall_time_s, 2), structure_id=rid)
+            for r, g, rid in zip(replicas, grids, replica_ids, strict=True)
+        ],
+        n_subcells_total=len(pool), n_relaxed=len(motifs), n_valid=sum(m.valid for m in motifs),
+        n_skipped_overlap=skipped, rejections=dict(rejections), labels_by_size=_labels_by_size(motifs),
+        budget=inp.budget,
+        wall_time_s=round(time.perf_counter() - start, 2), report_uri="", json_uri="", histogram_uri=None,
+        notes=notes + out.pop("notes"), **out,
+    )
+    ctx.progress(total, total, "writing report")
+    return _write_artifacts(result, motifs, candidates, ctx)
+
+
+def _labels_by_size(motifs: list[Motif]) -> dict[str, dict[str, int]]:
+    """Valid motifs counted per subcell size (atoms) and label, most frequent first."""
+    out: dict[str, dict[str, int]] = {}
+    for n in sorted({m.n_atoms for m in motifs if m.valid}):
+        counts = Counter(m.label or "?" for m in motifs if m.valid and m.n_atoms == n)
+        out[str(n)] = dict(counts.most_common())
+    return out
+
+
+def _rank(
+    inp: CrystallizationInput, ctx: ToolContext, unit: Composition, potential: str, candidates: list[Candidate],
+    motifs: list[Motif], replica_ids: list[str | None], params: dict[str, Any],
+) -> dict[str, Any]:
+    """Polymorph frequencies and energies, the ground state, and the stored structures."""
+    notes: list[str] = []
+    on_target = [m for m in motifs if m.valid and m.source != "other"]
+    groups: dict[str, list[Motif]] = {}
+    for m in on_target:
+        groups.setdefault(m.label or "?", []).append(m)
+    # ground state: relaxed candidates that kept their structure, and the motifs themselves
+    energies: dict[str, float] = {}
+    for cand in candidates:
+        if cand.energy_per_atom is not None and cand.kept and cand.same_as is None:
+            energies[cand.label] = cand.energy_per_atom
+    for label, group in groups.items():
+        energies[label] = min(energies.get(label, np.inf), min(m.energy_per_atom for m in group))
+    ground = min(energies, key=lambda k: energies[k]) if energies else None
+    e0 = energies[ground] if ground else None
+
+    def store(structure: Structure, energy: float, props: dict[str, Any], parents: list[str]) -> StructureSummary:
+        form = elemental_references(potential, ctx.settings).formation_energy_per_atom(structure, energy)
+        stored = ctx.store.add(
+            structure,
+            provenance={"tool": "predict_crystallization", "parameters": params, "parent_ids": parents,
+                        "time": _now()},
+            energy=energy,
+            properties={"relaxed": True, "potential": potential, "energy_eV": round(energy, 6),
+                        "energy_per_atom_eV": round(energy / len(structure), 6),
+                        "formation_energy_per_atom_eV": round(float(form), 6), **props},
+            tags=["relaxed", "crystallization"],
+        )
+        return StructureSummary.from_record(ctx.store.get(stored.id))
+
+    by_freq = sorted(groups, key=lambda k: (-len(groups[k]), min(m.energy_per_atom for m in groups[k]), k))
+    by_energy = sorted(groups, key=lambda k: (min(m.energy_per_atom for m in groups[k]), k))
+    ref_energy = {c.label: c.energy_per_atom for c in candidates if c.energy_per_atom is not None}
+    polymorphs = []
+    for rank, label in enumerate(by_freq, start=1):
+        group = groups[label]
+        best = min(group, key=lambda m: m.energy_per_atom)
+        summary = None
+        if inp.store:
+            parents = [p for p in {replica_ids[best.replica]} if p]
+            summary = store(best.structure, best.energy,
+                            {"crystallization_label": label, "motif_count": len(group),
+                             "motif_frequency": round(len(group) / len(on_target), 4)}, parents)
+        polymorphs.append(PolymorphOutcome(
+            label=label, source=best.source or "unidentified", spacegroup=best.spacegroup, count=len(group),
+            frequency=round(len(group) / len(on_target), 4),
+            min_energy_per_atom_eV=round(best.energy_per_atom, 6),
+            min_formation_energy_per_atom_eV=round(min(m.formation_energy_per_atom for m in group), 6),
+            reference_energy_per_atom_eV=None if ref_energy.get(label) is None else round(ref_energy[label], 6),
+            e_above_ground_state_eV=round(best.energy_per_atom - (e0 or 0.0), 6),
+            rank_by_frequency=rank, rank_by_energy=by_energy.index(label) + 1, structure=summary,
+        ))
+    references = []
+    for cand in candidates:
+        if cand.energy_per_atom is None or cand.relaxed is None:
+            continue
+        kept = cand.kept
+        summary = None
+        if inp.store:
+            parents = [cand.memory_id] if cand.memory_id else []
+            summary = store(cand.relaxed, cand.energy_per_atom * len(cand.relaxed),
+                            {"crystallization_reference": cand.label, "kept_structure": kept}, parents)
+        references.append(ReferencePolymorph(
+            label=cand.label, source=cand.source, spacegroup=symmetry_of(cand.relaxed)[0],
+            energy_per_atom_eV=round(cand.energy_per_atom, 6),
+            e_above_ground_state_eV=round(cand.energy_per_atom - (e0 or 0.0), 6), kept_structure=kept,
+            same_as=cand.same_as, structure=summary,
+        ))
+    references.sort(key=lambda r: r.energy_per_atom_eV)
+    identified = [p for p in polymorphs if p.source not in ("unidentified", "other")]
+    predicted = identified[0].label if identified else None
+    if predicted is None:
+        notes.append("no valid motif matched a known polymorph: raise the budget, n_max or the MD length")
+    elif identified[0].count < WEAK_PREDICTION_FRACTION * len(on_target):
+        notes.append(f"the prediction rests on {identified[0].count} of {len(on_target)} valid motifs; most are "
+                     "unidentified or other polymorphs: treat it as weak (see the motifs by subcell size)")
+    lowest = min(on_target, key=lambda m: m.energy_per_atom).label if on_target else None
+    return {
+        "predicted_first_polymorph": predicted, "lowest_energy_motif": lowest, "ground_state": ground,
+        "ground_state_energy_per_atom_eV": None if e0 is None else round(e0, 6),
+        "ostwald_differs": None if predicted is None or ground is None else predicted != ground,
+        "polymorphs": polymorphs, "references": references, "notes": notes,
+    }
+
+
+def _write_artifacts(
+    result: CrystallizationOutput, motifs: list[Motif], candidates: list[Candidate], ctx: ToolContext
+) -> CrystallizationOutput:
+    """report.md, report.json (with every motif and candidate, structures as CIF, so identification can be redone
+    offline) and histogram.png under the call's artifact directory."""
+    folder = ctx.artifact_dir()
+    hist = _histogram(result, folder / "histogram.png")
+    result.histogram_uri = ctx.artifact_uri(hist) if hist else None
+    json_path, md_path = folder / "report.json", folder / "report.md"
+    result.report_uri, result.json_uri = ctx.artifact_uri(md_path), ctx.artifact_uri(json_path)
+    motif_rows = [
+        {"index": m.index, "replica": m.replica, "n_atoms": m.n_atoms, "label": m.label, "spacegroup": m.spacegroup,
+         "initial_energy_eV": round(m.initial_energy, 6), "energy_eV": round(m.energy, 6),
+         "energy_per_atom_eV": round(m.energy_per_atom, 6),
+         "formation_energy_per_atom_eV": round(m.formation_energy_per_atom, 6), "steps": m.steps,
+         "converged": m.converged, "valid": m.valid, "problems": m.problems, "cif": structure_to_cif(m.structure)}
+        for m in motifs
+    ]
+    candidate_rows = [
+        {"label": c.label, "source": c.source, "priority": c.priority, "space_group": c.space_group,
+         "n_primitive": c.n_primitive, "energy_per_atom_eV": c.energy_per_atom, "converged": c.converged,
+         "kept": c.kept, "same_as": c.same_as, "cif": structure_to_cif(c.structure),
+         "relaxed_cif": None if c.relaxed is None else structure_to_cif(c.relaxed)}
+        for c in candidates
+    ]
+    json_path.write_text(json.dumps({**result.model_dump(mode="json"), "motifs": motif_rows,
+                                     "candidates": candidate_rows}, indent=1))
+    md_path.write_text(_markdown(result))
+    return result
+
+
+def _markdown(r: CrystallizationOutput) -> str:
+    """The human-readable report."""
+    lines = [
+        f"# Crystallization of amorphous {r.composition} ({r.potential})", "",
+        "- Predicted first polymorph (most frequent identified motif): "
+        f"**{r.predicted_first_polymorph or 'none (no motif matched a known polymorph)'}**",
+        f"- Lowest-energy motif: {r.lowest_energy_motif}",
+        f"- Ground state by energy: {r.ground_state} ({r.ground_state_energy_per_atom_eV} eV/atom)",
+        "- Ostwald's rule differs from thermodynamics: "
+        f"{'unknown (no prediction)' if r.ostwald_differs is None else r.ostwald_differs}",
+        f"- Motifs: {r.n_subcells_total} subcells, {r.n_relaxed} relaxed (budget {r.budget}), {r.n_valid} valid, "
+        f"{r.n_skipped_overlap} skipped for overlaps; rejections: {r.rejections or 'none'}",
+        f"- Schedule: {r.schedule}", f"- Wall time: {r.wall_time_s} s", "",
+        "## Polymorphs among motifs", "",
+        "| rank (freq) | rank (energy) | polymorph | space group | count | frequency | min E (eV/atom) | "
+        "E - E_gs (eV/atom) | stored |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in r.polymorphs:
+        lines.append(
+            f"| {p.rank_by_frequency} | {p.rank_by_energy} | {p.label} | {p.spacegroup} | {p.count} | "
+            f"{p.frequency:.3f} | {p.min_energy_per_atom_eV:.4f} | {p.e_above_ground_state_eV:.4f} | "
+            f"{p.structure.id if p.structure else ''} |"
+        )
+    if r.labels_by_size:
+        lines += ["", "## Motifs by subcell size", "", "| atoms | valid | most frequent |", "|---|---|---|"]
+        for n, counts in r.labels_by_size.items():
+            top = ", ".join(f"{label} {count}" for label, count in list(counts.items())[:3])
+            lines.append(f"| {n} | {sum(counts.values())} | {top} |")
+    lines += ["", "## Relaxed candidate polymorphs (thermodynamics)", "",
+              "| polymorph | source | space group | E (eV/atom) | E - E_gs | kept structure | relaxed into |",
+              "|---|---|---|---|---|---|---|"]
+    for ref in r.references:
+        lines.append(f"| {ref.label} | {ref.source} | {ref.spacegroup} | {ref.energy_per_atom_eV:.4f} | "
+                     f"{ref.e_above_ground_state_eV:.4f} | {ref.kept_structure} | {ref.same_as or ''} |")
+    lines += ["", "## Amorphous replicas", ""]
+    for rep in r.replicas:
+        lines.append(f"- seed {rep.seed}: {rep.n_atoms} atoms, {rep.density_g_cm3} g/cm3, "
+                     f"T_end {rep.final_temperature_K} K, {rep.n_subcells} subcells, {rep.wall_time_s} s")
+    if r.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in r.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _histogram(r: CrystallizationOutput, path: Path) -> Path | None:
+    """Bar chart of motif outcomes (counts per polymorph, identified in colour, energy above ground state)."""
+    if not r.polymorphs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = r.polymorphs[:20]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(shown) + 1.6), dpi=110)
+    colors = ["tab:blue" if p.source not in ("unidentified", "other") else "tab:gray" for p in shown]
+    ax.barh(range(len(shown)), [p.count for p in shown], color=colors)
+    ax.set_yticks(range(len(shown)), [f"{p.label[:40]} (+{p.e_above_ground_state_eV:.3f} eV)" for p in shown],
+                  fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("relaxed motifs")
+    ax.set_title(f"Amorphous {r.composition}: motif outcomes ({r.n_valid} valid of {r.n_relaxed})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

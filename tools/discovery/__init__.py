@@ -1,0 +1,1 @@
+"""The hierarchical search: request reader, formula proposer, structure generator, search."""

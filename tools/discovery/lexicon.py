@@ -1,0 +1,321 @@
+"""The vocabulary of the offline request reader: element groups, compound classes (anions, polyanions, "-ate"
+words, thio-/seleno-/oxy- prefixes), structure families with their synonyms, mineral names and Strukturbericht
+designations (read from pymatgen's AFLOW prototype library where it has the family), application words and the
+cue words of negation. Data only: tools/discovery/request.py holds the reading rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from pymatgen.core import Element
+
+LANTHANIDES = tuple(Element.from_Z(z).symbol for z in range(57, 72))
+ELEMENT_GROUPS: dict[str, tuple[str, ...]] = {
+    "rare earth": (*LANTHANIDES, "Sc", "Y"),
+    "lanthanide": LANTHANIDES,
+    "noble metal": ("Ru", "Rh", "Pd", "Ag", "Os", "Ir", "Pt", "Au"),
+    "precious metal": ("Ru", "Rh", "Pd", "Ag", "Os", "Ir", "Pt", "Au"),
+    "platinum group": ("Ru", "Rh", "Pd", "Os", "Ir", "Pt"),
+    "alkali": ("Li", "Na", "K", "Rb", "Cs"),
+    "alkaline earth": ("Be", "Mg", "Ca", "Sr", "Ba"),
+    "toxic": ("Pb", "Cd", "Hg", "As", "Tl", "Be"),
+    "heavy metal": ("Pb", "Cd", "Hg", "Tl"),
+    "radioactive": ("Tc", "Pm", "Po", "At", "Rn", "Fr", "Ra", "Ac", "Th", "Pa", "U", "Np", "Pu"),
+    "halogen": ("F", "Cl", "Br", "I"),
+    "chalcogen": ("S", "Se", "Te"),
+    "noble gas": ("He", "Ne", "Ar", "Kr", "Xe", "Rn"),
+    "3d transition metal": ("Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn"),
+    "transition metal": ("Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Y", "Zr", "Nb", "Mo", "Ru",
+                         "Rh", "Pd", "Ag", "Cd", "Hf", "Ta", "W", "Re", "Os", "Ir", "Pt", "Au"),
+}
+# Phrases (lower case, regex-ready) that name a group; plural and hyphenated forms are added by the reader.
+GROUP_WORDS: dict[str, str] = {
+    r"rare[- ]earths?(?:[- ]elements?|[- ]metals?)?": "rare earth",
+    r"lanthanides?|lanthanoids?": "lanthanide",
+    r"noble metals?": "noble metal",
+    r"precious metals?": "precious metal",
+    r"platinum[- ]group(?: metals?)?|pgms?": "platinum group",
+    r"alkali(?:[- ]metals?)?": "alkali",
+    r"alkaline[- ]earths?(?:[- ]metals?)?": "alkaline earth",
+    r"toxic(?: elements?| metals?)?": "toxic",
+    r"heavy metals?": "heavy metal",
+    r"radioactive(?: elements?)?": "radioactive",
+    r"halogens?": "halogen",
+    r"chalcogens?": "chalcogen",
+    r"noble gas(?:es)?|inert gas(?:es)?": "noble gas",
+    r"(?:first[- ]row|3d)[- ]transition[- ]metals?|3d metals?": "3d transition metal",
+    r"transition[- ]metals?": "transition metal",
+}
+
+NOBLE_GASES = ("He", "Ne", "Ar", "Kr", "Xe", "Rn")
+SIMPLE_ANIONS = ("O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I")  # the anions an ionic compound is named by
+
+
+@dataclass(frozen=True)
+class CompoundClass:
+    """A compound class: the anions it allows (any of) and, for an oxo-anion class, its polyanion centre."""
+
+    name: str
+    anions: tuple[str, ...]
+    polyanion: str | None = None  # centre of a tetrahedral oxo-anion (P in PO4, Si in SiO4)
+    mixed: bool = False  # every anion is required (oxynitride: O and N), not any one of them
+
+
+def _classes() -> dict[str, CompoundClass]:
+    single = {
+        "oxide": "O", "fluoride": "F", "chloride": "Cl", "bromide": "Br", "iodide": "I", "sulfide": "S",
+        "selenide": "Se", "telluride": "Te", "nitride": "N", "phosphide": "P", "arsenide": "As",
+        "antimonide": "Sb", "hydride": "H", "carbide": "C", "boride": "B",
+    }
+    out = {name: CompoundClass(name, (anion,)) for name, anion in single.items()}
+    out["halide"] = CompoundClass("halide", ("F", "Cl", "Br", "I"))
+    out["chalcogenide"] = CompoundClass("chalcogenide", ("S", "Se", "Te"))
+    out["pnictide"] = CompoundClass("pnictide", ("N", "P", "As", "Sb"))
+    out["phosphate"] = CompoundClass("phosphate", ("O",), polyanion="P")
+    out["silicate"] = CompoundClass("silicate", ("O",), polyanion="Si")
+    out["germanate"] = CompoundClass("germanate", ("O",), polyanion="Ge")
+    out["thiophosphate"] = CompoundClass("thiophosphate", ("S",), polyanion="P")
+    out["intermetallic"] = CompoundClass("intermetallic", ())
+    for other, anion in (("nitride", "N"), ("fluoride", "F"), ("chloride", "Cl"), ("sulfide", "S")):
+        out[f"oxy{other}"] = CompoundClass(f"oxy{other}", ("O", anion), mixed=True)
+    return out
+
+
+COMPOUND_CLASSES: dict[str, CompoundClass] = _classes()
+# The class an ionic compound of one simple anion belongs to (O -> oxide, Se -> selenide).
+ANION_CLASS: dict[str, str] = {
+    c.anions[0]: name for name, c in COMPOUND_CLASSES.items() if c.anions and c.anions[0] in SIMPLE_ANIONS
+    and len(c.anions) == 1 and c.polyanion is None
+}
+# Word (regex, lower case) -> compound class name. Plurals are handled by the reader.
+CLASS_WORDS: dict[str, str] = {
+    r"(?:mon|di|tri|tetr|pent|sesqui|per)?oxides?|oxidic": "oxide",
+    r"fluorides?": "fluoride", r"chlorides?": "chloride", r"bromides?": "bromide",
+    r"(?:tri)?iodides?": "iodide", r"(?:di)?sulfides?|(?:di)?sulphides?": "sulfide", r"(?:di)?selenides?": "selenide",
+    r"(?:di)?tellurides?": "telluride", r"nitrides?": "nitride", r"phosphides?": "phosphide", r"arsenides?": "arsenide",
+    r"antimonides?": "antimonide", r"hydrides?": "hydride", r"carbides?": "carbide", r"borides?": "boride",
+    r"halides?": "halide", r"(?:di)?chalcogenides?": "chalcogenide", r"pnictides?": "pnictide",
+    r"(?:ortho)?phosphates?": "phosphate", r"(?:ortho)?silicates?": "silicate", r"(?:ortho)?germanates?": "germanate",
+    r"thiophosphates?|thio-phosphates?": "thiophosphate",
+    r"oxynitrides?": "oxynitride", r"oxyfluorides?": "oxyfluoride", r"oxychlorides?": "oxychloride",
+    r"oxysulfides?|oxysulphides?": "oxysulfide",
+    r"intermetallics?|alloys?|intermetallic compounds?": "intermetallic",
+}
+# "-ate"/"-ite" words: an oxide holding this element (a titanate is a Ti oxide).
+ATE_WORDS: dict[str, str] = {
+    "ferrite": "Fe", "ferrate": "Fe", "titanate": "Ti", "niobate": "Nb", "tantalate": "Ta", "aluminate": "Al",
+    "manganite": "Mn", "manganate": "Mn", "cobaltite": "Co", "cobaltate": "Co", "nickelate": "Ni",
+    "zirconate": "Zr", "stannate": "Sn", "vanadate": "V", "tungstate": "W", "molybdate": "Mo", "chromite": "Cr",
+    "chromate": "Cr", "cuprate": "Cu", "ruthenate": "Ru", "gallate": "Ga", "hafnate": "Hf", "plumbate": "Pb",
+    "bismuthate": "Bi", "iridate": "Ir", "scandate": "Sc", "indate": "In", "antimonate": "Sb", "cerate": "Ce",
+    # oxide names: ceria is CeO2, zirconia ZrO2 (an oxide holding the element)
+    "ceria": "Ce", "zirconia": "Zr", "titania": "Ti", "alumina": "Al", "magnesia": "Mg", "silica": "Si",
+    "yttria": "Y", "hafnia": "Hf", "thoria": "Th", "calcia": "Ca", "lithia": "Li", "chromia": "Cr",
+    "vanadia": "V", "niobia": "Nb", "gallia": "Ga", "germania": "Ge", "scandia": "Sc", "gadolinia": "Gd",
+    "samaria": "Sm", "lanthana": "La", "urania": "U",
+}
+# Prefixes that swap a family's anion: thiospinel, selenospinel, telluro-...
+PREFIX_CLASSES = {"thio": "sulfide", "seleno": "selenide", "telluro": "telluride"}
+
+# Structure families (the proposer's names) -> phrases (lower case regex) that name them. Longer, more specific
+# families come first so "double perovskite" is read before "perovskite".
+FAMILY_WORDS: dict[str, tuple[str, ...]] = {
+    "double perovskite": (r"double[- ]perovskites?(?:[- ](?:type|like|structured?))?", r"elpasolites?",
+                          r"ordered perovskites?", r"rock[- ]salt[- ]ordered perovskites?", r"a2bb'o6", r"a2b'b''o6",
+                          r"a2bb'x6"),
+    "orthorhombic perovskite": (r"orthorhombic(?:ally distorted)? perovskites?",
+                                r"pnma \(orthorhombic\) perovskites?", r"\(orthorhombic\) perovskites?",
+                                r"gdfeo3[- ]type", r"distorted perovskites?", r"pnma perovskites?"),
+    "perovskite": (r"perovskites?", r"abo3", r"abx3", r"perovskite[- ](?:type|like|structured?)"),
+    "inverse spinel": (r"inverse[- ]spinels?", r"inverted spinels?"),
+    "spinel": (r"spinels?", r"ab2o4", r"ab2x4"),
+    "half-heusler": (r"half[- ]heuslers?", r"semi[- ]heuslers?", r"mgagas[- ]type", r"c1_?b"),
+    "heusler": (r"full[- ]heuslers?", r"heuslers?", r"l2_?1", r"d0_?3"),
+    "antifluorite": (r"anti[- ]?fluorites?",),
+    "fluorite": (r"fluorites?",),
+    "rock salt": (r"rock[- ]?salts?", r"halite", r"nacl[- ](?:type|like|structured?)", r"b1[- ](?:type|structure)"),
+    "cscl": (r"cscl[- ](?:type|like|structured?)", r"c(?:a|ae|e)sium chloride(?:[- ]type)?",
+             r"b2[- ](?:type|structure|phase|ordered)"),
+    "zincblende": (r"zinc[- ]?blendes?", r"sphalerite", r"b3[- ](?:type|structure)"),
+    "wurtzite": (r"wurtzites?", r"b4[- ](?:type|structure)"),
+    "chalcopyrite": (r"chalcopyrites?", r"cuins2[- ]type", r"cuinse2[- ]type"),
+    "rutile": (r"rutiles?", r"c4[- ](?:type|structure)"),
+    "corundum": (r"corundums?", r"sapphire[- ]type", r"alpha[- ]al2o3[- ]type"),
+    "ilmenite": (r"ilmenites?",),
+    "pyrochlore": (r"pyrochlores?", r"a2b2o7"),
+    "garnet": (r"garnets?", r"yag", r"ggg", r"grossular", r"almandine", r"pyrope", r"a3b5o12", r"a3b2c3o12"),
+    "olivine": (r"olivines?", r"forsterite(?:[- ]type)?", r"fayalite(?:[- ]type)?", r"triphylite(?:[- ]type)?"),
+    "thcr2si2": (r"thcr2si2(?:[- ](?:type|like|structured?))?", r"bafe2as2[- ](?:type|like)", r"122[- ](?:type|phase|"
+                 r"structure|family|compounds?|parent|pnictides?|arsenides?)", r"the 122s?"),
+    # AFLOW structure types beyond the typed families (models.crystals.prototypes.GENERIC_FAMILIES).
+    "k2nif4": (r"k2nif4[- ]type", r"ruddlesden[- ]popper(?: phases?)?", r"layered perovskites?", r"rp phases?",
+               r"la2cuo4[- ]type"),
+    "anatase": (r"anatases?",),
+    "pyrite": (r"pyrites?", r"fes2[- ]type"),
+    "marcasite": (r"marcasites?",),
+    "skutterudite": (r"(?:filled )?skutterudites?", r"cosb3[- ]type", r"coas3[- ]type"),
+    "cinnabar": (r"cinnabar(?:[- ]type)?",),
+    "cuprite": (r"cuprite(?:[- ]type)?", r"cu2o[- ]type"),
+    "baddeleyite": (r"baddeleyite(?:[- ]type)?", r"monoclinic zirconia[- ]type"),
+    "cotunnite": (r"cotunnite(?:[- ]type)?", r"pbcl2[- ]type"),
+    "molybdenite": (r"molybdenite(?:[- ]type)?", r"(?:2h[- ])?mos2[- ]type"),
+    "tenorite": (r"tenorite(?:[- ]type)?",),
+    "hausmannite": (r"hausmannite(?:[- ]type)?",),
+    "stannite": (r"stannites?",),
+    "enargite": (r"enargite(?:[- ]type)?",),
+    "hexagonal laves": (r"hexagonal laves(?: phases?)?", r"c14 laves(?: phases?)?", r"mgzn2[- ]type"),
+    "cubic laves": (r"(?:cubic )?laves(?: phases?)?", r"c15 laves(?: phases?)?", r"mgcu2[- ]type"),
+    "max phase": (r"max[- ]phases?", r"mxene precursors?"),
+    "tungsten carbide": (r"wc[- ]type", r"tungsten carbide[- ]type"),
+    "millerite": (r"millerite(?:[- ]type)?",),
+    "cementite": (r"cementite(?:[- ]type)?", r"fe3c[- ]type"),
+    "zintl": (r"natl[- ]type",),  # 'Zintl phase' names a bonding class wider than the NaTl type
+    "cdi2": (r"cdi2[- ]type", r"cadmium iodide[- ]type"),
+    "alb2": (r"alb2[- ]type", r"mgb2[- ]type"),
+    "zircon": (r"zircons?",),
+    "quartz": (r"quartz(?:[- ]type)?", r"alpha[- ]quartz"),
+    "cristobalite": (r"cristobalites?",),
+    "layered oxide": (r"layered (?:transition[- ]metal )?oxides?", r"layered rock[- ]?salts?", r"o3[- ]type",
+                      r"alpha[- ]nafeo2(?:[- ]type)?", r"licoo2[- ]type", r"layered"),
+}
+# Formulas of each family's best-known member: "MgAl2O4-type" or "like NaCl" name the family.
+FORMULA_FAMILIES: dict[str, str] = {
+    "NaCl": "rock salt", "MgO": "rock salt", "CsCl": "cscl", "ZnS": "zincblende", "GaAs": "zincblende",
+    "ZnO": "wurtzite", "CaF2": "fluorite", "Li2O": "antifluorite", "TiO2": "rutile", "Al2O3": "corundum",
+    "CaTiO3": "perovskite", "SrTiO3": "perovskite", "BaTiO3": "perovskite", "GdFeO3": "orthorhombic perovskite",
+    "MgAl2O4": "spinel", "Fe3O4": "inverse spinel", "NiFe2O4": "inverse spinel", "FeTiO3": "ilmenite",
+    "Mg2SiO4": "olivine", "LiFePO4": "olivine", "LiCoO2": "layered oxide", "NaFeO2": "layered oxide",
+    "Y3Al5O12": "garnet", "Gd3Ga5O12": "garnet", "Cu2MnAl": "heusler", "MgAgAs": "half-heusler",
+    "TiNiSn": "half-heusler", "CuFeS2": "chalcopyrite", "CuInSe2": "chalcopyrite", "Sr2FeMoO6": "double perovskite",
+    "Gd2Ti2O7": "pyrochlore", "La2Zr2O7": "pyrochlore", "ThCr2Si2": "thcr2si2", "BaFe2As2": "thcr2si2",
+}
+# Families that are intermetallic (no anion, charges need not balance).
+INTERMETALLIC_FAMILIES = ("heusler", "half-heusler")
+# Minimum number of distinct elements a family's formula holds.
+FAMILY_MIN_ELEMENTS = {  # Co3O4 (Co2+ Co3+2 O4) is a spinel, Fe3Si (Fe2FeSi) a Heusler
+    "double perovskite": 4, "perovskite": 3, "orthorhombic perovskite": 3, "spinel": 2, "inverse spinel": 2,
+    "ilmenite": 3, "pyrochlore": 3, "garnet": 3, "olivine": 3, "layered oxide": 3, "heusler": 2, "half-heusler": 3,
+    "chalcopyrite": 3, "thcr2si2": 3,
+}
+
+
+@dataclass(frozen=True)
+class Application:
+    """An application word: the families and classes it usually calls for, and elements it implies."""
+
+    name: str
+    families: tuple[str, ...]
+    classes: tuple[str, ...] = ()
+    implies: tuple[str, ...] = ()
+    words: tuple[str, ...] = field(default_factory=tuple)
+
+
+APPLICATIONS: tuple[Application, ...] = (
+    Application("battery cathode", ("olivine", "layered oxide", "spinel"), ("oxide", "phosphate"), (),
+                (r"cathodes?", r"positive electrodes?", r"(?:li|na)-ion (?:battery|batteries) cathodes?")),
+    Application("battery anode", ("spinel", "rock salt"), ("oxide",), (), (r"anodes?", r"negative electrodes?")),
+    Application("solid electrolyte", ("garnet", "perovskite", "antifluorite"), ("oxide", "halide", "sulfide"), (),
+                (r"solid[- ](?:state )?electrolytes?", r"(?:fast )?ion(?:ic)? conductors?", r"superionic",
+                 r"electrolytes?")),
+    Application("thermoelectric", ("half-heusler", "rock salt", "zincblende"), ("telluride", "selenide"), (),
+                (r"thermoelectrics?", r"seebeck", r"waste[- ]heat")),
+    Application("LED", ("wurtzite", "zincblende"), ("nitride",), (),
+                (r"(?:blue |uv |white )?leds?", r"light[- ]emitting(?: diodes?)?", r"light emitters?")),
+    Application("photovoltaic absorber", ("perovskite", "chalcopyrite", "zincblende"), ("halide", "selenide"), (),
+                (r"(?:solar|photovoltaic|pv)(?: cell)? absorbers?", r"photovoltaics?", r"solar(?: cells?)?",
+                 r"pv", r"absorbers?", r"light[- ]harvest\w*")),
+    Application("transparent conductor", ("rutile", "wurtzite", "spinel"), ("oxide",), (),
+                (r"transparent conduct\w*", r"tcos?")),
+    Application("spin ice", ("pyrochlore",), ("oxide",), (), (r"spin[- ]ices?", r"frustrated magnet\w*")),
+    Application("spintronics", ("heusler", "half-heusler", "spinel"), ("intermetallic", "oxide"), (),
+                (r"spintronic\w*", r"half[- ]metal\w*")),
+    Application("magnetoresistance", ("perovskite",), ("oxide",), (),
+                (r"(?:colossal |giant )?magnetoresist\w*", r"\bcmr\b", r"\bgmr\b")),
+    Application("shape memory", ("heusler", "cscl"), ("intermetallic",), (), (r"shape[- ]memory",)),
+    Application("multiferroic", ("perovskite", "orthorhombic perovskite"), ("oxide",), (), (r"multiferroics?",)),
+    Application("magnet", ("spinel", "inverse spinel", "heusler", "garnet"), ("oxide", "intermetallic"), (),
+                (r"(?:permanent )?magnets?", r"magnetic", r"ferromagnet\w*", r"ferrimagnet\w*",
+                 r"magnonics?", r"magnetocaloric", r"magnetostrict\w*")),
+    Application("piezoelectric", ("wurtzite", "perovskite"), ("oxide", "nitride"), (),
+                (r"piezoelectric\w*", r"piezo")),
+    Application("ferroelectric", ("perovskite", "ilmenite"), ("oxide",), (), (r"ferroelectric\w*",)),
+    Application("dielectric", ("perovskite", "pyrochlore"), ("oxide",), (),
+                (r"dielectrics?", r"capacitors?", r"microwave dielectric\w*")),
+    Application("catalyst", ("perovskite", "spinel", "rock salt"), ("oxide",), (),
+                (r"(?:photo|electro)?catalys[ti]s?", r"(?:photo|electro)?catalytic", r"oxygen evolution",
+                 r"oers?", r"water splitting", r"hydrogen evolution")),
+    Application("thermal barrier coating", ("pyrochlore", "fluorite"), ("oxide",), (),
+                (r"thermal barrier(?: coatings?)?", r"tbcs?")),
+    Application("scintillator", ("garnet", "perovskite"), ("oxide", "halide"), (), (r"scintillat\w*",)),
+    Application("laser host", ("garnet", "corundum"), ("oxide",), (), (r"laser(?: host| gain)?s?",)),
+    Application("phosphor", ("garnet", "spinel"), ("oxide",), (), (r"phosphors?", r"luminesc\w*")),
+    Application("nonlinear optics", ("chalcopyrite", "perovskite"), (), (),
+                (r"non-?linear optic\w*", r"nlo", r"second[- ]harmonic\w*", r"frequency conversion")),
+    Application("phase-change memory", ("rock salt",), ("telluride",), (), (r"phase[- ]change(?: memory)?",)),
+    Application("superconductor", ("perovskite", "cscl"), (), (), (r"superconduct\w*",)),
+    Application("hydrogen storage", (), ("hydride",), (), (r"hydrogen[- ]storage", r"h2[- ]storage")),
+    Application("optical window", ("fluorite", "rock salt", "zincblende"), ("fluoride", "oxide"), (),
+                (r"(?:ir|infrared|optical|uv) windows?", r"window materials?")),
+    Application("hard coating", ("rock salt",), ("nitride", "carbide"), (), (r"hard coatings?", r"superhard")),
+    Application("fuel cell", ("perovskite", "fluorite"), ("oxide",), (), (r"fuel cells?", r"sofcs?")),
+    Application("power electronics", ("wurtzite", "corundum", "zincblende"), ("oxide", "nitride"), (),
+                (r"power electronic\w*", r"high[- ]power (?:devices?|transistors?)", r"wide[- ]band[- ]?gap")),
+    Application("pigment", ("perovskite", "spinel", "rutile"), ("oxide", "oxynitride"), (),
+                (r"pigments?", r"colou?rants?")),
+    Application("metal-insulator transition", ("rutile", "perovskite", "corundum"), ("oxide",), (),
+                (r"metal[- ]insulator transitions?", r"\bmit\b", r"mott (?:insulator|transition)s?")),
+    Application("battery", ("olivine", "layered oxide", "spinel"), ("oxide", "phosphate"), (),
+                (r"(?:li|na|k|mg|lithium|sodium)?[- ]?ion batter(?:y|ies)", r"batter(?:y|ies)")),
+    Application("gas sensor", ("rutile", "wurtzite"), ("oxide",), (), (r"(?:gas )?sensors?", r"sensing")),
+    Application("refractory", ("rock salt", "spinel", "corundum"), ("oxide",), (), (r"refractor(?:y|ies)",)),
+    Application("topological", ("half-heusler", "zincblende"), (), (), (r"topological",)),
+)
+
+NEGATION_CUES = (
+    r"without", r"w/o", r"no", r"not", r"none of", r"excluding", r"exclude", r"excludes", r"except(?: for)?",
+    r"avoid(?:s|ing)?", r"free of", r"free from", r"lacking", r"devoid of", r"minus", r"never",
+    r"(?:do|does|should|must)(?: not|n't)(?: \w+)?", r"other than", r"but not", r"non",
+)
+# Words that end a negation's scope when it reaches them.
+SCOPE_BREAKERS = {"with", "containing", "contains", "including", "includes", "that", "which", "but", "using",
+                  "having", "has", "based", "for", "as", "is", "are", "be", "in", "on", "from", "while", "yet"}
+# Words a negation or an inclusion list may carry between its cue and its elements.
+LIST_FILLERS = {"and", "or", "nor", ",", "/", "&", "any", "the", "a", "an", "either", "elements", "element",
+                "metal", "metals", "toxic", "expensive", "scarce", "costly", "critical", "heavy", "also",
+                "of", "plus", "+", "please", "at", "all", "even", "traces"}
+# Capitalised element symbols that are usually English words; read as elements only in chemical context.
+AMBIGUOUS_SYMBOLS = {"I", "In", "As", "Be", "No", "At", "He", "Am", "Es", "Os", "Pa", "Ho", "Bi", "Hf", "Mo"}
+GOAL_WORDS = {"metastable": "metastable", "novel": "novel", "new": "novel", "unknown": "novel",
+              "undiscovered": "novel", "hypothetical": "novel", "unexplored": "novel"}
+COUNT_WORDS = {
+    "unary": 1, "elemental": 1, "allotrope": 1, "allotropes": 1, "pure element": 1, "binary": 2, "ternary": 3,
+    "quaternary": 4, "quinary": 5, "two-element": 2, "three-element": 3, "four-element": 4, "five-element": 5,
+}
+
+
+@lru_cache(maxsize=1)
+def aflow_family_names() -> dict[str, str]:
+    """Mineral names and Strukturbericht designations from pymatgen's AFLOW library, for the families we build
+    (lower case phrase -> family). Only entries whose prototype is one of our families are taken."""
+    from models.crystals.prototypes import aflow_library
+
+    ours = {
+        "halite, rock salt": "rock salt", "zincblende, sphalerite": "zincblende", "wurtzite": "wurtzite",
+        "fluorite": "fluorite", "rutile": "rutile", "corundum": "corundum", "(cubic) perovskite": "perovskite",
+        "orthorhombic perovskite": "orthorhombic perovskite", "spinel": "spinel", "ilmenite": "ilmenite",
+        "heusler": "heusler", "half-heusler": "half-heusler", "chalcopyrite": "chalcopyrite",
+    }
+    out: dict[str, str] = {}
+    for tags, _ in aflow_library():
+        family = ours.get((tags.get("mineral") or "").lower())
+        if family is None:
+            continue
+        for name in (tags.get("mineral") or "").lower().split(","):
+            name = name.strip().strip("()").replace("(cubic) ", "")
+            if name:
+                out[name] = family
+        code = (tags.get("strukturbericht") or "").lower()
+        if code and code != "none":
+            out[code.replace("_", "")] = family
+    return out

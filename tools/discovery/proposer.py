@@ -1,0 +1,954 @@
+"""The offline language level: turn a parsed request into ranked, charge-balanced candidate formulas.
+
+Each family has roles (A, B, C sites and the anion X) with archetype ions. Candidates fill the roles with the
+required elements plus common cations, pick oxidation states (ICSD statistics) that balance charge, pass the
+family's ionic-radius rules (Goldschmidt tolerance factor for perovskites, radius ratio for pyrochlores,
+site-size order elsewhere), and are ranked by ICSD substitution probability from the archetype ions."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import warnings
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+
+from pymatgen.core import Composition, Element, Species
+
+from tools.discovery.lexicon import COMPOUND_CLASSES
+from tools.discovery.request import MaterialsRequest
+
+# Cations tried for roles the request leaves open: common, non-radioactive, with ICSD oxidation-state data.
+_CATIONS = (
+    "Li Na K Rb Cs Mg Ca Sr Ba Sc Y La Ce Pr Nd Sm Eu Gd Dy Er Yb Lu Ti Zr Hf V Nb Ta Cr Mo W Mn Fe Co Ni Cu Zn "
+    "Al Ga In Si Ge Sn Pb Bi Sb Ag"
+)
+_INTERMETALLICS = "Co Fe Ni Cu Mn Ti V Cr Zr Hf Nb Sc Pd Pt Ru Rh Ir Al Ga In Si Ge Sn Sb Bi"
+CATION_POOL = tuple(_CATIONS.split())
+# Every element an ionic role may take when a request asks for it (a group such as the rare earths, or by name).
+_ALL_CATIONS = frozenset(
+    el.symbol for el in Element if el.Z <= 83 and el.symbol not in ("H", "He", "Ne", "Ar", "Kr", "Xe", "Tc", "Pm")
+)
+INTERMETALLIC_POOL = tuple(_INTERMETALLICS.split())
+TOP_PER_ROLE = 10  # ions kept per role (by affinity) before combining roles
+PER_STATE = 3  # and the best ions of each oxidation state beyond those
+POLYANION_STATE = {"P": 5, "Si": 4, "Ge": 4, "As": 5, "V": 5, "S": 6}  # the centre's state in its oxo-anion
+
+
+@dataclass(frozen=True)
+class Family:
+    """A structure family: role ratio, archetype ions per role, and whether charges must balance."""
+
+    name: str
+    roles: tuple[str, ...]
+    ratio: tuple[int, ...]
+    archetypes: dict[str, tuple[tuple[str, int], ...]]
+    ionic: bool = True
+    default_anion: str = "O"
+    coordination: dict[str, str] = field(default_factory=dict)  # Shannon coordination per role
+    shared: tuple[tuple[str, str], ...] = ()  # role pairs that may hold the same element (garnet Y3Al2Al3O12)
+    tetrahedral: str | None = None  # the role that can hold a polyanion centre (P in LiFePO4, Si in garnets)
+    halide_archetypes: dict[str, tuple[tuple[str, int], ...]] | None = None  # when X is F, Cl, Br or I
+    metallic_archetypes: dict[str, tuple[tuple[str, int], ...]] | None = None  # an intermetallic variant (B2 FeAl)
+    mixed_valence: bool = False  # shared roles may hold one element in two states (Co3O4: Co2+ Co3+2)
+    shared_weight: float = 1.0  # score factor for a formula that puts one element on two roles
+    x_charge: int | None = None  # the X site's charge when it is not the anion's usual one (S2^2- in pyrite: -1)
+    own: dict[str, str] | None = None  # an AFLOW type's own element per role (size order and extra candidates)
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in [
+        Family(
+            "perovskite",
+            ("A", "B", "X"),
+            (1, 1, 3),
+            {"A": (("Sr", 2), ("La", 3), ("Ca", 2), ("Ba", 2)), "B": (("Ti", 4), ("Mn", 3), ("Fe", 3), ("Co", 3))},
+            coordination={"A": "XII", "B": "VI"},
+            halide_archetypes={"A": (("Cs", 1), ("K", 1), ("Rb", 1)), "B": (("Pb", 2), ("Sn", 2), ("Mg", 2))},
+        ),
+        Family(
+            "orthorhombic perovskite",
+            ("A", "B", "X"),
+            (1, 1, 3),
+            {"A": (("Ca", 2), ("La", 3), ("Y", 3)), "B": (("Ti", 4), ("Mn", 3), ("Fe", 3))},
+            coordination={"A": "XII", "B": "VI"},
+        ),
+        Family(
+            "double perovskite",
+            ("A", "B", "C", "X"),
+            (2, 1, 1, 6),
+            {
+                "A": (("Sr", 2), ("Ba", 2), ("La", 3), ("Ca", 2)),
+                "B": (("Fe", 3), ("Mn", 3), ("Co", 3), ("Mn", 4), ("Ni", 2), ("Mg", 2)),
+                "C": (("Mo", 6), ("Ni", 2), ("Co", 2), ("W", 6), ("Mn", 4), ("Ti", 4)),
+            },
+            coordination={"A": "XII", "B": "VI", "C": "VI"},
+            halide_archetypes={  # Cs2AgBiBr6, Cs2NaInCl6: the lead-free double perovskites
+                "A": (("Cs", 1), ("Rb", 1), ("K", 1)),
+                "B": (("Ag", 1), ("Na", 1), ("Cu", 1)),
+                "C": (("Bi", 3), ("In", 3), ("Sb", 3)),
+            },
+        ),
+        Family(
+            "spinel",
+            ("A", "B", "X"),
+            (1, 2, 4),
+            {"A": (("Mg", 2), ("Zn", 2), ("Co", 2), ("Fe", 2)), "B": (("Al", 3), ("Fe", 3), ("Cr", 3), ("Mn", 3))},
+            coordination={"A": "IV", "B": "VI"},
+            shared=(("A", "B"),),
+            mixed_valence=True,
+            shared_weight=0.5,
+        ),
+        Family(
+            "inverse spinel",
+            ("A", "B", "X"),
+            (1, 2, 4),
+            {"A": (("Ni", 2), ("Mg", 2), ("Co", 2)), "B": (("Fe", 3), ("Ga", 3), ("In", 3))},
+            coordination={"A": "VI", "B": "VI"},
+            shared=(("A", "B"),),
+            mixed_valence=True,
+            shared_weight=0.5,
+        ),
+        Family(
+            "rock salt",
+            ("A", "X"),
+            (1, 1),
+            {"A": (("Mg", 2), ("Ni", 2), ("Ca", 2), ("Co", 2), ("Na", 1))},
+            coordination={"A": "VI"},
+        ),
+        Family(
+            "cscl",
+            ("A", "X"),
+            (1, 1),
+            {"A": (("Cs", 1), ("Tl", 1))},
+            default_anion="Cl",
+            coordination={"A": "VIII"},
+            metallic_archetypes={
+                "A": (("Fe", 0), ("Ni", 0), ("Co", 0), ("Cu", 0), ("Ti", 0)),
+                "X": (("Al", 0), ("Ga", 0), ("Zn", 0), ("Ti", 0), ("Si", 0)),
+            },
+        ),
+        Family(
+            "zincblende",
+            ("A", "X"),
+            (1, 1),
+            {"A": (("Zn", 2), ("Cd", 2), ("Ga", 3))},
+            default_anion="S",
+            coordination={"A": "IV"},
+        ),
+        Family("wurtzite", ("A", "X"), (1, 1), {"A": (("Zn", 2), ("Ga", 3), ("Al", 3))}, coordination={"A": "IV"}),
+        Family(
+            "fluorite",
+            ("A", "X"),
+            (1, 2),
+            {"A": (("Ce", 4), ("Zr", 4), ("Hf", 4), ("Ca", 2))},
+            coordination={"A": "VIII"},
+        ),
+        Family("antifluorite", ("A", "X"), (2, 1), {"A": (("Li", 1), ("Na", 1), ("K", 1))}, coordination={"A": "IV"}),
+        Family(
+            "rutile", ("A", "X"), (1, 2), {"A": (("Ti", 4), ("Sn", 4), ("Mn", 4), ("Ru", 4))}, coordination={"A": "VI"}
+        ),
+        Family(
+            "corundum",
+            ("A", "X"),
+            (2, 3),
+            {"A": (("Al", 3), ("Cr", 3), ("Fe", 3), ("Ga", 3))},
+            coordination={"A": "VI"},
+        ),
+        Family(
+            "ilmenite",
+            ("A", "B", "X"),
+            (1, 1, 3),
+            {"A": (("Fe", 2), ("Mg", 2), ("Mn", 2)), "B": (("Ti", 4),)},
+            coordination={"A": "VI", "B": "VI"},
+        ),
+        Family(
+            "pyrochlore",
+            ("A", "B", "X"),
+            (2, 2, 7),
+            {"A": (("La", 3), ("Y", 3), ("Gd", 3), ("Nd", 3)), "B": (("Zr", 4), ("Ti", 4), ("Sn", 4), ("Hf", 4))},
+            coordination={"A": "VIII", "B": "VI"},
+        ),
+        Family(
+            "garnet",
+            ("A", "B", "C", "X"),
+            (3, 2, 3, 12),
+            {
+                "A": (("Y", 3), ("Ca", 2), ("Gd", 3), ("Lu", 3)),
+                "B": (("Al", 3), ("Fe", 3), ("Ga", 3), ("Sc", 3)),
+                "C": (("Al", 3), ("Si", 4), ("Ga", 3), ("Fe", 3)),
+            },
+            coordination={"A": "VIII", "B": "VI", "C": "IV"},
+            shared=(("B", "C"),),
+            tetrahedral="C",
+            shared_weight=3.0,
+        ),
+        Family(
+            "olivine",
+            ("A", "B", "C", "X"),
+            (1, 1, 1, 4),
+            {
+                "A": (("Mg", 2), ("Fe", 2), ("Li", 1), ("Mn", 2)),
+                "B": (("Mg", 2), ("Fe", 2), ("Mn", 2), ("Co", 2)),
+                "C": (("Si", 4), ("Ge", 4), ("P", 5)),
+            },
+            coordination={"A": "VI", "B": "VI", "C": "IV"},
+            shared=(("A", "B"),),
+            tetrahedral="C",
+            shared_weight=2.0,
+        ),
+        Family(
+            "chalcopyrite",
+            ("A", "B", "X"),
+            (1, 1, 2),
+            {"A": (("Cu", 1), ("Ag", 1)), "B": (("In", 3), ("Ga", 3), ("Fe", 3), ("Al", 3))},
+            default_anion="S",
+            coordination={"A": "IV", "B": "IV"},
+        ),
+        Family(  # the 122 pnictides: A2+ between B2X2 layers of edge-sharing tetrahedra (BaFe2As2, CaZn2As2)
+            "thcr2si2",
+            ("A", "B", "X"),
+            (1, 2, 2),
+            {"A": (("Ba", 2), ("Ca", 2), ("Sr", 2), ("Eu", 2)), "B": (("Fe", 2), ("Zn", 2), ("Mn", 2), ("Co", 2))},
+            default_anion="As",
+            coordination={"A": "VIII", "B": "IV"},
+        ),
+        Family(
+            "layered oxide",
+            ("A", "B", "X"),
+            (1, 1, 2),
+            {"A": (("Li", 1), ("Na", 1)), "B": (("Co", 3), ("Ni", 3), ("Fe", 3))},
+            coordination={"A": "VI", "B": "VI"},
+        ),
+        Family(
+            "heusler",
+            ("A", "B", "C"),
+            (2, 1, 1),
+            {
+                "A": (("Co", 0), ("Ni", 0), ("Cu", 0), ("Fe", 0)),
+                "B": (("Mn", 0), ("Ti", 0), ("V", 0), ("Fe", 0)),
+                "C": (("Al", 0), ("Ga", 0), ("Si", 0), ("Ge", 0), ("Sn", 0), ("Sb", 0)),
+            },
+            ionic=False,
+            shared=(("A", "B"),),
+            shared_weight=0.3,
+        ),
+        Family(
+            "half-heusler",
+            ("A", "B", "C"),
+            (1, 1, 1),
+            {
+                "A": (("Ti", 0), ("Zr", 0), ("Hf", 0), ("Nb", 0), ("Sc", 0)),
+                "B": (("Ni", 0), ("Co", 0), ("Fe", 0)),
+                "C": (("Sn", 0), ("Sb", 0), ("Ge", 0), ("Bi", 0)),
+            },
+            ionic=False,
+        ),
+    ]
+}
+
+
+@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
+def family_of(name: str | None) -> Family | None:
+    """A family by name: one of FAMILIES, or an AFLOW structure type (models.crystals.prototypes.GENERIC_FAMILIES) whose
+    roles take the prototype's own ions as archetypes (an anatase's A role: Ti4+), so substitution likelihood from
+    them ranks what else fits; carbides and intermetallics are filled without charge balance."""
+    from models.crystals.prototypes import generic_roles
+
+    if name is None:
+        return None
+    if name in FAMILIES:
+        return FAMILIES[name]
+    generic = generic_roles(name)
+    if generic is None:
+        return None
+    roles, ratio, own = generic
+    anion = own.get("X")
+    guesses: tuple = ()
+    if anion in ANION_CHARGE:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            guesses = tuple(
+                g
+                for g in Composition({own[r]: n for r, n in zip(roles, ratio, strict=True)}).oxi_state_guesses()
+                if all(abs(v - round(v)) < 1e-6 for v in g.values())
+            )
+    tetrahedral = next((r for r in roles if own[r] in ("Si", "P", "Ge")), None)
+    if guesses:
+        states = guesses[0]
+        archetypes = {r: ((own[r], max(1, int(round(states[own[r]])))),) for r in roles if r != "X"}
+        x_charge = int(round(states[anion]))
+        return Family(name, roles, ratio, archetypes, ionic=True, default_anion=anion, tetrahedral=tetrahedral,
+                      x_charge=x_charge if x_charge != ANION_CHARGE[anion] else None, own=own)
+    return Family(name, roles, ratio, {r: ((own[r], 0),) for r in roles}, ionic=False, own=own)
+
+
+FAMILY_DEFAULT_ANION = {name: (f.default_anion if f.ionic else None) for name, f in FAMILIES.items()}
+ANION_CHARGE = {"O": -2, "S": -2, "Se": -2, "Te": -2, "N": -3, "P": -3, "As": -3, "Sb": -3, "F": -1, "Cl": -1,
+                "Br": -1, "I": -1, "H": -1, "C": -4, "Si": -4, "Ge": -4}  # Mg2Si, Mg2Ge: antifluorite silicides
+
+
+@dataclass
+class FormulaProposal:
+    """One candidate formula with the reasoning behind it."""
+
+    formula: str
+    family: str
+    sites: dict[str, str]  # role -> "La3+" etc.
+    score: float
+    reason: str
+    descriptors: dict[str, float] = field(default_factory=dict)
+    named: bool = False  # typed in the request (or derived from a typed formula by a swap the request asks for)
+    rare_states: bool = False  # balanced only with oxidation states beyond the ICSD statistics (ranked last)
+
+
+@lru_cache(maxsize=1)
+def _substitution():  # noqa: ANN202 - pymatgen type
+    from pymatgen.analysis.structure_prediction.substitution_probability import SubstitutionProbability
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return SubstitutionProbability()
+
+
+@lru_cache(maxsize=1)
+def _occurrence() -> dict[tuple[str, int], float]:
+    """ICSD occurrence counts of each (element, oxidation state), from pymatgen's bond-valence data."""
+    from monty.serialization import loadfn
+    from pymatgen.core import composition
+
+    data = loadfn(f"{composition.MODULE_DIR}/icsd_bv.yaml")["occurrence"]
+    out = {}
+    for name, count in data.items():
+        sp = Species.from_str(name)
+        out[(sp.symbol, int(sp.oxi_state))] = float(count)
+    return out
+
+
+def state_prior(symbol: str, ox: int) -> float:
+    """Share of an element's ICSD occurrences in this oxidation state (rare states rank low)."""
+    counts = {o: c for (el, o), c in _occurrence().items() if el == symbol and o > 0}
+    total = sum(counts.values())
+    return counts.get(ox, 0.0) / total if total else 0.5
+
+
+def oxidation_states(symbol: str, every_known: bool = False) -> tuple[int, ...]:
+    """Positive oxidation states seen in the ICSD for an element (common ones as a fallback); with every_known,
+    every state pymatgen knows (up to +8)."""
+    el = Element(symbol)
+    if every_known:
+        return tuple(s for s in el.oxidation_states if 0 < s <= 8)
+    states = tuple(s for s in (el.icsd_oxidation_states or el.common_oxidation_states) if s > 0)
+    return states or tuple(s for s in el.oxidation_states if s > 0)
+
+
+def _radius(symbol: str, ox: int, coordination: str | None) -> float | None:
+    """Shannon radius (A) for the role's coordination, else the species' generic ionic radius."""
+    species = Species(symbol, ox)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if coordination:
+            for spin in ("", "High Spin", "Low Spin"):
+                try:
+                    return float(species.get_shannon_radius(coordination, spin=spin))
+                except Exception:  # noqa: S112 - not tabulated for this coordination/spin: try the next
+                    continue
+        radius = species.ionic_radius
+    return None if radius is None else float(radius)
+
+
+def _affinity(family: Family, role: str, symbol: str, ox: int) -> float:
+    """How well an ion plays a role: best ICSD conditional substitution probability from the role's archetypes."""
+    if not family.ionic:  # archetypes in order of how common they are in the family
+        archetypes = [a for a, _ in family.archetypes[role]]
+        return 0.9 ** archetypes.index(symbol) if symbol in archetypes else 0.05
+    sub = _substitution()
+    best = 1e-6
+    for arch, arch_ox in family.archetypes[role]:
+        try:
+            best = max(best, float(sub.cond_prob(Species(arch, arch_ox), Species(symbol, ox))))
+        except Exception:  # noqa: S112 - species outside the substitution table
+            continue
+    return best
+
+
+def _geometry(family: Family, sites: dict[str, tuple[str, int]], anion: str | None) -> tuple[bool, dict[str, float]]:
+    """Ionic-radius rules of the family; returns (passes, descriptors)."""
+    if not family.ionic or anion is None:
+        return True, {}
+    r = {role: _radius(sym, ox, family.coordination.get(role)) for role, (sym, ox) in sites.items()}
+    rx = _radius(anion, ANION_CHARGE[anion], "VI") or 1.40
+    if any(v is None for v in r.values()):
+        return True, {}
+    name = family.name
+    if "perovskite" in name:
+        rb = r["B"] if name != "double perovskite" else (r["B"] + r["C"]) / 2
+        t = (r["A"] + rx) / (math.sqrt(2) * (rb + rx))
+        octahedral = rb / rx
+        return 0.82 <= t <= 1.08 and 0.41 <= octahedral <= 0.9, {
+            "tolerance_factor": round(t, 3),
+            "octahedral_factor": round(octahedral, 3),
+        }
+    if name == "pyrochlore":
+        ratio = r["A"] / r["B"]
+        return 1.36 <= ratio <= 1.85, {"radius_ratio_A_B": round(ratio, 3)}
+    if name in ("spinel", "inverse spinel"):
+        return 0.4 <= r["A"] <= 1.0 and 0.45 <= r["B"] <= 0.85, {}
+    if name == "garnet":
+        return r["A"] > r["B"] >= r["C"] * 0.9, {}
+    if name in ("rock salt", "cscl", "fluorite"):
+        ratio = r["A"] / rx
+        bounds = {"rock salt": (0.41, 0.9), "cscl": (0.7, 1.3), "fluorite": (0.6, 1.2)}[name]
+        return bounds[0] <= ratio <= bounds[1], {"radius_ratio": round(ratio, 3)}
+    if name == "olivine":  # octahedral M1/M2 cations larger than the tetrahedral one
+        return min(r["A"], r["B"]) >= r["C"], {}
+    if name in ("ilmenite", "layered oxide"):
+        return r["A"] >= r["B"] * 0.8, {}
+    return True, {}
+
+
+def _role_candidates(
+    family: Family, role: str, pool: tuple[str, ...], required: list[str], count: int = 1, every_state: bool = False
+) -> list[tuple[str, float, float]]:
+    """(element, oxidation state, affinity) choices for a role: the best TOP_PER_ROLE ions plus every required one.
+    A role with two or more ions per formula may also hold an element in two adjacent states (LiMn2O4: Mn3.5+)."""
+    choices: list[tuple[str, float, float]] = []
+    for el in dict.fromkeys([*pool, *required]):
+        states = oxidation_states(el, every_state) if family.ionic else (0,)
+        for ox in states:
+            prior = state_prior(el, ox) if family.ionic else 1.0
+            choices.append((el, ox, _affinity(family, role, el, ox) * max(prior, 0.01) ** 0.5))
+        if family.ionic and count >= 2 and count % 2 == 0:
+            for low in states:
+                if low + 1 in states:
+                    prior = (state_prior(el, low) * state_prior(el, low + 1)) ** 0.5
+                    affinity = max(_affinity(family, role, el, low), _affinity(family, role, el, low + 1))
+                    choices.append((el, low + 0.5, 0.5 * affinity * max(prior, 0.01) ** 0.5))
+    choices.sort(key=lambda c: -c[2])
+    top = choices[:TOP_PER_ROLE]
+    # The best few of every oxidation state too, so that a charge balance the archetypes do not cover (a halide
+    # perovskite needs A+ and B2+ where the oxide archetypes are A2+/A3+ and B3+/B4+) stays reachable.
+    by_state: dict[int, int] = {}
+    for c in choices[TOP_PER_ROLE:]:
+        by_state[c[1]] = by_state.get(c[1], 0) + 1
+        if c[0] in required or by_state[c[1]] <= PER_STATE:
+            top.append(c)
+    return top
+
+
+def _expanded(
+    family: Family, n_required_cations: int, metallic: bool = False
+) -> tuple[tuple[str, ...], tuple[int, ...], dict[str, str]]:
+    """Roles and ratios, with the first cation role split 1:1 over two elements when more elements are required
+    than the family has cation sites (e.g. (Mg,Ni)O rock salt -> MgNiO2). Returns roles, ratio, parent role map."""
+    cation_roles = [r for r in family.roles if r != "X" or metallic]
+    if n_required_cations <= len(cation_roles) or len(cation_roles) == 0:
+        return family.roles, family.ratio, {r: r for r in family.roles}
+    first = cation_roles[0]
+    roles, ratio, parent = [], [], {}
+    for role, count in zip(family.roles, family.ratio, strict=True):
+        if role == first:
+            for half in (f"{role}1", f"{role}2"):
+                roles.append(half)
+                ratio.append(count)
+                parent[half] = role
+        else:
+            roles.append(role)
+            ratio.append(2 * count)
+            parent[role] = role
+    return tuple(roles), tuple(ratio), parent
+
+
+def anion_options(req: MaterialsRequest, family: Family) -> list[dict[str, int]]:
+    """The anion content of the family's X sites: one anion (oxide), each allowed anion of a class (halide ->
+    F, Cl, Br, I), or a mixed set (oxynitride ABO2N: all X sites oxygen but one nitrogen)."""
+    if not family.ionic:
+        return [{}]
+    x_count = family.ratio[family.roles.index("X")]
+    cls = COMPOUND_CLASSES.get(req.compound_class or "")
+    if cls is not None and cls.mixed:
+        first, second = cls.anions
+        return [{first: x_count - 1, second: 1}] if x_count > 1 else []
+    if req.anion:
+        anions = [req.anion]
+    elif req.anions:
+        anions = list(req.anions)
+    else:  # no class named: the family's usual anion, or a named element that can be the anion (AlAs, ZnSe)
+        anions = [family.default_anion] + [el for el in req.include if el in ANION_CHARGE and el != "H"]
+    return [{a: x_count} for a in anions if a not in req.exclude and (req.only is None or a in req.only)]
+
+
+def propose_for_family(req: MaterialsRequest, family_name: str, n: int) -> list[FormulaProposal]:
+    """Ranked proposals within one family honouring the request's required, excluded and allowed elements."""
+    family = family_of(family_name)
+    if family is None:
+        return []
+    if req.compound_class == "intermetallic" and family.metallic_archetypes:
+        family = replace(family, ionic=False, archetypes=family.metallic_archetypes)
+    out: list[FormulaProposal] = []
+    for anions in anion_options(req, family):
+        out.extend(_propose_with_anions(req, family, anions, n))
+    if not out and family.ionic and req.compound_class is None and req.anion is None:
+        # No class named and the usual anion cannot work ('a halite-type compound with K'): the other anions.
+        x_count = family.ratio[family.roles.index("X")]
+        for rank, anion in enumerate(("F", "Cl", "Br", "I", "S", "Se", "Te", "N", "O")):
+            if anion not in req.exclude and anion != family.default_anion:
+                for p in _propose_with_anions(req, family, {anion: x_count}, n):
+                    p.score = round(p.score * 0.9**rank, 6)  # the commoner anions of such compounds first
+                    out.append(p)
+    if not out and family.ionic and req.include:
+        for anions in anion_options(req, family):  # states beyond the ICSD statistics (SrFeO3 needs Fe4+)
+            for p in _propose_with_anions(req, family, anions, n, every_state=True):
+                p.rare_states = True
+                out.append(p)
+    best: dict[str, FormulaProposal] = {}
+    for p in sorted(out, key=lambda p: -p.score):
+        best.setdefault(Composition(p.formula).reduced_formula, p)
+    return sorted(best.values(), key=lambda p: (-p.score, p.formula))[:n]
+
+
+def _propose_with_anions(
+    req: MaterialsRequest, family: Family, anions: dict[str, int], n: int, every_state: bool = False
+) -> list[FormulaProposal]:
+    """Proposals of one family with a fixed anion content (scaled to the formula's X count); every_state lets the
+    cations take every oxidation state pymatgen knows, not only the ICSD ones."""
+    required = [e for e in dict.fromkeys(req.include) if e not in anions]
+    roles, ratio, parent = _expanded(family, len(required), metallic=not anions)
+    cation_roles = [r for r in roles if r != "X" or not anions]
+    if len(required) > len(cation_roles) + sum(1 for a, b in family.shared if a in roles and b in roles):
+        return []
+    if req.polyanion and (family.tetrahedral is None or family.tetrahedral not in roles):
+        return []
+    base_pool = CATION_POOL if family.ionic else INTERMETALLIC_POOL
+    any_members = [el for group in req.include_any for el in group]
+    pool = tuple(
+        e
+        for e in dict.fromkeys([*base_pool, *[m for m in any_members if m in _ALL_CATIONS]])
+        if e not in req.exclude and e not in anions and (req.only is None or e in req.only)
+    )
+    extras = [*required, *[m for m in any_members if m in pool]]
+    if req.polyanion:  # the oxo-anion centre (P of PO4) is a candidate for the tetrahedral role
+        pool, extras = (*pool, req.polyanion), [*extras, req.polyanion]
+    if family.own:  # an AFLOW type's own elements (N of a MAX phase) are candidates too
+        own = [el for el in family.own.values() if el not in req.exclude and el not in anions]
+        own = [el for el in own if req.only is None or el in req.only]
+        pool, extras = (*pool, *own), [*extras, *own]
+    if family.halide_archetypes and anions and set(anions) <= {"F", "Cl", "Br", "I"}:
+        family = replace(family, archetypes=family.halide_archetypes)
+    per_role = [
+        _role_candidates(family, parent[r], pool, extras, ratio[roles.index(r)], every_state) for r in cation_roles
+    ]
+    # Each formula unit scales the anion content with the expanded ratio (split roles double everything).
+    scale = ratio[roles.index("X")] // sum(anions.values()) if anions else 1
+    need = -sum(count * scale * (family.x_charge or ANION_CHARGE[a]) for a, count in anions.items())
+    shared = {frozenset(pair) for pair in family.shared}
+    candidates: dict[str, FormulaProposal] = {}
+    for combo in itertools.product(*per_role):
+        elements = [c[0] for c in combo]
+        if len(set(elements)) < len(elements):
+            dup_roles = [
+                frozenset((r1, r2))
+                for (r1, c1), (r2, c2) in itertools.combinations(zip(cation_roles, combo, strict=True), 2)
+                if c1[0] == c2[0]
+            ]
+            if not all(
+                pair in shared and (family.mixed_valence or _same_state(combo, cation_roles, pair))
+                for pair in dup_roles
+            ):
+                continue
+        present = set(elements)
+        if not set(required) <= present or any(not present & set(g) for g in req.include_any):
+            continue
+        if req.polyanion:
+            centre = dict(zip(cation_roles, combo, strict=True)).get(family.tetrahedral)
+            if centre is None or centre[0] != req.polyanion or centre[1] != POLYANION_STATE.get(req.polyanion):
+                continue
+        if req.n_elements and len(present) + len(anions) != req.n_elements:
+            continue
+        if family.ionic and abs(
+            sum(ratio[roles.index(r)] * c[1] for r, c in zip(cation_roles, combo, strict=True)) - need
+        ) > 1e-9:
+            continue
+        sites = {r: (c[0], c[1]) for r, c in zip(cation_roles, combo, strict=True)}
+        main_anion = max(anions, key=anions.get) if anions else None
+        ok, descriptors = _geometry(family, _merged_sites(sites, parent), main_anion)
+        if not ok and not set(elements) <= set(required):
+            continue  # radius rules screen open roles; elements the user fixed are kept, with the descriptors shown
+        score = math.exp(sum(math.log(c[2]) for c in combo) / len(combo))
+        if len(present) < len(elements):
+            score *= family.shared_weight
+        if family.own and family.ionic and anions:  # an AFLOW type of the same anion (molybdenite for WS2) fits
+            score *= 3.0 if family.default_anion in anions else 0.5  # better than an oxide type (quartz) does
+        if family.own and not family.ionic and _size_order_kept(family, sites):
+            score *= 2.0  # an intermetallic type keeps its big atoms on the big sites (Laves: A larger than B)
+        if family.name == "half-heusler" and valence_electrons(elements) in (8, 18):
+            score *= 3.0  # the 8- and 18-electron half-Heuslers are the closed-shell (semiconducting) ones
+            descriptors = {**descriptors, "valence_electrons": valence_electrons(elements)}
+        amounts: dict[str, float] = {}
+        for role, count in zip(roles, ratio, strict=True):
+            if role in cation_roles:
+                amounts[sites[role][0]] = amounts.get(sites[role][0], 0) + count
+        for anion, count in anions.items():
+            amounts[anion] = amounts.get(anion, 0) + count * scale
+        formula = "".join(f"{el}{'' if k == 1 else int(k)}" for el, k in amounts.items())
+        key = Composition(formula).reduced_formula
+        if key in candidates and candidates[key].score >= score:
+            continue
+        charges = {r: (f"{s}{ox:g}+" if family.ionic else s) for r, (s, ox) in sites.items()}
+        if anions:
+            charges["X"] = "".join(f"{a}{-(family.x_charge or ANION_CHARGE[a])}-" for a in anions)
+        reason = f"{family.name} with " + ", ".join(f"{r}={c}" for r, c in charges.items())
+        if len(roles) != len(family.roles):
+            reason += f"; {parent[cation_roles[0]]} site shared 1:1 (ordered)"
+        if family.ionic:
+            reason += "; charge balanced"
+        if descriptors:
+            reason += "; " + ", ".join(f"{k} {v}" for k, v in descriptors.items())
+        reason += f"; substitution likelihood {score:.3g}"
+        candidates[key] = FormulaProposal(formula, family.name, charges, round(score, 6), reason, descriptors)
+    return sorted(candidates.values(), key=lambda p: (-p.score, p.formula))[:n]
+
+
+def _size_order_kept(family: Family, sites: dict[str, tuple[str, float]]) -> bool:
+    """True when the roles' atomic radii keep the prototype's order (for AFLOW intermetallic types)."""
+    roles = [r for r in sites if r in (family.own or {})]
+
+    def radius(symbol: str) -> float:
+        return float(Element(symbol).atomic_radius or 1.5)
+
+    for r1, r2 in itertools.combinations(roles, 2):
+        own = radius(family.own[r1]) - radius(family.own[r2])
+        new = radius(sites[r1][0]) - radius(sites[r2][0])
+        if own * new < 0:
+            return False
+    return True
+
+
+def valence_electrons(elements: list[str]) -> int:
+    """Valence electron count of a formula unit: s+d electrons of transition metals (their group), s+p of
+    main-group elements (group - 10), 3 for the lanthanides."""
+    total = 0
+    for symbol in elements:
+        el = Element(symbol)
+        if el.is_lanthanoid:
+            total += 3
+        elif el.group <= 12:
+            total += el.group
+        else:
+            total += el.group - 10
+    return total
+
+
+def _same_state(combo: tuple, roles: list[str], pair: frozenset[str]) -> bool:
+    """Two roles holding one element must hold it in one oxidation state (Y3Al2Al3O12: Al3+ on both)."""
+    states = {c[1] for r, c in zip(roles, combo, strict=True) if r in pair}
+    return len(states) == 1
+
+
+def _merged_sites(sites: dict[str, tuple[str, int]], parent: dict[str, str]) -> dict[str, tuple[str, int]]:
+    """For geometry rules, a split role is represented by its first element (radii of a 1:1 site are averaged
+    poorly by one ion, but both halves passed the same per-role affinity ranking)."""
+    merged: dict[str, tuple[str, int]] = {}
+    for role, site in sites.items():
+        merged.setdefault(parent[role], site)
+    return merged
+
+
+def families_for(req: MaterialsRequest) -> list[str]:
+    """The family asked for, or every family compatible with the request's class, elements and count; the
+    application's usual families first."""
+    from models.crystals.prototypes import GENERIC_FAMILIES
+
+    if req.family:
+        return [req.family] if family_of(req.family) is not None else []
+    out = []
+    for name in [*FAMILIES, *GENERIC_FAMILIES]:
+        fam = family_of(name)
+        if fam is None or name in req.exclude_families:
+            continue
+        if req.compound_class not in (None, "intermetallic") and not fam.ionic:
+            continue
+        if not fam.ionic and req.compound_class != "intermetallic":
+            continue  # Heuslers when asked for an intermetallic or by name, not for "anything with Ba and Bi"
+        if req.compound_class == "intermetallic" and fam.ionic and not fam.metallic_archetypes:
+            continue
+        if req.polyanion and fam.tetrahedral is None:
+            continue
+        out.append(name)
+    preferred = [f for f in req.preferred_families if f in out]
+    return preferred + [f for f in out if f not in preferred]
+
+
+def named_formula_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
+    """Formulas typed in the request, first, when they honour its constraints (a formula that breaks them is a
+    reference the user compares with, not an answer)."""
+    from tools.discovery.request import family_of_formula
+
+    out = []
+    derived = set(req.derived_formulas)
+    for text in [*req.derived_formulas, *[f for f in req.formulas if f not in req.reference_formulas]]:
+        try:
+            comp = Composition(text)
+        except Exception:  # noqa: BLE001, S112 - the reader only keeps parsable formulas
+            continue
+        symbols = {el.symbol for el in comp.elements}
+        if not set(req.include) <= symbols or symbols & set(req.exclude):
+            continue
+        if req.only is not None and not symbols <= set(req.only) | set(req.anions):
+            continue
+        family = req.family or family_of_formula(text)
+        out.append(
+            FormulaProposal(
+                comp.reduced_formula,
+                family or "",
+                sites_for(comp.reduced_formula, family) if family else {},
+                1.0,
+                f"asked for in the request ({text}: the named formula with the swap it asks for)" if text in derived
+                else f"named in the request ({text})",
+                {},
+                named=True,
+            )
+        )
+    if not out and not req.derived_formulas:
+        out = _nearest_allowed(req)
+    return out
+
+
+def _nearest_allowed(req: MaterialsRequest, per_formula: int = 3) -> list[FormulaProposal]:
+    """'the closest perovskite to CsPbBr3 without lead': each excluded element of a named formula replaced by the
+    ions that most often take its place in known crystals (ICSD substitution statistics times how common the
+    ion's state is, elements of the same group first: Pb2+ -> Sn2+ before Eu2+); the formula stays the reference."""
+    from pymatgen.core import Species
+
+    from tools.discovery.request import family_of_formula
+
+    out: list[FormulaProposal] = []
+    for text in req.formulas:
+        comp = Composition(text)
+        symbols = {el.symbol for el in comp.elements}
+        banned = sorted(symbols & set(req.exclude))
+        if len(banned) != 1 or not set(req.include) <= symbols | set(req.exclude):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            guesses = comp.oxi_state_guesses()
+        ox = guesses[0].get(banned[0]) if guesses else None
+        if ox is None or abs(ox - round(ox)) > 1e-6 or round(ox) <= 0:
+            continue
+        old = Species(banned[0], int(round(ox)))
+        table = _substitution()
+        ranked = []
+        for sp in table.species:
+            el = sp.symbol
+            if sp.oxi_state != old.oxi_state or el in symbols or el in req.exclude or el not in _ALL_CATIONS:
+                continue
+            if req.only is not None and el not in req.only:
+                continue
+            same_group = 3.0 if Element(el).group == Element(banned[0]).group else 1.0  # Pb -> Sn, Ge first
+            ranked.append((table.pair_corr(sp, old) * state_prior(el, int(sp.oxi_state)) * same_group, el))
+        family = req.family or family_of_formula(text)
+        kept = 0
+        for score, el in sorted(ranked, reverse=True):
+            amounts = comp.get_el_amt_dict()
+            amounts[el] = amounts.pop(banned[0])
+            formula = Composition(amounts).reduced_formula
+            if kept == per_formula or not _honours(req, formula):
+                continue
+            kept += 1
+            out.append(FormulaProposal(
+                formula, family or "", sites_for(formula, family) if family else {}, round(score, 6),
+                f"{text} without {banned[0]}: {el}{old.oxi_state:+g} takes the place of {old} (ICSD substitution "
+                f"statistics)", {}, named=True,
+            ))
+    return out
+
+
+ORTHO_CENTRES = {"P": 5, "As": 5, "Si": 4, "Ge": 4, "Sn": 4}  # centres of tetrahedral MX4 anions (PS4 3-, GeS4 4-)
+ORTHO_HOSTS = ("Li", "Na", "K", "Mg", "Ca")  # cations of the usual ortho-salts when none is named
+
+
+def orthosalt_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
+    """Salts of one isolated tetrahedral anion, A_k(MX4) (Li3PO4, Li3PS4, Na4SnS4): proposed when no family is
+    asked and the request names the centre with an oxide, sulfide or selenide class (the commonest ternaries of
+    such a centre; a sulfide "with Li and P" is a thiophosphate, not a P cation in a perovskite)."""
+    if req.family is not None:
+        return []
+    anions = [a for a in (req.anions or ([req.anion] if req.anion else [])) if a in ("O", "S", "Se")]
+    centres = [e for e in dict.fromkeys([*([req.polyanion] if req.polyanion else []), *req.include])
+               if e in ORTHO_CENTRES]
+    if not anions or not centres:
+        return []
+    out = []
+    for centre in centres[:1]:
+        named = [e for e in req.include if e != centre and e not in anions]
+        if len(named) > 2:
+            continue
+        hosts = [tuple(named)] if named else [
+            (e,) for e in ORTHO_HOSTS if e not in req.exclude and (req.only is None or e in req.only)]
+        charge = 2 * 4 - ORTHO_CENTRES[centre]
+        for anion in anions:
+            if anion in req.exclude or (req.n_elements and req.n_elements != 2 + len(hosts[0] if hosts else ())):
+                continue
+            for host in hosts:
+                states = [max(oxidation_states(el) or (0,), key=lambda o, el=el: state_prior(el, o)) for el in host]
+                counts = _balancing_counts(states, charge)
+                if counts is None:
+                    continue
+                parts = "".join(f"{el}{k if k > 1 else ''}" for el, k in zip(host, counts, strict=True))
+                formula = f"{parts}{centre}{anion}4"
+                prior = math.prod(state_prior(el, o) for el, o in zip(host, states, strict=True))
+                score = 0.5 * prior ** (1 / len(host)) * (1.0 if named else 0.5)
+                sites = {f"A{i + 1}" if len(host) > 1 else "A": f"{el}{o}+"
+                         for i, (el, o) in enumerate(zip(host, states, strict=True))}
+                out.append(FormulaProposal(
+                    formula, "", {**sites, "T": f"{centre}{ORTHO_CENTRES[centre]}+", "X": f"{anion}2-"},
+                    round(score, 6),
+                    f"ortho-salt {formula}: isolated {centre}{anion}4 tetrahedra ({centre}{ORTHO_CENTRES[centre]}+) "
+                    f"balanced by {', '.join(sites.values())}; charge balanced",
+                ))
+    return out
+
+
+def _balancing_counts(states: list[int], charge: int) -> tuple[int, ...] | None:
+    """The fewest cations (one of each at least) of these states whose charges sum to `charge`, or None."""
+    if not states or min(states) <= 0:
+        return None
+    best = None
+    for counts in itertools.product(range(1, charge + 1), repeat=len(states)):
+        if sum(k * o for k, o in zip(counts, states, strict=True)) == charge and (
+                best is None or sum(counts) < sum(best)):
+            best = counts
+    return best
+
+
+def binary_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
+    """The simple binaries of one named element (Li3N for "a nitride of only lithium", XeF2, CeO2, WS2) and, for an
+    intermetallic of two named metals, their AB, AB2, A2B, AB3 and A3B compounds (MnBi): proposed when no family is
+    asked; the diffusion model samples their structures."""
+    if req.family is not None or req.n_elements not in (None, 2):
+        return []
+    cations = [el for el in req.include if el not in (*ANION_CHARGE, "H")]
+    out: list[FormulaProposal] = []
+    if req.compound_class == "intermetallic" and len(cations) == 2:
+        a, b = cations
+        for (m, k), weight in (((1, 1), 0.3), ((1, 2), 0.2), ((2, 1), 0.2), ((1, 3), 0.15), ((3, 1), 0.15)):
+            formula = f"{a}{m if m > 1 else ''}{b}{k if k > 1 else ''}"
+            out.append(FormulaProposal(formula, "", {"A": a, "B": b}, weight,
+                                       f"binary intermetallic {a}{m}{b}{k} of the two named metals"))
+        return out
+    anions = [a for a in (req.anions or ([req.anion] if req.anion else [])) if a in ANION_CHARGE]
+    cls = COMPOUND_CLASSES.get(req.compound_class or "")
+    if len(cations) != 1 or not anions or cls is None or cls.mixed or req.compound_class == "intermetallic":
+        return []
+    el = cations[0]
+    states = sorted(oxidation_states(el), key=lambda o: -state_prior(el, o))[:2]
+    if re.search(r"\bdi(?:chalcogenide|sulfide|selenide|telluride|oxide|fluoride|chloride|bromide|iodide|halide)",
+                 req.text.lower()):  # "a dichalcogenide": AX2, whatever state that takes
+        states = [-2 * ANION_CHARGE[a] for a in anions if -2 * ANION_CHARGE[a] in oxidation_states(el)][:1] or states
+    for anion in anions:
+        if anion in req.exclude:
+            continue
+        x = -ANION_CHARGE[anion]
+        for ox in states:
+            g = math.gcd(ox, x)
+            m, k = x // g, ox // g
+            formula = f"{el}{m if m > 1 else ''}{anion}{k if k > 1 else ''}"
+            out.append(FormulaProposal(formula, "", {"A": f"{el}{ox}+", "X": f"{anion}{x}-"},
+                                       round(0.3 * state_prior(el, ox), 6),
+                                       f"binary {formula}: {el}{ox}+ with {anion}{x}-; charge balanced"))
+    return out
+
+
+def _unasked_elements(req: MaterialsRequest, formula: str) -> int:
+    """How many elements of a formula the request did not name (neither required, nor an allowed anion, nor a
+    member of an either-or group): the parsimony key when no family is asked."""
+    named = {*req.include, *req.anions, *([req.anion] if req.anion else [])}
+    named |= {req.polyanion} if req.polyanion else set()
+    elements = {el.symbol for el in Composition(formula).elements}
+    extra = elements - named
+    for group in req.include_any:  # "Sr or Ba", "a transition metal": one member is asked for, not several
+        members = extra & set(group)
+        if members and not (elements - extra) & set(group):
+            extra -= {sorted(members)[0]}
+    return len(extra)
+
+
+def propose_formulas_offline(req: MaterialsRequest, n: int = 8) -> list[FormulaProposal]:
+    """Top-n proposals: formulas named in the request first, then the families the request allows, ranked by
+    substitution likelihood (an application's usual families count double). With no family asked, fewer unasked
+    elements rank first (AgBr for "a bromide with silver", not Cs2AgBiBr6; an application's usual family may add
+    one); formulas balanced only by rare oxidation states rank last. Proposals that break the request are dropped."""
+    if req.n_elements == 1 and len(req.include) == 1 and req.family is None:
+        # "an allotrope of carbon": the element itself; the diffusion model samples its structures.
+        el = req.include[0]
+        return [FormulaProposal(el, "", {}, 1.0, f"a crystal of the element {el} (one element asked for)", {})]
+    proposals: list[FormulaProposal] = [*orthosalt_proposals(req), *binary_proposals(req)]
+    for name in families_for(req):
+        weight = 2.0 if name in req.preferred_families and not req.family else 1.0
+        for p in propose_for_family(req, name, n):
+            p.score = round(p.score * weight, 6)
+            proposals.append(p)
+    best: dict[str, FormulaProposal] = {}
+    for p in [*named_formula_proposals(req), *sorted(proposals, key=lambda p: -p.score)]:
+        key_ = Composition(p.formula).reduced_formula
+        kept = best.setdefault(key_, p)
+        if kept is not p and not kept.named and not kept.family and p.family in FAMILIES:
+            p.score = max(p.score, kept.score)  # a family's prototype builds it better than sampling: keep that
+            best[key_] = p
+    named = [p for p in best.values() if p.named]
+
+    def key(p: FormulaProposal) -> tuple:
+        preferred = p.family in req.preferred_families
+        unasked = _unasked_elements(req, p.formula) if req.family is None and req.n_elements is None else 0
+        return (p.rare_states, max(unasked - preferred, 0), unasked, _uncommon_states(p), -p.score, p.formula)
+
+    rest = sorted((p for p in best.values() if p not in named and _honours(req, p.formula)), key=key)
+    return (named + rest)[:n]
+
+
+def _uncommon_states(p: FormulaProposal) -> int:
+    """How many of a proposal's cations sit in a state seen less than a quarter as often as the element's commonest
+    one (Ti3+ in ZnTi2O4 where TiZn2O4 has Ti4+); a tie-break among equally parsimonious proposals."""
+    count = 0
+    for label in p.sites.values():
+        m = re.fullmatch(r"([A-Z][a-z]?)(\d+(?:\.\d+)?)\+", label)
+        if not m:
+            continue
+        el, ox = m.group(1), float(m.group(2))
+        best = max((state_prior(el, o) for o in oxidation_states(el)), default=0.0)
+        prior = min(state_prior(el, math.floor(ox)), state_prior(el, math.ceil(ox)))
+        count += best > 0 and prior < 0.25 * best
+    return count
+
+
+def _honours(req: MaterialsRequest, formula: str) -> bool:
+    """The request's element constraints on a proposed formula: required, excluded, either-or and allowed."""
+    symbols = {el.symbol for el in Composition(formula).elements}
+    if not set(req.include) <= symbols or symbols & set(req.exclude):
+        return False
+    if any(not symbols & set(group) for group in req.include_any):
+        return False
+    return req.only is None or symbols <= set(req.only) | set(req.anions)
+
+
+def sites_for(formula: str, family: str) -> dict[str, str]:
+    """The role assignment of a given formula in a family (for a formula typed by the user or proposed by an LLM),
+    found by asking the family for formulas of exactly these elements; {} when the family cannot hold it."""
+    fam = family_of(family)
+    if fam is None:
+        return {}
+    try:
+        comp = Composition(formula)
+    except Exception:  # noqa: BLE001 - not a formula: no sites
+        return {}
+    elements = [el.symbol for el in comp.elements]
+    req = MaterialsRequest(text=formula, include=elements, only=elements)
+    if not fam.ionic or (fam.metallic_archetypes and not set(elements) & set(ANION_CHARGE)):
+        req.compound_class = "intermetallic"
+    for p in propose_for_family(req, family, 200):
+        if Composition(p.formula).reduced_formula == comp.reduced_formula:
+            return p.sites
+    return {}

@@ -1,0 +1,834 @@
+"""Read a plain-language materials request into constraints, offline and deterministically: elements to include or
+exclude (symbols with context rules, names, groups such as "rare earths"), negation in its common forms ("lead-free",
+"without Co", "no nickel", "free of toxic Cd", "avoid Pb"), compound classes ("halide", "phosphate", "titanate",
+"thiospinel", "oxynitride"), the structure family (names, synonyms, mineral names, Strukturbericht designations,
+"MgAl2O4-type"), formulas named in the request, element counts, the goal and the application. Requests that
+chemistry rules out get a `decline` reason instead of a search."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pymatgen.core import Composition, Element
+
+from tools.core.errors import ToolInputError
+from tools.discovery.lexicon import (
+    AMBIGUOUS_SYMBOLS,
+    ANION_CLASS,
+    APPLICATIONS,
+    ATE_WORDS,
+    CLASS_WORDS,
+    COMPOUND_CLASSES,
+    COUNT_WORDS,
+    ELEMENT_GROUPS,
+    FAMILY_MIN_ELEMENTS,
+    FAMILY_WORDS,
+    FORMULA_FAMILIES,
+    GOAL_WORDS,
+    GROUP_WORDS,
+    INTERMETALLIC_FAMILIES,
+    LIST_FILLERS,
+    NOBLE_GASES,
+    PREFIX_CLASSES,
+    SIMPLE_ANIONS,
+    aflow_family_names,
+)
+
+MAX_REQUEST_CHARS = 2000
+MAX_LOWERCASE_FORMULA = 24  # characters of a lower-case formula worth splitting into symbols ('ca3al2si3o12' is 12)
+MAX_FORMULA_ATOMS = 64  # atoms per formula unit of a named formula: the generators build cells up to this size
+
+
+@dataclass
+class MaterialsRequest:
+    """What a request asks for, as constraints the proposer and the search act on."""
+
+    text: str
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    include_any: list[list[str]] = field(default_factory=list)  # at least one element of each group
+    only: list[str] | None = None  # "only X and Y": the closed set of elements allowed
+    family: str | None = None
+    exclude_families: list[str] = field(default_factory=list)
+    compound_class: str | None = None
+    anion: str | None = None  # the anion when the class fixes one (oxide -> O)
+    anions: list[str] = field(default_factory=list)  # anions the class allows (halide -> F, Cl, Br, I)
+    polyanion: str | None = None  # centre of the oxo-anion (phosphate -> P)
+    formulas: list[str] = field(default_factory=list)
+    reference_formulas: list[str] = field(default_factory=list)  # "MgAl2O4-type": a structure, not an answer
+    optional: list[str] = field(default_factory=list)  # dopants and elements "welcome but not required"
+    derived_formulas: list[str] = field(default_factory=list)  # "like SrTiO3 with Ba for Sr" -> BaTiO3
+    n_elements: int | None = None
+    goal: str = "stable"  # stable | metastable | novel
+    application: str | None = None
+    preferred_families: list[str] = field(default_factory=list)  # from the application, when no family is named
+    decline: str | None = None
+    reader: str = "offline"
+    notes: list[str] = field(default_factory=list)
+
+    def constraints(self) -> dict[str, object]:
+        """The reading as a plain dict (what tools report and the LLM prompt shows)."""
+        return {
+            "include": self.include,
+            "exclude": self.exclude,
+            "include_any": self.include_any,
+            "only": self.only,
+            "family": self.family,
+            "compound_class": self.compound_class,
+            "anion": self.anion,
+            "formulas": self.formulas,
+            "n_elements": self.n_elements,
+            "goal": self.goal,
+            "application": self.application,
+            "decline": self.decline,
+            "reader": self.reader,
+        }
+
+
+@dataclass
+class Mention:
+    """A stretch of the request that names something: an element, a group, a class, a family or a formula."""
+
+    start: int
+    end: int
+    kind: str  # element | group | class | family | formula
+    value: str
+    negated: bool = False
+    implied: tuple[str, ...] = ()  # elements a class word brings ("titanate" -> Ti)
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9()'’]+(?:-[A-Za-z0-9()'’]+)*|-{2,}|[—–,;.:/&+!?]")
+_QUALIFIER = re.compile(r"[- ](?:ordered|ordering|derived|related|like ordering|superstructure)")
+_ROMAN = re.compile(r"(?:I{1,3}|IV|VI{0,3})(?:-(?:I{1,3}|IV|VI{0,3})\d?)+")  # III-V, II-VI, I-III-VI2
+_FORMULA = re.compile(r"(?:[A-Z][a-z]?(?:\d+(?:\.\d+)?)?|\((?:[A-Z][a-z]?\d*)+\)\d*)+")
+_SYMBOL = re.compile(r"(?<![A-Za-z0-9])([A-Z][a-z]?)(?![a-z0-9])")
+_NAMES = {el.long_name.lower(): el.symbol for el in Element if el.Z <= 103}
+_NAMES.update({"aluminium": "Al", "aluminum": "Al", "caesium": "Cs", "sulphur": "S", "cesium": "Cs",
+               "ferrous": "Fe", "ferric": "Fe", "cupric": "Cu", "cuprous": "Cu", "stannous": "Sn",
+               "stannic": "Sn", "plumbous": "Pb", "lithium-ion": "Li", "sodium-ion": "Na"})
+_ACRONYMS = {"PV", "NMC", "NCA", "SOFC", "CNT", "MOF", "COF", "OER", "HER", "ORR", "LED", "TCO", "DFT", "MD",
+             "CIF", "NMR", "XRD", "SEM", "TEM", "UV", "IR", "CV", "AI", "ML", "OK", "US", "UK", "EU", "CO", "NO",
+             "PS", "PC", "SI", "IC", "IV", "VI", "II", "III", "VII", "VIII", "IX", "XI"}
+_NEG_ONE = {"without", "w/o", "no", "not", "excluding", "exclude", "excludes", "except", "avoid", "avoids",
+            "avoiding", "lacking", "minus", "never", "none", "non", "don't", "doesn't", "shouldn't", "mustn't",
+            "cannot", "can't", "won't", "nor", "sans", "ban", "banned", "forbid", "forbidden", "prohibit"}
+_NEG_TWO = {("free", "of"), ("free", "from"), ("devoid", "of"), ("other", "than"), ("but", "not"), ("none", "of"),
+            ("rather", "than"), ("instead", "of"), ("apart", "from")}
+_VERB_AFTER_NEGATION = {"contain", "containing", "contains", "include", "including", "includes", "use", "using",
+                        "have", "having", "with", "need", "needing", "want"}
+_INCLUDE_CUES = {"with", "containing", "contain", "contains", "including", "include", "includes", "of", "plus",
+                 "using", "has", "having", "and", "from", "incorporating", "featuring", "based"}
+_CONNECTORS = {",", "and", "or", "/", "&", "+", "nor"}
+_SITE_WORDS = re.compile(r"^(?:(?:-|\s)?(?:site|sites|sublattice|cation|anion)\b|\s*[=:]\s*[A-Z]|')", re.IGNORECASE)
+_FREE_AFTER = re.compile(r"^(?:-|\s)?(?:free|less)\b(?!\s+(?:of|from)\b)", re.IGNORECASE)
+_BANNED_AFTER = re.compile(r"^\s+(?:is\s+|are\s+|being\s+)?(?:excluded|banned|forbidden|prohibited|disallowed|"
+                           r"not allowed|not wanted|unwanted|not permitted)\b", re.IGNORECASE)
+_TYPE_AFTER = re.compile(r"^-?(?:type|like|structured|structure|prototype)\b|^\s+(?:type|structure)\b", re.I)
+
+
+def _uncapitalised(text: str) -> str:
+    """A request typed in capitals ('PEROVSKITE OXIDE WITH LANTHANUM AND NICKEL') read in lower case, with one- and
+    two-letter words as element symbols ('LA' -> 'La'); lower-case formulas ('lifepo4') written as formulas."""
+    letters = [ch for ch in text if ch.isalpha()]
+    if letters and sum(ch.isupper() for ch in letters) / len(letters) > 0.8 and len(letters) > 12:
+        text = re.sub(r"[A-Za-z]+", lambda m: m.group(0).capitalize() if len(m.group(0)) <= 2
+                      else m.group(0).lower(), text)
+    text = re.sub(r"\b[a-z][a-z0-9()]*\d[a-z0-9()]*\b", lambda m: _formula_case(m.group(0)) or m.group(0), text)
+    text = re.sub(r"\b[wW]/[oO]\b", "without", text)  # chat shorthand
+    text = re.sub(r"\b[wW]/(?=\s)", "with", text)
+    # 'pb-free', 'co-free': a lower-case symbol before '-free' is the element
+    return re.sub(r"\b([a-z]{1,2})(?=-free\b)",
+                  lambda m: m.group(1).capitalize() if Element.is_valid_symbol(m.group(1).capitalize())
+                  else m.group(1), text)
+
+
+def _formula_case(token: str) -> str | None:
+    """'lifepo4' -> 'LiFePO4': the token split into element symbols, when it reads as a formula of two or more
+    elements; of several readings the one without radioactive elements (LiFePO4, not LiFePo4), then with the most
+    two-letter symbols (CoSb3, not COSB3), then a charge-balanced one wins."""
+
+    def splits(rest: str) -> list[list[str]]:
+        if not rest:
+            return [[]]
+        if rest[0].isdigit() or rest[0] in "()":
+            return [[rest[0], *tail] for tail in splits(rest[1:])]
+        out = []
+        for size in (1, 2):
+            head = rest[:size].capitalize()
+            if len(rest) >= size and head.isalpha() and Element.is_valid_symbol(head) and head not in ("D", "T"):
+                out += [[head, *tail] for tail in splits(rest[size:])]
+        return out
+
+    if len(token) > MAX_LOWERCASE_FORMULA:
+        return None  # the readings multiply with the length: a long lower-case run is not a typed formula
+    readings = []
+    for parts in splits(token):
+        formula = "".join(parts)
+        if not _is_formula(formula) or len(re.findall(r"[A-Z]", formula)) < 2:
+            continue
+        elements = [Element(e) for e in re.findall(r"[A-Z][a-z]?", formula)]
+        try:
+            balanced = bool(Composition(formula).oxi_state_guesses(max_sites=-20))
+        except Exception:  # noqa: BLE001 - pymatgen gives up: count as unbalanced
+            balanced = False
+        rare = sum(el.is_radioactive or el.Z > 83 for el in elements)
+        two_letter = sum(len(el.symbol) == 2 for el in elements)  # 'cosb3' is CoSb3, not COSB3
+        readings.append((rare, -two_letter, not balanced, formula))
+    return min(readings)[3] if readings else None
+
+
+def _tokens(text: str) -> list[tuple[int, int, str]]:
+    return [(m.start(), m.end(), m.group(0)) for m in _TOKEN.finditer(text)]
+
+
+def _is_formula(token: str) -> bool:
+    """A chemical formula token (LiFePO4, CsCl, Ca3Al2(SiO4)3): parses, holds >= 2 element symbols or a digit."""
+    if not _FORMULA.fullmatch(token) or token in _ACRONYMS:
+        return False
+    parts = re.findall(r"[A-Z][a-z]?", token)
+    if len(parts) < 2:
+        return False  # 'O3 layered', 'B2', 'Mn4+': a label or a charge, not a compound
+    if token.isupper() and not re.search(r"\d", token) and token not in {"BN", "BP", "CS", "SiC"}:
+        return False  # PV, SOFC, CNO: acronyms, not formulas
+    if not all(Element.is_valid_symbol(p) and p not in ("D", "T") for p in parts):
+        return False
+    try:
+        Composition(token)
+    except Exception:  # noqa: BLE001 - pymatgen rejects it: not a formula
+        return False
+    return True
+
+
+def _overlaps(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
+    return any(a < span[1] and span[0] < b for a, b in taken)
+
+
+def _find_mentions(text: str) -> list[Mention]:
+    """Families, classes, groups, formulas, then element symbols and names not inside any of those."""
+    lowered = text.lower()
+    mentions: list[Mention] = []
+    taken: list[tuple[int, int]] = []
+
+    def add(start: int, end: int, kind: str, value: str, implied: tuple[str, ...] = ()) -> None:
+        if not _overlaps((start, end), taken):
+            mentions.append(Mention(start, end, kind, value, implied=implied))
+            taken.append((start, end))
+
+    # Families: the lexicon (longest phrase first), AFLOW names, "<formula>-type".
+    phrases = [(p, fam) for fam, words in FAMILY_WORDS.items() for p in words]
+    phrases += [(re.escape(name), fam) for name, fam in aflow_family_names().items() if len(name) > 3]
+    for prefix, cls in PREFIX_CLASSES.items():  # thiospinel, selenospinel: family + class
+        for fam, words in FAMILY_WORDS.items():
+            for m in re.finditer(rf"\b{prefix}-?(?:{'|'.join(words)})\b", lowered):
+                add(m.start(), m.end(), "family", fam)
+                mentions.append(Mention(m.start(), m.start() + len(prefix), "class", cls))
+    for phrase, fam in sorted(phrases, key=lambda pf: -len(pf[0])):
+        for m in re.finditer(rf"(?<![\w-]){phrase}(?![\w])", lowered):
+            qualifier = _QUALIFIER.match(lowered[m.end():])
+            if qualifier:
+                taken.append((m.start(), m.end() + qualifier.end()))  # an adjective on another family
+                continue
+            add(m.start(), m.end(), "family", fam)
+            named = re.match(r"([A-Z][A-Za-z0-9()]*)[- ](?:type|like|structured?)", text[m.start():m.end()])
+            if named and _is_formula(named.group(1)):  # "NaCl-type": the family, and NaCl as a reference
+                mentions.append(Mention(m.start(), m.start() + len(named.group(1)), "reference", named.group(1)))
+    for m in re.finditer(r"(?<![\w-])([A-Z][A-Za-z0-9()]*)(?=[-\s]?(?:type|like|structured?)\b)", text):
+        if not _is_formula(m.group(1)) or _overlaps(m.span(), taken):
+            continue
+        suffix = _TYPE_AFTER.match(text[m.end():])
+        end = m.end() + (len(suffix.group(0)) if suffix else 0)
+        mentions.append(Mention(m.start(), m.end(), "reference", m.group(1)))
+        fam = family_of_formula(m.group(1))
+        if fam:
+            add(m.start(), end, "family", fam, implied=("formula",))  # yields to a family word (see read_request)
+        else:
+            taken.append((m.start(), end))
+    # Compound classes: mixed anions and prefixes first, then single words, then "-ate" words.
+    for prefix, cls in PREFIX_CLASSES.items():  # thiophosphate: a sulfide of the PS4 anion (P required)
+        for m in re.finditer(rf"\b{prefix}-?(phosphate|silicate|germanate)s?\b", lowered):
+            centre = COMPOUND_CLASSES[m.group(1)].polyanion
+            add(m.start(), m.end(), "class", "thiophosphate" if m.group(0).startswith("thio") and centre == "P"
+                else cls, implied=(centre,) if centre else ())
+    for word, cls in sorted(CLASS_WORDS.items(), key=lambda wc: -len(wc[0])):
+        for m in re.finditer(rf"(?<![\w]){word}(?![\w])", lowered):
+            add(m.start(), m.end(), "class", cls)
+    for word, el in ATE_WORDS.items():
+        for m in re.finditer(rf"\b{word}s?\b", lowered):
+            add(m.start(), m.end(), "class", "oxide", implied=(el,))
+    for word, group in GROUP_WORDS.items():
+        for m in re.finditer(rf"(?<![\w]){word}(?![\w])", lowered):
+            if group == "toxic" and re.match(r"\s+(?:[A-Z][a-z]?\b|" + "|".join(_NAMES) + r")", text[m.end():]):
+                continue  # "toxic Cd": an adjective on the element, not the group
+            add(m.start(), m.end(), "group", group)
+    for start, _end, token in _tokens(text):
+        for part in re.finditer(r"[A-Za-z]+", token):
+            word = part.group(0).removesuffix("s")
+            if (len(word) >= 2 and word.isupper() and not _is_formula(word)) or _ROMAN.fullmatch(token):
+                taken.append((start + part.start(), start + part.end()))  # PV, UV, YSZ, III-V: not elements
+    for start, _end, token in _tokens(text):
+        offset = 0
+        for part in token.split("-"):  # 'LiFePO4-based', and 'alpha-Al2O3', '2H-MoS2' after a polymorph prefix
+            span = (start + offset, start + offset + len(part))
+            if _is_formula(part) and not _overlaps(span, taken):
+                add(*span, "formula", part)
+            offset += len(part) + 1
+    for m in _SYMBOL.finditer(text):
+        sym = m.group(1)
+        if not Element.is_valid_symbol(sym) or sym in ("D", "T") or _overlaps(m.span(), taken):
+            continue
+        if _SITE_WORDS.match(text[m.end():]) and len(sym) == 1:
+            continue  # "B-site", "X site": a crystallographic label, not boron
+        add(m.start(), m.end(), "element", sym)
+    for name, sym in sorted(_NAMES.items(), key=lambda ns: -len(ns[0])):
+        for m in re.finditer(rf"(?<![\w]){re.escape(name)}(?![\w])", lowered):
+            if name == "lead" and re.match(r"\s+(?:to|the way|us|you)\b", lowered[m.end():]):
+                continue  # the verb
+            if re.match(r"\s+(?:evolution|reduction)\b", lowered[m.end():]):
+                continue  # "oxygen evolution": a reaction, not an ingredient
+            add(m.start(), m.end(), "element", sym)
+    if not any(m.kind == "family" for m in mentions):
+        for m in _misspelled_families(lowered, taken):
+            add(m.start, m.end, "family", m.value)
+    mentions.sort(key=lambda mt: mt.start)
+    kept: list[Mention] = []
+    for mt in mentions:  # in order, so "Be and I" can lean on an accepted "Be"
+        if mt.kind != "element" or mt.value not in AMBIGUOUS_SYMBOLS or _chemical_context(text, mt, kept):
+            kept.append(mt)
+    return kept
+
+
+def family_of_formula(formula: str) -> str | None:
+    """The family a formula belongs to: a family's best-known member, or the one family whose stoichiometry
+    (sorted amounts of the reduced formula) it has; None when unknown or ambiguous (ABO3: perovskite or ilmenite)."""
+    from models.crystals.prototypes import RATIOS
+
+    reduced = _reduced(formula)
+    if reduced is None:
+        return None
+    known = {(_reduced(f) or f): fam for f, fam in FORMULA_FAMILIES.items()}
+    if reduced in known:
+        return known[reduced]
+    amounts = sorted(Composition(reduced).get_el_amt_dict().values())
+    fits = [fam for fam, (_, ratio) in RATIOS.items() if sorted(ratio) == amounts and "orthorhombic" not in fam]
+    if len(fits) > 1:  # ABX2: layered oxide for an oxide, chalcopyrite for a chalcogenide
+        from tools.discovery.proposer import FAMILIES
+
+        elements = set(Composition(reduced).get_el_amt_dict())
+        anionic = elements & set(SIMPLE_ANIONS)
+        fits = [f for f in fits if f in FAMILIES and (FAMILIES[f].default_anion in elements if FAMILIES[f].ionic
+                                                      else not anionic)]
+    return fits[0] if len(fits) == 1 else None
+
+
+def _misspelled_families(lowered: str, taken: list[tuple[int, int]]) -> list[Mention]:
+    """Family names typed with a slip ('perovksite', 'spinnel', 'pyrochlor'): a word of 6+ letters within a
+    close edit of a one-word family name (difflib ratio >= 0.85)."""
+    import difflib
+
+    names = {}
+    for fam, words in FAMILY_WORDS.items():
+        for w in words:
+            plain = re.sub(r"\?|\(.*?\)|\[.*?\]", "", w)
+            if plain.isalpha() and len(plain) >= 6:
+                names[plain] = fam
+    out = []
+    for m in re.finditer(r"[a-z]{6,}", lowered):
+        if _overlaps(m.span(), taken) or m.group(0) in names:
+            continue
+        close = difflib.get_close_matches(m.group(0), list(names), n=1, cutoff=0.85)
+        if close and not Element.is_valid_symbol(m.group(0).capitalize()) and m.group(0) not in _NAMES:
+            out.append(Mention(m.start(), m.end(), "family", names[close[0]]))
+    return out
+
+
+def _reduced(token: str) -> str | None:
+    try:
+        return Composition(token).reduced_formula
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _chemical_context(text: str, mention: Mention, mentions: list[Mention]) -> bool:
+    """An ambiguous symbol (In, As, I, Be, ...) is an element when a neighbour is chemical: a list of elements
+    (`mentions` holds those accepted so far), a cue such as 'with' or 'without', or a hyphenated chemical suffix
+    ('In-based', 'As-free')."""
+    if text[mention.start:mention.end] != mention.value:
+        return True  # written as a name ("indium"): never ambiguous
+    after = text[mention.end:]
+    if re.match(r"-(?:based|rich|poor|doped|free|containing|substituted|site)\b|\s*\d|$", after):
+        return True
+    before = text[:mention.start].rstrip()
+    prev_words = re.findall(r"[A-Za-z']+|[,/&+]", before)[-2:]
+    if prev_words:
+        last = prev_words[-1].lower()
+        if last == "of" and len(prev_words) > 1 and prev_words[-2].lower() in ("made", "composed", "consisting",
+                                                                               "compound", "compounds"):
+            last = "with"
+        if last in _INCLUDE_CUES - {"and", "of", "from"} or last in _NEG_ONE:
+            return bool(re.match(r"\s*(?:$|[,.;:)!?]|(?:and|or|for|as|to|in|on|at|with|from|that|which|only|"
+                                 r"please|instead|rather|but)\b|[A-Z])", after))
+        if last in _CONNECTORS:
+            return any(m.kind in ("element", "formula") and 0 <= mention.start - m.end < 12 for m in mentions)
+    nxt = re.match(r"\s*(,|and|or|/)\s*([A-Z][a-z]?)\b", after)
+    return bool(nxt and Element.is_valid_symbol(nxt.group(2)) and nxt.group(2) not in AMBIGUOUS_SYMBOLS)
+
+
+def _negated(text: str, mention: Mention, mentions: list[Mention]) -> bool:
+    """True when a negation governs the mention: a '-free' after it, or a cue before it with only list words,
+    other mentions and connectors between ('without Co, Ni or Mn', 'free of toxic Cd', 'no rare earths',
+    'not containing nickel'). A family is negated only by a cue right before it ('not a spinel')."""
+    if mention.kind in ("element", "group", "class") and (
+        _FREE_AFTER.match(text[mention.end:]) or _BANNED_AFTER.match(text[mention.end:])
+    ):
+        return True
+    if re.search(r"\bnon-?\s*$", text[:mention.start], re.IGNORECASE):
+        return True
+    if mention.kind == "family":
+        return bool(re.search(r"(?:\bnot|\bno|n't|rather than|other than|instead of|except)\s+(?:an?\s+|the\s+)?$",
+                              text[:mention.start], re.IGNORECASE))
+    spans = [(m.start, m.end) for m in mentions if m is not mention and m.end <= mention.start and m.kind != "family"]
+    words = [(s, e, w.lower()) for s, e, w in _tokens(text[:mention.start])]
+    i = len(words) - 1
+    while i >= 0:
+        s, e, word = words[i]
+        if any(a <= s and e <= b for a, b in spans):
+            i -= 1
+            continue
+        if i > 0 and (words[i - 1][2], word) in _NEG_TWO:
+            return True
+        if word in _NEG_ONE or word.endswith("n't"):
+            return True
+        if word in _VERB_AFTER_NEGATION:  # "not containing X", "doesn't include X", "without using X"
+            return i > 0 and (words[i - 1][2] in _NEG_ONE or words[i - 1][2].endswith("n't"))
+        if word in ("a", "an", "the") and i > 0 and words[i - 1][2] in (",", ";", ":"):
+            return False  # ', a stannate or zinc oxide': a new noun phrase, outside the negation before the comma
+        if word in LIST_FILLERS:
+            i -= 1
+            continue
+        return False
+    return False
+
+
+def _optional(text: str, mention: Mention) -> bool:
+    """A dopant ('Ce-doped', 'Ce:YAG', 'doped with Ce', 'the cerium is only a dopant') or an element the request
+    allows without requiring ('aluminium welcome but not required', 'Al optional')."""
+    after, before = text[mention.end:mention.end + 60].lower(), text[max(0, mention.start - 30):mention.start].lower()
+    if re.match(r"(?:-doped|-activated|:\s*[A-Za-z])|\s+(?:is\s+)?(?:only\s+)?(?:an?\s+)?(?:dopant|activator)", after):
+        return True
+    if re.search(r"(?:doped|substituted) with\s+(?:\w+\s+)?$|dopants?\s+(?:like|such as)?\s*$", before):
+        return True
+    return bool(re.match(r"\s*(?:is\s+|are\s+)?(?:welcome|optional|allowed|fine|ok|possible|acceptable)\b|"
+                         r"[^.;]{0,30}\bnot (?:required|necessary|needed|essential)", after))
+
+
+def read_request(text: str) -> MaterialsRequest:
+    """The offline reading of a request. Raises ToolInputError only for an empty or unreadable request; a request
+    that chemistry rules out comes back with `decline` set to the reason."""
+    cleaned = _uncapitalised(" ".join(str(text).split()))
+    if not cleaned:
+        raise ToolInputError("the request is empty: say what material you want, e.g. 'a stable spinel with Mg and Al'")
+    if len(cleaned) > MAX_REQUEST_CHARS:
+        raise ToolInputError(f"the request is {len(cleaned)} characters; keep it under {MAX_REQUEST_CHARS}")
+    lowered = cleaned.lower()
+    req = MaterialsRequest(text=cleaned)
+    mentions = _find_mentions(cleaned)
+    for m in mentions:
+        m.negated = _negated(cleaned, m, mentions)
+    _spread_postfix_negation(cleaned, mentions)
+    only_elements = False
+    only_span = re.search(r"\b(?:only|solely|exclusively|purely|nothing but|just|made of|composed of|consisting of|"
+                          r"made up of|consists of)\b", lowered)
+    include: list[str] = []
+    exclude: list[str] = []
+    classes: list[Mention] = []
+    for m in mentions:
+        if m.kind == "element":
+            if m.negated:
+                exclude.append(m.value)
+            elif _optional(cleaned, m):
+                req.optional.append(m.value)
+            else:
+                include.append(m.value)
+        elif m.kind == "group":
+            members = list(ELEMENT_GROUPS[m.value])
+            if m.negated:
+                exclude.extend(members)
+            else:
+                req.include_any.append(members)
+        elif m.kind == "reference":
+            req.formulas.append(m.value)
+            req.reference_formulas.append(m.value)
+        elif m.kind == "formula":
+            if not m.negated:
+                req.formulas.append(m.value)
+                fam = family_of_formula(m.value)
+                like = re.search(r"(?:like|similar to|analog(?:ue)? of|isostructural (?:with|to))\s*$",
+                                 lowered[:m.start])
+                if fam and like and not any(x.kind == "family" for x in mentions):
+                    req.family = fam
+            else:
+                exclude.extend(el.symbol for el in Composition(m.value).elements)
+        elif m.kind == "class":
+            if m.negated and m.implied:  # "rather than zirconia": no Zr; the oxide itself is not refused
+                exclude.extend(m.implied)
+            elif m.negated:
+                cls = COMPOUND_CLASSES[m.value]
+                asserted = any(x.kind == "class" and x.value == m.value and not x.negated for x in mentions)
+                if not asserted:  # "an oxide that is not zinc oxide" refuses Zn, not O
+                    exclude.extend(cls.anions if len(cls.anions) == 1 else ())
+            else:
+                classes.append(m)
+                include.extend(m.implied)
+        elif m.kind == "family":
+            worded = [x for x in mentions if x.kind == "family" and not x.negated and not x.implied]
+            if m.negated:
+                req.exclude_families.append(m.value)
+            elif m.implied and worded:
+                continue  # "ZnGeP2-type chalcopyrite": the family word, not the formula's stoichiometric guess
+            elif req.family is None or _more_specific(m.value, req.family):
+                req.family = m.value
+    req.include = list(dict.fromkeys(include))
+    req.exclude = sorted(set(exclude))
+    _read_alternatives(cleaned, mentions, req)
+    _read_semiconductor_groups(lowered, req, classes)
+    _apply_substitutions(cleaned, mentions, req)
+    if only_span:
+        after = [m for m in mentions if m.start > only_span.start() and not m.negated]
+        allowed = [m.value for m in after if m.kind == "element"]
+        allowed += [el for m in after if m.kind == "group" for el in ELEMENT_GROUPS[m.value]]
+        if allowed:
+            req.only = sorted(set(allowed) | set(req.include))
+            only_elements = not any(m.kind == "group" for m in after)
+            req.include_any = [g for g in req.include_any if not set(g) <= set(req.only)]
+    _read_class(req, classes)
+    if req.only is not None and req.anions:  # "a nitride of only lithium": the class's anion is allowed too
+        req.only = sorted(set(req.only) | set(req.anions))
+    if req.only is not None and only_elements and req.n_elements is None:
+        req.n_elements = len(set(req.only) | ({req.anion} if req.anion else set()))
+    for word, count in COUNT_WORDS.items():
+        if re.search(rf"\b{word}\b", lowered):
+            req.n_elements = count
+    count = re.search(r"\b(two|three|four|five|2|3|4|5)[- ]elements?\b", lowered)
+    if count:
+        req.n_elements = {"two": 2, "three": 3, "four": 4, "five": 5}.get(count.group(1)) or int(count.group(1))
+    for word, goal in GOAL_WORDS.items():
+        if re.search(rf"\b{word}\b", lowered) and not re.search(rf"\b(?:not|no)\s+{word}\b", lowered):
+            req.goal = goal
+            if goal == "metastable":
+                break
+    for app in APPLICATIONS:
+        if any(re.search(rf"(?<![\w]){w}(?![\w])", lowered) for w in app.words):
+            req.application = app.name
+            req.preferred_families = [f for f in app.families if f not in req.exclude_families]
+            break
+    _require_redox_metal(req)
+    if req.family is None and not req.formulas:
+        from tools.discovery.family_semantics import semantic_family
+
+        guess = semantic_family(cleaned)
+        if guess:
+            req.family = guess[0]
+            req.notes.append(f"family read as {guess[0]!r} by meaning ({guess[1]:.2f} similarity to its description)")
+    if req.family in INTERMETALLIC_FAMILIES and req.compound_class is None and not req.anions:
+        req.compound_class = "intermetallic"
+    elif req.family == "layered oxide" and req.compound_class is None:
+        set_compound_class(req, "oxide")
+    req.decline = decline_reason(req)
+    if not (req.family or req.include or req.compound_class or req.formulas or req.include_any
+            or req.application or req.decline):
+        raise ToolInputError(
+            "could not find elements, a structure family, a compound class or a formula in the request; try e.g. "
+            "'a double perovskite oxide with La and Mn' or 'a lead-free halide perovskite'"
+        )
+    return req
+
+
+_LIST_GAP = re.compile(r"\s*,?\s*(?:and|or|/|&|nor)\s*", re.IGNORECASE)  # not a bare comma: "with Mg, Fe excluded"
+
+
+def _spread_postfix_negation(text: str, mentions: list[Mention]) -> None:
+    """'cobalt and nickel free', 'Co- and Ni-free', 'Fe or Mn excluded': a '-free' or 'excluded' after a list
+    joined by and / or negates the whole list. A hyphen binds '-free' to its own word ('lithium and cobalt-free' keeps
+    lithium) unless
+    the earlier word has a dangling hyphen ('Co- and Ni-free')."""
+    for i, m in enumerate(mentions):
+        after = text[m.end:]
+        if m.kind not in ("element", "group") or not (_FREE_AFTER.match(after) or _BANNED_AFTER.match(after)):
+            continue
+        hyphen_bound = after.startswith("-")
+        j = i - 1
+        while j >= 0:
+            prev, nxt = mentions[j], mentions[j + 1]
+            gap = text[prev.end:nxt.start]
+            if prev.kind != m.kind or not _LIST_GAP.fullmatch(gap.lstrip("-")):
+                break  # "a 3d transition metal, Ni excluded": the group is asked for, Ni refused
+            if hyphen_bound and not gap.startswith("-"):
+                break
+            prev.negated = True
+            j -= 1
+
+
+REDOX_METALS = ("Fe", "Mn", "Co", "Ni", "V", "Cr", "Ti", "Cu", "Mo", "Nb")
+
+
+def _require_redox_metal(req: MaterialsRequest) -> None:
+    """A battery cathode stores charge on a transition metal that changes oxidation state: when the request names
+    none ("a Co- and Ni-free phosphate cathode for Na-ion"), one of the redox-active metals is required."""
+    if req.application != "battery cathode":
+        return
+    named = {*req.include, *(el for group in req.include_any for el in group)}
+    if named & set(REDOX_METALS):
+        return
+    allowed = [el for el in REDOX_METALS if el not in req.exclude and (req.only is None or el in req.only)]
+    if allowed:
+        req.include_any.append(allowed)
+        req.notes.append("a cathode needs a redox-active transition metal: one of " + ", ".join(allowed))
+
+
+_OR_GAP = re.compile(r"\s*,?\s*or\s+(?:else\s+)?", re.IGNORECASE)
+
+
+def _read_alternatives(text: str, mentions: list[Mention], req: MaterialsRequest) -> None:
+    """'Sr or Ba', 'a stannate or zinc oxide': elements joined by 'or' are alternatives (one of them required),
+    not all required."""
+    chains: list[list[str]] = []
+    for a, b in zip(mentions, mentions[1:], strict=False):
+        if a.negated or b.negated or not _OR_GAP.fullmatch(text[a.end:b.start]):
+            continue
+        left = [a.value] if a.kind == "element" else list(a.implied)
+        right = [b.value] if b.kind == "element" else list(b.implied)
+        if len(left) != 1 or len(right) != 1:
+            continue
+        if chains and chains[-1][-1] == left[0]:
+            chains[-1].append(right[0])
+        else:
+            chains.append([left[0], right[0]])
+    for chain in chains:
+        members = list(dict.fromkeys(chain))
+        if len(members) < 2:
+            continue
+        req.include = [el for el in req.include if el not in members]
+        req.include_any.append(members)
+
+
+_SEMICONDUCTOR_GROUPS = {  # "a III-V semiconductor": a group-13 cation with a pnictide
+    "iii-v": ("pnictide", ("B", "Al", "Ga", "In")),
+    "ii-vi": ("chalcogenide", ("Zn", "Cd", "Mg", "Be", "Hg")),
+}
+
+
+def _read_semiconductor_groups(lowered: str, req: MaterialsRequest, classes: list[Mention]) -> None:
+    """III-V and II-VI: the cation's group and the anion class the label means."""
+    for label, (cls, cations) in _SEMICONDUCTOR_GROUPS.items():
+        if re.search(rf"(?<![\w-]){label}(?![\w-])", lowered):
+            allowed = [el for el in cations if el not in req.exclude]
+            if allowed and not set(allowed) & set(req.include):
+                req.include_any.append(allowed)
+            if not classes:
+                classes.append(Mention(0, 0, "class", cls))
+
+
+_NEW_FOR_OLD = re.compile(  # "Ba instead of Sr", "In in place of Bi", "Ca replacing Mg"
+    r"\s+(?:instead of|in place of|in lieu of|rather than|substitut\w* for|replacing|that replaces|swapped in for)\s+"
+    r"(?:the\s+)?", re.I)
+_OLD_BY_NEW = re.compile(  # "Fe replaced by Mn", "gallium swapped for indium", "Sn exchanged with Ge"
+    r"\s+(?:replaced|swapped|switched|exchanged|traded|substituted)(?: out)? (?:with|by|for)\s+|\s*(?:->|→)\s*", re.I)
+_REPLACE_OLD = re.compile(r"\b(?:replac|swap|switch|exchang|trad)\w*\s+(?:the\s+|all\s+(?:the\s+)?)?$", re.I)
+_NEW_CUE = re.compile(r"(?:\bbut(?: with)?|\buse|\busing|\bput|\bwith|,)\s+$", re.I)  # "but Si for Ge"
+
+
+def _swaps(text: str, elements: list[Mention]) -> list[tuple[str, str]]:
+    """(old, new) pairs the request asks for, in its many wordings: 'X instead of Y', 'Y replaced by X', 'replace Y
+    with X', 'swap the Y for X', 'but X for Y'."""
+    swaps: list[tuple[str, str]] = []
+    for a, b in zip(elements, elements[1:], strict=False):
+        between, before = text[a.end:b.start], text[:a.start]
+        if _NEW_FOR_OLD.fullmatch(between):
+            swaps.append((b.value, a.value))
+        elif _OLD_BY_NEW.fullmatch(between) or (
+            re.fullmatch(r"\s+(?:with|by|for|to)\s+", between) and _REPLACE_OLD.search(before)
+        ):
+            swaps.append((a.value, b.value))
+        elif re.fullmatch(r"\s+for\s+", between) and _NEW_CUE.search(before):
+            swaps.append((b.value, a.value))
+    return swaps
+
+
+def _implied_swaps(req: MaterialsRequest) -> list[tuple[str, str]]:
+    """A swap the request implies without naming both sides: 'like Cu2ZnSnS4 but tin-free, put germanium in',
+    'Li3YCl6 but no rare earths; use indium' (one excluded element of the formula, one new required element), or
+    'the Li2S antifluorite but with selenium' (a new element of the same group as one of the formula's)."""
+    if len(req.formulas) != 1:
+        return []
+    elements = {el.symbol for el in Composition(req.formulas[0]).elements}
+    new = [el for el in req.include if el not in elements]
+    out_ = [el for el in elements if el in req.exclude]
+    if len(new) == 1 and len(out_) == 1:
+        return [(out_[0], new[0])]
+    if len(new) == 1 and not out_:
+        group = Element(new[0]).group
+        same = [el for el in elements if Element(el).group == group]
+        if len(same) == 1:
+            return [(same[0], new[0])]
+    return []
+
+
+def _apply_substitutions(text: str, mentions: list[Mention], req: MaterialsRequest) -> None:
+    """'like SrTiO3 but with Ba instead of Sr', 'LiFePO4 with Fe replaced by Mn': the named formula with the swap
+    applied becomes the formula asked for (proposed first); the named one stays as a reference."""
+    swaps = _swaps(text, [m for m in mentions if m.kind == "element"])
+    for old, new in swaps:  # the element swapped out is excluded, the one swapped in required
+        req.include = [el for el in req.include if el != old] + ([new] if new not in req.include else [])
+        req.exclude = sorted(set(req.exclude) | {old})
+    if not req.formulas:
+        return
+    if not swaps:
+        swaps = _implied_swaps(req)
+        for old, _new in swaps:
+            req.exclude = sorted(set(req.exclude) | {old})
+    for formula in list(req.formulas):
+        amounts = Composition(formula).get_el_amt_dict()
+        changed = dict(amounts)
+        for old, new in swaps:
+            if old in changed and new not in changed:
+                changed[new] = changed.pop(old)
+        if changed != amounts:
+            swapped = Composition(changed).reduced_formula
+            if formula not in req.reference_formulas:
+                req.reference_formulas.append(formula)
+            if swapped not in req.derived_formulas:
+                req.derived_formulas.append(swapped)
+            req.notes.append(f"{formula} with {', '.join(f'{n} for {o}' for o, n in swaps)} is {swapped}")
+
+
+def _more_specific(new: str, old: str) -> bool:
+    """'double perovskite' refines 'perovskite'; otherwise the first family named wins."""
+    return old in new and new != old
+
+
+def _read_class(req: MaterialsRequest, classes: list[Mention]) -> None:
+    """The compound class: named, or implied by an anion among the required elements; sets anion(s)."""
+    names = [m.value for m in classes]
+    mixed = [n for n in names if COMPOUND_CLASSES[n].mixed]
+    chosen = None
+    if mixed:
+        chosen = mixed[0]
+    elif names:
+        explicit = [m.value for m in classes if not m.implied]  # "a titanate halide": the anion word wins
+        chosen = (explicit or names)[0]
+        either = list(dict.fromkeys(n for n in explicit if len(COMPOUND_CLASSES[n].anions) == 1))
+        if len(either) > 1 and re.search(r"\bor\b", req.text[classes[0].start:classes[-1].end]):
+            # "oxide, sulfide or selenide all fine": any of these anions, no one class
+            req.anions = [COMPOUND_CLASSES[n].anions[0] for n in either
+                          if COMPOUND_CLASSES[n].anions[0] not in req.exclude]
+            return
+    asked = req.derived_formulas or [f for f in req.formulas if f not in req.reference_formulas]
+    if chosen is None and asked:  # the formula asked for (the swapped one), not a "CsCl-type" reference
+        chosen = _class_of_formula(asked[0])
+    if chosen is None:
+        anions_named = [el for el in req.include if el in ANION_CLASS]
+        if len(anions_named) == 1:
+            chosen = ANION_CLASS[anions_named[0]]
+    if chosen is not None:
+        set_compound_class(req, chosen)
+
+
+def set_compound_class(req: MaterialsRequest, name: str) -> None:
+    """Set the compound class and what follows from it: the anions it allows (minus excluded ones; a mixed class
+    needs all of its anions), the anion when one is fixed or named, the polyanion centre. Used by the offline reader
+    and for an LLM's reading alike."""
+    cls = COMPOUND_CLASSES[name]
+    req.compound_class = name
+    req.anions = [a for a in cls.anions if a not in req.exclude] if not cls.mixed else list(cls.anions)
+    if len(cls.anions) == 1 or cls.mixed:
+        req.anion = cls.anions[0] if cls.anions else None
+    elif len(req.anions) == 1:
+        req.anion = req.anions[0]
+    named = [a for a in req.anions if a in req.include]
+    if named and not cls.mixed:
+        req.anion = named[0]
+    req.polyanion = cls.polyanion  # the proposer puts P on the tetrahedral site; "include" keeps what was named
+
+
+def _class_of_formula(formula: str) -> str | None:
+    """The compound class of a named formula: phosphate / silicate for PO4 / SiO4 units, else its one anion."""
+    amounts = Composition(formula).get_el_amt_dict()
+    if "O" in amounts:
+        for centre, cls in (("P", "phosphate"), ("Si", "silicate")):
+            if centre in amounts and amounts["O"] >= 4 * amounts[centre] - 1e-6:
+                return cls
+    anions = [el for el in SIMPLE_ANIONS if el in amounts]
+    return ANION_CLASS[anions[0]] if len(anions) == 1 and len(amounts) > 1 else None
+
+
+def decline_reason(req: MaterialsRequest) -> str | None:
+    """Why chemistry rules the request out, or None: contradictions, noble gases, impossible element counts,
+    anion classes without a cation, intermetallic families asked as ionic compounds."""
+    clash = sorted(set(req.include) & set(req.exclude))
+    if clash:
+        return f"contradictory request: {', '.join(clash)} is both required and excluded"
+    cls = COMPOUND_CLASSES.get(req.compound_class or "")
+    if cls and cls.anions and not req.anions:
+        return f"contradictory request: {_article(cls.name)} needs {'/'.join(cls.anions)}, which it excludes"
+    if cls and cls.mixed and set(cls.anions) & set(req.exclude):
+        return f"contradictory request: {_article(cls.name)} needs {' and '.join(cls.anions)}, which it excludes"
+    if req.family and req.family in req.exclude_families:
+        return f"contradictory request: asks for a {req.family} and excludes it"
+    inert = [el for el in req.include if el in ("He", "Ne", "Ar")]
+    if inert:
+        return (f"{', '.join(inert)} form no stable solid compounds (closed-shell noble gases); no crystal of this "
+                "kind can be proposed")
+    heavy_inert = [el for el in req.include if el in NOBLE_GASES]
+    anion_given = req.compound_class in ("fluoride", "oxide", "oxyfluoride") or bool(
+        set(req.include) & {"F", "O"})
+    if heavy_inert and not anion_given and (
+        set(req.include) <= set(NOBLE_GASES) or (req.only and set(req.only) <= set(NOBLE_GASES))
+    ):
+        return f"compounds of noble gases alone ({', '.join(heavy_inert)}) do not exist as stable solids"
+    if heavy_inert and (req.family or (req.compound_class not in (None, "fluoride", "oxide"))):
+        return (f"{', '.join(heavy_inert)} form only a few molecular fluorides and oxides, no "
+                f"{req.family or req.compound_class}")
+    for formula in [f for f in req.formulas if f not in req.reference_formulas]:
+        comp = Composition(formula)
+        if comp.num_atoms > MAX_FORMULA_ATOMS:
+            return (f"the formula {formula} has {comp.num_atoms:.0f} atoms per formula unit; matsearch builds cells of "
+                    f"at most {MAX_FORMULA_ATOMS} atoms")
+        ionic = req.compound_class not in (None, "intermetallic") or req.family not in (None, *INTERMETALLIC_FAMILIES)
+        if ionic and {el.symbol for el in comp.elements} & set(SIMPLE_ANIONS):
+            try:
+                balanced = bool(comp.oxi_state_guesses(max_sites=-20))
+            except Exception:  # noqa: BLE001 - pymatgen gives up on some compositions
+                balanced = True
+            if not balanced:
+                return f"{formula} cannot balance charge with any common oxidation states of its elements"
+    nonmetals = [el for el in req.include if el in (*SIMPLE_ANIONS, "H")]
+    if req.compound_class == "intermetallic" and nonmetals:
+        return (f"an intermetallic is a compound of metals; {', '.join(nonmetals)} would make it a salt "
+                f"({ANION_CLASS.get(nonmetals[0], 'an ionic compound')}), not an intermetallic")
+    if req.family in INTERMETALLIC_FAMILIES and req.compound_class not in (None, "intermetallic"):
+        return f"a {req.family} compound is an intermetallic: it is not a {req.compound_class}"
+    needed = FAMILY_MIN_ELEMENTS.get(req.family or "", 2 if req.family or req.compound_class else 1)
+    if req.n_elements is not None:
+        if req.n_elements < needed:
+            return f"a {req.family or req.compound_class} holds at least {needed} elements, not {req.n_elements}"
+        required = set(req.include) | ({req.anion} if req.anion else set())
+        if len(required) > req.n_elements:
+            return (f"contradictory request: {len(required)} required elements ({', '.join(sorted(required))}) in "
+                    f"a {req.n_elements}-element compound")
+    if req.only is not None:
+        ionic = req.compound_class not in (None, "intermetallic") or (
+            req.family is not None and req.family not in INTERMETALLIC_FAMILIES)
+        cations = [el for el in req.only if el not in (*SIMPLE_ANIONS, "H", *NOBLE_GASES)]
+        if ionic and not cations:
+            return f"an ionic compound needs a cation, but the request allows only {', '.join(req.only)}"
+    return None
+
+
+def _article(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
+def parse_request(text: str) -> MaterialsRequest:
+    """The offline reading (see read_request); kept as the name the rest of the code uses."""
+    return read_request(text)

@@ -1,0 +1,1 @@
+"""Collective variables and free energies: learn a CV, umbrella sampling, WHAM/MBAR profiles."""

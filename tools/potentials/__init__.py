@@ -1,0 +1,1 @@
+"""Universal and own potentials: relax, predict, hull, train, uncertainty, active learning."""
