@@ -31,6 +31,33 @@ DEDUP_CANDIDATES = 8
 HTTP_RETRIES = 6  # ~16 s of reconnect attempts against a restarting chromadb server
 T = TypeVar("T")
 
+# Labels of a stored relaxation (properties): `converged` says whether it met its force threshold in its steps, and
+# `relaxed` is True only then. An unconverged relaxation is stored, but as what it is: a geometry on the way to a
+# minimum whose energy is only an upper bound of that minimum's.
+RELAXED, CONVERGED = "relaxed", "converged"
+UNCONVERGED_TAG = "unconverged"
+
+
+def relaxation_labels(converged: bool) -> dict[str, bool]:
+    """The properties that label a stored relaxation outcome: relaxed only when it converged."""
+    return {RELAXED: bool(converged), CONVERGED: bool(converged)}
+
+
+def relaxation_tags(converged: bool) -> list[str]:
+    """The tag of a stored relaxation outcome: 'relaxed', or 'unconverged'."""
+    return [RELAXED] if converged else [UNCONVERGED_TAG]
+
+
+def is_relaxation(properties: dict[str, Any]) -> bool:
+    """The record is the outcome of a relaxation, converged or not."""
+    return CONVERGED in properties or bool(properties.get(RELAXED))
+
+
+def is_converged_relaxation(properties: dict[str, Any]) -> bool:
+    """The record is a relaxed structure (a minimum of its potential): labelled relaxed and not unconverged.
+    A record stored before this rule with relaxed True beside converged False reads as unconverged."""
+    return bool(properties.get(RELAXED)) and properties.get(CONVERGED) is not False
+
 
 @dataclass
 class StructureRecord:
@@ -213,8 +240,13 @@ class StructureStore:
           no properties (e.g. a generated sample); it gains the new tags and description.
         - Energy or properties on a structure that merely matches a stored one: a NEW record, linked to the match by
           provenance (`parent_ids` and `equivalent_to`), so e.g. a relaxed cell never lends its energy to the
-          unrelaxed cell it came from."""
+          unrelaxed cell it came from.
+        - A relaxation labelled `converged: False` is never stored as relaxed: `relaxed` becomes False and the tag
+          'relaxed' becomes 'unconverged', whatever the caller passed."""
         provenance = dict(provenance or {})
+        if properties and properties.get(CONVERGED) is False:
+            properties = {**properties, RELAXED: False}
+            tags = list(dict.fromkeys([t for t in (tags or []) if t != RELAXED] + relaxation_tags(False)))
         cif = str(CifWriter(structure))
         new_id = content_id(cif)
         fingerprint = structure_fingerprint(structure)

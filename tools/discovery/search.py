@@ -1,7 +1,8 @@
 """The hierarchical search (GenMS-style): request -> formulas (language level) -> structures (diffusion model and
 family prototypes) -> relaxed energies and stability (potential), as a best-first tree search under a budget of
 structure evaluations. Memory is the transposition table: a structure equivalent to one already relaxed with the
-same potential is reused, not evaluated again. Writes a Markdown + JSON report, CIFs and a plot.
+same potential is reused, not evaluated again (an unconverged stored relaxation is relaxed on from where it
+stopped). Writes a Markdown + JSON report, CIFs and a plot.
 
 The numbers it delivers: after the tree search every candidate's E_hull is recomputed against the FINAL hull of its
 chemical system (references + every relaxed structure memory holds for that system with that potential, the
@@ -26,7 +27,7 @@ from pydantic import BaseModel, Field
 from pymatgen.analysis.phase_diagram import PDEntry
 from pymatgen.core import Composition, Structure
 
-from memory.store import symmetry_of
+from memory.store import is_converged_relaxation, is_relaxation, relaxation_labels, relaxation_tags, symmetry_of
 from models.crystals.prototypes import decorate, roles_of
 from tools.core.errors import ToolInputError, ToolRuntimeError
 from tools.core.executor import get_executor
@@ -244,26 +245,38 @@ def _draw_diffusion(node: FormulaNode, inp: SearchInput, ctx: ToolContext) -> li
 
 
 def _reusable(structure: Structure, parent: str | None, potential: str, ctx: ToolContext) -> object | None:
-    """A stored relaxation of this structure with this potential (the transposition table): the relaxed child of
-    the same stored parent, or any relaxed record the structure matches."""
+    """A stored relaxation of this structure with this potential (the transposition table): the relaxation child
+    of the same stored parent, or any relaxation record the structure matches, converged ones first. An
+    unconverged one is followed to its stored continuation (a relaxation whose parent it is), so the caller gets
+    the furthest point reached: reuse it when converged, else relax on from its structure."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     matcher = StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)
     records = ctx.store.search_composition(formula=structure.composition.reduced_formula, n=200)
-    usable = [
-        r
-        for r in records
-        if r.properties.get("relaxed")
-        and r.properties.get("potential") == potential
-        and "e_above_hull_eV" in r.properties
-    ]
-    for record in usable:
-        if parent and parent in record.provenance.get("parent_ids", []):
-            return record
-    for record in usable:
-        if matcher.fit(structure, record.structure):
-            return record
-    return None
+    usable = sorted(
+        (
+            r
+            for r in records
+            if is_relaxation(r.properties)
+            and r.properties.get("potential") == potential
+            and "e_above_hull_eV" in r.properties
+        ),
+        key=lambda r: not is_converged_relaxation(r.properties),
+    )
+
+    def child_of(parent_id: str) -> object | None:
+        return next((r for r in usable if parent_id in r.provenance.get("parent_ids", [])), None)
+
+    found = child_of(parent) if parent else None
+    if found is None or not is_converged_relaxation(found.properties):
+        match = next((r for r in usable if matcher.fit(structure, r.structure)), None)
+        if match is not None and (found is None or is_converged_relaxation(match.properties)):
+            found = match
+    followed: set[str] = set()  # follow an unconverged relaxation to its stored continuations (no cycles)
+    while found is not None and not is_converged_relaxation(found.properties) and found.id not in followed:
+        followed.add(found.id)
+        found = child_of(found.id) or found
+    return found
 
 
 @tool(cost="long", estimate=lambda inp: 12.0 * inp.budget + 5.0)
@@ -443,6 +456,9 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
                 continue  # exhausted (refill said why): the other formulas go on
             generator, structure, parent = node.queue.pop(0)
             record = _reusable(structure, parent, potential, ctx)
+            if record is not None and not is_converged_relaxation(record.properties):
+                # an unconverged stored relaxation is no result: relax on from where it stopped (costs budget)
+                structure, parent, record = record.structure, record.id, None
             if record is not None:
                 state["reused"] += 1
                 converged = bool(record.properties.get("converged", False))
@@ -473,8 +489,8 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
                     search_id, inp, node.proposal.formula, generator, parent, potential=potential, fmax=RELAX_FMAX
                 ),
                 energy=result["energy"],
-                properties={**prop_model.model_dump(), "relaxed": True, "converged": result["converged"]},
-                tags=["relaxed", "search"],
+                properties={**prop_model.model_dump(), **relaxation_labels(result["converged"])},
+                tags=[*relaxation_tags(result["converged"]), "search"],
                 description=f"candidate for request: {inp.request}",
             )
             state["evaluations"] += 1
@@ -543,8 +559,9 @@ def _final_hull(
     candidates: list[Candidate], energies: dict[str, float], potential: str, search_id: str, ctx: ToolContext
 ) -> tuple[list[Candidate], dict[str, list[str]], list[str]]:
     """Every candidate's E_hull against the final hull of its chemical system (references + every relaxed
-    structure memory holds for it with this potential + the candidates themselves), written back to the stored
-    record (computed on that very structure); the hull's references per system, and notes on thin hulls."""
+    structure memory holds for it with this potential + the converged candidates themselves: an unconverged one is
+    scored against that hull but is no competitor), written back to the stored record (computed on that very
+    structure); the hull's references per system, and notes on thin hulls and on what the hull left out."""
     systems: dict[tuple[str, ...], list[Candidate]] = {}
     for c in candidates:
         systems.setdefault(tuple(sorted(el.symbol for el in Composition(c.formula).elements)), []).append(c)
@@ -554,10 +571,12 @@ def _final_hull(
     for elements, members in sorted(systems.items()):
         records = {c.id: ctx.store.get(c.id) for c in members}
         records = {i: r for i, r in records.items() if r is not None}
-        extra = [PDEntry(r.structure.composition, energies[i], name=i) for i, r in records.items()]
+        converged = {c.id for c in members if c.converged}
+        extra = [PDEntry(r.structure.composition, energies[i], name=i) for i, r in records.items() if i in converged]
         hull = system_hull(list(elements), potential, ctx, extra)
         name = "-".join(elements)
         references[name] = hull.references
+        notes += [n for n in hull.notes if n not in notes]
         if hull.missing_binaries:
             notes.append(
                 f"thin hull for {name}: no {', '.join(hull.missing_binaries)} compound among its references or in "

@@ -7,7 +7,12 @@ a Heusler), the common binary intermetallic prototypes: B2 (CsCl) and L1_0 (CuAu
 AB3, C15 (cubic Laves MgCu2) at A2B and AB2 -- six relaxations per pair, so a ternary costs 18 once per potential
 and workspace. In a system with an anion the metal-metal binaries are not built: a charge-balanced compound lies in
 the anion-rich part of composition space, where the hull facets are made of anion compounds, and the cost would
-triple for nothing."""
+triple for nothing.
+
+A reference compound whose relaxation does not converge in REFERENCE_STEPS stays among the hull entries: its
+energy is an upper bound of its minimum's, and leaving it out would lift the hull further (E_hull reads too low
+either way, less so with it). It is named in `LocalHull.unconverged` and in the hull's notes. Structures from
+memory are held to a stricter rule (converged only; see tools/potentials/properties.py `memory_entries`)."""
 
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ BINARY_PROTOTYPES: dict[tuple[int, int], tuple[str, ...]] = {
     (2, 3): ("corundum",),
     (2, 1): ("antifluorite",),
 }
+REFERENCE_STEPS = 250  # relaxation steps for a reference compound (fmax 0.05 eV/A)
 
 
 # (name, AFLOW prototype label, whether the template's two species swap roles): template species are sorted
@@ -119,11 +125,13 @@ class LocalHull:
         self._lock = threading.Lock()
         self.relaxations = 0  # reference compounds relaxed by this object (the cost not served by the cache)
         self.dropped: list[str] = []  # reference compounds that could not be built ('AlNi:B2 (why)')
+        self.unconverged: list[str] = []  # reference compounds kept although unconverged ('AlNi:B2')
 
     def reference_entries(self, elements: list[str]) -> list[PDEntry]:
         """Elemental and binary reference entries for the chemical system (computed once, then cached): metal-anion
         compounds, and for an anion-free system the binary intermetallic prototypes of every metal pair. Those
-        that cannot be built are left out and listed in self.dropped."""
+        that cannot be built are left out and listed in self.dropped; those whose relaxation did not converge are
+        kept (an upper bound) and listed in self.unconverged."""
         entries = [PDEntry(Composition(el), self.refs.energy(el), name=el) for el in elements]
         anions = [el for el in elements if el in ANIONS]
         metals = [el for el in elements if el not in ANIONS]
@@ -140,7 +148,7 @@ class LocalHull:
             with self._lock:
                 if key not in self.compounds:
                     started = time.perf_counter()
-                    result = relax(structure, self.refs.calc, self.refs.potential, max_steps=250)
+                    result = relax(structure, self.refs.calc, self.refs.potential, max_steps=REFERENCE_STEPS)
                     REFERENCE_CLOCK["seconds"] += time.perf_counter() - started
                     self.relaxations += 1
                     self.compounds[key] = {
@@ -152,6 +160,8 @@ class LocalHull:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
                     self.path.write_text(json.dumps(self.compounds))
             data = self.compounds[key]
+            if data.get("converged") is False and key not in self.unconverged:
+                self.unconverged.append(key)
             entries.append(PDEntry(Composition(data["formula"]), data["energy"], name=key))
         return entries
 

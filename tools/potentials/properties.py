@@ -11,16 +11,23 @@ from pydantic import BaseModel, Field
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Structure
 
-from memory.store import symmetry_of
+from memory.store import (
+    is_converged_relaxation,
+    is_relaxation,
+    relaxation_labels,
+    relaxation_tags,
+    symmetry_of,
+)
 from tools.core.common import StructureSummary
 from tools.core.errors import ToolInputError
 from tools.core.registry import ToolContext, tool
 from tools.potentials.calculators import elemental_references, get_potential, relax, single_point
-from tools.potentials.hull import LocalHull, missing_binaries
+from tools.potentials.hull import REFERENCE_STEPS, LocalHull, missing_binaries
 from tools.structures.io import StructureRef, resolve_structure
 
 PotentialName = str
 MAX_BATCH = 200
+PREDICT_FMAX, PREDICT_STEPS = 0.05, 300  # predict_properties(relax=True): force threshold (eV/A) and step limit
 
 
 def potential_field(default: str | None = None) -> object:
@@ -68,6 +75,12 @@ class RelaxOutput(BaseModel):
                              "compound that could not be built (E_hull may then read too low)")
 
 
+def unconverged_note(fmax: float, max_steps: int, max_force: float) -> str:
+    """The note on a relaxation that did not reach its force threshold."""
+    return (f"relaxation did not converge (max force {max_force:.3f} > fmax {fmax} eV/A after {max_steps} steps): "
+            "the energy is an upper bound of the minimum's, stored as unconverged (not relaxed, no hull competitor)")
+
+
 def _potential(inp_potential: str | None, ctx: ToolContext) -> str:
     return inp_potential or ctx.settings.potential
 
@@ -101,28 +114,40 @@ def compute_properties(
     )
 
 
-def memory_entries(composition: Composition, potential: str, ctx: ToolContext) -> list[PDEntry]:
-    """Relaxed structures in memory within this chemical system, scored by the same potential: hull competitors."""
+def memory_entries(
+    composition: Composition, potential: str, ctx: ToolContext, unconverged: list[str] | None = None
+) -> list[PDEntry]:
+    """Relaxed structures in memory within this chemical system, scored by the same potential: hull competitors.
+
+    Only converged relaxations compete: an unconverged one stopped short of its minimum, so it is not a phase, and
+    a relaxation that fails to converge is often one that ran into a region the potential was never trained on
+    (a collapsing cell, a hole), where its energy is no bound to trust. Their ids go to `unconverged` when given."""
     elements = {el.symbol for el in composition.elements}
     out = []
     for record in ctx.store.search_composition(n=500, within=sorted(elements)):
         props = record.properties
-        if props.get("potential") == potential and props.get("relaxed") and "energy_eV" in props:
+        if props.get("potential") != potential or "energy_eV" not in props:
+            continue
+        if is_converged_relaxation(props):
             out.append(PDEntry(record.structure.composition, float(props["energy_eV"]), name=record.id))
+        elif is_relaxation(props) and unconverged is not None:
+            unconverged.append(record.id)
     return out
 
 
 @dataclass
 class SystemHull:
     """The hull of one chemical system with one potential, as it stands now: references (elements, binary
-    compounds) and every relaxed structure memory holds for the system with that potential, plus any extra entries."""
+    compounds) and every relaxed (converged) structure memory holds for the system with that potential, plus any
+    extra entries. A reference compound whose relaxation did not converge stays in, as the upper bound of its
+    minimum that its energy is (leaving it out would thin the hull further), and is named in `notes`."""
 
     elements: list[str]
     diagram: PhaseDiagram
     references: list[str]
     n_memory: int
     missing_binaries: list[str]
-    notes: list[str] = field(default_factory=list)  # reference compounds that could not be built, one line each
+    notes: list[str] = field(default_factory=list)  # references left out or unconverged, memory left out
 
     def e_above_hull(self, composition: Composition, energy: float) -> float:
         """Energy above this hull (eV/atom); >= 0 up to round-off for an entry that is part of it."""
@@ -139,20 +164,30 @@ class SystemHull:
 def system_hull(
     elements: list[str], potential: str, ctx: ToolContext, extra: list[PDEntry] | None = None
 ) -> SystemHull:
-    """The current hull of a chemical system: references + memory's relaxed structures (+ extra entries)."""
+    """The current hull of a chemical system: references + memory's converged relaxations (+ extra entries; the
+    caller passes converged ones only). Its notes name the references it could not build, the reference compounds
+    whose relaxation did not converge (kept as upper bounds), and how many unconverged relaxations in memory it
+    left out."""
     elements = sorted(set(elements))
     refs = LocalHull(elemental_references(potential, ctx.settings), ctx.workspace / "references")
     reference_entries = refs.reference_entries(elements)
-    memory = memory_entries(Composition({el: 1 for el in elements}), potential, ctx)
+    unconverged: list[str] = []
+    memory = memory_entries(Composition({el: 1 for el in elements}), potential, ctx, unconverged)
     entries = reference_entries + memory + list(extra or [])
+    notes = [f"hull reference {d} could not be built and was left out: E_hull may read too low" for d in refs.dropped]
+    notes += [f"hull reference {key} did not converge in {REFERENCE_STEPS} steps and was kept as an upper bound of "
+              "its energy: E_hull may read too low" for key in refs.unconverged]
+    if unconverged:
+        notes.append(f"{len(unconverged)} unconverged relaxation(s) in memory left out of the "
+                     f"{'-'.join(elements)} hull (not at a minimum): {', '.join(unconverged[:5])}"
+                     f"{' ...' if len(unconverged) > 5 else ''}")
     return SystemHull(
         elements=elements,
         diagram=PhaseDiagram(entries),
         references=[str(e.name) for e in reference_entries],
         n_memory=len(memory),
         missing_binaries=missing_binaries(elements, entries),
-        notes=[f"hull reference {d} could not be built and was left out: E_hull may read too low"
-               for d in refs.dropped],
+        notes=notes,
     )
 
 
@@ -165,7 +200,9 @@ def reference_compound_keys(potential: str, ctx: ToolContext) -> set[str]:
 def relax_structure(inp: RelaxInput, ctx: ToolContext) -> RelaxOutput:
     """Relax a crystal structure (positions and, by default, the cell) with an interatomic potential, then report
     its energy, formation energy per atom (against elemental references relaxed with the same potential), energy
-    above the local convex hull, density and space group. The relaxed structure is stored in memory."""
+    above the local convex hull, density and space group. The relaxed structure is stored in memory; one that did
+    not converge in max_steps is stored as unconverged (relaxed False), is no hull competitor and is never reused
+    as relaxed, and the notes say so."""
     potential = _potential(inp.potential, ctx)
     structure = resolve_structure(inp.structure, ctx.store, ctx.settings.max_atoms)
     calc = get_potential(potential, ctx.settings)
@@ -181,7 +218,7 @@ def relax_structure(inp: RelaxInput, ctx: ToolContext) -> RelaxOutput:
         on_step=lambda n: ctx.progress(n, inp.max_steps, f"step {n}"),
     )
     ctx.progress(inp.max_steps, inp.max_steps, "references and hull")
-    notes: list[str] = []
+    notes: list[str] = [] if result.converged else [unconverged_note(inp.fmax, inp.max_steps, result.max_force)]
     props = compute_properties(result.structure, result.energy, potential, ctx, notes=notes)
     record_id = uri = cif = None
     if inp.store:
@@ -195,8 +232,8 @@ def relax_structure(inp: RelaxInput, ctx: ToolContext) -> RelaxOutput:
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
             energy=result.energy,
-            properties={**props.model_dump(), "relaxed": True, "converged": result.converged},
-            tags=["relaxed"],
+            properties={**props.model_dump(), **relaxation_labels(result.converged)},
+            tags=relaxation_tags(result.converged),
         )
         record_id, uri = stored.id, f"structure://{stored.id}"
     else:
@@ -241,8 +278,8 @@ class PredictOutput(BaseModel):
 def predict_properties(inp: PredictInput, ctx: ToolContext) -> PredictOutput:
     """Predict properties for a batch of structures with an interatomic potential: total energy, energy per atom,
     formation energy per atom, energy above the local hull (eV/atom), density, volume per atom and space group.
-    With relax=True each structure is relaxed first and stored. A structure that fails gets an error entry; the
-    rest of the batch still runs."""
+    With relax=True each structure is relaxed first and stored (as unconverged, relaxed False, with a note, when
+    the relaxation did not converge). A structure that fails gets an error entry; the rest of the batch still runs."""
     potential = _potential(inp.potential, ctx)
     calc = get_potential(potential, ctx.settings)
     items = []
@@ -250,13 +287,15 @@ def predict_properties(inp: PredictInput, ctx: ToolContext) -> PredictOutput:
         ctx.progress(i, len(inp.structures), f"structure {i + 1}/{len(inp.structures)}")
         try:
             structure = resolve_structure(ref, ctx.store, ctx.settings.max_atoms)
-            converged = None
+            converged = True
+            notes: list[str] = []
             if inp.relax:
-                res = relax(structure, calc, potential)
+                res = relax(structure, calc, potential, fmax=PREDICT_FMAX, max_steps=PREDICT_STEPS)
                 structure, energy, converged = res.structure, res.energy, res.converged
+                if not converged:
+                    notes.append(unconverged_note(PREDICT_FMAX, PREDICT_STEPS, res.max_force))
             else:
                 energy = single_point(structure, calc, potential)
-            notes: list[str] = []
             props = compute_properties(structure, energy, potential, ctx, hull=inp.hull, notes=notes)
         except ToolInputError as exc:
             items.append(PredictedItem(index=i, error=str(exc)))
@@ -272,8 +311,8 @@ def predict_properties(inp: PredictInput, ctx: ToolContext) -> PredictOutput:
                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 },
                 energy=energy,
-                properties={**props.model_dump(), "relaxed": True, "converged": converged},
-                tags=["relaxed"],
+                properties={**props.model_dump(), **relaxation_labels(converged)},
+                tags=relaxation_tags(converged),
             )
             summary = StructureSummary.from_record(ctx.store.get(stored.id))
         elif ref.id:
