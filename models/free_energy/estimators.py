@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from models.potentials.toy import ToySystem, langevin
+from models.progress import ProgressFn
 from models.sampling.cv import MultitaskCV
 
 MIN_NEIGHBOUR_OVERLAP = 0.03
@@ -122,7 +123,7 @@ def umbrella_toy(
     seed: int = 0,
     component: int | tuple[int, ...] = 0,
     exchange_every: int | None = 50,
-    callback: Callable[[int, int], None] | None = None,
+    callback: ProgressFn | None = None,
 ) -> UmbrellaSamples:
     """Umbrella sampling of a toy system along CV component `component`: all windows run together as one batch of
     MALA walkers on E(x) + kT kappa/2 (s(x) - center)^2 (bias forces from autograd through the CV network). Each

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.progress import ProgressFn
+
 Potential2D = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 EnergyGradFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-ProgressCb = Callable[[int, int], None]
 
 # Mueller-Brown parameters (Mueller & Brown, Theor. Chim. Acta 1979).
 _MB_A = (-200.0, -100.0, -170.0, 15.0)
@@ -211,7 +212,7 @@ def langevin(
     stride: int = 10,
     seed: int = 0,
     metropolize: bool = True,
-    callback: ProgressCb | None = None,
+    callback: ProgressFn | None = None,
     hook: Callable[[int, np.ndarray, np.random.Generator], np.ndarray | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, LangevinStats]:
     """Seeded overdamped Langevin (Euler-Maruyama proposal, Metropolis-adjusted when `metropolize`, i.e. MALA, so the
@@ -252,7 +253,7 @@ def langevin(
             frames.append(x.copy())
             energies.append(e.copy())
             if callback is not None:
-                callback(step, n_steps)
+                callback(step, n_steps, None)
     if not frames:
         frames, energies = [x.copy()], [e.copy()]
     return np.stack(frames), np.stack(energies), LangevinStats(acceptance=accepted / max(tried, 1))
@@ -265,7 +266,7 @@ def basin_trajectories(
     stride: int = 10,
     seed: int = 0,
     high_temperature_factor: float | None = None,
-    callback: ProgressCb | None = None,
+    callback: ProgressFn | None = None,
 ) -> dict[str, np.ndarray]:
     """Training data: short unbiased runs started at each minimum (and, optionally, as many walkers again at a
     higher temperature to visit transition regions). Labels follow the basin rule; energies are at the frame.

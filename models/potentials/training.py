@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,8 @@ from models.potentials.equivariant import (
     save_checkpoint,
 )
 from models.potentials.neighbors import Graph, atoms_to_graph, collate_graphs
+from models.progress import ProgressFn
 
-ProgressFn = Callable[[int, int, str], None]
 NO_VALIDATION = "none (training error shown)"  # the 'validation' label of a run without held-out structures
 
 

@@ -11,7 +11,7 @@ baseline, at N times the cost.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from ase import Atoms
 from models.plain_data import plain_data
 from models.potentials.calculator import PotentialCalculator
 from models.potentials.equivariant import EquivariantPotential, PotentialConfig, predict
+from models.progress import ProgressFn
 
 UNCERTAINTY_FORMAT = "matsearch-gmm-uncertainty"
 UNCERTAINTY_VERSION = 1
@@ -385,7 +386,7 @@ def train_ensemble(
     train_cfg: Any,
     out_dir: str | Path,
     n_members: int = 4,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: ProgressFn | None = None,
 ) -> list[Path]:
     """Train `n_members` copies of one architecture from different seeds (the deep-ensemble baseline)."""
     from dataclasses import replace

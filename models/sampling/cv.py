@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from models.plain_data import plain_data
+from models.progress import ProgressFn
 
 FEATURE_KINDS = ("identity", "distances", "torsions")
 # Multitask energy weight 0.3, chosen with benchmarks/free_energy_toy.py on seeds 0-1 and checked on fresh seeds 2-3
@@ -348,7 +349,7 @@ def train_cv(
     val_fraction: float = 0.2,
     weight_decay: float = 1e-5,
     seed: int = 0,
-    callback: Callable[[int, int, float], None] | None = None,
+    callback: ProgressFn | None = None,
 ) -> tuple[MultitaskCV, dict[str, Any]]:
     """Train a CV network on inputs x (n, n_inputs), basin labels (n,; -1 = unlabelled) and energies (n,) with the
     config's loss weights and sample weights; returns the model and validation metrics (head accuracy, energy RMSE
@@ -411,7 +412,7 @@ def train_cv(
         sched.step()
         history.append(total / max(count, 1))
         if callback is not None:
-            callback(epoch + 1, epochs, history[-1])
+            callback(epoch + 1, epochs, f"loss {history[-1]:.4f}")
     model.eval()
     _set_cv_scale(model, xt[tr], labels[tr])
     eval_idx = val if n_val > 0 else tr

@@ -4,13 +4,13 @@ run visited, so a CV can be retrained on them; a frame that ends in a minimum of
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.geometry import find_mic
 from ase.optimize import FIRE
+
+from models.progress import ProgressFn
 
 
 def quench(
@@ -19,7 +19,7 @@ def quench(
     calc: Calculator,
     fmax: float = 0.05,
     max_steps: int = 300,
-    callback: Callable[[int, int], None] | None = None,
+    callback: ProgressFn | None = None,
 ) -> dict[str, np.ndarray]:
     """Minimise each flattened frame (n, n_atoms*3; Angstrom) with FIRE on `calc` (atoms from `template`: numbers,
     cell, pbc) to max force `fmax` eV/A or `max_steps`. Returns the minima (n, n_atoms*3), the frames' potential
@@ -34,7 +34,7 @@ def quench(
         converged[i] = bool(FIRE(atoms, logfile=None).run(fmax=fmax, steps=max_steps))
         minima[i] = atoms.positions.ravel()
         if callback is not None:
-            callback(i + 1, len(frames))
+            callback(i + 1, len(frames), None)
     return {"minima": minima, "energy": energy, "converged": converged}
 
 

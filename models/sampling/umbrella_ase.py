@@ -5,8 +5,6 @@ optional replica exchange between windows neighbouring along the CV (REUS). Give
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator
@@ -14,6 +12,7 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
 from models.free_energy.estimators import UmbrellaSamples, exchange_neighbours, window_kappas
+from models.progress import ProgressFn
 from models.sampling.cv import MultitaskCV
 from models.sampling.cv_bias import BiasedCalculator, network_cv
 
@@ -32,7 +31,7 @@ def umbrella_ase(
     friction_per_fs: float = 0.01,
     exchange_every: int | None = None,
     seed: int = 0,
-    callback: Callable[[int, int], None] | None = None,
+    callback: ProgressFn | None = None,
 ) -> UmbrellaSamples:
     """Langevin MD at `temperature_K` in every window k (bias kappa_k/2 (s - centers[k])^2 kT on CV component 0),
     window k started from `starts[k]`; a frame every `stride` steps after `n_equil`. With `exchange_every`, replicas
@@ -92,7 +91,7 @@ def umbrella_ase(
                     calc.center, calc.k = float(centers[window_of[r]]), float(kappas[window_of[r]] * kT)
                     calc.reset()  # the cached energy and forces belong to the old window
         if callback is not None:
-            callback(step, n_blocks * stride)
+            callback(step, n_blocks * stride, None)
     x = np.concatenate(rows["x"])
     return UmbrellaSamples(
         centers=centers,

@@ -9,10 +9,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from tools.core.errors import ToolRuntimeError
-from tools.core.registry import Cancelled
+from tools.core.registry import Cancelled, ProgressFn
 from tools.core.settings import Settings
-
-StepFn = Callable[[int, int], None]
 
 
 class Executor(Protocol):
@@ -24,7 +22,7 @@ class Executor(Protocol):
         self,
         fn: Callable[[Any], Any],
         items: Sequence[Any],
-        progress: StepFn | None = None,
+        progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
     ) -> list[Any]: ...
 
@@ -38,7 +36,7 @@ class InProcessExecutor:
         self,
         fn: Callable[[Any], Any],
         items: Sequence[Any],
-        progress: StepFn | None = None,
+        progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
     ) -> list[Any]:
         out = []
@@ -47,7 +45,7 @@ class InProcessExecutor:
                 raise Cancelled("cancelled")
             out.append(fn(item))
             if progress:
-                progress(i + 1, len(items))
+                progress(i + 1, len(items), None)
         return out
 
 
@@ -69,7 +67,7 @@ class DaskExecutor:
         self,
         fn: Callable[[Any], Any],
         items: Sequence[Any],
-        progress: StepFn | None = None,
+        progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
     ) -> list[Any]:
         futures = self.client.map(fn, list(items), pure=False)
@@ -80,7 +78,7 @@ class DaskExecutor:
                     raise Cancelled("cancelled")
                 results.append(future.result())
                 if progress:
-                    progress(len(results), len(futures))
+                    progress(len(results), len(futures), None)
         except BaseException:
             self.client.cancel(futures)
             raise

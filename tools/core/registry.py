@@ -21,11 +21,11 @@ from typing import Any, Literal, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
+from models.progress import ProgressFn
 from tools.core.errors import ToolError, ToolInputError, ToolInternalError, ToolRuntimeError
 from tools.core.settings import Settings, apply_torch_threads, get_settings
 
 CostClass = Literal["instant", "minutes", "long"]
-ProgressFn = Callable[[float, float | None, str | None], None]
 
 # Tools live in the capability packages of tools/ (core holds the job tools too); the adapters only read them.
 _NOT_TOOL_PACKAGES = ("tools.adapters",)

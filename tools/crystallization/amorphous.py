@@ -3,7 +3,6 @@ overlaps) and a melt-quench schedule (NVT hold at T_high, linear cool, hold) dri
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -13,10 +12,9 @@ from ase.data import atomic_numbers, covalent_radii
 from pymatgen.core import Composition, Element
 
 from tools.core.errors import ToolInputError
+from tools.core.registry import ProgressFn
 from tools.md.protocols import Recorder, heat_melt_quench, run_schedule
 from tools.potentials.calculators import potential_lock
-
-ProgressFn = Callable[[float, float | None, str | None], None]
 
 
 def integer_formula(comp: Composition, max_atoms: int) -> Composition:

@@ -288,7 +288,7 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
 
     relaxed_refs = executor.map(
         relax_task, [payload(c.structure) for c in to_relax], cancel=ctx.cancel_event,
-        progress=lambda n, _t: ctx.progress(done + n, total, f"relaxed candidate {to_relax[n - 1].label}"),
+        progress=lambda n, _t, _: ctx.progress(done + n, total, f"relaxed candidate {to_relax[n - 1].label}"),
     )
     for cand, res in zip(to_relax, relaxed_refs, strict=True):
         if np.isfinite(res["energy"]):
@@ -330,7 +330,7 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
                      "seed": rng_seed * 1009 + k, "device": ctx.settings.device} for k, cell in enumerate(packed_cells)]
         runs = executor.map(
             melt_quench_task, payloads, cancel=ctx.cancel_event,
-            progress=lambda n, t, d=done: ctx.progress(d + md_units * n, total, f"replica {n}/{t} quenched"),
+            progress=lambda n, t, _, d=done: ctx.progress(d + md_units * n, total, f"replica {n}/{t} quenched"),
         )
         quenched = [AmorphousReplica(xyz_to_atoms(r["atoms"])[0], r["seed"], r["final_temperature_K"],
                                      r["final_epot_per_atom"], r["density_g_cm3"], r["wall_time_s"]) for r in runs]
@@ -393,7 +393,9 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
         chunk = selected[first:first + MOTIF_CHUNK]
         results = executor.map(
             relax_task, [payload(sub) for _, sub in chunk], cancel=ctx.cancel_event,
-            progress=lambda n, _t, d=done: ctx.progress(d + n, total, f"motif {len(motifs) + n}/{inp.budget} relaxed"),
+            progress=lambda n, _t, _, d=done: ctx.progress(
+                d + n, total, f"motif {len(motifs) + n}/{inp.budget} relaxed"
+            ),
         )
         for (k, sub), res in zip(chunk, results, strict=True):
             relaxed = Structure.from_str(res["cif"], fmt="cif")

@@ -7,13 +7,12 @@ systems' ones; and the frames of such a run labelled by quenching for another le
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from tools.core.errors import ToolInputError
-from tools.core.registry import ToolContext
+from tools.core.registry import ProgressFn, ToolContext
 from tools.free_energy.base import (
     BasinRule,
     UmbrellaSamplingInput,
@@ -39,7 +38,7 @@ def _frame_atoms(data: dict[str, np.ndarray], x: np.ndarray | None = None) -> An
 
 
 def quench_references(
-    data: dict[str, np.ndarray], calc: Any, progress: Callable[[int, int], None] | None = None
+    data: dict[str, np.ndarray], calc: Any, progress: ProgressFn | None = None
 ) -> dict[str, Any]:
     """The reference minima for quench_labels: up to REFERENCES_PER_BASIN training frames per labelled basin of
     `data`, minimised with `calc` (models.sampling.quench), with their basins and the atoms' template. ToolInputError
@@ -68,7 +67,7 @@ def quench_references(
 
 
 def quench_labels(
-    frames: np.ndarray, references: dict[str, Any], calc: Any, progress: Callable[[int, int], None] | None = None
+    frames: np.ndarray, references: dict[str, Any], calc: Any, progress: ProgressFn | None = None
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The basin of each flattened frame by quenching (models.sampling.quench): the labelled basin whose reference
     minimum
@@ -106,7 +105,7 @@ def _label_basins(
         samples.metadata["basins_from"] = inp.basin_rule.describe()
         n_rule = len(inp.basin_rule.edges_A) + 1
         return names if len(names) == n_rule else [str(b) for b in range(n_rule)]
-    samples.basin, quenched = quench_labels(samples.x, references, calc, lambda done, total: ctx.progress(
+    samples.basin, quenched = quench_labels(samples.x, references, calc, lambda done, total, _: ctx.progress(
         done, total, f"labelling basins: quenching frame {done}/{total}"))
     unconverged = int((~quenched["converged"]).sum())
     samples.metadata["basins_from"] = (
@@ -160,7 +159,7 @@ def umbrella_atomistic(
     t0 = time.time()
     with lock:
         references = None if inp.basin_rule is not None else quench_references(
-            data, calc, lambda done, total: ctx.progress(done, total, f"quenching reference frame {done}/{total}"))
+            data, calc, lambda done, total, _: ctx.progress(done, total, f"quenching reference frame {done}/{total}"))
         try:
             samples = umbrella_ase(
                 starts,
@@ -175,7 +174,7 @@ def umbrella_atomistic(
                 timestep_fs=inp.timestep_fs,
                 exchange_every=inp.exchange_every or None,
                 seed=inp.seed,
-                callback=lambda done, total: ctx.progress(
+                callback=lambda done, total, _: ctx.progress(
                     done, total, f"MD step {done}/{total} in {len(centers)} windows ({time.time() - t0:.0f} s)"
                 ),
             )
@@ -218,7 +217,7 @@ def add_quenched_frames(
     calc, lock = potential_calculator(potential, ctx.settings)
     with lock:
         references = quench_references(data, calc)
-        labels, quenched = quench_labels(frames, references, calc, lambda done, total: ctx.progress(
+        labels, quenched = quench_labels(frames, references, calc, lambda done, total, _: ctx.progress(
             0.2 * done / total, 1.0, f"quenching frame {done}/{total}"))
         if data["energies"] is not None:  # one potential for every frame's energy, so the energy head sees one zero
             recomputed = frame_energies(data["x"], references["template"], calc)

@@ -169,7 +169,7 @@ def _toy_data(inp: LearnCVInput, ctx: ToolContext) -> tuple[dict[str, np.ndarray
         stride=max(1, inp.n_steps // 200),
         seed=inp.seed,
         high_temperature_factor=inp.high_temperature_factor,
-        callback=lambda done, total: ctx.progress(0.3 * done / total, 1.0, "sampling basins"),
+        callback=lambda done, total, _: ctx.progress(0.3 * done / total, 1.0, "sampling basins"),
     )
     return {"x": data["x"], "labels": data["label"], "energies": data["energy"]}, system
 
@@ -337,8 +337,8 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
                 data["energies"],
                 epochs=inp.epochs,
                 seed=inp.seed,
-                callback=lambda done, total, loss: ctx.progress(
-                    0.3 + 0.6 * done / total, 1.0, f"training epoch {done}/{total}, loss {loss:.4f}"
+                callback=lambda done, total, note: ctx.progress(
+                    0.3 + 0.6 * done / total, 1.0, f"training epoch {done}/{total}, {note}"
                 ),
             )
         except ValueError as exc:
@@ -477,7 +477,7 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
             pool,
             seed=inp.seed,
             **_walkers(inp),
-            callback=lambda done, total: ctx.progress(done, total, f"umbrella step {done}/{total}"),
+            callback=lambda done, total, _: ctx.progress(done, total, f"umbrella step {done}/{total}"),
         )
 
         def more_windows(so_far: Any, centers_new: np.ndarray, kappas_new: np.ndarray, round_: int) -> Any:
@@ -489,7 +489,7 @@ def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaS
                 np.concatenate([pool, so_far.x]),
                 seed=inp.seed + round_ + 1,
                 **_walkers(inp),
-                callback=lambda done, total: ctx.progress(
+                callback=lambda done, total, _: ctx.progress(
                     done, total, f"refinement {round_ + 1}: {len(centers_new)} windows, step {done}/{total}"
                 ),
             )
@@ -559,7 +559,7 @@ def _umbrella_grid(
             seed=inp.seed,
             component=(0, 1),
             **_walkers(inp),
-            callback=lambda done, total: ctx.progress(
+            callback=lambda done, total, _: ctx.progress(
                 done, total, f"umbrella step {done}/{total} ({len(centers)} grid windows)"
             ),
         )

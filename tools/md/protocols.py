@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,10 +21,11 @@ from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.md import MolecularDynamics
 
+from tools.core.registry import ProgressFn
+
 Ensemble = Literal["nve", "nvt_langevin", "nvt_nose_hoover", "nvt_bussi", "npt"]
 ENSEMBLES: tuple[str, ...] = ("nve", "nvt_langevin", "nvt_nose_hoover", "nvt_bussi", "npt")
 ScheduleThermostat = Literal["langevin", "bussi", "npt_berendsen"]
-ProgressCallback = Callable[[float, float | None, str | None], None]
 THERMO_FIELDS = ("step", "time_fs", "epot_eV", "ekin_eV", "etot_eV", "temperature_K", "pressure_GPa", "volume_A3",
                  "density_g_cm3", "target_temperature_K")
 
@@ -212,7 +213,7 @@ def run_dynamics(
     steps: int,
     log_every: int = 10,
     recorder: Recorder | None = None,
-    progress: ProgressCallback | None = None,
+    progress: ProgressFn | None = None,
     initial_temperature_K: float | None = None,
     init_velocities: bool = True,
     step_offset: int = 0,
@@ -349,7 +350,7 @@ def run_schedule(
     log_every: int = 10,
     seed: int = 0,
     recorder: Recorder | None = None,
-    progress: ProgressCallback | None = None,
+    progress: ProgressFn | None = None,
     friction_per_fs: float = 0.01,
     pressure_GPa: float = 0.0,
     init_velocities: bool = True,

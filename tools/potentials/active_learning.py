@@ -47,12 +47,11 @@ from pydantic import BaseModel, Field
 from tools.core.errors import ToolInputError
 from tools.core.executor import Executor, InProcessExecutor, get_executor
 from tools.core.executor_tasks import atoms_to_xyz, explore_md_task, xyz_to_atoms
-from tools.core.registry import ToolContext, tool
+from tools.core.registry import ProgressFn, ToolContext, tool
 from tools.potentials.calculators import check_supported
 from tools.structures.io import StructureRef, atoms_to_structure, resolve_structure, structure_to_atoms
 
 ReferenceFactory = Callable[[], Calculator]
-ProgressFn = Callable[[float, float | None, str | None], None]
 REFERENCES: dict[str, ReferenceFactory] = {}
 MIN_FRAME_DISTANCE_A = 0.6  # frames where the model let atoms collapse are not worth a label
 
@@ -375,7 +374,7 @@ class ActiveLearner:
         ]
         runs = self.executor.map(
             explore_md_task, payloads,
-            progress=lambda d, t: self.progress(d, t, f"explored {d} of {t} temperatures with the model"),
+            progress=lambda d, t, _: self.progress(d, t, f"explored {d} of {t} temperatures with the model"),
         )
         for temp, run in zip(self.cfg.temperatures_K, runs, strict=True):
             kept = 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,13 +17,12 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from pydantic import BaseModel, Field, model_validator
 
 from tools.core.errors import ToolInputError, ToolRuntimeError
-from tools.core.registry import ToolContext, tool
+from tools.core.registry import ProgressFn, ToolContext, tool
 from tools.potentials.calculators import check_supported, get_potential, potential_lock
 from tools.structures.io import StructureRef, resolve_structure, structure_to_atoms
 
 MAX_FRAMES = 100_000  # labelled frames one training run reads (a 2-core machine trains ~150 frames/s)
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-ProgressFn = Callable[[int, int, str], None]
 
 
 class _TimeUp(Exception):
