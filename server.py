@@ -14,6 +14,8 @@ from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
 
 from prompts import mcp_prompts, render_prompt
 from tools.adapters.mcp import register_all
+from tools.core.errors import ToolInputError
+from tools.core.paths import ARTIFACT_SCHEME, workspace_path
 from tools.core.registry import load_tools, open_store
 from tools.core.settings import Settings, get_settings
 
@@ -26,13 +28,10 @@ INSTRUCTIONS = (
 
 def artifact_file(settings: Settings, relative: str) -> Path:
     """The workspace file behind artifact://{relative}; ResourceError when it escapes the workspace or is absent."""
-    root = settings.resolved_workspace()
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root):
-        raise ResourceError(f"artifact path {relative!r} is outside the workspace")
-    if not path.is_file():
-        raise ResourceError(f"no artifact at {relative!r}")
-    return path
+    try:
+        return workspace_path(ARTIFACT_SCHEME + relative, settings.resolved_workspace(), "artifact")
+    except ToolInputError as exc:
+        raise ResourceError(str(exc)) from exc
 
 
 def build_server(settings: Settings | None = None) -> MCPServer:

@@ -174,10 +174,10 @@ def test_ensemble_baseline_spread_grows_off_distribution(fitted, tmp_path: Path)
 
 def test_fit_and_estimate_uncertainty_tools(fitted, workspace: Path, tmp_path: Path) -> None:
     """fit_uncertainty stores the GMM in a checkpoint; estimate_uncertainty flags the distorted trajectory frame."""
-    ckpt = tmp_path / "tool.pt"
-    shutil.copy(fitted["path"], ckpt)
     data = workspace / "artifacts" / "data"
     data.mkdir(parents=True)
+    ckpt = workspace / "tool.pt"
+    shutil.copy(fitted["path"], ckpt)
     write(data / "train.extxyz", fitted["train"])
     write(data / "val.extxyz", fitted["val"])
     ctx = ToolContext()
@@ -186,6 +186,7 @@ def test_fit_and_estimate_uncertainty_tools(fitted, workspace: Path, tmp_path: P
     fit = get_tool("fit_uncertainty").run({"potential": str(ckpt), "training_data": "artifact://artifacts/data/"
                                            "train.extxyz", "validation_data": str(data / "val.extxyz")}, ctx)
     assert fit.calibrated and fit.n_train_atoms == 24 * 16 and fit.calibration["n_val_atoms"] == 128
+    assert fit.potential == str(ckpt.resolve()) and fit.copied_from is None  # a workspace checkpoint: fitted in place
     frames = md_frames(300, 2, 9) + distorted(1)
     write(data / "traj.extxyz", frames)
     out = get_tool("estimate_uncertainty").run({"trajectory": "artifact://artifacts/data/traj.extxyz",
@@ -234,7 +235,8 @@ def test_uncertainty_tools_load_the_model_on_the_settings_device(workspace: Path
     import tools.potentials.uncertainty
     from tools.core.settings import get_settings
 
-    path = EquivariantPotential(PotentialConfig(**CONFIG)).save(tmp_path / "m.pt")
+    workspace.mkdir(parents=True)
+    path = EquivariantPotential(PotentialConfig(**CONFIG)).save(workspace / "m.pt")
     real, devices = tools.potentials.uncertainty.load_model, []
 
     def load_model(p: Path, device: str = "cpu") -> object:
@@ -247,3 +249,32 @@ def test_uncertainty_tools_load_the_model_on_the_settings_device(workspace: Path
         get_tool("estimate_uncertainty").run({"structures": [{"text": "x"}], "potential": str(path)}, ctx)
     assert devices == ["meta"]
     assert next(real(path, "meta").parameters()).is_meta
+
+
+def test_fit_uncertainty_never_rewrites_a_checkpoint_outside_the_workspace(
+    fitted, workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint path outside the workspace is refused and left as it was; a shipped checkpoint is fitted in a
+    workspace copy whose path comes back, the shipped file unchanged (it used to be rewritten in place)."""
+    import tools.core.paths
+
+    data = workspace / "data"
+    data.mkdir(parents=True)
+    write(data / "train.extxyz", fitted["train"])
+    outside = tmp_path / "elsewhere" / "model.pt"
+    outside.parent.mkdir()
+    shutil.copy(fitted["path"], outside)
+    before = outside.read_bytes()
+    ctx = ToolContext()
+    fit = get_tool("fit_uncertainty")
+    with pytest.raises(ToolInputError, match="outside the workspace"):
+        fit.run({"potential": str(outside), "training_data": "data/train.extxyz", "n_components": [1]}, ctx)
+    assert outside.read_bytes() == before
+    monkeypatch.setattr(tools.core.paths, "SHIPPED_CHECKPOINTS", outside.parent.resolve())
+    for spec in ("model", str(outside)):  # a shipped checkpoint by name or by its absolute path
+        out = fit.run({"potential": spec, "training_data": "data/train.extxyz", "n_components": [1]}, ctx)
+        copy = Path(out.potential)
+        assert copy.is_relative_to(workspace.resolve()) and out.copied_from == str(outside.resolve())
+        assert (workspace / out.checkpoint_uri.removeprefix("artifact://")).resolve() == copy
+        assert GMMUncertainty.load(copy).n_components == 1
+        assert outside.read_bytes() == before

@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from tools.core.errors import ToolInputError
+from tools.core.paths import workspace_path
 from tools.core.registry import ToolContext, tool
 from tools.free_energy.atomistic import add_quenched_frames, umbrella_atomistic
 from tools.free_energy.base import (
@@ -44,17 +45,6 @@ def _single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _workspace_file(ctx: ToolContext, name: str) -> Path:
-    """A file path given relative to the workspace (or absolute inside it); ToolInputError otherwise."""
-    ws = ctx.workspace.resolve()
-    path = (ws / name).resolve() if not Path(name).is_absolute() else Path(name).resolve()
-    if ws not in path.parents:
-        raise ToolInputError(f"data_file must be inside the workspace {ws}, got {name!r}")
-    if not path.is_file():
-        raise ToolInputError(f"data_file {name!r} does not exist in the workspace")
-    return path
 
 
 # ---------------------------------------------------------------------------------------------------------- learn_cv
@@ -306,7 +296,7 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
             if inp.add_samples_id is not None:
                 _add_umbrella_frames(data, system, inp.add_samples_id, ctx)
         else:
-            data = _file_data(_workspace_file(ctx, str(inp.data_file)))
+            data = _file_data(workspace_path(str(inp.data_file), ctx.workspace, "data_file"))
             if inp.add_samples_id is not None:
                 added = add_quenched_frames(data, inp.add_samples_id, ctx)
             n_cls = int(data["labels"].max()) + 1 if data["labels"].max() >= 0 else 0

@@ -17,6 +17,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from pydantic import BaseModel, Field, model_validator
 
 from tools.core.errors import ToolInputError, ToolRuntimeError
+from tools.core.paths import checkpoint_file, workspace_path
 from tools.core.registry import ProgressFn, ToolContext, tool
 from tools.potentials.calculators import check_supported, get_potential, potential_lock
 from tools.structures.io import StructureRef, resolve_structure, structure_to_atoms
@@ -32,32 +33,6 @@ class _TimeUp(Exception):
 # ----------------------------------------------------------------------------------------------------------------
 # Plain functions shared by the tools and the CLI
 # ----------------------------------------------------------------------------------------------------------------
-SHIPPED_CHECKPOINTS = Path(__file__).resolve().parents[2] / "models" / "checkpoints"
-
-
-def init_checkpoint(spec: str, workspace: Path) -> Path:
-    """The checkpoint a fine-tune starts from: a shipped model by name, a trained one by name, or a workspace file."""
-    name = spec.strip()
-    if "/" not in name:
-        for folder in (SHIPPED_CHECKPOINTS, workspace / "potentials"):
-            if (folder / f"{name}.pt").is_file():
-                return folder / f"{name}.pt"
-    return workspace_file(name, workspace, "init_from")
-
-
-def workspace_file(path_or_uri: str, workspace: Path, what: str = "data_path") -> Path:
-    """A path (relative to the workspace, absolute, or artifact:// URI) to an existing file inside the workspace."""
-    text = path_or_uri.strip()
-    ws = workspace.resolve()
-    raw = Path(text.removeprefix("artifact://")).expanduser()
-    path = (raw if raw.is_absolute() and not text.startswith("artifact://") else ws / raw).resolve()
-    if not path.is_relative_to(ws):
-        raise ToolInputError(f"{what} {path_or_uri!r} is outside the workspace {ws}; copy the file into it first")
-    if not path.is_file():
-        raise ToolInputError(f"{what} {path_or_uri!r}: no such file in the workspace")
-    return path
-
-
 def read_labelled(path: Path, limit: int = MAX_FRAMES) -> list[Atoms]:
     """Labelled frames of an extxyz file; ToolInputError when unreadable, empty, too many or missing energies."""
     from ase.io import read
@@ -387,7 +362,7 @@ def train_potential(inp: TrainPotentialInput, ctx: ToolContext) -> TrainPotentia
         raise ToolInputError(f"checkpoint {inp.name!r} exists; pass resume=true to continue it or choose a new name")
     data_uri = None
     if inp.data_path is not None:
-        frames = read_labelled(workspace_file(inp.data_path, workspace))
+        frames = read_labelled(workspace_path(inp.data_path, workspace, "data_path"))
     else:
         calc = get_potential(inp.reference, ctx.settings)
         raw: list[Atoms] = []
@@ -422,7 +397,7 @@ def train_potential(inp: TrainPotentialInput, ctx: ToolContext) -> TrainPotentia
             "w_forces": inp.forces_weight,
             "w_stress": inp.stress_weight,
             "seed": inp.seed,
-            "init_from": None if inp.init_from is None else str(init_checkpoint(inp.init_from, workspace)),
+            "init_from": None if inp.init_from is None else str(checkpoint_file(inp.init_from, workspace, "init_from")),
             "device": inp.device,
         },
         val_fraction=inp.val_fraction,
@@ -497,7 +472,7 @@ class EvaluatePotentialOutput(BaseModel):
 def _potential_name(potential: str, workspace: Path) -> str:
     """Universal names pass through; artifact:// URIs become checkpoint paths inside the workspace."""
     if potential.strip().startswith("artifact://"):
-        return str(workspace_file(potential, workspace, "potential"))
+        return str(workspace_path(potential, workspace, "potential"))
     return potential
 
 
@@ -509,7 +484,7 @@ def evaluate_potential(inp: EvaluatePotentialInput, ctx: ToolContext) -> Evaluat
     name = _potential_name(inp.potential, ctx.workspace)
     calc = get_potential(name, ctx.settings)
     if inp.data_path is not None:
-        path = workspace_file(inp.data_path, ctx.workspace)
+        path = workspace_path(inp.data_path, ctx.workspace, "data_path")
         frames = read_labelled(path)[: inp.max_structures]
         reference = [labels_of(a) for a in frames]
         against = f"labels in {path.name}"

@@ -4,6 +4,7 @@ per-structure uncertainty of structures or of a trajectory artifact."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from ase import Atoms
 from pydantic import BaseModel, Field, model_validator
 
 from tools.core.errors import ToolInputError
+from tools.core.paths import checkpoint_file, workspace_path
 from tools.core.registry import ToolContext, tool
 from tools.structures.io import StructureRef, resolve_structure, structure_to_atoms
 
@@ -21,18 +23,16 @@ _MODELS: dict[str, object] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def checkpoint_path(potential: str) -> Path:
-    """A matsearch checkpoint path (universal models have no latent GMM); ToolInputError otherwise."""
+def checkpoint_path(potential: str, workspace: Path) -> Path:
+    """A matsearch checkpoint inside the workspace or shipped with matsearch (universal models have no latent GMM);
+    ToolInputError otherwise."""
     from models.potentials.universal import UNIVERSAL_NAMES
 
     if potential.strip().lower() in UNIVERSAL_NAMES or potential.strip().lower() in ("7net-0", "sevennet"):
         raise ToolInputError(
             f"{potential!r} is a universal potential; GMM uncertainty needs a matsearch checkpoint trained here "
             "(use active_learning or a training tool to make one)")
-    path = Path(potential).expanduser()
-    if not path.is_file():
-        raise ToolInputError(f"checkpoint {potential!r} does not exist")
-    return path.resolve()
+    return checkpoint_file(potential, workspace, "potential")
 
 
 def load_model(path: Path, device: str = "cpu") -> object:
@@ -47,18 +47,6 @@ def load_model(path: Path, device: str = "cpu") -> object:
             except Exception as exc:
                 raise ToolInputError(f"cannot load checkpoint {path}: {exc}") from exc
         return _MODELS[key]
-
-
-def artifact_path(uri_or_path: str, workspace: Path) -> Path:
-    """An artifact:// URI (or a path inside the workspace) to an existing file; refuses paths outside it."""
-    text = uri_or_path.strip()
-    path = workspace / text.removeprefix("artifact://") if text.startswith("artifact://") else Path(text)
-    path = path.expanduser().resolve()
-    if text.startswith("artifact://") and not path.is_relative_to(workspace.resolve()):
-        raise ToolInputError(f"{uri_or_path!r} points outside the workspace")
-    if not path.is_file():
-        raise ToolInputError(f"no file at {uri_or_path!r}")
-    return path
 
 
 def read_frames(path: Path, every: int = 1, limit: int = MAX_STRUCTURES) -> list[Atoms]:
@@ -76,9 +64,10 @@ def read_frames(path: Path, every: int = 1, limit: int = MAX_STRUCTURES) -> list
 
 
 class FitUncertaintyInput(BaseModel):
-    potential: str = Field(max_length=1000, description="Path of a matsearch potential checkpoint.")
+    potential: str = Field(max_length=1000, description="A matsearch potential checkpoint: a workspace path or "
+                           "artifact:// URI, a name trained here, or a shipped one ('allegro_distilled').")
     training_data: str = Field(max_length=1000, description="extxyz of the structures the potential was trained on "
-                               "(artifact:// URI or path).")
+                               "(artifact:// URI or workspace path).")
     validation_data: str | None = Field(default=None, max_length=1000, description="Labelled extxyz (forces) used "
                                         "to calibrate NLL to force error in eV/A; uncalibrated NLL without it.")
     n_components: list[int] = Field(default=[1, 2, 4, 8], min_length=1, max_length=10,
@@ -87,7 +76,11 @@ class FitUncertaintyInput(BaseModel):
 
 
 class FitUncertaintyOutput(BaseModel):
-    potential: str
+    potential: str = Field(description="Path of the checkpoint now holding the uncertainty: the given one when it is "
+                           "in the workspace, else a workspace copy (pass it to estimate_uncertainty).")
+    checkpoint_uri: str = Field(description="artifact:// URI of that checkpoint.")
+    copied_from: str | None = Field(default=None, description="The checkpoint outside the workspace (a shipped "
+                                    "one) that was copied, left unchanged; None when fitted in place.")
     n_components: int
     n_train_atoms: int
     calibrated: bool
@@ -100,27 +93,42 @@ class FitUncertaintyOutput(BaseModel):
 def fit_uncertainty(inp: FitUncertaintyInput, ctx: ToolContext) -> FitUncertaintyOutput:
     """Fit the single-model uncertainty of a matsearch potential: a Gaussian mixture on the per-atom latent
     features of its training structures, calibrated on labelled validation structures to an expected per-atom
-    force error in eV/A. The result is stored inside the checkpoint, so estimate_uncertainty and MD can use it."""
+    force error in eV/A. The result is stored inside the checkpoint, so estimate_uncertainty and MD can use it; a
+    checkpoint outside the workspace (a shipped one) is copied into it first and never modified."""
     from models.potentials.uncertainty import fit_gmm_uncertainty
 
     if any(k < 1 or k > 64 for k in inp.n_components):
         raise ToolInputError("n_components values must be between 1 and 64")
-    path = checkpoint_path(inp.potential)
+    path = checkpoint_path(inp.potential, ctx.workspace)
     model = load_model(path, ctx.settings.device)
     start = time.perf_counter()
-    train = read_frames(artifact_path(inp.training_data, ctx.workspace), limit=100_000)
-    val = read_frames(artifact_path(inp.validation_data, ctx.workspace), limit=100_000) if inp.validation_data else []
+    train = read_frames(workspace_path(inp.training_data, ctx.workspace, "training_data"), limit=100_000)
+    val = (read_frames(workspace_path(inp.validation_data, ctx.workspace, "validation_data"), limit=100_000)
+           if inp.validation_data else [])
     ctx.progress(1, 3, "fitting the mixture")
     try:
         unc = fit_gmm_uncertainty(model, train, val or None, inp.n_components, inp.seed)  # type: ignore[arg-type]
     except ValueError as exc:
         raise ToolInputError(str(exc)) from exc
     ctx.progress(2, 3, "saving into the checkpoint")
-    unc.attach_to_checkpoint(path)
+    fitted = _workspace_copy(path, ctx)
+    unc.attach_to_checkpoint(fitted)
     return FitUncertaintyOutput(
-        potential=str(path), n_components=unc.n_components, n_train_atoms=int(unc.metadata["n_train_atoms"]),
-        calibrated=unc.calibrated, calibration=unc.metadata.get("calibration", {}),
-        train_nll_quantiles=unc.train_nll_quantiles, seconds=round(time.perf_counter() - start, 3))
+        potential=str(fitted), checkpoint_uri=ctx.artifact_uri(fitted),
+        copied_from=None if fitted == path else str(path),
+        n_components=unc.n_components, n_train_atoms=int(unc.metadata["n_train_atoms"]), calibrated=unc.calibrated,
+        calibration=unc.metadata.get("calibration", {}), train_nll_quantiles=unc.train_nll_quantiles,
+        seconds=round(time.perf_counter() - start, 3))
+
+
+def _workspace_copy(path: Path, ctx: ToolContext) -> Path:
+    """The checkpoint to store a fitted uncertainty in: `path` when it lies in the workspace, else a copy in this
+    call's artifact folder, so no file outside the workspace is ever rewritten."""
+    if path.is_relative_to(ctx.workspace.resolve()):
+        return path
+    copy = ctx.artifact_dir() / path.name
+    shutil.copyfile(path, copy)
+    return copy
 
 
 class EstimateUncertaintyInput(BaseModel):
@@ -129,11 +137,13 @@ class EstimateUncertaintyInput(BaseModel):
     trajectory: str | None = Field(default=None, max_length=1000,
                                    description="artifact:// URI of an extxyz trajectory (e.g. from run_md).")
     every: int = Field(default=1, ge=1, le=10_000, description="Use every N-th trajectory frame.")
-    potential: str = Field(max_length=1000, description="Path of a matsearch checkpoint with a fitted uncertainty.")
+    potential: str = Field(max_length=1000, description="A matsearch checkpoint with a fitted uncertainty (workspace "
+                           "path, artifact:// URI, a name trained here, or a shipped one).")
     method: str = Field(default="gmm", pattern="^(gmm|ensemble)$",
                         description="'gmm' (single model, near-free) or 'ensemble' (force spread of members).")
     ensemble: list[str] = Field(default_factory=list, max_length=16,
-                                description="Member checkpoints for method='ensemble' (the potential is added).")
+                                description="Member checkpoints for method='ensemble' (the potential is added), "
+                                "given as `potential` is.")
     threshold_eV_A: float | None = Field(default=None, gt=0, le=100,
                                          description="Flag structures whose max per-atom uncertainty exceeds this.")
 
@@ -189,11 +199,11 @@ def estimate_uncertainty(inp: EstimateUncertaintyInput, ctx: ToolContext) -> Est
     from models.potentials.equivariant import predict
     from models.potentials.uncertainty import EnsembleUncertainty
 
-    path = checkpoint_path(inp.potential)
+    path = checkpoint_path(inp.potential, ctx.workspace)
     model = load_model(path, ctx.settings.device)
     unc = _gmm_of(path) if inp.method == "gmm" else None
     if inp.trajectory is not None:
-        frames = read_frames(artifact_path(inp.trajectory, ctx.workspace), inp.every)
+        frames = read_frames(workspace_path(inp.trajectory, ctx.workspace, "trajectory"), inp.every)
     else:
         frames = [structure_to_atoms(resolve_structure(ref, ctx.store if ref.id else None, ctx.settings.max_atoms))
                   for ref in inp.structures]
@@ -218,7 +228,7 @@ def estimate_uncertainty(inp: EstimateUncertaintyInput, ctx: ToolContext) -> Est
     else:
         if not inp.ensemble:
             raise ToolInputError("method='ensemble' needs member checkpoints in 'ensemble'")
-        members = [model, *(load_model(checkpoint_path(p), ctx.settings.device) for p in inp.ensemble)]
+        members = [model, *(load_model(checkpoint_path(p, ctx.workspace), ctx.settings.device) for p in inp.ensemble)]
         t0 = time.perf_counter()
         first = predict(model, frames, compute_stress=False)  # type: ignore[arg-type]
         t1 = time.perf_counter()
