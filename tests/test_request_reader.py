@@ -359,3 +359,11 @@ def test_proposals_never_break_the_request_and_cathodes_get_a_redox_metal():
 
 def test_an_intermetallic_with_an_anion_is_declined():
     assert "intermetallic" in (read_request("an intermetallic of potassium and bromine").decline or "")
+
+
+def test_a_battery_cathode_assumes_li_ion_unless_told_otherwise_and_sofc_is_not_a_battery():
+    assert "Li" in read_request("an olivine phosphate cathode with manganese").include
+    na = read_request("a layered oxide cathode for sodium-ion batteries with Fe")
+    assert "Na" in na.include and "Li" not in na.include
+    assert "Li" not in read_request("a perovskite SOFC cathode with La and Co").include
+    assert read_request("a rock salt oxide of a 3d transition metal").include_any[0][-1] == "Cu"  # Zn is d10

@@ -25,9 +25,9 @@ ELEMENT_GROUPS: dict[str, tuple[str, ...]] = {
     "halogen": ("F", "Cl", "Br", "I"),
     "chalcogen": ("S", "Se", "Te"),
     "noble gas": ("He", "Ne", "Ar", "Kr", "Xe", "Rn"),
-    "3d transition metal": ("Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn"),
-    "transition metal": ("Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Y", "Zr", "Nb", "Mo", "Ru",
-                         "Rh", "Pd", "Ag", "Cd", "Hf", "Ta", "W", "Re", "Os", "Ir", "Pt", "Au"),
+    "3d transition metal": ("Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu"),  # groups 3-11 (Zn is d10)
+    "transition metal": ("Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Y", "Zr", "Nb", "Mo", "Ru", "Rh",
+                         "Pd", "Ag", "Hf", "Ta", "W", "Re", "Os", "Ir", "Pt", "Au"),
 }
 # Phrases (lower case, regex-ready) that name a group; plural and hyphenated forms are added by the reader.
 GROUP_WORDS: dict[str, str] = {

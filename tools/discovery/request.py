@@ -570,14 +570,21 @@ def _spread_postfix_negation(text: str, mentions: list[Mention]) -> None:
 
 
 REDOX_METALS = ("Fe", "Mn", "Co", "Ni", "V", "Cr", "Ti", "Cu", "Mo", "Nb")
+WORKING_IONS = ("Li", "Na", "K", "Mg", "Ca", "Zn", "Al")
 
 
 def _require_redox_metal(req: MaterialsRequest) -> None:
-    """A battery cathode stores charge on a transition metal that changes oxidation state: when the request names
-    none ("a Co- and Ni-free phosphate cathode for Na-ion"), one of the redox-active metals is required."""
-    if req.application != "battery cathode":
+    """A battery cathode holds a working ion (Li unless another is named: "a phosphate cathode" is a Li-ion one) and
+    stores charge on a transition metal that changes oxidation state: when the request names none ("a Co- and
+    Ni-free phosphate cathode for Na-ion"), one of the redox-active metals is required. Not for SOFC cathodes."""
+    if req.application != "battery cathode" or re.search(r"\bsofc|fuel[- ]cell", req.text, re.IGNORECASE):
         return
     named = {*req.include, *(el for group in req.include_any for el in group)}
+    if not named & set(WORKING_IONS) and not req.formulas:  # "a phosphate cathode": Li-ion unless told otherwise
+        ion = next((el for el in WORKING_IONS if el not in req.exclude and (req.only is None or el in req.only)), None)
+        if ion:
+            req.include.append(ion)
+            req.notes.append(f"no working ion named: a {ion}-ion cathode assumed")
     if named & set(REDOX_METALS):
         return
     allowed = [el for el in REDOX_METALS if el not in req.exclude and (req.only is None or el in req.only)]
