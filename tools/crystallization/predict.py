@@ -24,6 +24,7 @@ from tools.core.common import StructureSummary, parse_formula
 from tools.core.errors import ToolInputError
 from tools.core.executor import get_executor
 from tools.core.executor_tasks import atoms_to_xyz, melt_quench_task, relax_payload, relax_task, xyz_to_atoms
+from tools.core.provenance import provenance
 from tools.core.registry import ToolContext, tool
 from tools.crystallization.amorphous import (
     AmorphousReplica,
@@ -225,10 +226,6 @@ def _finite(value: float, digits: int) -> float | None:
     return round(value, digits) if np.isfinite(value) else None
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def _reason(problem: str) -> str:
     """Group rejection messages by their kind."""
     return problem.split(" (")[0].split(":")[0].split(" -")[0].split(" outside")[0].split(" [")[0]
@@ -350,8 +347,7 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
         if inp.store:
             rid = ctx.store.add(
                 atoms_to_structure(rep.atoms),
-                provenance={"tool": "predict_crystallization", "parameters": {**params, "replica": k},
-                            "parent_ids": [], "time": _now()},
+                provenance=provenance("predict_crystallization", {**params, "replica": k}),
                 properties={"amorphous": True, "potential": potential, "seed": rep.seed,
                             "quench_rate_K_per_ps": schedule.quench_rate_K_per_ps()},
                 tags=["amorphous", "crystallization"],
@@ -466,12 +462,13 @@ def _rank(
     ground = min(energies, key=lambda k: energies[k]) if energies else None
     e0 = energies[ground] if ground else None
 
-    def store(structure: Structure, energy: float, props: dict[str, Any], parents: list[str]) -> StructureSummary:
+    def store(
+        structure: Structure, energy: float, props: dict[str, Any], parents: list[str | None]
+    ) -> StructureSummary:
         form = elemental_references(potential, ctx.settings).formation_energy_per_atom(structure, energy)
         stored = ctx.store.add(
             structure,
-            provenance={"tool": "predict_crystallization", "parameters": params, "parent_ids": parents,
-                        "time": _now()},
+            provenance=provenance("predict_crystallization", params, parents),
             energy=energy,
             properties={"relaxed": True, "potential": potential, "energy_eV": round(energy, 6),
                         "energy_per_atom_eV": round(energy / len(structure), 6),
@@ -489,7 +486,7 @@ def _rank(
         best = min(group, key=lambda m: m.energy_per_atom)
         summary = None
         if inp.store:
-            parents = [p for p in {replica_ids[best.replica]} if p]
+            parents = [replica_ids[best.replica]]
             summary = store(best.structure, best.energy,
                             {"crystallization_label": label, "motif_count": len(group),
                              "motif_frequency": round(len(group) / len(on_target), 4)}, parents)
@@ -509,7 +506,7 @@ def _rank(
         kept = cand.kept
         summary = None
         if inp.store:
-            parents = [cand.memory_id] if cand.memory_id else []
+            parents = [cand.memory_id]
             summary = store(cand.relaxed, cand.energy_per_atom * len(cand.relaxed),
                             {"crystallization_reference": cand.label, "kept_structure": kept}, parents)
         references.append(ReferencePolymorph(

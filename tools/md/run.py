@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import threading
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from tools.core.common import StructureSummary
 from tools.core.errors import ToolInputError
+from tools.core.provenance import provenance
 from tools.core.registry import ToolContext, tool
 from tools.core.settings import Settings
 from tools.md.analysis import density_g_cm3, diffusion_coefficient, msd, plot_msd, plot_rdf, plot_thermo, rdf
@@ -190,13 +190,9 @@ def _report(inp: RunMDInput, ctx: ToolContext, potential: str, structure: object
     final_summary = None
     if inp.store_final:
         final = atoms_to_structure(atoms)
-        provenance = {
-            "tool": "run_md",
-            "parameters": inp.model_dump(exclude={"structure"}) | {"potential": potential},
-            "parent_ids": [inp.structure.id] if inp.structure.id else [],
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        added = ctx.store.add(final, provenance=provenance, energy=float(rows[-1]["epot_eV"]),
+        record = provenance("run_md", inp.model_dump(exclude={"structure"}) | {"potential": potential},
+                            [inp.structure.id])
+        added = ctx.store.add(final, provenance=record, energy=float(rows[-1]["epot_eV"]),
                               description=f"final frame of {inp.ensemble} MD at {inp.temperature_K} K")
         final_summary = StructureSummary.from_record(ctx.store.get(added.id))
     output = RunMDOutput(

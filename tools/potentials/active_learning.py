@@ -32,7 +32,6 @@ import contextlib
 import copy
 import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from pydantic import BaseModel, Field
 from tools.core.errors import ToolInputError
 from tools.core.executor import Executor, InProcessExecutor, get_executor
 from tools.core.executor_tasks import atoms_to_xyz, explore_md_task, xyz_to_atoms
+from tools.core.provenance import provenance
 from tools.core.registry import ProgressFn, ToolContext, tool
 from tools.potentials.calculators import check_supported
 from tools.structures.io import StructureRef, atoms_to_structure, resolve_structure, structure_to_atoms
@@ -601,10 +601,9 @@ def active_learning(inp: ActiveLearningInput, ctx: ToolContext) -> ActiveLearnin
     def store(frame: Atoms, info: dict[str, Any]) -> str | None:
         if not inp.store_labelled:
             return None
-        provenance = {"tool": "active_learning", "parameters": {"run_name": inp.run_name, "reference": inp.reference,
-                                                               **info},
-                      "parent_ids": parent_ids, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        added = ctx.store.add(atoms_to_structure(frame), provenance=provenance,
+        record = provenance("active_learning", {"run_name": inp.run_name, "reference": inp.reference, **info},
+                            parent_ids)
+        added = ctx.store.add(atoms_to_structure(frame), provenance=record,
                               energy=float(frame.get_potential_energy()), tags=["active_learning", inp.run_name],
                               description=f"{info['origin']} frame labelled by {inp.reference}",
                               dedup=False)  # every labelled configuration is its own data point

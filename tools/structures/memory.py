@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-import time
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from tools.core.common import StructureSummary, check_element_symbols, parse_formula
 from tools.core.errors import ToolInputError
+from tools.core.provenance import provenance
 from tools.core.registry import ToolContext, tool
 from tools.structures.io import StructureRef, resolve_structure, structure_to_atoms
 
@@ -38,15 +38,9 @@ def store_structure(inp: StoreStructureInput, ctx: ToolContext) -> StoreStructur
     (pymatgen StructureMatcher) is already stored, its id is returned and nothing is duplicated.
     """
     structure = resolve_structure(inp.structure, ctx.store, ctx.settings.max_atoms, inp.allow_large)
-    provenance = {
-        "tool": "store_structure",
-        "parameters": {"description": inp.description, "tags": inp.tags},
-        "parent_ids": inp.parent_ids,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
     result = ctx.store.add(
         structure,
-        provenance=provenance,
+        provenance=provenance("store_structure", {"description": inp.description, "tags": inp.tags}, inp.parent_ids),
         energy=inp.energy_eV,
         properties=dict(inp.properties),
         tags=inp.tags,
