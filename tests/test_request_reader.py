@@ -367,3 +367,15 @@ def test_a_battery_cathode_assumes_li_ion_unless_told_otherwise_and_sofc_is_not_
     assert "Na" in na.include and "Li" not in na.include
     assert "Li" not in read_request("a perovskite SOFC cathode with La and Co").include
     assert read_request("a rock salt oxide of a 3d transition metal").include_any[0][-1] == "Cu"  # Zn is d10
+
+
+def test_the_readers_family_anions_agree_with_the_proposers_families():
+    from tools.discovery.lexicon import FAMILY_ANIONS
+    from tools.discovery.proposer import FAMILIES
+    from tools.discovery.request import family_of_formula
+
+    for name, anions in FAMILY_ANIONS.items():
+        assert FAMILIES[name].default_anion in anions, name
+    assert [family_of_formula(f) for f in ("CuInSe2", "LiCoO2", "Cu2MnAl")] == ["chalcopyrite", "layered oxide",
+                                                                               "heusler"]
+    assert family_of_formula("AgInS2") == "chalcopyrite" and family_of_formula("NaNiO2") == "layered oxide"

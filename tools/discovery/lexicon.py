@@ -190,6 +190,11 @@ FORMULA_FAMILIES: dict[str, str] = {
     "TiNiSn": "half-heusler", "CuFeS2": "chalcopyrite", "CuInSe2": "chalcopyrite", "Sr2FeMoO6": "double perovskite",
     "Gd2Ti2O7": "pyrochlore", "La2Zr2O7": "pyrochlore", "ThCr2Si2": "thcr2si2", "BaFe2As2": "thcr2si2",
 }
+# The anions a family's known members have, where it is not oxygen (tells ABX2 chalcopyrite from layered oxide).
+FAMILY_ANIONS: dict[str, tuple[str, ...]] = {
+    "chalcopyrite": ("S", "Se", "Te"), "thcr2si2": ("As", "P", "Sb", "N"), "antifluorite": ("O", "S", "Se", "Te"),
+    "zincblende": ("S", "Se", "Te", "N", "P", "As", "Sb"), "wurtzite": ("O", "S", "Se", "N"),
+}
 # Families that are intermetallic (no anion, charges need not balance).
 INTERMETALLIC_FAMILIES = ("heusler", "half-heusler")
 # Minimum number of distinct elements a family's formula holds.

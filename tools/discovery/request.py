@@ -22,6 +22,7 @@ from tools.discovery.lexicon import (
     COMPOUND_CLASSES,
     COUNT_WORDS,
     ELEMENT_GROUPS,
+    FAMILY_ANIONS,
     FAMILY_MIN_ELEMENTS,
     FAMILY_WORDS,
     FORMULA_FAMILIES,
@@ -311,13 +312,11 @@ def family_of_formula(formula: str) -> str | None:
         return known[reduced]
     amounts = sorted(Composition(reduced).get_el_amt_dict().values())
     fits = [fam for fam, (_, ratio) in RATIOS.items() if sorted(ratio) == amounts and "orthorhombic" not in fam]
-    if len(fits) > 1:  # ABX2: layered oxide for an oxide, chalcopyrite for a chalcogenide
-        from tools.discovery.proposer import FAMILIES
-
+    if len(fits) > 1:  # ABX2: layered oxide for an oxide, chalcopyrite for a chalcogenide, Heusler for no anion
         elements = set(Composition(reduced).get_el_amt_dict())
         anionic = elements & set(SIMPLE_ANIONS)
-        fits = [f for f in fits if f in FAMILIES and (FAMILIES[f].default_anion in elements if FAMILIES[f].ionic
-                                                      else not anionic)]
+        fits = [f for f in fits if (not anionic if f in INTERMETALLIC_FAMILIES
+                                    else bool(anionic & set(FAMILY_ANIONS.get(f, ("O",)))))]
     return fits[0] if len(fits) == 1 else None
 
 
