@@ -24,6 +24,7 @@ from tools.core.common import StructureSummary, parse_formula
 from tools.core.errors import ToolInputError
 from tools.core.executor import get_executor
 from tools.core.executor_tasks import atoms_to_xyz, melt_quench_task, relax_payload, relax_task, xyz_to_atoms
+from tools.core.plotting import figure, save
 from tools.core.provenance import provenance
 from tools.core.registry import ToolContext, tool
 from tools.crystallization.amorphous import (
@@ -611,13 +612,8 @@ def _histogram(r: CrystallizationOutput, path: Path) -> Path | None:
     """Bar chart of motif outcomes (counts per polymorph, identified in colour, energy above ground state)."""
     if not r.polymorphs:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     shown = r.polymorphs[:20]
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(shown) + 1.6), dpi=110)
+    fig, ax = figure(figsize=(7, 0.35 * len(shown) + 1.6))
     colors = ["tab:blue" if p.source not in ("unidentified", "other") else "tab:gray" for p in shown]
     ax.barh(range(len(shown)), [p.count for p in shown], color=colors)
     ax.set_yticks(range(len(shown)), [f"{p.label[:40]} (+{p.e_above_ground_state_eV:.3f} eV)" for p in shown],
@@ -625,7 +621,4 @@ def _histogram(r: CrystallizationOutput, path: Path) -> Path | None:
     ax.invert_yaxis()
     ax.set_xlabel("relaxed motifs")
     ax.set_title(f"Amorphous {r.composition}: motif outcomes ({r.n_valid} valid of {r.n_relaxed})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)

@@ -46,6 +46,7 @@ from pydantic import BaseModel, Field
 from tools.core.errors import ToolInputError
 from tools.core.executor import Executor, InProcessExecutor, get_executor
 from tools.core.executor_tasks import atoms_to_xyz, explore_md_task, xyz_to_atoms
+from tools.core.plotting import figure, save
 from tools.core.provenance import provenance
 from tools.core.registry import ProgressFn, ToolContext, tool
 from tools.potentials.calculators import check_supported
@@ -459,11 +460,8 @@ class ActiveLearner:
 
 def plot_history(history: list[dict[str, Any]], path: Path, title: str = "") -> Path:
     """Validation force error and exploration uncertainty vs labelled frames (PNG)."""
-    from tools.md.analysis import _pyplot
-
-    plt = _pyplot()
     n = [h["n_train"] for h in history]
-    fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=110)
+    fig, ax = figure(figsize=(6.5, 3.6))
     ax.plot(n, [h["val_force_mae_meV_A"] for h in history], "o-", label="validation force MAE (meV/Å)")
     ax.set_xlabel("labelled training frames")
     ax.set_ylabel("force MAE (meV/Å)")
@@ -475,10 +473,7 @@ def plot_history(history: list[dict[str, Any]], path: Path, title: str = "") -> 
         ax2.set_ylabel("uncertainty (meV/Å)", color="tab:red")
     ax.set_title(title)
     fig.legend(loc="upper right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 class ActiveLearningInput(BaseModel):

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from pymatgen.core import Structure
 
 from memory.store import symmetry_of
+from tools.core.plotting import figure, save
 from tools.core.registry import ToolContext, tool
 from tools.structures.io import StructureRef, resolve_structure
 
@@ -96,10 +97,6 @@ def _coordination(structure: Structure) -> list[SiteCoordination]:
 
 def _xrd(structure: Structure, ctx: ToolContext, title: str) -> tuple[list[XrdPeak], str]:
     """Cu K-alpha powder pattern: the 10 strongest peaks and a PNG artifact."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from pymatgen.analysis.diffraction.xrd import XRDCalculator
 
     pattern = XRDCalculator(wavelength="CuKa").get_pattern(structure, two_theta_range=(10, 90))
@@ -112,17 +109,13 @@ def _xrd(structure: Structure, ctx: ToolContext, title: str) -> tuple[list[XrdPe
         )
         for i in sorted(order, key=lambda k: pattern.x[k])
     ]
-    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=120)
+    fig, ax = figure(figsize=(7, 3.2))
     ax.vlines(pattern.x, 0, pattern.y, color="tab:blue", lw=1.2)
     ax.set_xlabel("2θ (degrees, Cu Kα)")
     ax.set_ylabel("intensity (a.u.)")
     ax.set_title(f"Powder XRD of {title}")
     ax.set_xlim(10, 90)
-    fig.tight_layout()
-    path = ctx.artifact_dir() / "xrd.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return peaks, ctx.artifact_uri(path)
+    return peaks, ctx.artifact_uri(save(fig, ctx.artifact_dir() / "xrd.png"))
 
 
 @tool(cost="instant")  # not read-only: the XRD plot is a new file in the workspace each call
