@@ -494,10 +494,12 @@ class StructureStore:
         if not clauses:
             raise ValueError("give a formula, elements or within")
         where = clauses[0] if len(clauses) == 1 else {"$and": clauses}
-        got = self._retrying(lambda: self.texts.get(where=where, include=["metadatas"], limit=None if within else n))
-        records = [self._record(i, m) for i, m in zip(got["ids"], got["metadatas"], strict=True)]
+        # Every match, ranked on its metadata before any CIF is parsed: a truncated fetch sorted afterwards would
+        # return an arbitrary n of the matches, not the n lowest in energy.
+        got = self._retrying(lambda: self.texts.get(where=where, include=["metadatas"]))
+        rows = list(zip(got["ids"], got["metadatas"], strict=True))
         if within:
             allowed = set(within)
-            records = [r for r in records if set(r.metadata["elements"].strip("|").split("|")) <= allowed]
-        records.sort(key=lambda r: r.metadata.get("energy_per_atom", float("inf")))
-        return records[:n]
+            rows = [(i, m) for i, m in rows if set(str(m["elements"]).strip("|").split("|")) <= allowed]
+        rows.sort(key=lambda row: (float(row[1].get("energy_per_atom", float("inf"))), row[0]))
+        return [self._record(i, m) for i, m in rows[:n]]
