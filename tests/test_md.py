@@ -15,7 +15,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from tools.core.errors import ToolInputError
 from tools.core.registry import ToolContext, get_tool
-from tools.md.analysis import diffusion_coefficient, msd, rdf
+from tools.md.analysis import diffusion_coefficient, fit_diffusion, half_min_width, msd, rdf
 from tools.md.protocols import DynamicsSettings, heat_melt_quench, run_dynamics, run_schedule
 from tools.structures.io import structure_to_cif
 
@@ -66,11 +66,12 @@ def test_npt_mtk_reaches_target_pressure() -> None:
 
 def test_rdf_peaks_at_known_neighbour_distances() -> None:
     """fcc Cu peaks at a/sqrt2, a, a*sqrt(3/2); rock-salt MgO partials at a/2 (Mg-O) and a/sqrt2 (Mg-Mg)."""
-    res = rdf([cu()], r_max=5.0, n_bins=250)
+    res = rdf([cu((3, 3, 3))], r_max=5.0, n_bins=250)
+    assert res.r_max == 5.0 and not res.note  # 3x3x3 cell: half its width (5.4 A) is beyond 5 A
     assert res.peaks[:3] == pytest.approx([A_CU / 2**0.5, A_CU, A_CU * 1.5**0.5], abs=0.03)
     hot = run_dynamics(cu(), EMT(), DynamicsSettings("nvt_langevin", 300.0, 2.0, seed=2), steps=100, log_every=10)
     assert rdf(hot.frames[3:], r_max=4.0).peaks[0] == pytest.approx(A_CU / 2**0.5, abs=0.1)
-    mgo = bulk("MgO", "rocksalt", a=4.21, cubic=True)
+    mgo = bulk("MgO", "rocksalt", a=4.21, cubic=True).repeat((2, 2, 2))
     res = rdf([mgo], r_max=3.5, n_bins=175)
     assert res.partial_peaks["Mg-O"][0] == pytest.approx(2.105, abs=0.03)
     assert res.partial_peaks["Mg-Mg"][0] == pytest.approx(4.21 / 2**0.5, abs=0.03)
@@ -80,7 +81,7 @@ def test_rdf_peaks_at_known_neighbour_distances() -> None:
 def test_msd_recovers_known_diffusion_across_periodic_boundaries() -> None:
     """A Brownian walk with D = 0.5 A^2/ps, written wrapped into a small cell, gives back D after unwrapping."""
     rng = np.random.default_rng(0)
-    n_atoms, n_frames, dt_fs, d_a2_fs = 400, 120, 10.0, 5e-4
+    n_atoms, n_frames, dt_fs, d_a2_fs = 400, 120, 30.0, 5e-4
     steps = rng.normal(scale=np.sqrt(2 * d_a2_fs * dt_fs), size=(n_frames, n_atoms, 3))
     steps[0] = 0
     pos = rng.uniform(0, 6, size=(n_atoms, 3)) + np.cumsum(steps, axis=0)
@@ -90,9 +91,81 @@ def test_msd_recovers_known_diffusion_across_periodic_boundaries() -> None:
     lags, values = msd(frames)
     d_cm2_s = diffusion_coefficient(lags * dt_fs, values)
     assert d_cm2_s == pytest.approx(d_a2_fs * 0.1, rel=0.15)
+    fit = fit_diffusion(lags * dt_fs, values)  # MSD reaches 6 D t = 5.4 A^2 and grows linearly: no warning
+    assert fit.loglog_slope == pytest.approx(1.0, abs=0.1) and fit.msd_end_A2 > 3.0 and not fit.warning
     wrapped = np.stack([f.positions for f in frames])
     crossed = (np.abs(np.diff(wrapped, axis=0)) > 3.0).any(axis=(0, 2)).sum()
     assert crossed > 50  # many atoms crossed the boundary: unwrapping mattered
+
+
+def test_rdf_stops_at_half_the_shortest_cell_width() -> None:
+    """An ideal gas of 14 atoms in a sheared cell: g(r) is flat near 1 up to half the shortest perpendicular width
+    (2.08 A here, though every cell vector is at least 5 A long) and says why it stops there; asked for 12 A, the old
+    range let every atom count its own periodic images as neighbours."""
+    rng = np.random.default_rng(4)
+    cell = np.array([[5.0, 0.0, 0.0], [4.0, 6.0, 0.0], [0.0, 0.0, 7.0]])  # width along a: V / |b x c| = 4.16 A
+    widths = [abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3]))
+              for k in range(3)]
+    assert min(widths) < min(np.linalg.norm(cell, axis=1))  # the sheared direction is the narrow one
+    gas = [Atoms(["Ar"] * 14, scaled_positions=rng.uniform(size=(14, 3)), cell=cell, pbc=True) for _ in range(400)]
+    assert half_min_width(gas[0]) == pytest.approx(min(widths) / 2)
+    res = rdf(gas, r_max=12.0, n_bins=240)
+    assert res.r_max == pytest.approx(min(widths) / 2) and res.r_max_requested == 12.0
+    assert res.r[-1] < res.r_max and len(res.r) == round(240 * res.r_max / 12.0)  # same bin width as asked
+    assert "r_max = 2.08 Å" in res.note and "periodic images" in res.note
+    far = res.g[res.r > 1.0]
+    assert abs(far.mean() - 13 / 14) < 0.05 and far.max() < 1.6  # ideal gas: flat
+    solid = rdf([cu()], r_max=6.0)  # 2x2x2 fcc Cu: 3.61 A, only the first neighbour shell fits
+    assert solid.r_max == pytest.approx(A_CU) and solid.peaks == pytest.approx([A_CU / 2**0.5], abs=0.03)
+    assert rdf([cu((3, 3, 3))], r_max=6.0).r_max == pytest.approx(1.5 * A_CU)
+    molecule = Atoms("Ar2", positions=[[0, 0, 0], [0, 0, 3.0]], cell=np.eye(3) * 4, pbc=False)
+    assert half_min_width(molecule) == float("inf")
+
+
+def test_diffusion_warns_outside_the_diffusive_regime() -> None:
+    """Free flight (an ideal gas at 300 K) is ballistic, MSD = 3 kT/m t^2; a vibrating EMT Cu crystal stays caged
+    below 1 A^2. Both give a number, each with a warning that says why it is not a diffusion coefficient."""
+    from ase import units
+
+    rng = np.random.default_rng(1)
+    n, mass, kT = 300, 39.948, 300 * units.kB
+    v = rng.normal(scale=np.sqrt(kT / mass), size=(n, 3)) * units.fs  # A per fs
+    x0 = rng.uniform(0, 20, size=(n, 3))
+    gas = [Atoms(["Ar"] * n, positions=x0 + v * t, cell=np.eye(3) * 20, pbc=True) for t in np.arange(0, 400, 10.0)]
+    for f in gas:
+        f.wrap()
+    lags, values = msd(gas)
+    t = lags * 10.0
+    expected = 3 * kT / mass * (t * units.fs) ** 2
+    assert values[-1] == pytest.approx(expected[-1], rel=0.15)
+    fit = fit_diffusion(t, values)
+    assert fit.loglog_slope == pytest.approx(2.0, abs=0.05)
+    assert "t^2.00" in fit.warning and "ballistic" in fit.warning and "not reliable" in fit.warning
+
+    hot = run_dynamics(cu(), EMT(), DynamicsSettings("nvt_langevin", 300.0, 2.0, friction_per_fs=0.05, seed=5),
+                       steps=300, log_every=5)
+    lags, values = msd(hot.frames[10:])
+    fit = fit_diffusion(lags * 10.0, values)
+    assert values[-1] < 0.5 and fit.loglog_slope < 0.5
+    assert "caged" in fit.warning and "have not left their sites" in fit.warning
+
+
+def test_run_md_report_states_rdf_range_and_diffusion_regime(workspace) -> None:
+    """The run_md output (from real EMT dynamics of 32-atom Cu) gives the RDF range it used with the reason, the
+    MSD slope, and the diffusion warning (a crystal at 300 K: MSD of 0.02 A^2) in its warnings."""
+    from tools.md.run import RunMDInput, _report
+
+    atoms = cu()
+    res = run_dynamics(atoms, EMT(), DynamicsSettings("nvt_langevin", 300.0, 2.0, seed=0), steps=100, log_every=5)
+    structure = AseAtomsAdaptor.get_structure(atoms)
+    inp = RunMDInput(structure={"text": structure_to_cif(structure)}, ensemble="nvt_langevin", steps=100,
+                     log_every=5, timestep_fs=2.0, rdf_r_max=6.0)
+    out = _report(inp, ToolContext(tool_name="run_md"), "emt", structure, atoms, res.frames, res.rows,
+                  res.wall_time_s, ToolContext(tool_name="run_md").artifact_dir())
+    assert out.rdf_r_max_A == pytest.approx(A_CU)
+    assert any("r_max = 3.61 Å" in w and "requested 6.00 Å" in w for w in out.warnings)
+    assert out.msd_loglog_slope is not None and not 0.7 <= out.msd_loglog_slope <= 1.3  # 80 fs lags: not diffusive
+    assert any("diffusive regime" in w for w in out.warnings)
 
 
 def test_heat_melt_quench_schedule_follows_its_targets() -> None:
@@ -156,7 +229,7 @@ def test_run_md_tool_with_our_potential_conserves_energy(workspace, tmp_path) ->
 
 
 def test_run_md_tool_with_chgnet_stores_final_frame(workspace) -> None:
-    """A short CHGNet NVE run on 4 atoms: small energy drift, RDF peak of fcc Cu, final frame in memory."""
+    """A short CHGNet NVE run on 4 atoms: small energy drift, RDF range capped by the cell, final frame in memory."""
     cif = structure_to_cif(AseAtomsAdaptor.get_structure(cu((1, 1, 1))))
     out = get_tool("run_md").run({"structure": {"text": cif}, "potential": "chgnet", "ensemble": "nve",
                                   "temperature_K": 300, "timestep_fs": 1.0, "steps": 40, "log_every": 4,
@@ -165,7 +238,9 @@ def test_run_md_tool_with_chgnet_stores_final_frame(workspace) -> None:
     with open(workspace / out.thermo_log_uri.removeprefix("artifact://")) as fh:
         etot = np.array([float(r["etot_eV"]) for r in csv.DictReader(fh)])
     assert np.abs(etot - etot[0]).max() / 4 < 2e-3
-    assert out.rdf_peaks_A and out.rdf_peaks_A[0] == pytest.approx(A_CU / 2**0.5, abs=0.15)
+    # 4 atoms: half the cell width (1.8 A) is short of the first neighbour shell, so no RDF peak, and it says why
+    assert out.rdf_peaks_A == [] and out.rdf_r_max_A == pytest.approx(A_CU / 2)
+    assert any("half the shortest perpendicular cell width" in w for w in out.warnings)
     assert out.mean_pressure_GPa is not None
     final = out.final_structure
     assert final is not None and final.n_sites == 4 and final.provenance["tool"] == "run_md"

@@ -19,7 +19,7 @@ from tools.core.errors import ToolInputError
 from tools.core.provenance import provenance
 from tools.core.registry import ToolContext, tool
 from tools.core.settings import Settings
-from tools.md.analysis import density_g_cm3, diffusion_coefficient, msd, plot_msd, plot_rdf, plot_thermo, rdf
+from tools.md.analysis import density_g_cm3, fit_diffusion, msd, plot_msd, plot_rdf, plot_thermo, rdf
 from tools.md.protocols import DynamicsSettings, Recorder, run_dynamics
 from tools.potentials.calculators import check_supported
 from tools.structures.io import StructureRef, atoms_to_structure, resolve_structure, structure_to_atoms
@@ -61,7 +61,8 @@ class RunMDInput(BaseModel):
     pdamp_fs: float | None = Field(default=None, gt=0, le=1e6, description="Barostat time constant (default 1000 dt).")
     equilibration_fraction: float = Field(
         default=0.2, ge=0, lt=1, description="Leading fraction of frames left out of averages and analysis.")
-    rdf_r_max: float = Field(default=6.0, gt=0.5, le=15, description="Largest distance of the RDF in Angstrom.")
+    rdf_r_max: float = Field(default=6.0, gt=0.5, le=15, description=(
+        "Largest distance of the RDF in Angstrom; capped at half the shortest perpendicular cell width."))
     store_final: bool = Field(default=False, description="Store the final frame in memory (with provenance).")
     allow_large: bool = Field(default=False, description="Accept cells above the atom limit.")
 
@@ -82,9 +83,15 @@ class RunMDOutput(BaseModel):
     energy_drift_meV_per_atom_per_ps: float = Field(
         description="Slope of the total energy (conserved in NVE; includes the bath otherwise).")
     rdf_peaks_A: list[float] = Field(description="Positions of the peaks of the production-part total g(r).")
+    rdf_r_max_A: float | None = Field(default=None, description=(
+        "Range of the RDF in Angstrom: rdf_r_max, or half the shortest perpendicular cell width when smaller "
+        "(farther out atoms meet their own periodic images); None for a non-periodic cell."))
     partial_rdf_peaks_A: dict[str, list[float]] = Field(default_factory=dict)
     msd_final_A2: float
-    diffusion_coefficient_cm2_s: float = Field(description="Einstein estimate 6 D t fit to the MSD (0 in a solid).")
+    diffusion_coefficient_cm2_s: float = Field(description=(
+        "Einstein estimate 6 D t fit to the MSD; see warnings when the MSD is not diffusive (e.g. a solid)."))
+    msd_loglog_slope: float | None = Field(default=None, description=(
+        "d ln MSD / d ln t over the fitted window: about 1 when diffusive, 2 ballistic, near 0 in a solid."))
     wall_time_s: float
     steps_per_second: float
     trajectory_uri: str = Field(description="artifact:// URI of the extxyz trajectory (energies, forces, velocities).")
@@ -169,9 +176,14 @@ def _report(inp: RunMDInput, ctx: ToolContext, potential: str, structure: object
     rdf_res = rdf(prod_frames, r_max=inp.rdf_r_max) if periodic else None
     lags, msd_vals = msd(prod_frames)
     dt_frame = inp.log_every * inp.timestep_fs
-    diff = diffusion_coefficient(lags * dt_frame, msd_vals)
+    diffusion = fit_diffusion(lags * dt_frame, msd_vals)
+    diff = diffusion.coefficient_cm2_s
     if len(prod_frames) < 10:
         warnings.append(f"only {len(prod_frames)} production frames: averages and MSD are rough")
+    if rdf_res is not None and rdf_res.note:
+        warnings.append(rdf_res.note)
+    if diffusion.warning:
+        warnings.append(diffusion.warning)
     if inp.ensemble == "nve" and abs(drift) > 5.0:
         warnings.append(f"NVE energy drift {drift:.2f} meV/atom/ps is large: reduce timestep_fs")
     pressures = [r["pressure_GPa"] for r in prod_rows]
@@ -211,8 +223,10 @@ def _report(inp: RunMDInput, ctx: ToolContext, potential: str, structure: object
         energy_drift_meV_per_atom_per_ps=round(drift, 5),
         rdf_peaks_A=rdf_res.peaks if rdf_res else [],
         partial_rdf_peaks_A=rdf_res.partial_peaks if rdf_res else {},
+        rdf_r_max_A=round(rdf_res.r_max, 4) if rdf_res else None,
         msd_final_A2=round(float(msd_vals[-1]), 6),
         diffusion_coefficient_cm2_s=diff,
+        msd_loglog_slope=diffusion.loglog_slope if math.isfinite(diffusion.loglog_slope) else None,
         wall_time_s=round(wall, 3),
         steps_per_second=round(inp.steps / max(wall, 1e-9), 3),
         trajectory_uri=ctx.artifact_uri(out_dir / "trajectory.extxyz"),
