@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models.data.potential_distill import base_structures, is_held_out, label, perturbed_frames  # noqa: E402
-from tools.potentials.training import errors, labels_of, predictions, read_labelled  # noqa: E402
+from models.potentials.labels import read_labels  # noqa: E402
+from tools.potentials.training import errors, predictions, read_labelled  # noqa: E402
 
 # composition -> polymorph families (models/crystals/prototypes.py roles)
 POLYMORPHS: dict[str, list[tuple[str, dict[str, str]]]] = {
@@ -146,13 +147,13 @@ def main(argv: list[str] | None = None) -> dict:
     trained = set(ours.model.species)
     frames = [a for a in frames if set(a.get_chemical_symbols()) <= trained]
     pred = predictions(ours, frames, "ours")
-    result: dict = {"checkpoint": str(args.checkpoint), "held_out": errors(pred, [labels_of(a) for a in frames])}
+    result: dict = {"checkpoint": str(args.checkpoint), "held_out": errors(pred, [read_labels(a) for a in frames])}
     ids = sorted({str(a.info.get("structure_id")) for a in frames})
     result["held_out"]["structures"] = ids
     per = {}
     for sid in ids:
         idx = [k for k, a in enumerate(frames) if str(a.info.get("structure_id")) == sid]
-        per[sid] = errors([pred[k] for k in idx], [labels_of(frames[k]) for k in idx])
+        per[sid] = errors([pred[k] for k in idx], [read_labels(frames[k]) for k in idx])
     result["held_out_per_structure"] = {
         k: {m: round(v[m], 1) for m in ("energy_mae_meV_per_atom", "forces_mae_meV_per_A")} for k, v in per.items()
     }
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         fit_frames, val_frames = split_by_structure(read_labelled(args.train), args.val_fraction)
         for name, subset in (("validation", val_frames), ("training_fit", fit_frames[::10])):
-            result[name] = errors(predictions(ours, subset, "ours"), [labels_of(a) for a in subset])
+            result[name] = errors(predictions(ours, subset, "ours"), [read_labels(a) for a in subset])
             result[name]["structures"] = len({str(a.info.get("structure_id")) for a in subset})
     if not args.skip_ranking:
         t1 = time.perf_counter()

@@ -12,13 +12,15 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from models.potentials.equivariant import EquivariantPotential, compute_energy_forces_stress
+from models.potentials.labels import ATOMIC_ENERGIES, ENERGY, FEATURES, FORCES, FREE_ENERGY, STRESS
 from models.potentials.neighbors import species_indices
 
 
 class PotentialCalculator(Calculator):
     """Energy, forces, stress (periodic cells), per-atom energies and latent features from an EquivariantPotential."""
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies", "features"]
+    # "energies" is ASE's name for per-atom energies (the model's ATOMIC_ENERGIES)
+    implemented_properties = [ENERGY, FREE_ENERGY, FORCES, STRESS, "energies", FEATURES]
 
     def __init__(
         self,
@@ -48,19 +50,19 @@ class PotentialCalculator(Calculator):
         self, atoms: Atoms | None = None, properties: list[str] | None = None, system_changes: list[str] = all_changes
     ) -> None:
         """Run the model once; stress is reported only for fully periodic cells."""
-        super().calculate(atoms, properties or ["energy"], system_changes)
+        super().calculate(atoms, properties or [ENERGY], system_changes)
         atoms = self.atoms
         self.check_species(atoms)
         periodic = bool(np.all(atoms.pbc))
         batch = self.model.collate([atoms]).to(self.device)
         out = compute_energy_forces_stress(self.model, batch, compute_stress=periodic)
-        energy = float(out["energy"][0])
+        energy = float(out[ENERGY][0])
         self.results = {
-            "energy": energy,
-            "free_energy": energy,
-            "forces": out["forces"].cpu().numpy().astype(np.float64),
-            "energies": out["atomic_energies"].cpu().numpy().astype(np.float64),
-            "features": out["features"].cpu().numpy().astype(np.float64),
+            ENERGY: energy,
+            FREE_ENERGY: energy,
+            FORCES: out[FORCES].cpu().numpy().astype(np.float64),
+            "energies": out[ATOMIC_ENERGIES].cpu().numpy().astype(np.float64),
+            FEATURES: out[FEATURES].cpu().numpy().astype(np.float64),
         }
         if periodic:
-            self.results["stress"] = full_3x3_to_voigt_6_stress(out["stress"][0].cpu().numpy().astype(np.float64))
+            self.results[STRESS] = full_3x3_to_voigt_6_stress(out[STRESS][0].cpu().numpy().astype(np.float64))

@@ -15,6 +15,7 @@ from e3nn import o3
 from e3nn.nn import FullyConnectedNet, Gate
 from torch import nn
 
+from models.potentials.labels import ATOMIC_ENERGIES, ENERGY, FEATURES, FORCES, STRESS
 from models.potentials.neighbors import AtomsBatch, collate, edge_vectors
 
 FORMAT_NAME = "matsearch-equivariant-potential"
@@ -403,7 +404,7 @@ class EquivariantPotential(nn.Module):
         raw, latent = self.net(batch.species, vec, batch.edge_index)
         atomic = raw * self.scale[batch.species] + self.shift[batch.species]
         energy = _scatter_sum(atomic, batch.batch, batch.num_graphs)
-        return {"energy": energy, "atomic_energies": atomic, "features": latent}
+        return {ENERGY: energy, ATOMIC_ENERGIES: atomic, FEATURES: latent}
 
     def collate(self, atoms_list: Sequence[Atoms], labels: bool = False) -> AtomsBatch:
         """Batch ase.Atoms for this model (its species, cutoff and dtype)."""
@@ -491,14 +492,14 @@ def compute_energy_forces_stress(
         else:
             pos_in, cell_in = positions, cell
         out = model(replace(batch, positions=pos_in, cell=cell_in))
-        grads = torch.autograd.grad(out["energy"].sum(), inputs, create_graph=training, allow_unused=True)
+        grads = torch.autograd.grad(out[ENERGY].sum(), inputs, create_graph=training, allow_unused=True)
     result = dict(out)
-    result["forces"] = -grads[0] if grads[0] is not None else torch.zeros_like(positions)
+    result[FORCES] = -grads[0] if grads[0] is not None else torch.zeros_like(positions)
     if compute_stress:
         dedstrain = grads[1] if grads[1] is not None else torch.zeros_like(cell)
         volume = torch.linalg.det(cell).abs()
         safe = torch.where(volume > 1e-8, volume, torch.ones_like(volume))
-        result["stress"] = dedstrain / safe[:, None, None] * (volume > 1e-8)[:, None, None]
+        result[STRESS] = dedstrain / safe[:, None, None] * (volume > 1e-8)[:, None, None]
     if not training:
         result = {k: v.detach() for k, v in result.items()}
     return result
@@ -521,12 +522,12 @@ def predict(
         for k in range(len(chunk)):
             a, b = int(bounds[k]), int(bounds[k + 1])
             item: dict[str, np.ndarray | float] = {
-                "energy": float(host["energy"][k]),
-                "forces": host["forces"][a:b],
-                "atomic_energies": host["atomic_energies"][a:b],
-                "features": host["features"][a:b],
+                ENERGY: float(host[ENERGY][k]),
+                FORCES: host[FORCES][a:b],
+                ATOMIC_ENERGIES: host[ATOMIC_ENERGIES][a:b],
+                FEATURES: host[FEATURES][a:b],
             }
             if compute_stress:
-                item["stress"] = host["stress"][k]
+                item[STRESS] = host[STRESS][k]
             results.append(item)
     return results

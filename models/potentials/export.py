@@ -19,6 +19,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from torch import nn
 
 from models.potentials.equivariant import EquivariantPotential
+from models.potentials.labels import ENERGY, FORCES, STRESS
 from models.potentials.neighbors import neighbor_list, species_indices
 
 EXPORT_FORMAT = "matsearch-torchscript-potential"
@@ -131,10 +132,10 @@ class ExportedPotential:
         forces = np.zeros((len(atoms), 3))
         np.add.at(forces, ei[0], g)  # r_ij = r_j - r_i: dE/dr_i = -sum g, F_i = +sum g over edges centred on i
         np.add.at(forces, ei[1], -g)
-        out: dict[str, np.ndarray | float] = {"energy": float(atomic.double().sum()), "forces": forces}
+        out: dict[str, np.ndarray | float] = {ENERGY: float(atomic.double().sum()), FORCES: forces}
         if atoms.pbc.all():
             virial = vec.double().numpy().T @ g  # sum_e r_e (x) dE/dr_e
-            out["stress"] = full_3x3_to_voigt_6_stress(virial / atoms.get_volume())
+            out[STRESS] = full_3x3_to_voigt_6_stress(virial / atoms.get_volume())
         return out
 
 
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     from models.potentials.equivariant import predict
 
     ref, got = predict(model, [atoms])[0], exported.compute(atoms)
-    diff = max(abs(got["energy"] - ref["energy"]), float(np.abs(got["forces"] - ref["forces"]).max()))
+    diff = max(abs(got[ENERGY] - ref[ENERGY]), float(np.abs(got[FORCES] - ref[FORCES]).max()))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB); max |diff| vs Python model {diff:.2e}")
 
 

@@ -10,7 +10,8 @@ import torch
 import vesin
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
-from ase.stress import voigt_6_to_full_3x3_stress
+
+from models.potentials.labels import energy_label, forces_label, stress_label
 
 
 def neighbor_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
@@ -52,33 +53,6 @@ def species_indices(numbers: np.ndarray, species: Sequence[str], model_name: str
     return idx
 
 
-def _labels(atoms: Atoms) -> tuple[float | None, np.ndarray | None, np.ndarray | None]:
-    """Energy, forces and 3x3 stress labels from atoms.calc or atoms.info/arrays (extxyz), None where absent."""
-    energy = forces = stress = None
-    calc = atoms.calc
-    results = getattr(calc, "results", {}) if calc is not None else {}
-    if "energy" in results:
-        energy = float(results["energy"])
-    elif "free_energy" in results:
-        energy = float(results["free_energy"])
-    if "forces" in results:
-        forces = np.asarray(results["forces"], dtype=np.float64)
-    if "stress" in results:
-        stress = np.asarray(results["stress"], dtype=np.float64)
-    for key in ("energy", "REF_energy", "dft_energy"):
-        if energy is None and key in atoms.info:
-            energy = float(atoms.info[key])
-    for key in ("forces", "REF_forces", "dft_forces"):
-        if forces is None and key in atoms.arrays:
-            forces = np.asarray(atoms.arrays[key], dtype=np.float64)
-    for key in ("stress", "REF_stress", "dft_stress"):
-        if stress is None and key in atoms.info:
-            stress = np.asarray(atoms.info[key], dtype=np.float64)
-    if stress is not None:
-        stress = voigt_6_to_full_3x3_stress(stress) if stress.size == 6 else stress.reshape(3, 3)
-    return energy, forces, stress
-
-
 @dataclass
 class Graph:
     """One structure as numpy arrays: species index, positions, cell, neighbour list and optional labels."""
@@ -100,7 +74,9 @@ def atoms_to_graph(
     """Convert one ase.Atoms into a Graph (neighbour list computed once, labels read if present)."""
     idx = species_indices(atoms.numbers, species, model_name)
     edge_index, shifts = neighbor_list(atoms, cutoff)
-    energy, forces, stress = _labels(atoms) if labels else (None, None, None)
+    energy, forces, stress = None, None, None
+    if labels:
+        energy, forces, stress = energy_label(atoms), forces_label(atoms), stress_label(atoms)
     return Graph(
         species=idx,
         positions=np.asarray(atoms.positions, dtype=np.float64),

@@ -21,6 +21,7 @@ from models.potentials.equivariant import (
     compute_energy_forces_stress,
     save_checkpoint,
 )
+from models.potentials.labels import ENERGY, FORCES, STRESS
 from models.potentials.neighbors import Graph, atoms_to_graph, collate_graphs
 from models.progress import ProgressFn
 
@@ -142,16 +143,16 @@ def _graphs(atoms: Sequence[Atoms], config: PotentialConfig) -> list[Graph]:
 
 def _losses(out: dict[str, torch.Tensor], batch: Any, cfg: TrainConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted loss and its parts; force/stress terms only where labels exist."""
-    n = batch.num_atoms.to(out["energy"].dtype)
-    parts: dict[str, torch.Tensor] = {"energy": torch.mean(((out["energy"] - batch.energy) / n) ** 2)}
-    loss = cfg.w_energy * parts["energy"]
+    n = batch.num_atoms.to(out[ENERGY].dtype)
+    parts: dict[str, torch.Tensor] = {ENERGY: torch.mean(((out[ENERGY] - batch.energy) / n) ** 2)}
+    loss = cfg.w_energy * parts[ENERGY]
     if batch.forces is not None and cfg.w_forces > 0:
-        parts["forces"] = torch.mean((out["forces"] - batch.forces) ** 2)
-        loss = loss + cfg.w_forces * parts["forces"]
+        parts[FORCES] = torch.mean((out[FORCES] - batch.forces) ** 2)
+        loss = loss + cfg.w_forces * parts[FORCES]
     if batch.stress is not None and cfg.w_stress > 0 and bool(batch.stress_mask.any()):
         mask = batch.stress_mask
-        parts["stress"] = torch.mean((out["stress"][mask] - batch.stress[mask]) ** 2)
-        loss = loss + cfg.w_stress * parts["stress"]
+        parts[STRESS] = torch.mean((out[STRESS][mask] - batch.stress[mask]) ** 2)
+        loss = loss + cfg.w_stress * parts[STRESS]
     return loss, parts
 
 
@@ -172,14 +173,14 @@ def evaluate(
         nb = batch.num_graphs
         sums["loss"] += float(loss) * nb
         counts["loss"] += nb
-        sums["e"] += float(((out["energy"] - batch.energy).abs() / batch.num_atoms).sum())
+        sums["e"] += float(((out[ENERGY] - batch.energy).abs() / batch.num_atoms).sum())
         counts["e"] += nb
         if batch.forces is not None:
-            sums["f"] += float((out["forces"] - batch.forces).abs().sum())
+            sums["f"] += float((out[FORCES] - batch.forces).abs().sum())
             counts["f"] += batch.forces.numel()
         if want_stress:
             mask = batch.stress_mask
-            sums["s"] += float((out["stress"][mask] - batch.stress[mask]).abs().sum())
+            sums["s"] += float((out[STRESS][mask] - batch.stress[mask]).abs().sum())
             counts["s"] += int(mask.sum()) * 9
     metrics = {
         "loss": sums["loss"] / max(counts["loss"], 1),

@@ -23,6 +23,7 @@ from ase import Atoms
 from models.plain_data import plain_data
 from models.potentials.calculator import PotentialCalculator
 from models.potentials.equivariant import EquivariantPotential, PotentialConfig, predict
+from models.potentials.labels import ENERGY, FEATURES, FORCES, forces_label
 from models.progress import ProgressFn
 
 UNCERTAINTY_FORMAT = "matsearch-gmm-uncertainty"
@@ -32,18 +33,15 @@ CHECKPOINT_KEY = "uncertainty"
 
 def latent_features(model: EquivariantPotential, atoms_list: Sequence[Atoms], batch_size: int = 16) -> list[np.ndarray]:
     """Per-atom invariant latent features (N_i, D) of each structure, from one batched model pass."""
-    return [np.asarray(r["features"]) for r in predict(model, atoms_list, batch_size=batch_size, compute_stress=False)]
+    return [np.asarray(r[FEATURES]) for r in predict(model, atoms_list, batch_size=batch_size, compute_stress=False)]
 
 
 def reference_forces(atoms: Atoms) -> np.ndarray:
-    """Reference force labels of a structure (from its calculator results or extxyz arrays)."""
-    calc = atoms.calc
-    if calc is not None and "forces" in getattr(calc, "results", {}):
-        return np.asarray(calc.results["forces"], dtype=np.float64)
-    for key in ("forces", "REF_forces", "dft_forces"):
-        if key in atoms.arrays:
-            return np.asarray(atoms.arrays[key], dtype=np.float64)
-    raise ValueError("structure has no reference forces to compare against")
+    """Reference force labels of a structure (models.potentials.labels); ValueError when it has none."""
+    forces = forces_label(atoms)
+    if forces is None:
+        raise ValueError("structure has no reference forces to compare against")
+    return forces
 
 
 def per_atom_force_errors(
@@ -52,10 +50,10 @@ def per_atom_force_errors(
     """For each labelled structure: per-atom |F_model - F_ref| (eV/A) and the per-atom latent features."""
     out = predict(model, atoms_list, batch_size=batch_size, compute_stress=False)
     errors = [
-        np.linalg.norm(np.asarray(r["forces"]) - reference_forces(a), axis=1)
+        np.linalg.norm(np.asarray(r[FORCES]) - reference_forces(a), axis=1)
         for r, a in zip(out, atoms_list, strict=True)
     ]
-    return errors, [np.asarray(r["features"]) for r in out]
+    return errors, [np.asarray(r[FEATURES]) for r in out]
 
 
 @dataclass
@@ -316,8 +314,8 @@ def estimate_gmm(
     """Energy, forces and GMM uncertainty of many structures from one batched force pass."""
     out = []
     for r in predict(model, atoms_list, batch_size=batch_size, compute_stress=False):
-        values, nll = unc.per_atom(np.asarray(r["features"]))
-        out.append(_summarise(values, nll, float(r["energy"]), np.asarray(r["forces"])))
+        values, nll = unc.per_atom(np.asarray(r[FEATURES]))
+        out.append(_summarise(values, nll, float(r[ENERGY]), np.asarray(r[FORCES])))
     return out
 
 
@@ -345,7 +343,7 @@ class UncertainPotentialCalculator(PotentialCalculator):
         from ase.calculators.calculator import all_changes
 
         super().calculate(atoms, properties, system_changes if system_changes is not None else all_changes)
-        values, nll = self.uncertainty.per_atom(self.results["features"])
+        values, nll = self.uncertainty.per_atom(self.results[FEATURES])
         self.results["uncertainty"] = values
         self.results["uncertainty_nll"] = nll
 
@@ -372,9 +370,9 @@ class EnsembleUncertainty:
         runs = [predict(m, atoms_list, batch_size=batch_size, compute_stress=False) for m in self.members]
         out = []
         for k in range(len(atoms_list)):
-            forces = np.stack([np.asarray(run[k]["forces"]) for run in runs])  # (M, N, 3)
+            forces = np.stack([np.asarray(run[k][FORCES]) for run in runs])  # (M, N, 3)
             spread = np.sqrt(forces.var(axis=0).sum(axis=1))
-            energy = float(np.mean([run[k]["energy"] for run in runs]))
+            energy = float(np.mean([run[k][ENERGY] for run in runs]))
             out.append(_summarise(spread, spread, energy, forces.mean(axis=0)))
         return out
 

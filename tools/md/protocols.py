@@ -21,6 +21,7 @@ from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.md import MolecularDynamics
 
+from models.potentials.labels import ENERGY, FORCES, STRESS
 from tools.core.registry import ProgressFn
 
 Ensemble = Literal["nve", "nvt_langevin", "nvt_nose_hoover", "nvt_bussi", "npt"]
@@ -144,10 +145,10 @@ def snapshot(atoms: Atoms, info: dict[str, Any] | None = None) -> Atoms:
     """A detached copy of the current frame carrying the energy, forces (and stress) just computed."""
     frame = atoms.copy()
     frame.set_momenta(atoms.get_momenta())
-    results: dict[str, Any] = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
+    results: dict[str, Any] = {ENERGY: atoms.get_potential_energy(), FORCES: atoms.get_forces()}
     calc = atoms.calc
-    if calc is not None and "stress" in getattr(calc, "results", {}):
-        results["stress"] = np.array(calc.results["stress"])
+    if calc is not None and STRESS in getattr(calc, "results", {}):
+        results[STRESS] = np.array(calc.results[STRESS])
     frame.calc = SinglePointCalculator(frame, **results)
     frame.info.update(info or {})
     return frame

@@ -43,6 +43,7 @@ from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
 from pydantic import BaseModel, Field
 
+from models.potentials.labels import ENERGY, FORCES, STRESS
 from tools.core.errors import ToolInputError
 from tools.core.executor import Executor, InProcessExecutor, get_executor
 from tools.core.executor_tasks import atoms_to_xyz, explore_md_task, xyz_to_atoms
@@ -91,10 +92,10 @@ def label(atoms: Atoms, calc: Calculator) -> Atoms:
     frame = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
     frame.info.update({k: v for k, v in atoms.info.items() if isinstance(v, int | float | str)})
     frame.calc = calc
-    results: dict[str, Any] = {"energy": float(frame.get_potential_energy()), "forces": frame.get_forces().copy()}
+    results: dict[str, Any] = {ENERGY: float(frame.get_potential_energy()), FORCES: frame.get_forces().copy()}
     if frame.pbc.all():
         with contextlib.suppress(Exception):  # labellers without stress still give energies and forces
-            results["stress"] = frame.get_stress().copy()
+            results[STRESS] = frame.get_stress().copy()
     frame.calc = SinglePointCalculator(frame, **results)
     return frame
 
@@ -351,9 +352,9 @@ class ActiveLearner:
         model = EquivariantPotential.load(self.checkpoint)
         val = _read(self.val_path)
         preds = predict(model, val, compute_stress=False)
-        f_err = np.concatenate([np.abs(np.asarray(p["forces"]) - reference_forces(a)).ravel()
+        f_err = np.concatenate([np.abs(np.asarray(p[FORCES]) - reference_forces(a)).ravel()
                                 for p, a in zip(preds, val, strict=True)])
-        e_err = [abs(float(p["energy"]) - a.get_potential_energy()) / len(a) for p, a in zip(preds, val, strict=True)]
+        e_err = [abs(float(p[ENERGY]) - a.get_potential_energy()) / len(a) for p, a in zip(preds, val, strict=True)]
         return {"val_force_mae_meV_A": 1000.0 * float(f_err.mean()),
                 "val_energy_mae_meV_atom": 1000.0 * float(np.mean(e_err))}
 

@@ -16,6 +16,7 @@ from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
 from pydantic import BaseModel, Field, model_validator
 
+from models.potentials.labels import ENERGY, FORCES, N_ATOMS, STRESS, energy_label, read_labels
 from tools.core.errors import ToolInputError, ToolRuntimeError
 from tools.core.paths import checkpoint_file, workspace_path
 from tools.core.registry import ProgressFn, ToolContext, tool
@@ -46,24 +47,12 @@ def read_labelled(path: Path, limit: int = MAX_FRAMES) -> list[Atoms]:
         raise ToolInputError(f"{path.name} holds no structures")
     if len(frames) > limit:
         raise ToolInputError(f"{path.name} holds {len(frames)} structures, more than the limit {limit}")
-    unlabelled = [k for k, a in enumerate(frames) if _energy(a) is None]
+    unlabelled = [k for k, a in enumerate(frames) if energy_label(a) is None]
     if unlabelled:
         raise ToolInputError(
             f"{path.name}: {len(unlabelled)} structure(s) have no energy label (first index {unlabelled[0]})"
         )
     return frames
-
-
-def _energy(atoms: Atoms) -> float | None:
-    """The energy label of a frame (single-point calculator or info), or None."""
-    results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
-    for key in ("energy", "free_energy"):
-        if key in results:
-            return float(results[key])
-    for key in ("energy", "REF_energy", "dft_energy"):
-        if key in atoms.info:
-            return float(atoms.info[key])
-    return None
 
 
 def label_with(calc: Calculator, frames: Sequence[Atoms], name: str, progress: ProgressFn | None = None) -> list[Atoms]:
@@ -217,12 +206,12 @@ def errors(predicted: Sequence[dict[str, Any]], reference: Sequence[dict[str, An
     """Energy MAE (meV/atom), force MAE (meV/A) and stress MAE (meV/A^3) of predictions vs reference labels."""
     e_err, f_err, s_err = [], [], []
     for p, r in zip(predicted, reference, strict=True):
-        n = len(r["forces"]) if r.get("forces") is not None else int(r["n_atoms"])
-        e_err.append(abs(p["energy"] - r["energy"]) / n)
-        if r.get("forces") is not None and p.get("forces") is not None:
-            f_err.append(np.abs(np.asarray(p["forces"]) - np.asarray(r["forces"])).ravel())
-        if r.get("stress") is not None and p.get("stress") is not None:
-            s_err.append(np.abs(np.asarray(p["stress"]) - np.asarray(r["stress"])).ravel())
+        n = len(r[FORCES]) if r.get(FORCES) is not None else int(r[N_ATOMS])
+        e_err.append(abs(p[ENERGY] - r[ENERGY]) / n)
+        if r.get(FORCES) is not None and p.get(FORCES) is not None:
+            f_err.append(np.abs(np.asarray(p[FORCES]) - np.asarray(r[FORCES])).ravel())
+        if r.get(STRESS) is not None and p.get(STRESS) is not None:
+            s_err.append(np.abs(np.asarray(p[STRESS]) - np.asarray(r[STRESS])).ravel())
     e = np.asarray(e_err)
     out: dict[str, Any] = {
         "n_structures": len(e_err),
@@ -237,21 +226,9 @@ def errors(predicted: Sequence[dict[str, Any]], reference: Sequence[dict[str, An
     return out
 
 
-def labels_of(atoms: Atoms) -> dict[str, Any]:
-    """Energy, forces and Voigt stress labels of a frame (None where absent)."""
-    results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
-    forces = results.get("forces", atoms.arrays.get("forces"))
-    stress = results.get("stress", atoms.info.get("stress"))
-    if stress is not None and np.size(stress) == 9:
-        from ase.stress import full_3x3_to_voigt_6_stress
-
-        stress = full_3x3_to_voigt_6_stress(np.asarray(stress).reshape(3, 3))
-    return {"energy": _energy(atoms), "forces": forces, "stress": stress, "n_atoms": len(atoms)}
-
-
 def predictions(calc: Calculator, frames: Sequence[Atoms], name: str, progress: ProgressFn | None = None) -> list[dict]:
     """Energy, forces and (periodic) stress of `calc` on every frame, as plain dicts."""
-    return [labels_of(a) for a in label_with(calc, frames, name, progress)]
+    return [read_labels(a) for a in label_with(calc, frames, name, progress)]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -486,7 +463,7 @@ def evaluate_potential(inp: EvaluatePotentialInput, ctx: ToolContext) -> Evaluat
     if inp.data_path is not None:
         path = workspace_path(inp.data_path, ctx.workspace, "data_path")
         frames = read_labelled(path)[: inp.max_structures]
-        reference = [labels_of(a) for a in frames]
+        reference = [read_labels(a) for a in frames]
         against = f"labels in {path.name}"
     else:
         frames = [

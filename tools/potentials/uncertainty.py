@@ -13,6 +13,7 @@ import numpy as np
 from ase import Atoms
 from pydantic import BaseModel, Field, model_validator
 
+from models.potentials.labels import ENERGY, FEATURES
 from tools.core.errors import ToolInputError
 from tools.core.paths import checkpoint_file, workspace_path
 from tools.core.registry import ToolContext, tool
@@ -219,11 +220,11 @@ def estimate_uncertainty(inp: EstimateUncertaintyInput, ctx: ToolContext) -> Est
         t0 = time.perf_counter()
         preds = predict(model, frames, compute_stress=False)  # type: ignore[arg-type]
         t1 = time.perf_counter()
-        values = [unc.per_atom(np.asarray(p["features"])) for p in preds]  # type: ignore[attr-defined]
+        values = [unc.per_atom(np.asarray(p[FEATURES])) for p in preds]  # type: ignore[attr-defined]
         t2 = time.perf_counter()
         per_atom = [v for v, _ in values]
         extrap = [bool(unc.extrapolating(n).any()) for _, n in values]  # type: ignore[attr-defined]
-        energies = [float(p["energy"]) for p in preds]
+        energies = [float(p[ENERGY]) for p in preds]
         units = "eV/A" if unc.calibrated else "NLL"  # type: ignore[attr-defined]
     else:
         if not inp.ensemble:
@@ -236,7 +237,7 @@ def estimate_uncertainty(inp: EstimateUncertaintyInput, ctx: ToolContext) -> Est
         t2 = time.perf_counter() - (t1 - t0)  # the ensemble re-runs the first member: count it once
         per_atom = [e.per_atom for e in est]
         extrap = [False] * len(frames)
-        energies = [float(p["energy"]) for p in first]
+        energies = [float(p[ENERGY]) for p in first]
         units = "eV/A"
     out_dir = ctx.artifact_dir()
     from ase.io import write
