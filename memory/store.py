@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import threading
 import time
@@ -155,6 +156,39 @@ def _indexed_properties(properties: dict[str, Any]) -> dict[str, float]:
             if isinstance(value, int | float) and not isinstance(value, bool):
                 out[key] = float(value)
     return out
+
+
+HULL_SCHEMA = 1  # records written with hull metadata carry hull_v = 1; older ones are read the slow way
+
+
+@dataclass(frozen=True)
+class HullRow:
+    """A stored relaxation as a hull entry: composition of its cell, total energy, and whether it converged."""
+
+    id: str
+    formula: str
+    energy: float
+    converged: bool
+
+
+def _hull_fields(properties: dict[str, Any]) -> dict[str, Any]:
+    """Hull metadata of a record (filterable without parsing its CIF): the potential and total energy it was
+    scored with, whether it is a relaxation and whether that relaxation converged. Empty without both numbers."""
+    potential, energy = properties.get("potential"), properties.get("energy_eV")
+    if not isinstance(potential, str) or not isinstance(energy, int | float) or isinstance(energy, bool):
+        return {}
+    return {
+        "hull_potential": potential,
+        "hull_energy_eV": float(energy),
+        "hull_relaxation": is_relaxation(properties),
+        "hull_converged": is_converged_relaxation(properties),
+    }
+
+
+def _subsystems(elements: list[str]) -> list[str]:
+    """Every chemical system (sorted elements joined by '-') inside this one."""
+    els = sorted(set(elements))
+    return ["-".join(c) for r in range(1, len(els) + 1) for c in itertools.combinations(els, r)]
 
 
 class StructureStore:
@@ -313,6 +347,7 @@ class StructureStore:
             meta["energy"] = float(energy)
             meta["energy_per_atom"] = float(energy) / len(structure)
         meta.update(_indexed_properties(properties))
+        meta.update(chemsys="-".join(elements), hull_v=HULL_SCHEMA, **_hull_fields(properties))
         return meta
 
     def _find_equivalent(self, structure: Structure, reduced_formula: str, fingerprint: list[float]) -> str | None:
@@ -377,6 +412,7 @@ class StructureStore:
         if merged_props != record.properties:
             changes["properties_json"] = json.dumps(merged_props, default=str)
             changes.update(_indexed_properties(merged_props))
+            changes.update(_hull_fields(merged_props))
         if merged_prov != record.provenance:
             changes["provenance_json"] = json.dumps(merged_prov, default=str)
         old_tags = [t for t in str(meta.get("tags") or "").split(",") if t]
@@ -410,8 +446,10 @@ class StructureStore:
             raise KeyError(record_id)
         changes: dict[str, Any] = {}
         if properties:
-            changes["properties_json"] = json.dumps({**record.properties, **properties}, default=str)
+            merged = {**record.properties, **properties}
+            changes["properties_json"] = json.dumps(merged, default=str)
             changes.update(_indexed_properties(properties))
+            changes.update(_hull_fields(merged))
         if energy is not None:
             changes["energy"] = float(energy)
             changes["energy_per_atom"] = float(energy) / len(record.structure)
@@ -437,6 +475,28 @@ class StructureStore:
             provenance=json.loads(str(meta.get("provenance_json", "{}"))),
             properties=json.loads(str(meta.get("properties_json", "{}"))),
         )
+
+    def hull_rows(self, elements: list[str], potential: str) -> list[HullRow]:
+        """Every stored relaxation inside this chemical system scored with this potential, converged or not: one
+        filtered metadata query, no CIF parsed. Records stored before hull metadata (no hull_v) are read the old
+        way: each one sharing an element is parsed and checked."""
+        where = {"$and": [{"chemsys": {"$in": _subsystems(elements)}}, {"hull_potential": potential},
+                          {"hull_relaxation": True}]}
+        got = self._retrying(lambda: self.texts.get(where=where, include=["metadatas"]))
+        rows = [HullRow(i, str(m["formula"]), float(m["hull_energy_eV"]), bool(m["hull_converged"]))
+                for i, m in zip(got["ids"], got["metadatas"], strict=True)]
+        any_of = [{f"el_{el}": True} for el in sorted(set(elements))]
+        legacy = {"$and": [any_of[0] if len(any_of) == 1 else {"$or": any_of}, {"hull_v": {"$ne": HULL_SCHEMA}}]}
+        got = self._retrying(lambda: self.texts.get(where=legacy, include=["metadatas"]))
+        allowed = set(elements)
+        for record_id, meta in zip(got["ids"], got["metadatas"], strict=True):
+            if not set(str(meta["elements"]).strip("|").split("|")) <= allowed:
+                continue
+            fields = _hull_fields(json.loads(str(meta.get("properties_json", "{}"))))
+            if fields.get("hull_potential") == potential and fields["hull_relaxation"]:
+                rows.append(HullRow(record_id, self._record(record_id, meta).structure.composition.formula,
+                                    fields["hull_energy_eV"], fields["hull_converged"]))
+        return rows
 
     def search_text(
         self, query: str, n: int = 5, where: dict[str, Any] | None = None

@@ -34,3 +34,55 @@ def test_formula_search_returns_the_n_lowest_energies_of_all_matches(store: Stru
     assert [r.metadata["energy_per_atom"] for r in got] == pytest.approx([e for _, e in want])
     by_elements = store.search_composition(elements=["Mg", "O"], n=5)
     assert [r.id for r in by_elements] == [i for i, _ in want]
+
+
+def _relaxation(potential: str, energy: float, converged: bool = True) -> dict:
+    return {"potential": potential, "energy_eV": energy, "relaxed": converged, "converged": converged}
+
+
+def test_hull_rows_come_from_one_metadata_query_and_old_records_still_count(
+    store: StructureStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relaxations inside Mg-O with the same potential are hull rows (converged flagged), read from metadata with no
+    CIF parsed; other potentials, other systems and non-relaxations are not. A record stored before hull metadata
+    (no hull_v) is still found, by the old scan."""
+    mgo = rocksalt()
+    mg, nio, strained, old = mgo.copy(), mgo.copy(), mgo.copy(), mgo.copy()
+    mg.replace_species({"O": "Mg"})
+    nio.replace_species({"Mg": "Ni"})
+    strained.scale_lattice(mgo.volume * 1.2)
+    old.scale_lattice(mgo.volume * 1.1)
+    a = store.add(mgo, provenance={}, properties=_relaxation("emt", -40.0)).id
+    b = store.add(mg, provenance={}, properties=_relaxation("emt", -12.0, converged=False)).id
+    store.add(mgo, provenance={}, properties=_relaxation("mace", -41.0))  # other potential (new record, linked)
+    store.add(nio, provenance={}, properties=_relaxation("emt", -30.0))  # other system
+    store.add(strained, provenance={}, properties={"potential": "emt", "energy_eV": -39.0})  # a single point
+    # A record written before hull metadata existed: strip its hull keys as an old store would have lacked them.
+    c = store.add(old, provenance={}, properties=_relaxation("emt", -39.5)).id
+    got = store.texts.get(ids=[c], include=["metadatas", "documents", "embeddings"])
+    meta = {k: v for k, v in got["metadatas"][0].items() if not k.startswith("hull_") and k != "chemsys"}
+    store.texts.delete(ids=[c])
+    store.texts.add(ids=[c], metadatas=[meta], documents=got["documents"], embeddings=got["embeddings"])
+
+    parsed: list[str] = []
+    record = StructureStore._record
+    monkeypatch.setattr(StructureStore, "_record", staticmethod(lambda i, m: parsed.append(i) or record(i, m)))
+    rows = {r.id: r for r in store.hull_rows(["O", "Mg"], "emt")}
+    assert set(rows) == {a, b, c} and parsed == [c]  # only the old record was parsed
+    assert rows[a].converged and not rows[b].converged and rows[c].converged
+    assert rows[a].formula == "Mg4O4" and rows[a].energy == -40.0
+    assert {r.id for r in store.hull_rows(["Mg"], "emt")} == {b}
+
+
+def test_hull_metadata_follows_properties_added_later(store: StructureStore) -> None:
+    """A structure stored bare, then given a relaxation's numbers (same content merged, or update): a hull row."""
+    mgo = rocksalt()
+    nio = mgo.copy()
+    nio.replace_species({"Mg": "Ni"})
+    first = store.add(mgo, provenance={}).id
+    assert store.hull_rows(["Mg", "O"], "emt") == []
+    store.add(mgo, provenance={}, properties=_relaxation("emt", -40.0))
+    assert [r.id for r in store.hull_rows(["Mg", "O"], "emt")] == [first]
+    other = store.add(nio, provenance={}).id
+    store.update(other, properties=_relaxation("emt", -30.0, converged=False))
+    assert [(r.id, r.converged) for r in store.hull_rows(["Ni", "O"], "emt")] == [(other, False)]

@@ -12,8 +12,6 @@ from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Structure
 
 from memory.store import (
-    is_converged_relaxation,
-    is_relaxation,
     relaxation_labels,
     relaxation_tags,
     symmetry_of,
@@ -122,16 +120,12 @@ def memory_entries(
     Only converged relaxations compete: an unconverged one stopped short of its minimum, so it is not a phase, and
     a relaxation that fails to converge is often one that ran into a region the potential was never trained on
     (a collapsing cell, a hole), where its energy is no bound to trust. Their ids go to `unconverged` when given."""
-    elements = {el.symbol for el in composition.elements}
     out = []
-    for record in ctx.store.search_composition(n=500, within=sorted(elements)):
-        props = record.properties
-        if props.get("potential") != potential or "energy_eV" not in props:
-            continue
-        if is_converged_relaxation(props):
-            out.append(PDEntry(record.structure.composition, float(props["energy_eV"]), name=record.id))
-        elif is_relaxation(props) and unconverged is not None:
-            unconverged.append(record.id)
+    for row in ctx.store.hull_rows([el.symbol for el in composition.elements], potential):
+        if row.converged:
+            out.append(PDEntry(Composition(row.formula), row.energy, name=row.id))
+        elif unconverged is not None:
+            unconverged.append(row.id)
     return out
 
 
