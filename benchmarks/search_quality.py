@@ -17,6 +17,7 @@ long run resumes. The GenMS paper's figures (Table 1: match 0.93 / 0.86 / 0.89, 
 0.89 / 1.00 for perovskite / pyrochlore / spinel) print beside ours; they are on other requests and models.
 
 Run: .venv/bin/python benchmarks/search_quality.py --split dev --out runs/search-dev [--ids q001 q004] [--limit N]
+[--shuffle SEED: a seeded random order, so a run cut short is a random sample]
 """
 
 from __future__ import annotations
@@ -161,6 +162,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ids", nargs="*", default=None)
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--shuffle", type=int, default=None, metavar="SEED",
+                        help="run the cases in a seeded random order, so a run cut short is a random sample")
     parser.add_argument("--rejudge", action="store_true",
                         help="recompute the family verdicts of finished cases from their stored top-1 structures")
     args = parser.parse_args()
@@ -175,6 +178,10 @@ def main() -> None:
     cases = load_suite(None if args.split == "all" else args.split)
     if args.ids:
         cases = [c for c in cases if c["id"] in set(args.ids)]
+    if args.shuffle is not None:
+        import random
+
+        random.Random(args.shuffle).shuffle(cases)
     cases = cases[: args.limit] if args.limit else cases
     if args.rejudge and done:
         done = rejudged(done, {c["id"]: c for c in cases})
