@@ -191,6 +191,49 @@ def _subsystems(elements: list[str]) -> list[str]:
     return ["-".join(c) for r in range(1, len(els) + 1) for c in itertools.combinations(els, r)]
 
 
+@dataclass
+class _Pending:
+    """A structure on its way into memory: its content id, fingerprint and (once prepared) metadata and document.
+    A relaxation labelled `converged: False` is never stored as relaxed, whatever the caller passed."""
+
+    structure: Structure
+    provenance: dict[str, Any]
+    energy: float | None
+    properties: dict[str, Any]
+    tags: list[str]
+    description: str | None
+    dedup: bool
+    cif: str
+    id: str
+    formula: str
+    fingerprint: list[float]
+    meta: dict[str, Any] = field(default_factory=dict)
+    document: str = ""
+
+    @property
+    def carries_numbers(self) -> bool:
+        return self.energy is not None or bool(self.properties)
+
+    @classmethod
+    def of(
+        cls,
+        structure: Structure,
+        provenance: dict[str, Any] | None = None,
+        energy: float | None = None,
+        properties: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        description: str | None = None,
+        dedup: bool = True,
+    ) -> _Pending:
+        properties, tags = dict(properties or {}), list(tags or [])
+        if properties.get(CONVERGED) is False:
+            properties[RELAXED] = False
+            tags = list(dict.fromkeys([t for t in tags if t != RELAXED] + relaxation_tags(False)))
+        cif = str(CifWriter(structure))
+        return cls(structure, dict(provenance or {}), energy, properties, tags, description, dedup, cif,
+                   content_id(cif), structure.composition.reduced_formula, structure_fingerprint(structure))
+
+
 class StructureStore:
     """chromadb-backed structure memory; on disk under `path`, or on a chromadb server at `url`."""
 
@@ -253,18 +296,9 @@ class StructureStore:
         """Store a structure (or return the id of an equivalent stored one) with its provenance; see _add."""
         return self._retrying(lambda: self._add(structure, **kwargs))
 
-    def _add(
-        self,
-        structure: Structure,
-        *,
-        provenance: dict[str, Any] | None = None,
-        energy: float | None = None,
-        properties: dict[str, Any] | None = None,
-        tags: list[str] | None = None,
-        description: str | None = None,
-        dedup: bool = True,
-    ) -> StoreResult:
-        """Store a structure (or return the id of an equivalent stored one) with its provenance.
+    def _add(self, structure: Structure, **kwargs: Any) -> StoreResult:
+        """Store a structure (or return the id of an equivalent stored one) with its provenance. Keywords:
+        provenance, energy, properties, tags, description, dedup (see _Pending.of).
 
         The rule: a number (energy, any property) only ever sits on the exact structure it was computed on.
         - Same content (same CIF, same content id): the stored record is reused; new properties are added, a value
@@ -277,39 +311,93 @@ class StructureStore:
           unrelaxed cell it came from.
         - A relaxation labelled `converged: False` is never stored as relaxed: `relaxed` becomes False and the tag
           'relaxed' becomes 'unconverged', whatever the caller passed."""
-        provenance = dict(provenance or {})
-        if properties and properties.get(CONVERGED) is False:
-            properties = {**properties, RELAXED: False}
-            tags = list(dict.fromkeys([t for t in (tags or []) if t != RELAXED] + relaxation_tags(False)))
-        cif = str(CifWriter(structure))
-        new_id = content_id(cif)
-        fingerprint = structure_fingerprint(structure)
-        carries_numbers = energy is not None or bool(properties)
+        item = _Pending.of(structure, **kwargs)
         with self._lock:
-            if self.texts.get(ids=[new_id], include=[])["ids"]:
-                self._merge(new_id, provenance, properties or {}, energy, tags or [], description)
-                return StoreResult(new_id, True)
-            formula = structure.composition.reduced_formula
-            match = self._find_equivalent(structure, formula, fingerprint) if dedup else None
-            if match is not None and not carries_numbers:
-                self._merge(match, {}, {}, None, tags or [], description)
+            if self.texts.get(ids=[item.id], include=[])["ids"]:
+                self._merge(item.id, item.provenance, item.properties, item.energy, item.tags, item.description)
+                return StoreResult(item.id, True)
+            match = self._find_equivalent(structure, item.formula, item.fingerprint) if item.dedup else None
+            if match is not None and not item.carries_numbers:
+                self._merge(match, {}, {}, None, item.tags, item.description)
                 return StoreResult(match, True)
-            if match is not None:
-                parents = list(provenance.get("parent_ids", []))
-                provenance["parent_ids"] = parents if match in parents else [*parents, match]
-                provenance["equivalent_to"] = match
-            meta = self._metadata(structure, cif, provenance, energy, properties or {}, tags or [])
-            if description:
-                meta["description"] = description
-            document = describe(structure, meta, description)
-            clean = _clean(meta)
-            self.texts.upsert(ids=[new_id], documents=[document], embeddings=embed_texts([document]), metadatas=[clean])
-            self.fingerprints.upsert(
-                ids=[new_id],
-                embeddings=[fingerprint],
-                metadatas=[{"reduced_formula": meta["reduced_formula"], "n_sites": meta["n_sites"]}],
-            )
-        return StoreResult(new_id, False)
+            self._write([self._prepared(item, match)])
+        return StoreResult(item.id, False)
+
+    def add_many(self, items: list[dict[str, Any]], dedup: bool = True, batch_size: int = 256) -> list[StoreResult]:
+        """Store many structures at once, with the rules of `add` (each item is add's keyword arguments plus
+        `structure`): ids already stored are found by one lookup per batch, approximate duplicates through the
+        fingerprint index (and against the batch itself), and new records are embedded and written per batch."""
+        results: list[StoreResult] = []
+        for start in range(0, len(items), batch_size):
+            chunk = [_Pending.of(**{"dedup": dedup, **kw}) for kw in items[start : start + batch_size]]
+            results += self._retrying(lambda chunk=chunk: self._add_batch(chunk))
+        return results
+
+    def _add_batch(self, chunk: list[_Pending]) -> list[StoreResult]:
+        with self._lock:
+            stored = set(self.texts.get(ids=list({p.id for p in chunk}), include=[])["ids"])
+            pending: dict[str, _Pending] = {}  # new records of this batch, written at its end
+            results: list[StoreResult] = []
+            for item in chunk:
+                match = None
+                if item.id in stored or item.id in pending:
+                    match = item.id
+                elif item.dedup:
+                    match = self._pending_equivalent(item, pending) or self._find_equivalent(
+                        item.structure, item.formula, item.fingerprint
+                    )
+                same_content = match == item.id
+                if match is not None and (same_content or not item.carries_numbers):
+                    if match in pending:  # merging needs it stored: write the batch so far
+                        self._write(list(pending.values()))
+                        stored.update(pending)
+                        pending.clear()
+                    if same_content:
+                        self._merge(match, item.provenance, item.properties, item.energy, item.tags, item.description)
+                    else:
+                        self._merge(match, {}, {}, None, item.tags, item.description)
+                    results.append(StoreResult(match, True))
+                    continue
+                pending[item.id] = self._prepared(item, match)
+                results.append(StoreResult(item.id, False))
+            self._write(list(pending.values()))
+        return results
+
+    def _pending_equivalent(self, item: _Pending, pending: dict[str, _Pending]) -> str | None:
+        """Id of a not-yet-written record of this batch equivalent to the item (nearest fingerprints first)."""
+        same = [p for p in pending.values() if p.formula == item.formula]
+        same.sort(key=lambda p: -sum(a * b for a, b in zip(p.fingerprint, item.fingerprint, strict=True)))
+        for other in same[:DEDUP_CANDIDATES]:
+            if self._matcher.fit(item.structure, other.structure):
+                return other.id
+        return None
+
+    def _prepared(self, item: _Pending, match: str | None) -> _Pending:
+        """The item with its metadata and document; linked by provenance to an equivalent stored record."""
+        if match is not None:
+            parents = list(item.provenance.get("parent_ids", []))
+            item.provenance["parent_ids"] = parents if match in parents else [*parents, match]
+            item.provenance["equivalent_to"] = match
+        meta = self._metadata(item.structure, item.cif, item.provenance, item.energy, item.properties, item.tags)
+        if item.description:
+            meta["description"] = item.description
+        item.document = describe(item.structure, meta, item.description)
+        item.meta = meta
+        return item
+
+    def _write(self, items: list[_Pending]) -> None:
+        """Embed and write new records in one call per collection."""
+        if not items:
+            return
+        ids, documents = [p.id for p in items], [p.document for p in items]
+        self.texts.upsert(
+            ids=ids, documents=documents, embeddings=embed_texts(documents), metadatas=[_clean(p.meta) for p in items]
+        )
+        self.fingerprints.upsert(
+            ids=ids,
+            embeddings=[p.fingerprint for p in items],
+            metadatas=[{"reduced_formula": p.meta["reduced_formula"], "n_sites": p.meta["n_sites"]} for p in items],
+        )
 
     def _metadata(
         self,

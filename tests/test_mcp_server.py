@@ -222,6 +222,7 @@ ANNOTATIONS = {
     "run_md": (False, False, False, True, "reads and writes the store, writes a trajectory"),
     "search_structures": (True, False, True, True, "reads the store"),
     "store_structure": (False, False, True, True, "writes the store (a duplicate is found, not added)"),
+    "store_structures": (False, False, True, True, "writes the store in batches (duplicates found, not added)"),
     "train_potential": (False, False, False, True, "reads stored structures, writes a checkpoint"),
     "umbrella_sampling": (False, False, False, False, "runs MD, writes samples"),
 }

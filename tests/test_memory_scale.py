@@ -86,3 +86,49 @@ def test_hull_metadata_follows_properties_added_later(store: StructureStore) -> 
     other = store.add(nio, provenance={}).id
     store.update(other, properties=_relaxation("emt", -30.0, converged=False))
     assert [(r.id, r.converged) for r in store.hull_rows(["Ni", "O"], "emt")] == [(other, False)]
+
+
+def test_add_many_stores_in_batches_with_the_rules_of_add(store: StructureStore) -> None:
+    """A batch of new cells, a same-content repeat (merged: tags, description), an approximate duplicate without
+    numbers inside the batch (reused) and one with an energy (new record linked to its match), across two batches."""
+    base = rocksalt()
+    cells = []
+    for i in range(6):
+        cell = base.copy()
+        cell.scale_lattice(base.volume * (1.0 + 0.05 * i))
+        cells.append(cell)
+    shifted = cells[0].copy()
+    shifted.translate_sites(list(range(len(shifted))), [0.1, 0.1, 0.1])  # equivalent to cells[0]
+    items = [{"structure": c, "provenance": {"tool": "t"}, "energy": -40.0 - i, "tags": ["a"]} for i, c in
+             enumerate(cells)]
+    items += [
+        {"structure": cells[1], "tags": ["b"], "description": "again"},  # same content as item 1
+        {"structure": shifted, "tags": ["c"]},  # equivalent to item 0, no numbers: reused
+        {"structure": shifted, "energy": -39.0},  # equivalent to item 0, with an energy: a new linked record
+    ]
+    results = store.add_many(items, batch_size=4)
+    assert [r.deduplicated for r in results] == [False] * 6 + [True, True, False]
+    assert results[6].id == results[1].id and results[7].id == results[0].id
+    assert store.count() == 7
+    assert store.get(results[1].id).metadata["tags"] == "a,b"
+    assert store.get(results[1].id).metadata["description"] == "again"
+    assert store.get(results[0].id).metadata["tags"] == "a,c"
+    assert store.get(results[8].id).provenance["equivalent_to"] == results[0].id
+    again = store.add_many(items[:6])
+    assert all(r.deduplicated for r in again) and [r.id for r in again] == [r.id for r in results[:6]]
+    assert store.add(cells[2], provenance={}).id == results[2].id  # one-by-one add sees batch-written records
+
+
+def test_store_structures_tool(workspace: Path) -> None:
+    from tools.core.registry import ToolContext, get_tool
+    from tools.structures.io import structure_to_cif
+
+    base = rocksalt()
+    other = base.copy()
+    other.replace_species({"Mg": "Ni"})
+    cifs = [structure_to_cif(base), structure_to_cif(other), structure_to_cif(base)]
+    out = get_tool("store_structures").run(
+        {"structures": [{"structure": {"text": c}, "tags": ["batch"]} for c in cifs]}, ToolContext()
+    )
+    assert (out.n_new, out.n_deduplicated) == (2, 1)
+    assert [i.formula for i in out.items] == ["MgO", "NiO", "MgO"] and out.items[2].id == out.items[0].id

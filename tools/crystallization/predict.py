@@ -11,18 +11,19 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ase import Atoms
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pymatgen.core import Composition, Structure
 
 from memory.store import symmetry_of
 from tools.core.common import StructureSummary, parse_formula
 from tools.core.errors import ToolInputError
-from tools.core.executor import get_executor
+from tools.core.executor import Executor, InProcessExecutor, get_executor
 from tools.core.executor_tasks import atoms_to_xyz, melt_quench_task, relax_payload, relax_task, xyz_to_atoms
 from tools.core.plotting import figure, save
 from tools.core.provenance import provenance
@@ -47,7 +48,7 @@ from tools.crystallization.motifs import (
     merge_relaxed_duplicates,
     validity_problems,
 )
-from tools.crystallization.subcells import enumerate_subcells, selection_order
+from tools.crystallization.subcells import SubcellGrid, enumerate_subcells, selection_order
 from tools.potentials.calculators import elemental_references, get_potential
 from tools.structures.io import (
     StructureRef,
@@ -240,6 +241,37 @@ def _fallback_volume_per_atom(unit: Composition) -> float:
     return float(vol / unit.num_atoms / 0.34)
 
 
+@dataclass
+class _Run:
+    """One prediction's shared state: its inputs, formula unit, potential and schedule, the executor, the notes
+    for the report, and the progress count (one unit per candidate relaxation, `md_units` per melt-quench replica,
+    one per motif relaxation)."""
+
+    inp: CrystallizationInput
+    ctx: ToolContext
+    unit: Composition
+    potential: str
+    calc: Any
+    refs: Any
+    schedule: MeltQuenchSchedule
+    params: dict[str, Any]
+    start: float
+    notes: list[str] = field(default_factory=list)
+    executor: Executor = field(default_factory=InProcessExecutor)
+    md_units: int = 1
+    total: float = 0.0
+    done: float = 0.0
+
+    def payload(self, structure: Structure) -> dict[str, Any]:
+        """A relaxation task for the executor, with this run's potential and relaxation settings."""
+        return relax_payload(structure, self.potential, self.inp.fmax, self.inp.max_relax_steps,
+                             self.ctx.settings.device)
+
+    def progress(self, done: float, message: str) -> None:
+        """Report `done` of the run's total progress units."""
+        self.ctx.progress(done, self.total, message)
+
+
 @tool(cost="long", estimate=_estimate)
 def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> CrystallizationOutput:
     """Predict which crystal polymorph forms first when the amorphous phase of a composition is annealed
@@ -250,9 +282,24 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
     from memory, AFLOW prototypes and pyxtal. Returns the most frequent polymorph (the predicted first to
     nucleate), the lowest-energy motif and the ground state by energy, every polymorph ranked by frequency and by
     energy, a Markdown/JSON report and a histogram; relaxed polymorphs are stored in memory. Slow: run it as a job."""
+    run = _start(inp, ctx)
+    candidates = candidate_polymorphs(run.unit, ctx.store, inp.n_random_candidates, int(inp.seed), notes=run.notes)
+    to_relax = _plan(run, candidates)
+    reference = _relax_candidates(run, candidates, to_relax)
+    volume_per_atom = _amorphous_volume_per_atom(run, reference)
+    replicas, replica_ids = _amorphous_replicas(run, volume_per_atom)
+    subcells = _select_subcells(run, replicas)
+    motifs = _relax_motifs(run, subcells.picked)
+    identify(motifs, candidates, run.unit)
+    result = _result(run, candidates, motifs, replicas, replica_ids, subcells)
+    ctx.progress(run.total, run.total, "writing report")
+    return _write_artifacts(result, motifs, candidates, ctx)
+
+
+def _start(inp: CrystallizationInput, ctx: ToolContext) -> _Run:
+    """Check that a formula unit fits in a motif; load the potential, its elemental references and schedule."""
     start = time.perf_counter()
-    comp = parse_formula(inp.composition)
-    unit = integer_formula(comp, inp.n_atoms)
+    unit = integer_formula(parse_formula(inp.composition), inp.n_atoms)
     if inp.only_target_composition and unit.num_atoms > inp.n_max:
         raise ToolInputError(
             f"impossible stoichiometry for the motifs: a {unit.reduced_formula} formula unit has "
@@ -262,31 +309,26 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
     potential = inp.potential or ctx.settings.potential
     calc = get_potential(potential, ctx.settings)
     refs = elemental_references(potential, ctx.settings)
-    schedule = inp.schedule(unit)
-    notes: list[str] = []
-    rng_seed = int(inp.seed)
-    params = inp.model_dump(exclude={"store"})
+    return _Run(inp=inp, ctx=ctx, unit=unit, potential=potential, calc=calc, refs=refs, schedule=inp.schedule(unit),
+                params=inp.model_dump(exclude={"store"}), start=start)
 
-    # progress units: one per reference relaxation, `md_units` per replica, one per motif relaxation
-    md_units = max(1, schedule.total_steps // 50)
-    candidates = candidate_polymorphs(unit, ctx.store, inp.n_random_candidates, rng_seed, notes=notes)
-    to_relax = sorted(candidates, key=lambda c: c.priority)[
-        : inp.max_reference_relaxations
-    ]
-    total = len(to_relax) + (0 if inp.precursor else inp.n_replicas * md_units) + inp.budget
-    done = 0.0
-    ctx.progress(0, total, f"relaxing {len(to_relax)} candidate polymorphs of {unit.reduced_formula}")
 
-    # 1. candidate polymorphs relaxed (through the executor: in-process or Dask workers), for the ground-state
-    #    competitors and the reference density
-    executor = get_executor(ctx.settings)
+def _plan(run: _Run, candidates: list[Candidate]) -> list[Candidate]:
+    """Pick the candidates to relax (by priority), count the progress units and open the executor."""
+    inp = run.inp
+    run.md_units = max(1, run.schedule.total_steps // 50)
+    to_relax = sorted(candidates, key=lambda c: c.priority)[: inp.max_reference_relaxations]
+    run.total = len(to_relax) + (0 if inp.precursor else inp.n_replicas * run.md_units) + inp.budget
+    run.progress(0, f"relaxing {len(to_relax)} candidate polymorphs of {run.unit.reduced_formula}")
+    run.executor = get_executor(run.ctx.settings)
+    return to_relax
 
-    def payload(structure: Structure) -> dict[str, Any]:
-        return relax_payload(structure, potential, inp.fmax, inp.max_relax_steps, ctx.settings.device)
 
-    relaxed_refs = executor.map(
-        relax_task, [payload(c.structure) for c in to_relax], cancel=ctx.cancel_event,
-        progress=lambda n, _t, _: ctx.progress(done + n, total, f"relaxed candidate {to_relax[n - 1].label}"),
+def _relax_candidates(run: _Run, candidates: list[Candidate], to_relax: list[Candidate]) -> Candidate | None:
+    """Relax the candidate polymorphs; return the lowest-energy one that kept its structure."""
+    relaxed_refs = run.executor.map(
+        relax_task, [run.payload(c.structure) for c in to_relax], cancel=run.ctx.cancel_event,
+        progress=lambda n, _t, _: run.progress(run.done + n, f"relaxed candidate {to_relax[n - 1].label}"),
     )
     for cand, res in zip(to_relax, relaxed_refs, strict=True):
         if np.isfinite(res["energy"]):
@@ -295,21 +337,28 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
             cand.converged = bool(res["converged"])
             cand.kept = kept_structure(cand)
     if merged := merge_relaxed_duplicates(candidates):
-        notes.append(f"{merged} candidate(s) relaxed into a better-known candidate and carry its name")
-    done += len(to_relax)
+        run.notes.append(f"{merged} candidate(s) relaxed into a better-known candidate and carry its name")
+    run.done += len(to_relax)
     kept = [c for c in candidates if c.kept]
-    reference = min(kept, key=lambda c: c.energy_per_atom or np.inf, default=None)
+    return min(kept, key=lambda c: c.energy_per_atom or np.inf, default=None)
+
+
+def _amorphous_volume_per_atom(run: _Run, reference: Candidate | None) -> float:
+    """Amorphous volume per atom: given density, else density_fraction x the reference, else a guess."""
+    inp, unit = run.inp, run.unit
     if inp.density_g_cm3 is not None:
         mass = sum(el.atomic_mass * amount for el, amount in unit.items())
-        volume_per_atom = float(mass / unit.num_atoms / inp.density_g_cm3 * 1.66053906660)
-    elif reference is not None and reference.relaxed is not None:
-        volume_per_atom = reference.relaxed.volume / len(reference.relaxed) / inp.density_fraction
-        notes.append(f"amorphous density {inp.density_fraction:g} x relaxed {reference.label}")
-    else:
-        volume_per_atom = _fallback_volume_per_atom(unit)
-        notes.append("no relaxed reference phase: density guessed from covalent radii")
+        return float(mass / unit.num_atoms / inp.density_g_cm3 * 1.66053906660)
+    if reference is not None and reference.relaxed is not None:
+        run.notes.append(f"amorphous density {inp.density_fraction:g} x relaxed {reference.label}")
+        return reference.relaxed.volume / len(reference.relaxed) / inp.density_fraction
+    run.notes.append("no relaxed reference phase: density guessed from covalent radii")
+    return _fallback_volume_per_atom(unit)
 
-    # 2. amorphous replicas by melt-quench
+
+def _amorphous_replicas(run: _Run, volume_per_atom: float) -> tuple[list[AmorphousReplica], list[str | None]]:
+    """The amorphous cells (the precursor, or packed cells melt-quenched), stored, with their ids."""
+    inp, ctx, unit, seed = run.inp, run.ctx, run.unit, int(run.inp.seed)
     n_units = formula_units(unit, inp.n_atoms)
     replicas: list[AmorphousReplica] = []
     replica_ids: list[str | None] = []
@@ -317,86 +366,109 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
         given = resolve_structure(inp.precursor, ctx.store, ctx.settings.max_atoms)
         if given.composition.reduced_formula != unit.reduced_formula:
             raise ToolInputError(f"the precursor is {given.composition.reduced_formula}, not {unit.reduced_formula}")
-        replicas.append(AmorphousReplica(structure_to_atoms(given), rng_seed, float("nan"), float("nan"),
+        replicas.append(AmorphousReplica(structure_to_atoms(given), seed, float("nan"), float("nan"),
                                          float(given.density), 0.0))
         replica_ids.append(inp.precursor.id)
-        notes.append("amorphous cell given as precursor: no melt-quench MD")
+        run.notes.append("amorphous cell given as precursor: no melt-quench MD")
     n_md = 0 if inp.precursor is not None else inp.n_replicas
-    packed_cells = [random_packed_cell(unit, n_units, volume_per_atom, seed=rng_seed * 1009 + k) for k in range(n_md)]
-    if n_md and executor.name != "in-process":  # replicas in parallel on the workers (progress per replica)
-        payloads = [{"start": atoms_to_xyz([cell]), "potential": potential, "schedule": asdict(schedule),
-                     "seed": rng_seed * 1009 + k, "device": ctx.settings.device} for k, cell in enumerate(packed_cells)]
-        runs = executor.map(
-            melt_quench_task, payloads, cancel=ctx.cancel_event,
-            progress=lambda n, t, _, d=done: ctx.progress(d + md_units * n, total, f"replica {n}/{t} quenched"),
-        )
-        quenched = [AmorphousReplica(xyz_to_atoms(r["atoms"])[0], r["seed"], r["final_temperature_K"],
-                                     r["final_epot_per_atom"], r["density_g_cm3"], r["wall_time_s"]) for r in runs]
-    else:
-        quenched = []
-        for k, cell in enumerate(packed_cells):  # in this process: progress at every logged MD step
-            def md_progress(step: float, steps: float | None, message: str | None, base: float = done + md_units * k,
-                            k: int = k) -> None:
-                ctx.progress(base + md_units * step / max(steps or 1, 1), total, f"replica {k + 1}: {message or ''}")
-
-            quenched.append(melt_quench(cell, calc, potential, schedule, seed=rng_seed * 1009 + k,
-                                        progress=md_progress))
-    for k, rep in enumerate(quenched):
+    packed_cells = [random_packed_cell(unit, n_units, volume_per_atom, seed=seed * 1009 + k) for k in range(n_md)]
+    for k, rep in enumerate(_melt_quench(run, packed_cells)):
         replicas.append(rep)
-        done += md_units
+        run.done += run.md_units
         rid = None
         if inp.store:
             rid = ctx.store.add(
                 atoms_to_structure(rep.atoms),
-                provenance=provenance("predict_crystallization", {**params, "replica": k}),
-                properties={"amorphous": True, "potential": potential, "seed": rep.seed,
-                            "quench_rate_K_per_ps": schedule.quench_rate_K_per_ps()},
+                provenance=provenance("predict_crystallization", {**run.params, "replica": k}),
+                properties={"amorphous": True, "potential": run.potential, "seed": rep.seed,
+                            "quench_rate_K_per_ps": run.schedule.quench_rate_K_per_ps()},
                 tags=["amorphous", "crystallization"],
             ).id
         replica_ids.append(rid)
+    return replicas, replica_ids
 
-    # 3. subcells, visited in a seeded order; relax up to the budget
+
+def _melt_quench(run: _Run, packed_cells: list[Atoms]) -> list[AmorphousReplica]:
+    """Melt-quench packed cells on the executor's workers, or in this process with per-step progress."""
+    seed, done, md_units = int(run.inp.seed), run.done, run.md_units
+    if packed_cells and run.executor.name != "in-process":
+        payloads = [{"start": atoms_to_xyz([cell]), "potential": run.potential, "schedule": asdict(run.schedule),
+                     "seed": seed * 1009 + k, "device": run.ctx.settings.device} for k, cell in enumerate(packed_cells)]
+        runs = run.executor.map(
+            melt_quench_task, payloads, cancel=run.ctx.cancel_event,
+            progress=lambda n, t, _: run.progress(done + md_units * n, f"replica {n}/{t} quenched"),
+        )
+        return [AmorphousReplica(xyz_to_atoms(r["atoms"])[0], r["seed"], r["final_temperature_K"],
+                                 r["final_epot_per_atom"], r["density_g_cm3"], r["wall_time_s"]) for r in runs]
+    quenched = []
+    for k, cell in enumerate(packed_cells):
+        def md_progress(step: float, steps: float | None, message: str | None, base: float = done + md_units * k,
+                        k: int = k) -> None:
+            run.progress(base + md_units * step / max(steps or 1, 1), f"replica {k + 1}: {message or ''}")
+
+        quenched.append(melt_quench(cell, run.calc, run.potential, run.schedule, seed=seed * 1009 + k,
+                                    progress=md_progress))
+    return quenched
+
+
+@dataclass
+class _Subcells:
+    """The subcells cut from the amorphous replicas and those picked for relaxation."""
+
+    grids: list[SubcellGrid]  # one per replica
+    n_total: int
+    picked: list[tuple[int, Structure]]  # (replica, subcell), in the seeded order, at most `budget`
+    skipped_overlap: int  # subcells left out because their periodic images overlap
+
+
+def _select_subcells(run: _Run, replicas: list[AmorphousReplica]) -> _Subcells:
+    """Cut the replicas into grid subcells; pick up to `budget` in seeded order, skipping overlaps."""
+    inp, unit = run.inp, run.unit
     target = unit if inp.only_target_composition else None
     grids = [enumerate_subcells(r.atoms, inp.d_frac, inp.n_min, inp.n_max, inp.cubic_only, target) for r in replicas]
     pool = [(k, i) for k, grid in enumerate(grids) for i in range(len(grid))]
-    order = selection_order(len(pool), rng_seed)
+    order = selection_order(len(pool), int(inp.seed))
     if not pool:
         raise ToolInputError(
             f"no subcell of the amorphous cells has {inp.n_min}-{inp.n_max} atoms"
             + (f" in the ratio of {unit.reduced_formula}" if target else "")
             + ": use a smaller d_frac, a wider [n_min, n_max] or more atoms"
         )
-    pairs = [(a.symbol, b.symbol) for a in unit.elements for b in unit.elements]
-    criteria = ValidityCriteria(
-        formation_min_eV=inp.formation_min_eV, formation_max_eV=inp.formation_max_eV,
-        min_distance_A=inp.min_distance_A or 0.6 * min(pair_distance(a, b) for a, b in pairs),
-    )
-    motifs: list[Motif] = []
     skipped = 0
-    selected: list[tuple[int, Structure]] = []
+    picked: list[tuple[int, Structure]] = []
     for position in order:
-        if len(selected) >= inp.budget:
+        if len(picked) >= inp.budget:
             break
         k, i = pool[int(position)]
         sub = grids[k].structure(i)
         if len(sub) > 1 and min_interatomic_distance(sub) < OVERLAP_SKIP_A:
             skipped += 1
             continue
-        selected.append((k, sub))
+        picked.append((k, sub))
+    return _Subcells(grids, len(pool), picked, skipped)
+
+
+def _relax_motifs(run: _Run, selected: list[tuple[int, Structure]]) -> list[Motif]:
+    """Relax the picked subcells as motifs, MOTIF_CHUNK at a time until max_wall_s; judge validity."""
+    inp, unit = run.inp, run.unit
+    pairs = [(a.symbol, b.symbol) for a in unit.elements for b in unit.elements]
+    criteria = ValidityCriteria(
+        formation_min_eV=inp.formation_min_eV, formation_max_eV=inp.formation_max_eV,
+        min_distance_A=inp.min_distance_A or 0.6 * min(pair_distance(a, b) for a, b in pairs),
+    )
+    motifs: list[Motif] = []
     for first in range(0, len(selected), MOTIF_CHUNK):
-        if inp.max_wall_s is not None and time.perf_counter() - start > inp.max_wall_s:
-            notes.append(f"stopped after {len(motifs)} relaxations: max_wall_s reached")
+        if inp.max_wall_s is not None and time.perf_counter() - run.start > inp.max_wall_s:
+            run.notes.append(f"stopped after {len(motifs)} relaxations: max_wall_s reached")
             break
         chunk = selected[first:first + MOTIF_CHUNK]
-        results = executor.map(
-            relax_task, [payload(sub) for _, sub in chunk], cancel=ctx.cancel_event,
-            progress=lambda n, _t, _, d=done: ctx.progress(
-                d + n, total, f"motif {len(motifs) + n}/{inp.budget} relaxed"
-            ),
+        results = run.executor.map(
+            relax_task, [run.payload(sub) for _, sub in chunk], cancel=run.ctx.cancel_event,
+            progress=lambda n, _t, _, d=run.done: run.progress(d + n, f"motif {len(motifs) + n}/{inp.budget} relaxed"),
         )
         for (k, sub), res in zip(chunk, results, strict=True):
             relaxed = Structure.from_str(res["cif"], fmt="cif")
-            form = refs.formation_energy_per_atom(relaxed, res["energy"])
+            form = run.refs.formation_energy_per_atom(relaxed, res["energy"])
             dmin = min_interatomic_distance(relaxed) if len(relaxed) > 1 else float(min(relaxed.lattice.abc))
             sym, num, _ = symmetry_of(relaxed)
             motifs.append(Motif(
@@ -406,32 +478,37 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
                 spacegroup_number=num,
                 problems=validity_problems(res["initial_energy"], res["energy"], float(form), dmin, criteria),
             ))
-            done += 1
+            run.done += 1
         last = motifs[-1]
         message = f"motif {len(motifs)}/{inp.budget}: {last.spacegroup}, {last.energy_per_atom:.3f} eV/atom"
-        ctx.progress(done, total, message)
+        run.progress(run.done, message)
+    return motifs
 
-    # 4. identification and ranking
-    identify(motifs, candidates, unit)
-    out = _rank(inp, ctx, unit, potential, candidates, motifs, replica_ids, params)
+
+def _result(
+    run: _Run, candidates: list[Candidate], motifs: list[Motif], replicas: list[AmorphousReplica],
+    replica_ids: list[str | None], subcells: _Subcells,
+) -> CrystallizationOutput:
+    """Rank the polymorphs by motif frequency and by energy; gather the counts behind the prediction."""
+    inp = run.inp
+    out = _rank(inp, run.ctx, run.unit, run.potential, candidates, motifs, replica_ids, run.params)
     rejections = Counter(_reason(p) for m in motifs for p in m.problems[:1])
-    result = CrystallizationOutput(
-        composition=unit.reduced_formula, potential=potential, seed=inp.seed, schedule=schedule.as_dict(),
+    return CrystallizationOutput(
+        composition=run.unit.reduced_formula, potential=run.potential, seed=inp.seed,
+        schedule=run.schedule.as_dict(),
         replicas=[
             ReplicaSummary(seed=r.seed, n_atoms=len(r.atoms), density_g_cm3=round(r.density_g_cm3, 4),
                            final_temperature_K=_finite(r.final_temperature_K, 1),
                            final_epot_per_atom_eV=_finite(r.final_epot_per_atom, 5), n_subcells=len(g),
                            wall_time_s=round(r.wall_time_s, 2), structure_id=rid)
-            for r, g, rid in zip(replicas, grids, replica_ids, strict=True)
+            for r, g, rid in zip(replicas, subcells.grids, replica_ids, strict=True)
         ],
-        n_subcells_total=len(pool), n_relaxed=len(motifs), n_valid=sum(m.valid for m in motifs),
-        n_skipped_overlap=skipped, rejections=dict(rejections), labels_by_size=_labels_by_size(motifs),
+        n_subcells_total=subcells.n_total, n_relaxed=len(motifs), n_valid=sum(m.valid for m in motifs),
+        n_skipped_overlap=subcells.skipped_overlap, rejections=dict(rejections), labels_by_size=_labels_by_size(motifs),
         budget=inp.budget,
-        wall_time_s=round(time.perf_counter() - start, 2), report_uri="", json_uri="", histogram_uri=None,
-        notes=notes + out.pop("notes"), **out,
+        wall_time_s=round(time.perf_counter() - run.start, 2), report_uri="", json_uri="", histogram_uri=None,
+        notes=run.notes + out.pop("notes"), **out,
     )
-    ctx.progress(total, total, "writing report")
-    return _write_artifacts(result, motifs, candidates, ctx)
 
 
 def _labels_by_size(motifs: list[Motif]) -> dict[str, dict[str, int]]:

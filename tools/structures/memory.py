@@ -52,6 +52,48 @@ def store_structure(inp: StoreStructureInput, ctx: ToolContext) -> StoreStructur
     )
 
 
+class StoreStructuresInput(BaseModel):
+    structures: list[StoreStructureInput] = Field(
+        min_length=1, max_length=5000, description="The structures to store, each as store_structure takes it."
+    )
+
+
+class StoredItem(BaseModel):
+    id: str
+    deduplicated: bool = Field(description="True when an equivalent structure was already stored (its id returned).")
+    formula: str
+
+
+class StoreStructuresOutput(BaseModel):
+    n_new: int = Field(description="Structures written as new records.")
+    n_deduplicated: int = Field(description="Structures that were already stored (their ids returned).")
+    items: list[StoredItem] = Field(description="One per input structure, in input order.")
+
+
+@tool(cost="instant", idempotent=True, estimate=lambda inp: 0.05 * len(inp.structures))
+def store_structures(inp: StoreStructuresInput, ctx: ToolContext) -> StoreStructuresOutput:
+    """Store many crystal structures in matsearch memory at once (embedded and written in batches); same rules as
+    store_structure: an equivalent structure already stored (or earlier in the list) is not duplicated."""
+    structures = [resolve_structure(s.structure, ctx.store, ctx.settings.max_atoms, s.allow_large)
+                  for s in inp.structures]
+    items = [
+        {
+            "structure": structure,
+            "provenance": provenance("store_structures", {"description": s.description, "tags": s.tags}, s.parent_ids),
+            "energy": s.energy_eV,
+            "properties": dict(s.properties),
+            "tags": s.tags,
+            "description": s.description,
+        }
+        for s, structure in zip(inp.structures, structures, strict=True)
+    ]
+    results = ctx.store.add_many(items)
+    out = [StoredItem(id=r.id, deduplicated=r.deduplicated, formula=st.composition.reduced_formula)
+           for r, st in zip(results, structures, strict=True)]
+    n_dup = sum(r.deduplicated for r in results)
+    return StoreStructuresOutput(n_new=len(results) - n_dup, n_deduplicated=n_dup, items=out)
+
+
 class GetStructureInput(BaseModel):
     id: str = Field(min_length=1, max_length=100, description="Memory id, e.g. 's-1a2b3c4d5e6f7a8b'.")
     format: Literal["cif", "poscar", "extxyz"] = Field(default="cif", description="Text format of the structure.")
