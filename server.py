@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
@@ -13,7 +14,7 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
 
 from prompts import mcp_prompts, render_prompt
-from tools.adapters.mcp import register_all
+from tools.adapters.mcp import ARTIFACT_MIME, is_text_mime, register_all
 from tools.core.errors import ToolInputError
 from tools.core.paths import ARTIFACT_SCHEME, workspace_path
 from tools.core.registry import load_tools, open_store
@@ -47,16 +48,33 @@ def build_server(settings: Settings | None = None) -> MCPServer:
             raise ResourceError(f"no structure with id {id!r} in memory")
         return record.cif
 
-    @server.resource("artifact://{+path}", name="artifact", description="A file a tool wrote in the workspace")
+    for suffix, mime in ARTIFACT_MIME.items():  # one template per file type, so each is read with its MIME type
+        server.resource(f"artifact://{{+path}}{suffix}", name=f"artifact{suffix}", mime_type=mime,
+                        description=f"A {suffix[1:]} file a tool wrote in the workspace")(
+            _artifact_reader(settings, suffix, is_text_mime(mime)))
+
+    @server.resource("artifact://{+path}", name="artifact", mime_type="application/octet-stream",
+                     description="Any other file a tool wrote in the workspace")
     def artifact_resource(path: str) -> bytes:
         return artifact_file(settings, path).read_bytes()
 
-    for name, (description, arg_names, template) in mcp_prompts().items():
-        server.add_prompt(_prompt(name, description, arg_names, template))
+    for name, (description, args, template) in mcp_prompts().items():
+        server.add_prompt(_prompt(name, description, args, template))
     return server
 
 
-def _prompt(name: str, description: str, arg_names: list[str], template: str) -> Prompt:
+def _artifact_reader(settings: Settings, suffix: str, text: bool) -> Callable[[str], str | bytes]:
+    """Reads artifact://{path}{suffix}: text files as text, others (PNG) as bytes."""
+
+    def read(path: str) -> str | bytes:
+        file = artifact_file(settings, path + suffix)
+        return file.read_text(encoding="utf-8", errors="replace") if text else file.read_bytes()
+
+    read.__name__ = f"artifact_{suffix[1:]}"
+    return read
+
+
+def _prompt(name: str, description: str, args: dict[str, str], template: str) -> Prompt:
     """An MCP prompt that fills its file's {placeholders} with the client's arguments."""
 
     def render(**kwargs: str) -> str:
@@ -65,7 +83,7 @@ def _prompt(name: str, description: str, arg_names: list[str], template: str) ->
     return Prompt(
         name=name,
         description=description,
-        arguments=[PromptArgument(name=a, description=a.replace("_", " "), required=True) for a in arg_names],
+        arguments=[PromptArgument(name=a, description=text, required=True) for a, text in args.items()],
         fn=render,
         context_kwarg=None,
     )

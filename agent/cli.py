@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tools.adapters.cli import add_tool_commands
+from tools.adapters.cli import add_tool_commands, first_sentence
 from tools.core.registry import load_tools
 
 app = typer.Typer(help="matsearch: agent-based materials discovery tools.", no_args_is_help=True)
@@ -76,7 +76,7 @@ def list_tools(as_json: bool = typer.Option(False, "--json", help="Print names, 
         return
     table = Table("tool", "cost", "what it does")
     for name, spec in _specs.items():
-        table.add_row(name, spec.cost, spec.description.split("\n")[0])
+        table.add_row(name, spec.cost, first_sentence(spec.description))
     console.print(table)
 
 

@@ -18,15 +18,18 @@ def render_prompt(name: str, **values: str) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: str(values.get(m.group(1), m.group(0))), load_prompt(name))
 
 
-def mcp_prompts() -> dict[str, tuple[str, list[str], str]]:
-    """MCP prompts offered to clients: name -> (description, argument names, template), from prompts/mcp/*.md.
+def mcp_prompts() -> dict[str, tuple[str, dict[str, str], str]]:
+    """MCP prompts offered to clients: name -> (description, {argument: its description}, template), from
+    prompts/mcp/*.md.
 
-    Each file starts with a front matter line `description: ...` and `arguments: a, b`, then a blank line.
+    Each file starts with front matter lines `description: ...`, `arguments: a, b` and one `a: what a is` per
+    argument, then a blank line.
     """
     out = {}
     for path in sorted((PROMPT_DIR / "mcp").glob("*.md")):
         head, _, body = path.read_text().partition("\n\n")
-        fields = dict(line.split(":", 1) for line in head.splitlines() if ":" in line)
-        args = [a.strip() for a in fields.get("arguments", "").split(",") if a.strip()]
-        out[path.stem] = (fields.get("description", path.stem).strip(), args, body.strip())
+        fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in head.splitlines() if ":" in line)}
+        names = [a.strip() for a in fields.get("arguments", "").split(",") if a.strip()]
+        args = {a: fields.get(a) or a.replace("_", " ") for a in names}
+        out[path.stem] = (fields.get("description", path.stem), args, body.strip())
     return out

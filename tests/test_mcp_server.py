@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import signal
 import subprocess
 import sys
@@ -67,11 +68,42 @@ async def bad_inputs_keep_server_alive(client: Client) -> None:
     assert not ok.is_error and ok.structured_content["hits"]
 
 
+# Input properties still without a description, in tools/potentials/properties.py (owned by another change);
+# remove each from here once it is described there.
+UNDESCRIBED_ELSEWHERE = {"relax_structure: structure", "relax_structure: max_steps", "relax_structure: optimizer",
+                         "predict_properties: structures"}
+
+
+def undescribed_properties(tools: list) -> set[str]:
+    """'tool: property' (and 'tool: Model.property' inside $defs) for every input property with no description."""
+    missing = set()
+    for t in tools:
+        models = [("", t.input_schema)] + [(f"{name}.", d) for name, d in t.input_schema.get("$defs", {}).items()]
+        for prefix, schema in models:
+            missing |= {f"{t.name}: {prefix}{name}" for name, prop in schema.get("properties", {}).items()
+                        if not prop.get("description", "").strip()}
+    return missing
+
+
+async def schemas_are_described(client: Client) -> None:
+    """Every input property of every tool, as a client lists it, says what it is (required ones included)."""
+    tools = (await client.list_tools()).tools
+    assert undescribed_properties(tools) <= UNDESCRIBED_ELSEWHERE, undescribed_properties(tools) - UNDESCRIBED_ELSEWHERE
+    by_name = {t.name: t.input_schema for t in tools}
+    assert "job_list" in by_name["job_wait"]["properties"]["job_id"]["description"]  # required: description kept
+    assert by_name["job_wait"]["required"] == ["job_id"] and "job_id" in by_name["job_status"]["required"]
+    templates = {t.uri_template: t.mime_type for t in (await client.list_resource_templates()).resource_templates}
+    assert templates["artifact://{+path}.png"] == "image/png" and templates["structure://{id}"] == "chemical/x-cif"
+    arguments = [(p.name, a) for p in (await client.list_prompts()).prompts for a in p.arguments or []]
+    assert arguments and all(len(a.description or "") > len(a.name) + 10 for _, a in arguments), arguments
+
+
 def test_stdio_server(workspace):
     async def main() -> None:
         async with stdio_client(workspace) as client:
             await exercise(client)
             await bad_inputs_keep_server_alive(client)
+            await schemas_are_described(client)
 
     asyncio.run(main())
 
@@ -96,7 +128,10 @@ def test_http_server_progress_jobs_and_artifacts(workspace):
                 assert not analysis.is_error and analysis.structured_content["spacegroup"] == "Pm-3m"
                 assert progress and progress[-1][1] == 3  # MCP progress notifications arrived over HTTP
                 png = await client.read_resource(analysis.structured_content["xrd_plot_uri"])
-                assert png.contents[0].mime_type == "image/png" or png.contents[0].blob
+                assert png.contents[0].mime_type == "image/png"  # an image a client can show, not octet-stream
+                assert base64.b64decode(png.contents[0].blob).startswith(b"\x89PNG\r\n\x1a\n")
+                link = next(c for c in analysis.content if str(getattr(c, "uri", "")) == str(png.contents[0].uri))
+                assert link.mime_type == "image/png"
 
                 job = await client.call_tool("job_start", {"tool": "analyze_structure",
                                                            "arguments": {"structure": {"id": sid}}})

@@ -76,6 +76,21 @@ def test_cli_subcommands_from_registry(workspace, tmp_path):
     assert listing.exit_code == 0 and "analyze_structure" in listing.stdout
 
 
+def test_cli_short_help_is_whole_first_sentences():
+    """The tool listing and `call --help` show each tool's first sentence, whole: not its first docstring line (cut
+    mid-sentence at the wrap), and not stopped by 'e.g.' or by 'Nat.' inside a citation."""
+    from tools.adapters.cli import first_sentence
+
+    for spec in load_tools().values():
+        flat = " ".join(spec.description.split())
+        short = first_sentence(spec.description)
+        assert flat.startswith(short) and short[-1] in ".!?", (spec.name, short)
+        assert short.count("(") == short.count(")"), (spec.name, short)
+    assert first_sentence(get_tool("predict_crystallization").description).endswith("Nat. Comput. Sci. 2025).")
+    assert first_sentence(get_tool("hierarchical_search").description).endswith("with La and Mn'.")
+    assert first_sentence("Relax a crystal\nwith a potential. Then report.") == "Relax a crystal with a potential."
+
+
 class FragileInput(BaseModel):
     word: str = Field(description="a word; 'bad' is refused, 'value-bug' and 'key-bug' hit a fault in the tool")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from typing import Any, NoReturn, get_args
 
 import typer
@@ -86,7 +87,20 @@ def cli_command(spec: ToolSpec) -> Any:
     return command
 
 
+def first_sentence(text: str) -> str:
+    """The first sentence of a (docstring-wrapped) description, whole and on one line: short help never stops
+    mid-sentence at a line break. A full stop before a lower-case word ('e.g. a') or inside brackets ('(Aykol et
+    al., Nat. Commun.)') does not end it."""
+    flat = " ".join(text.split())
+    for end in re.finditer(r"[.!?](?=\s+[A-Z`])", flat):
+        head = flat[: end.end()]
+        if head.count("(") == head.count(")"):
+            return head
+    return flat
+
+
 def add_tool_commands(app: typer.Typer, specs: dict[str, ToolSpec]) -> None:
     """Register one subcommand per tool (name with dashes) on a typer app."""
     for spec in specs.values():
-        app.command(spec.name.replace("_", "-"), help=spec.description.split("\n")[0])(cli_command(spec))
+        app.command(spec.name.replace("_", "-"), help=spec.description, short_help=first_sentence(spec.description))(
+            cli_command(spec))

@@ -41,12 +41,30 @@ def _links(value: Any, found: list[str]) -> list[str]:
     return found
 
 
+# The MIME type of each artifact file type tools write; artifact:// reads and resource links use it.
+ARTIFACT_MIME = {
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".json": "application/json",
+    ".csv": "text/csv",
+    ".md": "text/markdown",
+    ".cif": "chemical/x-cif",
+    ".extxyz": "text/plain",
+    ".xyz": "text/plain",
+    ".txt": "text/plain",
+    ".log": "text/plain",
+}
+
+
+def is_text_mime(mime: str) -> bool:
+    """Whether content of this MIME type is sent as text (else as a base64 blob)."""
+    return mime.startswith("text/") or mime in ("application/json", "chemical/x-cif")
+
+
 def _mime(uri: str) -> str:
-    if uri.startswith("structure://") or uri.endswith(".cif"):
+    if uri.startswith("structure://"):
         return "chemical/x-cif"
-    return {".png": "image/png", ".json": "application/json", ".md": "text/markdown", ".xyz": "text/plain"}.get(
-        uri[uri.rfind(".") :], "application/octet-stream"
-    )
+    return ARTIFACT_MIME.get(uri[uri.rfind(".") :].lower(), "application/octet-stream")
 
 
 def to_result(output: Any) -> CallToolResult:
@@ -94,9 +112,10 @@ def mcp_function(spec: ToolSpec, settings: Callable[[], Settings]) -> Callable[.
     params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
     annotations: dict[str, Any] = {"ctx": Context, "return": CallToolResult}
     for name, field in spec.input_model.model_fields.items():
-        default = inspect.Parameter.empty if field.is_required() else field
+        # The FieldInfo as default carries description and constraints into the schema, required fields included
+        # (a required FieldInfo stays required).
         params.append(
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=field.annotation, default=default)
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=field.annotation, default=field)
         )
         annotations[name] = field.annotation
     call.__signature__ = inspect.Signature(params, return_annotation=CallToolResult)  # type: ignore[attr-defined]

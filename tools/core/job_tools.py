@@ -59,7 +59,7 @@ def job_start(inp: JobStartInput, ctx: ToolContext) -> JobInfo:
 
 
 class JobIdInput(BaseModel):
-    job_id: str = Field(min_length=1, max_length=64)
+    job_id: str = Field(min_length=1, max_length=64, description="Job id from job_start or job_list.")
 
 
 @tool(cost="instant", read_only=True, idempotent=True)
@@ -93,7 +93,7 @@ def job_resume(inp: JobIdInput, ctx: ToolContext) -> JobInfo:
 
 
 class JobWaitInput(BaseModel):
-    job_id: str = Field(min_length=1, max_length=64)
+    job_id: str = Field(min_length=1, max_length=64, description="Job id from job_start or job_list.")
     timeout_s: float = Field(default=20.0, ge=0, le=MAX_WAIT_S, description="Longest wait, at most 50 s.")
 
 
@@ -105,7 +105,7 @@ def job_wait(inp: JobWaitInput, ctx: ToolContext) -> JobInfo:
 
 
 class JobListInput(BaseModel):
-    limit: int = Field(default=20, ge=1, le=500)
+    limit: int = Field(default=20, ge=1, le=500, description="Most jobs to list, newest first (1-500).")
 
 
 class JobListOutput(BaseModel):
@@ -119,8 +119,8 @@ def job_list(inp: JobListInput, ctx: ToolContext) -> JobListOutput:
 
 
 class EstimateCostInput(BaseModel):
-    tool: str
-    arguments: dict[str, Any] = Field(default_factory=dict)
+    tool: str = Field(description="Name of the tool to estimate, e.g. 'run_md'.")
+    arguments: dict[str, Any] = Field(default_factory=dict, description="The tool's arguments, as for a direct call.")
 
 
 class EstimateCostOutput(BaseModel):

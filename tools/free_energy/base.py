@@ -131,7 +131,7 @@ class UmbrellaSamplingInput(BaseModel):
     )
     temperature_K: float = Field(default=300.0, gt=0, le=5000, description="Atomistic CVs: MD temperature (K).")
     timestep_fs: float = Field(default=1.0, gt=0, le=10, description="Atomistic CVs: MD time step (fs).")
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, description="Random seed of the sampling (same seed, same result).")
 
     @model_validator(mode="after")
     def _consistent(self) -> UmbrellaSamplingInput:

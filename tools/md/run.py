@@ -37,7 +37,7 @@ def potential_calculator(potential: str, settings: Settings) -> tuple[Calculator
 
 
 class RunMDInput(BaseModel):
-    structure: StructureRef
+    structure: StructureRef = Field(description="The structure: {'id': memory id} or {'text': CIF/POSCAR/extxyz}.")
     potential: str | None = Field(
         default=None, max_length=1000,
         description="'chgnet', 'sevennet-0', 'emt' (ASE's EMT: Al, Cu, Ag, Au, Ni, Pd, Pt), or a checkpoint path of a "

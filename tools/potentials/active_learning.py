@@ -488,7 +488,7 @@ class ActiveLearningInput(BaseModel):
     temperatures_K: list[float] = Field(default=[300.0, 800.0], min_length=1, max_length=8,
                                         description="Exploration MD temperatures (each in 1..5000 K).")
     md_steps: int = Field(default=200, ge=10, le=20_000, description="MD steps per temperature per iteration.")
-    timestep_fs: float = Field(default=2.0, gt=0, le=10)
+    timestep_fs: float = Field(default=2.0, gt=0, le=10, description="Exploration MD time step in fs (at most 10).")
     sample_every: int = Field(default=10, ge=1, le=1000, description="Candidate frame every N MD steps.")
     iterations: int = Field(default=5, ge=1, le=50, description="Maximum number of iterations.")
     max_new_per_iteration: int = Field(
@@ -512,13 +512,14 @@ class ActiveLearningInput(BaseModel):
                                                        description="Frame selection (random is the baseline).")
     n_initial: int = Field(default=8, ge=2, le=1000, description="Rattled starting frames labelled to begin.")
     n_validation: int = Field(default=8, ge=1, le=1000, description="Reference MD frames kept for validation.")
-    kind: Literal["allegro", "nequip"] = Field(default="allegro")
-    size: Literal["tiny", "small"] = Field(default="tiny")
-    cutoff_A: float = Field(default=4.0, ge=2.0, le=8.0)
-    epochs_initial: int = Field(default=30, ge=1, le=2000)
-    epochs_finetune: int = Field(default=15, ge=1, le=2000)
+    kind: Literal["allegro", "nequip"] = Field(
+        default="allegro", description="Potential trained: allegro (strictly local) or nequip (message passing).")
+    size: Literal["tiny", "small"] = Field(default="tiny", description="Model size preset: tiny (fast) or small.")
+    cutoff_A: float = Field(default=4.0, ge=2.0, le=8.0, description="Radial cutoff of the potential in Angstrom.")
+    epochs_initial: int = Field(default=30, ge=1, le=2000, description="Training epochs of the first model.")
+    epochs_finetune: int = Field(default=15, ge=1, le=2000, description="Training epochs of each later refit.")
     finetune: bool = Field(default=True, description="Fine-tune from the last model (else retrain from scratch).")
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, description="Random seed of MD, selection and training (same seed, same run).")
     store_labelled: bool = Field(default=True, description="Store every labelled frame in memory with provenance.")
 
 

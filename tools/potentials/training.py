@@ -256,20 +256,20 @@ class TrainPotentialInput(BaseModel):
     epochs: int = Field(default=50, ge=1, le=5000, description="Total epochs (including already completed ones).")
     resume: bool = Field(default=False, description="Continue the training state stored in the named checkpoint.")
     cutoff: float = Field(default=5.0, gt=1.0, le=10.0, description="Radial cutoff in Angstrom.")
-    l_max: int = Field(default=1, ge=0, le=3)
-    num_layers: int = Field(default=2, ge=1, le=6)
+    l_max: int = Field(default=1, ge=0, le=3, description="Highest rotation order of the features (0-3).")
+    num_layers: int = Field(default=2, ge=1, le=6, description="Tensor-product / interaction layers (1-6).")
     num_features: int = Field(default=16, ge=1, le=128, description="Channels per irrep.")
-    batch_size: int = Field(default=4, ge=1, le=256)
-    lr: float = Field(default=5e-3, gt=0.0, le=1.0)
-    energy_weight: float = Field(default=1.0, ge=0.0, le=1e4)
-    forces_weight: float = Field(default=1.0, ge=0.0, le=1e4)
-    stress_weight: float = Field(default=10.0, ge=0.0, le=1e4)
+    batch_size: int = Field(default=4, ge=1, le=256, description="Structures per optimiser step.")
+    lr: float = Field(default=5e-3, gt=0.0, le=1.0, description="Initial learning rate (AdamW).")
+    energy_weight: float = Field(default=1.0, ge=0.0, le=1e4, description="Loss weight of the energy-per-atom MSE.")
+    forces_weight: float = Field(default=1.0, ge=0.0, le=1e4, description="Loss weight of the force MSE.")
+    stress_weight: float = Field(default=10.0, ge=0.0, le=1e4, description="Loss weight of the stress MSE.")
     val_fraction: float = Field(
         default=0.1, ge=0.0, le=0.5,
         description="Share of structures held for validation. 0 (or a single structure) holds none out: the val_* "
         "errors are then training errors, and the output's `validation` says so.")
     max_minutes: float | None = Field(default=None, gt=0.0, le=1440.0, description="Wall-clock budget; resumable.")
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, description="Random seed of initialisation, split and batches.")
     init_from: str | None = Field(
         default=None,
         max_length=1000,

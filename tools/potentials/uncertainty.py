@@ -73,7 +73,7 @@ class FitUncertaintyInput(BaseModel):
                                         "to calibrate NLL to force error in eV/A; uncalibrated NLL without it.")
     n_components: list[int] = Field(default=[1, 2, 4, 8], min_length=1, max_length=10,
                                     description="Mixture sizes to try; the best by BIC is kept.")
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, description="Random seed of the mixture fits (same seed, same result).")
 
 
 class FitUncertaintyOutput(BaseModel):

@@ -17,7 +17,7 @@ MAX_COORDINATION_SITES = 24
 
 
 class AnalyzeStructureInput(BaseModel):
-    structure: StructureRef
+    structure: StructureRef = Field(description="The structure: {'id': memory id} or {'text': CIF/POSCAR/extxyz}.")
     xrd: bool = Field(default=True, description="Compute a Cu K-alpha powder XRD pattern and plot it.")
     coordination: bool = Field(default=True, description="Coordination of each symmetry-distinct site (CrystalNN).")
 

@@ -15,7 +15,7 @@ from tools.structures.io import StructureRef, resolve_structure, structure_to_at
 
 
 class StoreStructureInput(BaseModel):
-    structure: StructureRef
+    structure: StructureRef = Field(description="The structure: {'id': memory id} or {'text': CIF/POSCAR/extxyz}.")
     description: str | None = Field(default=None, max_length=2000, description="Free text kept for text search.")
     tags: list[str] = Field(default_factory=list, max_length=50, description="Short labels, e.g. ['perovskite'].")
     energy_eV: float | None = Field(default=None, description="Total energy of the cell in eV, if known.")
