@@ -6,7 +6,7 @@ import copy
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +222,36 @@ def _make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
     )
 
 
+@dataclass
+class _Fit:
+    """What a training run carries from epoch to epoch, and saves into the checkpoint so it can resume."""
+
+    model: EquivariantPotential
+    opt: torch.optim.Optimizer
+    sched: Any
+    ema: _EMA
+    best_state: dict[str, torch.Tensor]  # EMA weights of the best validation epoch
+    epoch: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped: bool = False
+
+    def summary(self, validation: str, checkpoint: Path) -> dict[str, Any]:
+        """Metrics of the best epoch plus run bookkeeping."""
+        best = next((h for h in self.history if h["epoch"] == self.best_epoch), {})
+        return {
+            **{k: v for k, v in best.items() if k.startswith("val_")},
+            "best_epoch": self.best_epoch,
+            "epochs_completed": len(self.history) and int(self.history[-1]["epoch"]),
+            "stopped_early": self.stopped,
+            "validation": validation,
+            "checkpoint": str(checkpoint),
+            "history": self.history,
+        }
+
+
 def train_potential(
     train: Sequence[Atoms],
     val: Sequence[Atoms],
@@ -241,134 +271,173 @@ def train_potential(
     cfg = train_cfg or TrainConfig()
     checkpoint = Path(checkpoint)
     device = torch.device(cfg.device)
-    state: dict[str, Any] | None = None
-    if resume and checkpoint.is_file():
-        payload = torch.load(checkpoint, map_location=device, weights_only=True)
-        state = payload.get("training")
-        if state is None:
-            raise ValueError(f"{checkpoint} holds no training state to resume from")
-        config = PotentialConfig.from_dict(payload["config"])
-    pretrained = _pretrained(cfg.init_from, train, device) if state is None and cfg.init_from else None
-    if pretrained is not None:
-        config = PotentialConfig.from_dict(pretrained["config"])
+    resumed = _resumed(checkpoint, device) if resume and checkpoint.is_file() else None
+    pretrained = _pretrained(cfg.init_from, train, device) if resumed is None and cfg.init_from else None
+    config = _architecture(config, resumed, pretrained)
     train_graphs = _graphs(train, config)
     val_graphs = _graphs(val, config) if len(val) else train_graphs  # no held-out set: the training error stands in
     validation = validation_label(len(val))
-    dtype = _DTYPES[config.dtype]
+    model, config = _new_model(config, cfg, train_graphs, device, resumed, pretrained)
+    fit = _start_fit(model, cfg, resumed)
+    for epoch in range(fit.epoch + 1, cfg.epochs + 1):
+        if fit.stopped:
+            break
+        t0 = time.perf_counter()
+        train_loss = _train_epoch(fit, train_graphs, cfg, epoch, device)
+        val_metrics = _validate(fit, val_graphs, cfg)
+        record = _record_epoch(fit, epoch, train_loss, val_metrics, time.perf_counter() - t0, cfg)
+        _save(fit, checkpoint, config, cfg, validation)
+        if progress is not None:
+            progress(epoch, cfg.epochs, _epoch_message(epoch, cfg.epochs, record, held_out=bool(len(val))))
+    return fit.summary(validation, checkpoint)
 
-    fit = state is None and pretrained is None and cfg.fit_statistics  # a fine-tune keeps the pretrained statistics
-    if fit:
+
+def _resumed(checkpoint: Path, device: torch.device) -> dict[str, Any]:
+    """The payload of a checkpoint to resume from; ValueError when it holds no training state."""
+    payload = torch.load(checkpoint, map_location=device, weights_only=True)
+    if payload.get("training") is None:
+        raise ValueError(f"{checkpoint} holds no training state to resume from")
+    return payload
+
+
+def _architecture(
+    config: PotentialConfig, resumed: dict[str, Any] | None, pretrained: dict[str, Any] | None
+) -> PotentialConfig:
+    """The architecture to train: the resumed or the pretrained checkpoint's, else the given one."""
+    source = resumed if resumed is not None else pretrained
+    return config if source is None else PotentialConfig.from_dict(source["config"])
+
+
+def _new_model(
+    config: PotentialConfig, cfg: TrainConfig, train_graphs: Sequence[Graph], device: torch.device,
+    resumed: dict[str, Any] | None, pretrained: dict[str, Any] | None,
+) -> tuple[EquivariantPotential, PotentialConfig]:
+    """The seeded model, with dataset statistics fitted (fresh runs) or pretrained weights loaded; and its config."""
+    fresh = resumed is None and pretrained is None and cfg.fit_statistics  # a fine-tune keeps pretrained statistics
+    if fresh:
         stats = _dataset_statistics(train_graphs, len(config.species))
         config = copy.deepcopy(config)
         config.avg_num_neighbors = stats["avg_num_neighbors"]
     torch.manual_seed(cfg.seed)  # before the model is built: the same seed gives the same initial weights
     model = EquivariantPotential(config).to(device)
-    if fit:
+    if fresh:
         with torch.no_grad():
-            model.shift.copy_(torch.as_tensor(stats["reference_energies"], dtype=dtype))
+            model.shift.copy_(torch.as_tensor(stats["reference_energies"], dtype=_DTYPES[config.dtype]))
             model.scale.fill_(stats["scale"])
     if pretrained is not None:
         model.load_state_dict(pretrained["state_dict"])
+    return model, config
+
+
+def _start_fit(model: EquivariantPotential, cfg: TrainConfig, resumed: dict[str, Any] | None) -> _Fit:
+    """Optimiser, LR schedule and EMA for the model; restored, with the history, from a resumed checkpoint."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = _make_scheduler(opt, cfg)
     ema = _EMA(model, cfg.ema_decay)
-    start_epoch, best_loss, best_epoch, bad_epochs = 0, math.inf, -1, 0
-    history: list[dict[str, float]] = []
-    best_state = copy.deepcopy(ema.model.state_dict())
-    stopped = False
-    if state is not None:
-        model.load_state_dict(state["model_state"])
-        ema.model.load_state_dict(state["ema_state"])
-        ema.updates = int(state["ema_updates"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if cfg.scheduler == "cosine":  # a resumed run may ask for more (or fewer) epochs: the horizon follows
-            sched.T_max = max(cfg.epochs, 1)
-        start_epoch, best_loss = int(state["epoch"]), float(state["best_val_loss"])
-        best_epoch, bad_epochs = int(state["best_epoch"]), int(state["bad_epochs"])
-        history = list(state["history"])
-        best_state = payload["state_dict"]
-        stopped = bool(state.get("stopped_early", False))
+    fit = _Fit(model, opt, sched, ema, best_state=copy.deepcopy(ema.model.state_dict()))
+    if resumed is None:
+        return fit
+    state = resumed["training"]
+    model.load_state_dict(state["model_state"])
+    ema.model.load_state_dict(state["ema_state"])
+    ema.updates = int(state["ema_updates"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    if cfg.scheduler == "cosine":  # a resumed run may ask for more (or fewer) epochs: the horizon follows
+        sched.T_max = max(cfg.epochs, 1)
+    fit.epoch, fit.best_loss = int(state["epoch"]), float(state["best_val_loss"])
+    fit.best_epoch, fit.bad_epochs = int(state["best_epoch"]), int(state["bad_epochs"])
+    fit.history = list(state["history"])
+    fit.best_state = resumed["state_dict"]
+    fit.stopped = bool(state.get("stopped_early", False))
+    return fit
 
-    def summary() -> dict[str, Any]:
-        """Metrics of the best epoch plus run bookkeeping."""
-        best = next((h for h in history if h["epoch"] == best_epoch), {})
-        return {
-            **{k: v for k, v in best.items() if k.startswith("val_")},
-            "best_epoch": best_epoch,
-            "epochs_completed": len(history) and int(history[-1]["epoch"]),
-            "stopped_early": stopped,
-            "validation": validation,
-            "checkpoint": str(checkpoint),
-            "history": history,
-        }
 
-    n_train = len(train_graphs)
-    for epoch in range(start_epoch + 1, cfg.epochs + 1):
-        if stopped:
-            break
-        t0 = time.perf_counter()
-        model.train()
-        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        order = torch.randperm(n_train, generator=gen).tolist()
-        total, nb = 0.0, 0
-        for start in range(0, n_train, cfg.batch_size):
-            batch = collate_graphs([train_graphs[k] for k in order[start : start + cfg.batch_size]], dtype).to(device)
-            want_stress = batch.stress is not None and cfg.w_stress > 0
-            out = compute_energy_forces_stress(model, batch, compute_stress=want_stress, training=True)
-            loss, _ = _losses(out, batch, cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            ema.update(model)
-            total += float(loss.detach())
-            nb += 1
-        val_metrics = evaluate(ema.model, val_graphs, cfg)
-        if cfg.scheduler == "cosine":
-            sched.step()
-        else:
-            sched.step(val_metrics["loss"])
-        record = {
-            "epoch": epoch,
-            "train_loss": total / max(nb, 1),
-            "lr": opt.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - t0,
-            **{f"val_{k}": v for k, v in val_metrics.items()},
-        }
-        history.append(record)
-        if val_metrics["loss"] < best_loss:
-            best_loss, best_epoch, bad_epochs = val_metrics["loss"], epoch, 0
-            best_state = copy.deepcopy(ema.model.state_dict())
-        else:
-            bad_epochs += 1
-        stopped = bad_epochs >= cfg.early_stopping_patience
-        training_state = {
-            "epoch": epoch,
-            "model_state": model.state_dict(),
-            "ema_state": ema.model.state_dict(),
-            "ema_updates": ema.updates,
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "best_val_loss": best_loss,
-            "best_epoch": best_epoch,
-            "bad_epochs": bad_epochs,
-            "history": history,
-            "stopped_early": stopped,
-            "train_config": asdict(cfg),
-        }
-        save_checkpoint(checkpoint, config, best_state, summary_metrics(summary()), {"training": training_state})
-        if progress is not None:
-            tag = "val" if len(val) else "train"  # no validation set: say the error is the training error
-            msg = (
-                f"epoch {epoch}/{cfg.epochs} train_loss={record['train_loss']:.4g} "
-                f"{tag}_E_MAE={val_metrics['energy_mae_meV_per_atom']:.3g} meV/atom"
-            )
-            if "forces_mae_meV_per_A" in val_metrics:
-                msg += f" {tag}_F_MAE={val_metrics['forces_mae_meV_per_A']:.3g} meV/A"
-            progress(epoch, cfg.epochs, msg)
-    return summary()
+def _train_epoch(fit: _Fit, graphs: Sequence[Graph], cfg: TrainConfig, epoch: int, device: torch.device) -> float:
+    """One pass over the training graphs in an order seeded by the epoch; returns the mean batch loss."""
+    model, dtype = fit.model, fit.model.dtype
+    model.train()
+    gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+    order = torch.randperm(len(graphs), generator=gen).tolist()
+    total, nb = 0.0, 0
+    for start in range(0, len(graphs), cfg.batch_size):
+        batch = collate_graphs([graphs[k] for k in order[start : start + cfg.batch_size]], dtype).to(device)
+        want_stress = batch.stress is not None and cfg.w_stress > 0
+        out = compute_energy_forces_stress(model, batch, compute_stress=want_stress, training=True)
+        loss, _ = _losses(out, batch, cfg)
+        fit.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        fit.opt.step()
+        fit.ema.update(model)
+        total += float(loss.detach())
+        nb += 1
+    return total / max(nb, 1)
+
+
+def _validate(fit: _Fit, graphs: Sequence[Graph], cfg: TrainConfig) -> dict[str, float]:
+    """Evaluate the EMA model on the validation graphs and step the LR schedule on its loss."""
+    metrics = evaluate(fit.ema.model, graphs, cfg)
+    if cfg.scheduler == "cosine":
+        fit.sched.step()
+    else:
+        fit.sched.step(metrics["loss"])
+    return metrics
+
+
+def _record_epoch(
+    fit: _Fit, epoch: int, train_loss: float, val_metrics: dict[str, float], seconds: float, cfg: TrainConfig
+) -> dict[str, float]:
+    """Append the epoch to the history; keep the best EMA weights and count epochs without improvement."""
+    record = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "lr": fit.opt.param_groups[0]["lr"],
+        "seconds": seconds,
+        **{f"val_{k}": v for k, v in val_metrics.items()},
+    }
+    fit.history.append(record)
+    fit.epoch = epoch
+    if val_metrics["loss"] < fit.best_loss:
+        fit.best_loss, fit.best_epoch, fit.bad_epochs = val_metrics["loss"], epoch, 0
+        fit.best_state = copy.deepcopy(fit.ema.model.state_dict())
+    else:
+        fit.bad_epochs += 1
+    fit.stopped = fit.bad_epochs >= cfg.early_stopping_patience
+    return record
+
+
+def _save(fit: _Fit, checkpoint: Path, config: PotentialConfig, cfg: TrainConfig, validation: str) -> None:
+    """Write the best EMA weights, the summary metrics and the state to resume from into the checkpoint."""
+    training_state = {
+        "epoch": fit.epoch,
+        "model_state": fit.model.state_dict(),
+        "ema_state": fit.ema.model.state_dict(),
+        "ema_updates": fit.ema.updates,
+        "optimizer": fit.opt.state_dict(),
+        "scheduler": fit.sched.state_dict(),
+        "best_val_loss": fit.best_loss,
+        "best_epoch": fit.best_epoch,
+        "bad_epochs": fit.bad_epochs,
+        "history": fit.history,
+        "stopped_early": fit.stopped,
+        "train_config": asdict(cfg),
+    }
+    summary = summary_metrics(fit.summary(validation, checkpoint))
+    save_checkpoint(checkpoint, config, fit.best_state, summary, {"training": training_state})
+
+
+def _epoch_message(epoch: int, epochs: int, record: dict[str, float], held_out: bool) -> str:
+    """The progress line of an epoch: train loss and energy/force errors, tagged val or train (none held out)."""
+    tag = "val" if held_out else "train"
+    msg = (
+        f"epoch {epoch}/{epochs} train_loss={record['train_loss']:.4g} "
+        f"{tag}_E_MAE={record['val_energy_mae_meV_per_atom']:.3g} meV/atom"
+    )
+    if "val_forces_mae_meV_per_A" in record:
+        msg += f" {tag}_F_MAE={record['val_forces_mae_meV_per_A']:.3g} meV/A"
+    return msg
 
 
 def summary_metrics(summary: dict[str, Any]) -> dict[str, Any]:
