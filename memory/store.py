@@ -211,6 +211,11 @@ class _Pending:
     document: str = ""
 
     @property
+    def stamp(self) -> dict[str, Any]:
+        """Who stored it and when (for the provenance of a record it is merged into)."""
+        return {k: self.provenance[k] for k in ("tool", "time") if k in self.provenance}
+
+    @property
     def carries_numbers(self) -> bool:
         return self.energy is not None or bool(self.properties)
 
@@ -318,7 +323,7 @@ class StructureStore:
                 return StoreResult(item.id, True)
             match = self._find_equivalent(structure, item.formula, item.fingerprint) if item.dedup else None
             if match is not None and not item.carries_numbers:
-                self._merge(match, {}, {}, None, item.tags, item.description)
+                self._merge(match, item.stamp, {}, None, item.tags, item.description)
                 return StoreResult(match, True)
             self._write([self._prepared(item, match)])
         return StoreResult(item.id, False)
@@ -355,7 +360,7 @@ class StructureStore:
                     if same_content:
                         self._merge(match, item.provenance, item.properties, item.energy, item.tags, item.description)
                     else:
-                        self._merge(match, {}, {}, None, item.tags, item.description)
+                        self._merge(match, item.stamp, {}, None, item.tags, item.description)
                     results.append(StoreResult(match, True))
                     continue
                 pending[item.id] = self._prepared(item, match)
@@ -515,6 +520,13 @@ class StructureStore:
         if description and description not in descriptions:
             descriptions.append(description)
             changes["description"] = "\n".join(descriptions)
+        added = {"tags": all_tags[len(old_tags) :], "description": changes.get("description") and description,
+                 "properties": sorted(set(merged_props) - set(record.properties))}
+        if any(added.values()):  # provenance keeps the store that brought something (a bare retry adds nothing)
+            stamp = {"tool": provenance.get("tool"), "time": provenance.get("time") or _now()}
+            merged_prov["merged_stores"] = [*merged_prov.get("merged_stores", []),
+                                            {**stamp, **{k: v for k, v in added.items() if v}}]
+            changes["provenance_json"] = json.dumps(merged_prov, default=str)
         if not changes:
             return
         new_meta = {**meta, **changes}

@@ -132,3 +132,22 @@ def test_store_structures_tool(workspace: Path) -> None:
     )
     assert (out.n_new, out.n_deduplicated) == (2, 1)
     assert [i.formula for i in out.items] == ["MgO", "NiO", "MgO"] and out.items[2].id == out.items[0].id
+
+
+def test_a_repeated_store_merges_tags_and_description_and_provenance_keeps_both(store: StructureStore) -> None:
+    """Same content again, then an approximate duplicate: tags and description merged, each store that brought
+    something recorded under provenance `merged_stores` beside the first store's; a bare retry records nothing."""
+    cell = rocksalt()
+    shifted = cell.copy()
+    shifted.translate_sites(list(range(len(shifted))), [0.1, 0.1, 0.1])
+    first = store.add(cell, provenance={"tool": "a", "time": "t0"}, tags=["x"]).id
+    store.add(cell, provenance={"tool": "b", "time": "t1"}, tags=["x", "y"], description="periclase")
+    store.add(cell, provenance={"tool": "b", "time": "t2"}, tags=["y"], description="periclase")  # nothing new
+    assert store.add(shifted, provenance={"tool": "c", "time": "t3"}, tags=["z"]).id == first
+    record = store.get(first)
+    assert record.metadata["tags"] == "x,y,z" and record.metadata["description"] == "periclase"
+    assert record.provenance["tool"] == "a"
+    assert record.provenance["merged_stores"] == [
+        {"tool": "b", "time": "t1", "tags": ["y"], "description": "periclase"},
+        {"tool": "c", "time": "t3", "tags": ["z"]},
+    ]
