@@ -9,6 +9,7 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -264,6 +265,30 @@ def _fold_verdict(fold: tuple[float, int] | None, latent_dim: int) -> str:
     )
 
 
+@dataclass
+class _CVData:
+    """The arrays a CV is trained on (x, labels, energies, and numbers/cell/pbc for atoms), the basin names, the toy
+    system they come from (None for a file), and what add_samples_id added (a sentence for the message)."""
+
+    arrays: dict[str, Any]
+    names: list[str]
+    system: Any = None
+    added: str = ""
+
+
+@dataclass
+class _StoredCV:
+    """A trained CV as stored under its cv_id: model, config, validation metrics and the files written."""
+
+    cv_id: str
+    model: Any
+    config: Any
+    metrics: dict[str, Any]
+    folder: Path
+    checkpoint: Path
+    data_path: Path
+
+
 @tool(cost="minutes", estimate=lambda inp: 5.0 + 0.002 * inp.n_walkers * inp.n_steps / 10 + 0.1 * inp.epochs)
 def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
     """Learn a low-dimensional collective variable (CV, a reaction coordinate) that separates labelled basins, with a
@@ -279,116 +304,144 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
     to it, and one more round with those frames can fix that. On torsion features it also says how often the CV
     folds states more than 90 deg apart onto one value (torsion_fold_fraction), which the windows then cannot tell
     apart."""
-    from models.sampling.cv import CVConfig, torsion_fold_fraction, train_cv
+    from models.sampling.cv import torsion_fold_fraction
 
     start = time.time()
+    with _single_thread():
+        data = _training_data(inp, ctx)
+        cv = _train_and_store_cv(inp, ctx, data)
+        fold = torsion_fold_fraction(cv.model, data.arrays["x"])
+        histogram, map_uri = _cv_plots(inp, ctx, cv, data)
+    return _learn_cv_output(inp, ctx, cv, data, fold, histogram, map_uri, time.time() - start)
+
+
+def _training_data(inp: LearnCVInput, ctx: ToolContext) -> _CVData:
+    """The training data: a toy system's basin runs or the user's .npz, plus an earlier round's frames if asked."""
+    if inp.system is not None:
+        arrays, system = _toy_data(inp, ctx)
+        if inp.add_samples_id is not None:
+            _add_umbrella_frames(arrays, system, inp.add_samples_id, ctx)
+        return _CVData(arrays, list(system.basin_names), system)
+    arrays = _file_data(workspace_path(str(inp.data_file), ctx.workspace, "data_file"))
+    added = add_quenched_frames(arrays, inp.add_samples_id, ctx) if inp.add_samples_id is not None else ""
+    n_cls = int(arrays["labels"].max()) + 1 if arrays["labels"].max() >= 0 else 0
+    return _CVData(arrays, [str(i) for i in range(n_cls)], added=added)
+
+
+def _train_and_store_cv(inp: LearnCVInput, ctx: ToolContext, data: _CVData) -> _StoredCV:
+    """Train the preset's CV network on the data (a config the data cannot serve is an input error) and store it."""
+    from models.sampling.cv import CVConfig, train_cv
+
+    arrays = data.arrays
     overrides = {
         k: v
         for k, v in (("w_class", inp.w_class), ("w_energy", inp.w_energy), ("w_recon", inp.w_recon))
         if v is not None
     }
-    added = ""  # what add_samples_id added, for the message (atomistic data)
-    with _single_thread():
-        system = None
-        if inp.system is not None:
-            data, system = _toy_data(inp, ctx)
-            names = list(system.basin_names)
-            if inp.add_samples_id is not None:
-                _add_umbrella_frames(data, system, inp.add_samples_id, ctx)
-        else:
-            data = _file_data(workspace_path(str(inp.data_file), ctx.workspace, "data_file"))
-            if inp.add_samples_id is not None:
-                added = add_quenched_frames(data, inp.add_samples_id, ctx)
-            n_cls = int(data["labels"].max()) + 1 if data["labels"].max() >= 0 else 0
-            names = [str(i) for i in range(n_cls)]
-        n_classes = max(len(names), 2)
-        if inp.preset == "multitask" and data["energies"] is None and "w_energy" not in overrides:
-            overrides["w_energy"] = 0.0  # no energies in the file: the classification task alone remains
-        try:
-            config = CVConfig.preset(
-                inp.preset,
-                n_inputs=data["x"].shape[1],
-                n_classes=n_classes,
-                latent_dim=inp.latent_dim,
-                hidden=list(inp.hidden),
-                features=inp.features,
-                feature_atoms=[list(a) for a in inp.feature_atoms],
-                w_smooth=inp.w_smooth,
-                **overrides,
-            )
-            if config.features != "identity" and data["x"].shape[1] % 3:
-                raise ValueError("distance/torsion features need flattened Cartesian positions (n_atoms * 3 columns)")
-            if config.feature_atoms and max(max(a) for a in config.feature_atoms) >= data["x"].shape[1] // 3:
-                raise ValueError("feature_atoms refers to an atom index beyond the number of atoms in x")
-            model, metrics = train_cv(
-                config,
-                data["x"],
-                data["labels"],
-                data["energies"],
-                epochs=inp.epochs,
-                seed=inp.seed,
-                callback=lambda done, total, note: ctx.progress(
-                    0.3 + 0.6 * done / total, 1.0, f"training epoch {done}/{total}, {note}"
-                ),
-            )
-        except ValueError as exc:
-            raise ToolInputError(str(exc)) from exc
-        cv_id = new_id("cv")
-        folder = root(ctx, "cv") / cv_id
-        folder.mkdir(parents=True)
-        model.metadata.update(
-            {
-                "cv_id": cv_id,
-                "system": inp.system,
-                "preset": inp.preset,
-                "added_samples_id": inp.add_samples_id,
-                "basin_names": names,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            }
+    if inp.preset == "multitask" and arrays["energies"] is None and "w_energy" not in overrides:
+        overrides["w_energy"] = 0.0  # no energies in the file: the classification task alone remains
+    try:
+        config = CVConfig.preset(
+            inp.preset,
+            n_inputs=arrays["x"].shape[1],
+            n_classes=max(len(data.names), 2),
+            latent_dim=inp.latent_dim,
+            hidden=list(inp.hidden),
+            features=inp.features,
+            feature_atoms=[list(a) for a in inp.feature_atoms],
+            w_smooth=inp.w_smooth,
+            **overrides,
         )
-        ckpt = model.save(folder / "cv.pt")
-        data_path = folder / "data.npz"
-        np.savez_compressed(
-            data_path,
-            x=data["x"],
-            labels=data["labels"],
-            **({"energies": data["energies"]} if data["energies"] is not None else {}),
-            **{k: data[k] for k in ("numbers", "cell", "pbc") if k in data},
+        if config.features != "identity" and arrays["x"].shape[1] % 3:
+            raise ValueError("distance/torsion features need flattened Cartesian positions (n_atoms * 3 columns)")
+        if config.feature_atoms and max(max(a) for a in config.feature_atoms) >= arrays["x"].shape[1] // 3:
+            raise ValueError("feature_atoms refers to an atom index beyond the number of atoms in x")
+        model, metrics = train_cv(
+            config,
+            arrays["x"],
+            arrays["labels"],
+            arrays["energies"],
+            epochs=inp.epochs,
+            seed=inp.seed,
+            callback=lambda done, total, note: ctx.progress(
+                0.3 + 0.6 * done / total, 1.0, f"training epoch {done}/{total}, {note}"
+            ),
         )
-        s_all = model.cv_numpy(data["x"])
-        fold = torsion_fold_fraction(model, data["x"])
-        ctx.progress(0.95, 1.0, "plots")
-        from tools.free_energy.plots import plot_cv_histograms, plot_cv_map
+    except ValueError as exc:
+        raise ToolInputError(str(exc)) from exc
+    return _store_cv(inp, ctx, data, model, config, metrics)
 
-        hist = plot_cv_histograms(
-            s_all, data["labels"], names, folder / "cv_histograms.png", f"{inp.preset} CV ({inp.system or 'user data'})"
-        )
-        map_uri = None
-        if system is not None:
-            xs, ys, fes = system.exact_fes_2d(121)
-            xx, yy = np.meshgrid(xs, ys)
-            u = np.zeros((xx.size, system.dim))
-            u[:, 0], u[:, 1] = xx.ravel(), yy.ravel()
-            cv_grid = model.cv_numpy(system.to_cartesian(u))[:, 0].reshape(xx.shape)
-            pts = system.active(data["x"][:: max(1, len(data["x"]) // 3000)])
-            map_uri = ctx.artifact_uri(
-                plot_cv_map(xs, ys, fes, cv_grid, pts, folder / "cv_map.png", f"{inp.preset} CV on {system.name}")
-            )
-    sep = metrics["separation"]
-    counts = np.bincount(data["labels"][data["labels"] >= 0], minlength=len(names)).tolist()
+
+def _store_cv(inp: LearnCVInput, ctx: ToolContext, data: _CVData, model: Any, config: Any,
+              metrics: dict[str, Any]) -> _StoredCV:
+    """Save the CV (with its metadata) and its training data under a new cv_id, where umbrella_sampling finds them."""
+    cv_id = new_id("cv")
+    folder = root(ctx, "cv") / cv_id
+    folder.mkdir(parents=True)
+    model.metadata.update(
+        {
+            "cv_id": cv_id,
+            "system": inp.system,
+            "preset": inp.preset,
+            "added_samples_id": inp.add_samples_id,
+            "basin_names": data.names,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+    )
+    checkpoint = model.save(folder / "cv.pt")
+    arrays = data.arrays
+    data_path = folder / "data.npz"
+    np.savez_compressed(
+        data_path,
+        x=arrays["x"],
+        labels=arrays["labels"],
+        **({"energies": arrays["energies"]} if arrays["energies"] is not None else {}),
+        **{k: arrays[k] for k in ("numbers", "cell", "pbc") if k in arrays},
+    )
+    return _StoredCV(cv_id, model, config, metrics, folder, checkpoint, data_path)
+
+
+def _cv_plots(inp: LearnCVInput, ctx: ToolContext, cv: _StoredCV, data: _CVData) -> tuple[Path, str | None]:
+    """The CV histogram of each basin and, for a toy system, the CV's contours over its exact free-energy surface."""
+    from tools.free_energy.plots import plot_cv_histograms, plot_cv_map
+
+    x, system, model = data.arrays["x"], data.system, cv.model
+    s_all = model.cv_numpy(x)
+    ctx.progress(0.95, 1.0, "plots")
+    title = f"{inp.preset} CV ({inp.system or 'user data'})"
+    histogram = plot_cv_histograms(s_all, data.arrays["labels"], data.names, cv.folder / "cv_histograms.png", title)
+    if system is None:
+        return histogram, None
+    xs, ys, fes = system.exact_fes_2d(121)
+    xx, yy = np.meshgrid(xs, ys)
+    u = np.zeros((xx.size, system.dim))
+    u[:, 0], u[:, 1] = xx.ravel(), yy.ravel()
+    cv_grid = model.cv_numpy(system.to_cartesian(u))[:, 0].reshape(xx.shape)
+    pts = system.active(x[:: max(1, len(x) // 3000)])
+    path = plot_cv_map(xs, ys, fes, cv_grid, pts, cv.folder / "cv_map.png", f"{inp.preset} CV on {system.name}")
+    return histogram, ctx.artifact_uri(path)
+
+
+def _learn_cv_output(
+    inp: LearnCVInput, ctx: ToolContext, cv: _StoredCV, data: _CVData, fold: tuple[float, int] | None,
+    histogram: Path, map_uri: str | None, seconds: float,
+) -> LearnCVOutput:
+    """The tool's answer: where the CV is, how well it separates the basins, and the verdict in words."""
+    config, metrics, sep = cv.config, cv.metrics, cv.metrics["separation"]
+    names, labels = data.names, data.arrays["labels"]
     return LearnCVOutput(
-        cv_id=cv_id,
-        checkpoint_uri=ctx.artifact_uri(ckpt),
-        data_uri=ctx.artifact_uri(data_path),
-        histogram_plot_uri=ctx.artifact_uri(hist),
+        cv_id=cv.cv_id,
+        checkpoint_uri=ctx.artifact_uri(cv.checkpoint),
+        data_uri=ctx.artifact_uri(cv.data_path),
+        histogram_plot_uri=ctx.artifact_uri(histogram),
         map_plot_uri=map_uri,
         system=inp.system,
         preset=inp.preset,
         loss_weights={"class": config.w_class, "energy": config.w_energy, "recon": config.w_recon,
                       "smooth": config.w_smooth},
-        n_samples=len(data["x"]),
+        n_samples=len(data.arrays["x"]),
         basin_names=names,
-        basin_counts=counts,
+        basin_counts=np.bincount(labels[labels >= 0], minlength=len(names)).tolist(),
         basin_cv_centroids={names[int(k)]: v for k, v in sep["centroids"].items()},
         classifier_accuracy=metrics["classifier_accuracy"],
         cv_separation_accuracy=sep["accuracy"],
@@ -397,8 +450,8 @@ def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
         reconstruction_rmse=metrics["reconstruction_rmse"],
         separates_basins=sep["separates"],
         torsion_fold_fraction=None if fold is None else round(fold[0], 5),
-        message=_cv_verdict(sep, names) + _fold_verdict(fold, config.latent_dim) + added,
-        seconds=round(time.time() - start, 2),
+        message=_cv_verdict(sep, names) + _fold_verdict(fold, config.latent_dim) + data.added,
+        seconds=round(seconds, 2),
     )
 
 
