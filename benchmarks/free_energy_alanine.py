@@ -750,6 +750,41 @@ def cv_of_torsions(model: MultitaskCV, phi: np.ndarray, psi: np.ndarray) -> np.n
 
 def main() -> None:
     """Train the CV, run both umbrella samplings and print basin free-energy differences."""
+    parser = _parser()
+    args = parser.parse_args()
+    if args.cv_seeds:
+        _check_seed_ensemble(parser, args)
+        ensemble_main(args)
+        return
+    torch.set_num_threads(1)
+    sizes = _sizes(args)
+    print("sizes", sizes, flush=True)
+    test, seed = alanine_vacuum(), args.seed
+    if args.reference_grid:
+        _grid_reference_only(test, sizes, seed, args)
+        return
+    if args.reference_only:
+        _phi_reference_only(test, sizes, seed)
+        return
+    t0 = time.time()
+    data_runs = args.data_runs or (5 if args.latent_dim == 2 else 1)
+    x, y, en = cv_training_data(test, seed, sizes, args.hot_K, data_runs)  # 1. labelled data
+    config = _cv_config(args, x)
+    pool = {"pos": x.reshape(len(x), -1, 3), "s": np.zeros(len(x)), "e": en}  # window starting configurations
+    if args.latent_dim == 2:
+        _learned_2d_against_phi(args, config, x, y, en, pool, test, sizes, t0)
+        return
+    us = _learned_1d_rounds(args, config, x, y, en, pool, test, sizes)  # 2. CV and umbrella sampling along it
+    if args.save_samples:
+        us.save(args.save_samples)
+    dec, g = decorrelate(us)
+    res = mbar_analysis(dec)
+    t_cv = time.time() - t0
+    _report_1d_against_phi(args, us, res, g, t_cv, test, sizes)  # 3. the reference along phi, and the comparison
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The benchmark's command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -869,15 +904,19 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="seeds of --cv-seeds run at a time (one process each)")
     parser.add_argument("--log-dir", type=Path, default=None, help="per-seed logs of --cv-seeds (default: a temp dir)")
     parser.add_argument("--result-json", type=Path, default=None, help="write the 2D CV run's numbers here")
-    args = parser.parse_args()
-    if args.cv_seeds:
-        if args.latent_dim != 2:
-            parser.error("--cv-seeds needs --latent-dim 2")
-        if args.jobs < 1:
-            parser.error("--jobs must be at least 1")
-        ensemble_main(args)
-        return
-    torch.set_num_threads(1)
+    return parser
+
+
+def _check_seed_ensemble(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--cv-seeds runs the 2D CV once per seed, `jobs` at a time: refuse other settings."""
+    if args.latent_dim != 2:
+        parser.error("--cv-seeds needs --latent-dim 2")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+
+
+def _sizes(args: argparse.Namespace) -> dict:
+    """Frames, windows and exchange settings of the run, from the flags (--quick for a short run)."""
     q = args.quick
     sizes = {
         "data_frames": 300 if q else 1000,
@@ -893,31 +932,33 @@ def main() -> None:
         "exchange_every": args.exchange_every,
     }
     sizes["pilot_frames"] = sizes["window_frames"] // 4 if args.pilot_frames is None else args.pilot_frames
-    print("sizes", sizes, flush=True)
+    return sizes
 
-    test, seed = alanine_vacuum(), args.seed
-    if args.reference_grid:
-        r = reference_torsion_grid(test, sizes, seed, args.reference_grid, args.save_samples)
-        print(
-            f"reference 2D umbrella in (phi, psi) + MBAR: {summary_line(r)} "
-            f"({r['windows']} windows x {sizes['window_frames'] * sizes['every'] * 0.002:.0f} ps"
-            f"{', replica exchange' if sizes['exchange'] else ''}, kappa {r['kappa']:.1f} kT/rad^2, "
-            f"{r['seconds']:.0f} s; max statistical inefficiency {r['g'].max():.1f}; "
-            f"{r['clusters']} connected window cluster(s))"
-        )
-        return
-    if args.reference_only:
-        ref, ref_err, t_ref = reference_along_phi(test, sizes, seed)
-        print(
-            f"reference umbrella along phi + MBAR: {ref:.3f} +- {ref_err:.3f} kT ({sizes['ref_windows']} windows x "
-            f"{sizes['ref_frames'] * sizes['every'] * 0.002:.0f} ps, {t_ref:.0f} s)"
-        )
-        return
-    t0 = time.time()
-    # 1. labelled data
-    data_runs = args.data_runs or (5 if args.latent_dim == 2 else 1)
-    x, y, en = cv_training_data(test, seed, sizes, args.hot_K, data_runs)
-    config = CVConfig.preset(
+
+def _grid_reference_only(test, sizes: dict, seed: int, args: argparse.Namespace) -> None:  # noqa: ANN001
+    """--reference-grid: the 2D umbrella reference in (phi, psi) alone, and its line."""
+    r = reference_torsion_grid(test, sizes, seed, args.reference_grid, args.save_samples)
+    print(
+        f"reference 2D umbrella in (phi, psi) + MBAR: {summary_line(r)} "
+        f"({r['windows']} windows x {sizes['window_frames'] * sizes['every'] * 0.002:.0f} ps"
+        f"{', replica exchange' if sizes['exchange'] else ''}, kappa {r['kappa']:.1f} kT/rad^2, "
+        f"{r['seconds']:.0f} s; max statistical inefficiency {r['g'].max():.1f}; "
+        f"{r['clusters']} connected window cluster(s))"
+    )
+
+
+def _phi_reference_only(test, sizes: dict, seed: int) -> None:  # noqa: ANN001
+    """--reference-only: the umbrella reference along phi alone, and its line."""
+    ref, ref_err, t_ref = reference_along_phi(test, sizes, seed)
+    print(
+        f"reference umbrella along phi + MBAR: {ref:.3f} +- {ref_err:.3f} kT ({sizes['ref_windows']} windows x "
+        f"{sizes['ref_frames'] * sizes['every'] * 0.002:.0f} ps, {t_ref:.0f} s)"
+    )
+
+
+def _cv_config(args: argparse.Namespace, x: np.ndarray) -> CVConfig:
+    """The multitask CV on the phi and psi torsions (a 2D CV adds the reconstruction head by default)."""
+    return CVConfig.preset(
         "multitask",
         n_inputs=x.shape[1],
         n_classes=2,
@@ -928,20 +969,29 @@ def main() -> None:
         latent_dim=args.latent_dim,
         w_recon=(1.0 if args.latent_dim == 2 else 0.0) if args.w_recon is None else args.w_recon,
     )
-    pool = {"pos": x.reshape(len(x), -1, 3), "s": np.zeros(len(x)), "e": en}  # window starting configurations
-    if args.latent_dim == 2:
-        res2 = learned_2d(model_config=config, x=x, y=y, en=en, pool=pool, test=test, sizes=sizes, seed=seed,
-                          spacing=args.grid_spacing, save=args.save_samples)
-        ref, ref_err = args.reference_kT or reference_along_phi(test, sizes, seed)[:2]
-        print("\n=== alanine dipeptide, vacuum, 300 K: F(C7ax: phi > 0) - F(C7eq: phi < 0) ===")
-        print(f"learned 2D multitask CV, 2D umbrella + MBAR: {summary_line(res2)} ({res2['about']}, "
-              f"{time.time() - t0:.0f} s incl. data and training)")
-        print(f"reference umbrella along phi + MBAR:  {ref:.3f} +- {ref_err:.3f} kT")
-        print(f"difference: {res2['df'] - ref:.3f} kT")
-        if args.result_json:
-            record = {k: res2[k] for k in RESULT_KEYS} | {"seed": seed, "argv": sys.argv[1:]}
-            args.result_json.write_text(json.dumps(record))
-        return
+
+
+def _learned_2d_against_phi(args: argparse.Namespace, config: CVConfig, x: np.ndarray, y: np.ndarray,
+                            en: np.ndarray, pool: dict, test, sizes: dict, t0: float) -> None:  # noqa: ANN001
+    """--latent-dim 2: the 2D CV's grid umbrella + MBAR against the reference along phi (and --result-json)."""
+    seed = args.seed
+    res2 = learned_2d(model_config=config, x=x, y=y, en=en, pool=pool, test=test, sizes=sizes, seed=seed,
+                      spacing=args.grid_spacing, save=args.save_samples)
+    ref, ref_err = args.reference_kT or reference_along_phi(test, sizes, seed)[:2]
+    print("\n=== alanine dipeptide, vacuum, 300 K: F(C7ax: phi > 0) - F(C7eq: phi < 0) ===")
+    print(f"learned 2D multitask CV, 2D umbrella + MBAR: {summary_line(res2)} ({res2['about']}, "
+          f"{time.time() - t0:.0f} s incl. data and training)")
+    print(f"reference umbrella along phi + MBAR:  {ref:.3f} +- {ref_err:.3f} kT")
+    print(f"difference: {res2['df'] - ref:.3f} kT")
+    if args.result_json:
+        record = {k: res2[k] for k in RESULT_KEYS} | {"seed": seed, "argv": sys.argv[1:]}
+        args.result_json.write_text(json.dumps(record))
+
+
+def _learned_1d_rounds(args: argparse.Namespace, config: CVConfig, x: np.ndarray, y: np.ndarray, en: np.ndarray,
+                       pool: dict, test, sizes: dict) -> UmbrellaSamples:  # noqa: ANN001
+    """Train the 1D CV and sample along it; --cv-rounds times more, retrained on the last round's window frames."""
+    seed = args.seed
     for cv_round in range(args.cv_rounds + 1):
         if cv_round:  # the last round's window frames, labelled by the basin rule, teach the CV the transition
             x = pool["pos"].reshape(len(pool["pos"]), -1)
@@ -961,16 +1011,16 @@ def main() -> None:
                 f"{len(early.warnings)} warning(s)",
                 flush=True,
             )
-    if args.save_samples:
-        us.save(args.save_samples)
-    dec, g = decorrelate(us)
-    res = mbar_analysis(dec)
-    t_cv = time.time() - t0
-    # 3. reference: umbrella along phi (or a converged value from an earlier, longer --reference-only run)
+    return us
+
+
+def _report_1d_against_phi(args: argparse.Namespace, us: UmbrellaSamples, res, g: np.ndarray, t_cv: float,  # noqa: ANN001
+                           test, sizes: dict) -> None:  # noqa: ANN001
+    """The reference along phi (run, or given with --reference-kT) and the 1D CV's result beside it."""
     if args.reference_kT:
         (ref, ref_err), t_ref = args.reference_kT, 0.0
     else:
-        ref, ref_err, t_ref = reference_along_phi(test, sizes, seed)
+        ref, ref_err, t_ref = reference_along_phi(test, sizes, args.seed)
     print("\n=== alanine dipeptide, vacuum, 300 K: F(C7ax: phi > 0) - F(C7eq: phi < 0) ===")
     print(
         f"learned multitask CV umbrella + MBAR: {res.basin_df[1]:.3f} +- {res.basin_df_err[1]:.3f} kT "

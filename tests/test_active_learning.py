@@ -44,6 +44,7 @@ def test_frame_score_max_flags_one_outlier_mean_a_broadly_unfamiliar_frame() -> 
     assert frame_uncertainty(broad, "mean") == pytest.approx(0.2)
 
 
+@pytest.mark.slow
 def test_active_learning_two_iterations_improve_validation_error(workspace: Path) -> None:
     """MD with the model -> GMM uncertainty -> EMT labels -> fine-tune, twice: validation force error drops."""
     cif = structure_to_cif(AseAtomsAdaptor.get_structure(bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 1, 1))))

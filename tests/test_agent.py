@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from agent.honesty import unsupported_numbers
 from tests.fake_openai import FakeOpenAI
 from tools.core.registry import ToolContext
@@ -38,6 +40,7 @@ def scripted_policy(messages: list[dict[str, Any]]) -> dict[str, Any]:
                         f"of {best['formation_energy_per_atom_eV']} eV/atom.")}
 
 
+@pytest.mark.slow
 def test_agent_runs_tools_through_the_openai_wire_protocol(workspace, monkeypatch):
     from agent.llm_agent import MatsearchAgent
     from tools.core.settings import get_settings
@@ -104,6 +107,7 @@ def test_offline_planner_searches_and_says_so(workspace):
     assert "could not find elements" in nonsense.text and not nonsense.tool_calls
 
 
+@pytest.mark.slow
 def test_agent_mounts_other_mcp_servers(workspace, tmp_path, monkeypatch):
     """A second MCP server (another server.py over stdio, its own workspace) is mounted: its tools reach the model as
     lab__*, calls go over MCP and land in that server's store; a server that cannot start is reported, not fatal."""

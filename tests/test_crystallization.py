@@ -108,6 +108,7 @@ def test_validity_keeps_relaxations_that_lower_the_energy() -> None:
     assert validity_problems(-10.0, float("nan"), -0.1, 2.3, crit) == ["non-finite energy"]
 
 
+@pytest.mark.slow
 def test_real_relaxation_of_compressed_diamond_is_valid(workspace: Path) -> None:
     """CHGNet relaxes a 6 %-compressed diamond Si cell: energy falls, it stays diamond, and passes the filter."""
     calc = get_potential("chgnet", get_settings())
@@ -180,6 +181,7 @@ def _relax_candidate(cand: Candidate, calc: Calculator, max_steps: int) -> None:
     cand.converged, cand.kept = result.converged, kept_structure(cand)
 
 
+@pytest.mark.slow
 def test_a_prototype_that_relaxes_into_diamond_carries_diamonds_name() -> None:
     """The 2-atom R-3m beta-oxygen prototype relaxes into diamond Si under CHGNet (same energy within 1 meV/atom). A
     different space group keeps it apart before relaxation; afterwards it is merged into diamond, so diamond, not
@@ -268,6 +270,7 @@ def test_si_melt_quench_end_to_end_is_deterministic_and_respects_budget(workspac
     assert [m["energy_eV"] for m in redo] == pytest.approx([m["energy_eV"] for m in first], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_diamond_is_found_among_motifs_of_a_disordered_precursor(workspace: Path) -> None:
     """From a rattled 64-atom diamond precursor, the 8-atom motifs relax back to diamond and are named so; the
     polymorph is stored with its space group."""

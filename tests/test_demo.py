@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from rich.console import Console
 
 from agent.demo import DEMO_STRUCTURES, run_demo
 
 
+@pytest.mark.slow
 def test_demo_finds_what_it_stored(workspace):
     out = run_demo(Console(file=open("/dev/null", "w")))  # noqa: SIM115 - closed with the process
     ids = out["ids"]

@@ -52,6 +52,7 @@ def mueller_brown_run() -> dict:
     return {"system": system, "samples": decorrelated, "mbar": mbar_analysis(decorrelated)}
 
 
+@pytest.mark.slow
 def test_umbrella_mbar_matches_exact_basin_free_energy(mueller_brown_run: dict) -> None:
     system, result = mueller_brown_run["system"], mueller_brown_run["mbar"]
     exact = system.exact_basin_free_energies()
@@ -67,6 +68,7 @@ def test_umbrella_mbar_matches_exact_basin_free_energy(mueller_brown_run: dict) 
     assert np.nanmin(result.profile) == pytest.approx(0.0)
 
 
+@pytest.mark.slow
 def test_wham_agrees_with_mbar(mueller_brown_run: dict) -> None:
     samples, mbar = mueller_brown_run["samples"], mueller_brown_run["mbar"]
     wham = wham_analysis(samples, n_bootstrap=5)
@@ -224,6 +226,7 @@ def _gaussian_grid_samples(centers: np.ndarray, kappa: float, mean: np.ndarray, 
     return s, (s[:, 0] > 0).astype(int), window
 
 
+@pytest.mark.slow
 def test_mbar_on_a_2d_grid_of_windows_recovers_the_exact_basin_free_energy() -> None:
     """A 5 x 5 grid of windows on a 2D Gaussian free energy: F(s_0 > 0) - F(s_0 < 0) = -ln(Phi(m)/(1 - Phi(m))),
     recovered within its error bar; with periodic components and everything shifted across the wrap, the same
@@ -249,6 +252,7 @@ def test_mbar_on_a_2d_grid_of_windows_recovers_the_exact_basin_free_energy() -> 
     assert mbar_basins_nd(s2, basin2, window2, apart, 1.0)["clusters"] == 2
 
 
+@pytest.mark.slow
 def test_replica_exchange_keeps_each_windows_biased_distribution_exact() -> None:
     """REUS on a 1D double well (barrier 4 kT): Metropolis walkers in 8 harmonic windows that swap windows every
     sweep keep each window's exact biased distribution (mean s from numerical integration) and travel across
@@ -281,6 +285,7 @@ def test_replica_exchange_keeps_each_windows_biased_distribution_exact() -> None
     assert n_try == n_ok == 2 and swapped.tolist() == [1, 0, 3, 2]
 
 
+@pytest.mark.slow
 def test_replica_exchange_on_a_2d_grid_of_windows_keeps_each_biased_distribution_exact() -> None:
     """REUS on a 2D grid (grid_pairs + exchange_pairs): walkers in 3 x 3 windows on a double well in x (barrier
     4 kT) times a harmonic y keep each window's exact biased mean (numerical integration) while swapping along
@@ -362,6 +367,7 @@ def test_biased_calculator_forces_match_finite_differences() -> None:
                 assert -(e_plus - e_minus) / (2 * h) == pytest.approx(forces[a, c], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_tools_chain_by_reference(workspace) -> None:
     ctx = ToolContext()
     learned = get_tool("learn_cv").run(
@@ -410,6 +416,7 @@ def test_tools_chain_by_reference(workspace) -> None:
         get_tool("umbrella_sampling").run({"cv_id": learned.cv_id, "n_steps": 200, "n_equil": 500}, ctx)
 
 
+@pytest.mark.slow
 def test_tools_chain_on_a_2d_grid_of_windows(workspace) -> None:
     """A 2D CV of the three-well model (three basins: a 1D CV puts two routes at the same value) drives windows on a
     grid over both components (umbrella_sampling dimensions=2); MBAR over the grid recovers the exact basin free

@@ -48,6 +48,7 @@ def _exact_dimer_df(edge: float) -> float:
     return float(-np.log(w[r >= edge].sum() / w[r < edge].sum()))
 
 
+@pytest.mark.slow
 def test_atomistic_umbrella_sampling_reproduces_the_exact_dimer_free_energy(workspace) -> None:
     """Basins by the user's rule (bond length cut at the data's median), not by the CV: every frame's label follows
     the rule, and MBAR's F(long) - F(short) matches Boltzmann integration of the EMT dimer potential."""
@@ -133,6 +134,7 @@ def test_basins_that_share_a_minimum_need_a_rule(workspace) -> None:
                                           ToolContext())
 
 
+@pytest.mark.slow
 def test_umbrella_frames_on_the_barrier_are_labelled_by_the_hollow_they_quench_into(workspace) -> None:
     """A CV learned from the two hollows' frames alone, its umbrella windows across the hop, and a second learn_cv
     round that adds those frames labelled by quenching: every labelled frame whose adatom sits clearly on one side of

@@ -7,11 +7,14 @@ import asyncio
 import math
 import sys
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client, StdioServerParameters
 
 from tests.conftest import ROOT, server_env
+
+pytestmark = pytest.mark.slow  # server.py as a subprocess, hypothesis through the MCP client
 
 BROKEN_STRUCTURES = [
     "data_x\n_cell_length_a 3\nloop_\n_atom_site_label\n",

@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import ROOT, server_env
 
+pytestmark = pytest.mark.slow  # the npm MCP Inspector against server.py
+
 INSPECTOR = "@modelcontextprotocol/inspector"
 
 

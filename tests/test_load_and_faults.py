@@ -7,9 +7,12 @@ import signal
 import time
 
 import numpy as np
+import pytest
 from mcp import Client
 
 from tests.conftest import cif_of, free_port, perovskite, rocksalt, start_http_server
+
+pytestmark = pytest.mark.slow  # HTTP servers as subprocesses, 20 clients, SIGKILL and resume
 
 
 def test_twenty_concurrent_clients(workspace):

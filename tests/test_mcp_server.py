@@ -15,6 +15,8 @@ from mcp import Client, StdioServerParameters
 
 from tests.conftest import ROOT, cif_of, free_port, perovskite, rocksalt, server_env, start_http_server
 
+pytestmark = pytest.mark.slow  # server.py as a subprocess over stdio and HTTP
+
 
 def stdio_client(workspace: Path) -> Client:
     params = StdioServerParameters(command=sys.executable, args=[str(ROOT / "server.py")], env=server_env(workspace))

@@ -202,6 +202,7 @@ def _emt_frames(n: int, seed: int) -> list[Atoms]:
     return out
 
 
+@pytest.mark.slow
 def test_run_md_tool_with_our_potential_conserves_energy(workspace, tmp_path) -> None:
     """Through the registry: NVE with a briefly trained matsearch potential writes trajectory, log and plots."""
     from models.potentials.equivariant import PotentialConfig
@@ -228,6 +229,7 @@ def test_run_md_tool_with_our_potential_conserves_energy(workspace, tmp_path) ->
     assert out.mean_density_g_cm3 == pytest.approx(8 * 63.546 / (2 * A_CU**3) * 1.66054, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_run_md_tool_with_chgnet_stores_final_frame(workspace) -> None:
     """A short CHGNet NVE run on 4 atoms: small energy drift, RDF range capped by the cell, final frame in memory."""
     cif = structure_to_cif(AseAtomsAdaptor.get_structure(cu((1, 1, 1))))
@@ -247,6 +249,7 @@ def test_run_md_tool_with_chgnet_stores_final_frame(workspace) -> None:
     assert final.provenance["parameters"]["ensemble"] == "nve"
 
 
+@pytest.mark.slow
 def test_run_md_as_a_job_reports_progress_and_result(workspace) -> None:
     """run_md through the job queue (what MCP clients use for long runs): an estimate up front, progress while it
     runs, and the same result model at the end, with its trajectory on disk."""

@@ -121,6 +121,7 @@ def _start_chroma(chroma: str, path: Path, port: int) -> subprocess.Popen[bytes]
     )
 
 
+@pytest.mark.slow
 def test_chromadb_http_server_mode_survives_a_server_restart(tmp_path):
     chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
     if not Path(chroma).exists():

@@ -25,6 +25,7 @@ def _quiet():
         yield
 
 
+@pytest.mark.slow
 def test_every_family_has_a_typed_known_member():
     assert set(KNOWN_MEMBERS) == set(FAMILIES)
     for name in ("TiNiSn", "ZrNiSn", "MgAl2O4", "NiFe2O4", "Y3Al5O12", "Ca3Al2Si3O12", "Mg2SiO4", "LiFePO4"):

@@ -11,6 +11,8 @@ from tools.core.registry import ToolContext, get_tool
 from tools.core.settings import get_settings
 from tools.structures.io import atoms_to_structure, structure_to_cif
 
+pytestmark = pytest.mark.slow  # a Dask LocalCluster and real CHGNet search
+
 # two tiny melt-quench replicas (8 Si atoms, 90 MD steps each), one motif relaxation, no reference relaxations
 MELT = {"composition": "Si", "potential": "chgnet", "seed": 5, "n_atoms": 8, "n_replicas": 2, "melt_steps": 30,
         "quench_steps": 40, "hold_steps": 20, "density_g_cm3": 2.3, "budget": 1, "d_frac": 0.5, "n_min": 1,

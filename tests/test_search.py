@@ -101,6 +101,7 @@ def test_llm_proposals_are_validated(workspace, monkeypatch):
     assert out.proposer == "llm" and [p.formula for p in out.proposals] == ["La2MnNiO6"]
 
 
+@pytest.mark.slow
 def test_search_demo_request_is_real_and_deterministic(workspace, tmp_path, monkeypatch):
     from tools.core.settings import get_settings
 
@@ -126,6 +127,7 @@ def test_search_demo_request_is_real_and_deterministic(workspace, tmp_path, monk
     assert [(c.id, c.e_above_hull_eV) for c in fresh.ranked] == [(c.id, c.e_above_hull_eV) for c in first.ranked]
 
 
+@pytest.mark.slow
 def test_every_proposed_formula_is_looked_at_and_answered_once(workspace):
     """Unvisited formulas come first (UCT-style), so a budget >= the formula count evaluates each; the answer keeps
     the best-ranked polymorph of each formula."""

@@ -42,6 +42,7 @@ def test_a_property_never_lands_on_a_structure_it_was_not_computed_on(tmp_path):
     assert abs(recomputed - child.metadata["energy_per_atom"]) < 0.005
 
 
+@pytest.mark.slow
 def test_an_intermetallic_hull_has_the_binary_intermetallics(tmp_path):
     """An anion-free ternary gets B2/L1_0/L1_2/C15 references for each metal pair (relaxed once, then cached); a
     Ni2PtCu Heusler that reads 0.06 eV/atom below an elements-only hull reads above the hull with them."""
@@ -73,6 +74,7 @@ def test_an_intermetallic_hull_has_the_binary_intermetallics(tmp_path):
 ZNO = {"request": "a wurtzite oxide with Zn", "budget": 3, "n_formulas": 1, "seed": 0, "use_llm": False}
 
 
+@pytest.mark.slow
 def test_search_reads_e_hull_against_the_final_hull_and_delivers_what_it_reports(workspace):
     """The first ZnO evaluated (the wurtzite prototype) reads below the rock-salt-only hull at evaluation; against
     the final hull nothing reads below 0, polymorphs read relative to the best, the stored records carry the final
@@ -121,6 +123,7 @@ def test_a_wrong_family_or_composition_never_outranks_a_match():
     assert [c.id for c in _rank(pool)][:2] == ["wrong-family", "match-low"]  # no family asked: E_hull decides
 
 
+@pytest.mark.slow
 def test_an_under_spent_budget_says_why_and_a_refusal_stops_one_formula_only(workspace, monkeypatch):
     """Diffusion refusing the first formula must not stop sampling for the others; when every formula is exhausted
     before the budget is spent, the output and the report say why."""

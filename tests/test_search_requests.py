@@ -4,6 +4,7 @@ nothing is relaxed), a formula the request asks for ranks first, and a family th
 
 from __future__ import annotations
 
+import pytest
 from pymatgen.core import Composition
 
 from tools.core.registry import ToolContext, get_tool
@@ -19,6 +20,7 @@ def test_a_request_chemistry_rules_out_is_declined_without_a_search(workspace):
     assert "Declined" in report and out.declined in report
 
 
+@pytest.mark.slow
 def test_the_formula_a_request_asks_for_ranks_first(workspace):
     out = get_tool("hierarchical_search").run(
         {"request": "a rock salt oxide like MgO but with nickel instead of magnesium", "budget": 2, "n_formulas": 2,
@@ -30,6 +32,7 @@ def test_the_formula_a_request_asks_for_ranks_first(workspace):
     assert all("Mg" not in Composition(c.formula) for c in out.ranked)
 
 
+@pytest.mark.slow
 def test_a_garnet_goes_through_its_prototype_and_the_search_says_so(workspace):
     out = get_tool("hierarchical_search").run(
         {"request": "a garnet with Y and Al", "budget": 1, "n_formulas": 1, "use_llm": False}, ToolContext()
@@ -68,6 +71,7 @@ def test_compounds_of_only_the_named_elements_rank_before_substituted_ones():
     assert [c.formula for c in ranked] == ["Y3Al5O12", "Y3Al2(GaO4)3"]
 
 
+@pytest.mark.slow
 def test_elements_the_diffusion_model_lacks_get_random_symmetric_structures(workspace):
     """P is outside the diffusion model's training set: after LiZnP's prototype (an antifluorite with the A site
     shared by Li and Zn, ordered), the search samples pyxtal structures instead of stranding the budget."""

@@ -99,6 +99,7 @@ def test_an_unconverged_reference_compound_stays_as_an_upper_bound_and_is_named(
     assert sorted(n.split(" ")[2] for n in kept) == sorted(compounds)
 
 
+@pytest.mark.slow
 def test_a_search_relaxes_on_from_an_unconverged_stored_relaxation_instead_of_reusing_it(
     workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
