@@ -337,23 +337,7 @@ def train_potential(inp: TrainPotentialInput, ctx: ToolContext) -> TrainPotentia
     checkpoint = workspace / "potentials" / f"{inp.name}.pt"
     if checkpoint.exists() and not inp.resume:
         raise ToolInputError(f"checkpoint {inp.name!r} exists; pass resume=true to continue it or choose a new name")
-    data_uri = None
-    if inp.data_path is not None:
-        frames = read_labelled(workspace_path(inp.data_path, workspace, "data_path"))
-    else:
-        calc = get_potential(inp.reference, ctx.settings)
-        raw: list[Atoms] = []
-        for sid in inp.structure_ids or []:
-            atoms = structure_to_atoms(resolve_structure(StructureRef(id=sid), ctx.store, ctx.settings.max_atoms))
-            for frame in rattled_copies(atoms, inp.rattle_copies, inp.rattle_amplitude, inp.seed + len(raw)):
-                frame.info["structure_id"] = sid
-                raw.append(frame)
-        frames = label_with(calc, raw, inp.reference, lambda d, t, m: ctx.progress(d, t, m))
-        from ase.io import write
-
-        data_file = ctx.artifact_dir() / "labelled.extxyz"
-        write(str(data_file), frames, format="extxyz")
-        data_uri = ctx.artifact_uri(data_file)
+    frames, data_uri = _training_frames(inp, ctx)
     ctx.progress(0, inp.epochs, f"training {inp.kind} on {len(frames)} structures")
     summary = train_on_frames(
         frames,
@@ -381,6 +365,32 @@ def train_potential(inp: TrainPotentialInput, ctx: ToolContext) -> TrainPotentia
         max_seconds=None if inp.max_minutes is None else 60.0 * inp.max_minutes,
         progress=lambda d, t, m: ctx.progress(d, t, m),
     )
+    return _train_output(inp, ctx, checkpoint, data_uri, summary)
+
+
+def _training_frames(inp: TrainPotentialInput, ctx: ToolContext) -> tuple[list[Atoms], str | None]:
+    """The labelled frames: the extxyz file, or memory structures (rattled) labelled by the reference and saved."""
+    if inp.data_path is not None:
+        return read_labelled(workspace_path(inp.data_path, ctx.workspace, "data_path")), None
+    calc = get_potential(inp.reference, ctx.settings)
+    raw: list[Atoms] = []
+    for sid in inp.structure_ids or []:
+        atoms = structure_to_atoms(resolve_structure(StructureRef(id=sid), ctx.store, ctx.settings.max_atoms))
+        for frame in rattled_copies(atoms, inp.rattle_copies, inp.rattle_amplitude, inp.seed + len(raw)):
+            frame.info["structure_id"] = sid
+            raw.append(frame)
+    frames = label_with(calc, raw, inp.reference, lambda d, t, m: ctx.progress(d, t, m))
+    from ase.io import write
+
+    data_file = ctx.artifact_dir() / "labelled.extxyz"
+    write(str(data_file), frames, format="extxyz")
+    return frames, ctx.artifact_uri(data_file)
+
+
+def _train_output(
+    inp: TrainPotentialInput, ctx: ToolContext, checkpoint: Path, data_uri: str | None, summary: dict[str, Any]
+) -> TrainPotentialOutput:
+    """The tool's answer from the training summary: the checkpoint, its errors and the per-epoch history."""
     history = [
         EpochRecord(
             epoch=int(h["epoch"]),
