@@ -77,7 +77,7 @@ def test_active_learning_two_iterations_improve_validation_error(workspace: Path
         get_tool("active_learning").run({**args, "resume": False}, ToolContext())
 
 
-def test_active_learning_rejects_unknown_reference(workspace: Path) -> None:
+def test_active_learning_rejects_unknown_reference(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An unknown labeller fails with a message naming how to add one; registered ones are accepted by name."""
     cif = structure_to_cif(AseAtomsAdaptor.get_structure(bulk("Cu", "fcc", a=3.61, cubic=True)))
     with pytest.raises(ToolInputError, match="register_reference"):
@@ -87,6 +87,9 @@ def test_active_learning_rejects_unknown_reference(workspace: Path) -> None:
         get_tool("active_learning").run({"structures": [{"text": silicon}], "reference": "emt"}, ToolContext())
     from ase.calculators.emt import EMT
 
+    import tools.potentials.active_learning as al
+
+    monkeypatch.setattr(al, "REFERENCES", dict(al.REFERENCES))  # the labeller registered here leaves with the test
     register_reference("my-dft", EMT)
     from tools.potentials.active_learning import reference_calculator
 

@@ -37,16 +37,31 @@ hostile = st.one_of(
     st.sampled_from(TRAVERSAL).map(lambda p: {"id": p}),
 )
 
-CASES: list[tuple[int, dict]] = []
+
+def hostile_cases() -> list[tuple[int, dict]]:
+    """Hypothesis draws the hostile argument sets (derandomized: the same ones every run)."""
+    cases: list[tuple[int, dict]] = []
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(tool_index=st.integers(min_value=0, max_value=10_000), field_index=st.integers(0, 50), value=hostile,
+           extra=st.dictionaries(st.text(max_size=8), hostile, max_size=2))
+    def collect(tool_index: int, field_index: int, value: object, extra: dict) -> None:
+        cases.append((tool_index, {"__field__": field_index, "__value__": value, **extra}))
+
+    collect()
+    return cases
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-@given(tool_index=st.integers(min_value=0, max_value=10_000), field_index=st.integers(0, 50), value=hostile,
-       extra=st.dictionaries(st.text(max_size=8), hostile, max_size=2))
-def test_collect_hostile_cases(tool_index: int, field_index: int, value: object, extra: dict) -> None:
-    """Hypothesis draws the hostile argument sets (sent in one server session below)."""
-    CASES.append((tool_index, {"__field__": field_index, "__value__": value, **extra}))
-    assert len(CASES) <= 150
+@pytest.fixture(scope="module")
+def cases() -> list[tuple[int, dict]]:
+    """Drawn once per module for whichever test asks first: no test relies on another having run."""
+    return hostile_cases()
+
+
+def test_collect_hostile_cases(cases: list[tuple[int, dict]]) -> None:
+    """The drawn sets (sent in one server session below) are many, bounded and reach many tools and fields."""
+    assert 50 <= len(cases) <= 150
+    assert len({tool_index for tool_index, _ in cases}) > 10 and len({c["__field__"] for _, c in cases}) > 10
 
 
 def _arguments(schema: dict, case: dict) -> dict:
@@ -57,15 +72,14 @@ def _arguments(schema: dict, case: dict) -> dict:
     return {k: v for k, v in args.items() if not (isinstance(v, float) and math.isnan(v))}
 
 
-def test_fuzz_every_tool_through_mcp(workspace):
-    assert CASES, "the hypothesis test above must run first (same module)"
+def test_fuzz_every_tool_through_mcp(workspace, cases):
     params = StdioServerParameters(command=sys.executable, args=[str(ROOT / "server.py")], env=server_env(workspace))
 
     async def main() -> None:
         async with Client(params, read_timeout_seconds=300) as client:
             tools = (await client.list_tools()).tools
             seen_errors = 0
-            for tool_index, case in CASES:
+            for tool_index, case in cases:
                 tool = tools[tool_index % len(tools)]
                 arguments = _arguments(tool.input_schema, case)
                 if (tool.meta or {}).get("matsearch/cost") != "instant":
@@ -79,7 +93,7 @@ def test_fuzz_every_tool_through_mcp(workspace):
                     seen_errors += 1
                     text = result.content[0].text
                     assert text.strip() and text.strip() != f"Error executing tool {tool.name}", (tool.name, case)
-            assert seen_errors > len(CASES) // 2
+            assert seen_errors > len(cases) // 2
             assert {t.name for t in (await client.list_tools()).tools} == {t.name for t in tools}  # still serving
 
     asyncio.run(main())

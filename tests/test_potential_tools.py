@@ -50,8 +50,8 @@ def emt_data(workspace: Path) -> Path:
     return path
 
 
+@pytest.mark.usefixtures("single_thread")  # restored after the module, not left at 1 for every later test
 def test_train_potential_tool_lowers_error_and_resumes(emt_data: Path, workspace: Path) -> None:
-    torch.set_num_threads(1)
     spec = get_tool("train_potential")
     events: list[tuple] = []
     ctx = ToolContext(progress_fn=lambda d, t, m: events.append((d, t, m)))
