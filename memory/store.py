@@ -248,6 +248,7 @@ class StructureStore:
         self.url, self.path = url, path
         self.location = url or str(path)
         self._lock = threading.RLock()
+        self._hull_backfilled = False
         # Strict and unscaled: the same structure at another volume (e.g. before and after relaxation) is a
         # different record, so a relaxed geometry is never folded into its unrelaxed parent.
         self._matcher = StructureMatcher(ltol=0.05, stol=0.1, angle_tol=2, primitive_cell=True, scale=False)
@@ -578,25 +579,32 @@ class StructureStore:
 
     def hull_rows(self, elements: list[str], potential: str) -> list[HullRow]:
         """Every stored relaxation inside this chemical system scored with this potential, converged or not: one
-        filtered metadata query, no CIF parsed. Records stored before hull metadata (no hull_v) are read the old
-        way: each one sharing an element is parsed and checked."""
-        where = {"$and": [{"chemsys": {"$in": _subsystems(elements)}}, {"hull_potential": potential},
-                          {"hull_relaxation": True}]}
+        metadata query on the chemical system (its subsystems), no CIF parsed. Records stored before hull metadata
+        (no hull_v) are given it once, from their metadata, on this store's first call."""
+        if not self._hull_backfilled:
+            self._retrying(self._backfill_hull_metadata)
+            self._hull_backfilled = True
+        # One clause only: chromadb evaluates each clause of an $and over the whole collection (10k records: 7 ms
+        # for chemsys alone, 86 ms with potential and relaxation flags), so those are checked here.
+        where = {"chemsys": {"$in": _subsystems(elements)}}
         got = self._retrying(lambda: self.texts.get(where=where, include=["metadatas"]))
-        rows = [HullRow(i, str(m["formula"]), float(m["hull_energy_eV"]), bool(m["hull_converged"]))
-                for i, m in zip(got["ids"], got["metadatas"], strict=True)]
-        any_of = [{f"el_{el}": True} for el in sorted(set(elements))]
-        legacy = {"$and": [any_of[0] if len(any_of) == 1 else {"$or": any_of}, {"hull_v": {"$ne": HULL_SCHEMA}}]}
-        got = self._retrying(lambda: self.texts.get(where=legacy, include=["metadatas"]))
-        allowed = set(elements)
+        return [HullRow(i, str(m["formula"]), float(m["hull_energy_eV"]), bool(m["hull_converged"]))
+                for i, m in zip(got["ids"], got["metadatas"], strict=True)
+                if m.get("hull_potential") == potential and m.get("hull_relaxation")]
+
+    def _backfill_hull_metadata(self) -> int:
+        """Give records written before hull metadata their chemsys, hull_v and hull fields (from their elements and
+        properties: no CIF parsed). Idempotent; returns how many records it updated."""
+        got = self.texts.get(where={"hull_v": {"$ne": HULL_SCHEMA}}, include=["metadatas"])
+        ids, metas = [], []
         for record_id, meta in zip(got["ids"], got["metadatas"], strict=True):
-            if not set(str(meta["elements"]).strip("|").split("|")) <= allowed:
-                continue
-            fields = _hull_fields(json.loads(str(meta.get("properties_json", "{}"))))
-            if fields.get("hull_potential") == potential and fields["hull_relaxation"]:
-                rows.append(HullRow(record_id, self._record(record_id, meta).structure.composition.formula,
-                                    fields["hull_energy_eV"], fields["hull_converged"]))
-        return rows
+            elements = [e for e in str(meta.get("elements", "")).strip("|").split("|") if e]
+            ids.append(record_id)
+            metas.append({"chemsys": "-".join(sorted(elements)), "hull_v": HULL_SCHEMA,
+                          **_hull_fields(json.loads(str(meta.get("properties_json", "{}"))))})
+        for start in range(0, len(ids), 1000):
+            self.texts.update(ids=ids[start : start + 1000], metadatas=metas[start : start + 1000])
+        return len(ids)
 
     def search_text(
         self, query: str, n: int = 5, where: dict[str, Any] | None = None
