@@ -1,0 +1,214 @@
+"""Structure memory at scale: batch store, searches and the hull query at N = 1k, 10k (100k with --sizes).
+
+Structures are real decorated prototypes (models/crystals/prototypes.py: rock salt, CsCl, zincblende, fluorite,
+rutile, perovskite) with random element substitutions from a fixed pool and random lattice strains (up to 4%), so
+chemical systems overlap as in a real workspace; ~70% carry a converged EMT-like relaxation (potential, energy_eV,
+relaxed), ~10% an unconverged one. Everything is stored in real chromadb on disk.
+
+Each row is measured against a named peer in the same run:
+- batch store (`StructureStore.add_many`) vs the one-by-one path (`add`, timed on a sample, per-structure rate x N);
+- formula / element search (all matches ranked) vs the old truncated fetch (`get(limit=n)` then parse: wrong answers,
+  but its cost);
+- text / similarity search vs the bare chromadb query without building records (the floor);
+- hull rows for a candidate (`hull_rows`, one metadata query) vs the old scan (every record sharing an element
+  fetched and its CIF parsed).
+
+Usage: `.venv/bin/python benchmarks/memory_scale.py [--sizes 1000 10000] [--queries 40] [--dir DIR]`.
+
+Measured 2026-12-07 (commit 4696a20), `memory_scale.py --sizes 1000 10000 --queries 30 --one-by-one 100`, 2 shared
+CPU cores, OMP_NUM_THREADS=1; p50/p95 in ms, peer in brackets; 100k not run (about 80 min of batch store at this
+rate). Batch store is 39-46 ms per structure (about 2/3 of it MiniLM embedding), one by one 141 ms.
+
+The table (p50/p95 ms, peer in brackets) is in benchmarks/RESULTS.md under `memory_scale.py`.
+
+Goals of issue 26 not yet met: element search ranks every match (all metadata, CIFs included, fetched: 310 ms p50
+at 10k; the old truncated fetch was faster but wrong), text p95 82 ms, 100k stored in 20 min on 2 cores (this rate
+gives about 75 min).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+from pymatgen.core import Lattice, Structure  # noqa: E402
+
+from memory.store import StructureStore, _hull_fields  # noqa: E402
+from models.crystals.prototypes import decorate  # noqa: E402
+
+FAMILIES = {  # family -> roles and the element pools they draw from
+    "rock salt": {"A": "cation", "X": "anion"},
+    "cscl": {"A": "cation", "X": "anion"},
+    "zincblende": {"A": "cation", "X": "anion"},
+    "fluorite": {"A": "cation", "X": "anion"},
+    "rutile": {"A": "cation", "X": "anion"},
+    "perovskite": {"A": "large", "B": "cation", "X": "anion"},
+}
+POOLS = {
+    "cation": ["Mg", "Ca", "Zn", "Ni", "Co", "Fe", "Mn", "Ti", "Zr", "Sn", "Cu", "Cd"],
+    "large": ["Sr", "Ba", "La", "K", "Na", "Pb"],
+    "anion": ["O", "S", "Se", "F", "Cl", "N"],
+}
+TEXTS = ["cubic perovskite oxide", "rock salt sulfide", "fluorite structure fluoride", "tetragonal rutile",
+         "zincblende semiconductor selenide", "relaxed nickel oxide", "barium titanate", "low energy nitride"]
+
+
+def synthetic(rng: random.Random, templates: dict[tuple, Structure]) -> dict:
+    """One store item: a decorated prototype (cached per decoration), strained, with random relaxation labels."""
+    family = rng.choice(list(FAMILIES))
+    roles = {role: rng.choice(POOLS[pool]) for role, pool in FAMILIES[family].items()}
+    if len(set(roles.values())) < len(roles):
+        roles["X"] = "O" if roles["X"] != "O" else "S"
+    key = (family, tuple(sorted(roles.items())))
+    if key not in templates:
+        templates[key] = decorate(family, roles)
+    base = templates[key]
+    strain = np.eye(3) + np.diag([rng.uniform(-0.04, 0.04) for _ in range(3)])
+    cell = Structure(Lattice(base.lattice.matrix @ strain), base.species, base.frac_coords)
+    energy = len(cell) * rng.uniform(-8.0, -2.0)
+    roll = rng.random()
+    if roll < 0.7:
+        props = {"potential": "emt", "energy_eV": energy, "relaxed": True, "converged": True}
+    elif roll < 0.8:
+        props = {"potential": "emt", "energy_eV": energy, "relaxed": False, "converged": False}
+    else:
+        props = {}
+    return {"structure": cell, "provenance": {"tool": "benchmark"}, "energy": energy, "properties": props,
+            "tags": [family.replace(" ", "-")]}
+
+
+def percentiles(fn: Callable[[object], object], args: list) -> tuple[float, float]:
+    """p50 and p95 of fn over args, in ms."""
+    times = []
+    for arg in args:
+        t0 = time.perf_counter()
+        fn(arg)
+        times.append(1000 * (time.perf_counter() - t0))
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+
+
+def old_hull_scan(store: StructureStore, elements: list[str], potential: str) -> list:
+    """The scan memory_entries did before hull metadata: every record made only of these elements, CIF parsed."""
+    rows = []
+    for record in store.search_composition(n=10**9, within=sorted(elements)):
+        fields = _hull_fields(record.properties)
+        if fields.get("hull_potential") == potential and fields["hull_relaxation"]:
+            rows.append((record.id, record.structure.composition, fields["hull_energy_eV"]))
+    return rows
+
+
+def old_truncated(store: StructureStore, where: dict, n: int) -> list:
+    got = store.texts.get(where=where, include=["metadatas"], limit=n)
+    records = [store._record(i, m) for i, m in zip(got["ids"], got["metadatas"], strict=True)]
+    return sorted(records, key=lambda r: r.metadata.get("energy_per_atom", float("inf")))
+
+
+def measure(store: StructureStore, rng: random.Random, items: list[dict], n_queries: int) -> dict:
+    """p50/p95 (ms) of each query and its peer on the store as it stands."""
+    sample = rng.sample(items, min(n_queries, len(items)))
+    formulas = [it["structure"].composition.reduced_formula for it in sample]
+    elements = [rng.choice([el.symbol for el in it["structure"].composition.elements]) for it in sample]
+    systems = [sorted(el.symbol for el in it["structure"].composition.elements) for it in sample]
+    texts = [TEXTS[i % len(TEXTS)] for i in range(len(sample))]
+    from memory.embedding import embed_texts
+    from memory.fingerprint import structure_fingerprint
+
+    out = {
+        "formula": percentiles(lambda f: store.search_composition(formula=f, n=5), formulas),
+        "formula_peer": percentiles(lambda f: old_truncated(store, {"reduced_formula": f}, 5), formulas),
+        "element": percentiles(lambda e: store.search_composition(elements=[e], n=20), elements),
+        "element_peer": percentiles(lambda e: old_truncated(store, {f"el_{e}": True}, 20), elements),
+        "text": percentiles(lambda q: store.search_text(q, 5), texts),
+        "text_peer": percentiles(
+            lambda q: store.texts.query(query_embeddings=embed_texts([q]), n_results=5, include=["distances"]), texts
+        ),
+        "similarity": percentiles(lambda it: store.search_similar(it["structure"], 5), sample),
+        "similarity_peer": percentiles(
+            lambda it: store.fingerprints.query(
+                query_embeddings=[structure_fingerprint(it["structure"])], n_results=5, include=["distances"]
+            ),
+            sample,
+        ),
+        "hull": percentiles(lambda els: store.hull_rows(els, "emt"), systems),
+        "hull_peer": percentiles(lambda els: old_hull_scan(store, els, "emt"), systems[: max(5, n_queries // 4)]),
+    }
+    # The answers agree: same hull rows both ways (on a few systems).
+    for els in systems[:5]:
+        new = sorted(r.id for r in store.hull_rows(els, "emt"))
+        old = sorted(r[0] for r in old_hull_scan(store, els, "emt"))
+        assert new == old, (els, len(new), len(old))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000], help="store sizes to measure at")
+    parser.add_argument("--queries", type=int, default=40, help="queries per measurement")
+    parser.add_argument("--one-by-one", type=int, default=100, help="structures stored one by one for the peer rate")
+    parser.add_argument("--batch-size", type=int, default=256, help="add_many batch size")
+    parser.add_argument("--dir", type=Path, default=None, help="store directory (default: a temporary one)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+
+    rng = random.Random(0)
+    root = args.dir or Path(tempfile.mkdtemp(prefix="memory_scale-"))
+    templates: dict[tuple, Structure] = {}
+    t0 = time.perf_counter()
+    items = [synthetic(rng, templates) for _ in range(max(args.sizes))]
+    print(f"generated {len(items)} structures ({len(templates)} decorations) in {time.perf_counter() - t0:.1f} s",
+          flush=True)
+
+    # Peer: the one-by-one path, on its own store, for a sample.
+    single = StructureStore(root / "one_by_one")
+    single.add(items[0]["structure"], provenance={})  # load the embedding model outside the timing
+    t0 = time.perf_counter()
+    for item in items[1 : 1 + args.one_by_one]:
+        single.add(**item)
+    per_one = (time.perf_counter() - t0) / args.one_by_one
+    print(f"one-by-one add: {1000 * per_one:.1f} ms per structure ({args.one_by_one} stored)", flush=True)
+
+    store = StructureStore(root / "batch")
+    rows, stored, batch_seconds = [], 0, 0.0
+    for size in sorted(args.sizes):
+        t0 = time.perf_counter()
+        results = store.add_many(items[stored:size], batch_size=args.batch_size)
+        batch_seconds += time.perf_counter() - t0
+        new = sum(not r.deduplicated for r in results)
+        stored = size
+        print(f"N={size}: batch store {batch_seconds:.1f} s total ({1000 * batch_seconds / size:.1f} ms per "
+              f"structure; {store.count()} records, {new} new in this step)", flush=True)
+        m = measure(store, rng, items[:size], args.queries)
+        rows.append({"N": size, "records": store.count(), "store_s": batch_seconds,
+                     "store_peer_s": per_one * size, **m})
+        for key in ("formula", "element", "text", "similarity", "hull"):
+            print(f"  {key:10s} p50/p95 {m[key][0]:7.1f} / {m[key][1]:7.1f} ms   peer {m[key + '_peer'][0]:7.1f} / "
+                  f"{m[key + '_peer'][1]:7.1f} ms", flush=True)
+
+    print("\n| N | records | batch store (s) | one-by-one, extrapolated (s) | formula p50/p95 ms (old truncated) | "
+          "element p50/p95 ms (old truncated) | text p50/p95 ms (bare query) | similarity p50/p95 ms (bare query) | "
+          "hull p50/p95 ms (old scan) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        cells = [f"{r[k][0]:.1f}/{r[k][1]:.1f} ({r[k + '_peer'][0]:.1f}/{r[k + '_peer'][1]:.1f})"
+                 for k in ("formula", "element", "text", "similarity", "hull")]
+        head = f"| {r['N']} | {r['records']} | {r['store_s']:.0f} | {r['store_peer_s']:.0f} | "
+        print(head + " | ".join(cells) + " |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
