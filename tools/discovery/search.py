@@ -788,10 +788,7 @@ def verify_delivery(
 
 def _write_report(output: SearchOutput, ranked: list[Candidate], ctx: ToolContext) -> SearchOutput:
     """report.md, report.json, cifs/ and energy_vs_candidate.png in a fresh artifact directory."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from tools.core.plotting import figure, save
 
     folder = ctx.artifact_dir()
     (folder / "cifs").mkdir()
@@ -801,7 +798,7 @@ def _write_report(output: SearchOutput, ranked: list[Candidate], ctx: ToolContex
             (folder / "cifs" / f"{c.rank:02d}_{c.formula}_{c.id}.cif").write_text(structure_to_cif(record.structure))
     plot_uri = None
     if ranked:
-        fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
+        fig, ax = figure(figsize=(7, 3.6))
         values = [
             c.e_above_hull_eV if c.e_above_hull_eV is not None else c.formation_energy_per_atom_eV for c in ranked
         ]
@@ -811,9 +808,7 @@ def _write_report(output: SearchOutput, ranked: list[Candidate], ctx: ToolContex
         ax.axhline(0, color="k", lw=0.8)
         ax.set_ylabel("E above local hull (eV/atom)")
         ax.set_title(f"Candidates for: {output.request[:60]}", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(folder / "energy_vs_candidate.png")
-        plt.close(fig)
+        save(fig, folder / "energy_vs_candidate.png")
         plot_uri = ctx.artifact_uri(folder / "energy_vs_candidate.png")
     output = output.model_copy(
         update={

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from tools.core.plotting import figure, save
+
 AMU_PER_A3_TO_G_PER_CM3 = 1.66053906660
 A2_PER_FS_TO_CM2_PER_S = 0.1  # 1 A^2/fs = 1e-16 cm^2 / 1e-15 s
 
@@ -195,23 +197,12 @@ def density_g_cm3(atoms: Atoms) -> float:
     return float(atoms.get_masses().sum() / atoms.get_volume() * AMU_PER_A3_TO_G_PER_CM3)
 
 
-def _pyplot():  # noqa: ANN202 - matplotlib module
-    """matplotlib.pyplot on the non-interactive Agg backend (safe in servers and threads)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_thermo(rows: Sequence[dict[str, float]], path: Path, title: str = "") -> Path:
     """Four stacked panels (energy, temperature, pressure, volume) vs time, written as a PNG."""
-    plt = _pyplot()
     t = np.array([row["time_fs"] for row in rows]) / 1000.0
     panels = [("etot_eV", "E (eV)"), ("temperature_K", "T (K)"), ("pressure_GPa", "P (GPa)"),
               ("volume_A3", "V (Å³)")]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(6.5, 7), dpi=110, sharex=True)
+    fig, axes = figure(len(panels), 1, figsize=(6.5, 7), sharex=True)
     for ax, (key, label) in zip(axes, panels, strict=True):
         ax.plot(t, [row.get(key, np.nan) for row in rows], lw=1.0, label="E total" if key == "etot_eV" else None)
         ax.set_ylabel(label)
@@ -220,16 +211,12 @@ def plot_thermo(rows: Sequence[dict[str, float]], path: Path, title: str = "") -
         axes[0].legend(loc="best", fontsize=7)
     axes[-1].set_xlabel("time (ps)")
     axes[0].set_title(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_rdf(result: RDFResult, path: Path, title: str = "") -> Path:
     """g(r) (total and partials) with its peaks marked, written as a PNG."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 3.5), dpi=110)
+    fig, ax = figure(figsize=(6.5, 3.5))
     ax.plot(result.r, result.g, lw=1.4, label="total", color="k")
     for key, g in result.partial.items():
         ax.plot(result.r, g, lw=0.9, label=key)
@@ -239,22 +226,15 @@ def plot_rdf(result: RDFResult, path: Path, title: str = "") -> Path:
     ax.set_ylabel("g(r)")
     ax.set_title(title)
     ax.legend(loc="best", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_msd(times_fs: np.ndarray, msd_A2: np.ndarray, path: Path, diffusion_cm2_s: float, title: str = "") -> Path:
     """MSD vs lag time with the fitted diffusion coefficient in the legend, written as a PNG."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 3.5), dpi=110)
+    fig, ax = figure(figsize=(6.5, 3.5))
     ax.plot(np.asarray(times_fs) / 1000.0, msd_A2, lw=1.2, label=f"D = {diffusion_cm2_s:.3g} cm²/s")
     ax.set_xlabel("lag time (ps)")
     ax.set_ylabel("MSD (Å²)")
     ax.set_title(title)
     ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
