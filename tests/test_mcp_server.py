@@ -70,10 +70,7 @@ async def bad_inputs_keep_server_alive(client: Client) -> None:
     assert not ok.is_error and ok.structured_content["hits"]
 
 
-# Input properties still without a description, in tools/potentials/properties.py (owned by another change);
-# remove each from here once it is described there.
-UNDESCRIBED_ELSEWHERE = {"relax_structure: structure", "relax_structure: max_steps", "relax_structure: optimizer",
-                         "predict_properties: structures"}
+UNDESCRIBED_ELSEWHERE: set[str] = set()  # every input property of every tool has a description
 
 
 def undescribed_properties(tools: list) -> set[str]:

@@ -159,6 +159,7 @@ REACHES: dict[str, frozenset[str]] = {
         "run_md": {STORE},
         "search_structures": {STORE},
         "store_structure": {STORE},
+        "store_structures": {STORE},
         "train_potential": {STORE},
         "umbrella_sampling": set(),
     }.items()

@@ -38,12 +38,14 @@ def potential_field(default: str | None = None) -> object:
 
 
 class RelaxInput(BaseModel):
-    structure: StructureRef
+    structure: StructureRef = Field(description="The structure to relax: a memory id or CIF / POSCAR / extxyz text.")
     potential: str | None = potential_field()
     fmax: float = Field(default=0.05, gt=0.001, le=5.0, description="Force convergence threshold, eV/A.")
-    max_steps: int = Field(default=300, ge=1, le=5000)
+    max_steps: int = Field(default=300, ge=1, le=5000, description="Optimizer steps at most (1-5000); a relaxation "
+                           "that stops here unconverged is stored as unconverged.")
     relax_cell: bool = Field(default=True, description="Also relax the cell (FrechetCellFilter).")
-    optimizer: Literal["FIRE", "BFGS"] = "FIRE"
+    optimizer: Literal["FIRE", "BFGS"] = Field(default="FIRE", description="ASE optimizer: FIRE (robust far from a "
+                                                "minimum) or BFGS (faster near one).")
     store: bool = Field(default=True, description="Store the relaxed structure in memory.")
 
 
@@ -247,7 +249,8 @@ def relax_structure(inp: RelaxInput, ctx: ToolContext) -> RelaxOutput:
 
 
 class PredictInput(BaseModel):
-    structures: list[StructureRef] = Field(min_length=1, max_length=MAX_BATCH)
+    structures: list[StructureRef] = Field(min_length=1, max_length=MAX_BATCH, description="Structures to score: "
+                                           "memory ids or CIF / POSCAR / extxyz texts.")
     potential: str | None = potential_field()
     relax: bool = Field(default=False, description="Relax each structure first (slower, meaningful energies).")
     hull: bool = Field(default=True, description="Compute energy above the local reference hull.")
