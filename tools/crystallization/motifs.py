@@ -4,8 +4,6 @@ identification (space group + StructureMatcher against the candidates, clusterin
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -14,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pymatgen.core
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition, Element, Structure
 
 from memory.store import symmetry_of
+from models.crystals.prototypes import aflow_library
 from tools.discovery.family_match import MATCHER
 
 # Identification of relaxed structures uses pymatgen's standard tolerances (a motif box may be a supercell); the
@@ -26,7 +24,6 @@ from tools.discovery.family_match import MATCHER
 # candidate deduplication and for whether a prototype kept its structure when relaxed from a far-off geometry.
 IDENTIFY_MATCHER = StructureMatcher(attempt_supercell=True)
 
-_AFLOW = Path(pymatgen.core.__file__).parent.parent / "analysis" / "prototypes" / "aflow_prototypes.json.gz"
 MAX_CANDIDATE_SITES = 24
 
 
@@ -74,17 +71,10 @@ def _group_and_size(structure: Structure) -> tuple[int, int]:
 @lru_cache(maxsize=1)
 def _aflow_structures() -> tuple[tuple[str, Structure], ...]:
     """(name, structure) of every AFLOW prototype pymatgen ships; name = mineral, else Strukturbericht, else label."""
-    with gzip.open(_AFLOW, "rt") as handle:
-        data = json.load(handle)
     out = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for entry in data:
-            tags = entry["tags"]
-            snl = entry["snl"]
-            structure = Structure.from_dict(snl.get("structure", snl))
-            name = _tag(tags, "mineral") or _tag(tags, "strukturbericht") or _tag(tags, "aflow") or "prototype"
-            out.append((f"{name} ({_tag(tags, 'aflow')})".strip(), structure))
+    for tags, structure in aflow_library():
+        name = _tag(tags, "mineral") or _tag(tags, "strukturbericht") or _tag(tags, "aflow") or "prototype"
+        out.append((f"{name} ({_tag(tags, 'aflow')})".strip(), structure))
     return tuple(out)
 
 
@@ -92,9 +82,7 @@ def _aflow_structures() -> tuple[tuple[str, Structure], ...]:
 def _aflow_is_named() -> tuple[bool, ...]:
     """Whether each AFLOW prototype (same order as _aflow_structures) is a classical structure type: it carries a
     mineral name or a Strukturbericht designation (B2 = CsCl, L1_0, C15 ...)."""
-    with gzip.open(_AFLOW, "rt") as handle:
-        return tuple(bool(_tag(entry["tags"], "mineral") or _tag(entry["tags"], "strukturbericht"))
-                     for entry in json.load(handle))
+    return tuple(bool(_tag(tags, "mineral") or _tag(tags, "strukturbericht")) for tags, _ in aflow_library())
 
 
 def _tag(tags: dict[str, str], key: str) -> str:
