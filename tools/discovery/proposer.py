@@ -328,6 +328,7 @@ def _occurrence() -> dict[tuple[str, int], float]:
     return out
 
 
+@lru_cache(maxsize=4096)
 def state_prior(symbol: str, ox: int) -> float:
     """Share of an element's ICSD occurrences in this oxidation state (rare states rank low)."""
     counts = {o: c for (el, o), c in _occurrence().items() if el == symbol and o > 0}
@@ -865,8 +866,7 @@ def binary_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
 def _unasked_elements(req: MaterialsRequest, formula: str) -> int:
     """How many elements of a formula the request did not name (neither required, nor an allowed anion, nor a
     member of an either-or group): the parsimony key when no family is asked."""
-    named = {*req.include, *req.anions, *([req.anion] if req.anion else [])}
-    named |= {req.polyanion} if req.polyanion else set()
+    named = {*req.include, *req.asked_anions()}
     elements = {el.symbol for el in Composition(formula).elements}
     extra = elements - named
     for group in req.include_any:  # "Sr or Ba", "a transition metal": one member is asked for, not several

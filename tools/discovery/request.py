@@ -68,6 +68,10 @@ class MaterialsRequest:
     reader: str = "offline"
     notes: list[str] = field(default_factory=list)
 
+    def asked_anions(self) -> set[str]:
+        """The anions the request allows or implies: its class's anions, the fixed anion, the polyanion centre."""
+        return {*self.anions, *([self.anion] if self.anion else []), *([self.polyanion] if self.polyanion else [])}
+
     def constraints(self) -> dict[str, object]:
         """The reading as a plain dict (what tools report and the LLM prompt shows)."""
         return {

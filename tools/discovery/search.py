@@ -335,7 +335,7 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
     notes += [_prototype_only_note(n) for n in nodes if n.prototype_only]
     diffusion_down: list[str] = []  # the model itself is unavailable: no formula gets diffusion samples
     required = set(req.include)
-    allowed_anions = {*req.anions, *([req.anion] if req.anion else []), *([req.polyanion] if req.polyanion else [])}
+    allowed_anions = req.asked_anions()
     executor = get_executor(ctx.settings)
     max_draws = math.ceil(inp.budget / inp.samples_per_formula) + 2  # per formula: enough to spend the budget
     max_steps = 4 * inp.budget + (len(nodes) + len(reserve)) * (max_draws * inp.samples_per_formula + 2)
