@@ -1,18 +1,22 @@
 """Registry -> CLI: each ToolSpec becomes a typer subcommand with one --option per input field.
 
-Options are strings parsed by the input model: JSON for lists and objects, and for a structure field a file
-path (read as CIF/POSCAR/extxyz by suffix) or a memory id."""
+Each option shows its type in --help: INTEGER and FLOAT options are parsed by click; BOOLEAN, a choice [a|b],
+JSON (lists and objects; a list also takes comma-separated values) and PATH|ID (a structure: a file path read as
+CIF/POSCAR/extxyz by suffix, or a memory id) are parsed here. Every value then goes through the tool's input model,
+which validates ranges, choices and the rest."""
 
 from __future__ import annotations
 
 import inspect
 import json
 import re
-from typing import Any, NoReturn, get_args
+import types
+from typing import Any, Literal, NoReturn, Union, get_args, get_origin
 
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tools.core.errors import ToolError, ToolInputError
@@ -22,19 +26,86 @@ from tools.structures.io import StructureRef
 err_console = Console(stderr=True)
 
 
-def _is_structure_field(annotation: Any) -> bool:
-    return annotation is StructureRef or StructureRef in get_args(annotation)
+def _without_none(annotation: Any) -> Any:
+    """`X | None` -> X (other unions unchanged)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        rest = [a for a in get_args(annotation) if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return annotation
 
 
-def _convert(annotation: Any, raw: str) -> Any:
-    """A CLI string to a value the input model can validate."""
-    if _is_structure_field(annotation):
-        return StructureRef.from_path_or_id(raw).model_dump()
+def option_kind(annotation: Any) -> tuple[str, Any, str | None]:
+    """How a field becomes an option: (kind, annotation typer parses with, metavar). Kinds: 'int', 'float' (click
+    parses them, --help shows INTEGER / FLOAT), 'bool', 'choice', 'structure', 'structures', 'list', 'json' and
+    'str' (a string the input model parses; the metavar says which)."""
+    base = _without_none(annotation)
+    if base is StructureRef:
+        return "structure", str | None, "PATH|ID"
+    if get_origin(base) is list and get_args(base) and _without_none(get_args(base)[0]) is StructureRef:
+        return "structures", str | None, "PATHS|IDS"
+    if base is bool:
+        return "bool", str | None, "BOOLEAN"
+    if base is int:
+        return "int", int | None, "INTEGER"
+    if base is float:
+        return "float", float | None, "FLOAT"
+    if get_origin(base) is Literal:
+        return "choice", str | None, "[" + "|".join(str(v) for v in get_args(base)) + "]"
+    if get_origin(base) is list:
+        return "list", str | None, "JSON"
+    if base is str:
+        return "str", str | None, "TEXT"
+    return "json", str | None, "JSON"
+
+
+def _json_or_raw(raw: str) -> Any:
     try:
-        value = json.loads(raw)
+        return json.loads(raw)
     except ValueError:
         return raw
-    return value if isinstance(value, list | dict | bool | int | float) else raw
+
+
+def _convert(annotation: Any, raw: Any) -> Any:
+    """A CLI value to one the input model can validate (numbers arrive parsed by click)."""
+    if not isinstance(raw, str):
+        return raw
+    kind = option_kind(annotation)[0]
+    if kind == "structure":
+        return StructureRef.from_path_or_id(raw).model_dump()
+    if kind == "structures":
+        items = _json_or_raw(raw) if raw.lstrip().startswith("[") else [p.strip() for p in raw.split(",") if p.strip()]
+        if not isinstance(items, list):
+            return items
+        return [StructureRef.from_path_or_id(i).model_dump() if isinstance(i, str) else i for i in items]
+    if kind == "list":
+        value = _json_or_raw(raw)
+        if isinstance(value, str):  # not JSON: comma-separated values
+            return [p.strip() for p in raw.split(",") if p.strip()]
+        return value
+    if kind == "json":
+        return _json_or_raw(raw)
+    if kind == "choice":
+        literal = get_args(_without_none(annotation))
+        return next((v for v in literal if str(v) == raw), raw)
+    return raw  # str and bool: the input model parses 'true'/'false'/'1'/'0' itself
+
+
+def _help(field: Any, kind: str) -> str:
+    """The field's description (rich markup escaped: '[x]' stays text), what a structure or list option takes, and
+    its default."""
+    text = escape(field.description or "")
+    if kind == "structure":
+        text += " (a file path or a memory id)"
+    elif kind == "structures":
+        text += " (file paths or memory ids: comma-separated, or a JSON list)"
+    elif kind == "list":
+        text += " (a JSON list, or comma-separated values)"
+    default = field.default
+    if not field.is_required() and default is not None and isinstance(default, bool | int | float | str):
+        shown = str(default).lower() if isinstance(default, bool) else repr(default) if default == "" else default
+        text += f" (default: {shown})"
+    return text.strip()
 
 
 def run_with_progress(spec: ToolSpec, arguments: dict[str, Any]) -> BaseModel:
@@ -76,12 +147,15 @@ def cli_command(spec: ToolSpec) -> Any:
 
     params = []
     for name, field in fields.items():
-        required = field.is_required()
-        help_text = (field.description or "") + (
-            " [file path or memory id]" if _is_structure_field(field.annotation) else ""
+        kind, annotation, metavar = option_kind(field.annotation)
+        option = typer.Option(
+            ... if field.is_required() else None,
+            f"--{name.replace('_', '-')}",
+            help=_help(field, kind),
+            metavar=metavar,
+            show_default=False,
         )
-        option = typer.Option(... if required else None, f"--{name.replace('_', '-')}", help=help_text)
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=str | None, default=option))
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=option))
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = spec.description
     return command
