@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tools.adapters.cli import add_tool_commands, first_sentence
@@ -74,10 +76,19 @@ def list_tools(as_json: bool = typer.Option(False, "--json", help="Print names, 
         out = {n: {"cost": s.cost, "input_schema": s.input_model.model_json_schema()} for n, s in _specs.items()}
         json.dump(out, sys.stdout, indent=2)
         return
-    table = Table("tool", "cost", "what it does")
+    table = compact_table(title=None)
+    table.add_column("tool", no_wrap=True)
+    table.add_column("cost", no_wrap=True)
+    table.add_column("what it does", ratio=1, min_width=20)
     for name, spec in _specs.items():
-        table.add_row(name, spec.cost, first_sentence(spec.description))
+        table.add_row(name, spec.cost, escape(first_sentence(spec.description)))
     console.print(table)
+
+
+def compact_table(title: str | None) -> Table:
+    """A table that fits an 80-column terminal: a rule under the header, no outer edge, one space between
+    columns' padding (columns are added by the caller: no_wrap for ids, formulas and numbers, wrapping text)."""
+    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left")
 
 
 DEMO_REQUEST = "a double perovskite oxide containing La and Mn"
@@ -107,52 +118,105 @@ def search(
     show_search(out)
 
 
-def show_search(out: object) -> None:
-    """Print a search result as rich tables."""
-    console.print(
-        f"[bold]{out.request}[/bold]  reader={out.reader}  proposer={out.proposer}  potential={out.potential}  "
-        f"{out.evaluations} relaxed, {out.reused} reused, {out.seconds} s"
+def show_search(out: object, con: Console | None = None) -> None:
+    """Print a search result for a reader in a terminal as narrow as 80 columns: the formulas the language level
+    proposed (with why), the ranked candidates (ids shortened, formulas in one spelling, energies to 3 decimals),
+    how the score is made, what each E_hull is measured against, and where the report and plot are."""
+    from agent.tasks import (
+        SCORE_EXPLANATION,
+        canonical_formula,
+        canonical_formulas_in,
+        chemical_system,
+        fmt_energy,
+        fmt_number,
+        hull_lines,
+    )
+
+    con = con or console
+    con.print(f"[bold]{escape(out.request)}[/bold]", highlight=False)
+    con.print(
+        f"read by: {out.reader}; formulas from: {out.proposer}; potential: {out.potential}; {out.evaluations} "
+        f"relaxed, {out.reused} reused from memory; {fmt_number(out.seconds)} s",
+        highlight=False,
     )
     if out.declined:
-        console.print(f"[red]declined:[/red] {out.declined}")
+        con.print(f"[red]declined:[/red] {escape(out.declined)}", highlight=False)
         return
-    if out.note:
-        console.print(f"[yellow]note:[/yellow] {out.note}")
-    tree = Table("formula", "family", "source", "evaluated", "best score", "why", title="Formulas (language level)")
+    for note in out.notes or ([out.note] if out.note else []):
+        con.print(f"[yellow]note:[/yellow] {escape(canonical_formulas_in(note))}", highlight=False)
+    sources = {node.source for node in out.tree}
+    tree = compact_table("Formulas proposed" + (f" ({next(iter(sources))})" if len(sources) == 1 else ""))
+    tree.add_column("formula", no_wrap=True)
+    tree.add_column("family", min_width=6)
+    if len(sources) > 1:
+        tree.add_column("source", no_wrap=True)
+    tree.add_column("evals", justify="right", no_wrap=True)
+    tree.add_column("best\nscore", justify="right", no_wrap=True)
+    tree.add_column("why", ratio=1, min_width=16)
     for node in out.tree:
-        tree.add_row(
-            node.formula,
-            node.family or "",
-            node.source,
-            str(node.evaluations),
-            "" if node.best_score is None else f"{node.best_score:.3f}",
-            node.reason[:70],
-        )
-    console.print(tree)
-    table = Table(
-        "rank",
-        "id",
-        "formula",
-        "generator",
-        "space group",
-        "E_hull eV/at",
-        "E_form eV/at",
-        "family",
-        title="Ranked candidates (relaxed)",
-    )
+        row = [canonical_formula(node.formula), node.family or ""]
+        row += [node.source] if len(sources) > 1 else []
+        row += [str(node.evaluations), fmt_number(node.best_score, 3), escape(canonical_formulas_in(node.reason))]
+        tree.add_row(*row)
+    con.print(tree, highlight=False)
+    wide = con.width >= 100
+    table = compact_table("Ranked candidates (relaxed)")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("id", no_wrap=True)
+    table.add_column("formula", no_wrap=True)
+    table.add_column("space\ngroup", no_wrap=True)
+    table.add_column("E_hull\neV/at", justify="right", no_wrap=True)
+    table.add_column("E_form\neV/at", justify="right", no_wrap=True)
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("family\nmatch", no_wrap=True)
+    if wide:
+        table.add_column("generator", no_wrap=True)
+        table.add_column("converged", no_wrap=True)
     for c in out.ranked:
-        table.add_row(
+        row = [
             str(c.rank),
-            c.id,
-            c.formula,
-            c.generator,
+            c.id[:10],
+            canonical_formula(c.formula),
             c.spacegroup,
-            str(c.e_above_hull_eV),
-            str(c.formation_energy_per_atom_eV),
+            fmt_energy(c.e_above_hull_eV) + ("?" if c.e_hull_suspect else ""),
+            fmt_energy(c.formation_energy_per_atom_eV),
+            fmt_number(c.score, 3),
             "yes" if c.family_match else "no",
-        )
-    console.print(table)
-    console.print(f"report: {out.report_uri}\nplot:   {out.plot_uri}")
+        ]
+        row += [c.generator, "yes" if c.converged else "NO"] if wide else []
+        table.add_row(*row)
+    con.print(table, highlight=False)
+    if out.ranked:
+        systems = sorted({chemical_system(c.formula) for c in out.ranked})
+        con.print(SCORE_EXPLANATION, highlight=False)
+        head, rows = hull_lines(out, systems)
+        con.print(head, highlight=False)
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(ratio=1)
+        for system, names in rows:
+            grid.add_row(f"  {system}:", names)
+        con.print(grid, highlight=False)
+        if any(c.e_hull_suspect for c in out.ranked):
+            con.print("?: E_hull below -0.05 eV/atom against the final hull: do not trust it.", highlight=False)
+        if not all(c.converged for c in out.ranked):
+            con.print("not converged: " + ", ".join(c.id for c in out.ranked if not c.converged), highlight=False)
+    if out.best:
+        con.print(f"best: {out.best.id} ({canonical_formula(out.best.formula)}, {out.best.spacegroup})",
+                  highlight=False)
+    for label, uri in (("report", out.report_uri), ("plot", out.plot_uri)):
+        if uri:
+            con.print(f"{label}: {_local_path(uri)}", soft_wrap=True, highlight=False)
+
+
+def _local_path(uri: str) -> str:
+    """An artifact:// URI as the file's path in the workspace (what a terminal user opens)."""
+    from tools.core.paths import ARTIFACT_SCHEME
+    from tools.core.settings import get_settings
+
+    if not uri.startswith(ARTIFACT_SCHEME):
+        return uri
+    return str(get_settings().resolved_workspace() / uri.removeprefix(ARTIFACT_SCHEME))
 
 
 @app.command()
@@ -201,7 +265,7 @@ def run(task_file: str = typer.Argument(..., help="A task YAML file (see example
         console.print(f"{entry['step']} ({entry['tool']}): {status}")
     if out["answer"]:
         console.print(out["answer"])
-    console.print(f"report: {out['report_dir']}/report.md")
+    console.print(f"report: {out['report_dir']}/report.md", soft_wrap=True, highlight=False)
     if any("error" in entry for entry in out["steps"]):
         raise typer.Exit(1)
 
