@@ -70,6 +70,7 @@ def test_sigkill_during_search_then_resume(workspace):
         async with Client(url, read_timeout_seconds=300) as client:
             job = await client.call_tool("job_start", {"tool": "hierarchical_search", "arguments": args})
             job_id = job.structured_content["job_id"]
+            assert job.structured_content["note"] is None  # the HTTP server outlives its clients: no stdio warning
             deadline = time.time() + 900
             while time.time() < deadline:  # wait until at least one relaxed node is stored, then kill
                 hits = await client.call_tool("search_structures", {"elements": ["Mg", "Ni"], "n": 50})
@@ -95,6 +96,8 @@ def test_sigkill_during_search_then_resume(workspace):
                     assert not (await client.call_tool("get_structure", {"id": sid})).is_error
                 new = await client.call_tool("job_resume", {"job_id": job_id})
                 new_id = new.structured_content["job_id"]
+                again = await client.call_tool("job_resume", {"job_id": job_id})
+                assert again.structured_content["job_id"] == new_id  # resume is idempotent: one run, not two
                 for _ in range(40):
                     done = await client.call_tool("job_wait", {"job_id": new_id, "timeout_s": 50})
                     if done.structured_content["state"] != "running":

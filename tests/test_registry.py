@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 from tests.conftest import cif_of, perovskite
 from tools.adapters.langchain import langchain_tool
 from tools.core.errors import ToolInputError, ToolInternalError, ToolRuntimeError
-from tools.core.registry import REGISTRY, ToolContext, get_tool, load_tools, tool
+from tools.core.registry import REGISTRY, ToolContext, ToolInput, get_tool, load_tools, tool
 
 
-class EchoInput(BaseModel):
+class EchoInput(ToolInput):
     word: str = Field(description="a word")
     times: int = Field(default=2, ge=1, le=5)
 
@@ -91,7 +91,7 @@ def test_cli_short_help_is_whole_first_sentences():
     assert first_sentence("Relax a crystal\nwith a potential. Then report.") == "Relax a crystal with a potential."
 
 
-class FragileInput(BaseModel):
+class FragileInput(ToolInput):
     word: str = Field(description="a word; 'bad' is refused, 'value-bug' and 'key-bug' hit a fault in the tool")
 
 

@@ -31,7 +31,7 @@ def langchain_tool(
         args_schema=spec.input_model,
         handle_tool_error=True,  # errors come back to the model as observations, never as crashes
         handle_validation_error=lambda exc: f"input error: invalid arguments for {spec.name}: "
-        f"{format_validation_error(exc)}",
+        f"{format_validation_error(exc, spec.input_model)}",
     )
 
 

@@ -15,6 +15,7 @@ import anyio.from_thread
 import anyio.to_thread
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp.types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
 
 from tools.core.errors import ToolError, describe
@@ -24,6 +25,9 @@ from tools.core.settings import Settings
 LINK_SCHEMES = ("structure://", "artifact://")
 # Longest a direct (non-job) MCP call may run, by cost class; longer work belongs in job_start.
 TIME_LIMITS_S = {"instant": 300.0, "minutes": 3600.0, "long": 6 * 3600.0}
+# A direct call whose own estimate exceeds this is refused with the estimate and sent to job_start: clients commonly
+# time out after a minute, and an instant tool should answer well within it.
+ESTIMATE_LIMITS_S = {"instant": 60.0, "minutes": 3600.0, "long": 6 * 3600.0}
 MAX_LINKS = 50
 
 
@@ -88,7 +92,10 @@ def mcp_function(spec: ToolSpec, settings: Callable[[], Settings]) -> Callable[.
             with contextlib.suppress(Exception):  # a lost progress message must never fail the tool
                 anyio.from_thread.run(ctx.report_progress, done, total, message, token=portal_token)
 
-        tool_ctx = ToolContext(settings=settings(), progress_fn=progress, cancel_event=cancel)
+        # An HTTP request carries its starlette Request; over stdio (or in memory) there is none.
+        transport = "http" if getattr(ctx.request_context, "request", None) is not None else "stdio"
+        tool_ctx = ToolContext(settings=settings(), progress_fn=progress, cancel_event=cancel, transport=transport,
+                               direct_limit_s=ESTIMATE_LIMITS_S[spec.cost])
 
         def work() -> Any:
             return spec.run(kwargs, tool_ctx)
@@ -180,6 +187,15 @@ def annotations_for(spec: ToolSpec) -> ToolAnnotations:
     )
 
 
+class RegistryValidated(FuncMetadata):
+    """The SDK's argument handling minus its validation: JSON strings are still pre-parsed (some clients send
+    lists as strings), and the tool's own input model then validates in ToolSpec.run, so MCP users get the same
+    one-sentence errors (unknown argument named, nearest valid name) as the CLI and LangChain, not pydantic dumps."""
+
+    def validate_arguments(self, arguments_to_validate: dict[str, Any]) -> dict[str, Any]:
+        return self.pre_parse_json(arguments_to_validate)
+
+
 def register_all(server: Any, specs: dict[str, ToolSpec], settings: Callable[[], Settings]) -> None:
     """Add every registry tool to an MCPServer, with its output schema from the output model."""
     for spec in specs.values():
@@ -193,6 +209,10 @@ def register_all(server: Any, specs: dict[str, ToolSpec], settings: Callable[[],
             structured_output=False,
         )
         # The wrapper returns CallToolResult (for resource links); publish and validate against the output model.
-        meta = server._tool_manager.get_tool(spec.name).fn_metadata
-        meta.output_model = spec.output_model
-        meta.output_schema = spec.output_model.model_json_schema(mode="serialization")
+        registered = server._tool_manager.get_tool(spec.name)
+        registered.parameters["additionalProperties"] = False  # the input models forbid unknown arguments
+        registered.fn_metadata = RegistryValidated(
+            arg_model=registered.fn_metadata.arg_model,
+            output_model=spec.output_model,
+            output_schema=spec.output_model.model_json_schema(mode="serialization"),
+        )

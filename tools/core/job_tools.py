@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from tools.core.errors import ToolInputError
 from tools.core.jobs import FINISHED, JobRecord, get_job_manager
-from tools.core.registry import ToolContext, get_tool, tool
+from tools.core.registry import ToolContext, ToolInput, get_tool, tool
 
 MAX_WAIT_S = 50.0
 
@@ -25,6 +25,8 @@ class JobInfo(BaseModel):
     elapsed_seconds: float | None
     error: str | None = None
     result: dict[str, Any] | None = Field(default=None, description="The tool's output once succeeded.")
+    resumed_as: str | None = Field(default=None, description="The job job_resume started for this one, if any.")
+    note: str | None = Field(default=None, description="What the caller should know about how the job will run.")
 
     @classmethod
     def of(cls, job: JobRecord, with_result: bool = False) -> JobInfo:
@@ -40,10 +42,19 @@ class JobInfo(BaseModel):
             elapsed_seconds=None if job.started_at is None or end is None else round(end - job.started_at, 2),
             error=job.error,
             result=job.result if with_result else None,
+            resumed_as=job.resumed_as,
         )
 
 
-class JobStartInput(BaseModel):
+# Over stdio the server is a child of its client: when the client exits, the server and its jobs stop.
+STDIO_NOTE = (
+    "this server talks to its client over stdio, so it stops when the client process exits and a running job "
+    "stops with it (job_status then says interrupted; job_resume continues it, reusing stored results); for work "
+    "that should outlive the client, run the HTTP server (`matsearch serve --http`) and connect to it"
+)
+
+
+class JobStartInput(ToolInput):
     tool: str = Field(description="Name of the tool to run as a job, e.g. 'hierarchical_search'.")
     arguments: dict[str, Any] = Field(default_factory=dict, description="The tool's arguments, as for a direct call.")
 
@@ -55,10 +66,13 @@ def job_start(inp: JobStartInput, ctx: ToolContext) -> JobInfo:
     spec = get_tool(inp.tool)
     if inp.tool.startswith("job_"):
         raise ToolInputError("job tools cannot themselves run as jobs")
-    return JobInfo.of(get_job_manager(ctx.settings).start(spec, inp.arguments, ctx.settings))
+    info = JobInfo.of(get_job_manager(ctx.settings).start(spec, inp.arguments, ctx.settings))
+    if ctx.transport == "stdio":
+        info.note = STDIO_NOTE
+    return info
 
 
-class JobIdInput(BaseModel):
+class JobIdInput(ToolInput):
     job_id: str = Field(min_length=1, max_length=64, description="Job id from job_start or job_list.")
 
 
@@ -86,13 +100,14 @@ def job_cancel(inp: JobIdInput, ctx: ToolContext) -> JobInfo:
 @tool(cost="instant")
 def job_resume(inp: JobIdInput, ctx: ToolContext) -> JobInfo:
     """Start an interrupted (server restarted), failed or cancelled job again with its original arguments; results
-    already stored in memory are reused, so a search continues where it stopped. Returns the new job."""
+    already stored in memory are reused, so a search continues where it stopped. Returns the new job; resuming
+    again while that one is queued, running or done returns it rather than starting a second run."""
     manager = get_job_manager(ctx.settings)
     old = manager.get(inp.job_id)
     return JobInfo.of(manager.resume(inp.job_id, get_tool(old.tool), ctx.settings))
 
 
-class JobWaitInput(BaseModel):
+class JobWaitInput(ToolInput):
     job_id: str = Field(min_length=1, max_length=64, description="Job id from job_start or job_list.")
     timeout_s: float = Field(default=20.0, ge=0, le=MAX_WAIT_S, description="Longest wait, at most 50 s.")
 
@@ -104,7 +119,7 @@ def job_wait(inp: JobWaitInput, ctx: ToolContext) -> JobInfo:
     return JobInfo.of(job, with_result=job.state == "succeeded")
 
 
-class JobListInput(BaseModel):
+class JobListInput(ToolInput):
     limit: int = Field(default=20, ge=1, le=500, description="Most jobs to list, newest first (1-500).")
 
 
@@ -118,7 +133,7 @@ def job_list(inp: JobListInput, ctx: ToolContext) -> JobListOutput:
     return JobListOutput(jobs=[JobInfo.of(j) for j in get_job_manager(ctx.settings).list(inp.limit)])
 
 
-class EstimateCostInput(BaseModel):
+class EstimateCostInput(ToolInput):
     tool: str = Field(description="Name of the tool to estimate, e.g. 'run_md'.")
     arguments: dict[str, Any] = Field(default_factory=dict, description="The tool's arguments, as for a direct call.")
 

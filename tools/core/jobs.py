@@ -37,6 +37,7 @@ class JobRecord:
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
+    resumed_as: str | None = None  # the job that resume started for this one, so a second resume returns it
 
 
 class JobManager:
@@ -51,6 +52,7 @@ class JobManager:
         self._jobs: dict[str, JobRecord] = {}
         self._cancel: dict[str, threading.Event] = {}
         self._done: dict[str, threading.Event] = {}
+        self._resume_lock = threading.Lock()
         self._recover()
 
     def _path(self, job_id: str) -> Path:
@@ -126,11 +128,22 @@ class JobManager:
 
     def resume(self, job_id: str, spec: ToolSpec, settings: Settings | None = None) -> JobRecord:
         """Start an interrupted, failed or cancelled job again with the same arguments. Work already stored in
-        memory is reused (the search treats memory as its transposition table), so it continues, not restarts."""
-        old = self.get(job_id)
-        if old.state not in {"interrupted", "failed", "cancelled"}:
-            raise ToolInputError(f"job {job_id} is {old.state}; only interrupted, failed or cancelled jobs resume")
-        return self.start(spec, old.arguments, settings)
+        memory is reused (the search treats memory as its transposition table), so it continues, not restarts.
+        Idempotent: while the job's resume is queued, running or has succeeded, resuming again returns that one
+        instead of starting a second run of the same work."""
+        with self._resume_lock:
+            old = self.get(job_id)
+            if old.state not in {"interrupted", "failed", "cancelled"}:
+                raise ToolInputError(f"job {job_id} is {old.state}; only interrupted, failed or cancelled jobs resume")
+            if old.resumed_as is not None and old.resumed_as in self._jobs:
+                previous = self.get(old.resumed_as)
+                if previous.state in {"queued", "running", "succeeded"}:
+                    return previous
+            new = self.start(spec, old.arguments, settings)
+            with self._lock:
+                old.resumed_as = new.id
+                self._save(old)
+            return new
 
     def get(self, job_id: str) -> JobRecord:
         with self._lock:

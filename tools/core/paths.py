@@ -12,6 +12,13 @@ from tools.core.errors import ToolInputError
 ARTIFACT_SCHEME = "artifact://"
 SHIPPED_CHECKPOINTS = Path(__file__).resolve().parents[2] / "models" / "checkpoints"
 
+# The one rule for names a tool turns into a file or folder (checkpoint names, run names): no separators, no '..',
+# so a name stays one entry inside its folder of the workspace.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+NAME_RULE = "1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+# What each pattern a tool input uses means, for error messages a user can act on.
+PATTERN_MEANINGS = {NAME_PATTERN: NAME_RULE}
+
 
 def workspace_path(
     path_or_uri: str, workspace: Path, what: str = "path", kind: Literal["file", "folder"] = "file"

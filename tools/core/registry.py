@@ -3,6 +3,7 @@ subcommand are all made. Writing a new tool means writing one decorated function
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import inspect
@@ -17,18 +18,46 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, get_type_hints
+from typing import Any, Literal, get_args, get_type_hints
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from models.progress import ProgressFn
 from tools.core.errors import ToolError, ToolInputError, ToolInternalError, ToolRuntimeError
+from tools.core.paths import PATTERN_MEANINGS
 from tools.core.settings import Settings, apply_torch_threads, get_settings
 
 CostClass = Literal["instant", "minutes", "long"]
 
 # Tools live in the capability packages of tools/ (core holds the job tools too); the adapters only read them.
 _NOT_TOOL_PACKAGES = ("tools.adapters",)
+
+
+class ToolInput(BaseModel):
+    """The base of every tool's input model (and the models nested in one): an argument the tool does not know is
+    refused with its name and the valid ones, never silently ignored (`n=-3` for `n_samples` once made 8)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _nested_models(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models a field annotation can hold (inside lists, unions, Optional, dicts)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _nested_models(arg)]
+
+
+def check_strict_inputs(model: type[BaseModel], seen: set[type] | None = None) -> None:
+    """TypeError when the input model, or a model nested in it, would ignore unknown fields."""
+    seen = set() if seen is None else seen
+    if model in seen:
+        return
+    seen.add(model)
+    if model.model_config.get("extra") != "forbid":
+        raise TypeError(f"{model.__name__} is a tool input model: derive it from ToolInput (extra='forbid')")
+    for info in model.model_fields.values():
+        for nested in _nested_models(info.annotation):
+            check_strict_inputs(nested, seen)
 
 
 class Cancelled(ToolRuntimeError):
@@ -61,6 +90,12 @@ class ToolContext:
     progress_fn: ProgressFn | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
     tool_name: str = ""
+    # How the caller reaches this process: "http" (a server that outlives its clients), "stdio" (the server ends
+    # when its client process does, and background jobs with it), or None (the CLI or Python).
+    transport: Literal["http", "stdio"] | None = None
+    # Longest a call may be estimated to take before it is refused and sent to job_start (the MCP adapter sets it:
+    # its clients time out; the CLI waits with a progress bar, and a job has no limit).
+    direct_limit_s: float | None = None
 
     @property
     def store(self) -> Any:
@@ -111,7 +146,9 @@ class ToolSpec:
         try:
             return self.input_model.model_validate(arguments)
         except ValidationError as exc:
-            raise ToolInputError(f"invalid arguments for {self.name}: {format_validation_error(exc)}") from exc
+            raise ToolInputError(
+                f"invalid arguments for {self.name}: {format_validation_error(exc, self.input_model)}"
+            ) from exc
 
     def run(self, arguments: dict[str, Any] | BaseModel, ctx: ToolContext | None = None) -> BaseModel:
         """Validate and run; every failure leaves as a ToolError with a message fit for a user: ToolInputError
@@ -120,6 +157,7 @@ class ToolSpec:
         inp = self.validate(arguments)
         ctx = ctx or ToolContext()
         ctx.tool_name = self.name
+        self.check_direct_cost(inp, ctx)
         apply_torch_threads(ctx.settings)
         try:
             return self.fn(inp, ctx)
@@ -127,6 +165,18 @@ class ToolSpec:
             raise
         except Exception as exc:  # input errors were raised as ToolInputError by validation or explicit checks
             raise internal_error(self.name, exc, ctx.settings) from exc
+
+    def check_direct_cost(self, inp: BaseModel, ctx: ToolContext) -> None:
+        """ToolInputError with the estimate when this call would run past the caller's direct-call limit: such
+        work runs as a job (job_start), where the client's timeout cannot cut it off half done."""
+        if ctx.direct_limit_s is None or self.estimate is None:
+            return
+        seconds = float(self.estimate(inp))
+        if seconds > ctx.direct_limit_s:
+            raise ToolInputError(
+                f"{self.name} with these arguments would take about {seconds / 60:.1f} min here, longer than a direct "
+                f"call may run ({ctx.direct_limit_s:.0f} s); start it as a job instead: job_start with tool "
+                f"'{self.name}' and the same arguments, then job_wait / job_result")
 
     def estimated_seconds(self, arguments: dict[str, Any] | BaseModel) -> float | None:
         """The tool's own cost estimate for these arguments, if it has one."""
@@ -163,13 +213,48 @@ def internal_error(tool_name: str, exc: BaseException, settings: Settings | None
         f"error id {error_id} (the traceback is in {where})", error_id)
 
 
-def format_validation_error(exc: ValidationError) -> str:
-    """One line per bad field: 'field.path: message'."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(input)"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
+def _fields_at(model: type[BaseModel] | None, path: tuple[Any, ...]) -> list[str]:
+    """The field names of the model found at `path` (names and list indices) inside `model`, if any."""
+    models = [model] if model is not None else []
+    for step in path:
+        if isinstance(step, int):
+            continue
+        nxt = [m.model_fields[step].annotation for m in models if step in m.model_fields]
+        models = [n for annotation in nxt for n in _nested_models(annotation)]
+    return sorted({name for m in models for name in m.model_fields})
+
+
+def _one_problem(err: Any, model: type[BaseModel] | None) -> str:
+    """One pydantic error as a sentence a user can act on: the argument, what is wrong, what was given."""
+    loc = tuple(err["loc"])
+    where = ".".join(str(p) for p in loc)
+    msg = str(err["msg"])
+    if err["type"] == "extra_forbidden":
+        valid = _fields_at(model, loc[:-1])
+        given = str(loc[-1])
+        close = difflib.get_close_matches(given, valid, n=1, cutoff=0.5) or [v for v in valid if v.startswith(given)]
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        known = f"; the valid ones are {', '.join(valid)}" if valid else ""
+        return f"{where!r} is not a known argument{hint}{known}"
+    if err["type"] == "missing":
+        return f"{where!r} is required"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+            return msg if not loc else f"{where}: {msg}"
+    if err["type"] == "string_pattern_mismatch" and err["ctx"]["pattern"] in PATTERN_MEANINGS:
+        return f"{where} must be {PATTERN_MEANINGS[err['ctx']['pattern']]} (got {err.get('input')!r})"
+    given = repr(err.get("input"))
+    given = given if len(given) <= 60 else given[:57] + "..."
+    if msg.startswith("Input should be "):
+        return f"{where or 'the input'} should be {msg[len('Input should be '):]} (got {given})"
+    return f"{where or 'the input'}: {msg[0].lower() + msg[1:]} (got {given})"
+
+
+def format_validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One sentence per bad field, without pydantic's type codes or web links; with `model`, an unknown argument
+    is answered with the nearest valid name and the list of valid ones."""
+    return "; ".join(_one_problem(err, model) for err in exc.errors())
 
 
 REGISTRY: dict[str, ToolSpec] = {}
@@ -193,6 +278,7 @@ def tool(
         output_model = hints["return"]
         if not (issubclass(input_model, BaseModel) and issubclass(output_model, BaseModel)):
             raise TypeError(f"tool {fn.__name__}: input and output must be pydantic models")
+        check_strict_inputs(input_model)
         spec = ToolSpec(
             name=name or fn.__name__,
             fn=fn,

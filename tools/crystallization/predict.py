@@ -27,7 +27,7 @@ from tools.core.executor import Executor, InProcessExecutor, get_executor
 from tools.core.executor_tasks import atoms_to_xyz, melt_quench_task, relax_payload, relax_task, xyz_to_atoms
 from tools.core.plotting import figure, save
 from tools.core.provenance import provenance
-from tools.core.registry import ToolContext, tool
+from tools.core.registry import ToolContext, ToolInput, tool
 from tools.crystallization.amorphous import (
     AmorphousReplica,
     MeltQuenchSchedule,
@@ -64,7 +64,7 @@ MOTIF_CHUNK = 8  # motif relaxations handed to the executor at once (the wall-ti
 OVERLAP_SKIP_A = 0.5  # subcells whose new periodic images bring atoms closer than this are skipped unrelaxed
 
 
-class CrystallizationInput(BaseModel):
+class CrystallizationInput(ToolInput):
     """Inputs of predict_crystallization: composition, potential, budget, seed and every schedule parameter."""
 
     composition: str = Field(min_length=1, max_length=100, description="Formula of the amorphous phase, e.g. 'TiO2'.")

@@ -13,7 +13,7 @@ from pymatgen.core import Structure
 
 from tools.core.common import StructureSummary, parse_formula
 from tools.core.errors import ToolInputError, ToolRuntimeError
-from tools.core.registry import ToolContext, tool
+from tools.core.registry import ToolContext, ToolInput, tool
 from tools.core.settings import Settings
 from tools.structures.io import validate_structure
 
@@ -46,7 +46,7 @@ def load_model(path: Path) -> Any:
         return _model_cache[key]
 
 
-class GenerateInput(BaseModel):
+class GenerateInput(ToolInput):
     formula: str = Field(description="Chemical formula, e.g. 'SrTiO3' or 'Li2MnO3'.")
     formula_units: int | None = Field(
         default=None, ge=1, le=32,

@@ -14,7 +14,7 @@ from pymatgen.core import Composition, Element
 
 from models.crystals.prototypes import GENERIC_FAMILIES
 from prompts import render_prompt
-from tools.core.registry import ToolContext, tool
+from tools.core.registry import ToolContext, ToolInput, tool
 from tools.core.settings import Settings
 from tools.discovery.lexicon import COMPOUND_CLASSES
 from tools.discovery.proposer import ANION_CHARGE, FAMILIES, family_of, propose_formulas_offline
@@ -33,7 +33,7 @@ class Proposal(BaseModel):
     )
 
 
-class ProposeInput(BaseModel):
+class ProposeInput(ToolInput):
     request: str = Field(min_length=1, max_length=2000, description="What material is wanted, in plain language.")
     n: int = Field(default=6, ge=1, le=50, description="How many formulas to propose.")
     use_llm: bool = Field(default=True, description="Use the configured LLM when there is one.")

@@ -32,7 +32,7 @@ from models.crystals.prototypes import decorate, roles_of
 from tools.core.errors import ToolInputError, ToolRuntimeError
 from tools.core.executor import get_executor
 from tools.core.executor_tasks import relax_payload, relax_task
-from tools.core.registry import ToolContext, get_tool, tool
+from tools.core.registry import ToolContext, ToolInput, get_tool, tool
 from tools.discovery.family_match import matches_family
 from tools.discovery.language import Proposal, ProposeOutput, propose_request
 from tools.discovery.request import MaterialsRequest
@@ -51,7 +51,7 @@ RELAX_FMAX, RELAX_STEPS = 0.1, 120
 ROUND_SIZE = 2  # structures relaxed per round (fixed, so results do not depend on the executor)
 
 
-class SearchInput(BaseModel):
+class SearchInput(ToolInput):
     request: str = Field(min_length=1, max_length=2000, description="The materials request in plain language.")
     budget: int = Field(default=10, ge=1, le=500, description="Structure evaluations (relaxations) to spend.")
     n_formulas: int = Field(default=4, ge=1, le=20, description="Formulas the language level proposes.")

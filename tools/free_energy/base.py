@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from tools.core.errors import ToolInputError
-from tools.core.registry import ToolContext
+from tools.core.registry import ToolContext, ToolInput
 
 ID_PATTERN = r"^[a-z]+-[0-9a-f]{10}$"
 
@@ -44,7 +44,7 @@ def round_list(values: Any, digits: int = 4) -> list[float | None]:
     return [None if not np.isfinite(v) else round(float(v), digits) for v in np.asarray(values, dtype=float)]
 
 
-class BasinRule(BaseModel):
+class BasinRule(ToolInput):
     """Basins of atomistic frames by the distance between two atoms cut at edges: a rule of the user's own, for
     basins that quenching cannot tell apart (one minimum, such as the short and the long half of a bond)."""
 
@@ -68,7 +68,7 @@ class BasinRule(BaseModel):
         return f"the distance between atoms {self.atoms[0]} and {self.atoms[1]} cut at {self.edges_A} A"
 
 
-class UmbrellaSamplingInput(BaseModel):
+class UmbrellaSamplingInput(ToolInput):
     cv_id: str = Field(
         pattern=ID_PATTERN,
         description="A CV from learn_cv: trained on a toy system, or on atomistic data (positions with 'numbers').",

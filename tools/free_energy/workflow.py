@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from tools.core.errors import ToolInputError
 from tools.core.paths import workspace_path
-from tools.core.registry import ToolContext, tool
+from tools.core.registry import ToolContext, ToolInput, tool
 from tools.free_energy.atomistic import add_quenched_frames, umbrella_atomistic
 from tools.free_energy.base import (
     ID_PATTERN,
@@ -51,7 +51,7 @@ def _single_thread() -> Iterator[None]:
 # ---------------------------------------------------------------------------------------------------------- learn_cv
 
 
-class LearnCVInput(BaseModel):
+class LearnCVInput(ToolInput):
     system: ToyName | None = Field(
         default=None,
         description="Toy system whose basins are sampled by short unbiased Langevin runs (one per minimum) to make "
@@ -612,7 +612,7 @@ def _umbrella_grid(
 # -------------------------------------------------------------------------------------------- free_energy_profile
 
 
-class FreeEnergyProfileInput(BaseModel):
+class FreeEnergyProfileInput(ToolInput):
     samples_id: str = Field(pattern=ID_PATTERN, description="Samples from umbrella_sampling.")
     method: Literal["mbar", "wham", "both"] = Field(
         default="both", description="MBAR (pymbar 4), binned WHAM, or both (MBAR is the primary result)."

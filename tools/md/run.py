@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from tools.core.common import StructureSummary
 from tools.core.errors import ToolInputError
 from tools.core.provenance import provenance
-from tools.core.registry import ToolContext, tool
+from tools.core.registry import ToolContext, ToolInput, tool
 from tools.core.settings import Settings
 from tools.md.analysis import density_g_cm3, fit_diffusion, msd, plot_msd, plot_rdf, plot_thermo, rdf
 from tools.md.protocols import DynamicsSettings, Recorder, run_dynamics
@@ -36,7 +36,7 @@ def potential_calculator(potential: str, settings: Settings) -> tuple[Calculator
     return get_potential(potential, settings), potential_lock(potential)
 
 
-class RunMDInput(BaseModel):
+class RunMDInput(ToolInput):
     structure: StructureRef = Field(description="The structure: {'id': memory id} or {'text': CIF/POSCAR/extxyz}.")
     potential: str | None = Field(
         default=None, max_length=1000,

@@ -47,9 +47,10 @@ from models.potentials.labels import ENERGY, FORCES, STRESS
 from tools.core.errors import ToolInputError
 from tools.core.executor import Executor, InProcessExecutor, get_executor
 from tools.core.executor_tasks import atoms_to_xyz, explore_md_task, xyz_to_atoms
+from tools.core.paths import NAME_PATTERN
 from tools.core.plotting import figure, save
 from tools.core.provenance import provenance
-from tools.core.registry import ProgressFn, ToolContext, tool
+from tools.core.registry import ProgressFn, ToolContext, ToolInput, tool
 from tools.potentials.calculators import check_supported
 from tools.structures.io import StructureRef, atoms_to_structure, resolve_structure, structure_to_atoms
 
@@ -477,10 +478,10 @@ def plot_history(history: list[dict[str, Any]], path: Path, title: str = "") -> 
     return save(fig, path)
 
 
-class ActiveLearningInput(BaseModel):
+class ActiveLearningInput(ToolInput):
     structures: list[StructureRef] = Field(min_length=1, max_length=10,
                                            description="Starting structure(s): MD explores from these.")
-    run_name: str = Field(default="al", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+    run_name: str = Field(default="al", pattern=NAME_PATTERN,
                           description="Name of the run directory under workspace/active_learning (resume key).")
     resume: bool = Field(default=True, description="Continue an existing run of this name instead of refusing.")
     reference: str = Field(default="chgnet", max_length=64,

@@ -23,6 +23,7 @@ from ase.optimize import BFGS, FIRE
 from pymatgen.core import Element, Structure
 
 from tools.core.errors import ToolInputError, ToolRuntimeError
+from tools.core.paths import SHIPPED_CHECKPOINTS, checkpoint_file
 from tools.core.settings import Settings
 from tools.structures.io import atoms_to_structure, structure_to_atoms
 
@@ -36,14 +37,46 @@ def potential_lock(name: str) -> threading.RLock:
         return _locks.setdefault(name, threading.RLock())
 
 
+def potential_names(workspace: Path) -> list[str]:
+    """Every potential a tool accepts by name: the universal and classical ones, the shipped checkpoints, and the
+    checkpoints trained in this workspace (workspace/potentials/<name>.pt)."""
+    from models.potentials.universal import CLASSICAL_NAMES, UNIVERSAL_NAMES
+
+    trained = sorted(p.stem for p in (workspace / "potentials").glob("*.pt"))
+    shipped = sorted(p.stem for p in SHIPPED_CHECKPOINTS.glob("*.pt") if p.stem != "diffusion")
+    return [*UNIVERSAL_NAMES, *CLASSICAL_NAMES, *shipped, *trained]
+
+
+def resolve_potential(name: str, workspace: Path) -> str:
+    """The one resolver of potential names for every tool: a universal or classical name (canonical spelling), or
+    the path of a checkpoint that is shipped or inside the workspace. ToolInputError listing the valid names
+    otherwise; a path outside the workspace is never opened."""
+    from models.potentials.universal import CLASSICAL_NAMES, canonical_name
+
+    text = str(name).strip()
+    if text.lower() in CLASSICAL_NAMES:
+        return text.lower()
+    with contextlib.suppress(ValueError):
+        return canonical_name(text)
+    try:
+        return str(checkpoint_file(text, workspace, "potential"))
+    except ToolInputError as exc:
+        raise ToolInputError(
+            f"{exc}. A potential is one of {', '.join(potential_names(workspace))}, or a .pt checkpoint inside the "
+            "workspace") from None
+
+
 def get_potential(name: str, settings: Settings) -> Calculator:
-    """The ASE calculator for a universal name or checkpoint path; ToolInputError naming valid choices."""
+    """The ASE calculator for a potential name or checkpoint (see resolve_potential)."""
     from models.potentials.universal import get_calculator
 
+    resolved = resolve_potential(name, settings.resolved_workspace())
+    if not Path(resolved).is_file():
+        return get_calculator(resolved, device=settings.device)
     try:
-        return get_calculator(name, device=settings.device)
-    except ValueError as exc:
-        raise ToolInputError(str(exc)) from exc
+        return get_calculator(resolved, device=settings.device)
+    except Exception as exc:  # noqa: BLE001 - a file that is not a matsearch checkpoint is the caller's input
+        raise ToolInputError(f"potential {name!r} is not a readable matsearch checkpoint ({exc})") from exc
 
 
 def check_supported(calc: Calculator, atoms: Atoms, name: str) -> None:

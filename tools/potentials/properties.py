@@ -18,7 +18,7 @@ from memory.store import (
 )
 from tools.core.common import StructureSummary
 from tools.core.errors import ToolInputError
-from tools.core.registry import ToolContext, tool
+from tools.core.registry import ToolContext, ToolInput, tool
 from tools.potentials.calculators import elemental_references, get_potential, relax, single_point
 from tools.potentials.hull import REFERENCE_STEPS, LocalHull, missing_binaries
 from tools.structures.io import StructureRef, resolve_structure
@@ -37,7 +37,7 @@ def potential_field(default: str | None = None) -> object:
     )
 
 
-class RelaxInput(BaseModel):
+class RelaxInput(ToolInput):
     structure: StructureRef = Field(description="The structure to relax: a memory id or CIF / POSCAR / extxyz text.")
     potential: str | None = potential_field()
     fmax: float = Field(default=0.05, gt=0.001, le=5.0, description="Force convergence threshold, eV/A.")
@@ -248,7 +248,7 @@ def relax_structure(inp: RelaxInput, ctx: ToolContext) -> RelaxOutput:
     )
 
 
-class PredictInput(BaseModel):
+class PredictInput(ToolInput):
     structures: list[StructureRef] = Field(min_length=1, max_length=MAX_BATCH, description="Structures to score: "
                                            "memory ids or CIF / POSCAR / extxyz texts.")
     potential: str | None = potential_field()

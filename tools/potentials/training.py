@@ -18,13 +18,12 @@ from pydantic import BaseModel, Field, model_validator
 
 from models.potentials.labels import ENERGY, FORCES, N_ATOMS, STRESS, energy_label, read_labels
 from tools.core.errors import ToolInputError, ToolRuntimeError
-from tools.core.paths import checkpoint_file, workspace_path
-from tools.core.registry import ProgressFn, ToolContext, tool
-from tools.potentials.calculators import check_supported, get_potential, potential_lock
+from tools.core.paths import NAME_PATTERN, checkpoint_file, workspace_path
+from tools.core.registry import ProgressFn, ToolContext, ToolInput, tool
+from tools.potentials.calculators import check_supported, get_potential, potential_lock, resolve_potential
 from tools.structures.io import StructureRef, resolve_structure, structure_to_atoms
 
 MAX_FRAMES = 100_000  # labelled frames one training run reads (a 2-core machine trains ~150 frames/s)
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class _TimeUp(Exception):
@@ -234,7 +233,7 @@ def predictions(calc: Calculator, frames: Sequence[Atoms], name: str, progress: 
 # ----------------------------------------------------------------------------------------------------------------
 # train_potential
 # ----------------------------------------------------------------------------------------------------------------
-class TrainPotentialInput(BaseModel):
+class TrainPotentialInput(ToolInput):
     data_path: str | None = Field(
         default=None,
         max_length=1000,
@@ -424,7 +423,7 @@ def _train_output(
 # ----------------------------------------------------------------------------------------------------------------
 # evaluate_potential
 # ----------------------------------------------------------------------------------------------------------------
-class EvaluatePotentialInput(BaseModel):
+class EvaluatePotentialInput(ToolInput):
     potential: str = Field(
         max_length=1000, description="'chgnet', 'sevennet-0', a checkpoint path or an artifact:// checkpoint URI."
     )
@@ -456,19 +455,12 @@ class EvaluatePotentialOutput(BaseModel):
     worst_index: int = Field(description="Index of the structure with the largest energy error")
 
 
-def _potential_name(potential: str, workspace: Path) -> str:
-    """Universal names pass through; artifact:// URIs become checkpoint paths inside the workspace."""
-    if potential.strip().startswith("artifact://"):
-        return str(workspace_path(potential, workspace, "potential"))
-    return potential
-
-
 @tool(cost="minutes", read_only=True, estimate=lambda inp: 0.3 * (len(inp.structures or []) * 2 or 200))
 def evaluate_potential(inp: EvaluatePotentialInput, ctx: ToolContext) -> EvaluatePotentialOutput:
     """Measure an interatomic potential's errors: energy MAE (meV/atom), force MAE (meV/A) and stress MAE
     (meV/A^3), either against the labels of an extxyz file in the workspace, or against a reference potential
     (default chgnet) on given structures. Use it to check a trained potential before trusting its scores."""
-    name = _potential_name(inp.potential, ctx.workspace)
+    name = resolve_potential(inp.potential, ctx.workspace)
     calc = get_potential(name, ctx.settings)
     if inp.data_path is not None:
         path = workspace_path(inp.data_path, ctx.workspace, "data_path")
@@ -480,7 +472,7 @@ def evaluate_potential(inp: EvaluatePotentialInput, ctx: ToolContext) -> Evaluat
             structure_to_atoms(resolve_structure(ref, ctx.store, ctx.settings.max_atoms))
             for ref in (inp.structures or [])[: inp.max_structures]
         ]
-        ref_name = _potential_name(inp.reference, ctx.workspace)
+        ref_name = resolve_potential(inp.reference, ctx.workspace)
         ref_calc = get_potential(ref_name, ctx.settings)
         reference = predictions(ref_calc, frames, ref_name, lambda d, t, m: ctx.progress(d, 2 * t, "reference"))
         against = inp.reference

@@ -15,8 +15,9 @@ from pydantic import BaseModel, Field, model_validator
 
 from models.potentials.labels import ENERGY, FEATURES
 from tools.core.errors import ToolInputError
-from tools.core.paths import checkpoint_file, workspace_path
-from tools.core.registry import ToolContext, tool
+from tools.core.paths import workspace_path
+from tools.core.registry import ToolContext, ToolInput, tool
+from tools.potentials.calculators import resolve_potential
 from tools.structures.io import StructureRef, resolve_structure, structure_to_atoms
 
 MAX_STRUCTURES = 2000
@@ -27,13 +28,12 @@ _MODELS_LOCK = threading.Lock()
 def checkpoint_path(potential: str, workspace: Path) -> Path:
     """A matsearch checkpoint inside the workspace or shipped with matsearch (universal models have no latent GMM);
     ToolInputError otherwise."""
-    from models.potentials.universal import UNIVERSAL_NAMES
-
-    if potential.strip().lower() in UNIVERSAL_NAMES or potential.strip().lower() in ("7net-0", "sevennet"):
+    resolved = Path(resolve_potential(potential, workspace))
+    if not resolved.is_file():
         raise ToolInputError(
-            f"{potential!r} is a universal potential; GMM uncertainty needs a matsearch checkpoint trained here "
-            "(use active_learning or a training tool to make one)")
-    return checkpoint_file(potential, workspace, "potential")
+            f"{potential!r} is a universal or classical potential; GMM uncertainty needs a matsearch checkpoint "
+            "(the shipped allegro_distilled, or one made here with active_learning or train_potential)")
+    return resolved
 
 
 def load_model(path: Path, device: str = "cpu") -> object:
@@ -64,7 +64,7 @@ def read_frames(path: Path, every: int = 1, limit: int = MAX_STRUCTURES) -> list
     return frames
 
 
-class FitUncertaintyInput(BaseModel):
+class FitUncertaintyInput(ToolInput):
     potential: str = Field(max_length=1000, description="A matsearch potential checkpoint: a workspace path or "
                            "artifact:// URI, a name trained here, or a shipped one ('allegro_distilled').")
     training_data: str = Field(max_length=1000, description="extxyz of the structures the potential was trained on "
@@ -132,7 +132,7 @@ def _workspace_copy(path: Path, ctx: ToolContext) -> Path:
     return copy
 
 
-class EstimateUncertaintyInput(BaseModel):
+class EstimateUncertaintyInput(ToolInput):
     structures: list[StructureRef] = Field(default_factory=list, max_length=200,
                                            description="Structures (memory ids or inline text).")
     trajectory: str | None = Field(default=None, max_length=1000,

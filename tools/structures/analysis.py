@@ -10,13 +10,13 @@ from pymatgen.core import Structure
 
 from memory.store import symmetry_of
 from tools.core.plotting import figure, save
-from tools.core.registry import ToolContext, tool
+from tools.core.registry import ToolContext, ToolInput, tool
 from tools.structures.io import StructureRef, resolve_structure
 
 MAX_COORDINATION_SITES = 24
 
 
-class AnalyzeStructureInput(BaseModel):
+class AnalyzeStructureInput(ToolInput):
     structure: StructureRef = Field(description="The structure: {'id': memory id} or {'text': CIF/POSCAR/extxyz}.")
     xrd: bool = Field(default=True, description="Compute a Cu K-alpha powder XRD pattern and plot it.")
     coordination: bool = Field(default=True, description="Coordination of each symmetry-distinct site (CrystalNN).")

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from ase import Atoms
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 from pymatgen.core import Element, Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from tools.core.errors import ToolInputError
+from tools.core.registry import ToolInput
 
 if TYPE_CHECKING:
     from memory.store import StructureStore
@@ -32,7 +33,7 @@ _SUFFIX_FORMATS: dict[str, StructureFormat] = {
 }
 
 
-class StructureRef(BaseModel):
+class StructureRef(ToolInput):
     """A structure given either by its memory id or inline as CIF, POSCAR or extxyz text."""
 
     id: str | None = Field(default=None, description="Id of a structure in matsearch memory, e.g. 's-1a2b3c4d5e6f'.")
@@ -119,13 +120,16 @@ def _element_of(species: object) -> object:
     return getattr(species, "element", None)
 
 
-def validate_structure(structure: Structure, max_atoms: int = 2000, allow_large: bool = False) -> Structure:
-    """Reject empty, huge, degenerate or overlapping cells with a message that names the problem."""
+def validate_structure(structure: Structure, max_atoms: int = 2000, allow_large: bool | None = None) -> Structure:
+    """Reject empty, huge, degenerate or overlapping cells with a message that names the problem. `allow_large` is
+    the caller's own argument when the tool has one (then the message offers it) and None when it has not."""
     n = len(structure)
     if n == 0:
         raise ToolInputError("the structure has no atoms")
     if n > max_atoms and not allow_large:
-        raise ToolInputError(f"the structure has {n} atoms, more than the limit of {max_atoms} (set allow_large)")
+        remedy = ("pass allow_large=true to accept it" if allow_large is not None else
+                  "this tool takes no larger cells; the server's limit is the max_atoms setting (MATSEARCH_MAX_ATOMS)")
+        raise ToolInputError(f"the structure has {n} atoms, more than the limit of {max_atoms}; {remedy}")
     check_elements(structure)
     matrix = structure.lattice.matrix
     if not np.all(np.isfinite(matrix)) or not np.all(np.isfinite(structure.frac_coords)):
@@ -152,7 +156,7 @@ def min_interatomic_distance(structure: Structure, cutoff: float = 3.0) -> float
 
 
 def parse_structure(
-    text: str, fmt: StructureFormat = "auto", max_atoms: int = 2000, allow_large: bool = False
+    text: str, fmt: StructureFormat = "auto", max_atoms: int = 2000, allow_large: bool | None = None
 ) -> Structure:
     """Text (CIF, POSCAR, extxyz) to a validated pymatgen Structure."""
     if not text or not text.strip():
@@ -164,7 +168,7 @@ def parse_structure(
 
 
 def resolve_structure(
-    ref: StructureRef, store: StructureStore | None = None, max_atoms: int = 2000, allow_large: bool = False
+    ref: StructureRef, store: StructureStore | None = None, max_atoms: int = 2000, allow_large: bool | None = None
 ) -> Structure:
     """A StructureRef to a validated Structure, looking ids up in memory."""
     if ref.text is not None:
