@@ -51,3 +51,20 @@ def structure_fingerprint(structure: Structure) -> list[float]:
     """Unit-length fingerprint of FINGERPRINT_DIM floats for cosine similarity search."""
     vec = np.concatenate([COMPOSITION_WEIGHT * composition_vector(structure), reduced_rdf(structure)])
     return (vec / np.linalg.norm(vec)).astype(np.float32).tolist()
+
+
+CONTENT_DECIMALS = 5  # lattice lengths (Å), angles (degrees) and fractional coordinates, as the content id rounds them
+
+
+def content_key(structure: Structure, decimals: int = CONTENT_DECIMALS) -> str:
+    """The structure's content as canonical text: lattice parameters, then every site's species and fractional
+    coordinates (wrapped into [0, 1)), rounded and sorted. The same structure gives the same text in any process
+    whatever its site order or periodic images, so a content id hashed from it makes concurrent writes of one
+    structure land on one record; a different geometry (a relaxed cell) differs at the 1e-5 level and stays apart."""
+    lattice = " ".join(f"{x:.{decimals}f}" for x in np.round(structure.lattice.parameters, decimals) + 0.0)
+    frac = np.round(np.mod(structure.frac_coords, 1.0), decimals) % 1.0 + 0.0  # 0.999999 -> 1.0 -> 0.0; no -0.0
+    sites = sorted(
+        f"{site.species_string} " + " ".join(f"{x:.{decimals}f}" for x in xyz)
+        for site, xyz in zip(structure, frac, strict=True)
+    )
+    return lattice + "\n" + "\n".join(sites)

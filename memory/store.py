@@ -9,6 +9,7 @@ import itertools
 import json
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import chromadb
+import httpx
 from chromadb.config import Settings as ChromaSettings
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition, Structure
@@ -24,12 +26,14 @@ from pymatgen.io.cif import CifWriter
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from memory.embedding import embed_texts
-from memory.fingerprint import structure_fingerprint
+from memory.fingerprint import content_key, structure_fingerprint
 
 TEXT_COLLECTION = "structures"
 FINGERPRINT_COLLECTION = "structure_fingerprints"
 DEDUP_CANDIDATES = 8
 HTTP_RETRIES = 6  # ~16 s of reconnect attempts against a restarting chromadb server
+TOKEN_AUTH_PROVIDER = "chromadb.auth.token_authn.TokenAuthClientProvider"
+AUTH_HEADERS = ("Authorization", "X-Chroma-Token")  # what chromadb's token client can send the token in
 T = TypeVar("T")
 
 # Labels of a stored relaxation (properties): `converged` says whether it met its force threshold in its steps, and
@@ -76,7 +80,7 @@ class StructureRecord:
 
     def summary(self) -> dict[str, Any]:
         """Metadata without the bulky CIF, with provenance and properties decoded."""
-        meta = {k: v for k, v in self.metadata.items() if k != "cif" and not k.startswith("el_")}
+        meta = {k: v for k, v in self.metadata.items() if k not in ("cif", "write_id") and not k.startswith("el_")}
         meta.pop("provenance_json", None)
         meta.pop("properties_json", None)
         return {"id": self.id, **meta, "provenance": self.provenance, "properties": self.properties}
@@ -90,8 +94,18 @@ class StoreResult:
     deduplicated: bool
 
 
-def content_id(cif: str) -> str:
-    """Content-addressed id, so storing the same structure twice (or retrying a write) never duplicates it."""
+class StoreAuthError(PermissionError):
+    """The chromadb server refused this client's credentials (HTTP 401/403): not retried, said plainly."""
+
+
+def content_id(structure: Structure) -> str:
+    """Content-addressed id (a hash of the structure's canonical content, `content_key`): storing the same
+    structure twice, from any process, in any site order, or retrying a write lands on one record."""
+    return "s-" + hashlib.sha256(content_key(structure).encode()).hexdigest()[:16]
+
+
+def legacy_content_id(cif: str) -> str:
+    """The id records got before `content_id` (a hash of their CIF text): a re-store still finds them by it."""
     return "s-" + hashlib.sha256(cif.encode()).hexdigest()[:16]
 
 
@@ -205,6 +219,7 @@ class _Pending:
     dedup: bool
     cif: str
     id: str
+    legacy_id: str
     formula: str
     fingerprint: list[float]
     meta: dict[str, Any] = field(default_factory=dict)
@@ -236,16 +251,33 @@ class _Pending:
             tags = list(dict.fromkeys([t for t in tags if t != RELAXED] + relaxation_tags(False)))
         cif = str(CifWriter(structure))
         return cls(structure, dict(provenance or {}), energy, properties, tags, description, dedup, cif,
-                   content_id(cif), structure.composition.reduced_formula, structure_fingerprint(structure))
+                   content_id(structure), legacy_content_id(cif), structure.composition.reduced_formula,
+                   structure_fingerprint(structure))
 
 
 class StructureStore:
-    """chromadb-backed structure memory; on disk under `path`, or on a chromadb server at `url`."""
+    """chromadb-backed structure memory; on disk under `path`, or on a chromadb server at `url` (with a token
+    when the server wants one: sent as `Authorization: Bearer <token>` or in `X-Chroma-Token`, per `auth_header`).
 
-    def __init__(self, path: Path | str | None = None, url: str | None = None) -> None:
+    Several processes may share one server: a record's id is its content's (`content_id`), new records are
+    written insert-if-absent, and a process that loses the race to write one merges its store into the winner's
+    record (tags, description, properties), so they end with one record. Two stores merging different additions
+    into one record at the same instant can still lose one of them (chromadb has no compare-and-set). An on-disk
+    store is for one process: chromadb's persistent client does not coordinate several."""
+
+    def __init__(
+        self,
+        path: Path | str | None = None,
+        url: str | None = None,
+        auth_token: str | None = None,
+        auth_header: str = "Authorization",
+    ) -> None:
         if not url and path is None:
             raise ValueError("StructureStore needs a path or a url")
+        if auth_header not in AUTH_HEADERS:
+            raise ValueError(f"auth_header must be one of {', '.join(AUTH_HEADERS)}, not {auth_header!r}")
         self.url, self.path = url, path
+        self._auth_token, self._auth_header = auth_token or None, auth_header
         self.location = url or str(path)
         self._lock = threading.RLock()
         self._hull_backfilled = False
@@ -258,13 +290,19 @@ class StructureStore:
         """Open the client and both collections (again, after a chromadb server restart)."""
         settings = ChromaSettings(anonymized_telemetry=False)
         if self.url:
-            parsed = urlparse(self.url)
-            self.client = chromadb.HttpClient(
-                host=parsed.hostname or "127.0.0.1",
-                port=parsed.port or (443 if parsed.scheme == "https" else 8000),
-                ssl=parsed.scheme == "https",
-                settings=settings,
-            )
+            if self._auth_token:
+                settings = ChromaSettings(
+                    anonymized_telemetry=False,
+                    chroma_client_auth_provider=TOKEN_AUTH_PROVIDER,
+                    chroma_client_auth_credentials=self._auth_token,
+                    chroma_auth_token_transport_header=self._auth_header,
+                )
+            host, port, ssl = self._server_address()
+            try:
+                self.client = chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=settings)
+            except Exception as exc:
+                self._raise_if_refused(exc)
+                raise
         else:
             Path(self.path).mkdir(parents=True, exist_ok=True)
             self.client = chromadb.PersistentClient(path=str(self.path), settings=settings)
@@ -276,17 +314,47 @@ class StructureStore:
             FINGERPRINT_COLLECTION, embedding_function=None, metadata={"hnsw:space": "cosine"}
         )
 
+    def _server_address(self) -> tuple[str, int, bool]:
+        """Host, port and TLS of the chromadb server at `url` (port 8000, chromadb's, when the URL has none)."""
+        parsed = urlparse(str(self.url))
+        ssl = parsed.scheme == "https"
+        return parsed.hostname or "127.0.0.1", parsed.port or (443 if ssl else 8000), ssl
+
+    def _raise_if_refused(self, exc: BaseException) -> None:
+        """StoreAuthError (from exc) when the server answers this client's credentials with 401 or 403. chromadb
+        reports a refused token as "could not connect to tenant", so one authenticated request asks plainly."""
+        if not self.url:
+            return
+        headers = {}
+        if self._auth_token:
+            value = f"Bearer {self._auth_token}" if self._auth_header == "Authorization" else self._auth_token
+            headers[self._auth_header] = value
+        host, port, ssl = self._server_address()
+        try:
+            identity = f"{'https' if ssl else 'http'}://{host}:{port}/api/v2/auth/identity"
+            status = httpx.get(identity, headers=headers, timeout=5).status_code
+        except Exception:
+            return  # unreachable: not an auth problem, the caller's error stands
+        if status in (401, 403):
+            how = (f"the token sent in {self._auth_header}" if self._auth_token else "no token (none is configured)")
+            raise StoreAuthError(
+                f"the chromadb server at {self.url} refused {how} with HTTP {status}: set MATSEARCH_CHROMA_TOKEN to a "
+                "token it accepts (and MATSEARCH_CHROMA_AUTH_HEADER=X-Chroma-Token if it reads that header)"
+            ) from exc
+
     def _retrying(self, operation: Callable[[], T]) -> T:
-        """Run an operation; against a chromadb server, reconnect and retry on failure (writes are idempotent)."""
+        """Run an operation; against a chromadb server, reconnect and retry on failure (writes are idempotent).
+        Refused credentials are not retried: StoreAuthError says so at once."""
         if not self.url:
             return operation()
         delay = 0.5
         for attempt in range(HTTP_RETRIES):
             try:
                 return operation()
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, StoreAuthError):
                 raise  # caller errors, not connection trouble
-            except Exception:
+            except Exception as exc:
+                self._raise_if_refused(exc)
                 if attempt == HTTP_RETRIES - 1:
                     raise
                 time.sleep(delay)
@@ -297,6 +365,19 @@ class StructureStore:
 
     def count(self) -> int:
         return self._retrying(lambda: self.texts.count())
+
+    def list_page(self, offset: int = 0, limit: int = 100) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of the stored structures, in storage order (stable: records are never deleted and a new one
+        comes after the others), as light summaries (id, formula, reduced_formula, space group, n_sites,
+        energy_per_atom when known, tags); and the offset of the next page, None after the last."""
+        if offset < 0 or limit < 1:
+            raise ValueError("offset must be >= 0 and limit >= 1")
+        got = self._retrying(lambda: self.texts.get(limit=limit + 1, offset=offset, include=["metadatas"]))
+        keys = ("formula", "reduced_formula", "spacegroup_symbol", "spacegroup_number", "n_sites", "energy_per_atom",
+                "tags")
+        rows = [{"id": i, **{k: m[k] for k in keys if m.get(k) is not None}}
+                for i, m in zip(got["ids"][:limit], got["metadatas"][:limit], strict=True)]
+        return rows, offset + limit if len(got["ids"]) > limit else None
 
     def add(self, structure: Structure, **kwargs: Any) -> StoreResult:
         """Store a structure (or return the id of an equivalent stored one) with its provenance; see _add."""
@@ -319,15 +400,16 @@ class StructureStore:
           'relaxed' becomes 'unconverged', whatever the caller passed."""
         item = _Pending.of(structure, **kwargs)
         with self._lock:
-            if self.texts.get(ids=[item.id], include=[])["ids"]:
-                self._merge(item.id, item.provenance, item.properties, item.energy, item.tags, item.description)
-                return StoreResult(item.id, True)
+            stored = self._stored_ids([item]).get(item.id)
+            if stored is not None:
+                self._merge(stored, item.provenance, item.properties, item.energy, item.tags, item.description)
+                return StoreResult(stored, True)
             match = self._find_equivalent(structure, item.formula, item.fingerprint) if item.dedup else None
             if match is not None and not item.carries_numbers:
                 self._merge(match, item.stamp, {}, None, item.tags, item.description)
                 return StoreResult(match, True)
-            self._write([self._prepared(item, match)])
-        return StoreResult(item.id, False)
+            lost = self._write([self._prepared(item, match)])
+        return StoreResult(item.id, item.id in lost)
 
     def add_many(self, items: list[dict[str, Any]], dedup: bool = True, batch_size: int = 256) -> list[StoreResult]:
         """Store many structures at once, with the rules of `add` (each item is add's keyword arguments plus
@@ -341,23 +423,27 @@ class StructureStore:
 
     def _add_batch(self, chunk: list[_Pending]) -> list[StoreResult]:
         with self._lock:
-            stored = set(self.texts.get(ids=list({p.id for p in chunk}), include=[])["ids"])
+            stored = self._stored_ids(chunk)  # content id -> id of the stored same-content record
             pending: dict[str, _Pending] = {}  # new records of this batch, written at its end
             results: list[StoreResult] = []
+            position: dict[str, int] = {}  # where each pending record's result is
+
+            def flush() -> None:
+                for lost in self._write(list(pending.values())):  # another process wrote it first
+                    results[position[lost]] = StoreResult(lost, True)
+                stored.update({i: i for i in pending})
+                pending.clear()
+
             for item in chunk:
-                match = None
-                if item.id in stored or item.id in pending:
-                    match = item.id
-                elif item.dedup:
+                match = stored.get(item.id) or (item.id if item.id in pending else None)
+                same_content = match is not None
+                if match is None and item.dedup:
                     match = self._pending_equivalent(item, pending) or self._find_equivalent(
                         item.structure, item.formula, item.fingerprint
                     )
-                same_content = match == item.id
                 if match is not None and (same_content or not item.carries_numbers):
                     if match in pending:  # merging needs it stored: write the batch so far
-                        self._write(list(pending.values()))
-                        stored.update(pending)
-                        pending.clear()
+                        flush()
                     if same_content:
                         self._merge(match, item.provenance, item.properties, item.energy, item.tags, item.description)
                     else:
@@ -365,9 +451,17 @@ class StructureStore:
                     results.append(StoreResult(match, True))
                     continue
                 pending[item.id] = self._prepared(item, match)
+                position[item.id] = len(results)
                 results.append(StoreResult(item.id, False))
-            self._write(list(pending.values()))
+            flush()
         return results
+
+    def _stored_ids(self, items: list[_Pending]) -> dict[str, str]:
+        """For each item whose content is stored: its content id -> the stored record's id (its content id, or the
+        legacy id of a record stored before content ids). One lookup."""
+        wanted = list(dict.fromkeys(i for p in items for i in (p.id, p.legacy_id)))
+        found = set(self.texts.get(ids=wanted, include=[])["ids"])
+        return {p.id: p.id if p.id in found else p.legacy_id for p in items if {p.id, p.legacy_id} & found}
 
     def _pending_equivalent(self, item: _Pending, pending: dict[str, _Pending]) -> str | None:
         """Id of a not-yet-written record of this batch equivalent to the item (nearest fingerprints first)."""
@@ -391,19 +485,31 @@ class StructureStore:
         item.meta = meta
         return item
 
-    def _write(self, items: list[_Pending]) -> None:
-        """Embed and write new records in one call per collection."""
+    def _write(self, items: list[_Pending]) -> set[str]:
+        """Embed and write new records, one call per collection: the fingerprint first (an upsert: the same content
+        has the same fingerprint), then the record insert-if-absent (chromadb's `add` leaves an existing id as it
+        is). Another process may have written one of these ids since this one looked: its record stays, and this
+        store is merged into it as a repeated store would be. Returns the ids that were so merged."""
         if not items:
-            return
+            return set()
+        write_id = uuid.uuid4().hex  # tells this write's records from a concurrent writer's
+        for p in items:
+            p.meta["write_id"] = write_id
         ids, documents = [p.id for p in items], [p.document for p in items]
-        self.texts.upsert(
-            ids=ids, documents=documents, embeddings=embed_texts(documents), metadatas=[_clean(p.meta) for p in items]
-        )
         self.fingerprints.upsert(
             ids=ids,
             embeddings=[p.fingerprint for p in items],
             metadatas=[{"reduced_formula": p.meta["reduced_formula"], "n_sites": p.meta["n_sites"]} for p in items],
         )
+        self.texts.add(
+            ids=ids, documents=documents, embeddings=embed_texts(documents), metadatas=[_clean(p.meta) for p in items]
+        )
+        got = self.texts.get(ids=ids, include=["metadatas"])
+        lost = {i for i, m in zip(got["ids"], got["metadatas"], strict=True) if m.get("write_id") != write_id}
+        for p in items:
+            if p.id in lost:
+                self._merge(p.id, p.provenance, p.properties, p.energy, p.tags, p.description)
+        return lost
 
     def _metadata(
         self,

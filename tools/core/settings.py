@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +20,14 @@ class Settings(BaseSettings):
         description="Directory for the memory store, job journal and artifacts.",
     )
     chroma_url: str | None = Field(default=None, description="chromadb HTTP server URL; on-disk store when unset.")
+    chroma_token: SecretStr | None = Field(
+        default=None,
+        description="Token for a chromadb server with token auth (MATSEARCH_CHROMA_TOKEN); never logged or shown.",
+    )
+    chroma_auth_header: Literal["Authorization", "X-Chroma-Token"] = Field(
+        default="Authorization",
+        description="Where the chromadb token goes: 'Authorization' (as 'Bearer <token>') or 'X-Chroma-Token'.",
+    )
     llm_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("MATSEARCH_LLM_BASE_URL", "OPENAI_BASE_URL")
     )
