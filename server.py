@@ -4,18 +4,23 @@
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
+from mcp.shared.exceptions import MCPError
+from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, ListResourcesResult, PaginatedRequestParams, Resource
 
 from prompts import mcp_prompts, render_prompt
 from tools.adapters.mcp import ARTIFACT_MIME, is_text_mime, register_all
-from tools.core.errors import ToolInputError
+from tools.core.errors import ToolError, ToolInputError
 from tools.core.paths import ARTIFACT_SCHEME, workspace_path
 from tools.core.registry import load_tools, open_store
 from tools.core.settings import Settings, get_settings
@@ -35,13 +40,18 @@ def artifact_file(settings: Settings, relative: str) -> Path:
         raise ResourceError(str(exc)) from exc
 
 
-def build_server(settings: Settings | None = None) -> MCPServer:
-    """The MCPServer with every tool, resource template and prompt registered."""
+RESOURCE_PAGE_SIZE = 100  # stored structures per resources/list page
+CIF_MIME = "chemical/x-cif"
+
+
+def build_server(settings: Settings | None = None, resource_page_size: int = RESOURCE_PAGE_SIZE) -> MCPServer:
+    """The MCPServer with every tool, resource template and prompt registered; resources/list lists the stored
+    structures, `resource_page_size` per page."""
     settings = settings or get_settings()
     server = MCPServer("matsearch", instructions=INSTRUCTIONS, version="0.1.0", log_level="WARNING")
     register_all(server, load_tools(), lambda: settings)
 
-    @server.resource("structure://{id}", name="structure", mime_type="chemical/x-cif", description="A stored CIF")
+    @server.resource("structure://{id}", name="structure", mime_type=CIF_MIME, description="A stored CIF")
     def structure_resource(id: str) -> str:  # noqa: A002 - the URI variable is called id
         record = open_store(settings).get(id)
         if record is None:
@@ -60,7 +70,61 @@ def build_server(settings: Settings | None = None) -> MCPServer:
 
     for name, (description, args, template) in mcp_prompts().items():
         server.add_prompt(_prompt(name, description, args, template))
+    _list_stored_structures(server, settings, resource_page_size)
     return server
+
+
+def structure_listing(row: dict[str, object]) -> Resource:
+    """A stored structure (a `StructureStore.list_page` row) as a listed resource: structure://{id}, named by its
+    formula and space group, described with its size and energy when known."""
+    name = f"{row.get('reduced_formula', '?')} {row.get('spacegroup_symbol', '')}".strip()
+    parts = [f"{row.get('formula', name)}, space group {row.get('spacegroup_symbol', '?')}"
+             + (f" (No. {row['spacegroup_number']})" if "spacegroup_number" in row else "")]
+    if "n_sites" in row:
+        parts.append(f"{row['n_sites']} atoms per cell")
+    energy = row.get("energy_per_atom")
+    if isinstance(energy, int | float):
+        parts.append(f"energy {float(energy):.4f} eV/atom")
+    if row.get("tags"):
+        parts.append(f"tags {row['tags']}")
+    return Resource(uri=f"structure://{row['id']}", name=name, mime_type=CIF_MIME,
+                    description="Stored structure: " + "; ".join(parts))
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
+
+
+def _offset(cursor: str) -> int:
+    """The offset an opaque cursor from `_cursor` carries; INVALID_PARAMS for anything else (the spec's answer)."""
+    try:
+        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        if kind == "offset" and value.isdigit():
+            return int(value)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise MCPError(code=INVALID_PARAMS, message=f"invalid resources/list cursor {cursor[:40]!r}: list from the start")
+
+
+def _list_stored_structures(server: MCPServer, settings: Settings, page_size: int) -> None:
+    """resources/list answers the server's fixed resources, then every stored structure (structure://{id}), paged
+    with an opaque cursor. MCPServer lists only resources registered on it, unpaged (its handler ignores the
+    cursor), so the low-level server's handler for the method is replaced through `add_request_handler`, the SDK's
+    way to serve a method with its own pagination."""
+
+    async def list_resources(ctx: object, params: PaginatedRequestParams) -> ListResourcesResult:
+        offset = _offset(params.cursor) if params.cursor else 0
+        fixed = await server.list_resources() if offset == 0 else []
+        try:
+            rows, next_offset = await anyio.to_thread.run_sync(
+                lambda: open_store(settings).list_page(offset, page_size))
+        except (ToolError, OSError) as exc:  # store unavailable, credentials refused
+            raise MCPError(code=INTERNAL_ERROR, message=f"stored structures cannot be listed: {exc}") from exc
+        return ListResourcesResult(resources=[*fixed, *map(structure_listing, rows)],
+                                   next_cursor=None if next_offset is None else _cursor(next_offset))
+
+    server._lowlevel_server.add_request_handler(  # noqa: SLF001 - the SDK exposes no other hook for this method
+        "resources/list", PaginatedRequestParams, list_resources)
 
 
 def _artifact_reader(settings: Settings, suffix: str, text: bool) -> Callable[[str], str | bytes]:
