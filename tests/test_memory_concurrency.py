@@ -195,8 +195,9 @@ def test_a_token_gated_chroma_server_takes_the_token_from_settings(chroma_server
         monkeypatch.setenv("MATSEARCH_CHROMA_AUTH_HEADER", header)
         settings = Settings(chroma_url=url)
         assert isinstance(settings.chroma_token, SecretStr) and "s3cret" not in repr(settings)
-        store = StructureStore(url=settings.chroma_url, auth_token=settings.chroma_token.get_secret_value(),
-                               auth_header=settings.chroma_auth_header)
+        from tools.core.registry import open_store
+
+        store = open_store(settings)  # the way every tool opens it: the token travels from the settings
         sid = store.add(rocksalt(), provenance={"tool": "auth-test"}).id
         assert store.get(sid).metadata["reduced_formula"] == "MgO"
         assert [r["id"] for r in store.list_page()[0]] == [sid]

@@ -76,7 +76,12 @@ def open_store(settings: Settings) -> Any:
     with _stores_lock:
         if key not in _stores:
             try:
-                _stores[key] = StructureStore(url=settings.chroma_url) if settings.chroma_url else StructureStore(key)
+                if settings.chroma_url:
+                    token = settings.chroma_token.get_secret_value() if settings.chroma_token else None
+                    _stores[key] = StructureStore(url=settings.chroma_url, auth_token=token,
+                                                  auth_header=settings.chroma_auth_header)
+                else:
+                    _stores[key] = StructureStore(key)
             except Exception as exc:  # an unreachable chromadb server is a runtime problem, not a crash
                 raise ToolRuntimeError(f"memory store at {key} is unavailable: {exc}") from exc
         return _stores[key]
