@@ -233,6 +233,7 @@ def test_http_refuses_foreign_origins_and_requires_tokens(workspace):
 ANNOTATIONS = {
     "active_learning": (False, False, False, True, "trains a potential, stores frames, explores on Dask"),
     "analyze_structure": (False, False, False, True, "reads a stored structure, writes a new XRD plot"),
+    "distill_potential": (False, False, False, True, "trains a potential from stored seeds, explores on Dask"),
     "estimate_cost": (True, False, True, False, "asks a tool's estimate"),
     "estimate_uncertainty": (False, False, False, True, "reads stored structures, writes an extxyz"),
     "evaluate_potential": (True, False, False, True, "reads stored structures, runs potentials"),

@@ -208,7 +208,8 @@ def test_run_md_tool_with_our_potential_conserves_energy(workspace, tmp_path) ->
     from models.potentials.equivariant import PotentialConfig
     from models.potentials.training import TrainConfig, train_potential
 
-    ckpt = tmp_path / "cu.pt"
+    ckpt = workspace / "potentials" / "cu.pt"  # a potential is a name or a file inside the workspace
+    ckpt.parent.mkdir(parents=True)
     cfg = PotentialConfig(kind="allegro", species=["Cu"], cutoff=4.0, l_max=1, num_layers=2, num_features=8,
                           num_basis=6, latent_dim=16, radial_mlp_width=16)
     train_potential(_emt_frames(10, 0), _emt_frames(3, 1), cfg, TrainConfig(epochs=6, lr=1e-2, ema_decay=0.9), ckpt)

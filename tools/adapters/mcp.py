@@ -143,6 +143,7 @@ REACHES: dict[str, frozenset[str]] = {
     for name, reach in {
         "active_learning": {DASK, STORE},
         "analyze_structure": {STORE},
+        "distill_potential": {DASK, STORE},
         "estimate_cost": set(),
         "estimate_uncertainty": {STORE},
         "evaluate_potential": {STORE},

@@ -22,6 +22,7 @@ from tools.core.settings import Settings
 from tools.md.analysis import density_g_cm3, fit_diffusion, msd, plot_msd, plot_rdf, plot_thermo, rdf
 from tools.md.protocols import DynamicsSettings, Recorder, run_dynamics
 from tools.potentials.calculators import check_supported
+from tools.potentials.uncertainty import guard_checkpoint, outside_domain
 from tools.structures.io import StructureRef, atoms_to_structure, resolve_structure, structure_to_atoms
 
 MAX_STEPS = 100_000
@@ -65,6 +66,9 @@ class RunMDInput(ToolInput):
         "Largest distance of the RDF in Angstrom; capped at half the shortest perpendicular cell width."))
     store_final: bool = Field(default=False, description="Store the final frame in memory (with provenance).")
     allow_large: bool = Field(default=False, description="Accept cells above the atom limit.")
+    uncertainty_guard: bool = Field(default=False, description=(
+        "For a matsearch potential with fitted uncertainty (from distill_potential or active_learning): report "
+        "the fraction of recorded frames that left the model's calibrated domain."))
 
 
 class RunMDOutput(BaseModel):
@@ -101,6 +105,11 @@ class RunMDOutput(BaseModel):
     rdf_plot_uri: str
     msd_plot_uri: str
     final_structure: StructureSummary | None = None
+    frames_outside_domain_fraction: float | None = Field(default=None, description=(
+        "With uncertainty_guard: share of the recorded frames with an atom beyond the potential's calibrated "
+        "uncertainty range (its forces there are extrapolated)."))
+    max_uncertainty_eV_A: float | None = Field(default=None, description=(
+        "With uncertainty_guard: the largest per-atom force-error estimate over the recorded frames."))
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -145,6 +154,7 @@ def run_md(inp: RunMDInput, ctx: ToolContext) -> RunMDOutput:
     structure = resolve_structure(inp.structure, ctx.store if inp.structure.id else None, ctx.settings.max_atoms,
                                   inp.allow_large)
     atoms = structure_to_atoms(structure)
+    guard = guard_checkpoint(potential, ctx.workspace) if inp.uncertainty_guard else None  # refused before the run
     ctx.progress(0, inp.steps, f"loading potential {potential}")
     calc, lock = potential_calculator(potential, ctx.settings)
     check_supported(calc, atoms, potential)
@@ -158,7 +168,16 @@ def run_md(inp: RunMDInput, ctx: ToolContext) -> RunMDOutput:
         result = run_dynamics(atoms, calc, settings, inp.steps, inp.log_every, recorder, ctx.progress,
                               initial_temperature_K=inp.initial_temperature_K)
     ctx.progress(inp.steps, inp.steps, "analysing the trajectory")
-    return _report(inp, ctx, potential, structure, atoms, result.frames, result.rows, result.wall_time_s, out_dir)
+    output = _report(inp, ctx, potential, structure, atoms, result.frames, result.rows, result.wall_time_s, out_dir)
+    if guard is not None:
+        fraction, worst = outside_domain(guard, result.frames)
+        output.frames_outside_domain_fraction, output.max_uncertainty_eV_A = round(fraction, 4), round(worst, 4)
+        if fraction > 0:
+            output.warnings.append(
+                f"{100 * fraction:.0f} % of the frames left {potential}'s calibrated domain (forces there are "
+                "extrapolated): extend its training to these conditions, e.g. distill_potential with them")
+        (out_dir / "summary.json").write_text(json.dumps(output.model_dump(mode="json"), indent=2))
+    return output
 
 
 def _report(inp: RunMDInput, ctx: ToolContext, potential: str, structure: object, atoms: Atoms,

@@ -32,6 +32,7 @@ import contextlib
 import copy
 import json
 import math
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,7 +52,8 @@ from tools.core.paths import NAME_PATTERN
 from tools.core.plotting import figure, save
 from tools.core.provenance import provenance
 from tools.core.registry import ProgressFn, ToolContext, ToolInput, tool
-from tools.potentials.calculators import check_supported
+from tools.core.settings import Settings, get_settings
+from tools.potentials.calculators import check_supported, get_potential
 from tools.structures.io import StructureRef, atoms_to_structure, resolve_structure, structure_to_atoms
 
 ReferenceFactory = Callable[[], Calculator]
@@ -73,19 +75,18 @@ def _emt() -> Calculator:
 register_reference("emt", _emt)
 
 
-def reference_calculator(name: str, device: str = "cpu") -> Calculator:
-    """A labeller by name: registered factories first, then universal potentials (chgnet, sevennet-0)."""
+def reference_calculator(name: str, settings: Settings | None = None) -> Calculator:
+    """A labeller by name: registered factories (DFT codes, EMT) first, then any potential the project accepts by
+    name or workspace path (the one resolver, tools.potentials.calculators.resolve_potential)."""
     key = name.strip().lower()
     if key in REFERENCES:
         return REFERENCES[key]()
-    from models.potentials.universal import load_universal
-
     try:
-        return load_universal(key, device=device)
-    except ValueError as exc:
+        return get_potential(name, settings or get_settings())
+    except ToolInputError as exc:
         raise ToolInputError(
-            f"unknown reference {name!r}: use {', '.join(sorted(REFERENCES))}, chgnet, sevennet-0, or register a "
-            "DFT calculator with tools.potentials.active_learning.register_reference") from exc
+            f"unknown reference {name!r} ({exc}); registered labellers: {', '.join(sorted(REFERENCES))}; a DFT code "
+            "is registered with tools.potentials.active_learning.register_reference") from None
 
 
 def label(atoms: Atoms, calc: Calculator) -> Atoms:
@@ -132,6 +133,7 @@ class ALConfig:
     batch_size: int = 4
     lr: float = 1e-2
     seed: int = 0
+    max_minutes: float | None = None  # wall-time budget over all sessions of the run (None: no limit)
 
 
 def model_config(cfg: ALConfig, species: list[str]) -> Any:
@@ -229,18 +231,33 @@ def _min_distance(atoms: Atoms) -> float:
     return min_interatomic_distance(atoms_to_structure(atoms))
 
 
-def _write(path: Path, frames: list[Atoms]) -> None:
+def save_frames(path: Path, frames: list[Atoms]) -> None:
+    """Write labelled frames as extxyz (energies, forces, stresses kept)."""
     from ase.io import write
 
     write(path, frames, format="extxyz")
 
 
-def _read(path: Path) -> list[Atoms]:
+def load_frames(path: Path) -> list[Atoms]:
+    """The labelled frames of an extxyz file; none when it does not exist yet."""
     from ase.io import read
 
     if not path.is_file() or path.stat().st_size == 0:
         return []
     return list(read(path, index=":"))
+
+
+def checkpoint_errors(checkpoint: Path, frames: list[Atoms]) -> tuple[float, float]:
+    """(force MAE in meV/A, energy MAE in meV/atom) of a checkpoint on labelled frames."""
+    from models.potentials.equivariant import EquivariantPotential, predict
+    from models.potentials.uncertainty import reference_forces
+
+    model = EquivariantPotential.load(checkpoint)
+    preds = predict(model, frames, compute_stress=False)
+    f_err = np.concatenate([np.abs(np.asarray(p[FORCES]) - reference_forces(a)).ravel()
+                            for p, a in zip(preds, frames, strict=True)])
+    e_err = [abs(float(p[ENERGY]) - a.get_potential_energy()) / len(a) for p, a in zip(preds, frames, strict=True)]
+    return 1000.0 * float(f_err.mean()), 1000.0 * float(np.mean(e_err))
 
 
 class ActiveLearner:
@@ -256,6 +273,7 @@ class ActiveLearner:
         self.progress = progress or (lambda d, t, m: None)
         self.on_label = on_label
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._session_start = time.monotonic()
         species = sorted({s for a in starts for s in a.get_chemical_symbols()} | set(cfg.species))
         self.species = species
         self.state: dict[str, Any] = {"config": asdict(cfg), "species": species, "iteration": 0, "history": [],
@@ -263,7 +281,8 @@ class ActiveLearner:
         if self.state_path.is_file():
             saved = json.loads(self.state_path.read_text())
             self.state.update({k: saved[k] for k in ("iteration", "history", "labelled_ids", "n_labels",
-                                                      "stop_reason", "species", "md_failures") if k in saved})
+                                                      "stop_reason", "species", "md_failures", "seconds")
+                               if k in saved})
             self.species = self.state["species"]
 
     state_path = property(lambda self: self.dir / "state.json")
@@ -271,8 +290,14 @@ class ActiveLearner:
     val_path = property(lambda self: self.dir / "val.extxyz")
     checkpoint = property(lambda self: self.dir / "model.pt")
 
+    def seconds_spent(self) -> float:
+        """Wall time this run has used, over every session that worked on it."""
+        return float(self.state.get("seconds", 0.0)) + time.monotonic() - self._session_start
+
     def save_state(self) -> None:
         """Write state.json atomically (a crash mid-iteration repeats that iteration on resume)."""
+        self.state["seconds"] = self.seconds_spent()
+        self._session_start = time.monotonic()
         tmp = self.state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.state, indent=2, default=float))
         tmp.replace(self.state_path)
@@ -318,8 +343,8 @@ class ActiveLearner:
         self.progress(0, None, f"labelling {len(train)} initial and {len(val)} validation frames")
         train = self._label_many(train, "initial", 0, [{} for _ in train])
         val = self._label_many(val, "validation", 0, [{} for _ in val])
-        _write(self.train_path, train)
-        _write(self.val_path, val)
+        save_frames(self.train_path, train)
+        save_frames(self.val_path, val)
 
     def _train(self, epochs: int, warm: bool) -> dict[str, Any]:
         """(Re)train on the current training set; fine-tunes from the last checkpoint when `warm`."""
@@ -327,7 +352,7 @@ class ActiveLearner:
 
         from models.potentials.training import train_potential
 
-        train, val = _read(self.train_path), _read(self.val_path)
+        train, val = load_frames(self.train_path), load_frames(self.val_path)
         torch.manual_seed(self.cfg.seed + 7919 * int(self.state["iteration"]))  # same initial weights every run
         resume = False
         if warm and self.checkpoint.is_file():
@@ -341,23 +366,14 @@ class ActiveLearner:
         from models.potentials.uncertainty import fit_gmm_uncertainty
 
         model = EquivariantPotential.load(self.checkpoint)
-        unc = fit_gmm_uncertainty(model, _read(self.train_path), _read(self.val_path), seed=self.cfg.seed)
+        unc = fit_gmm_uncertainty(model, load_frames(self.train_path), load_frames(self.val_path), seed=self.cfg.seed)
         unc.attach_to_checkpoint(self.checkpoint)
         return unc.metadata.get("calibration", {})
 
     def _evaluate(self) -> dict[str, float]:
         """Validation energy/force MAE of the current checkpoint."""
-        from models.potentials.equivariant import EquivariantPotential, predict
-        from models.potentials.uncertainty import reference_forces
-
-        model = EquivariantPotential.load(self.checkpoint)
-        val = _read(self.val_path)
-        preds = predict(model, val, compute_stress=False)
-        f_err = np.concatenate([np.abs(np.asarray(p[FORCES]) - reference_forces(a)).ravel()
-                                for p, a in zip(preds, val, strict=True)])
-        e_err = [abs(float(p[ENERGY]) - a.get_potential_energy()) / len(a) for p, a in zip(preds, val, strict=True)]
-        return {"val_force_mae_meV_A": 1000.0 * float(f_err.mean()),
-                "val_energy_mae_meV_atom": 1000.0 * float(np.mean(e_err))}
+        force, energy = checkpoint_errors(self.checkpoint, load_frames(self.val_path))
+        return {"val_force_mae_meV_A": force, "val_energy_mae_meV_atom": energy}
 
     def _explore(self, iteration: int) -> tuple[list[Atoms], np.ndarray, np.ndarray, list[float]]:
         """MD with the current model at each temperature (one executor task each: in-process or on Dask workers);
@@ -411,16 +427,20 @@ class ActiveLearner:
             self._train(cfg.epochs_initial, warm=False)
             calib = self._fit_uncertainty()
             metrics = self._evaluate()
-            self.state["history"].append({"iteration": 0, "n_train": len(_read(self.train_path)), "n_new": 0,
+            self.state["history"].append({"iteration": 0, "n_train": len(load_frames(self.train_path)), "n_new": 0,
                                           **metrics, "calibration": calib, "mean_uncertainty": None,
                                           "max_uncertainty": None, "n_candidates": 0, "n_above_threshold": 0})
-            self.state["n_labels"] = len(_read(self.train_path))
+            self.state["n_labels"] = len(load_frames(self.train_path))
             self.save_state()
+            (self.dir / "model_iter0.pt").write_bytes(self.checkpoint.read_bytes())
         self.state["stop_reason"] = None
         while self.state["stop_reason"] is None:
             it = self.state["iteration"] + 1
             if it > cfg.iterations:
                 self.state["stop_reason"] = f"reached {cfg.iterations} iterations"
+                break
+            if cfg.max_minutes is not None and self.seconds_spent() > 60.0 * cfg.max_minutes:
+                self.state["stop_reason"] = f"time budget of {cfg.max_minutes:g} min spent"
                 break
             last = self.state["history"][-1]
             if cfg.target_force_mae_meV_A is not None and last["val_force_mae_meV_A"] <= cfg.target_force_mae_meV_A:
@@ -441,14 +461,14 @@ class ActiveLearner:
                 break
             new = self._label_many([frames[i] for i in picked], "active_learning", it,
                                    [{"temperature_K": temps[i], "uncertainty_eV_A": float(unc[i])} for i in picked])
-            _write(self.train_path, _read(self.train_path) + new)
+            save_frames(self.train_path, load_frames(self.train_path) + new)
             self.state["n_labels"] += len(new)
             self.progress(it - 1, cfg.iterations, f"iteration {it}: fine-tuning on {len(new)} new frames")
             self._train(cfg.epochs_finetune if cfg.finetune else cfg.epochs_initial, warm=cfg.finetune)
             calib = self._fit_uncertainty()
             metrics = self._evaluate()
             self.state["history"].append({
-                "iteration": it, "n_train": len(_read(self.train_path)), "n_new": len(new), **metrics,
+                "iteration": it, "n_train": len(load_frames(self.train_path)), "n_new": len(new), **metrics,
                 "calibration": calib, "mean_uncertainty": float(unc.mean()), "max_uncertainty": float(unc.max()),
                 "n_candidates": len(frames), "n_above_threshold": n_above,
                 "selected_uncertainty": [float(unc[i]) for i in picked]})
@@ -591,7 +611,7 @@ def active_learning(inp: ActiveLearningInput, ctx: ToolContext) -> ActiveLearnin
     if (run_dir / "state.json").is_file() and not inp.resume:
         raise ToolInputError(f"run {inp.run_name!r} exists; set resume=true or choose another run_name")
     cfg = ALConfig(**{k: v for k, v in inp.model_dump().items() if k in ALConfig.__dataclass_fields__})
-    reference = reference_calculator(inp.reference, ctx.settings.device)
+    reference = reference_calculator(inp.reference, ctx.settings)
     for atoms in starts:
         check_supported(reference, atoms, inp.reference)
     parent_ids = [r.id for r in inp.structures if r.id]

@@ -50,6 +50,35 @@ def load_model(path: Path, device: str = "cpu") -> object:
         return _MODELS[key]
 
 
+def guard_checkpoint(potential: str, workspace: Path) -> Path:
+    """The checkpoint of a potential that can guard its own MD (a matsearch model with a fitted GMM, e.g. one made
+    by distill_potential or active_learning); ToolInputError saying why not otherwise."""
+    from models.potentials.uncertainty import has_uncertainty
+
+    path = checkpoint_path(potential, workspace)
+    if not has_uncertainty(path):
+        raise ToolInputError(f"{potential!r} carries no fitted uncertainty: fit_uncertainty first, or use a "
+                             "potential from distill_potential or active_learning")
+    return path
+
+
+def outside_domain(checkpoint: Path, frames: list[Atoms]) -> tuple[float, float]:
+    """(fraction of frames with an atom beyond the calibrated uncertainty range, largest per-atom force-error
+    estimate in eV/A): how much of a trajectory the potential extrapolated."""
+    from models.potentials.uncertainty import GMMUncertainty, latent_features
+
+    if not frames:
+        return 0.0, 0.0
+    model = load_model(checkpoint)
+    gmm = GMMUncertainty.load(checkpoint)
+    outside, worst = 0, 0.0
+    for features in latent_features(model, frames):
+        values, nll = gmm.per_atom(features)
+        outside += bool(gmm.extrapolating(nll).any())
+        worst = max(worst, float(values.max()))
+    return outside / len(frames), worst
+
+
 def read_frames(path: Path, every: int = 1, limit: int = MAX_STRUCTURES) -> list[Atoms]:
     """Frames of an extxyz (or any ASE-readable) trajectory, every `every`-th, at most `limit`."""
     from ase.io import read
