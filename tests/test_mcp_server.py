@@ -268,7 +268,7 @@ def test_every_tool_declares_what_it_does(tmp_path):
     from tools.core.settings import Settings
 
     tools = {t.name: t.annotations for t in asyncio.run(build_server(Settings(workspace=tmp_path)).list_tools())}
-    assert set(tools) == set(ANNOTATIONS), "a tool was added or removed: give it a row here and in REACHES"
+    assert set(tools) == set(ANNOTATIONS), "a tool was added or removed: give it a row here"
     wrong = {
         name: got
         for name, (read_only, destructive, idempotent, open_world, _) in ANNOTATIONS.items()

@@ -24,7 +24,7 @@ class EchoOutput(BaseModel):
 
 
 def test_one_function_is_one_tool_everywhere(workspace):
-    @tool(cost="instant", read_only=True)
+    @tool(cost="instant", reaches=(), read_only=True)
     def echo_twice(inp: EchoInput, ctx: ToolContext) -> EchoOutput:
         """Repeat a word."""
         return EchoOutput(text=" ".join([inp.word] * inp.times))
@@ -109,7 +109,7 @@ def test_input_errors_and_internal_faults_are_told_apart_on_every_path(workspace
     from tools.adapters.mcp import register_all
     from tools.core.settings import get_settings
 
-    @tool(cost="instant")
+    @tool(cost="instant", reaches=())
     def fragile_echo(inp: FragileInput, ctx: ToolContext) -> EchoOutput:
         """Echo a word, with a fault."""
         if inp.word == "bad":

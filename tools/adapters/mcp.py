@@ -19,7 +19,7 @@ from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp.types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
 
 from tools.core.errors import ToolError, describe
-from tools.core.registry import ToolContext, ToolSpec
+from tools.core.registry import LLM, ToolContext, ToolSpec
 from tools.core.settings import Settings
 
 LINK_SCHEMES = ("structure://", "artifact://")
@@ -132,53 +132,11 @@ def mcp_function(spec: ToolSpec, settings: Callable[[], Settings]) -> Callable[.
     return call
 
 
-# What each tool reaches beyond this process and its workspace files; the MCP hints follow from it. The registry's
-# flags (read_only, idempotent, destructive) cannot say it, so it is declared here for every tool.
-LLM = "an LLM (when one is configured)"
-DASK = "Dask workers (when an address is set)"
-STORE = "the memory store (a remote chromadb server when chroma_url is set)"
-ANY_TOOL = "whatever the tool it starts reaches"
-REACHES: dict[str, frozenset[str]] = {
-    name: frozenset(reach)
-    for name, reach in {
-        "active_learning": {DASK, STORE},
-        "analyze_structure": {STORE},
-        "distill_potential": {DASK, STORE},
-        "estimate_cost": set(),
-        "estimate_uncertainty": {STORE},
-        "evaluate_potential": {STORE},
-        "fit_uncertainty": set(),
-        "free_energy_profile": set(),
-        "generate_structures": {STORE},
-        "get_structure": {STORE},
-        "hierarchical_search": {LLM, DASK, STORE},
-        "job_cancel": set(),
-        "job_list": set(),
-        "job_result": set(),
-        "job_resume": {ANY_TOOL},
-        "job_start": {ANY_TOOL},
-        "job_status": set(),
-        "job_wait": set(),
-        "learn_cv": set(),
-        "predict_crystallization": {DASK, STORE},
-        "predict_properties": {STORE},
-        "propose_formulas": {LLM, STORE},
-        "relax_structure": {STORE},
-        "run_md": {STORE},
-        "search_structures": {STORE},
-        "store_structure": {STORE},
-        "store_structures": {STORE},
-        "train_potential": {STORE},
-        "umbrella_sampling": set(),
-    }.items()
-}
-
-
 def annotations_for(spec: ToolSpec) -> ToolAnnotations:
-    """MCP tool annotations from the spec's flags and what the tool reaches (REACHES): a tool that reaches anything
-    outside is not a closed world (one missing from REACHES is not either), and one that asks an LLM may answer
-    differently each time, so it is not idempotent."""
-    reaches = REACHES.get(spec.name, frozenset({ANY_TOOL}))
+    """MCP tool annotations from the spec's flags and what the tool reaches (`@tool(reaches=...)`): a tool that
+    reaches anything outside is not a closed world, and one that asks an LLM may answer differently each time, so
+    it is not idempotent."""
+    reaches = spec.reaches
     return ToolAnnotations(
         title=spec.name.replace("_", " "),
         read_only_hint=spec.read_only,

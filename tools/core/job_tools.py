@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from tools.core.errors import ToolInputError
 from tools.core.jobs import FINISHED, JobRecord, get_job_manager
-from tools.core.registry import ToolContext, ToolInput, get_tool, tool
+from tools.core.registry import ANY_TOOL, ToolContext, ToolInput, get_tool, tool
 
 MAX_WAIT_S = 50.0
 
@@ -59,7 +59,7 @@ class JobStartInput(ToolInput):
     arguments: dict[str, Any] = Field(default_factory=dict, description="The tool's arguments, as for a direct call.")
 
 
-@tool(cost="instant")
+@tool(cost="instant", reaches=(ANY_TOOL,))
 def job_start(inp: JobStartInput, ctx: ToolContext) -> JobInfo:
     """Start any tool as a background job and return its job id at once (with an estimated cost in seconds
     when the tool can estimate it). Poll with job_status or job_wait; fetch the output with job_result."""
@@ -76,13 +76,13 @@ class JobIdInput(ToolInput):
     job_id: str = Field(min_length=1, max_length=64, description="Job id from job_start or job_list.")
 
 
-@tool(cost="instant", read_only=True, idempotent=True)
+@tool(cost="instant", reaches=(), read_only=True, idempotent=True)
 def job_status(inp: JobIdInput, ctx: ToolContext) -> JobInfo:
     """State and progress of a job (queued, running, succeeded, failed, cancelled, interrupted)."""
     return JobInfo.of(get_job_manager(ctx.settings).get(inp.job_id))
 
 
-@tool(cost="instant", read_only=True, idempotent=True)
+@tool(cost="instant", reaches=(), read_only=True, idempotent=True)
 def job_result(inp: JobIdInput, ctx: ToolContext) -> JobInfo:
     """The output of a finished job (its `result`), or its error; an error if it has not finished yet."""
     job = get_job_manager(ctx.settings).get(inp.job_id)
@@ -91,13 +91,13 @@ def job_result(inp: JobIdInput, ctx: ToolContext) -> JobInfo:
     return JobInfo.of(job, with_result=True)
 
 
-@tool(cost="instant", destructive=True)
+@tool(cost="instant", reaches=(), destructive=True)
 def job_cancel(inp: JobIdInput, ctx: ToolContext) -> JobInfo:
     """Cancel a queued or running job; it stops at its next progress step."""
     return JobInfo.of(get_job_manager(ctx.settings).cancel(inp.job_id))
 
 
-@tool(cost="instant")
+@tool(cost="instant", reaches=(ANY_TOOL,))
 def job_resume(inp: JobIdInput, ctx: ToolContext) -> JobInfo:
     """Start an interrupted (server restarted), failed or cancelled job again with its original arguments; results
     already stored in memory are reused, so a search continues where it stopped. Returns the new job; resuming
@@ -112,7 +112,7 @@ class JobWaitInput(ToolInput):
     timeout_s: float = Field(default=20.0, ge=0, le=MAX_WAIT_S, description="Longest wait, at most 50 s.")
 
 
-@tool(cost="instant", read_only=True, idempotent=True)
+@tool(cost="instant", reaches=(), read_only=True, idempotent=True)
 def job_wait(inp: JobWaitInput, ctx: ToolContext) -> JobInfo:
     """Wait up to timeout_s (at most 50 s) for a job to finish; returns its state, and its result if done."""
     job = get_job_manager(ctx.settings).wait(inp.job_id, inp.timeout_s)
@@ -127,7 +127,7 @@ class JobListOutput(BaseModel):
     jobs: list[JobInfo]
 
 
-@tool(cost="instant", read_only=True, idempotent=True)
+@tool(cost="instant", reaches=(), read_only=True, idempotent=True)
 def job_list(inp: JobListInput, ctx: ToolContext) -> JobListOutput:
     """The most recent jobs with their states, newest first."""
     return JobListOutput(jobs=[JobInfo.of(j) for j in get_job_manager(ctx.settings).list(inp.limit)])
@@ -144,7 +144,7 @@ class EstimateCostOutput(BaseModel):
     estimated_seconds: float | None
 
 
-@tool(cost="instant", read_only=True, idempotent=True)
+@tool(cost="instant", reaches=(), read_only=True, idempotent=True)
 def estimate_cost(inp: EstimateCostInput, ctx: ToolContext) -> EstimateCostOutput:
     """Estimate how long a tool call would take (seconds, from its size) before running it."""
     spec = get_tool(inp.tool)

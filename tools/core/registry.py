@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -28,6 +28,14 @@ from tools.core.paths import PATTERN_MEANINGS
 from tools.core.settings import Settings, apply_torch_threads, get_settings
 
 CostClass = Literal["instant", "minutes", "long"]
+
+# What a tool reaches beyond its own process and workspace files, declared on each tool (`@tool(reaches=...)`);
+# the MCP hints follow from it: reaching anything makes a tool open-world, and one that asks an LLM is never
+# idempotent (the same arguments may get another answer).
+LLM = "an LLM (when one is configured)"
+DASK = "Dask workers (when an address is set)"
+STORE = "the memory store (a remote chromadb server when chroma_url is set)"
+ANY_TOOL = "whatever the tool it starts reaches"
 
 # Tools live in the capability packages of tools/ (core holds the job tools too); the adapters only read them.
 _NOT_TOOL_PACKAGES = ("tools.adapters",)
@@ -142,6 +150,7 @@ class ToolSpec:
     read_only: bool
     idempotent: bool
     destructive: bool
+    reaches: frozenset[str] = frozenset()
     estimate: Callable[[Any], float] | None = None
 
     def validate(self, arguments: dict[str, Any] | BaseModel) -> BaseModel:
@@ -267,6 +276,7 @@ REGISTRY: dict[str, ToolSpec] = {}
 
 def tool(
     *,
+    reaches: Collection[str],
     cost: CostClass = "instant",
     read_only: bool = False,
     idempotent: bool = False,
@@ -274,7 +284,9 @@ def tool(
     estimate: Callable[[Any], float] | None = None,
     name: str | None = None,
 ) -> Callable[[Callable[..., BaseModel]], Callable[..., BaseModel]]:
-    """Register `fn(inp: InputModel, ctx: ToolContext) -> OutputModel` as a tool (its docstring is the description)."""
+    """Register `fn(inp: InputModel, ctx: ToolContext) -> OutputModel` as a tool (its docstring is the description).
+    `reaches` is required: what the tool touches beyond its process and workspace (LLM, DASK, STORE, ANY_TOOL; ()
+    for nothing), so no tool is advertised as closed-world by forgetting to say."""
 
     def register(fn: Callable[..., BaseModel]) -> Callable[..., BaseModel]:
         hints = get_type_hints(fn)
@@ -294,6 +306,7 @@ def tool(
             read_only=read_only,
             idempotent=idempotent,
             destructive=destructive,
+            reaches=frozenset(reaches),
             estimate=estimate,
         )
         if not spec.description:

@@ -27,7 +27,7 @@ from tools.core.executor import Executor, InProcessExecutor, get_executor
 from tools.core.executor_tasks import atoms_to_xyz, melt_quench_task, relax_payload, relax_task, xyz_to_atoms
 from tools.core.plotting import figure, save
 from tools.core.provenance import provenance
-from tools.core.registry import ToolContext, ToolInput, tool
+from tools.core.registry import DASK, STORE, ToolContext, ToolInput, tool
 from tools.crystallization.amorphous import (
     AmorphousReplica,
     MeltQuenchSchedule,
@@ -272,7 +272,7 @@ class _Run:
         self.ctx.progress(done, self.total, message)
 
 
-@tool(cost="long", estimate=_estimate)
+@tool(cost="long", reaches=(DASK, STORE), estimate=_estimate)
 def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> CrystallizationOutput:
     """Predict which crystal polymorph forms first when the amorphous phase of a composition is annealed
     (Ostwald's rule of stages, after Aykol et al., Nat. Comput. Sci. 2025). Melt-quench MD with an interatomic

@@ -13,7 +13,7 @@ from pymatgen.core import Structure
 
 from tools.core.common import StructureSummary, parse_formula
 from tools.core.errors import ToolInputError, ToolRuntimeError
-from tools.core.registry import ToolContext, ToolInput, tool
+from tools.core.registry import STORE, ToolContext, ToolInput, tool
 from tools.core.settings import Settings
 from tools.structures.io import validate_structure
 
@@ -113,7 +113,7 @@ def _estimate(inp: GenerateInput) -> float:
     return 2.0 + inp.n_steps * 2 * (0.005 + 2e-5 * inp.n_samples * atoms * atoms)
 
 
-@tool(cost="minutes", read_only=False, estimate=_estimate)
+@tool(cost="minutes", reaches=(STORE,), read_only=False, estimate=_estimate)
 def generate_structures(inp: GenerateInput, ctx: ToolContext) -> GenerateOutput:
     """Generate candidate crystal structures for a chemical formula and store them in memory.
 

@@ -14,7 +14,7 @@ from pymatgen.core import Composition, Element
 
 from models.crystals.prototypes import GENERIC_FAMILIES
 from prompts import render_prompt
-from tools.core.registry import ToolContext, ToolInput, tool
+from tools.core.registry import LLM, STORE, ToolContext, ToolInput, tool
 from tools.core.settings import Settings
 from tools.discovery.lexicon import COMPOUND_CLASSES
 from tools.discovery.proposer import ANION_CHARGE, FAMILIES, family_of, propose_formulas_offline
@@ -271,7 +271,7 @@ def propose(request: str, n: int, ctx: ToolContext, use_llm: bool = True) -> Pro
     return propose_request(request, n, ctx, use_llm)[1]
 
 
-@tool(cost="instant", read_only=True, idempotent=True)
+@tool(cost="instant", reaches=(LLM, STORE), read_only=True, idempotent=True)
 def propose_formulas(inp: ProposeInput, ctx: ToolContext) -> ProposeOutput:
     """Propose candidate chemical formulas for a plain-language materials request (the language level of the
     hierarchical search). Reads elements to include or exclude (negations such as 'lead-free' or 'without Co'),

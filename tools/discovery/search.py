@@ -32,7 +32,7 @@ from models.crystals.prototypes import decorate, roles_of
 from tools.core.errors import ToolInputError, ToolRuntimeError
 from tools.core.executor import get_executor
 from tools.core.executor_tasks import relax_payload, relax_task
-from tools.core.registry import ToolContext, ToolInput, get_tool, tool
+from tools.core.registry import DASK, LLM, STORE, ToolContext, ToolInput, get_tool, tool
 from tools.discovery.family_match import matches_family
 from tools.discovery.language import Proposal, ProposeOutput, propose_request
 from tools.discovery.request import MaterialsRequest
@@ -279,7 +279,7 @@ def _reusable(structure: Structure, parent: str | None, potential: str, ctx: Too
     return found
 
 
-@tool(cost="long", estimate=lambda inp: 12.0 * inp.budget + 5.0)
+@tool(cost="long", reaches=(LLM, DASK, STORE), estimate=lambda inp: 12.0 * inp.budget + 5.0)
 def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
     """Search for materials matching a plain-language request, e.g. 'a stable double perovskite oxide with La and
     Mn'. The language level proposes formulas; for each, the diffusion model samples crystal structures (and the

@@ -289,7 +289,8 @@ class _StoredCV:
     data_path: Path
 
 
-@tool(cost="minutes", estimate=lambda inp: 5.0 + 0.002 * inp.n_walkers * inp.n_steps / 10 + 0.1 * inp.epochs)
+@tool(cost="minutes", reaches=(),
+      estimate=lambda inp: 5.0 + 0.002 * inp.n_walkers * inp.n_steps / 10 + 0.1 * inp.epochs)
 def learn_cv(inp: LearnCVInput, ctx: ToolContext) -> LearnCVOutput:
     """Learn a low-dimensional collective variable (CV, a reaction coordinate) that separates labelled basins, with a
     multitask neural network after Sun et al. (JCTC 2022): a shared encoder maps inputs to a 1D or 2D latent CV,
@@ -474,7 +475,7 @@ def _umbrella_estimate(inp: UmbrellaSamplingInput) -> float:
     return 3.0 + inp.n_steps * (1.5e-3 + 3e-5 * inp.n_windows * (inp.n_walkers or 4))
 
 
-@tool(cost="long", estimate=_umbrella_estimate)
+@tool(cost="long", reaches=(), estimate=_umbrella_estimate)
 def umbrella_sampling(inp: UmbrellaSamplingInput, ctx: ToolContext) -> UmbrellaSamplingOutput:
     """Umbrella sampling along a learned CV (component 0): harmonic bias windows kappa/2 (s(x) - s_i)^2 kT, bias
     forces by autograd through the CV network. Toy systems: Metropolis-adjusted Langevin walkers (all windows in one
@@ -682,7 +683,7 @@ def _basins(result: Any, names: list[str], exact: np.ndarray | None) -> list[Bas
     return out
 
 
-@tool(cost="minutes", read_only=False, estimate=lambda inp: 10.0 + 0.5 * inp.n_bootstrap)
+@tool(cost="minutes", reaches=(), read_only=False, estimate=lambda inp: 10.0 + 0.5 * inp.n_bootstrap)
 def free_energy_profile(inp: FreeEnergyProfileInput, ctx: ToolContext) -> FreeEnergyProfileOutput:
     """Free energy from umbrella-sampling samples: the profile F(s) along the CV and the free-energy difference of
     each basin relative to the first, in kT, with uncertainties, by MBAR (pymbar 4) and/or WHAM (bootstrap errors).

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from tools.core.common import StructureSummary
 from tools.core.errors import ToolInputError
 from tools.core.provenance import provenance
-from tools.core.registry import ToolContext, ToolInput, tool
+from tools.core.registry import STORE, ToolContext, ToolInput, tool
 from tools.core.settings import Settings
 from tools.md.analysis import density_g_cm3, fit_diffusion, msd, plot_msd, plot_rdf, plot_thermo, rdf
 from tools.md.protocols import DynamicsSettings, Recorder, run_dynamics
@@ -133,7 +133,7 @@ def _mean(values: list[float]) -> float | None:
     return float(arr.mean()) if len(arr) else None
 
 
-@tool(cost="minutes", estimate=_estimate)
+@tool(cost="minutes", reaches=(STORE,), estimate=_estimate)
 def run_md(inp: RunMDInput, ctx: ToolContext) -> RunMDOutput:
     """Run molecular dynamics of a crystal with a machine-learned potential (CHGNet, SevenNet-0 or a matsearch
     checkpoint) through ASE: NVE, NVT (Langevin, Nose-Hoover chain, Bussi) or NPT (MTK). Writes the trajectory

@@ -51,7 +51,7 @@ from tools.core.executor_tasks import atoms_to_xyz, explore_md_task, xyz_to_atom
 from tools.core.paths import NAME_PATTERN
 from tools.core.plotting import figure, save
 from tools.core.provenance import provenance
-from tools.core.registry import ProgressFn, ToolContext, ToolInput, tool
+from tools.core.registry import DASK, STORE, ProgressFn, ToolContext, ToolInput, tool
 from tools.core.settings import Settings, get_settings
 from tools.potentials.calculators import check_supported, get_potential
 from tools.structures.io import StructureRef, atoms_to_structure, resolve_structure, structure_to_atoms
@@ -592,7 +592,8 @@ def _failure(entry: dict[str, Any] | str) -> ExplorationFailure:
     return ExplorationFailure(**entry)
 
 
-@tool(cost="long", estimate=lambda inp: 60.0 + inp.iterations * (20.0 + 0.05 * inp.md_steps * len(inp.temperatures_K)))
+@tool(cost="long", reaches=(DASK, STORE),
+      estimate=lambda inp: 60.0 + inp.iterations * (20.0 + 0.05 * inp.md_steps * len(inp.temperatures_K)))
 def active_learning(inp: ActiveLearningInput, ctx: ToolContext) -> ActiveLearningOutput:
     """Train a fast matsearch potential for given structures by uncertainty-driven active learning: repeatedly
     run MD with the current model, score every frame with the model's own (GMM latent) uncertainty, label the

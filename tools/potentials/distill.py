@@ -27,7 +27,7 @@ from tools.core.errors import ToolInputError
 from tools.core.executor import get_executor
 from tools.core.paths import NAME_PATTERN
 from tools.core.plotting import figure, save
-from tools.core.registry import ToolContext, ToolInput, tool
+from tools.core.registry import DASK, STORE, ToolContext, ToolInput, tool
 from tools.potentials.active_learning import (
     ActiveLearner,
     ALConfig,
@@ -74,6 +74,9 @@ class DistillInput(ToolInput):
     epochs_finetune: int = Field(default=25, ge=1, le=5000, description="Epochs of each warm-started refit.")
     speed_atoms: int = Field(default=1000, ge=0, le=20_000,
                              description="Cell size for the student-vs-teacher speed test (0: skip it).")
+    selection: Literal["uncertainty", "random"] = Field(
+        default="uncertainty", description="How frames are picked for labels: uncertainty (the method) or random "
+        "(the baseline it is measured against).")
     seed: int = Field(default=0, ge=0, description="Random seed (same seed, same run).")
     resume: bool = Field(default=True, description="Continue a run of this name instead of refusing.")
 
@@ -253,7 +256,7 @@ def _card(inp: DistillInput, out: dict[str, Any], seeds: list[Atoms], counts: di
     return "\n".join(lines) + "\n"
 
 
-@tool(cost="long", estimate=lambda inp: 60.0 * inp.max_minutes)
+@tool(cost="long", reaches=(DASK, STORE), estimate=lambda inp: 60.0 * inp.max_minutes)
 def distill_potential(inp: DistillInput, ctx: ToolContext) -> DistillOutput:
     """Distil a fast potential for one chemical system from a teacher (CHGNet by default) by uncertainty-driven
     active learning: seed frames -> train a small Allegro-style (or NequIP-style) student -> explore with its own MD
@@ -272,6 +275,7 @@ def distill_potential(inp: DistillInput, ctx: ToolContext) -> DistillOutput:
                    md_steps=inp.md_steps, timestep_fs=inp.timestep_fs, iterations=inp.rounds,
                    max_new_per_iteration=inp.per_round, threshold_eV_A=0.0, frame_score="max",
                    target_force_mae_meV_A=inp.target_force_mae_meV_A, label_budget=inp.label_budget,
+                   strategy=inp.selection,
                    n_initial=inp.n_initial, n_validation=inp.n_validation, kind=inp.student, size=inp.size,
                    cutoff_A=inp.cutoff_A, epochs_initial=inp.epochs_initial, epochs_finetune=inp.epochs_finetune,
                    seed=inp.seed, max_minutes=inp.max_minutes)

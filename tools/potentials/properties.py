@@ -18,7 +18,7 @@ from memory.store import (
 )
 from tools.core.common import StructureSummary
 from tools.core.errors import ToolInputError
-from tools.core.registry import ToolContext, ToolInput, tool
+from tools.core.registry import STORE, ToolContext, ToolInput, tool
 from tools.potentials.calculators import elemental_references, get_potential, relax, single_point
 from tools.potentials.hull import REFERENCE_STEPS, LocalHull, missing_binaries
 from tools.structures.io import StructureRef, resolve_structure
@@ -192,7 +192,7 @@ def reference_compound_keys(potential: str, ctx: ToolContext) -> set[str]:
     return set(LocalHull(elemental_references(potential, ctx.settings), ctx.workspace / "references").compounds)
 
 
-@tool(cost="minutes", estimate=lambda inp: 0.05 * inp.max_steps)
+@tool(cost="minutes", reaches=(STORE,), estimate=lambda inp: 0.05 * inp.max_steps)
 def relax_structure(inp: RelaxInput, ctx: ToolContext) -> RelaxOutput:
     """Relax a crystal structure (positions and, by default, the cell) with an interatomic potential, then report
     its energy, formation energy per atom (against elemental references relaxed with the same potential), energy
@@ -271,7 +271,7 @@ class PredictOutput(BaseModel):
     items: list[PredictedItem]
 
 
-@tool(cost="minutes", estimate=lambda inp: (8.0 if inp.relax else 0.3) * len(inp.structures))
+@tool(cost="minutes", reaches=(STORE,), estimate=lambda inp: (8.0 if inp.relax else 0.3) * len(inp.structures))
 def predict_properties(inp: PredictInput, ctx: ToolContext) -> PredictOutput:
     """Predict properties for a batch of structures with an interatomic potential: total energy, energy per atom,
     formation energy per atom, energy above the local hull (eV/atom), density, volume per atom and space group.

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, model_validator
 from models.potentials.labels import ENERGY, FORCES, N_ATOMS, STRESS, energy_label, read_labels
 from tools.core.errors import ToolInputError, ToolRuntimeError
 from tools.core.paths import NAME_PATTERN, checkpoint_file, workspace_path
-from tools.core.registry import ProgressFn, ToolContext, ToolInput, tool
+from tools.core.registry import STORE, ProgressFn, ToolContext, ToolInput, tool
 from tools.potentials.calculators import check_supported, get_potential, potential_lock, resolve_potential
 from tools.structures.io import StructureRef, resolve_structure, structure_to_atoms
 
@@ -323,7 +323,7 @@ def _estimate_training(inp: TrainPotentialInput) -> float:
     return 0.5 * n + 0.02 * max(n, 200) * inp.epochs
 
 
-@tool(cost="long", estimate=_estimate_training)
+@tool(cost="long", reaches=(STORE,), estimate=_estimate_training)
 def train_potential(inp: TrainPotentialInput, ctx: ToolContext) -> TrainPotentialOutput:
     """Train (or resume training of) an E(3)-equivariant interatomic potential of our own (Allegro-style strictly
     local, or NequIP-style message passing) on labelled structures: a labelled extxyz file inside the workspace, or
@@ -455,7 +455,8 @@ class EvaluatePotentialOutput(BaseModel):
     worst_index: int = Field(description="Index of the structure with the largest energy error")
 
 
-@tool(cost="minutes", read_only=True, estimate=lambda inp: 0.3 * (len(inp.structures or []) * 2 or 200))
+@tool(cost="minutes", reaches=(STORE,), read_only=True,
+      estimate=lambda inp: 0.3 * (len(inp.structures or []) * 2 or 200))
 def evaluate_potential(inp: EvaluatePotentialInput, ctx: ToolContext) -> EvaluatePotentialOutput:
     """Measure an interatomic potential's errors: energy MAE (meV/atom), force MAE (meV/A) and stress MAE
     (meV/A^3), either against the labels of an extxyz file in the workspace, or against a reference potential

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 from models.potentials.labels import ENERGY, FEATURES
 from tools.core.errors import ToolInputError
 from tools.core.paths import workspace_path
-from tools.core.registry import ToolContext, ToolInput, tool
+from tools.core.registry import STORE, ToolContext, ToolInput, tool
 from tools.potentials.calculators import resolve_potential
 from tools.structures.io import StructureRef, resolve_structure, structure_to_atoms
 
@@ -119,7 +119,7 @@ class FitUncertaintyOutput(BaseModel):
     seconds: float
 
 
-@tool(cost="minutes", destructive=True)  # replaces the uncertainty stored in the checkpoint
+@tool(cost="minutes", reaches=(), destructive=True)  # replaces the uncertainty stored in the checkpoint
 def fit_uncertainty(inp: FitUncertaintyInput, ctx: ToolContext) -> FitUncertaintyOutput:
     """Fit the single-model uncertainty of a matsearch potential: a Gaussian mixture on the per-atom latent
     features of its training structures, calibrated on labelled validation structures to an expected per-atom
@@ -219,7 +219,7 @@ def _gmm_of(path: Path) -> object:
         raise ToolInputError(f"{exc}; run fit_uncertainty on this checkpoint first") from exc
 
 
-@tool(cost="minutes", read_only=False, estimate=lambda inp: 2.0 + 0.05 * max(len(inp.structures), 20))
+@tool(cost="minutes", reaches=(STORE,), read_only=False, estimate=lambda inp: 2.0 + 0.05 * max(len(inp.structures), 20))
 def estimate_uncertainty(inp: EstimateUncertaintyInput, ctx: ToolContext) -> EstimateUncertaintyOutput:
     """Estimate how much to trust a matsearch potential on given structures or on the frames of an MD trajectory:
     per-atom uncertainty from a Gaussian mixture on the model's latent features (calibrated to expected force

@@ -10,7 +10,7 @@ from pymatgen.core import Structure
 
 from memory.store import symmetry_of
 from tools.core.plotting import figure, save
-from tools.core.registry import ToolContext, ToolInput, tool
+from tools.core.registry import STORE, ToolContext, ToolInput, tool
 from tools.structures.io import StructureRef, resolve_structure
 
 MAX_COORDINATION_SITES = 24
@@ -118,7 +118,7 @@ def _xrd(structure: Structure, ctx: ToolContext, title: str) -> tuple[list[XrdPe
     return peaks, ctx.artifact_uri(save(fig, ctx.artifact_dir() / "xrd.png"))
 
 
-@tool(cost="instant")  # not read-only: the XRD plot is a new file in the workspace each call
+@tool(cost="instant", reaches=(STORE,))  # not read-only: the XRD plot is a new file in the workspace each call
 def analyze_structure(inp: AnalyzeStructureInput, ctx: ToolContext) -> AnalyzeStructureOutput:
     """Analyse a crystal structure: space group and crystal system (spglib), lattice parameters, density,
     volume per atom, shortest interatomic distance, coordination of each distinct site, and the strongest

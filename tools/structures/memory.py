@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from tools.core.common import StructureSummary, check_element_symbols, parse_formula
 from tools.core.errors import ToolInputError
 from tools.core.provenance import provenance
-from tools.core.registry import ToolContext, ToolInput, tool
+from tools.core.registry import STORE, ToolContext, ToolInput, tool
 from tools.structures.io import StructureRef, resolve_structure, structure_to_atoms
 
 
@@ -42,7 +42,8 @@ def store_seconds(n_atoms: int) -> float:
     return 0.4 + 11.0 * (n_atoms / 2744) ** 1.8
 
 
-@tool(cost="instant", idempotent=True, estimate=lambda inp: store_seconds(rough_atom_count(inp.structure)))
+@tool(cost="instant", reaches=(STORE,), idempotent=True,
+      estimate=lambda inp: store_seconds(rough_atom_count(inp.structure)))
 def store_structure(inp: StoreStructureInput, ctx: ToolContext) -> StoreStructureOutput:
     """Store a crystal structure in matsearch memory with its provenance and return its id.
 
@@ -82,7 +83,7 @@ class StoreStructuresOutput(BaseModel):
     items: list[StoredItem] = Field(description="One per input structure, in input order.")
 
 
-@tool(cost="instant", idempotent=True,
+@tool(cost="instant", reaches=(STORE,), idempotent=True,
       estimate=lambda inp: sum(0.05 + store_seconds(rough_atom_count(s.structure)) - 0.4 for s in inp.structures))
 def store_structures(inp: StoreStructuresInput, ctx: ToolContext) -> StoreStructuresOutput:
     """Store many crystal structures in matsearch memory at once (embedded and written in batches); same rules as
@@ -118,7 +119,7 @@ class GetStructureOutput(BaseModel):
     text: str
 
 
-@tool(cost="instant", read_only=True, idempotent=True)
+@tool(cost="instant", reaches=(STORE,), read_only=True, idempotent=True)
 def get_structure(inp: GetStructureInput, ctx: ToolContext) -> GetStructureOutput:
     """Fetch a stored structure by id: its summary (formula, space group, energies, provenance) and its text."""
     record = ctx.store.get(inp.id)
@@ -153,7 +154,7 @@ class SearchStructuresOutput(BaseModel):
     hits: list[StructureSummary]
 
 
-@tool(cost="instant", read_only=True, idempotent=True)
+@tool(cost="instant", reaches=(STORE,), read_only=True, idempotent=True)
 def search_structures(inp: SearchStructuresInput, ctx: ToolContext) -> SearchStructuresOutput:
     """Search matsearch memory: by structural similarity (`similar_to`), by meaning of a text `query`,
     or by `formula` / `elements`. Text search can be narrowed by formula and elements. Results carry ids,
