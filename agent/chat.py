@@ -109,14 +109,16 @@ def library_output_to(log_path: Path, label: str = "") -> Iterator[None]:
 
 
 def own_terminal(console: Console) -> None:
-    """Point a console that writes to sys.stdout at a duplicate of the terminal, so redirecting fd 1 leaves it be."""
-    if console.file is not sys.stdout:
+    """Point a console that writes to sys.stdout (or sys.stderr) at a duplicate of the terminal, so redirecting fd 1
+    and 2 to a log leaves it be."""
+    stream = console.file
+    if stream is not sys.stdout and stream is not sys.stderr:
         return
     try:
-        fd = os.dup(sys.stdout.fileno())
+        fd = os.dup(stream.fileno())
     except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
         return
-    console.file = os.fdopen(fd, "w", buffering=1, encoding=sys.stdout.encoding or "utf-8", errors="replace")
+    console.file = os.fdopen(fd, "w", buffering=1, encoding=stream.encoding or "utf-8", errors="replace")
 
 
 def repl(console: Console, thread: str = "default") -> None:

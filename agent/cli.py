@@ -250,14 +250,19 @@ def chat(thread: str = typer.Option("default", help="Conversation thread id (kep
 @app.command()
 def run(task_file: str = typer.Argument(..., help="A task YAML file (see examples/).")) -> None:
     """Run a scripted multi-step research task and write its report."""
+    from agent.chat import library_output_to, own_terminal
     from agent.tasks import run_task
     from tools.adapters.cli import err_console, exit_with
     from tools.core.errors import ToolError
+    from tools.core.settings import get_settings
 
+    own_terminal(err_console)  # steps and errors reach the terminal; library banners and warnings go to the log
+    log_path = get_settings().resolved_workspace() / "agent" / "run.log"
     try:
-        out = run_task(
-            Path(task_file), on_step=lambda name, tool: err_console.print(f"[cyan]step[/cyan] {name}: {tool}")
-        )
+        with library_output_to(log_path, f"matsearch run {task_file}"):
+            out = run_task(
+                Path(task_file), on_step=lambda name, tool: err_console.print(f"[cyan]step[/cyan] {name}: {tool}")
+            )
     except ToolError as exc:
         exit_with(exc)
     for entry in out["steps"]:
@@ -266,6 +271,7 @@ def run(task_file: str = typer.Argument(..., help="A task YAML file (see example
     if out["answer"]:
         console.print(out["answer"])
     console.print(f"report: {out['report_dir']}/report.md", soft_wrap=True, highlight=False)
+    console.print(f"library output (banners, warnings): {log_path}", soft_wrap=True, highlight=False)
     if any("error" in entry for entry in out["steps"]):
         raise typer.Exit(1)
 

@@ -119,3 +119,26 @@ def test_task_report_of_a_real_search(workspace, tmp_path):
     for c in out["ranked"]:
         assert f"| {c['rank']} | {c['id']} | {canonical_formula(c['formula'])} | {c['spacegroup']} | " in report
     assert all(f.is_file() for f in linked_files(report, folder))
+
+
+@pytest.mark.slow
+def test_library_banners_stay_out_of_the_terminal(workspace, tmp_path):
+    """`matsearch run` in a real process: CHGNet's load banner and warnings go to workspace/agent/run.log; the
+    terminal shows the steps, the result lines and where the report and the log are."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, server_env
+
+    task = tmp_path / "task.yaml"
+    task.write_text(yaml.safe_dump({"title": "Banner test", "steps": [
+        {"name": "score", "tool": "predict_properties",
+         "arguments": {"structures": [{"text": cif_of(rocksalt())}], "relax": False, "potential": "chgnet"}}]}))
+    done = subprocess.run([sys.executable, "-m", "agent.cli", "run", str(task)], cwd=ROOT, env=server_env(workspace),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    seen = done.stdout + done.stderr
+    assert "step score: predict_properties" in seen and "report: " in seen
+    for banner in ("CHGNet v", "CHGNet will run on", "Warning", "Traceback"):
+        assert banner not in seen, banner
+    assert "CHGNet" in (workspace / "agent" / "run.log").read_text()
