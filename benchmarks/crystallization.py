@@ -104,12 +104,13 @@ def run(
                 out.write_text(json.dumps(rows, indent=1))
             continue
         accept = [a.lower() for a in system["accept"]]  # type: ignore[union-attr]
-        ranks = [p.rank_by_frequency for p in result.polymorphs if any(a in p.label.lower() for a in accept)]
+        known = [p for p in result.polymorphs if any(a in p.label.lower() for a in accept)]
         predicted = result.predicted_first_polymorph or "-"
         rows.append({
             "system": name, "known": system["known"], "predicted": predicted,
             "correct": any(a in predicted.lower() for a in accept),
-            "known_rank_by_frequency": min(ranks) if ranks else None,
+            "known_rank": min((p.rank for p in known), default=None),
+            "known_rank_by_frequency": min((p.rank_by_frequency for p in known), default=None),
             "n_polymorphs": len(result.polymorphs), "ground_state": result.ground_state,
             "lowest_energy_motif": result.lowest_energy_motif, "n_valid": result.n_valid,
             "n_relaxed": result.n_relaxed, "wall_time_s": round(time.perf_counter() - start, 1),
@@ -179,14 +180,15 @@ def main() -> None:
         return
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     rows = run(names, args.potential, args.quick, args.seed, args.out, args.threads, args.d_frac)
-    print("\n| system | known first | predicted first | correct | rank of known | ground state | wall s |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| system | known first | predicted first | correct | rank of known (share) | rank of known (count) | "
+          "ground state | wall s |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['system']} | {r['known']} | error: {r['error']} | | | | |")
+            print(f"| {r['system']} | {r['known']} | error: {r['error']} | | | | | |")
             continue
-        print(f"| {r['system']} | {r['known']} | {r['predicted']} | {r['correct']} | {r['known_rank_by_frequency']} | "
-              f"{r['ground_state']} | {r['wall_time_s']} |")
+        print(f"| {r['system']} | {r['known']} | {r['predicted']} | {r['correct']} | {r['known_rank']} | "
+              f"{r['known_rank_by_frequency']} | {r['ground_state']} | {r['wall_time_s']} |")
     scored = [r for r in rows if "error" not in r]
     if scored:
         print(f"\naccuracy: {sum(bool(r['correct']) for r in scored)}/{len(scored)}")

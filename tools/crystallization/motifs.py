@@ -51,10 +51,10 @@ class Candidate:
         if not self.space_group:
             self.space_group = symmetry_of(self.structure)[1]
         if not self.n_primitive:
-            self.n_primitive = _primitive_size(self.structure)
+            self.n_primitive = primitive_size(self.structure)
 
 
-def _primitive_size(structure: Structure) -> int:
+def primitive_size(structure: Structure) -> int:
     """Atoms in the primitive cell (the cell as given when spglib fails on a degenerate cell)."""
     try:
         return len(structure.get_primitive_structure())
@@ -65,7 +65,7 @@ def _primitive_size(structure: Structure) -> int:
 def _group_and_size(structure: Structure) -> tuple[int, int]:
     """Space-group number and primitive-cell size: two structures the loose matcher fits (hcp and bcc Si) differ
     here."""
-    return symmetry_of(structure)[1], _primitive_size(structure)
+    return symmetry_of(structure)[1], primitive_size(structure)
 
 
 @lru_cache(maxsize=1)

@@ -46,8 +46,10 @@ from tools.crystallization.motifs import (
     identify,
     kept_structure,
     merge_relaxed_duplicates,
+    primitive_size,
     validity_problems,
 )
+from tools.crystallization.ranking import Share, rule, size_normalised_shares, within_window
 from tools.crystallization.subcells import SubcellGrid, enumerate_subcells, selection_order
 from tools.potentials.calculators import elemental_references, get_potential
 from tools.structures.io import (
@@ -59,7 +61,8 @@ from tools.structures.io import (
     structure_to_cif,
 )
 
-WEAK_PREDICTION_FRACTION = 0.25  # a predicted polymorph with fewer of the valid motifs than this is flagged as weak
+WEAK_PREDICTION_FRACTION = 0.25  # a predicted polymorph with a smaller share than this is flagged as weak
+MIN_SUPPORT = 3  # ... and one backed by fewer low-energy motifs than this
 MOTIF_CHUNK = 8  # motif relaxations handed to the executor at once (the wall-time limit is checked between chunks)
 OVERLAP_SKIP_A = 0.5  # subcells whose new periodic images bring atoms closer than this are skipped unrelaxed
 
@@ -101,6 +104,9 @@ class CrystallizationInput(ToolInput):
     only_target_composition: bool = Field(default=True, description="Only subcells with the target's element ratios.")
     fmax: float = Field(default=0.05, gt=0.001, le=2.0, description="Relaxation force threshold, eV/A.")
     max_relax_steps: int = Field(default=300, ge=1, le=5000, description="FIRE steps per motif relaxation.")
+    energy_window_eV: float | None = Field(
+        default=0.15, gt=0, le=5, description="Rank polymorphs among the valid motifs within this energy per atom of "
+        "the lowest one (None: all valid motifs).")
     formation_min_eV: float = Field(default=-5.0, ge=-20, le=0, description="Lowest credible formation energy/atom.")
     formation_max_eV: float = Field(default=0.5, ge=-5, le=5, description="Highest accepted formation energy/atom.")
     min_distance_A: float | None = Field(
@@ -150,6 +156,9 @@ class PolymorphOutcome(BaseModel):
     spacegroup: str
     count: int
     frequency: float = Field(description="Fraction of valid target-composition motifs")
+    count_in_window: int = Field(description="Its motifs within energy_window_eV of the lowest motif")
+    share: float = Field(description="Size-normalised share in the window: the ranking score (see ranking_rule)")
+    rank: int = Field(description="Rank by share: 1 is the predicted first polymorph when identified")
     min_energy_per_atom_eV: float
     min_formation_energy_per_atom_eV: float
     reference_energy_per_atom_eV: float | None = Field(description="The relaxed candidate's energy when relaxed")
@@ -192,12 +201,15 @@ class CrystallizationOutput(BaseModel):
     composition: str
     potential: str
     seed: int
-    predicted_first_polymorph: str | None = Field(description="Most frequent identified polymorph among motifs")
+    predicted_first_polymorph: str | None = Field(
+        description="The identified polymorph with the largest size-normalised share of low-energy motifs")
+    ranking_rule: str = Field(description="How the polymorphs were ranked, in words")
     lowest_energy_motif: str | None = Field(description="Label of the lowest-energy valid motif")
     ground_state: str | None = Field(description="Lowest energy/atom among relaxed candidates and motifs")
     ground_state_energy_per_atom_eV: float | None
     ostwald_differs: bool | None = Field(description="True when the predicted first polymorph is not the ground state")
-    polymorphs: list[PolymorphOutcome] = Field(description="Ranked by frequency (rank_by_energy beside it)")
+    polymorphs: list[PolymorphOutcome] = Field(
+        description="Ranked by share (rank_by_frequency: raw counts, rank_by_energy: lowest energy, beside it)")
     references: list[ReferencePolymorph]
     replicas: list[ReplicaSummary]
     schedule: dict[str, float]
@@ -557,25 +569,35 @@ def _rank(
 
     by_freq = sorted(groups, key=lambda k: (-len(groups[k]), min(m.energy_per_atom for m in groups[k]), k))
     by_energy = sorted(groups, key=lambda k: (min(m.energy_per_atom for m in groups[k]), k))
+    primitive = {label: min(primitive_size(m.structure) for m in group) for label, group in groups.items()}
+    primitive.update({c.label: primitive_size(c.relaxed or c.structure) for c in candidates if c.label in groups})
+    shares = size_normalised_shares(within_window(on_target, inp.energy_window_eV), primitive)
+    none = Share("", 0.0, 0)
+    by_share = sorted(groups, key=lambda k: (-shares.get(k, none).share, min(m.energy_per_atom for m in groups[k]),
+                                             k))
     ref_energy = {c.label: c.energy_per_atom for c in candidates if c.energy_per_atom is not None}
     polymorphs = []
-    for rank, label in enumerate(by_freq, start=1):
+    for rank, label in enumerate(by_share, start=1):
         group = groups[label]
         best = min(group, key=lambda m: m.energy_per_atom)
+        share = shares.get(label, none)
         summary = None
         if inp.store:
             parents = [replica_ids[best.replica]]
             summary = store(best.structure, best.energy,
                             {"crystallization_label": label, "motif_count": len(group),
-                             "motif_frequency": round(len(group) / len(on_target), 4)}, parents)
+                             "motif_frequency": round(len(group) / len(on_target), 4),
+                             "motif_share": round(share.share, 4)}, parents)
         polymorphs.append(PolymorphOutcome(
             label=label, source=best.source or "unidentified", spacegroup=best.spacegroup, count=len(group),
-            frequency=round(len(group) / len(on_target), 4),
+            frequency=round(len(group) / len(on_target), 4), count_in_window=share.in_window,
+            share=round(share.share, 4), rank=rank,
             min_energy_per_atom_eV=round(best.energy_per_atom, 6),
             min_formation_energy_per_atom_eV=round(min(m.formation_energy_per_atom for m in group), 6),
             reference_energy_per_atom_eV=None if ref_energy.get(label) is None else round(ref_energy[label], 6),
             e_above_ground_state_eV=round(best.energy_per_atom - (e0 or 0.0), 6),
-            rank_by_frequency=rank, rank_by_energy=by_energy.index(label) + 1, structure=summary,
+            rank_by_frequency=by_freq.index(label) + 1, rank_by_energy=by_energy.index(label) + 1,
+            structure=summary,
         ))
     references = []
     for cand in candidates:
@@ -594,18 +616,21 @@ def _rank(
             same_as=cand.same_as, structure=summary,
         ))
     references.sort(key=lambda r: r.energy_per_atom_eV)
-    identified = [p for p in polymorphs if p.source not in ("unidentified", "other")]
+    identified = [p for p in polymorphs if p.source not in ("unidentified", "other") and p.share > 0]
     predicted = identified[0].label if identified else None
     if predicted is None:
-        notes.append("no valid motif matched a known polymorph: raise the budget, n_max or the MD length")
-    elif identified[0].count < WEAK_PREDICTION_FRACTION * len(on_target):
-        notes.append(f"the prediction rests on {identified[0].count} of {len(on_target)} valid motifs; most are "
-                     "unidentified or other polymorphs: treat it as weak (see the motifs by subcell size)")
+        notes.append("no valid low-energy motif matched a known polymorph: raise the budget, n_max or the MD length")
+    elif identified[0].count_in_window < MIN_SUPPORT or identified[0].share < WEAK_PREDICTION_FRACTION:
+        top = identified[0]
+        n_sizes = len(shares[top.label].sizes)
+        notes.append(f"the prediction rests on {top.count_in_window} low-energy motif(s) in {n_sizes} subcell size(s), "
+                     f"share {top.share:.2f}: treat it as weak (see the motifs by subcell size)")
     lowest = min(on_target, key=lambda m: m.energy_per_atom).label if on_target else None
     return {
         "predicted_first_polymorph": predicted, "lowest_energy_motif": lowest, "ground_state": ground,
         "ground_state_energy_per_atom_eV": None if e0 is None else round(e0, 6),
         "ostwald_differs": None if predicted is None or ground is None else predicted != ground,
+        "ranking_rule": rule(inp.energy_window_eV),
         "polymorphs": polymorphs, "references": references, "notes": notes,
     }
 
@@ -645,8 +670,9 @@ def _markdown(r: CrystallizationOutput) -> str:
     """The human-readable report."""
     lines = [
         f"# Crystallization of amorphous {r.composition} ({r.potential})", "",
-        "- Predicted first polymorph (most frequent identified motif): "
+        "- Predicted first polymorph: "
         f"**{r.predicted_first_polymorph or 'none (no motif matched a known polymorph)'}**",
+        f"- Ranked by: {r.ranking_rule}",
         f"- Lowest-energy motif: {r.lowest_energy_motif}",
         f"- Ground state by energy: {r.ground_state} ({r.ground_state_energy_per_atom_eV} eV/atom)",
         "- Ostwald's rule differs from thermodynamics: "
@@ -655,13 +681,14 @@ def _markdown(r: CrystallizationOutput) -> str:
         f"{r.n_skipped_overlap} skipped for overlaps; rejections: {r.rejections or 'none'}",
         f"- Schedule: {r.schedule}", f"- Wall time: {r.wall_time_s} s", "",
         "## Polymorphs among motifs", "",
-        "| rank (freq) | rank (energy) | polymorph | space group | count | frequency | min E (eV/atom) | "
-        "E - E_gs (eV/atom) | stored |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| rank | share | in window | rank (count) | rank (energy) | polymorph | space group | count | frequency | "
+        "min E (eV/atom) | E - E_gs (eV/atom) | stored |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in r.polymorphs:
         lines.append(
-            f"| {p.rank_by_frequency} | {p.rank_by_energy} | {p.label} | {p.spacegroup} | {p.count} | "
+            f"| {p.rank} | {p.share:.3f} | {p.count_in_window} | {p.rank_by_frequency} | {p.rank_by_energy} | "
+            f"{p.label} | {p.spacegroup} | {p.count} | "
             f"{p.frequency:.3f} | {p.min_energy_per_atom_eV:.4f} | {p.e_above_ground_state_eV:.4f} | "
             f"{p.structure.id if p.structure else ''} |"
         )
