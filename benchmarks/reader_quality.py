@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--split", default="dev", choices=["dev", "heldout", "fresh", "report", "all"])
     parser.add_argument("--show-misses", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N requests of the split (a smoke test)")
     parser.add_argument("--llm-base-url", default=None, help="read through this OpenAI-compatible endpoint")
     parser.add_argument("--llm-model", default=None)
     args = parser.parse_args()
@@ -79,7 +80,7 @@ def main() -> None:
         if args.llm_model:
             os.environ["MATSEARCH_LLM_MODEL"] = args.llm_model
     readers: dict[str, int] = {}
-    cases = load_suite(None if args.split == "all" else args.split)
+    cases = load_suite(None if args.split == "all" else args.split)[: args.limit]
     rows, start = [], time.time()
     for case in cases:
         if args.llm_base_url:
