@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from ase.build import bulk
 
+from models.potentials.equivariant import EquivariantPotential, predict
+from models.potentials.export import ExportedPotential, export_torchscript
 from tests.conftest import cif_of
 from tools.core.errors import ToolInputError
 from tools.core.registry import get_tool
@@ -45,6 +48,15 @@ def test_held_out_error_falls_and_the_guard_flags_an_unseen_phase(workspace: Pat
     assert any("calibrated domain" in w for w in unseen.warnings)
     with pytest.raises(ToolInputError, match="no fitted uncertainty|universal or classical"):
         get_tool("run_md").run({**md, "potential": "emt", "temperature_K": 300})
+
+    # the LAMMPS/TorchScript export of the distilled student gives the Python model's numbers
+    student = EquivariantPotential.load(out.checkpoint)
+    export_torchscript(student, workspace / "cu-emt.ts")
+    frame = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
+    frame.rattle(0.05, seed=3)
+    ref, got = predict(student, [frame])[0], ExportedPotential(workspace / "cu-emt.ts").compute(frame)
+    assert abs(got["energy"] - ref["energy"]) < 1e-5 * max(1.0, abs(ref["energy"]))
+    assert np.abs(got["forces"] - ref["forces"]).max() < 1e-5 < np.abs(ref["forces"]).max()
 
 
 def test_a_resumed_distillation_continues_where_it_stopped(workspace: Path) -> None:
