@@ -152,3 +152,90 @@ def test_a_repeated_store_merges_tags_and_description_and_provenance_keeps_both(
         {"tool": "b", "time": "t1", "tags": ["y"], "description": "periclase"},
         {"tool": "c", "time": "t3", "tags": ["z"]},
     ]
+
+
+def _cells(n: int, cation: str = "Mg", step: float = 0.01) -> list:
+    """n rock-salt cells, each `step` larger in volume than the last (0.01: approximate duplicates)."""
+    base = rocksalt(cation=cation)
+    cells = []
+    for i in range(n):
+        cells.append(base.copy())
+        cells[-1].scale_lattice(base.volume * (1.0 + step * i))
+    return cells
+
+
+def test_searches_fetch_only_the_records_they_return(store: StructureStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Composition search ranks every match from the index (ids and energies) and fetches the metadata of the n it
+    returns only; similarity search fetches its hits in one get; no search parses a CIF (a record's structure is
+    parsed when first used)."""
+    from pymatgen.core import Structure
+
+    rng = random.Random(3)
+    energies = [rng.uniform(-12.0, -8.0) for _ in range(40)]
+    results = store.add_many([{"structure": c, "provenance": {}, "energy": e}
+                              for c, e in zip(_cells(40), energies, strict=True)])
+    store.add_many([{"structure": c, "provenance": {}} for c in _cells(5, "Ni")])  # no energy: ranked last
+    want = [r.id for _, r in sorted(zip(energies, results, strict=True), key=lambda er: er[0])]
+
+    store.search_composition(formula="NiO", n=1)  # the store's first search checks for unindexed records once
+    fetched: list[int] = []
+    get = store.texts.get
+
+    def counting_get(*args, **kwargs):
+        got = get(*args, **kwargs)
+        if "metadatas" in (kwargs.get("include") or []):
+            fetched.append(len(got["ids"]))
+        return got
+
+    parsed: list[str] = []
+    from_str = Structure.from_str
+    monkeypatch.setattr(store.texts, "get", counting_get)
+    monkeypatch.setattr(Structure, "from_str", lambda *a, **k: parsed.append(1) or from_str(*a, **k))
+    got = store.search_composition(elements=["O"], n=3)
+    assert [r.id for r in got] == want[:3] and fetched == [3] and parsed == []
+    fetched.clear()
+    assert [r.id for r in store.search_composition(formula="MgO", n=40)] == want
+    bare = sorted(r.id for r in store.search_composition(formula="NiO", n=5))  # no energy: last, by id
+    assert [r.id for r in store.search_composition(elements=["O"], n=100)] == want + bare
+    fetched.clear()
+    hits = store.search_similar(_cells(1)[0], 4)
+    assert len(hits) == 4 and fetched == [4] and parsed == []
+    assert hits[0][0].structure.composition.reduced_formula == "MgO" and len(parsed) == 1
+
+
+def test_ranking_follows_energies_added_later_and_exact_values(store: StructureStore) -> None:
+    """Energies given after the store (update, a same-content merge) rank the record; energies closer than float32
+    can tell apart still rank by their exact values."""
+    a, b, c, d = _cells(4, step=0.25)
+    ids = [store.add(x, provenance={}).id for x in (a, b, c, d)]
+    assert len(set(ids)) == 4
+    assert store.search_composition(formula="MgO", n=4)[0].metadata.get("energy_per_atom") is None
+    store.update(ids[2], energy=-80.0)
+    store.add(d, provenance={}, energy=-79.0)  # same content: the energy is merged into the bare record
+    assert [r.id for r in store.search_composition(formula="MgO", n=2)] == [ids[2], ids[3]]
+    # -10.0000001 and -10.0000002 per atom are one float32: the exact lower one comes first whatever the ids.
+    low, high = sorted(ids[:2], reverse=True)  # the lower energy on the larger id: an id tie-break would be wrong
+    store.update(low, energy=8 * -10.0000002)
+    store.update(high, energy=8 * -10.0000001)
+    assert [r.id for r in store.search_composition(elements=["Mg", "O"], only_elements=True, n=1)] == [low]
+    assert [r.id for r in store.search_composition(formula="MgO", n=2)] == [low, high]
+
+
+def test_records_stored_before_the_index_are_found(tmp_path: Path) -> None:
+    """A store written before the search index (no has_<El> flags, no index entries): a new store object gives them
+    both on its first search, and element filters (composition and text search) find every record."""
+    path = tmp_path / "old"
+    store = StructureStore(path)
+    mgo = store.add(rocksalt(), provenance={}, energy=-40.0).id
+    nio = store.add(rocksalt(cation="Ni"), provenance={}, energy=-30.0).id
+    got = store.texts.get(include=["metadatas", "documents", "embeddings"])
+    metas = [{k: v for k, v in m.items() if not k.startswith("has_") and k != "index_v"} for m in got["metadatas"]]
+    store.texts.delete(ids=got["ids"])
+    store.texts.add(ids=got["ids"], metadatas=metas, documents=got["documents"], embeddings=got["embeddings"])
+    store.index.delete(ids=got["ids"])
+    store.add(rocksalt(cation="Zn"), provenance={}, energy=-35.0)  # a new record beside them
+    again = StructureStore(path)
+    assert [r.id for r in again.search_composition(elements=["O"], n=5)][::2] == [mgo, nio]
+    assert [r.id for r in again.search_composition(within=["Ni", "O"], n=5)] == [nio]
+    assert {r.id for r, _ in again.search_text("oxide", 5, {"el_Mg": True})} == {mgo}
+    assert again.index.count() == 3
