@@ -54,3 +54,29 @@ def test_emt_copper_recovers_fcc_from_its_quenched_melt(workspace: Path) -> None
     assert first.rank == 1 and first.share > 0.5 and first.count_in_window >= 3
     assert "smallest boxes cannot outvote" in out.ranking_rule
     assert sorted(p.rank for p in out.polymorphs) == list(range(1, len(out.polymorphs) + 1))
+
+
+@pytest.mark.slow
+def test_a_distilled_student_runs_the_bulk_and_the_teacher_decides(workspace: Path) -> None:
+    """A student distilled from EMT runs the melt-quench and the subcell relaxations; EMT relaxes the candidates and
+    re-relaxes the distinct low-energy motifs, so every energy in the ranking is EMT's, on the stored structure."""
+    from ase.calculators.emt import EMT
+
+    from tests.test_distill import TINY
+    from tools.core.registry import ToolContext
+    from tools.structures.io import structure_to_atoms
+
+    get_tool("distill_potential").run({**TINY, "name": "cu-student", "rounds": 1, "temperatures_K": [300, 1500]})
+    out = get_tool("predict_crystallization").run({
+        "composition": "Cu", "potential": "cu-student", "teacher": "emt", "n_atoms": 32, "n_replicas": 1,
+        "T_high": 1800, "melt_steps": 200, "quench_steps": 600, "hold_steps": 100, "budget": 10, "n_min": 2,
+        "n_max": 8, "d_frac": 0.25, "max_reference_relaxations": 3, "teacher_relaxations": 6, "seed": 1},
+        ToolContext())
+    assert out.potential == "cu-student" and out.teacher == "emt" and 1 <= out.n_teacher_relaxed <= 6
+    assert out.polymorphs, out.notes
+    for polymorph in out.polymorphs:
+        cif = get_tool("get_structure").run({"id": polymorph.structure.id}).text
+        atoms = structure_to_atoms(Structure.from_str(cif, fmt="cif"))
+        atoms.calc = EMT()
+        assert atoms.get_potential_energy() / len(atoms) == pytest.approx(polymorph.min_energy_per_atom_eV, abs=2e-3)
+    assert all(r.energy_per_atom_eV < 1.5 for r in out.references)  # EMT's candidates, not the student's

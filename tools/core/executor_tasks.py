@@ -10,12 +10,20 @@ from pymatgen.core import Structure
 from tools.core.settings import Settings
 
 
-def relax_payload(structure: Structure, potential: str, fmax: float, max_steps: int, device: str = "cpu") -> dict:
-    """The picklable input of relax_task for one structure."""
+def relax_payload(structure: Structure, potential: str, fmax: float, max_steps: int, device: str = "cpu",
+                  workspace: str | None = None) -> dict:
+    """The picklable input of relax_task for one structure; `workspace` is where a potential's name resolves (the
+    caller's, so a worker finds the same checkpoint)."""
     from tools.structures.io import structure_to_cif
 
     return {"cif": structure_to_cif(structure), "potential": potential, "fmax": fmax, "max_steps": max_steps,
-            "device": device}
+            "device": device, "workspace": workspace}
+
+
+def task_settings(payload: dict[str, Any]) -> Settings:
+    """Settings for a task on a worker: the caller's device and workspace (the worker's own when not given)."""
+    given = {k: payload[k] for k in ("device", "workspace") if payload.get(k)}
+    return Settings(**given)
 
 
 def relax_task(payload: dict[str, Any]) -> dict[str, Any]:
@@ -24,7 +32,7 @@ def relax_task(payload: dict[str, Any]) -> dict[str, Any]:
     from tools.structures.io import structure_to_cif
 
     structure = Structure.from_str(payload["cif"], fmt="cif")
-    settings = Settings(device=payload.get("device", "cpu"))
+    settings = task_settings(payload)
     calc = get_potential(payload["potential"], settings)
     result = relax(structure, calc, payload["potential"], fmax=payload["fmax"], max_steps=payload["max_steps"])
     return {
@@ -95,7 +103,7 @@ def melt_quench_task(payload: dict[str, Any]) -> dict[str, Any]:
     from tools.crystallization.amorphous import MeltQuenchSchedule, melt_quench
     from tools.potentials.calculators import get_potential
 
-    settings = Settings(device=payload.get("device", "cpu"))
+    settings = task_settings(payload)
     calc = get_potential(payload["potential"], settings)
     schedule = MeltQuenchSchedule(**payload["schedule"])
     rep = melt_quench(xyz_to_atoms(payload["start"])[0], calc, payload["potential"], schedule, seed=payload["seed"])

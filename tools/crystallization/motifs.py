@@ -379,6 +379,7 @@ class Motif:
     problems: list[str] = field(default_factory=list)
     label: str | None = None
     source: str | None = None
+    relaxed_by: str = "potential"  # "teacher" once the teacher re-relaxed it (its energies are then the teacher's)
 
     @property
     def valid(self) -> bool:

@@ -75,6 +75,13 @@ class CrystallizationInput(ToolInput):
         default=None, max_length=500,
         description="'chgnet', 'sevennet-0' or a matsearch checkpoint path; default: the configured potential.",
     )
+    teacher: str | None = Field(
+        default=None, max_length=500,
+        description="A more accurate potential (e.g. chgnet) that relaxes the candidate polymorphs and re-relaxes the "
+        "distinct low-energy motifs before they are identified and ranked, while `potential` (e.g. a distilled "
+        "student) runs the melt-quench MD and the bulk of the subcell relaxations. None: `potential` does all.")
+    teacher_relaxations: int = Field(
+        default=40, ge=1, le=2000, description="Most distinct low-energy motifs the teacher re-relaxes.")
     budget: int = Field(
         default=60, ge=1, le=5000,
         description="Subcell (motif) relaxations to spend, at least 1; the dominant cost with the MD.",
@@ -200,6 +207,8 @@ class CrystallizationOutput(BaseModel):
 
     composition: str
     potential: str
+    teacher: str | None = Field(default=None, description="The potential that decided energies and identities")
+    n_teacher_relaxed: int = Field(default=0, description="Distinct motifs the teacher re-relaxed")
     seed: int
     predicted_first_polymorph: str | None = Field(
         description="The identified polymorph with the largest size-normalised share of low-energy motifs")
@@ -232,7 +241,8 @@ class CrystallizationOutput(BaseModel):
 def _estimate(inp: CrystallizationInput) -> float:
     """Seconds on 2 CPU cores with CHGNet (about 3 ms per atom per MD step, ~4 s per motif relaxation)."""
     md = inp.n_replicas * (inp.melt_steps + inp.quench_steps + inp.hold_steps) * 0.003 * inp.n_atoms
-    return 20.0 + md + 4.0 * inp.budget + 3.0 * inp.max_reference_relaxations
+    teacher = 4.0 * inp.teacher_relaxations if inp.teacher else 0.0
+    return 20.0 + md + 4.0 * inp.budget + 3.0 * inp.max_reference_relaxations + teacher
 
 
 def _finite(value: float, digits: int) -> float | None:
@@ -266,6 +276,7 @@ class _Run:
     calc: Any
     refs: Any
     schedule: MeltQuenchSchedule
+    teacher: str | None
     params: dict[str, Any]
     start: float
     notes: list[str] = field(default_factory=list)
@@ -274,10 +285,15 @@ class _Run:
     total: float = 0.0
     done: float = 0.0
 
-    def payload(self, structure: Structure) -> dict[str, Any]:
-        """A relaxation task for the executor, with this run's potential and relaxation settings."""
-        return relax_payload(structure, self.potential, self.inp.fmax, self.inp.max_relax_steps,
-                             self.ctx.settings.device)
+    @property
+    def decider(self) -> str:
+        """The potential whose energies decide: the teacher when there is one."""
+        return self.teacher or self.potential
+
+    def payload(self, structure: Structure, potential: str | None = None) -> dict[str, Any]:
+        """A relaxation task for the executor, with this run's (or the given) potential and relaxation settings."""
+        return relax_payload(structure, potential or self.potential, self.inp.fmax, self.inp.max_relax_steps,
+                             self.ctx.settings.device, str(self.ctx.workspace))
 
     def progress(self, done: float, message: str) -> None:
         """Report `done` of the run's total progress units."""
@@ -302,8 +318,10 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
     replicas, replica_ids = _amorphous_replicas(run, volume_per_atom)
     subcells = _select_subcells(run, replicas)
     motifs = _relax_motifs(run, subcells.picked)
+    n_teacher = _teacher_rerelax(run, motifs) if run.teacher else 0
     identify(motifs, candidates, run.unit)
     result = _result(run, candidates, motifs, replicas, replica_ids, subcells)
+    result.teacher, result.n_teacher_relaxed = run.teacher, n_teacher
     ctx.progress(run.total, run.total, "writing report")
     return _write_artifacts(result, motifs, candidates, ctx)
 
@@ -320,9 +338,11 @@ def _start(inp: CrystallizationInput, ctx: ToolContext) -> _Run:
         )
     potential = inp.potential or ctx.settings.potential
     calc = get_potential(potential, ctx.settings)
-    refs = elemental_references(potential, ctx.settings)
+    if inp.teacher:
+        get_potential(inp.teacher, ctx.settings)  # a bad teacher name is refused before any MD
+    refs = elemental_references(inp.teacher or potential, ctx.settings)
     return _Run(inp=inp, ctx=ctx, unit=unit, potential=potential, calc=calc, refs=refs, schedule=inp.schedule(unit),
-                params=inp.model_dump(exclude={"store"}), start=start)
+                teacher=inp.teacher, params=inp.model_dump(exclude={"store"}), start=start)
 
 
 def _plan(run: _Run, candidates: list[Candidate]) -> list[Candidate]:
@@ -330,7 +350,8 @@ def _plan(run: _Run, candidates: list[Candidate]) -> list[Candidate]:
     inp = run.inp
     run.md_units = max(1, run.schedule.total_steps // 50)
     to_relax = sorted(candidates, key=lambda c: c.priority)[: inp.max_reference_relaxations]
-    run.total = len(to_relax) + (0 if inp.precursor else inp.n_replicas * run.md_units) + inp.budget
+    run.total = (len(to_relax) + (0 if inp.precursor else inp.n_replicas * run.md_units) + inp.budget
+                 + (inp.teacher_relaxations if inp.teacher else 0))
     run.progress(0, f"relaxing {len(to_relax)} candidate polymorphs of {run.unit.reduced_formula}")
     run.executor = get_executor(run.ctx.settings)
     return to_relax
@@ -339,7 +360,7 @@ def _plan(run: _Run, candidates: list[Candidate]) -> list[Candidate]:
 def _relax_candidates(run: _Run, candidates: list[Candidate], to_relax: list[Candidate]) -> Candidate | None:
     """Relax the candidate polymorphs; return the lowest-energy one that kept its structure."""
     relaxed_refs = run.executor.map(
-        relax_task, [run.payload(c.structure) for c in to_relax], cancel=run.ctx.cancel_event,
+        relax_task, [run.payload(c.structure, run.decider) for c in to_relax], cancel=run.ctx.cancel_event,
         progress=lambda n, _t, _: run.progress(run.done + n, f"relaxed candidate {to_relax[n - 1].label}"),
     )
     for cand, res in zip(to_relax, relaxed_refs, strict=True):
@@ -405,7 +426,8 @@ def _melt_quench(run: _Run, packed_cells: list[Atoms]) -> list[AmorphousReplica]
     seed, done, md_units = int(run.inp.seed), run.done, run.md_units
     if packed_cells and run.executor.name != "in-process":
         payloads = [{"start": atoms_to_xyz([cell]), "potential": run.potential, "schedule": asdict(run.schedule),
-                     "seed": seed * 1009 + k, "device": run.ctx.settings.device} for k, cell in enumerate(packed_cells)]
+                     "seed": seed * 1009 + k, "device": run.ctx.settings.device,
+                     "workspace": str(run.ctx.workspace)} for k, cell in enumerate(packed_cells)]
         runs = run.executor.map(
             melt_quench_task, payloads, cancel=run.ctx.cancel_event,
             progress=lambda n, t, _: run.progress(done + md_units * n, f"replica {n}/{t} quenched"),
@@ -460,14 +482,73 @@ def _select_subcells(run: _Run, replicas: list[AmorphousReplica]) -> _Subcells:
     return _Subcells(grids, len(pool), picked, skipped)
 
 
-def _relax_motifs(run: _Run, selected: list[tuple[int, Structure]]) -> list[Motif]:
-    """Relax the picked subcells as motifs, MOTIF_CHUNK at a time until max_wall_s; judge validity."""
-    inp, unit = run.inp, run.unit
+def _criteria(inp: CrystallizationInput, unit: Composition) -> ValidityCriteria:
+    """What makes a relaxed motif physical, for these inputs."""
     pairs = [(a.symbol, b.symbol) for a in unit.elements for b in unit.elements]
-    criteria = ValidityCriteria(
+    return ValidityCriteria(
         formation_min_eV=inp.formation_min_eV, formation_max_eV=inp.formation_max_eV,
         min_distance_A=inp.min_distance_A or 0.6 * min(pair_distance(a, b) for a, b in pairs),
     )
+
+
+def _judged(res: dict[str, Any], start: Structure, refs: Any, criteria: ValidityCriteria) -> dict[str, Any]:
+    """A relaxation result as Motif fields: structure, energies, symmetry and validity problems. A relaxation that
+    diverged (non-finite energy, a cell that no longer reads back) is a motif with that problem, on its start."""
+    n_atoms = len(start)
+    try:
+        relaxed = Structure.from_str(res["cif"], fmt="cif")
+        finite = bool(np.isfinite(res["energy"]) and np.isfinite(relaxed.lattice.matrix).all())
+    except Exception:  # noqa: BLE001 - an unreadable result is a diverged relaxation, judged as such
+        relaxed, finite = start, False
+    if not finite or len(relaxed) != n_atoms:
+        return {"initial_energy": res["initial_energy"], "energy": float("nan"), "energy_per_atom": float("nan"),
+                "formation_energy_per_atom": float("nan"), "steps": res["steps"], "converged": False,
+                "structure": start, "spacegroup": "P1", "spacegroup_number": 1,
+                "problems": ["non-finite energy (the relaxation diverged)"]}
+    form = float(refs.formation_energy_per_atom(relaxed, res["energy"]))
+    dmin = min_interatomic_distance(relaxed) if len(relaxed) > 1 else float(min(relaxed.lattice.abc))
+    sym, num, _ = symmetry_of(relaxed)
+    return {"initial_energy": res["initial_energy"], "energy": res["energy"],
+            "energy_per_atom": res["energy"] / n_atoms, "formation_energy_per_atom": form, "steps": res["steps"],
+            "converged": res["converged"], "structure": relaxed, "spacegroup": sym, "spacegroup_number": num,
+            "problems": validity_problems(res["initial_energy"], res["energy"], form, dmin, criteria)}
+
+
+def _teacher_rerelax(run: _Run, motifs: list[Motif]) -> int:
+    """Re-relax the distinct valid motifs within twice the energy window of the lowest (student energies) with the
+    teacher, lowest first, at most teacher_relaxations; motifs the student found identical (same size, space group
+    and energy to 1 meV/atom) take their representative's result. Returns the number of teacher relaxations."""
+    inp = run.inp
+    window = None if inp.energy_window_eV is None else 2 * inp.energy_window_eV
+    low = sorted(within_window([m for m in motifs if m.valid], window), key=lambda m: m.energy_per_atom)
+    groups: dict[tuple[int, int, float], list[Motif]] = {}
+    for m in low:
+        groups.setdefault((m.n_atoms, m.spacegroup_number, round(m.energy_per_atom, 3)), []).append(m)
+    chosen = list(groups.values())[: inp.teacher_relaxations]
+    if len(groups) > len(chosen):
+        run.notes.append(f"the teacher re-relaxed {len(chosen)} of {len(groups)} distinct low-energy motifs "
+                         "(teacher_relaxations)")
+    teacher = run.teacher or run.potential
+    results = run.executor.map(
+        relax_task, [run.payload(group[0].structure, teacher) for group in chosen], cancel=run.ctx.cancel_event,
+        progress=lambda n, t, _, d=run.done: run.progress(d + n, f"teacher re-relaxed motif {n}/{t}"),
+    )
+    criteria = _criteria(inp, run.unit)
+    for group, res in zip(chosen, results, strict=True):
+        fields = _judged(res, group[0].structure, run.refs, criteria)
+        for m in group:
+            for key, value in fields.items():
+                setattr(m, key, value)
+            m.relaxed_by = "teacher"
+    run.done += inp.teacher_relaxations
+    return len(chosen)
+
+
+def _relax_motifs(run: _Run, selected: list[tuple[int, Structure]]) -> list[Motif]:
+    """Relax the picked subcells as motifs, MOTIF_CHUNK at a time until max_wall_s; judge validity."""
+    inp = run.inp
+    criteria = _criteria(inp, run.unit)
+    refs = elemental_references(run.potential, run.ctx.settings) if run.teacher else run.refs
     motifs: list[Motif] = []
     for first in range(0, len(selected), MOTIF_CHUNK):
         if inp.max_wall_s is not None and time.perf_counter() - run.start > inp.max_wall_s:
@@ -479,17 +560,8 @@ def _relax_motifs(run: _Run, selected: list[tuple[int, Structure]]) -> list[Moti
             progress=lambda n, _t, _, d=run.done: run.progress(d + n, f"motif {len(motifs) + n}/{inp.budget} relaxed"),
         )
         for (k, sub), res in zip(chunk, results, strict=True):
-            relaxed = Structure.from_str(res["cif"], fmt="cif")
-            form = run.refs.formation_energy_per_atom(relaxed, res["energy"])
-            dmin = min_interatomic_distance(relaxed) if len(relaxed) > 1 else float(min(relaxed.lattice.abc))
-            sym, num, _ = symmetry_of(relaxed)
-            motifs.append(Motif(
-                index=len(motifs), replica=k, n_atoms=len(sub), initial_energy=res["initial_energy"],
-                energy=res["energy"], energy_per_atom=res["energy"] / len(sub), formation_energy_per_atom=float(form),
-                steps=res["steps"], converged=res["converged"], structure=relaxed, spacegroup=sym,
-                spacegroup_number=num,
-                problems=validity_problems(res["initial_energy"], res["energy"], float(form), dmin, criteria),
-            ))
+            motifs.append(Motif(index=len(motifs), replica=k, n_atoms=len(sub),
+                                **_judged(res, sub, refs, criteria)))
             run.done += 1
         last = motifs[-1]
         message = f"motif {len(motifs)}/{inp.budget}: {last.spacegroup}, {last.energy_per_atom:.3f} eV/atom"
@@ -503,7 +575,7 @@ def _result(
 ) -> CrystallizationOutput:
     """Rank the polymorphs by motif frequency and by energy; gather the counts behind the prediction."""
     inp = run.inp
-    out = _rank(inp, run.ctx, run.unit, run.potential, candidates, motifs, replica_ids, run.params)
+    out = _rank(inp, run.ctx, run.unit, run.decider, candidates, motifs, replica_ids, run.params)
     rejections = Counter(_reason(p) for m in motifs for p in m.problems[:1])
     return CrystallizationOutput(
         composition=run.unit.reduced_formula, potential=run.potential, seed=inp.seed,
@@ -538,7 +610,8 @@ def _rank(
 ) -> dict[str, Any]:
     """Polymorph frequencies and energies, the ground state, and the stored structures."""
     notes: list[str] = []
-    on_target = [m for m in motifs if m.valid and m.source != "other"]
+    decided = [m for m in motifs if not inp.teacher or m.relaxed_by == "teacher"]  # one potential's energies
+    on_target = [m for m in decided if m.valid and m.source != "other"]
     groups: dict[str, list[Motif]] = {}
     for m in on_target:
         groups.setdefault(m.label or "?", []).append(m)
@@ -673,6 +746,8 @@ def _markdown(r: CrystallizationOutput) -> str:
         "- Predicted first polymorph: "
         f"**{r.predicted_first_polymorph or 'none (no motif matched a known polymorph)'}**",
         f"- Ranked by: {r.ranking_rule}",
+        *([f"- Decided by the teacher {r.teacher}: it relaxed the candidates and re-relaxed {r.n_teacher_relaxed} "
+           f"distinct low-energy motifs; {r.potential} ran the MD and the other relaxations"] if r.teacher else []),
         f"- Lowest-energy motif: {r.lowest_energy_motif}",
         f"- Ground state by energy: {r.ground_state} ({r.ground_state_energy_per_atom_eV} eV/atom)",
         "- Ostwald's rule differs from thermodynamics: "

@@ -477,7 +477,8 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
             inp.budget,
             f"relaxing {', '.join(n.proposal.formula for n, *_ in batch)} ({executor.name})",
         )
-        payloads = [relax_payload(s, potential, RELAX_FMAX, RELAX_STEPS, ctx.settings.device) for _, _, s, _ in batch]
+        payloads = [relax_payload(s, potential, RELAX_FMAX, RELAX_STEPS, ctx.settings.device, str(ctx.workspace))
+                    for _, _, s, _ in batch]
         results = executor.map(relax_task, payloads, cancel=ctx.cancel_event)
         for (node, generator, _, parent), result in zip(batch, results, strict=True):
             node.pending -= 1
