@@ -187,10 +187,11 @@ def _indexed_properties(properties: dict[str, Any]) -> dict[str, float]:
 
 
 HULL_SCHEMA = 1  # records written with hull metadata carry hull_v = 1; older ones are read the slow way
-# Records written with search-index metadata carry index_v = 1: `has_<El>: 1` per element (an int, which chromadb's
-# SQLite indexes, where the `el_<El>: True` booleans are a scan of every record: 50 ms at 10k) and an entry in the
-# index collection. Older records are given both once, on a store's first search with a filter.
-INDEX_SCHEMA = 1
+# Records written with search-index metadata carry index_v = INDEX_SCHEMA: `has_<El>: 1` per element (an int,
+# which chromadb's SQLite indexes, where `el_<El>: True` booleans are a scan of every record: 50 ms at 10k) and an
+# entry in the index collection (since 2, whose metadata holds the hull fields). Older records are given both once,
+# on a store's first search with a filter or hull query.
+INDEX_SCHEMA = 2
 
 
 def _index_fields(elements: list[str]) -> dict[str, Any]:
@@ -200,15 +201,17 @@ def _index_fields(elements: list[str]) -> dict[str, Any]:
 
 def _index_entry(record_id: str, meta: dict[str, Any]) -> tuple[list[float], dict[str, Any]]:
     """A record's entry in the index collection, from its metadata: the vector (energy per atom, or NO_ENERGY; then
-    a number from the id so that no two vectors coincide) and the light metadata composition search filters on.
+    a number from the id so that no two vectors coincide) and the light metadata composition search filters on
+    and hull_rows reads (formula, chemsys, hull fields: about 12 keys where the record has 30 and its CIF).
     The vector is never searched: a filtered get returns it with the ids, so ranking every match costs one query
     and no metadata (which chromadb returns at ~6 us per key and record)."""
     elements = [e for e in str(meta.get("elements", "")).strip("|").split("|") if e]
     value = meta.get("energy_per_atom")
     energy = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else NO_ENERGY
     spread = int(hashlib.sha256(record_id.encode()).hexdigest()[:8], 16) / 2**32
-    light = {"reduced_formula": str(meta.get("reduced_formula", "")), "n_elements": len(elements),
-             "chemsys": "-".join(sorted(elements)), **{f"has_{el}": 1 for el in elements}}
+    light = {"formula": str(meta.get("formula", "")), "reduced_formula": str(meta.get("reduced_formula", "")),
+             "n_elements": len(elements), "chemsys": "-".join(sorted(elements)),
+             **{f"has_{el}": 1 for el in elements}, **{k: v for k, v in meta.items() if k.startswith("hull_")}}
     return [energy, spread], light
 
 
@@ -704,7 +707,7 @@ class StructureStore:
             )
         else:
             self.texts.update(ids=[record_id], metadatas=[changes])
-        if "energy_per_atom" in changes:
+        if "energy_per_atom" in changes or any(k.startswith("hull_") for k in changes):
             self._set_index([record_id], [new_meta])
 
     def update(self, record_id: str, properties: dict[str, Any] | None = None, energy: float | None = None) -> None:
@@ -724,7 +727,7 @@ class StructureStore:
             changes["energy_per_atom"] = float(energy) / len(record.structure)
         if changes:
             self.texts.update(ids=[record_id], metadatas=[changes])
-        if "energy_per_atom" in changes:
+        if "energy_per_atom" in changes or any(k.startswith("hull_") for k in changes):
             self._set_index([record_id], [{**record.metadata, **changes}])
 
     def _set_index(self, ids: list[str], metas: list[dict[str, Any]]) -> None:
@@ -780,15 +783,17 @@ class StructureStore:
 
     def hull_rows(self, elements: list[str], potential: str) -> list[HullRow]:
         """Every stored relaxation inside this chemical system scored with this potential, converged or not: one
-        metadata query on the chemical system (its subsystems), no CIF parsed. Records stored before hull metadata
-        (no hull_v) are given it once, from their metadata, on this store's first call."""
+        query of the index collection's light metadata on the chemical system (its subsystems), no CIF parsed.
+        Records stored before hull metadata (no hull_v) are given it once, from their metadata, on this store's
+        first call."""
         if not self._hull_backfilled:
             self._retrying(self._backfill_hull_metadata)
             self._hull_backfilled = True
+        self._retrying(self._ensure_index)
         # One clause only: chromadb evaluates each clause of an $and over the whole collection (10k records: 7 ms
         # for chemsys alone, 86 ms with potential and relaxation flags), so those are checked here.
         where = {"chemsys": {"$in": _subsystems(elements)}}
-        got = self._retrying(lambda: self.texts.get(where=where, include=["metadatas"]))
+        got = self._retrying(lambda: self.index.get(where=where, include=["metadatas"]))
         return [HullRow(i, str(m["formula"]), float(m["hull_energy_eV"]), bool(m["hull_converged"]))
                 for i, m in zip(got["ids"], got["metadatas"], strict=True)
                 if m.get("hull_potential") == potential and m.get("hull_relaxation")]
@@ -805,6 +810,8 @@ class StructureStore:
                           **_hull_fields(json.loads(str(meta.get("properties_json", "{}"))))})
         for start in range(0, len(ids), 1000):
             self.texts.update(ids=ids[start : start + 1000], metadatas=metas[start : start + 1000])
+        old = dict(zip(got["ids"], got["metadatas"], strict=True))
+        self._set_index(ids, [{**old[i], **m} for i, m in zip(ids, metas, strict=True)])
         return len(ids)
 
     def search_text(

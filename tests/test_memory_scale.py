@@ -63,6 +63,7 @@ def test_hull_rows_come_from_one_metadata_query_and_old_records_still_count(
     meta = {k: v for k, v in got["metadatas"][0].items() if not k.startswith("hull_") and k != "chemsys"}
     store.texts.delete(ids=[c])
     store.texts.add(ids=[c], metadatas=[meta], documents=got["documents"], embeddings=got["embeddings"])
+    store.index.delete(ids=[c])  # nor had it an index entry
 
     parsed: list[str] = []
     record = StructureStore._record
@@ -239,3 +240,19 @@ def test_records_stored_before_the_index_are_found(tmp_path: Path) -> None:
     assert [r.id for r in again.search_composition(within=["Ni", "O"], n=5)] == [nio]
     assert {r.id for r, _ in again.search_text("oxide", 5, {"el_Mg": True})} == {mgo}
     assert again.index.count() == 3
+
+
+def test_index_entries_without_hull_fields_are_rewritten(tmp_path: Path) -> None:
+    """Index entries written before they held the hull fields (index_v 1) are rewritten on the next store object's
+    first hull query, so the relaxation they index is a hull row."""
+    from memory.store import _index_entry
+
+    store = StructureStore(tmp_path / "mem")
+    rid = store.add(rocksalt(), provenance={}, properties=_relaxation("emt", -40.0)).id
+    meta = store.texts.get(ids=[rid], include=["metadatas"])["metadatas"][0]
+    vector, light = _index_entry(rid, meta)
+    store.index.delete(ids=[rid])
+    store.index.add(ids=[rid], embeddings=[vector], metadatas=[{k: v for k, v in light.items()
+                                                                if not k.startswith("hull_")}])
+    store.texts.update(ids=[rid], metadatas=[{"index_v": 1}])
+    assert [r.id for r in StructureStore(tmp_path / "mem").hull_rows(["Mg", "O"], "emt")] == [rid]
