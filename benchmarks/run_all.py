@@ -209,6 +209,7 @@ class Row:
     tolerance: float
     cost: str
     env: dict[str, str] = field(default_factory=dict)
+    threads: int = 0  # a speed row: the threads it runs itself; not quoted when other jobs load the machine
 
     @property
     def script(self) -> str:
@@ -226,7 +227,7 @@ ROWS: tuple[Row, ...] = (
         ("--n", "20", "--own-n", "0", "--steps", "50", "--relax-n", "5", "--speed-threads",
          "--out", "{work}/diffusion_csp.json"), parse_diffusion_csp, 55.5, 7.0, "~40 min"),
     Row("scale", ("--n", "8", "--workers", "1", "2"), ("--n", "4", "--workers", "2"), parse_scale, 1.58, 0.3,
-        "~5 min"),
+        "~5 min", threads=2),
     Row("uncertainty", ("--members", "4", "--epochs", "30", "--train-frames", "40"),
         ("--members", "2", "--epochs", "5", "--train-frames", "10"), parse_uncertainty, 0.82, 0.05, "~20 min"),
     Row("active_learning", ("--seeds", *map(str, range(16)), "--out", "{work}/active_learning.json"),
@@ -252,7 +253,7 @@ ROWS: tuple[Row, ...] = (
                             "--threads", "2", "--json", "{work}/potential_speed.json"),
         ("--models", "allegro_distilled", "sevennet-0", "chgnet", "--sizes", "64", "256", "--threads", "2",
          "--budget-s", "2", "--json", "{work}/potential_speed.json"), parse_potential_speed, 17.0, 4.0,
-        "~4 min"),
+        "~4 min", threads=2),
 )
 BY_KEY = {row.key: row for row in ROWS}
 
@@ -278,8 +279,9 @@ def run_row(row: Row, quick: bool, work_root: Path, timeout_s: float | None) -> 
     args = [a.replace("{work}", str(work)) for a in (row.quick if quick else row.full)]
     cmd = [sys.executable, row.script, *args]
     log = work / "run.log"
-    start = time.time()
-    record: dict[str, Any] = {"row": row.key, "command": " ".join([f"benchmarks/{row.key}.py", *args]),
+    start, load_before = time.time(), os.getloadavg()[0]
+    shown = [a.replace(f"{ROOT}/", "") for a in args]  # paths inside the checkout, relative to it
+    record: dict[str, Any] = {"row": row.key, "command": " ".join([f"benchmarks/{row.key}.py", *shown]),
                               "quick": quick}
     try:
         with log.open("w") as handle:
@@ -290,6 +292,8 @@ def run_row(row: Row, quick: bool, work_root: Path, timeout_s: float | None) -> 
         code = "timeout"
     record["seconds"] = round(time.time() - start, 1)
     record["ran"] = time.strftime("%Y-%m-%d", time.gmtime(start))
+    load_after, cores = os.getloadavg()[0], os.cpu_count() or 1
+    record["load_average"] = f"{load_before:.1f}/{load_after:.1f} on {cores} cores"
     text = log.read_text(errors="replace")
     if code != 0:
         record.update(status="failed", detail=f"exit {code}; see {log}: {text.strip().splitlines()[-1:] or ''}")
@@ -302,6 +306,10 @@ def run_row(row: Row, quick: bool, work_root: Path, timeout_s: float | None) -> 
     record.update(headline=out.headline, result=out.result, peer=out.peer)
     if quick:
         record["status"] = "quick"
+    elif row.threads and max(load_before, load_after - row.threads) > cores:
+        record["status"] = "loaded"  # other jobs alone filled the machine: they slow the peers unequally
+        record["detail"] = (f"load average {record['load_average']}, {row.threads} of it this run's: timings from "
+                            "a loaded machine are not quoted")
     elif abs(out.headline - row.quoted) <= row.tolerance:
         record["status"] = "reproduced"
     else:
@@ -316,13 +324,13 @@ def merged(records: list[dict[str, Any]], previous: Path) -> list[dict[str, Any]
     "not run" placeholder for a row never run; rows of this run win."""
     old: dict[str, dict[str, Any]] = {}
     if previous.is_file():
-        old = {r["row"]: r for r in json.loads(previous.read_text()).get("rows", [])}
+        old = {r["row"]: r for r in json.loads(previous.read_text()).get("rows", []) if r["status"] != "not run"}
     new = {r["row"]: r for r in records}
     out = []
     for row in ROWS:
         record = new.get(row.key) or old.get(row.key)
-        out.append(record or {"row": row.key, "status": "not run", "seconds": 0.0,
-                              "command": f"{row.script} {' '.join(row.full)}"})
+        full = " ".join(row.full).replace("{work}", f"runs/run_all/{row.key}")
+        out.append(record or {"row": row.key, "status": "not run", "seconds": 0.0, "command": f"{row.script} {full}"})
     return out
 
 
@@ -337,9 +345,10 @@ def markdown(records: list[dict[str, Any]], stamp: str) -> str:
             lines.append(f"| `{r['command']}` | **not quoted: not rerun by run_all yet** | - | not run |")
         elif r["status"] in ("failed", "unreadable"):
             lines.append(f"| {cmd} | **not quoted: run {r['status']}** ({r['detail']}) | - | {r['status']} |")
-        elif r["status"] == "not reproduced":
-            lines.append(f"| {cmd} | **not quoted: did not reproduce** ({r['detail']}; this run: {r['result']}) | "
-                         f"{r['peer']} | not reproduced |")
+        elif r["status"] in ("not reproduced", "loaded"):
+            why = "did not reproduce" if r["status"] == "not reproduced" else "measured on a loaded machine"
+            lines.append(f"| {cmd} | **not quoted: {why}** ({r['detail']}; this run: {r['result']}) | "
+                         f"{r['peer']} | {r['status']} |")
         elif r["status"] == "quick":
             lines.append(f"| {cmd} | reduced sizes, a smoke test, not a figure to quote: {r['result']} | {r['peer']} "
                          f"| quick |")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -63,3 +64,19 @@ def test_only_one_cheap_row_writes_a_table_row(tmp_path: Path) -> None:
     for name in run_all.readme_rows():  # every README row is in the table, the ones not run marked as such
         assert f"| `benchmarks/{name}.py" in text, name
     assert text.count("not rerun by run_all yet") == len(run_all.ROWS) - 1
+
+
+@pytest.mark.parametrize(("load", "status"), [(5.0, "loaded"), (0.2, "reproduced")])
+def test_speed_row_from_a_loaded_machine_is_not_quoted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, load: float,
+                                                       status: str) -> None:
+    def fake_run(cmd, cwd, stdout, stderr, timeout, env):  # noqa: ANN001, ANN202, ARG001 - subprocess.run's shape
+        stdout.write("in-process, 1 torch thread(s): 1.000 structures/s\n"
+                     "dask x2: 1.600 structures/s = 1.60x in-process (1 thread)\n")
+        return SimpleNamespace(returncode=0)
+
+    monkeypatch.setattr(run_all.subprocess, "run", fake_run)
+    monkeypatch.setattr(run_all.os, "getloadavg", lambda: (load, load, load))
+    record = run_all.run_row(run_all.BY_KEY["scale"], quick=False, work_root=tmp_path, timeout_s=None)
+    assert record["status"] == status, record
+    assert record["headline"] == pytest.approx(1.6)
+    assert ("measured on a loaded machine" in run_all.markdown([record], "now")) == (status == "loaded")
