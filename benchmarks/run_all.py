@@ -168,10 +168,12 @@ def parse_crystallization(text: str, work: Path) -> Outcome:
 def parse_potential_accuracy(text: str, work: Path) -> Outcome:
     e = _num(r"energy MAE ([0-9.]+) meV/atom \(target", text)
     f = _num(r"force MAE ([0-9.]+) meV/A \(target", text)
-    rho = _find(r"polymorph ranking: mean Spearman ([-0-9.]+)", text)
-    gs = _find(r"ground state matches (\d+/\d+)", text)
-    return Outcome(e, f"held-out energy **{e:.0f} meV/atom**, force {f:.0f} meV/A (targets 15 / 60); polymorph "
-                      f"Spearman {rho}, ground state {gs}",
+    try:  # --skip-ranking (the quick row) prints no ranking
+        rho = _find(r"polymorph ranking: mean Spearman ([-0-9.]+)", text)
+        ranking = f"; polymorph Spearman {rho}, ground state {_find(r'ground state matches ([0-9]+/[0-9]+)', text)}"
+    except Unreadable:
+        ranking = ""
+    return Outcome(e, f"held-out energy **{e:.0f} meV/atom**, force {f:.0f} meV/A (targets 15 / 60){ranking}",
                    "CHGNet, whose labels it was distilled from, is the reference")
 
 
