@@ -380,6 +380,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             print(f"{r.key:20s} {r.cost}\n    full:  {r.script} {' '.join(r.full)}\n    quick: {r.script} "
                   f"{' '.join(r.quick)}")
         return []
+    table = args.table or (ROOT / "runs" / "run_all" / "RESULTS_TABLE_quick.md" if args.quick else TABLE)
+    table.parent.mkdir(parents=True, exist_ok=True)
     records = []
     for row in rows:
         print(f"{row.key}: running ({'quick' if args.quick else 'full size'})", flush=True)
@@ -388,12 +390,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         print(f"{row.key}: {record['status']} in {record['seconds']:.0f} s: "
               f"{record.get('result') or record.get('detail')}" + (f" | peer: {record['peer']}" if "peer" in record
                                                                      else ""), flush=True)
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    table = args.table or (ROOT / "runs" / "run_all" / "RESULTS_TABLE_quick.md" if args.quick else TABLE)
-    table.parent.mkdir(parents=True, exist_ok=True)
-    every = merged(records, table.with_suffix(".json"))
-    table.write_text(markdown(every, stamp))
-    table.with_suffix(".json").write_text(json.dumps({"written": stamp, "rows": every}, indent=1))
+        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())  # after every row: a long run keeps what it did
+        every = merged([record], table.with_suffix(".json"))
+        table.write_text(markdown(every, stamp))
+        table.with_suffix(".json").write_text(json.dumps({"written": stamp, "rows": every}, indent=1))
     print(f"table: {table}")
     return records
 
