@@ -177,9 +177,10 @@ class BearerAuth:
         await self.app(scope, receive, send)  # type: ignore[operator]
 
 
-def http_app(server: MCPServer, host: str, port: int, token: str | None) -> object:
+def http_app(server: MCPServer, host: str, port: int, token: str | None, settings: Settings | None = None) -> object:
     """The streamable-HTTP ASGI app: DNS-rebinding protection (Host and Origin checked against the bound
-    address), a request size limit, and bearer-token auth when a token is set (required off loopback)."""
+    address), a request size limit, and bearer-token auth when a token is set (required off loopback).
+    The web page (agent/web.py) is served under /web by the same app, behind the same Host, Origin and token rules."""
     from mcp.server.transport_security import TransportSecuritySettings
 
     if host not in LOOPBACK and not token:
@@ -193,13 +194,18 @@ def http_app(server: MCPServer, host: str, port: int, token: str | None) -> obje
                                          allowed_origins=origins)
     app = server.streamable_http_app(streamable_http_path="/mcp", transport_security=security,
                                      max_request_body_size=MAX_REQUEST_BYTES, host=host)
-    return BearerAuth(app, token) if token else app
+    from agent.web import with_web
+
+    return with_web(BearerAuth(app, token) if token else app, settings or get_settings(), host, port, token)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: `python server.py [--http] [--host H] [--port P] [--token T] [--workspace D] [--dask A]`."""
+    """Command line: `python server.py [--http | --web] [--host H] [--port P] [--token T] [--workspace D]
+    [--dask A]`."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
+    parser.add_argument("--web", action="store_true",
+                        help="serve streamable HTTP and print the address of the web page (/web)")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
     parser.add_argument("--token", default=os.environ.get("MATSEARCH_HTTP_TOKEN"),
@@ -214,11 +220,15 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["MATSEARCH_DASK_ADDRESS"] = args.dask
     get_settings.cache_clear()
     server = build_server(get_settings())
-    if args.http:
+    if args.http or args.web:
         import uvicorn
 
-        app = http_app(server, args.host, args.port, args.token)
+        app = http_app(server, args.host, args.port, args.token, get_settings())
         print(f"matsearch MCP server on http://{args.host}:{args.port}/mcp", file=sys.stderr, flush=True)
+        if args.web:
+            from agent.web import web_url
+
+            print(f"matsearch web page: {web_url(args.host, args.port, args.token)}", flush=True)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")  # type: ignore[arg-type]
     else:
         server.run("stdio")

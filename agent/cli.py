@@ -69,6 +69,18 @@ def serve(
     server.main(["--http", "--host", host, "--port", str(port)] if http else [])
 
 
+@app.command()
+def web(
+    host: str = typer.Option("127.0.0.1", help="HTTP bind address (beyond loopback needs --token)."),
+    port: int = typer.Option(8765, help="HTTP port."),
+    token: str = typer.Option(None, envvar="MATSEARCH_HTTP_TOKEN", help="Bearer token the page and /mcp require."),
+) -> None:
+    """Serve the web page (structures in 3D, memory search, jobs) and MCP over HTTP; prints the page's address."""
+    import server
+
+    server.main(["--web", "--host", host, "--port", str(port)] + (["--token", token] if token else []))
+
+
 @app.command("tools")
 def list_tools(as_json: bool = typer.Option(False, "--json", help="Print names, costs and schemas as JSON.")) -> None:
     """List every tool with its cost class and first line of description."""

@@ -1,0 +1,441 @@
+"""The matsearch web page (issue 29, first slice), served under /web by the process that serves MCP over HTTP.
+
+Pages: /web (memory search + jobs panel) and /web/structure/{id} (3D view, summary, provenance, downloads).
+JSON: /web/api/structure/{id}, /web/api/search, /web/api/jobs, POST /web/api/jobs/{id}/cancel.
+Every read and action goes through the registry tools (get_structure, search_structures, job_list, job_cancel), so
+the page shows what an MCP client would get. The 3D viewer is WEAS (weas-widget on PyPI, MIT): its bundled
+widget.js (WEAS + three.js) is served from the installed package; nothing is fetched from a CDN.
+
+Security, as for /mcp: Host must name the bound address (DNS-rebinding), a request whose Origin is another site is
+refused, and with a token every request needs it: `Authorization: Bearer <token>`, or once `?token=<token>` in the
+URL (the page then keeps it in an HttpOnly, SameSite=Strict cookie scoped to /web).
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import importlib.resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from tools.core.errors import ToolError, ToolInputError
+from tools.core.settings import Settings
+
+PREFIX = "/web"
+STATIC_DIR = Path(__file__).with_name("web_static")
+TOKEN_COOKIE = "matsearch_web_token"
+FORMATS = {"cif": ("chemical/x-cif", "cif"), "poscar": ("text/plain", "vasp"), "extxyz": ("text/plain", "extxyz")}
+VIEWER_PACKAGE = "weas_widget"
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+
+def viewer_asset(name: str) -> Path:
+    """A file of the installed weas-widget package: static/widget.js, static/widget.css, or its LICENSE."""
+    if name == "LICENSE":
+        from importlib.metadata import distribution
+
+        dist = distribution("weas-widget")
+        for f in dist.files or []:
+            if f.name == "LICENSE":
+                return Path(str(dist.locate_file(f)))
+        raise FileNotFoundError("weas-widget LICENSE")
+    return Path(str(importlib.resources.files(VIEWER_PACKAGE) / "static" / name))
+
+
+def viewer_version() -> str:
+    from importlib.metadata import version
+
+    return version("weas-widget")
+
+
+# ---------------------------------------------------------------------------------------------------------- tools
+
+
+def _call(settings: Settings, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Run a registry tool as an HTTP client's call would, returning its output as JSON-ready data."""
+    from tools.core.registry import ToolContext, get_tool, load_tools
+
+    load_tools()
+    out = get_tool(tool).run(arguments, ToolContext(settings=settings, transport="http"))
+    return out.model_dump(mode="json")
+
+
+async def call_tool(settings: Settings, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return await run_in_threadpool(_call, settings, tool, arguments)
+
+
+def weas_atoms(cif: str) -> dict[str, Any]:
+    """A structure in the atoms shape WEAS draws (as weas_widget.utils.PymatgenAdapter.to_weas makes it)."""
+    from pymatgen.core import Structure
+
+    s = Structure.from_str(cif, fmt="cif")
+    symbols = [site.species_string if site.is_ordered else site.specie.symbol for site in s]
+    return {
+        "species": {sym: sym for sym in symbols},
+        "cell": s.lattice.matrix.flatten().tolist(),
+        "positions": [site.coords.tolist() for site in s],
+        "symbols": symbols,
+        "attributes": {"atom": {}, "species": {}},
+        "pbc": [True, True, True],
+    }
+
+
+def lattice_of(cif: str) -> dict[str, float]:
+    from pymatgen.core import Structure
+
+    lat = Structure.from_str(cif, fmt="cif").lattice
+    return {k: round(float(v), 4) for k, v in zip(("a", "b", "c", "alpha", "beta", "gamma", "volume"),
+                                                 (*lat.abc, *lat.angles, lat.volume), strict=True)}
+
+
+# --------------------------------------------------------------------------------------------------------- pages
+
+
+def _page(title: str, body: str, status: int = 200, scripts: str = "") -> HTMLResponse:
+    doc = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)} - matsearch</title>
+<link rel="stylesheet" href="{PREFIX}/static/web.css"></head>
+<body><header><a href="{PREFIX}" class="brand">matsearch</a>
+<form action="{PREFIX}" method="get" role="search"><input name="q" placeholder="search memory: text or formula"
+ aria-label="search memory"><button>Search</button></form></header>
+<main>{body}</main>{scripts}</body></html>"""
+    return HTMLResponse(doc, status_code=status)
+
+
+def _error_page(status: int, title: str, message: str) -> HTMLResponse:
+    body = f'<h1>{html.escape(title)}</h1><p class="error" role="alert">{html.escape(message)}</p>' \
+           f'<p><a href="{PREFIX}">Back to the start page</a></p>'
+    return _page(title, body, status)
+
+
+def _fmt(x: float | None, unit: str = "", digits: int = 4) -> str:
+    return "-" if x is None else f"{x:.{digits}f}{unit}"
+
+
+def _structure_body(summary: dict[str, Any], lattice: dict[str, float]) -> str:
+    sid = summary["id"]
+    e = html.escape
+    prov = summary.get("provenance") or {}
+    parents = prov.get("parent_ids") or []
+    parent_links = ", ".join(f'<a href="{PREFIX}/structure/{e(p)}">{e(p)}</a>' for p in parents) or "none"
+    props = summary.get("properties") or {}
+    e_hull = props.get("e_above_hull_eV")  # per atom, against the hull of its chemical system
+    prop_rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in sorted(props.items()))
+    downloads = " ".join(
+        f'<a class="button" href="{PREFIX}/structure/{e(sid)}/download/{fmt}" download>{fmt.upper()}</a>'
+        for fmt in FORMATS)
+    lat = lattice
+    return f"""
+<h1><span id="formula">{e(summary['reduced_formula'])}</span> <small>{e(sid)}</small></h1>
+<div class="structure">
+ <section class="viewer-box" aria-label="3D structure viewer">
+  <div id="viewer" data-structure-id="{e(sid)}"></div>
+  <p class="hint">Drag to rotate, scroll to zoom. Atoms coloured by element (Jmol colours); the box is the unit cell.
+  <label>Repeat <select id="repeat"><option value="1">1x1x1</option><option value="2">2x2x2</option>
+  <option value="3">3x3x3</option></select></label>
+  <label>Style <select id="style"><option value="1">ball and stick</option><option value="0">spheres</option>
+  <option value="2">polyhedra</option><option value="3">sticks</option></select></label></p>
+  <p id="viewer-status" role="status"></p>
+ </section>
+ <section class="facts">
+  <table>
+   <tr><th>Formula</th><td>{e(summary['reduced_formula'])} (cell {e(summary['formula'])})</td></tr>
+   <tr><th>Space group</th><td id="spacegroup">{e(summary['spacegroup'])} ({summary['spacegroup_number']})</td></tr>
+   <tr><th>Lattice</th><td>a={lat['a']} b={lat['b']} c={lat['c']} &#8491;;
+    &alpha;={lat['alpha']} &beta;={lat['beta']} &gamma;={lat['gamma']}&deg;; V={lat['volume']} &#8491;&sup3;</td></tr>
+   <tr><th>Sites</th><td>{summary['n_sites']}</td></tr>
+   <tr><th>Density</th><td>{summary['density_g_cm3']} g/cm&sup3;</td></tr>
+   <tr><th>Energy</th><td>{_fmt(summary.get('energy_per_atom_eV'), ' eV/atom')}</td></tr>
+   <tr><th>E above hull</th><td>{_fmt(e_hull, ' eV/atom') if isinstance(e_hull, (int, float)) else '-'}</td></tr>
+   <tr><th>Made by</th><td>{e(str(prov.get('tool', '-')))} at {e(str(prov.get('time', '-')))}</td></tr>
+   <tr><th>Parents</th><td id="parents">{parent_links}</td></tr>
+  </table>
+  <p>Download: {downloads}</p>
+  {'<h2>Properties</h2><table>' + prop_rows + '</table>' if prop_rows else ''}
+ </section>
+</div>"""
+
+
+async def _structure_or_page(settings: Settings, sid: str, fmt: str) -> dict[str, Any] | Response:
+    """get_structure's output, or the error page saying why not (404 for an unknown id)."""
+    try:
+        return await call_tool(settings, "get_structure", {"id": sid, "format": fmt})
+    except ToolInputError as exc:
+        return _error_page(404 if "no structure" in str(exc) else 400, "Structure not found", str(exc))
+    except ToolError as exc:
+        return _error_page(500, "Could not read the structure", str(exc))
+
+
+async def structure_page(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    sid = request.path_params["sid"]
+    out = await _structure_or_page(settings, sid, "cif")
+    if isinstance(out, Response):
+        return out
+    lattice = await run_in_threadpool(lattice_of, out["text"])
+    scripts = (f'<link rel="stylesheet" href="{PREFIX}/vendor/weas/widget.css">'
+               f'<script type="module" src="{PREFIX}/static/structure.js"></script>')
+    return _page(out["structure"]["reduced_formula"], _structure_body(out["structure"], lattice), scripts=scripts)
+
+
+async def index_page(request: Request) -> Response:
+    q = html.escape(request.query_params.get("q", ""))
+    body = f"""
+<section aria-labelledby="search-h"><h1 id="search-h">Memory</h1>
+<form id="search-form" role="search"><input id="search-q" name="q" value="{q}"
+ placeholder="text (e.g. perovskite oxide) or formula (e.g. LaMnO3)" aria-label="text or formula">
+<button>Search</button></form>
+<p id="search-status" role="status"></p>
+<table id="search-results" hidden><thead><tr><th>id</th><th>formula</th><th>space group</th><th>sites</th>
+<th>eV/atom</th><th>score</th></tr></thead><tbody></tbody></table></section>
+<section aria-labelledby="jobs-h"><h1 id="jobs-h">Jobs</h1>
+<p id="jobs-status" role="status"></p>
+<table id="jobs"><thead><tr><th>job</th><th>tool</th><th>state</th><th>progress</th><th>elapsed / estimate</th>
+<th></th></tr></thead><tbody></tbody></table></section>
+<p class="small">3D viewer: <a href="{PREFIX}/vendor/weas/LICENSE">WEAS {html.escape(viewer_version())}</a>
+(weas-widget, MIT), served from the installed package.</p>"""
+    return _page("matsearch", body, scripts=f'<script type="module" src="{PREFIX}/static/index.js"></script>')
+
+
+async def download(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    sid, fmt = request.path_params["sid"], request.path_params["fmt"]
+    if fmt not in FORMATS:
+        return _error_page(404, "Unknown format", f"no download format {fmt!r}; use one of {', '.join(FORMATS)}")
+    out = await _structure_or_page(settings, sid, fmt)
+    if isinstance(out, Response):
+        return out
+    mime, ext = FORMATS[fmt]
+    name = f"{out['structure']['reduced_formula']}_{sid}.{ext}"
+    return Response(out["text"], media_type=mime, headers={"content-disposition": f'attachment; filename="{name}"'})
+
+
+# ---------------------------------------------------------------------------------------------------------- JSON
+
+
+def _json_error(exc: ToolError, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": str(exc), "kind": exc.kind}, status_code=status)
+
+
+async def api_structure(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    try:
+        out = await call_tool(settings, "get_structure", {"id": request.path_params["sid"], "format": "cif"})
+    except ToolInputError as exc:
+        return _json_error(exc, 404 if "no structure" in str(exc) else 400)
+    except ToolError as exc:
+        return _json_error(exc, 500)
+    atoms = await run_in_threadpool(weas_atoms, out["text"])
+    return JSONResponse({"structure": out["structure"], "atoms": atoms})
+
+
+def search_arguments(text: str, n: int) -> dict[str, Any]:
+    """A search box's text as search_structures arguments: a formula when it reads as one (one word starting with
+    an element symbol, e.g. LaMnO3 or SrTiO3), otherwise a search by meaning."""
+    from pymatgen.core import Composition
+
+    text = text.strip()
+    if text and not any(c.isspace() for c in text) and text[0].isupper():
+        try:
+            comp = Composition(text)
+        except Exception:  # noqa: BLE001 - pymatgen raises several kinds for a non-formula: search by meaning
+            comp = None
+        if comp is not None and comp.num_atoms > 0:
+            return {"formula": comp.reduced_formula, "n": n}
+    return {"query": text, "n": n}
+
+
+async def api_search(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    q = request.query_params.get("q", "").strip()
+    formula = request.query_params.get("formula", "").strip()
+    try:
+        n = max(1, min(100, int(request.query_params.get("n", "20"))))
+    except ValueError:
+        return JSONResponse({"error": "n must be a whole number"}, status_code=400)
+    if not q and not formula:
+        return JSONResponse({"error": "type some text or a formula to search for"}, status_code=400)
+    args = {"formula": formula, "n": n} if formula else await run_in_threadpool(search_arguments, q, n)
+    try:
+        out = await call_tool(settings, "search_structures", args)
+    except ToolError as exc:
+        return _json_error(exc)
+    return JSONResponse({"arguments": args, **out})
+
+
+async def api_jobs(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    try:
+        limit = max(1, min(500, int(request.query_params.get("limit", "50"))))
+    except ValueError:
+        return JSONResponse({"error": "limit must be a whole number"}, status_code=400)
+    try:
+        return JSONResponse(await call_tool(settings, "job_list", {"limit": limit}))
+    except ToolError as exc:
+        return _json_error(exc, 500)
+
+
+async def api_job_cancel(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    try:
+        return JSONResponse(await call_tool(settings, "job_cancel", {"job_id": request.path_params["job_id"]}))
+    except ToolInputError as exc:
+        return _json_error(exc, 404 if "no job" in str(exc) else 400)
+    except ToolError as exc:
+        return _json_error(exc, 500)
+
+
+# --------------------------------------------------------------------------------------------------------- files
+
+
+async def static_file(request: Request) -> Response:
+    name = request.path_params["name"]
+    path = (STATIC_DIR / name).resolve()
+    if not path.is_relative_to(STATIC_DIR.resolve()) or not path.is_file():
+        return _error_page(404, "Not found", f"no file {name!r}")
+    return FileResponse(path, media_type=_media_type(path))
+
+
+async def vendor_file(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name not in ("widget.js", "widget.css", "LICENSE"):
+        return _error_page(404, "Not found", f"no viewer file {name!r}")
+    path = viewer_asset(name)
+    return FileResponse(path, media_type=_media_type(path), headers={"cache-control": "max-age=86400"})
+
+
+def _media_type(path: Path) -> str:
+    return {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}.get(path.suffix, "text/plain")
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    if request.url.path.startswith(PREFIX + "/api/"):
+        return JSONResponse({"error": f"no such endpoint {request.url.path}"}, status_code=404)
+    return _error_page(404, "Not found", f"nothing at {request.url.path}")
+
+
+def web_routes() -> list[Route]:
+    return [
+        Route(PREFIX, index_page),
+        Route(PREFIX + "/", index_page),
+        Route(PREFIX + "/structure/{sid}", structure_page),
+        Route(PREFIX + "/structure/{sid}/download/{fmt}", download),
+        Route(PREFIX + "/api/structure/{sid}", api_structure),
+        Route(PREFIX + "/api/search", api_search),
+        Route(PREFIX + "/api/jobs", api_jobs),
+        Route(PREFIX + "/api/jobs/{job_id}/cancel", api_job_cancel, methods=["POST"]),
+        Route(PREFIX + "/static/{name:path}", static_file),
+        Route(PREFIX + "/vendor/weas/{name}", vendor_file),
+    ]
+
+
+# ------------------------------------------------------------------------------------------------------ security
+
+
+def _header(scope: dict, name: bytes) -> str | None:
+    for k, v in scope.get("headers") or []:
+        if k.lower() == name:
+            return v.decode("latin-1")
+    return None
+
+
+def host_allowed(host_header: str | None, host: str, port: int) -> bool:
+    """The Host header names loopback (any port) or the bound address and port, as the /mcp check allows."""
+    if not host_header:
+        return False
+    if host_header == f"{host}:{port}":
+        return True
+    name = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
+    return name in LOOPBACK_NAMES
+
+
+def origin_allowed(origin: str | None, host: str, port: int) -> bool:
+    """No Origin (not a browser, or a same-origin GET) or an http origin the Host check would allow."""
+    if origin is None:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme == "http" and host_allowed(parts.netloc, host, port)
+
+
+async def _respond(scope: dict, receive: Any, send: Any, response: Response) -> None:
+    await response(scope, receive, send)
+
+
+class WebGate:
+    """ASGI wrapper: /web requests go to the page app after the Host, Origin and token checks; anything else
+    (the /mcp endpoint, lifespan) goes to `inner` unchanged."""
+
+    def __init__(self, inner: Any, web: Any, host: str, port: int, token: str | None) -> None:
+        self.inner, self.web, self.host, self.port = inner, web, host, port
+        self.token = token.encode() if token else None
+
+    def _token_ok(self, scope: dict) -> bool:
+        if self.token is None:
+            return True
+        auth = (_header(scope, b"authorization") or "").encode()
+        if hmac.compare_digest(auth, b"Bearer " + self.token):
+            return True
+        cookies = _header(scope, b"cookie") or ""
+        for part in cookies.split(";"):
+            k, _, v = part.strip().partition("=")
+            if k == TOKEN_COOKIE and hmac.compare_digest(v.encode(), self.token):
+                return True
+        return False
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path == PREFIX or path.startswith(PREFIX + "/")):
+            await self.inner(scope, receive, send)
+            return
+        if not host_allowed(_header(scope, b"host"), self.host, self.port):
+            return await _respond(scope, receive, send, _error_page(
+                421, "Wrong host", "this page answers only to the address the server was started on"))
+        if not origin_allowed(_header(scope, b"origin"), self.host, self.port):
+            return await _respond(scope, receive, send, _error_page(
+                403, "Refused", "a request from another site's page was refused"))
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        given = (query.get("token") or [None])[0]
+        if self.token is not None and given is not None and scope.get("method") == "GET":
+            if not hmac.compare_digest(given.encode(), self.token):
+                return await _respond(scope, receive, send, _error_page(
+                    401, "Wrong token", "the token in the address is not this server's token"))
+            rest = "&".join(f"{k}={v}" for k, vs in query.items() if k != "token" for v in vs)
+            response = RedirectResponse(path + ("?" + rest if rest else ""), status_code=303)
+            response.set_cookie(TOKEN_COOKIE, given, httponly=True, samesite="strict", path=PREFIX)
+            return await _respond(scope, receive, send, response)
+        if not self._token_ok(scope):
+            message = ("this server needs its token: open the address `matsearch web` printed (it ends in "
+                       "?token=...), or send Authorization: Bearer <token>")
+            if path.startswith(PREFIX + "/api/"):
+                response: Response = JSONResponse({"error": message}, status_code=401)
+            else:
+                response = _error_page(401, "Token needed", message)
+            response.headers["www-authenticate"] = "Bearer"
+            return await _respond(scope, receive, send, response)
+        await self.web(scope, receive, send)
+
+
+def web_app(settings: Settings) -> Starlette:
+    app = Starlette(routes=web_routes(), exception_handlers={404: not_found})
+    app.state.settings = settings
+    return app
+
+
+def with_web(inner: Any, settings: Settings, host: str, port: int, token: str | None) -> WebGate:
+    """`inner` (the MCP app) plus the web page under /web, behind the Host/Origin/token checks."""
+    return WebGate(inner, web_app(settings), host, port, token)
+
+
+def web_url(host: str, port: int, token: str | None = None) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    return f"http://{shown}:{port}{PREFIX}" + (f"?token={token}" if token else "")

@@ -1,0 +1,220 @@
+"""The web page under /web (agent/web.py): structure view, downloads, search, jobs, and the HTTP security rules;
+one browser test in headless Chromium (Debian's package, driven by Playwright) checks the 3D view draws atoms."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pymatgen.core import Structure
+from starlette.testclient import TestClient
+
+from tests.conftest import ROOT, cif_of, free_port, perovskite, rocksalt, server_env
+from tools.core.registry import ToolContext, get_tool, load_tools
+from tools.core.settings import get_settings
+
+BASE = "http://127.0.0.1:8765"
+
+
+def store(structure: Structure, **extra: object) -> str:
+    load_tools()
+    out = get_tool("store_structure").run({"structure": {"text": cif_of(structure)}, **extra},
+                                          ToolContext(settings=get_settings()))
+    return out.id  # type: ignore[attr-defined]
+
+
+def client(token: str | None = None) -> TestClient:
+    import server
+
+    settings = get_settings()
+    app = server.http_app(server.build_server(settings), "127.0.0.1", 8765, token, settings)
+    return TestClient(app, base_url=BASE)  # type: ignore[arg-type]
+
+
+def test_structure_page_downloads_search_and_jobs(workspace: Path) -> None:
+    parent = store(rocksalt())
+    sid = store(perovskite(), description="strontium titanate perovskite", parent_ids=[parent],
+                properties={"e_above_hull_eV": 0.012})
+    with client() as c:
+        page = c.get(f"/web/structure/{sid}")
+        assert page.status_code == 200
+        assert "SrTiO3" in page.text and "Pm-3m" in page.text and f"/web/structure/{parent}" in page.text
+        assert "0.0120 eV/atom" in page.text  # E above hull
+        assert 'href="/web/vendor/weas/widget.css"' in page.text
+        script = re.search(r'<script type="module" src="(/web/[^"]+)"', page.text)
+        assert script is not None
+        module = c.get(script.group(1))
+        assert module.status_code == 200 and "javascript" in module.headers["content-type"]
+        viewer_src = re.search(r'import widget from "(/web/[^"]+)"', module.text)
+        assert viewer_src is not None and viewer_src.group(1) == "/web/vendor/weas/widget.js"
+        viewer = c.get(viewer_src.group(1))  # the viewer's bundle, served from the installed weas-widget package
+        assert viewer.status_code == 200 and "javascript" in viewer.headers["content-type"]
+        assert len(viewer.content) > 500_000 and b"export" in viewer.content
+        assert "MIT" in c.get("/web/vendor/weas/LICENSE").text
+        assert "https://" not in module.text  # nothing from a CDN
+
+        api = c.get(f"/web/api/structure/{sid}").json()
+        assert api["structure"]["reduced_formula"] == "SrTiO3"
+        assert sorted(api["atoms"]["symbols"]) == ["O", "O", "O", "Sr", "Ti"] and len(api["atoms"]["cell"]) == 9
+
+        cif = c.get(f"/web/structure/{sid}/download/cif")
+        assert cif.status_code == 200 and "attachment" in cif.headers["content-disposition"]
+        parsed = Structure.from_str(cif.text, fmt="cif")
+        assert parsed.composition.reduced_formula == "SrTiO3" and len(parsed) == 5
+        poscar = c.get(f"/web/structure/{sid}/download/poscar")
+        assert Structure.from_str(poscar.text, fmt="poscar").composition.reduced_formula == "SrTiO3"
+        assert "Lattice=" in c.get(f"/web/structure/{sid}/download/extxyz").text
+        assert c.get(f"/web/structure/{sid}/download/pdf").status_code == 404
+
+        missing = c.get("/web/structure/s-0000000000000000")
+        assert missing.status_code == 404 and "text/html" in missing.headers["content-type"]
+        assert "no structure with id" in missing.text and "<html" in missing.text
+        assert c.get("/web/api/structure/s-0000000000000000").status_code == 404
+        assert c.get("/web/nothing/here").status_code == 404
+
+        by_formula = c.get("/web/api/search", params={"q": "SrTiO3"}).json()
+        assert by_formula["arguments"] == {"formula": "SrTiO3", "n": 20}
+        assert [h["id"] for h in by_formula["hits"]] == [sid]
+        by_text = c.get("/web/api/search", params={"q": "titanate perovskite"}).json()
+        assert by_text["mode"] == "text" and by_text["hits"][0]["id"] == sid
+        assert c.get("/web/api/search").status_code == 400
+        assert "Memory" in c.get("/web", params={"q": "SrTiO3"}).text
+
+        assert c.get("/web/api/jobs").json() == {"jobs": []}
+        load_tools()
+        job = get_tool("job_start").run({"tool": "get_structure", "arguments": {"id": sid}},
+                                        ToolContext(settings=get_settings()))
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            jobs = c.get("/web/api/jobs").json()["jobs"]
+            if jobs and jobs[0]["state"] == "succeeded":
+                break
+            time.sleep(0.1)
+        assert jobs[0]["job_id"] == job.job_id and jobs[0]["tool"] == "get_structure"  # type: ignore[attr-defined]
+        assert jobs[0]["state"] == "succeeded"
+        done = c.post(f"/web/api/jobs/{jobs[0]['job_id']}/cancel", headers={"origin": BASE})
+        assert done.status_code == 200 and done.json()["state"] == "succeeded"  # a finished job stays as it was
+        assert c.post("/web/api/jobs/j-nope/cancel").status_code == 404
+
+        # /mcp is still there next to /web
+        assert c.get("/mcp").status_code != 404
+
+
+def test_security_rules(workspace: Path) -> None:
+    sid = store(rocksalt())
+    with client(token="s3cret") as c:
+        refused = c.get(f"/web/structure/{sid}")
+        assert refused.status_code == 401 and "Token needed" in refused.text
+        assert c.get("/web/api/jobs").status_code == 401
+        assert c.get("/web/vendor/weas/widget.js").status_code == 401
+        assert c.get(f"/web/structure/{sid}", headers={"authorization": "Bearer wrong"}).status_code == 401
+        assert c.get(f"/web/structure/{sid}", headers={"authorization": "Bearer s3cret"}).status_code == 200
+        assert c.get("/web?token=wrong").status_code == 401
+        assert c.post("/mcp", json={}).status_code == 401  # the MCP endpoint keeps its own token rule
+        login = c.get(f"/web/structure/{sid}?token=s3cret", follow_redirects=False)
+        assert login.status_code == 303 and login.headers["location"] == f"/web/structure/{sid}"
+        assert "httponly" in login.headers["set-cookie"].lower()
+        assert "samesite=strict" in login.headers["set-cookie"].lower()
+        assert c.get(f"/web/structure/{sid}").status_code == 200  # the cookie now carries the token
+        assert c.get("/web/api/jobs").status_code == 200
+    with client() as c:
+        assert c.get("/web", headers={"host": "evil.example:8765"}).status_code == 421  # DNS rebinding
+        cross = c.post("/web/api/jobs/j-x/cancel", headers={"origin": "http://evil.example"})
+        assert cross.status_code == 403
+        assert c.get("/web", headers={"host": "localhost:9999"}).status_code == 200
+
+
+def test_refuses_non_loopback_without_token(workspace: Path) -> None:
+    import server
+
+    with pytest.raises(SystemExit, match="needs a bearer token"):
+        server.http_app(server.build_server(get_settings()), "0.0.0.0", 8765, None)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _playwright_missing() -> str | None:
+    if CHROMIUM is None:
+        return "Debian's chromium is not installed (apt-get install -y chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright (PyPI) is not installed"
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_browser_draws_the_structure(tmp_path: Path) -> None:
+    """`python server.py --web` in a subprocess; headless Chromium opens the structure page, waits for the WEAS
+    canvas, saves a screenshot and checks it shows something (pixel variance), then the search links to it."""
+    reason = _playwright_missing()
+    if reason:
+        pytest.skip(reason)
+    import numpy as np
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    ws = tmp_path / "workspace"
+    env = server_env(ws)
+    ids = subprocess.run(
+        [sys.executable, "-c", "import sys; from tests.test_web import store; from tests.conftest import perovskite;"
+         "print(store(perovskite()))"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    sid = ids.stdout.strip().splitlines()[-1]
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "server.py"), "--web", "--port", str(port)], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # printed before uvicorn starts listening
+        assert line.strip() == f"matsearch web page: http://127.0.0.1:{port}/web", line
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--use-angle=swiftshader",
+                                                                        "--enable-unsafe-swiftshader"])
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            deadline = time.time() + 60
+            while True:  # the server may still be starting
+                try:
+                    page.goto(f"http://127.0.0.1:{port}/web/structure/{sid}")
+                    break
+                except Exception:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(0.5)
+            page.wait_for_function("window.matsearchViewerReady === true", timeout=60_000)
+            canvas = page.locator("#viewer canvas").first
+            canvas.wait_for(state="visible", timeout=30_000)
+            page.wait_for_timeout(1000)  # a frame or two after the first render
+            shot = tmp_path / "structure.png"
+            canvas.screenshot(path=str(shot))
+            page.screenshot(path=str(tmp_path / "structure-page.png"), full_page=True)
+            pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=float)
+            assert pixels.std() > 10, f"the canvas looks blank (std {pixels.std():.1f}); page errors: {errors}"
+            colours = {tuple(c) for c in (pixels[::4, ::4] // 32).reshape(-1, 3).astype(int)}
+            assert len(colours) >= 4, f"too few colours on the canvas: {colours}"
+            assert "SrTiO3" in page.locator("#formula").inner_text()
+
+            page.goto(f"http://127.0.0.1:{port}/web?q=SrTiO3")
+            link = page.locator(f"#search-results a[href='/web/structure/{sid}']")
+            link.wait_for(timeout=60_000)
+            page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
+            link.click()
+            page.wait_for_url(f"**/web/structure/{sid}")
+            browser.close()
+        if os.environ.get("MATSEARCH_WEB_SHOTS"):  # keep the screenshots as artifacts
+            out = Path(os.environ["MATSEARCH_WEB_SHOTS"])
+            out.mkdir(parents=True, exist_ok=True)
+            for png in tmp_path.glob("*.png"):
+                shutil.copy(png, out / png.name)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
