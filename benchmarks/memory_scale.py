@@ -10,20 +10,24 @@ Each row is measured against a named peer in the same run:
 - formula / element search (all matches ranked) vs the old truncated fetch (`get(limit=n)` then parse: wrong answers,
   but its cost);
 - text / similarity search vs the bare chromadb query without building records (the floor);
-- hull rows for a candidate (`hull_rows`, one metadata query) vs the old scan (every record sharing an element
-  fetched and its CIF parsed).
+- hull rows for a candidate (`hull_rows`, one metadata query) vs the old scan (every record inside the system
+  fetched and its CIF parsed; since 12816db it fetches through the index, so it costs less than it did).
 
 Usage: `.venv/bin/python benchmarks/memory_scale.py [--sizes 1000 10000] [--queries 40] [--dir DIR]`.
 
-Measured 2026-12-07 (commit 4696a20), `memory_scale.py --sizes 1000 10000 --queries 30 --one-by-one 100`, 2 shared
-CPU cores, OMP_NUM_THREADS=1; p50/p95 in ms, peer in brackets; 100k not run (about 80 min of batch store at this
-rate). Batch store is 39-46 ms per structure (about 2/3 of it MiniLM embedding), one by one 141 ms.
+Measured 2026-12-07 (search code of commit 03991bb), `memory_scale.py --sizes 1000 10000 --queries 30
+--one-by-one 20`, 2 CPU cores shared with other jobs (load average 4-5), OMP_NUM_THREADS=1; p50/p95 in ms, peer in
+brackets; 100k not run (about 70 min of batch store at this rate). Batch store is 41-42 ms per structure (about
+2/3 of it MiniLM embedding; the search index adds ~1 ms), one by one 140-190 ms.
 
-The table (p50/p95 ms, peer in brackets) is in benchmarks/RESULTS.md under `memory_scale.py`.
+The table (p50/p95 ms, peer in brackets), and the searches before commit 12816db, are in benchmarks/RESULTS.md under
+`memory_scale.py`. Composition search and hull rows read a light index collection (memory/store.py,
+`structure_index`): one filtered get returns every match's id with its energy, then only the n records returned
+are fetched; structures are parsed from their CIF on first use.
 
-Goals of issue 26 not yet met: element search ranks every match (all metadata, CIFs included, fetched: 310 ms p50
-at 10k; the old truncated fetch was faster but wrong), text p95 82 ms, 100k stored in 20 min on 2 cores (this rate
-gives about 75 min).
+Goals of issue 26 not yet met: 100k stored in 20 min on 2 cores (this rate gives about 70 min); p95 < 50 ms holds at
+10k in quieter runs (element 24-42 ms) but element search reached 56 ms at load average 5; at 100k the index filter
+alone returns ~17k ids for a common element (see RESULTS.md for the measured cost).
 """
 
 from __future__ import annotations
