@@ -1,10 +1,13 @@
 """The matsearch web page (issue 29, first slice), served under /web by the process that serves MCP over HTTP.
 
-Pages: /web (memory search + jobs panel) and /web/structure/{id} (3D view, summary, provenance, downloads).
-JSON: /web/api/structure/{id}, /web/api/search, /web/api/jobs, POST /web/api/jobs/{id}/cancel.
-Every read and action goes through the registry tools (get_structure, search_structures, job_list, job_cancel), so
-the page shows what an MCP client would get. The 3D viewer is WEAS (weas-widget on PyPI, MIT): its bundled
-widget.js (WEAS + three.js) is served from the installed package; nothing is fetched from a CDN.
+Pages: /web (memory search, structure upload, jobs panel), /web/structure/{id} (3D view, summary, provenance,
+downloads) and /web/artifact/{path} (files tools wrote, confined to the workspace).
+JSON: /web/api/structure/{id}, /web/api/search, POST /web/api/store, /web/api/jobs, /web/api/jobs/{id},
+POST /web/api/jobs/{id}/cancel and /resume.
+Every read and action goes through the registry tools (get_structure, search_structures, store_structure, job_list,
+job_status, job_result, job_cancel, job_resume), so the page shows what an MCP client would get.
+The 3D viewer is WEAS (weas-widget on PyPI, MIT): its bundled widget.js (WEAS + three.js) is served from the
+installed package; nothing is fetched from a CDN.
 
 Security, as for /mcp: Host must name the bound address (DNS-rebinding), a request whose Origin is another site is
 refused, and with a token every request needs it: `Authorization: Bearer <token>`, or once `?token=<token>` in the
@@ -197,10 +200,17 @@ async def index_page(request: Request) -> Response:
 <p id="search-status" role="status"></p>
 <table id="search-results" hidden><thead><tr><th>id</th><th>formula</th><th>space group</th><th>sites</th>
 <th>eV/atom</th><th>score</th></tr></thead><tbody></tbody></table></section>
+<section aria-labelledby="upload-h"><h2 id="upload-h">Add a structure</h2>
+<form id="upload-form"><input type="file" id="upload-file" aria-label="CIF, POSCAR or extxyz file"
+ accept=".cif,.vasp,.poscar,.xyz,.extxyz,POSCAR,CONTCAR,text/plain">
+<input id="upload-description" placeholder="description (optional)" aria-label="description">
+<button>Store</button></form>
+<p id="upload-status" role="status"></p></section>
 <section aria-labelledby="jobs-h"><h1 id="jobs-h">Jobs</h1>
 <p id="jobs-status" role="status"></p>
 <table id="jobs"><thead><tr><th>job</th><th>tool</th><th>state</th><th>progress</th><th>elapsed / estimate</th>
-<th></th></tr></thead><tbody></tbody></table></section>
+<th></th></tr></thead><tbody></tbody></table>
+<div id="job-detail" hidden></div></section>
 <p class="small">3D viewer: <a href="{PREFIX}/vendor/weas/LICENSE">WEAS {html.escape(viewer_version())}</a>
 (weas-widget, MIT), served from the installed package.</p>"""
     return _page("matsearch", body, scripts=f'<script type="module" src="{PREFIX}/static/index.js"></script>')
@@ -284,14 +294,103 @@ async def api_jobs(request: Request) -> Response:
         return _json_error(exc, 500)
 
 
-async def api_job_cancel(request: Request) -> Response:
+async def _job_action(request: Request, tool: str) -> Response:
+    """job_cancel or job_resume on the job in the path; 404 for an unknown job."""
     settings: Settings = request.app.state.settings
     try:
-        return JSONResponse(await call_tool(settings, "job_cancel", {"job_id": request.path_params["job_id"]}))
+        return JSONResponse(await call_tool(settings, tool, {"job_id": request.path_params["job_id"]}))
     except ToolInputError as exc:
         return _json_error(exc, 404 if "no job" in str(exc) else 400)
     except ToolError as exc:
         return _json_error(exc, 500)
+
+
+async def api_job_cancel(request: Request) -> Response:
+    return await _job_action(request, "job_cancel")
+
+
+async def api_job_resume(request: Request) -> Response:
+    return await _job_action(request, "job_resume")
+
+
+async def api_job(request: Request) -> Response:
+    """A job's state, with its result (structure ids, artifact:// URIs, numbers) once it has finished."""
+    settings: Settings = request.app.state.settings
+    job_id = request.path_params["job_id"]
+    try:
+        status = await call_tool(settings, "job_status", {"job_id": job_id})
+        if status["state"] in ("succeeded", "failed", "cancelled", "interrupted"):
+            status = await call_tool(settings, "job_result", {"job_id": job_id})
+    except ToolInputError as exc:
+        return _json_error(exc, 404 if "no job" in str(exc) else 400)
+    except ToolError as exc:
+        return _json_error(exc, 500)
+    return JSONResponse(status)
+
+
+MAX_UPLOAD_BYTES = 4 * 1024 * 1024  # a pasted or uploaded structure file; the atom limit applies after parsing
+
+
+async def read_capped(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is longer than `limit` bytes (without reading the rest)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+async def api_store(request: Request) -> Response:
+    """Store a structure given as CIF, POSCAR or extxyz text (the page's upload box) through store_structure."""
+    settings: Settings = request.app.state.settings
+    body = await read_capped(request, MAX_UPLOAD_BYTES)
+    if body is None:
+        return JSONResponse({"error": f"the file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB; "
+                                      "store big cells with the CLI or an MCP client (allow_large)"}, status_code=413)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return JSONResponse({"error": "the file is not text (CIF, POSCAR or extxyz are plain text)"}, status_code=400)
+    if not text.strip():
+        return JSONResponse({"error": "the file is empty"}, status_code=400)
+    description = request.query_params.get("description") or None
+    args: dict[str, Any] = {"structure": {"text": text}, "description": description}
+    try:
+        out = await call_tool(settings, "store_structure", args)
+    except ToolInputError as exc:
+        return _json_error(exc)
+    except ToolError as exc:
+        return _json_error(exc, 500)
+    sid = out["id"]
+    return JSONResponse({"id": sid, "deduplicated": out["deduplicated"], "url": f"{PREFIX}/structure/{sid}"})
+
+
+ARTIFACT_TYPES = {".png": "image/png", ".json": "application/json", ".csv": "text/csv", ".md": "text/markdown",
+                  ".cif": "chemical/x-cif", ".txt": "text/plain", ".log": "text/plain", ".xyz": "text/plain",
+                  ".extxyz": "text/plain"}
+
+
+async def artifact(request: Request) -> Response:
+    """A file a tool wrote under the workspace (artifact://<path>); anything outside it is refused. Types that a
+    browser would run (HTML, SVG) are sent as downloads, and nothing from this route may run scripts."""
+    from tools.core.paths import ARTIFACT_SCHEME, workspace_path
+
+    settings: Settings = request.app.state.settings
+    rel = request.path_params["path"]
+    try:
+        path = workspace_path(ARTIFACT_SCHEME + rel, settings.resolved_workspace(), "artifact")
+    except ToolInputError as exc:
+        return _error_page(404, "No such file", str(exc))
+    mime = ARTIFACT_TYPES.get(path.suffix.lower())
+    headers = {"content-security-policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'",
+               "x-content-type-options": "nosniff"}
+    if mime is None:
+        headers["content-disposition"] = f'attachment; filename="{path.name}"'
+    return FileResponse(path, media_type=mime or "application/octet-stream", headers=headers)
 
 
 # --------------------------------------------------------------------------------------------------------- files
@@ -332,7 +431,11 @@ def web_routes() -> list[Route]:
         Route(PREFIX + "/api/structure/{sid}", api_structure),
         Route(PREFIX + "/api/search", api_search),
         Route(PREFIX + "/api/jobs", api_jobs),
+        Route(PREFIX + "/api/jobs/{job_id}", api_job),
         Route(PREFIX + "/api/jobs/{job_id}/cancel", api_job_cancel, methods=["POST"]),
+        Route(PREFIX + "/api/jobs/{job_id}/resume", api_job_resume, methods=["POST"]),
+        Route(PREFIX + "/api/store", api_store, methods=["POST"]),
+        Route(PREFIX + "/artifact/{path:path}", artifact),
         Route(PREFIX + "/static/{name:path}", static_file),
         Route(PREFIX + "/vendor/weas/{name}", vendor_file),
     ]

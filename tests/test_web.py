@@ -3,16 +3,18 @@ one browser test in headless Chromium (Debian's package, driven by Playwright) c
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from pymatgen.core import Structure
+from pymatgen.core import Lattice, Structure
 from starlette.testclient import TestClient
 
 from tests.conftest import ROOT, cif_of, free_port, perovskite, rocksalt, server_env
@@ -106,6 +108,64 @@ def test_structure_page_downloads_search_and_jobs(workspace: Path) -> None:
         assert c.get("/mcp").status_code != 404
 
 
+def wait_job(c: TestClient, job_id: str) -> dict:
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        job = c.get(f"/web/api/jobs/{job_id}").json()
+        if job["state"] not in ("queued", "running"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_upload_artifacts_and_job_details(workspace: Path) -> None:
+    with client() as c:
+        good = c.post("/web/api/store?description=rock%20salt", content=cif_of(rocksalt()).encode(),
+                      headers={"origin": BASE})
+        assert good.status_code == 200, good.text
+        sid = good.json()["id"]
+        assert good.json()["url"] == f"/web/structure/{sid}" and c.get(good.json()["url"]).status_code == 200
+        again = c.post("/web/api/store", content=cif_of(rocksalt()).encode())
+        assert again.json() == {**good.json(), "deduplicated": True}
+
+        broken = c.post("/web/api/store", content=b"data_x\n_cell_length_a 4\nthis is not a CIF\n")
+        assert broken.status_code == 400 and broken.json()["kind"] == "input error" and broken.json()["error"]
+        assert c.post("/web/api/store", content=b"   ").json()["error"] == "the file is empty"
+        assert "not text" in c.post("/web/api/store", content=b"\xff\xfe\x00binary").json()["error"]
+        huge = c.post("/web/api/store", content=b"x" * (5 * 1024 * 1024))
+        assert huge.status_code == 413 and "larger than 4 MiB" in huge.json()["error"]
+        assert c.get(f"/web/structure/{sid}").status_code == 200  # still serving after bad input
+
+        folder = workspace / "artifacts" / "demo"
+        folder.mkdir(parents=True)
+        (folder / "plot.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
+        (folder / "page.html").write_text("<script>alert(1)</script>")
+        png = c.get("/web/artifact/artifacts/demo/plot.png")
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        assert "default-src 'none'" in png.headers["content-security-policy"]
+        page = c.get("/web/artifact/artifacts/demo/page.html")  # served as a download, never run as a page
+        assert page.headers["content-type"] == "application/octet-stream" and "attachment" in page.headers[
+            "content-disposition"]
+        (workspace.parent / "secret.txt").write_text("TOPSECRET")
+        for bad in ("../secret.txt", "artifacts/../../secret.txt", "%2e%2e/secret.txt", "artifacts/none.png"):
+            refused = c.get(f"/web/artifact/{bad}")
+            assert refused.status_code == 404 and "TOPSECRET" not in refused.text, bad
+
+        load_tools()
+        ctx = ToolContext(settings=get_settings())
+        ok = get_tool("job_start").run({"tool": "get_structure", "arguments": {"id": sid}}, ctx)
+        done = wait_job(c, ok.job_id)  # type: ignore[attr-defined]
+        assert done["state"] == "succeeded" and done["result"]["structure"]["id"] == sid
+        bad = get_tool("job_start").run({"tool": "get_structure", "arguments": {"id": "s-0000000000000000"}}, ctx)
+        failed = wait_job(c, bad.job_id)  # type: ignore[attr-defined]
+        assert failed["state"] == "failed" and "no structure" in failed["error"]
+        resumed = c.post(f"/web/api/jobs/{failed['job_id']}/resume", headers={"origin": BASE})
+        assert resumed.status_code == 200 and resumed.json()["job_id"] != failed["job_id"]
+        assert c.get("/web/api/jobs/j-nope").status_code == 404
+        index = c.get("/web").text
+        assert 'id="upload-form"' in index and 'id="job-detail"' in index
+
+
 def test_security_rules(workspace: Path) -> None:
     sid = store(rocksalt())
     with client(token="s3cret") as c:
@@ -138,6 +198,17 @@ def test_refuses_non_loopback_without_token(workspace: Path) -> None:
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+async def start_md_job(port: int, cif: str) -> str:
+    """Start a long EMT MD run as a job over MCP; its id."""
+    from mcp import Client
+
+    async with Client(f"http://127.0.0.1:{port}/mcp", read_timeout_seconds=60) as mcp:
+        job = await mcp.call_tool("job_start", {"tool": "run_md", "arguments": {
+            "structure": {"text": cif}, "potential": "emt", "steps": 100_000, "log_every": 50}})
+        assert not job.is_error, job
+        return job.structured_content["job_id"]
 
 
 def _playwright_missing() -> str | None:
@@ -209,6 +280,40 @@ def test_browser_draws_the_structure(tmp_path: Path) -> None:
             page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
             link.click()
             page.wait_for_url(f"**/web/structure/{sid}")
+
+            # upload through the page: a broken file gets a clear message, a good one a link to its 3D view
+            (tmp_path / "broken.cif").write_text("data_x\nthis is not a CIF\n")
+            (tmp_path / "MgO.cif").write_text(cif_of(rocksalt()))
+            page.goto(f"http://127.0.0.1:{port}/web")
+            page.set_input_files("#upload-file", str(tmp_path / "broken.cif"))
+            page.click("#upload-form button")
+            page.wait_for_selector("#upload-status.error", timeout=60_000)
+            assert "broken.cif" in page.inner_text("#upload-status")
+            page.screenshot(path=str(tmp_path / "upload-error.png"), full_page=True)
+            page.set_input_files("#upload-file", str(tmp_path / "MgO.cif"))
+            page.click("#upload-form button")
+            page.locator("#upload-status a").wait_for(timeout=60_000)
+            assert page.locator("#upload-status a").get_attribute("href").startswith("/web/structure/s-")
+
+            # a running job: progress in the panel, cancelled from the keyboard
+            copper = cif_of(Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]]))
+            with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's event loop
+                job_id = pool.submit(asyncio.run, start_md_job(port, copper)).result()
+            cancel = page.locator(f"button[aria-label='cancel job {job_id}']")
+            cancel.wait_for(timeout=60_000)
+            page.wait_for_timeout(2500)  # one refresh with some progress
+            page.screenshot(path=str(tmp_path / "jobs-running.png"), full_page=True)
+            cancel.focus()
+            page.keyboard.press("Enter")
+            page.locator(f"tr[data-job-id='{job_id}'] td.state-cancelled").wait_for(timeout=60_000)
+            page.screenshot(path=str(tmp_path / "jobs-cancelled.png"), full_page=True)
+
+            # phone width: nothing wider than the screen
+            phone = browser.new_page(viewport={"width": 390, "height": 844})
+            phone.goto(f"http://127.0.0.1:{port}/web/structure/{sid}")
+            phone.wait_for_function("window.matsearchViewerReady === true", timeout=60_000)
+            assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+            phone.screenshot(path=str(tmp_path / "structure-phone.png"), full_page=True)
             browser.close()
         if os.environ.get("MATSEARCH_WEB_SHOTS"):  # keep the screenshots as artifacts
             out = Path(os.environ["MATSEARCH_WEB_SHOTS"])

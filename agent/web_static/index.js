@@ -47,6 +47,118 @@ async function search(q) {
   }
 }
 
+function button(text, label, onClick) {
+  const b = document.createElement("button");
+  b.textContent = text;
+  b.setAttribute("aria-label", label);
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+const STRUCTURE_ID = /^s-[0-9a-f]{16}$/;
+
+function collectLinks(value, ids, artifacts) {
+  if (typeof value === "string") {
+    if (STRUCTURE_ID.test(value)) ids.add(value);
+    else if (value.startsWith("artifact://")) artifacts.add(value.slice("artifact://".length));
+  } else if (Array.isArray(value)) {
+    value.forEach((v) => collectLinks(v, ids, artifacts));
+  } else if (value && typeof value === "object") {
+    Object.values(value).forEach((v) => collectLinks(v, ids, artifacts));
+  }
+}
+
+async function showJob(jobId) {
+  const panel = $("job-detail");
+  panel.hidden = false;
+  panel.replaceChildren();
+  const h = document.createElement("h2");
+  h.textContent = `Job ${jobId}`;
+  panel.append(h);
+  try {
+    const job = await getJSON(`/web/api/jobs/${encodeURIComponent(jobId)}`);
+    const p = document.createElement("p");
+    p.textContent = `${job.tool}: ${job.state}` + (job.error ? ` (${job.error})` : "") +
+      (job.message ? `; ${job.message}` : "");
+    panel.append(p);
+    const ids = new Set(), artifacts = new Set();
+    collectLinks(job.result, ids, artifacts);
+    for (const [title, items, href] of [["Structures", ids, (x) => `/web/structure/${encodeURIComponent(x)}`],
+                                        ["Files", artifacts, (x) => `/web/artifact/${x.split("/").map(encodeURIComponent).join("/")}`]]) {
+      if (items.size === 0) continue;
+      const h3 = document.createElement("h3");
+      h3.textContent = title;
+      const ul = document.createElement("ul");
+      for (const item of items) {
+        const li = document.createElement("li"), a = document.createElement("a");
+        a.href = href(item);
+        a.textContent = item;
+        li.append(a);
+        if (title === "Files" && item.endsWith(".png")) {
+          const img = document.createElement("img");
+          img.src = a.href;
+          img.alt = item;
+          img.className = "plot";
+          li.append(document.createElement("br"), img);
+        }
+        ul.append(li);
+      }
+      panel.append(h3, ul);
+    }
+    if (job.result) {
+      const pre = document.createElement("pre");
+      const text = JSON.stringify(job.result, null, 1);
+      pre.textContent = text.length > 20000 ? text.slice(0, 20000) + "\n..." : text;
+      const det = document.createElement("details"), sum = document.createElement("summary");
+      sum.textContent = "Result (JSON)";
+      det.append(sum, pre);
+      panel.append(det);
+    }
+  } catch (err) {
+    const p = document.createElement("p");
+    p.className = "error";
+    p.textContent = err.message;
+    panel.append(p);
+  }
+}
+
+async function resume(jobId, b) {
+  b.disabled = true;
+  try {
+    const job = await getJSON(`/web/api/jobs/${encodeURIComponent(jobId)}/resume`, { method: "POST" });
+    $("jobs-status").textContent = `job ${jobId} resumed as ${job.job_id}`;
+  } catch (err) {
+    $("jobs-status").textContent = err.message;
+    $("jobs-status").className = "error";
+  }
+  refreshJobs();
+}
+
+async function upload(ev) {
+  ev.preventDefault();
+  const status = $("upload-status"), file = $("upload-file").files[0];
+  status.className = "";
+  if (!file) {
+    status.textContent = "choose a CIF, POSCAR or extxyz file first";
+    status.className = "error";
+    return;
+  }
+  status.textContent = `storing ${file.name}...`;
+  const description = $("upload-description").value.trim();
+  const query = description ? `?description=${encodeURIComponent(description)}` : "";
+  try {
+    const out = await getJSON(`/web/api/store${query}`, { method: "POST", body: file });
+    status.replaceChildren(`${out.deduplicated ? "already in memory" : "stored"}: `);
+    const a = document.createElement("a");
+    a.href = out.url;
+    a.textContent = out.id;
+    status.append(a);
+  } catch (err) {
+    status.textContent = `${file.name}: ${err.message}`;
+    status.className = "error";
+  }
+}
+
 async function cancel(jobId, button) {
   button.disabled = true;
   try {
@@ -81,12 +193,14 @@ async function refreshJobs() {
       bar.setAttribute("aria-label", `progress of ${job.job_id}`);
       prog.append(bar, ` ${job.message || ""}`);
       const act = document.createElement("td");
+      const details = button("Details", `details of job ${job.job_id}`, () => showJob(job.job_id));
+      act.append(details);
       if (job.state === "queued" || job.state === "running") {
-        const button = document.createElement("button");
-        button.textContent = "Cancel";
-        button.setAttribute("aria-label", `cancel job ${job.job_id}`);
-        button.addEventListener("click", () => cancel(job.job_id, button));
-        act.append(button);
+        const b = button("Cancel", `cancel job ${job.job_id}`, () => cancel(job.job_id, b));
+        act.append(" ", b);
+      } else if (["failed", "cancelled", "interrupted"].includes(job.state) && !job.resumed_as) {
+        const b = button("Resume", `resume job ${job.job_id}`, () => resume(job.job_id, b));
+        act.append(" ", b);
       }
       const times = `${fmt(job.elapsed_seconds, 0)} s / ${job.estimated_seconds ? fmt(job.estimated_seconds, 0) + " s" : "-"}`;
       tr.append(cell(job.job_id), cell(job.tool), cell(job.state + (job.error ? `: ${job.error}` : ""),
@@ -107,6 +221,7 @@ $("search-form").addEventListener("submit", (ev) => {
     search(q);
   }
 });
+$("upload-form").addEventListener("submit", upload);
 if ($("search-q").value.trim()) search($("search-q").value.trim());
 refreshJobs();
 setInterval(refreshJobs, 2000);
