@@ -1,9 +1,10 @@
 """The matsearch web page (issue 29, first slice), served under /web by the process that serves MCP over HTTP.
 
 Pages: /web (memory search, structure upload, jobs panel), /web/structure/{id} (3D view, summary, provenance,
-downloads) and /web/artifact/{path} (files tools wrote, confined to the workspace).
-JSON: /web/api/structure/{id}, /web/api/search, POST /web/api/store, /web/api/jobs, /web/api/jobs/{id},
-POST /web/api/jobs/{id}/cancel and /resume.
+downloads), /web/compare?ids=a,b (side by side), /web/trajectory/{path} (an MD trajectory played) and
+/web/artifact/{path} (files tools wrote, confined to the workspace).
+JSON: /web/api/structure/{id}, /web/api/trajectory/{path}, /web/api/search, POST /web/api/store, /web/api/jobs,
+/web/api/jobs/{id}, POST /web/api/jobs/{id}/cancel and /resume.
 Every read and action goes through the registry tools (get_structure, search_structures, store_structure, job_list,
 job_status, job_result, job_cancel, job_resume), so the page shows what an MCP client would get.
 The 3D viewer is WEAS (weas-widget on PyPI, MIT): its bundled widget.js (WEAS + three.js) is served from the
@@ -75,20 +76,20 @@ async def call_tool(settings: Settings, tool: str, arguments: dict[str, Any]) ->
     return await run_in_threadpool(_call, settings, tool, arguments)
 
 
+def weas_frame(symbols: list[str], positions: list[list[float]], cell: list[float]) -> dict[str, Any]:
+    """One structure in the atoms shape WEAS draws (as weas_widget.utils.PymatgenAdapter.to_weas makes it)."""
+    return {"species": {sym: sym for sym in symbols}, "cell": cell, "positions": positions, "symbols": symbols,
+            "attributes": {"atom": {}, "species": {}}, "pbc": [True, True, True]}
+
+
 def weas_atoms(cif: str) -> dict[str, Any]:
-    """A structure in the atoms shape WEAS draws (as weas_widget.utils.PymatgenAdapter.to_weas makes it)."""
+    """A stored CIF as a WEAS frame (a disordered site is drawn as its majority species)."""
     from pymatgen.core import Structure
 
     s = Structure.from_str(cif, fmt="cif")
-    symbols = [site.species_string if site.is_ordered else site.specie.symbol for site in s]
-    return {
-        "species": {sym: sym for sym in symbols},
-        "cell": s.lattice.matrix.flatten().tolist(),
-        "positions": [site.coords.tolist() for site in s],
-        "symbols": symbols,
-        "attributes": {"atom": {}, "species": {}},
-        "pbc": [True, True, True],
-    }
+    symbols = [site.specie.symbol if site.is_ordered else max(site.species.items(), key=lambda kv: kv[1])[0].symbol
+               for site in s]
+    return weas_frame(symbols, [site.coords.tolist() for site in s], s.lattice.matrix.flatten().tolist())
 
 
 def lattice_of(cif: str) -> dict[str, float]:
@@ -124,35 +125,40 @@ def _fmt(x: float | None, unit: str = "", digits: int = 4) -> str:
     return "-" if x is None else f"{x:.{digits}f}{unit}"
 
 
-def _structure_body(summary: dict[str, Any], lattice: dict[str, float]) -> str:
+def viewer_box(atoms_url: str, label: str = "3D structure viewer", trajectory: bool = False) -> str:
+    """A WEAS viewer (drawn by web_static/viewer.js) of the atoms JSON at `atoms_url`, with its controls."""
+    e = html.escape
+    hint = ("Frames play in a loop; the viewer's controls pause and step them." if trajectory else
+            "Drag to rotate, scroll to zoom. Atoms coloured by element (Jmol colours); the box is the unit cell.")
+    return f"""<section class="viewer-box" aria-label="{e(label)}">
+  <div class="viewer" data-atoms-url="{e(atoms_url)}"></div>
+  <p class="hint">{hint}
+  <label>Repeat <select class="repeat"><option value="1">1x1x1</option><option value="2">2x2x2</option>
+  <option value="3">3x3x3</option></select></label>
+  <label>Style <select class="style"><option value="1">ball and stick</option><option value="0">spheres</option>
+  <option value="2">polyhedra</option><option value="3">sticks</option></select></label></p>
+  <p class="viewer-status" role="status"></p>
+ </section>"""
+
+
+VIEWER_SCRIPTS = (f'<link rel="stylesheet" href="{PREFIX}/vendor/weas/widget.css">'
+                  f'<script type="module" src="{PREFIX}/static/viewer.js"></script>')
+
+
+def _facts_table(summary: dict[str, Any], lattice: dict[str, float]) -> str:
+    """Formula, space group, lattice, sites, density, energy, E_hull, origin and parents of a stored structure."""
     sid = summary["id"]
     e = html.escape
     prov = summary.get("provenance") or {}
     parents = prov.get("parent_ids") or []
-    parent_links = ", ".join(f'<a href="{PREFIX}/structure/{e(p)}">{e(p)}</a>' for p in parents) or "none"
-    props = summary.get("properties") or {}
-    e_hull = props.get("e_above_hull_eV")  # per atom, against the hull of its chemical system
-    prop_rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in sorted(props.items()))
-    downloads = " ".join(
-        f'<a class="button" href="{PREFIX}/structure/{e(sid)}/download/{fmt}" download>{fmt.upper()}</a>'
-        for fmt in FORMATS)
+    parent_links = ", ".join(
+        f'<a href="{PREFIX}/structure/{e(p)}">{e(p)}</a> (<a href="{PREFIX}/compare?ids={e(p)},{e(sid)}">compare</a>)'
+        for p in parents) or "none"
+    e_hull = (summary.get("properties") or {}).get("e_above_hull_eV")  # per atom, against its system's hull
     lat = lattice
-    return f"""
-<h1><span id="formula">{e(summary['reduced_formula'])}</span> <small>{e(sid)}</small></h1>
-<div class="structure">
- <section class="viewer-box" aria-label="3D structure viewer">
-  <div id="viewer" data-structure-id="{e(sid)}"></div>
-  <p class="hint">Drag to rotate, scroll to zoom. Atoms coloured by element (Jmol colours); the box is the unit cell.
-  <label>Repeat <select id="repeat"><option value="1">1x1x1</option><option value="2">2x2x2</option>
-  <option value="3">3x3x3</option></select></label>
-  <label>Style <select id="style"><option value="1">ball and stick</option><option value="0">spheres</option>
-  <option value="2">polyhedra</option><option value="3">sticks</option></select></label></p>
-  <p id="viewer-status" role="status"></p>
- </section>
- <section class="facts">
-  <table>
+    return f"""<table>
    <tr><th>Formula</th><td>{e(summary['reduced_formula'])} (cell {e(summary['formula'])})</td></tr>
-   <tr><th>Space group</th><td id="spacegroup">{e(summary['spacegroup'])} ({summary['spacegroup_number']})</td></tr>
+   <tr><th>Space group</th><td class="spacegroup">{e(summary['spacegroup'])} ({summary['spacegroup_number']})</td></tr>
    <tr><th>Lattice</th><td>a={lat['a']} b={lat['b']} c={lat['c']} &#8491;;
     &alpha;={lat['alpha']} &beta;={lat['beta']} &gamma;={lat['gamma']}&deg;; V={lat['volume']} &#8491;&sup3;</td></tr>
    <tr><th>Sites</th><td>{summary['n_sites']}</td></tr>
@@ -160,12 +166,98 @@ def _structure_body(summary: dict[str, Any], lattice: dict[str, float]) -> str:
    <tr><th>Energy</th><td>{_fmt(summary.get('energy_per_atom_eV'), ' eV/atom')}</td></tr>
    <tr><th>E above hull</th><td>{_fmt(e_hull, ' eV/atom') if isinstance(e_hull, (int, float)) else '-'}</td></tr>
    <tr><th>Made by</th><td>{e(str(prov.get('tool', '-')))} at {e(str(prov.get('time', '-')))}</td></tr>
-   <tr><th>Parents</th><td id="parents">{parent_links}</td></tr>
-  </table>
+   <tr><th>Parents</th><td class="parents">{parent_links}</td></tr>
+  </table>"""
+
+
+def _structure_body(summary: dict[str, Any], lattice: dict[str, float]) -> str:
+    sid = summary["id"]
+    e = html.escape
+    props = summary.get("properties") or {}
+    prop_rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in sorted(props.items()))
+    downloads = " ".join(
+        f'<a class="button" href="{PREFIX}/structure/{e(sid)}/download/{fmt}" download>{fmt.upper()}</a>'
+        for fmt in FORMATS)
+    return f"""
+<h1><span id="formula">{e(summary['reduced_formula'])}</span> <small>{e(sid)}</small></h1>
+<div class="structure">
+ {viewer_box(f"{PREFIX}/api/structure/{sid}")}
+ <section class="facts">
+  {_facts_table(summary, lattice)}
   <p>Download: {downloads}</p>
   {'<h2>Properties</h2><table>' + prop_rows + '</table>' if prop_rows else ''}
  </section>
 </div>"""
+
+
+MAX_COMPARE = 4
+
+
+async def compare_page(request: Request) -> Response:
+    """Structures side by side (e.g. a sample and its relaxed result): /web/compare?ids=a,b."""
+    settings: Settings = request.app.state.settings
+    ids = [i.strip() for i in request.query_params.get("ids", "").split(",") if i.strip()]
+    if not 2 <= len(ids) <= MAX_COMPARE:
+        return _error_page(400, "Compare what?", f"give 2 to {MAX_COMPARE} structure ids: /web/compare?ids=a,b")
+    columns = []
+    for sid in ids:
+        out = await _structure_or_page(settings, sid, "cif")
+        if isinstance(out, Response):
+            return out
+        lattice = await run_in_threadpool(lattice_of, out["text"])
+        summary, e = out["structure"], html.escape
+        columns.append(f"""<div class="column"><h2><a href="{PREFIX}/structure/{e(sid)}">{e(summary['reduced_formula'])}
+ <small>{e(sid)}</small></a></h2>{viewer_box(f"{PREFIX}/api/structure/{sid}", f"3D view of {sid}")}
+ {_facts_table(summary, lattice)}</div>""")
+    body = f'<h1>Side by side</h1><div class="compare">{"".join(columns)}</div>'
+    return _page("Compare", body, scripts=VIEWER_SCRIPTS)
+
+
+MAX_FRAMES = 300  # frames sent to the browser (evenly spaced over the trajectory)
+MAX_FRAME_ATOMS = 300_000  # frames x atoms
+
+
+def trajectory_frames(path: Path) -> dict[str, Any]:
+    """An extxyz trajectory as WEAS atoms frames, thinned to at most MAX_FRAMES and MAX_FRAME_ATOMS."""
+    from ase.io import read
+
+    frames = read(str(path), index=":", format="extxyz")
+    if not isinstance(frames, list) or not frames:
+        raise ToolInputError(f"{path.name} holds no frames")
+    n_total = len(frames)
+    keep = max(1, min(MAX_FRAMES, MAX_FRAME_ATOMS // max(1, len(frames[0]))))
+    step = max(1, -(-n_total // keep))
+    chosen = frames[::step]
+    atoms = [weas_frame(a.get_chemical_symbols(), a.positions.tolist(), a.cell.array.flatten().tolist())
+             for a in chosen]
+    return {"frames": atoms, "n_frames": n_total, "shown_every": step}
+
+
+async def trajectory_page(request: Request) -> Response:
+    rel = request.path_params["path"]
+    e = html.escape
+    body = f"""<h1>Trajectory <small>{e(rel)}</small></h1>
+<div class="structure">{viewer_box(f"{PREFIX}/api/trajectory/{rel}", "trajectory viewer", trajectory=True)}
+<section class="facts"><p><a class="button" href="{PREFIX}/artifact/{e(rel)}" download>Download extxyz</a></p>
+</section></div>"""
+    return _page("Trajectory", body, scripts=VIEWER_SCRIPTS)
+
+
+async def api_trajectory(request: Request) -> Response:
+    from tools.core.paths import ARTIFACT_SCHEME, workspace_path
+
+    settings: Settings = request.app.state.settings
+    rel = request.path_params["path"]
+    if not rel.endswith((".extxyz", ".xyz")):
+        return JSONResponse({"error": "a trajectory is an .extxyz or .xyz file"}, status_code=400)
+    try:
+        path = workspace_path(ARTIFACT_SCHEME + rel, settings.resolved_workspace(), "trajectory")
+        data = await run_in_threadpool(trajectory_frames, path)
+    except ToolInputError as exc:
+        return _json_error(exc, 404)
+    except Exception as exc:  # noqa: BLE001 - a file ASE cannot read: say so
+        return JSONResponse({"error": f"could not read {rel} as a trajectory: {exc}"}, status_code=400)
+    return JSONResponse({"atoms": data["frames"], "n_frames": data["n_frames"], "shown_every": data["shown_every"]})
 
 
 async def _structure_or_page(settings: Settings, sid: str, fmt: str) -> dict[str, Any] | Response:
@@ -185,9 +277,8 @@ async def structure_page(request: Request) -> Response:
     if isinstance(out, Response):
         return out
     lattice = await run_in_threadpool(lattice_of, out["text"])
-    scripts = (f'<link rel="stylesheet" href="{PREFIX}/vendor/weas/widget.css">'
-               f'<script type="module" src="{PREFIX}/static/structure.js"></script>')
-    return _page(out["structure"]["reduced_formula"], _structure_body(out["structure"], lattice), scripts=scripts)
+    return _page(out["structure"]["reduced_formula"], _structure_body(out["structure"], lattice),
+                 scripts=VIEWER_SCRIPTS)
 
 
 async def index_page(request: Request) -> Response:
@@ -428,6 +519,9 @@ def web_routes() -> list[Route]:
         Route(PREFIX + "/", index_page),
         Route(PREFIX + "/structure/{sid}", structure_page),
         Route(PREFIX + "/structure/{sid}/download/{fmt}", download),
+        Route(PREFIX + "/compare", compare_page),
+        Route(PREFIX + "/trajectory/{path:path}", trajectory_page),
+        Route(PREFIX + "/api/trajectory/{path:path}", api_trajectory),
         Route(PREFIX + "/api/structure/{sid}", api_structure),
         Route(PREFIX + "/api/search", api_search),
         Route(PREFIX + "/api/jobs", api_jobs),

@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 from starlette.testclient import TestClient
@@ -53,6 +54,7 @@ def test_structure_page_downloads_search_and_jobs(workspace: Path) -> None:
         assert script is not None
         module = c.get(script.group(1))
         assert module.status_code == 200 and "javascript" in module.headers["content-type"]
+        assert script.group(1) == "/web/static/viewer.js" and f'data-atoms-url="/web/api/structure/{sid}"' in page.text
         viewer_src = re.search(r'import widget from "(/web/[^"]+)"', module.text)
         assert viewer_src is not None and viewer_src.group(1) == "/web/vendor/weas/widget.js"
         viewer = c.get(viewer_src.group(1))  # the viewer's bundle, served from the installed weas-widget package
@@ -103,6 +105,13 @@ def test_structure_page_downloads_search_and_jobs(workspace: Path) -> None:
         done = c.post(f"/web/api/jobs/{jobs[0]['job_id']}/cancel", headers={"origin": BASE})
         assert done.status_code == 200 and done.json()["state"] == "succeeded"  # a finished job stays as it was
         assert c.post("/web/api/jobs/j-nope/cancel").status_code == 404
+
+        both = c.get("/web/compare", params={"ids": f"{parent},{sid}"})
+        assert both.status_code == 200 and "SrTiO3" in both.text and "MgO" in both.text
+        assert both.text.count('class="viewer"') == 2 and "/web/static/viewer.js" in both.text
+        assert f"/web/compare?ids={parent},{sid}" in page.text  # the structure page offers it next to the parent
+        assert c.get("/web/compare", params={"ids": sid}).status_code == 400
+        assert c.get("/web/compare", params={"ids": f"{sid},s-0000000000000000"}).status_code == 404
 
         # /mcp is still there next to /web
         assert c.get("/mcp").status_code != 404
@@ -164,6 +173,41 @@ def test_upload_artifacts_and_job_details(workspace: Path) -> None:
         assert c.get("/web/api/jobs/j-nope").status_code == 404
         index = c.get("/web").text
         assert 'id="upload-form"' in index and 'id="job-detail"' in index
+
+
+def write_trajectory(workspace: Path, n: int = 12) -> str:
+    """An MD-like extxyz trajectory under the workspace; its artifact path."""
+    from ase.build import bulk
+    from ase.io import write
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(n):
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+        atoms.positions += rng.normal(0, 0.1, atoms.positions.shape)
+        frames.append(atoms)
+    folder = workspace / "artifacts" / "run_md" / "t1"
+    folder.mkdir(parents=True, exist_ok=True)
+    write(folder / "trajectory.extxyz", frames, format="extxyz")
+    return "artifacts/run_md/t1/trajectory.extxyz"
+
+
+def test_trajectory_view(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.web
+
+    rel = write_trajectory(workspace)
+    with client() as c:
+        data = c.get(f"/web/api/trajectory/{rel}").json()
+        assert data["n_frames"] == 12 and data["shown_every"] == 1 and len(data["atoms"]) == 12
+        assert data["atoms"][0]["symbols"] == ["Cu"] * 4 and len(data["atoms"][0]["cell"]) == 9
+        monkeypatch.setattr(agent.web, "MAX_FRAMES", 5)
+        thinned = c.get(f"/web/api/trajectory/{rel}").json()
+        assert thinned["shown_every"] == 3 and len(thinned["atoms"]) == 4
+        page = c.get(f"/web/trajectory/{rel}")
+        assert page.status_code == 200 and f'data-atoms-url="/web/api/trajectory/{rel}"' in page.text
+        assert c.get("/web/api/trajectory/../outside.extxyz").status_code in (400, 404)
+        assert c.get("/web/api/trajectory/artifacts/none.extxyz").status_code == 404
+        assert c.get("/web/api/trajectory/artifacts/run_md/t1").status_code == 400
 
 
 def test_security_rules(workspace: Path) -> None:
@@ -229,7 +273,6 @@ def test_browser_draws_the_structure(tmp_path: Path) -> None:
     reason = _playwright_missing()
     if reason:
         pytest.skip(reason)
-    import numpy as np
     from PIL import Image
     from playwright.sync_api import sync_playwright
 
@@ -262,7 +305,7 @@ def test_browser_draws_the_structure(tmp_path: Path) -> None:
                         raise
                     time.sleep(0.5)
             page.wait_for_function("window.matsearchViewerReady === true", timeout=60_000)
-            canvas = page.locator("#viewer canvas").first
+            canvas = page.locator(".viewer canvas").first
             canvas.wait_for(state="visible", timeout=30_000)
             page.wait_for_timeout(1000)  # a frame or two after the first render
             shot = tmp_path / "structure.png"
@@ -273,6 +316,17 @@ def test_browser_draws_the_structure(tmp_path: Path) -> None:
             colours = {tuple(c) for c in (pixels[::4, ::4] // 32).reshape(-1, 3).astype(int)}
             assert len(colours) >= 4, f"too few colours on the canvas: {colours}"
             assert "SrTiO3" in page.locator("#formula").inner_text()
+
+            # an MD trajectory plays; two structures side by side
+            rel = write_trajectory(ws)
+            page.goto(f"http://127.0.0.1:{port}/web/trajectory/{rel}")
+            page.wait_for_function("window.matsearchViewerReady === true", timeout=60_000)
+            assert "12 frames of 4 atoms" in page.inner_text(".viewer-status")
+            page.screenshot(path=str(tmp_path / "trajectory.png"), full_page=True)
+            page.goto(f"http://127.0.0.1:{port}/web/compare?ids={sid},{sid}")
+            page.wait_for_function("window.matsearchViewerReady === true", timeout=60_000)
+            assert page.locator(".viewer canvas").count() >= 2
+            page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
 
             page.goto(f"http://127.0.0.1:{port}/web?q=SrTiO3")
             link = page.locator(f"#search-results a[href='/web/structure/{sid}']")

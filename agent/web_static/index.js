@@ -94,6 +94,12 @@ async function showJob(jobId) {
         a.href = href(item);
         a.textContent = item;
         li.append(a);
+        if (title === "Files" && /\.(extxyz|xyz)$/.test(item)) {
+          const play = document.createElement("a");
+          play.href = `/web/trajectory/${item.split("/").map(encodeURIComponent).join("/")}`;
+          play.textContent = "play in 3D";
+          li.append(" (", play, ")");
+        }
         if (title === "Files" && item.endsWith(".png")) {
           const img = document.createElement("img");
           img.src = a.href;

@@ -1,10 +1,7 @@
-// The 3D view of one stored structure: WEAS (weas-widget's bundled widget.js, served from the installed package)
-// driven through its anywidget entry point with a small in-page model instead of a Jupyter kernel.
+// 3D views of structures and trajectories: every `.viewer[data-atoms-url]` on the page is drawn by WEAS
+// (weas-widget's bundled widget.js, served from the installed package), driven through its anywidget entry point
+// with a small in-page model instead of a Jupyter kernel.
 import widget from "/web/vendor/weas/widget.js";
-
-const el = document.getElementById("viewer");
-const status = document.getElementById("viewer-status");
-const sid = el.dataset.structureId;
 
 // weas_widget.base_widget.WeasWidget's trait defaults (0.2.6), which its render() reads.
 const DEFAULTS = {
@@ -38,42 +35,47 @@ function boundaryFor(n) {
   return n === 1 ? [[-0.01, 1.01], [-0.01, 1.01], [-0.01, 1.01]] : [[0, n], [0, n], [0, n]];
 }
 
-async function main() {
+function fail(status, message) {
+  status.textContent = message;
+  status.className = "viewer-status error";
+}
+
+async function mount(el) {
+  const box = el.closest(".viewer-box");
+  const status = box.querySelector(".viewer-status");
   let response, data;
   try {
-    response = await fetch(`/web/api/structure/${encodeURIComponent(sid)}`);
+    response = await fetch(el.dataset.atomsUrl);
     data = await response.json();
   } catch (err) {
-    status.textContent = `could not load the structure: ${err}`;
-    status.className = "error";
-    return;
+    return fail(status, `could not load the structure: ${err}`);
   }
-  if (!response.ok) {
-    status.textContent = data.error || `could not load the structure (HTTP ${response.status})`;
-    status.className = "error";
-    return;
-  }
+  if (!response.ok) return fail(status, data.error || `could not load the structure (HTTP ${response.status})`);
+  const frames = Array.isArray(data.atoms) ? data.atoms : null;
   const model = makeModel({
     ...DEFAULTS,
     atoms: data.atoms,
     boundary: boundaryFor(1),
     viewerStyle: { width: "100%", height: "100%" },
+    animationState: frames ? { isPlaying: true, frameDuration: 100 } : {},
   });
   try {
     await widget.render({ model, el });
   } catch (err) {
-    status.textContent = `the 3D viewer failed: ${err}`;
-    status.className = "error";
-    return;
+    return fail(status, `the 3D viewer failed: ${err}`);
   }
-  document.getElementById("repeat").addEventListener("change", (ev) => {
+  box.querySelector(".repeat").addEventListener("change", (ev) => {
     model.update("boundary", boundaryFor(Number(ev.target.value)));
   });
-  document.getElementById("style").addEventListener("change", (ev) => {
+  box.querySelector(".style").addEventListener("change", (ev) => {
     model.update("modelStyle", Number(ev.target.value));
   });
-  status.textContent = `${data.atoms.symbols.length} atoms drawn`;
-  window.matsearchViewerReady = true;
+  status.textContent = frames
+    ? `${frames.length} frames of ${frames[0].symbols.length} atoms` +
+      (data.shown_every > 1 ? ` (every ${data.shown_every}th of ${data.n_frames})` : "")
+    : `${data.atoms.symbols.length} atoms drawn`;
+  el.dataset.ready = "true";
 }
 
-main();
+const viewers = [...document.querySelectorAll(".viewer[data-atoms-url]")];
+Promise.all(viewers.map(mount)).then(() => { window.matsearchViewerReady = true; });
