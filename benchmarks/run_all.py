@@ -198,6 +198,17 @@ def parse_potential_speed(text: str, work: Path) -> Outcome:
                    f"SevenNet-0 {seven:,.0f}, CHGNet {chg:,.0f} atom-steps/s (same run)")
 
 
+def parse_memory_scale(text: str, work: Path) -> Outcome:
+    rows = json.loads((work / "memory_scale.json").read_text())
+    big = max(rows, key=lambda r: r["N"])
+    keys = ("formula", "element", "text", "similarity", "hull")
+    ours = ", ".join(f"{k} {big[k][0]:.1f}/{big[k][1]:.1f}" for k in keys)
+    peer = ", ".join(f"{k} {big[k + '_peer'][0]:.1f}/{big[k + '_peer'][1]:.1f}" for k in keys)
+    return Outcome(big["element"][1], f"{big['N']:,} records, p50/p95 ms: {ours}; element p95 **"
+                                      f"{big['element'][1]:.1f} ms**",
+                   f"old fetch/scan or bare query, same run: {peer}")
+
+
 @dataclass(frozen=True)
 class Row:
     """One README row: its script, full-size and quick arguments ({work} is the row's folder), the figure the
@@ -256,6 +267,9 @@ ROWS: tuple[Row, ...] = (
         ("--models", "allegro_distilled", "sevennet-0", "chgnet", "--sizes", "64", "256", "--threads", "2",
          "--budget-s", "2", "--json", "{work}/potential_speed.json"), parse_potential_speed, 17.0, 4.0,
         "~4 min", threads=2),
+    Row("memory_scale", ("--sizes", "1000", "10000", "--queries", "30", "--json", "{work}/memory_scale.json"),
+        ("--sizes", "200", "--queries", "5", "--one-by-one", "10", "--json", "{work}/memory_scale.json"),
+        parse_memory_scale, 56.5, 25.0, "~20 min (batch store of 10k records)", threads=1),
 )
 BY_KEY = {row.key: row for row in ROWS}
 
