@@ -109,6 +109,7 @@ def _page(title: str, body: str, status: int = 200, scripts: str = "") -> HTMLRe
 <title>{html.escape(title)} - matsearch</title>
 <link rel="stylesheet" href="{PREFIX}/static/web.css"></head>
 <body><header><a href="{PREFIX}" class="brand">matsearch</a>
+<nav><a href="{PREFIX}">Memory &amp; jobs</a> <a href="{PREFIX}/chat">Chat</a></nav>
 <form action="{PREFIX}" method="get" role="search"><input name="q" placeholder="search memory: text or formula"
  aria-label="search memory"><button>Search</button></form></header>
 <main>{body}</main>{scripts}</body></html>"""
@@ -320,6 +321,31 @@ async def download(request: Request) -> Response:
     return Response(out["text"], media_type=mime, headers={"content-disposition": f'attachment; filename="{name}"'})
 
 
+async def chat_page(request: Request) -> Response:
+    """The chat: threads on the side, the open thread's transcript, a message box. /web/chat starts a new thread."""
+    from agent.web_chat import THREAD_ID, backend_name
+
+    thread = request.path_params.get("thread")
+    if thread is None:
+        import secrets
+
+        return RedirectResponse(f"{PREFIX}/chat/t-{secrets.token_hex(4)}", status_code=303)
+    if not THREAD_ID.match(thread):
+        return _error_page(400, "Bad thread id", "a thread id is 1-64 letters, digits, '-' or '_'")
+    e = html.escape
+    body = f"""<div class="chat" data-thread="{e(thread)}">
+<aside aria-labelledby="threads-h"><h2 id="threads-h">Threads</h2><p><a class="button" href="{PREFIX}/chat">New
+ thread</a></p><ul id="threads"></ul></aside>
+<section aria-labelledby="chat-h"><h1 id="chat-h">Chat <small>{e(thread)}</small></h1>
+<p class="small" id="backend">Answered by the {e(backend_name(request.app.state.settings))}.</p>
+<ol id="transcript" aria-live="polite"></ol>
+<form id="chat-form"><textarea id="chat-message" rows="2" aria-label="message to the agent"
+ placeholder="e.g. a stable spinel with Mg and Al; then: show the best one"></textarea>
+<button id="chat-send">Send</button> <button type="button" id="chat-cancel" hidden>Cancel</button></form>
+<p id="chat-status" role="status"></p></section></div>"""
+    return _page("Chat", body, scripts=f'<script type="module" src="{PREFIX}/static/chat.js"></script>')
+
+
 # ---------------------------------------------------------------------------------------------------------- JSON
 
 
@@ -514,12 +540,17 @@ async def not_found(request: Request, exc: Exception) -> Response:
 
 
 def web_routes() -> list[Route]:
+    from agent.web_chat import chat_routes
+
     return [
+        *chat_routes(PREFIX),
         Route(PREFIX, index_page),
         Route(PREFIX + "/", index_page),
         Route(PREFIX + "/structure/{sid}", structure_page),
         Route(PREFIX + "/structure/{sid}/download/{fmt}", download),
         Route(PREFIX + "/compare", compare_page),
+        Route(PREFIX + "/chat", chat_page),
+        Route(PREFIX + "/chat/{thread}", chat_page),
         Route(PREFIX + "/trajectory/{path:path}", trajectory_page),
         Route(PREFIX + "/api/trajectory/{path:path}", api_trajectory),
         Route(PREFIX + "/api/structure/{sid}", api_structure),

@@ -210,6 +210,59 @@ def test_trajectory_view(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> No
         assert c.get("/web/api/trajectory/artifacts/run_md/t1").status_code == 400
 
 
+def wait_turn(c: TestClient, thread: str, timeout: float = 120) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        data = c.get(f"/web/api/chat/{thread}").json()
+        if not data["running"]:
+            return data
+        time.sleep(0.2)
+    raise AssertionError(f"chat turn in {thread} did not finish")
+
+
+def test_chat_offline_planner_and_threads(workspace: Path) -> None:
+    sid = store(perovskite(), description="strontium titanate perovskite")
+    with client() as c:
+        new = c.get("/web/chat", follow_redirects=False)
+        assert new.status_code == 303 and re.fullmatch(r"/web/chat/t-[0-9a-f]{8}", new.headers["location"])
+        page = c.get("/web/chat/t1")
+        assert page.status_code == 200 and "offline planner" in page.text and "/web/static/chat.js" in page.text
+        assert c.get("/web/static/chat.js").status_code == 200
+        sent = c.post("/web/api/chat/t1", json={"message": "what do you have in memory about titanate?"})
+        assert sent.status_code == 202
+        data = wait_turn(c, "t1")
+        kinds = [e["kind"] for e in data["events"]]
+        assert kinds == ["user", "tool_call", "tool_result", "answer"], kinds
+        assert data["events"][1]["name"] == "search_structures" and sid in data["events"][3]["text"]
+        assert "offline planner" in data["events"][0]["backend"]
+        assert c.post("/web/api/chat/t1", json={"message": "  "}).status_code == 400
+        assert c.post("/web/api/chat/t1", content=b"not json").status_code == 400
+        assert c.post("/web/api/chat/bad%20id", json={"message": "hi"}).status_code == 400
+        assert c.post("/web/api/chat/t1/cancel").status_code == 409  # nothing running
+    with client() as c:  # a new app (as after a restart) reopens the thread from the workspace
+        again = c.get("/web/api/chat/t1").json()
+        assert [e["kind"] for e in again["events"]] == kinds and not again["running"]
+        assert [t["thread"] for t in c.get("/web/api/chat").json()["threads"]] == ["t1"]
+
+
+@pytest.mark.slow
+def test_chat_turn_cancelled_mid_tool(workspace: Path) -> None:
+    sid = store(rocksalt())
+    with client() as c:
+        c.post("/web/api/chat/md", json={"message": f"run MD on {sid} at 600 K for 2000 steps"})
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            events = c.get("/web/api/chat/md").json()["events"]
+            if any(e["kind"] == "tool_call" and e.get("progress") for e in events):
+                break
+            time.sleep(0.2)
+        call = next(e for e in events if e["kind"] == "tool_call")
+        assert call["name"] == "run_md" and call["total"] == 2000 and call["progress"] > 0
+        assert c.post("/web/api/chat/md/cancel").status_code == 200
+        data = wait_turn(c, "md", timeout=60)
+        assert "cancelled" in data["events"][-1]["text"].lower(), data["events"][-1]
+
+
 def test_security_rules(workspace: Path) -> None:
     sid = store(rocksalt())
     with client(token="s3cret") as c:
@@ -361,6 +414,23 @@ def test_browser_draws_the_structure(tmp_path: Path) -> None:
             page.keyboard.press("Enter")
             page.locator(f"tr[data-job-id='{job_id}'] td.state-cancelled").wait_for(timeout=60_000)
             page.screenshot(path=str(tmp_path / "jobs-cancelled.png"), full_page=True)
+
+            # chat from the keyboard (offline planner), then reload: the thread is still there
+            page.goto(f"http://127.0.0.1:{port}/web/chat/b1")
+            page.locator("#chat-message").focus()
+            page.keyboard.type("what do you have in memory about titanate?")
+            page.keyboard.press("Enter")
+            answer = page.locator("#transcript .ev-answer")
+            answer.wait_for(timeout=90_000)
+            assert page.locator(f"#transcript .ev-answer a[href='/web/structure/{sid}']").count() == 1
+            assert page.locator("#transcript .ev-tool_call").first.inner_text().startswith("tool search_structures")
+            page.wait_for_function("document.getElementById('chat-cancel').hidden === true", timeout=30_000)
+            assert page.locator("#chat-cancel").is_hidden()  # nothing to cancel once answered
+            page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
+            page.reload()
+            page.locator("#transcript .ev-answer").wait_for(timeout=30_000)
+            assert page.locator("#transcript .ev-user").first.inner_text().endswith("about titanate?")
+            assert page.locator("#threads a[aria-current='page']").count() == 1
 
             # phone width: nothing wider than the screen
             phone = browser.new_page(viewport={"width": 390, "height": 844})
