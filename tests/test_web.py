@@ -4,6 +4,7 @@ one browser test in headless Chromium (Debian's package, driven by Playwright) c
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -243,6 +244,35 @@ def test_chat_offline_planner_and_threads(workspace: Path) -> None:
         again = c.get("/web/api/chat/t1").json()
         assert [e["kind"] for e in again["events"]] == kinds and not again["running"]
         assert [t["thread"] for t in c.get("/web/api/chat").json()["threads"]] == ["t1"]
+
+
+def test_chat_with_an_llm_streams_tool_calls_and_the_answer(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fake_openai import FakeOpenAI
+
+    sid = store(perovskite())
+
+    def policy(messages: list[dict]) -> dict:
+        results = [m["content"] for m in messages if m.get("role") == "tool"]
+        if not results:
+            return {"tool_calls": [{"name": "search_structures", "arguments": {"formula": "SrTiO3", "n": 3}}]}
+        found = json.loads(results[0])["hits"][0]["id"]
+        return {"content": f"Memory holds SrTiO3 as {found}."}
+
+    with FakeOpenAI(policy) as llm:
+        monkeypatch.setenv("OPENAI_BASE_URL", llm.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+        get_settings.cache_clear()
+        with client() as c:
+            assert "LLM agent" in c.get("/web/chat/l1").text
+            assert c.post("/web/api/chat/l1", json={"message": "is SrTiO3 in memory?"}).status_code == 202
+            data = wait_turn(c, "l1")
+    get_settings.cache_clear()
+    kinds = [e["kind"] for e in data["events"]]
+    assert kinds == ["user", "tool_call", "tool_result", "answer"], data["events"]
+    assert "LLM agent" in data["events"][0]["backend"]
+    assert data["events"][1]["name"] == "search_structures" and sid in data["events"][2]["text"]
+    assert data["events"][3]["text"] == f"Memory holds SrTiO3 as {sid}."
+    assert all(body.get("stream") for body in llm.requests)
 
 
 @pytest.mark.slow
