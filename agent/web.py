@@ -20,6 +20,7 @@ from __future__ import annotations
 import hmac
 import html
 import importlib.resources
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -39,6 +40,7 @@ TOKEN_COOKIE = "matsearch_web_token"
 FORMATS = {"cif": ("chemical/x-cif", "cif"), "poscar": ("text/plain", "vasp"), "extxyz": ("text/plain", "extxyz")}
 VIEWER_PACKAGE = "weas_widget"
 LOOPBACK_NAMES = {"127.0.0.1", "localhost", "[::1]", "::1"}
+STRUCTURE_ID = re.compile(r"^s-[0-9a-f]{16}$")
 
 
 def viewer_asset(name: str) -> Path:
@@ -185,7 +187,8 @@ def _structure_body(summary: dict[str, Any], lattice: dict[str, float]) -> str:
  {viewer_box(f"{PREFIX}/api/structure/{sid}")}
  <section class="facts">
   {_facts_table(summary, lattice)}
-  <p>Download: {downloads}</p>
+  <p>Download: {downloads}
+   <a class="button" href="{PREFIX}?q={e(sid)}">Similar in memory</a></p>
   {'<h2>Properties</h2><table>' + prop_rows + '</table>' if prop_rows else ''}
  </section>
 </div>"""
@@ -287,7 +290,8 @@ async def index_page(request: Request) -> Response:
     body = f"""
 <section aria-labelledby="search-h"><h1 id="search-h">Memory</h1>
 <form id="search-form" role="search"><input id="search-q" name="q" value="{q}"
- placeholder="text (e.g. perovskite oxide) or formula (e.g. LaMnO3)" aria-label="text or formula">
+ placeholder="text (perovskite oxide), a formula (LaMnO3) or an id (structures like it)"
+ aria-label="text, formula or structure id">
 <button>Search</button></form>
 <p id="search-status" role="status"></p>
 <table id="search-results" hidden><thead><tr><th>id</th><th>formula</th><th>space group</th><th>sites</th>
@@ -366,11 +370,13 @@ async def api_structure(request: Request) -> Response:
 
 
 def search_arguments(text: str, n: int) -> dict[str, Any]:
-    """A search box's text as search_structures arguments: a formula when it reads as one (one word starting with
-    an element symbol, e.g. LaMnO3 or SrTiO3), otherwise a search by meaning."""
+    """A search box's text as search_structures arguments: similarity to a structure when it is a stored id, a
+    formula when it reads as one (one word starting with an element symbol, e.g. LaMnO3), otherwise by meaning."""
     from pymatgen.core import Composition
 
     text = text.strip()
+    if STRUCTURE_ID.match(text):  # a stored structure's id: the structures most like it
+        return {"similar_to": {"id": text}, "n": n}
     if text and not any(c.isspace() for c in text) and text[0].isupper():
         try:
             comp = Composition(text)

@@ -88,6 +88,9 @@ def test_structure_page_downloads_search_and_jobs(workspace: Path) -> None:
         assert [h["id"] for h in by_formula["hits"]] == [sid]
         by_text = c.get("/web/api/search", params={"q": "titanate perovskite"}).json()
         assert by_text["mode"] == "text" and by_text["hits"][0]["id"] == sid
+        like = c.get("/web/api/search", params={"q": sid}).json()
+        assert like["mode"] == "similarity" and like["hits"][0]["id"] == sid  # itself first, then the rock salt
+        assert f'href="/web?q={sid}"' in page.text  # "Similar in memory" on the structure page
         assert c.get("/web/api/search").status_code == 400
         assert "Memory" in c.get("/web", params={"q": "SrTiO3"}).text
 
@@ -461,6 +464,40 @@ def test_browser_draws_the_structure(tmp_path: Path) -> None:
             page.locator("#transcript .ev-answer").wait_for(timeout=30_000)
             assert page.locator("#transcript .ev-user").first.inner_text().endswith("about titanate?")
             assert page.locator("#threads a[aria-current='page']").count() == 1
+
+            # a finished search's ranked candidates, sortable (the job API answered by the test: a real search
+            # takes minutes here)
+            fake = {"job_id": "job-fake", "tool": "hierarchical_search", "state": "succeeded", "progress": 1,
+                    "total": 1, "message": None, "estimated_seconds": None, "elapsed_seconds": 1.0, "error": None,
+                    "resumed_as": None, "note": None,
+                    "result": {"ranked": [
+                        {"rank": 1, "id": sid, "formula": "SrTiO3", "family": "perovskite", "family_match": True,
+                         "spacegroup": "Pm-3m", "generator": "prototype", "e_above_hull_eV": 0.02,
+                         "formation_energy_per_atom_eV": -3.1, "converged": True, "parent_id": None},
+                        {"rank": 2, "id": "s-00000000000000aa", "formula": "SrTiO3", "family": "perovskite",
+                         "family_match": False, "spacegroup": "P1", "generator": "diffusion",
+                         "e_above_hull_eV": 0.001, "formation_energy_per_atom_eV": -3.0, "converged": False,
+                         "parent_id": sid},
+                        {"rank": 3, "id": "s-00000000000000bb", "formula": "SrTiO3", "family": None,
+                         "family_match": False, "spacegroup": "P1", "generator": "diffusion",
+                         "e_above_hull_eV": None, "formation_energy_per_atom_eV": -2.0, "converged": True,
+                         "parent_id": None}]}}
+            listing = {"jobs": [{**fake, "result": None}]}
+            jobs_page = browser.new_page(viewport={"width": 1280, "height": 800})
+            jobs_page.route("**/web/api/jobs?limit=50", lambda route: route.fulfill(json=listing))
+            jobs_page.route("**/web/api/jobs/job-fake", lambda route: route.fulfill(json=fake))
+            jobs_page.goto(f"http://127.0.0.1:{port}/web")
+            jobs_page.click("button[aria-label='details of job job-fake']")
+            first_id = "#job-detail table.ranked tbody tr:first-child td:nth-child(2)"
+            jobs_page.locator(first_id).wait_for(timeout=30_000)
+            assert jobs_page.inner_text(first_id) == sid
+            jobs_page.click("button[aria-label='sort by E_hull (eV/atom)']")
+            assert jobs_page.inner_text(first_id) == "s-00000000000000aa"
+            jobs_page.click("button[aria-label='sort by E_hull (eV/atom)']")  # descending; no E_hull stays last
+            ids = jobs_page.locator("#job-detail table.ranked tbody tr td:nth-child(2)").all_inner_texts()
+            assert ids == [sid, "s-00000000000000aa", "s-00000000000000bb"], ids
+            assert jobs_page.locator(f"#job-detail a[href='/web/compare?ids={sid},s-00000000000000aa']").count() == 1
+            jobs_page.screenshot(path=str(tmp_path / "ranked.png"), full_page=True)
 
             # phone width: nothing wider than the screen
             phone = browser.new_page(viewport={"width": 390, "height": 844})

@@ -38,7 +38,9 @@ async function search(q) {
       body.append(tr);
     }
     table.hidden = data.hits.length === 0;
-    const how = data.arguments.formula ? `formula ${data.arguments.formula}` : `text "${data.arguments.query}"`;
+    const args = data.arguments;
+    const how = args.similar_to ? `structures like ${args.similar_to.id}`
+      : args.formula ? `formula ${args.formula}` : `text "${args.query}"`;
     status.textContent = `${data.hits.length} structure(s) for ${how} (${data.mode} search)`;
   } catch (err) {
     status.textContent = err.message;
@@ -81,6 +83,9 @@ async function showJob(jobId) {
     p.textContent = `${job.tool}: ${job.state}` + (job.error ? ` (${job.error})` : "") +
       (job.message ? `; ${job.message}` : "");
     panel.append(p);
+    if (job.result && Array.isArray(job.result.ranked) && job.result.ranked.length) {
+      panel.append(rankedTable(job.result.ranked));
+    }
     const ids = new Set(), artifacts = new Set();
     collectLinks(job.result, ids, artifacts);
     for (const [title, items, href] of [["Structures", ids, (x) => `/web/structure/${encodeURIComponent(x)}`],
@@ -126,6 +131,82 @@ async function showJob(jobId) {
     p.textContent = err.message;
     panel.append(p);
   }
+}
+
+const RANKED_COLUMNS = [
+  ["rank", "rank"], ["id", "structure"], ["formula", "formula"], ["family", "family"],
+  ["family_match", "family matches"], ["spacegroup", "space group"], ["generator", "made by"],
+  ["e_above_hull_eV", "E_hull (eV/atom)"], ["formation_energy_per_atom_eV", "E_form (eV/atom)"],
+  ["converged", "converged"], ["parent_id", "from"],
+];
+
+function rankedTable(ranked) {
+  // A search's ranked candidates; each header sorts by its column (again: the other way), nulls last.
+  const wrap = document.createElement("div");
+  const h3 = document.createElement("h3");
+  h3.textContent = "Ranked candidates";
+  const table = document.createElement("table");
+  table.className = "ranked";
+  const head = document.createElement("tr"), body = document.createElement("tbody");
+  const rows = [...ranked];
+  let sortKey = "rank", ascending = true;
+  const draw = () => {
+    body.replaceChildren();
+    for (const c of rows) {
+      const tr = document.createElement("tr");
+      for (const [key] of RANKED_COLUMNS) {
+        const td = document.createElement("td"), v = c[key];
+        if ((key === "id" || key === "parent_id") && v) {
+          const a = document.createElement("a");
+          a.href = `/web/structure/${encodeURIComponent(v)}`;
+          a.textContent = v;
+          td.append(a);
+          if (key === "parent_id") {
+            const cmp = document.createElement("a");
+            cmp.href = `/web/compare?ids=${encodeURIComponent(v)},${encodeURIComponent(c.id)}`;
+            cmp.textContent = "compare";
+            td.append(" (", cmp, ")");
+          }
+        } else if (typeof v === "boolean") {
+          td.textContent = v ? "yes" : "no";
+        } else if (typeof v === "number" && key !== "rank") {
+          td.textContent = v.toFixed(4);
+        } else {
+          td.textContent = v === null || v === undefined ? "-" : String(v);
+        }
+        tr.append(td);
+      }
+      body.append(tr);
+    }
+  };
+  for (const [key, label] of RANKED_COLUMNS) {
+    const th = document.createElement("th"), b = document.createElement("button");
+    b.textContent = label;
+    b.className = "sort";
+    b.setAttribute("aria-label", `sort by ${label}`);
+    b.addEventListener("click", () => {
+      ascending = sortKey === key ? !ascending : true;
+      sortKey = key;
+      rows.sort((x, y) => {
+        const a = x[key], z = y[key];
+        if (a === null || a === undefined) return 1;
+        if (z === null || z === undefined) return -1;
+        const cmp = typeof a === "number" ? a - z : String(a).localeCompare(String(z));
+        return ascending ? cmp : -cmp;
+      });
+      table.querySelectorAll("th").forEach((t) => t.removeAttribute("aria-sort"));
+      th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+      draw();
+    });
+    th.append(b);
+    head.append(th);
+  }
+  const thead = document.createElement("thead");
+  thead.append(head);
+  table.append(thead, body);
+  draw();
+  wrap.append(h3, table);
+  return wrap;
 }
 
 async function resume(jobId, b) {
