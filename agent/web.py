@@ -173,9 +173,13 @@ def _facts_table(summary: dict[str, Any], lattice: dict[str, float]) -> str:
   </table>"""
 
 
-def _structure_body(summary: dict[str, Any], lattice: dict[str, float]) -> str:
+def _structure_body(summary: dict[str, Any], lattice: dict[str, float],
+                    chain: list[tuple[str, str, str]] | None = None) -> str:
     sid = summary["id"]
     e = html.escape
+    steps = [f'<a href="{PREFIX}/structure/{e(i)}">{e(f)}</a> <small>{e(i)}, {e(t or "?")}</small>' if i != sid
+             else f"<strong>{e(f)}</strong> <small>this, {e(t or '?')}</small>" for i, f, t in chain or []]
+    chain_html = ('<p class="chain">Provenance: ' + " &rarr; ".join(steps) + "</p>") if len(steps) > 1 else ""
     props = summary.get("properties") or {}
     prop_rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in sorted(props.items()))
     downloads = " ".join(
@@ -187,6 +191,7 @@ def _structure_body(summary: dict[str, Any], lattice: dict[str, float]) -> str:
  {viewer_box(f"{PREFIX}/api/structure/{sid}")}
  <section class="facts">
   {_facts_table(summary, lattice)}
+  {chain_html}
   <p>Download: {downloads}
    <a class="button" href="{PREFIX}?q={e(sid)}">Similar in memory</a></p>
   {'<h2>Properties</h2><table>' + prop_rows + '</table>' if prop_rows else ''}
@@ -281,8 +286,31 @@ async def structure_page(request: Request) -> Response:
     if isinstance(out, Response):
         return out
     lattice = await run_in_threadpool(lattice_of, out["text"])
-    return _page(out["structure"]["reduced_formula"], _structure_body(out["structure"], lattice),
+    chain = await run_in_threadpool(provenance_chain, settings, out["structure"])
+    return _page(out["structure"]["reduced_formula"], _structure_body(out["structure"], lattice, chain),
                  scripts=VIEWER_SCRIPTS)
+
+
+MAX_CHAIN = 12
+
+
+def provenance_chain(settings: Settings, summary: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(id, formula, tool that made it) from the oldest ancestor to this structure, following each first parent
+    (at most MAX_CHAIN steps; an ancestor no longer in memory ends the chain)."""
+    from tools.core.registry import ToolContext
+
+    store = ToolContext(settings=settings).store
+    chain = [(summary["id"], summary["reduced_formula"], str((summary.get("provenance") or {}).get("tool", "")))]
+    parents = (summary.get("provenance") or {}).get("parent_ids") or []
+    seen = {summary["id"]}
+    while parents and len(chain) < MAX_CHAIN and parents[0] not in seen:
+        record = store.get(parents[0])
+        if record is None:
+            break
+        seen.add(record.id)
+        chain.append((record.id, record.metadata["reduced_formula"], str(record.provenance.get("tool", ""))))
+        parents = record.provenance.get("parent_ids") or []
+    return chain[::-1]
 
 
 async def index_page(request: Request) -> Response:

@@ -11,8 +11,11 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,6 +53,8 @@ def test_structure_page_downloads_search_and_jobs(workspace: Path) -> None:
         assert page.status_code == 200
         assert "SrTiO3" in page.text and "Pm-3m" in page.text and f"/web/structure/{parent}" in page.text
         assert "0.0120 eV/atom" in page.text  # E above hull
+        assert re.search(r'Provenance: <a href="/web/structure/' + parent + '">MgO</a>.*&rarr; <strong>SrTiO3',
+                         page.text)
         assert 'href="/web/vendor/weas/widget.css"' in page.text
         script = re.search(r'<script type="module" src="(/web/[^"]+)"', page.text)
         assert script is not None
@@ -351,23 +356,12 @@ def _playwright_missing() -> str | None:
     return None
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_browser_draws_the_structure(tmp_path: Path) -> None:
-    """`python server.py --web` in a subprocess; headless Chromium opens the structure page, waits for the WEAS
-    canvas, saves a screenshot and checks it shows something (pixel variance), then the search links to it."""
-    reason = _playwright_missing()
-    if reason:
-        pytest.skip(reason)
-    from PIL import Image
+@contextmanager
+def web_browser(tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[int, Any]]:
+    """`python server.py --web` in a subprocess and headless Chromium (Debian's, through Playwright): (port,
+    browser). Screenshots saved under tmp_path are copied to $MATSEARCH_WEB_SHOTS when set (test artifacts)."""
     from playwright.sync_api import sync_playwright
 
-    ws = tmp_path / "workspace"
-    env = server_env(ws)
-    ids = subprocess.run(
-        [sys.executable, "-c", "import sys; from tests.test_web import store; from tests.conftest import perovskite;"
-         "print(store(perovskite()))"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    sid = ids.stdout.strip().splitlines()[-1]
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(ROOT / "server.py"), "--web", "--port", str(port)], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -378,135 +372,9 @@ def test_browser_draws_the_structure(tmp_path: Path) -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--use-angle=swiftshader",
                                                                         "--enable-unsafe-swiftshader"])
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            deadline = time.time() + 60
-            while True:  # the server may still be starting
-                try:
-                    page.goto(f"http://127.0.0.1:{port}/web/structure/{sid}")
-                    break
-                except Exception:
-                    if time.time() > deadline:
-                        raise
-                    time.sleep(0.5)
-            page.wait_for_function("window.matsearchViewerReady === true", timeout=60_000)
-            canvas = page.locator(".viewer canvas").first
-            canvas.wait_for(state="visible", timeout=30_000)
-            page.wait_for_timeout(1000)  # a frame or two after the first render
-            shot = tmp_path / "structure.png"
-            canvas.screenshot(path=str(shot))
-            page.screenshot(path=str(tmp_path / "structure-page.png"), full_page=True)
-            pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=float)
-            assert pixels.std() > 10, f"the canvas looks blank (std {pixels.std():.1f}); page errors: {errors}"
-            colours = {tuple(c) for c in (pixels[::4, ::4] // 32).reshape(-1, 3).astype(int)}
-            assert len(colours) >= 4, f"too few colours on the canvas: {colours}"
-            assert "SrTiO3" in page.locator("#formula").inner_text()
-
-            # an MD trajectory plays; two structures side by side
-            rel = write_trajectory(ws)
-            page.goto(f"http://127.0.0.1:{port}/web/trajectory/{rel}")
-            page.wait_for_function("window.matsearchViewerReady === true", timeout=60_000)
-            assert "12 frames of 4 atoms" in page.inner_text(".viewer-status")
-            page.screenshot(path=str(tmp_path / "trajectory.png"), full_page=True)
-            page.goto(f"http://127.0.0.1:{port}/web/compare?ids={sid},{sid}")
-            page.wait_for_function("window.matsearchViewerReady === true", timeout=60_000)
-            assert page.locator(".viewer canvas").count() >= 2
-            page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
-
-            page.goto(f"http://127.0.0.1:{port}/web?q=SrTiO3")
-            link = page.locator(f"#search-results a[href='/web/structure/{sid}']")
-            link.wait_for(timeout=60_000)
-            page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
-            link.click()
-            page.wait_for_url(f"**/web/structure/{sid}")
-
-            # upload through the page: a broken file gets a clear message, a good one a link to its 3D view
-            (tmp_path / "broken.cif").write_text("data_x\nthis is not a CIF\n")
-            (tmp_path / "MgO.cif").write_text(cif_of(rocksalt()))
-            page.goto(f"http://127.0.0.1:{port}/web")
-            page.set_input_files("#upload-file", str(tmp_path / "broken.cif"))
-            page.click("#upload-form button")
-            page.wait_for_selector("#upload-status.error", timeout=60_000)
-            assert "broken.cif" in page.inner_text("#upload-status")
-            page.screenshot(path=str(tmp_path / "upload-error.png"), full_page=True)
-            page.set_input_files("#upload-file", str(tmp_path / "MgO.cif"))
-            page.click("#upload-form button")
-            page.locator("#upload-status a").wait_for(timeout=60_000)
-            assert page.locator("#upload-status a").get_attribute("href").startswith("/web/structure/s-")
-
-            # a running job: progress in the panel, cancelled from the keyboard
-            copper = cif_of(Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]]))
-            with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's event loop
-                job_id = pool.submit(asyncio.run, start_md_job(port, copper)).result()
-            cancel = page.locator(f"button[aria-label='cancel job {job_id}']")
-            cancel.wait_for(timeout=60_000)
-            page.wait_for_timeout(2500)  # one refresh with some progress
-            page.screenshot(path=str(tmp_path / "jobs-running.png"), full_page=True)
-            cancel.focus()
-            page.keyboard.press("Enter")
-            page.locator(f"tr[data-job-id='{job_id}'] td.state-cancelled").wait_for(timeout=60_000)
-            page.screenshot(path=str(tmp_path / "jobs-cancelled.png"), full_page=True)
-
-            # chat from the keyboard (offline planner), then reload: the thread is still there
-            page.goto(f"http://127.0.0.1:{port}/web/chat/b1")
-            page.locator("#chat-message").focus()
-            page.keyboard.type("what do you have in memory about titanate?")
-            page.keyboard.press("Enter")
-            answer = page.locator("#transcript .ev-answer")
-            answer.wait_for(timeout=90_000)
-            assert page.locator(f"#transcript .ev-answer a[href='/web/structure/{sid}']").count() == 1
-            assert page.locator("#transcript .ev-tool_call").first.inner_text().startswith("tool search_structures")
-            page.wait_for_function("document.getElementById('chat-cancel').hidden === true", timeout=30_000)
-            assert page.locator("#chat-cancel").is_hidden()  # nothing to cancel once answered
-            page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
-            page.reload()
-            page.locator("#transcript .ev-answer").wait_for(timeout=30_000)
-            assert page.locator("#transcript .ev-user").first.inner_text().endswith("about titanate?")
-            assert page.locator("#threads a[aria-current='page']").count() == 1
-
-            # a finished search's ranked candidates, sortable (the job API answered by the test: a real search
-            # takes minutes here)
-            fake = {"job_id": "job-fake", "tool": "hierarchical_search", "state": "succeeded", "progress": 1,
-                    "total": 1, "message": None, "estimated_seconds": None, "elapsed_seconds": 1.0, "error": None,
-                    "resumed_as": None, "note": None,
-                    "result": {"ranked": [
-                        {"rank": 1, "id": sid, "formula": "SrTiO3", "family": "perovskite", "family_match": True,
-                         "spacegroup": "Pm-3m", "generator": "prototype", "e_above_hull_eV": 0.02,
-                         "formation_energy_per_atom_eV": -3.1, "converged": True, "parent_id": None},
-                        {"rank": 2, "id": "s-00000000000000aa", "formula": "SrTiO3", "family": "perovskite",
-                         "family_match": False, "spacegroup": "P1", "generator": "diffusion",
-                         "e_above_hull_eV": 0.001, "formation_energy_per_atom_eV": -3.0, "converged": False,
-                         "parent_id": sid},
-                        {"rank": 3, "id": "s-00000000000000bb", "formula": "SrTiO3", "family": None,
-                         "family_match": False, "spacegroup": "P1", "generator": "diffusion",
-                         "e_above_hull_eV": None, "formation_energy_per_atom_eV": -2.0, "converged": True,
-                         "parent_id": None}]}}
-            listing = {"jobs": [{**fake, "result": None}]}
-            jobs_page = browser.new_page(viewport={"width": 1280, "height": 800})
-            jobs_page.route("**/web/api/jobs?limit=50", lambda route: route.fulfill(json=listing))
-            jobs_page.route("**/web/api/jobs/job-fake", lambda route: route.fulfill(json=fake))
-            jobs_page.goto(f"http://127.0.0.1:{port}/web")
-            jobs_page.click("button[aria-label='details of job job-fake']")
-            first_id = "#job-detail table.ranked tbody tr:first-child td:nth-child(2)"
-            jobs_page.locator(first_id).wait_for(timeout=30_000)
-            assert jobs_page.inner_text(first_id) == sid
-            jobs_page.click("button[aria-label='sort by E_hull (eV/atom)']")
-            assert jobs_page.inner_text(first_id) == "s-00000000000000aa"
-            jobs_page.click("button[aria-label='sort by E_hull (eV/atom)']")  # descending; no E_hull stays last
-            ids = jobs_page.locator("#job-detail table.ranked tbody tr td:nth-child(2)").all_inner_texts()
-            assert ids == [sid, "s-00000000000000aa", "s-00000000000000bb"], ids
-            assert jobs_page.locator(f"#job-detail a[href='/web/compare?ids={sid},s-00000000000000aa']").count() == 1
-            jobs_page.screenshot(path=str(tmp_path / "ranked.png"), full_page=True)
-
-            # phone width: nothing wider than the screen
-            phone = browser.new_page(viewport={"width": 390, "height": 844})
-            phone.goto(f"http://127.0.0.1:{port}/web/structure/{sid}")
-            phone.wait_for_function("window.matsearchViewerReady === true", timeout=60_000)
-            assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
-            phone.screenshot(path=str(tmp_path / "structure-phone.png"), full_page=True)
+            yield port, browser
             browser.close()
-        if os.environ.get("MATSEARCH_WEB_SHOTS"):  # keep the screenshots as artifacts
+        if os.environ.get("MATSEARCH_WEB_SHOTS"):
             out = Path(os.environ["MATSEARCH_WEB_SHOTS"])
             out.mkdir(parents=True, exist_ok=True)
             for png in tmp_path.glob("*.png"):
@@ -514,3 +382,202 @@ def test_browser_draws_the_structure(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def goto_when_up(page: Any, url: str) -> None:
+    """Open url, retrying for a minute while the server is still starting."""
+    deadline = time.time() + 60
+    while True:
+        try:
+            page.goto(url)
+            return
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def canvas_pixels(page: Any, path: Path) -> np.ndarray:
+    """A screenshot of the first WEAS canvas on the page (after a frame or two), as RGB floats."""
+    from PIL import Image
+
+    page.wait_for_function("window.matsearchViewerReady === true", timeout=60_000)
+    canvas = page.locator(".viewer canvas").first
+    canvas.wait_for(state="visible", timeout=30_000)
+    page.wait_for_timeout(1000)
+    canvas.screenshot(path=str(path))
+    return np.asarray(Image.open(path).convert("RGB"), dtype=float)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_browser_draws_the_structure(tmp_path: Path) -> None:
+    """`python server.py --web` in a subprocess; headless Chromium opens the structure page, waits for the WEAS
+    canvas, saves a screenshot and checks it shows something (pixel variance), then the search links to it."""
+    reason = _playwright_missing()
+    if reason:
+        pytest.skip(reason)
+    ws = tmp_path / "workspace"
+    env = server_env(ws)
+    ids = subprocess.run(
+        [sys.executable, "-c", "import sys; from tests.test_web import store; from tests.conftest import perovskite;"
+         "print(store(perovskite()))"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    sid = ids.stdout.strip().splitlines()[-1]
+    with web_browser(tmp_path, env) as (port, browser):
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        goto_when_up(page, f"http://127.0.0.1:{port}/web/structure/{sid}")
+        pixels = canvas_pixels(page, tmp_path / "structure.png")
+        page.screenshot(path=str(tmp_path / "structure-page.png"), full_page=True)
+        assert pixels.std() > 10, f"the canvas looks blank (std {pixels.std():.1f}); page errors: {errors}"
+        colours = {tuple(c) for c in (pixels[::4, ::4] // 32).reshape(-1, 3).astype(int)}
+        assert len(colours) >= 4, f"too few colours on the canvas: {colours}"
+        assert "SrTiO3" in page.locator("#formula").inner_text()
+
+        # an MD trajectory plays; two structures side by side
+        rel = write_trajectory(ws)
+        page.goto(f"http://127.0.0.1:{port}/web/trajectory/{rel}")
+        page.wait_for_function("window.matsearchViewerReady === true", timeout=60_000)
+        assert "12 frames of 4 atoms" in page.inner_text(".viewer-status")
+        page.screenshot(path=str(tmp_path / "trajectory.png"), full_page=True)
+        page.goto(f"http://127.0.0.1:{port}/web/compare?ids={sid},{sid}")
+        page.wait_for_function("window.matsearchViewerReady === true", timeout=60_000)
+        assert page.locator(".viewer canvas").count() >= 2
+        page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
+
+        page.goto(f"http://127.0.0.1:{port}/web?q=SrTiO3")
+        link = page.locator(f"#search-results a[href='/web/structure/{sid}']")
+        link.wait_for(timeout=60_000)
+        page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
+        link.click()
+        page.wait_for_url(f"**/web/structure/{sid}")
+
+        # upload through the page: a broken file gets a clear message, a good one a link to its 3D view
+        (tmp_path / "broken.cif").write_text("data_x\nthis is not a CIF\n")
+        (tmp_path / "MgO.cif").write_text(cif_of(rocksalt()))
+        page.goto(f"http://127.0.0.1:{port}/web")
+        page.set_input_files("#upload-file", str(tmp_path / "broken.cif"))
+        page.click("#upload-form button")
+        page.wait_for_selector("#upload-status.error", timeout=60_000)
+        assert "broken.cif" in page.inner_text("#upload-status")
+        page.screenshot(path=str(tmp_path / "upload-error.png"), full_page=True)
+        page.set_input_files("#upload-file", str(tmp_path / "MgO.cif"))
+        page.click("#upload-form button")
+        page.locator("#upload-status a").wait_for(timeout=60_000)
+        assert page.locator("#upload-status a").get_attribute("href").startswith("/web/structure/s-")
+
+        # a running job: progress in the panel, cancelled from the keyboard
+        copper = cif_of(Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]]))
+        with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's event loop
+            job_id = pool.submit(asyncio.run, start_md_job(port, copper)).result()
+        cancel = page.locator(f"button[aria-label='cancel job {job_id}']")
+        cancel.wait_for(timeout=60_000)
+        page.wait_for_timeout(2500)  # one refresh with some progress
+        page.screenshot(path=str(tmp_path / "jobs-running.png"), full_page=True)
+        cancel.focus()
+        page.keyboard.press("Enter")
+        page.locator(f"tr[data-job-id='{job_id}'] td.state-cancelled").wait_for(timeout=60_000)
+        page.screenshot(path=str(tmp_path / "jobs-cancelled.png"), full_page=True)
+
+        # chat from the keyboard (offline planner), then reload: the thread is still there
+        page.goto(f"http://127.0.0.1:{port}/web/chat/b1")
+        page.locator("#chat-message").focus()
+        page.keyboard.type("what do you have in memory about titanate?")
+        page.keyboard.press("Enter")
+        answer = page.locator("#transcript .ev-answer")
+        answer.wait_for(timeout=90_000)
+        assert page.locator(f"#transcript .ev-answer a[href='/web/structure/{sid}']").count() == 1
+        assert page.locator("#transcript .ev-tool_call").first.inner_text().startswith("tool search_structures")
+        page.wait_for_function("document.getElementById('chat-cancel').hidden === true", timeout=30_000)
+        assert page.locator("#chat-cancel").is_hidden()  # nothing to cancel once answered
+        page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
+        page.reload()
+        page.locator("#transcript .ev-answer").wait_for(timeout=30_000)
+        assert page.locator("#transcript .ev-user").first.inner_text().endswith("about titanate?")
+        assert page.locator("#threads a[aria-current='page']").count() == 1
+
+        # a finished search's ranked candidates, sortable (the job API answered by the test: a real search
+        # takes minutes here)
+        fake = {"job_id": "job-fake", "tool": "hierarchical_search", "state": "succeeded", "progress": 1,
+                "total": 1, "message": None, "estimated_seconds": None, "elapsed_seconds": 1.0, "error": None,
+                "resumed_as": None, "note": None,
+                "result": {"ranked": [
+                    {"rank": 1, "id": sid, "formula": "SrTiO3", "family": "perovskite", "family_match": True,
+                     "spacegroup": "Pm-3m", "generator": "prototype", "e_above_hull_eV": 0.02,
+                     "formation_energy_per_atom_eV": -3.1, "converged": True, "parent_id": None},
+                    {"rank": 2, "id": "s-00000000000000aa", "formula": "SrTiO3", "family": "perovskite",
+                     "family_match": False, "spacegroup": "P1", "generator": "diffusion",
+                     "e_above_hull_eV": 0.001, "formation_energy_per_atom_eV": -3.0, "converged": False,
+                     "parent_id": sid},
+                    {"rank": 3, "id": "s-00000000000000bb", "formula": "SrTiO3", "family": None,
+                     "family_match": False, "spacegroup": "P1", "generator": "diffusion",
+                     "e_above_hull_eV": None, "formation_energy_per_atom_eV": -2.0, "converged": True,
+                     "parent_id": None}]}}
+        listing = {"jobs": [{**fake, "result": None}]}
+        jobs_page = browser.new_page(viewport={"width": 1280, "height": 800})
+        jobs_page.route("**/web/api/jobs?limit=50", lambda route: route.fulfill(json=listing))
+        jobs_page.route("**/web/api/jobs/job-fake", lambda route: route.fulfill(json=fake))
+        jobs_page.goto(f"http://127.0.0.1:{port}/web")
+        jobs_page.click("button[aria-label='details of job job-fake']")
+        first_id = "#job-detail table.ranked tbody tr:first-child td:nth-child(2)"
+        jobs_page.locator(first_id).wait_for(timeout=30_000)
+        assert jobs_page.inner_text(first_id) == sid
+        jobs_page.click("button[aria-label='sort by E_hull (eV/atom)']")
+        assert jobs_page.inner_text(first_id) == "s-00000000000000aa"
+        jobs_page.click("button[aria-label='sort by E_hull (eV/atom)']")  # descending; no E_hull stays last
+        ids = jobs_page.locator("#job-detail table.ranked tbody tr td:nth-child(2)").all_inner_texts()
+        assert ids == [sid, "s-00000000000000aa", "s-00000000000000bb"], ids
+        assert jobs_page.locator(f"#job-detail a[href='/web/compare?ids={sid},s-00000000000000aa']").count() == 1
+        jobs_page.screenshot(path=str(tmp_path / "ranked.png"), full_page=True)
+
+        # phone width: nothing wider than the screen
+        phone = browser.new_page(viewport={"width": 390, "height": 844})
+        phone.goto(f"http://127.0.0.1:{port}/web/structure/{sid}")
+        phone.wait_for_function("window.matsearchViewerReady === true", timeout=60_000)
+        assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        phone.screenshot(path=str(tmp_path / "structure-phone.png"), full_page=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_browser_search_from_the_chat(tmp_path: Path) -> None:
+    """The issue's end-to-end run: a search asked in the chat (offline planner, real models), its progress bar
+    moving, the top structure opened in 3D (canvas not blank) and its CIF downloaded and parsed."""
+    reason = _playwright_missing()
+    if reason:
+        pytest.skip(reason)
+    with web_browser(tmp_path, server_env(tmp_path / "workspace")) as (port, browser):
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        goto_when_up(page, f"http://127.0.0.1:{port}/web/chat/search")
+        page.locator("#chat-message").fill("a double perovskite oxide containing La and Mn")
+        page.locator("#chat-message").press("Enter")
+        bar = page.locator("#transcript .ev-tool_call progress").first
+        bar.wait_for(timeout=120_000)
+        values = []
+        deadline = time.time() + 600
+        while time.time() < deadline and page.locator("#transcript .ev-answer").count() == 0:
+            value = page.evaluate("(() => { const b = document.querySelector('#transcript progress');"
+                                  " return b ? b.value : null; })()")
+            if value is not None and (not values or value != values[-1]):
+                values.append(value)
+                if len(values) == 2:
+                    page.screenshot(path=str(tmp_path / "search-progress.png"), full_page=True)
+            page.wait_for_timeout(500)
+        answer = page.locator("#transcript .ev-answer")
+        answer.wait_for(timeout=10_000)
+        page.wait_for_function("document.getElementById('chat-cancel').hidden === true", timeout=30_000)
+        page.screenshot(path=str(tmp_path / "search-answer.png"), full_page=True)
+        assert len(values) >= 2 and values[-1] > values[0], f"the progress bar did not move: {values}"
+        first = re.search(r"^1\. (s-[0-9a-f]{16}) ", answer.inner_text(), re.MULTILINE)
+        assert first is not None, answer.inner_text()
+        href = f"/web/structure/{first.group(1)}"
+        top = answer.locator(f"a[href='{href}']").first
+        top.click()
+        page.wait_for_url(f"**{href}")
+        pixels = canvas_pixels(page, tmp_path / "top-structure.png")
+        assert pixels.std() > 10, "the top structure's canvas looks blank"
+        cif = page.request.get(f"http://127.0.0.1:{port}{href}/download/cif")
+        assert cif.ok
+        structure = Structure.from_str(cif.text(), fmt="cif")
+        assert {"La", "Mn", "O"} <= {el.symbol for el in structure.composition.elements}
