@@ -134,22 +134,28 @@ class ChatThreads:
                 raise Cancelled("cancelled from the page")
             self._progress(thread, done, total, note)
 
+        last: dict[str, Any] | None = None
         try:
             if self.settings.llm_base_url:
                 self._run_llm(thread, message, progress, cancel)
             else:
-                self._run_offline(thread, message, progress)
+                last = self._run_offline(thread, message, progress)
             if cancel.is_set():
-                self._add(thread, {"kind": "cancelled", "text": "stopped: cancelled from the page"})
+                last = {"kind": "cancelled", "text": "stopped: cancelled from the page"}
         except Exception as exc:  # noqa: BLE001 - any failure is told in the transcript; the server stays up
-            kind = "cancelled" if cancel.is_set() else "error"
-            self._add(thread, {"kind": kind, "text": f"{type(exc).__name__}: {exc}"})
+            last = {"kind": "cancelled" if cancel.is_set() else "error", "text": f"{type(exc).__name__}: {exc}"}
         finally:
+            # The last event and the end of the turn land together, so no poll sees an answer while still running.
             with self._lock:
+                events = self._events[thread]
+                if last is not None:
+                    events.append({"time": time.time(), **last})
+                elif events and events[-1]["kind"] == "text":  # the LLM's last streamed text is its answer
+                    events[-1]["kind"] = "answer"
                 self._cancel.pop(thread, None)
                 self._save(thread)
 
-    def _run_offline(self, thread: str, message: str, progress: Any) -> None:
+    def _run_offline(self, thread: str, message: str, progress: Any) -> dict[str, Any]:
         from agent.offline_planner import OfflinePlanner
 
         def on_tool(name: str, args: dict[str, Any]) -> None:
@@ -159,7 +165,7 @@ class ChatThreads:
         reply = planner.reply(message)
         for (name, _args), output in zip(reply.tool_calls, reply.outputs, strict=False):
             self._add(thread, {"kind": "tool_result", "name": name, "text": output[:MAX_RESULT_CHARS]})
-        self._add(thread, {"kind": "answer", "text": reply.text})
+        return {"kind": "answer", "text": reply.text}
 
     def _run_llm(self, thread: str, message: str, progress: Any, cancel: threading.Event) -> None:
         from agent.llm_agent import MatsearchAgent
@@ -178,11 +184,6 @@ class ChatThreads:
                                        "text": event.text[:MAX_RESULT_CHARS]})
         finally:
             agent.close()
-        with self._lock:  # the last streamed text is the answer
-            events = self._events[thread]
-            if events and events[-1]["kind"] == "text":
-                events[-1]["kind"] = "answer"
-            self._save(thread)
 
 
 def _threads(request: Request) -> ChatThreads:

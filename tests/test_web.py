@@ -225,7 +225,9 @@ def wait_turn(c: TestClient, thread: str, timeout: float = 120) -> dict:
         data = c.get(f"/web/api/chat/{thread}").json()
         if not data["running"]:
             return data
-        time.sleep(0.2)
+        last_user = max(i for i, e in enumerate(data["events"]) if e["kind"] == "user")
+        assert all(e["kind"] != "answer" for e in data["events"][last_user:]), "an answer while still running"
+        time.sleep(0.05)
     raise AssertionError(f"chat turn in {thread} did not finish")
 
 
