@@ -520,9 +520,10 @@ async def api_store(request: Request) -> Response:
     return JSONResponse({"id": sid, "deduplicated": out["deduplicated"], "url": f"{PREFIX}/structure/{sid}"})
 
 
-ARTIFACT_TYPES = {".png": "image/png", ".json": "application/json", ".csv": "text/csv", ".md": "text/markdown",
-                  ".cif": "chemical/x-cif", ".txt": "text/plain", ".log": "text/plain", ".xyz": "text/plain",
-                  ".extxyz": "text/plain"}
+# Text types as text/plain so the browser shows them (a report.md, a CIF) instead of downloading them.
+_TEXT = "text/plain; charset=utf-8"
+ARTIFACT_TYPES = {".png": "image/png", ".json": "application/json", ".csv": _TEXT, ".md": _TEXT, ".cif": _TEXT,
+                  ".txt": _TEXT, ".log": _TEXT, ".xyz": _TEXT, ".extxyz": _TEXT}
 
 
 async def artifact(request: Request) -> Response:

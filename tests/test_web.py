@@ -158,6 +158,9 @@ def test_upload_artifacts_and_job_details(workspace: Path) -> None:
         folder.mkdir(parents=True)
         (folder / "plot.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
         (folder / "page.html").write_text("<script>alert(1)</script>")
+        (folder / "report.md").write_text("# Report\n")
+        report = c.get("/web/artifact/artifacts/demo/report.md")
+        assert report.headers["content-type"].startswith("text/plain") and report.text == "# Report\n"
         png = c.get("/web/artifact/artifacts/demo/plot.png")
         assert png.status_code == 200 and png.headers["content-type"] == "image/png"
         assert "default-src 'none'" in png.headers["content-security-policy"]
@@ -539,6 +542,11 @@ def test_browser_draws_the_structure(tmp_path: Path) -> None:
         phone.wait_for_function("window.matsearchViewerReady === true", timeout=60_000)
         assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
         phone.screenshot(path=str(tmp_path / "structure-phone.png"), full_page=True)
+        for name, url in (("index", "/web"), ("chat", "/web/chat/b1")):
+            phone.goto(f"http://127.0.0.1:{port}{url}")
+            phone.wait_for_timeout(1500)  # the jobs table / transcript filled in
+            assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), name
+            phone.screenshot(path=str(tmp_path / f"{name}-phone.png"), full_page=True)
 
 
 @pytest.mark.slow
