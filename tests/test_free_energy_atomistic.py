@@ -84,7 +84,7 @@ def test_atomistic_umbrella_sampling_reproduces_the_exact_dimer_free_energy(work
         "dimensions=1": {**run, "dimensions": 2},
         "n_walkers must be 1": {**run, "n_walkers": 2},
         "refine_rounds": {**run, "refine_rounds": 1},
-        "neither a universal potential": {**run, "potential": "no-such-potential"},
+        "A potential is one of": {**run, "potential": "no-such-potential"},
         "at most": {**run, "n_windows": 100, "n_steps": 100_000},
         "would each be quenched": {**run, "basin_rule": None, "n_windows": 100, "n_steps": 2000, "stride": 10},
         "the data have 2 atoms": {**run, "basin_rule": {"atoms": [0, 2], "edges_A": [edge]}},
