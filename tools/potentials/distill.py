@@ -163,6 +163,20 @@ def _test_set(path: Path, seeds: list[Atoms], teacher: Calculator, inp: DistillI
     return frames
 
 
+def _timed_test_set(run_dir: Path, seeds: list[Atoms], teacher: Calculator, inp: DistillInput,
+                    progress: Any) -> float:
+    """Make the held-out set once and return the minutes it took (kept beside it, so a resumed run counts them
+    against the same time budget)."""
+    clock = run_dir / "test_set_minutes.json"
+    if (run_dir / "test.extxyz").is_file() and clock.is_file():
+        return float(json.loads(clock.read_text())["minutes"])
+    started = time.perf_counter()
+    _test_set(run_dir / "test.extxyz", seeds, teacher, inp, progress)
+    minutes = (time.perf_counter() - started) / 60.0
+    clock.write_text(json.dumps({"minutes": minutes}))
+    return minutes
+
+
 def _per_temperature(checkpoint: Path, frames: list[Atoms]) -> list[TemperatureError]:
     out = []
     for temp in sorted({float(f.info["temperature_K"]) for f in frames}):
@@ -271,6 +285,8 @@ def distill_potential(inp: DistillInput, ctx: ToolContext) -> DistillOutput:
     teacher = reference_calculator(inp.teacher, ctx.settings)
     for atoms in seeds:
         check_supported(teacher, atoms, inp.teacher)
+    test_minutes = _timed_test_set(run_dir, seeds, teacher, inp, ctx.progress)
+    test = load_frames(run_dir / "test.extxyz")
     cfg = ALConfig(run_name=inp.name, reference=inp.teacher, temperatures_K=list(inp.temperatures_K),
                    md_steps=inp.md_steps, timestep_fs=inp.timestep_fs, iterations=inp.rounds,
                    max_new_per_iteration=inp.per_round, threshold_eV_A=0.0, frame_score="max",
@@ -278,8 +294,7 @@ def distill_potential(inp: DistillInput, ctx: ToolContext) -> DistillOutput:
                    strategy=inp.selection,
                    n_initial=inp.n_initial, n_validation=inp.n_validation, kind=inp.student, size=inp.size,
                    cutoff_A=inp.cutoff_A, epochs_initial=inp.epochs_initial, epochs_finetune=inp.epochs_finetune,
-                   seed=inp.seed, max_minutes=inp.max_minutes)
-    test = _test_set(run_dir / "test.extxyz", seeds, teacher, inp, ctx.progress)
+                   seed=inp.seed, max_minutes=max(inp.max_minutes - test_minutes, 0.01))
     learner = ActiveLearner(run_dir, cfg, seeds, teacher, ctx.progress, None, get_executor(ctx.settings))
     state = learner.run()
 
@@ -297,7 +312,8 @@ def distill_potential(inp: DistillInput, ctx: ToolContext) -> DistillOutput:
     out = {"potential": inp.name, "checkpoint": str(target), "stop_reason": str(state["stop_reason"]),
            "n_labels": int(state["n_labels"]), "rounds": [r.model_dump() for r in rounds],
            "test_errors": [e.model_dump() for e in _per_temperature(target, test)],
-           "speed": speed.model_dump() if speed else None, "minutes": round(learner.seconds_spent() / 60.0, 2)}
+           "speed": speed.model_dump() if speed else None,
+           "minutes": round(test_minutes + learner.seconds_spent() / 60.0, 2)}
     counts = {"train": len(load_frames(learner.train_path)), "val": len(load_frames(learner.val_path)),
               "test": len(test)}
     card = target.with_suffix(".md")
