@@ -276,7 +276,6 @@ class _Run:
     calc: Any
     refs: Any
     schedule: MeltQuenchSchedule
-    teacher: str | None
     params: dict[str, Any]
     start: float
     notes: list[str] = field(default_factory=list)
@@ -284,6 +283,11 @@ class _Run:
     md_units: int = 1
     total: float = 0.0
     done: float = 0.0
+
+    @property
+    def teacher(self) -> str | None:
+        """The potential that re-relaxes and decides, if the inputs name one."""
+        return self.inp.teacher
 
     @property
     def decider(self) -> str:
@@ -342,7 +346,7 @@ def _start(inp: CrystallizationInput, ctx: ToolContext) -> _Run:
         get_potential(inp.teacher, ctx.settings)  # a bad teacher name is refused before any MD
     refs = elemental_references(inp.teacher or potential, ctx.settings)
     return _Run(inp=inp, ctx=ctx, unit=unit, potential=potential, calc=calc, refs=refs, schedule=inp.schedule(unit),
-                teacher=inp.teacher, params=inp.model_dump(exclude={"store"}), start=start)
+                params=inp.model_dump(exclude={"store"}), start=start)
 
 
 def _plan(run: _Run, candidates: list[Candidate]) -> list[Candidate]:
@@ -528,9 +532,8 @@ def _teacher_rerelax(run: _Run, motifs: list[Motif]) -> int:
     if len(groups) > len(chosen):
         run.notes.append(f"the teacher re-relaxed {len(chosen)} of {len(groups)} distinct low-energy motifs "
                          "(teacher_relaxations)")
-    teacher = run.teacher or run.potential
     results = run.executor.map(
-        relax_task, [run.payload(group[0].structure, teacher) for group in chosen], cancel=run.ctx.cancel_event,
+        relax_task, [run.payload(group[0].structure, run.decider) for group in chosen], cancel=run.ctx.cancel_event,
         progress=lambda n, t, _, d=run.done: run.progress(d + n, f"teacher re-relaxed motif {n}/{t}"),
     )
     criteria = _criteria(inp, run.unit)
@@ -642,8 +645,10 @@ def _rank(
 
     by_freq = sorted(groups, key=lambda k: (-len(groups[k]), min(m.energy_per_atom for m in groups[k]), k))
     by_energy = sorted(groups, key=lambda k: (min(m.energy_per_atom for m in groups[k]), k))
-    primitive = {label: min(primitive_size(m.structure) for m in group) for label, group in groups.items()}
-    primitive.update({c.label: primitive_size(c.relaxed or c.structure) for c in candidates if c.label in groups})
+    # a known polymorph's primitive cell is cached on its candidate; an unidentified cluster's is its smallest motif's
+    primitive = {c.label: c.n_primitive for c in candidates if c.label in groups}
+    for label, group in groups.items():
+        primitive.setdefault(label, min(primitive_size(m.structure) for m in group))
     shares = size_normalised_shares(within_window(on_target, inp.energy_window_eV), primitive)
     none = Share("", 0.0, 0)
     by_share = sorted(groups, key=lambda k: (-shares.get(k, none).share, min(m.energy_per_atom for m in groups[k]),
