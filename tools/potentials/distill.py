@@ -164,17 +164,18 @@ def _test_set(path: Path, seeds: list[Atoms], teacher: Calculator, inp: DistillI
 
 
 def _timed_test_set(run_dir: Path, seeds: list[Atoms], teacher: Calculator, inp: DistillInput,
-                    progress: Any) -> float:
-    """Make the held-out set once and return the minutes it took (kept beside it, so a resumed run counts them
-    against the same time budget)."""
+                    progress: Any) -> tuple[list[Atoms], float]:
+    """The held-out set (made once) and the minutes making it took, kept beside it so a resumed run counts them
+    against the same time budget."""
     clock = run_dir / "test_set_minutes.json"
-    if (run_dir / "test.extxyz").is_file() and clock.is_file():
-        return float(json.loads(clock.read_text())["minutes"])
+    made_before = (run_dir / "test.extxyz").is_file() and clock.is_file()
     started = time.perf_counter()
-    _test_set(run_dir / "test.extxyz", seeds, teacher, inp, progress)
+    frames = _test_set(run_dir / "test.extxyz", seeds, teacher, inp, progress)
+    if made_before:
+        return frames, float(json.loads(clock.read_text())["minutes"])
     minutes = (time.perf_counter() - started) / 60.0
     clock.write_text(json.dumps({"minutes": minutes}))
-    return minutes
+    return frames, minutes
 
 
 def _per_temperature(checkpoint: Path, frames: list[Atoms]) -> list[TemperatureError]:
@@ -285,8 +286,7 @@ def distill_potential(inp: DistillInput, ctx: ToolContext) -> DistillOutput:
     teacher = reference_calculator(inp.teacher, ctx.settings)
     for atoms in seeds:
         check_supported(teacher, atoms, inp.teacher)
-    test_minutes = _timed_test_set(run_dir, seeds, teacher, inp, ctx.progress)
-    test = load_frames(run_dir / "test.extxyz")
+    test, test_minutes = _timed_test_set(run_dir, seeds, teacher, inp, ctx.progress)
     cfg = ALConfig(run_name=inp.name, reference=inp.teacher, temperatures_K=list(inp.temperatures_K),
                    md_steps=inp.md_steps, timestep_fs=inp.timestep_fs, iterations=inp.rounds,
                    max_new_per_iteration=inp.per_round, threshold_eV_A=0.0, frame_score="max",
