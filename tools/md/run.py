@@ -168,21 +168,16 @@ def run_md(inp: RunMDInput, ctx: ToolContext) -> RunMDOutput:
         result = run_dynamics(atoms, calc, settings, inp.steps, inp.log_every, recorder, ctx.progress,
                               initial_temperature_K=inp.initial_temperature_K)
     ctx.progress(inp.steps, inp.steps, "analysing the trajectory")
-    output = _report(inp, ctx, potential, structure, atoms, result.frames, result.rows, result.wall_time_s, out_dir)
-    if guard is not None:
-        fraction, worst = outside_domain(guard, result.frames)
-        output.frames_outside_domain_fraction, output.max_uncertainty_eV_A = round(fraction, 4), round(worst, 4)
-        if fraction > 0:
-            output.warnings.append(
-                f"{100 * fraction:.0f} % of the frames left {potential}'s calibrated domain (forces there are "
-                "extrapolated): extend its training to these conditions, e.g. distill_potential with them")
-        (out_dir / "summary.json").write_text(json.dumps(output.model_dump(mode="json"), indent=2))
-    return output
+    outside = None if guard is None else outside_domain(guard, result.frames)
+    return _report(inp, ctx, potential, structure, atoms, result.frames, result.rows, result.wall_time_s, out_dir,
+                   outside)
 
 
 def _report(inp: RunMDInput, ctx: ToolContext, potential: str, structure: object, atoms: Atoms,
-            frames: list[Atoms], rows: list[dict[str, float]], wall: float, out_dir: Path) -> RunMDOutput:
-    """Averages, drift, RDF/MSD analysis, plots, summary JSON and the optional stored final frame."""
+            frames: list[Atoms], rows: list[dict[str, float]], wall: float, out_dir: Path,
+            outside: tuple[float, float] | None = None) -> RunMDOutput:
+    """Averages, drift, RDF/MSD analysis, plots, summary JSON and the optional stored final frame; `outside` is the
+    uncertainty guard's (fraction of frames outside the calibrated domain, largest force-error estimate)."""
     n = len(atoms)
     start = int(len(rows) * inp.equilibration_fraction)
     prod_rows, prod_frames = rows[start:], frames[start:]
@@ -203,6 +198,9 @@ def _report(inp: RunMDInput, ctx: ToolContext, potential: str, structure: object
         warnings.append(rdf_res.note)
     if diffusion.warning:
         warnings.append(diffusion.warning)
+    if outside is not None and outside[0] > 0:
+        warnings.append(f"{100 * outside[0]:.0f} % of the frames left {potential}'s calibrated domain (forces there "
+                        "are extrapolated): extend its training to these conditions, e.g. distill_potential with them")
     if inp.ensemble == "nve" and abs(drift) > 5.0:
         warnings.append(f"NVE energy drift {drift:.2f} meV/atom/ps is large: reduce timestep_fs")
     pressures = [r["pressure_GPa"] for r in prod_rows]
@@ -255,6 +253,8 @@ def _report(inp: RunMDInput, ctx: ToolContext, potential: str, structure: object
         rdf_plot_uri=ctx.artifact_uri(rdf_png),
         msd_plot_uri=ctx.artifact_uri(msd_png),
         final_structure=final_summary,
+        frames_outside_domain_fraction=None if outside is None else round(outside[0], 4),
+        max_uncertainty_eV_A=None if outside is None else round(outside[1], 4),
         warnings=warnings,
     )
     (out_dir / "summary.json").write_text(json.dumps(output.model_dump(mode="json"), indent=2))
