@@ -64,7 +64,7 @@ def llm_reading(text: str) -> tuple[dict, list[str], str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--split", default="dev", choices=["dev", "heldout", "fresh", "report", "all"])
+    parser.add_argument("--split", default="dev", choices=["dev", "heldout", "fresh", "report", "blind", "all"])
     parser.add_argument("--show-misses", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=None, help="only the first N requests of the split (a smoke test)")
