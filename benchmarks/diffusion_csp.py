@@ -14,6 +14,14 @@ templates: where the one-sample CSP numbers above (5-atom perov_5 cells) do not 
 
     python benchmarks/diffusion_csp.py --n 200 --steps 200 [--carbon-n 50] [--relax-n 40] [--out results.json]
     python benchmarks/diffusion_csp.py --n 0 --own-n 0 --speed-threads --validity [--validity-n 10]
+
+--unseen-n N (issue 30): the first N hand-typed known compounds of benchmarks/data/unseen_cells.json, none of whose
+formulas is in the training set; per compound 20 samples (--unseen-samples) at its primitive cell's atoms, scored
+against it: any-of-20 and one-sample (first sample) match rates, the fraction of valid samples (no pair closer than
+0.5 A; and no pair closer than 0.5x the covalent radii sum), by cell size (2-8, 9-20, 21-40 atoms), beside as many
+pyxtal random structures of the same cell content, matched with the same StructureMatcher tolerances.
+
+    python benchmarks/diffusion_csp.py --n 0 --own-n 0 --speed-threads --unseen-n 40 --out unseen.json
 """
 
 from __future__ import annotations
@@ -240,6 +248,115 @@ def validity_by_cell_size(model: CrystalDiffusion, n: int, steps: int, seed: int
     return out
 
 
+def _score_samples(samples: list[Structure | None], target: Structure) -> dict[str, Any]:
+    """Per-sample validity (0.5 A; 0.5x covalent radii sum) and loose/strict match of samples against one target;
+    an invalid (or missing) sample counts as a miss."""
+    from benchmarks.unseen_cells import covalent_radii_ratio
+
+    loose, strict = StructureMatcher(**LOOSE), StructureMatcher(**STRICT)
+    valid, valid_cov, matched, matched_strict, rms = [], [], [], [], []
+    for s in samples:
+        ok = s is not None and structure_ok(s)
+        valid.append(ok)
+        valid_cov.append(ok and covalent_radii_ratio(s) >= 0.5)
+        got = _rms(loose, s, target) if ok else None
+        matched.append(got is not None)
+        matched_strict.append(got is not None and _rms(strict, s, target) is not None)
+        if got is not None:
+            rms.append(got)
+    return {"n": len(samples), "valid": int(sum(valid)), "valid_covalent": int(sum(valid_cov)),
+            "matched": int(sum(matched)), "matched_strict": int(sum(matched_strict)),
+            "first_matched": bool(matched and matched[0]),
+            "first_matched_strict": bool(matched_strict and matched_strict[0]),
+            "any_matched": any(matched), "any_matched_strict": any(matched_strict),
+            "best_rms": round(min(rms), 4) if rms else None}
+
+
+UNSEEN_METHODS = ("diffusion", "pyxtal_random")
+
+
+def summarize_unseen(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rates per method over all compounds and per cell-size bucket: any-of-k and one-sample match (loose and
+    strict), fraction of valid samples (0.5 A and 0.5x covalent radii), mean fraction of samples that match."""
+    from benchmarks.unseen_cells import SIZE_BUCKETS
+
+    groups = {"all": rows}
+    for lo, hi in SIZE_BUCKETS:
+        groups[f"{lo}-{hi}"] = [r for r in rows if r["bucket"] == f"{lo}-{hi}"]
+    out: dict[str, Any] = {}
+    for method in UNSEEN_METHODS:
+        out[method] = {}
+        for name, group in groups.items():
+            scored = [r[method] for r in group]
+            n_s = sum(s["n"] for s in scored)
+            if not scored:
+                out[method][name] = {"compounds": 0}
+                continue
+            out[method][name] = {
+                "compounds": len(scored), "samples": n_s,
+                "any_match_rate": round(float(np.mean([s["any_matched"] for s in scored])), 3),
+                "one_sample_match_rate": round(float(np.mean([s["first_matched"] for s in scored])), 3),
+                "any_match_rate_strict": round(float(np.mean([s["any_matched_strict"] for s in scored])), 3),
+                "one_sample_match_rate_strict": round(float(np.mean([s["first_matched_strict"] for s in scored])), 3),
+                "sample_match_fraction": round(sum(s["matched"] for s in scored) / max(n_s, 1), 3),
+                "valid_fraction": round(sum(s["valid"] for s in scored) / max(n_s, 1), 3),
+                "valid_covalent_fraction": round(sum(s["valid_covalent"] for s in scored) / max(n_s, 1), 3),
+            }
+    return out
+
+
+def run_unseen(model: CrystalDiffusion, n: int, steps: int, seed: int, step_lr: float, n_samples: int = 20,
+               partial_out: Path | None = None) -> dict[str, Any]:
+    """The first n compounds of the unseen-cell set: n_samples diffusion samples (sample_batch, as the other sets)
+    and n_samples pyxtal random structures of each primitive cell's content, each scored against the known cell."""
+    from benchmarks.unseen_cells import load_unseen_cells, size_bucket
+
+    cells = load_unseen_cells(n)
+    rows: list[dict[str, Any]] = []
+    t_start = time.time()
+    for i, (entry, target) in enumerate(cells):
+        species = [site.specie.symbol for site in target]
+        t0 = time.time()
+        samples = sample_batch(model, [species] * n_samples, n_steps=steps, seed=seed + 1009 * i, step_lr=step_lr)
+        t_diff = time.time() - t0
+        t0 = time.time()
+        try:
+            base: list[Structure | None] = list(random_pyxtal_structures(species, n_samples, seed=seed + 1009 * i))
+        except RuntimeError:  # pyxtal found no space group for this content: every baseline sample is a miss
+            base = [None] * n_samples
+        t_base = time.time() - t0
+        row = {"id": entry["id"], "name": entry["name"], "formula": entry["formula"], "class": entry["class"],
+               "atoms": len(target), "bucket": size_bucket(len(target)),
+               "diffusion": {**_score_samples(samples, target), "sampling_s": round(t_diff, 1)},
+               "pyxtal_random": {**_score_samples(base, target), "sampling_s": round(t_base, 1)}}
+        rows.append(row)
+        d, b = row["diffusion"], row["pyxtal_random"]
+        print(f"  unseen {i + 1}/{len(cells)} {entry['id']} {entry['formula']} ({len(target)} atoms): diffusion "
+              f"{d['matched']}/{d['n']} match (strict {d['matched_strict']}), first {int(d['first_matched'])}, valid "
+              f"{d['valid']} ({d['valid_covalent']} cov); pyxtal {b['matched']}/{b['n']} match, valid {b['valid']}; "
+              f"{t_diff:.0f} s + {t_base:.0f} s (total {time.time() - t_start:.0f} s)", file=sys.stderr, flush=True)
+        if partial_out is not None:
+            partial_out.parent.mkdir(parents=True, exist_ok=True)
+            partial_out.write_text(json.dumps({"partial": True, "compounds": rows}, indent=1))
+    return {"n_compounds": len(rows), "samples_per_compound": n_samples, "seconds": round(time.time() - t_start, 1),
+            "summary": summarize_unseen(rows), "compounds": rows}
+
+
+def print_unseen(res: dict[str, Any]) -> None:
+    """The unseen-cell table: one row per method and cell-size bucket."""
+    k = res["samples_per_compound"]
+    print(f"unseen cells: {res['n_compounds']} compounds, {k} samples each ({res['seconds']:.0f} s)")
+    print(f"{'method':<16}{'atoms':<8}{'cmpds':>6}{f'any-of-{k}':>10}{'(strict)':>9}{'one-sample':>11}{'(strict)':>9}"
+          f"{'sample match':>13}{'valid 0.5A':>11}{'valid 0.5cov':>13}")
+    for method, groups in res["summary"].items():
+        for name, g in groups.items():
+            if not g["compounds"]:
+                continue
+            print(f"{method:<16}{name:<8}{g['compounds']:>6}{g['any_match_rate']:>10.3f}{g['any_match_rate_strict']:>9.3f}"
+                  f"{g['one_sample_match_rate']:>11.3f}{g['one_sample_match_rate_strict']:>9.3f}"
+                  f"{g['sample_match_fraction']:>13.3f}{g['valid_fraction']:>11.3f}{g['valid_covalent_fraction']:>13.3f}")
+
+
 def cdvae_targets(name: str, n: int, seed: int) -> list[Structure]:
     """A seeded random subset of n structures of CDVAE {name}/test.csv (only those CIFs are parsed)."""
     import pandas as pd
@@ -278,6 +395,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--validity", action="store_true",
                         help="validity per formula and cell size, and match of training prototypes (issue 31)")
     parser.add_argument("--validity-n", type=int, default=10, help="samples per formula and cell size")
+    parser.add_argument("--unseen-n", type=int, default=0,
+                        help="first N compounds of benchmarks/data/unseen_cells.json (issue 30); 0 to skip")
+    parser.add_argument("--unseen-samples", type=int, default=20, help="samples per unseen compound")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -292,6 +412,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.validity:
         results["validity"] = validity_by_cell_size(model, args.validity_n, args.steps, args.seed, args.step_lr,
                                                      relax=args.relax_n > 0)
+    if args.unseen_n > 0:
+        results["unseen_cells"] = run_unseen(model, args.unseen_n, args.steps, args.seed, args.step_lr,
+                                             args.unseen_samples, partial_out=args.out)
     if args.val_n > 0:
         results["sets"]["perov_5_val_split"] = run_set("perov_5_val", perov_val_targets(args.val_n), model,
                                                        args.steps, args.seed, args.batch, args.step_lr, baseline=False)
@@ -322,6 +445,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"{r['formula']} as {r['prototype']} ({r['target_spacegroup']}): match {r['match_rate_pct']:.0f} % "
                   f"(strict {r['strict_match_rate_pct']:.0f} %) of {r['n']}, valid {r['validity_pct']:.0f} %{after}; "
                   f"space groups of loose matches: {', '.join(r['loose_match_spacegroups']) or '-'}")
+    if "unseen_cells" in results:
+        print_unseen(results["unseen_cells"])
     print(f"{'set':<22}{'method':<22}{'n':>5}{'match %':>9}{'strict %':>9}{'RMSE':>8}{'valid %':>9}{'struct/s':>10}"
           f"{'E_relax eV/at':>15}{'relaxed match % (strict)':>26}")
     for name, res in results["sets"].items():
