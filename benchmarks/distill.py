@@ -15,7 +15,7 @@ of frames from the same kind of exploration pool; then
 
 - MD scaling: the student's MD at 1k, 4k and 10k atoms: ns/day and peak memory.
 
-Run: `.venv/bin/python benchmarks/distill.py [--systems Si TiO2 Li3PO4] [--quick] [--minutes 45]`
+Run: `.venv/bin/python benchmarks/distill.py [--systems Si TiO2 Li3PO4] [--quick] [--minutes 45] [--size medium]`
 (`--quick`: fewer rounds and shorter MD, for a first look; the numbers are then not the issue's targets' protocol).
 """
 
@@ -168,6 +168,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=45.0, help="Wall-time budget of each distillation.")
     parser.add_argument("--quick", action="store_true", help="Fewer rounds, shorter MD (a first look).")
     parser.add_argument("--no-random", action="store_true", help="Skip the random-selection baseline.")
+    parser.add_argument("--student", default="allegro", choices=["allegro", "nequip"], help="Student architecture.")
+    parser.add_argument("--size", default="small", choices=["tiny", "small", "medium"], help="Student size preset.")
     parser.add_argument("--liquid-ps", type=float, default=None,
                         help="Length of each liquid MD for the g(r) comparison (default 20 ps, 2 ps with --quick).")
     parser.add_argument("--md-sizes", type=int, nargs="*", default=[1000, 4000, 10000],
@@ -193,8 +195,9 @@ def main() -> None:
                 "md_steps": 100 if quick else 400, "n_initial": 8 if quick else 16, "n_validation": 6 if quick else 12,
                 "n_test_per_temperature": 4 if quick else 8, "epochs_initial": 30 if quick else 80,
                 "epochs_finetune": 10 if quick else 20, "target_force_mae_meV_A": 40.0,
-                "label_budget": 40 if quick else 400}
-        row: dict = {"system": key, "seeds": [s.composition.formula for s in seeds], "quick": quick}
+                "label_budget": 40 if quick else 400, "student": args.student, "size": args.size}
+        row: dict = {"system": key, "seeds": [s.composition.formula for s in seeds], "quick": quick,
+                     "student": f"{args.student}-{args.size}"}
         t0 = time.perf_counter()
         out = get_tool("distill_potential").run({**base, "name": f"{key}-unc", "speed_atoms": 1000})
         row["minutes"] = round((time.perf_counter() - t0) / 60, 1)

@@ -102,6 +102,9 @@ def label(atoms: Atoms, calc: Calculator) -> Atoms:
     return frame
 
 
+Size = Literal["tiny", "small", "medium"]  # the student size presets (SIZES below)
+
+
 @dataclass
 class ALConfig:
     """Everything that defines an active-learning run (stored in its state so a resume continues identically)."""
@@ -125,7 +128,7 @@ class ALConfig:
     rattle_A: float = 0.05
     kind: str = "allegro"
     cutoff_A: float = 4.0
-    size: Literal["tiny", "small"] = "tiny"
+    size: Size = "tiny"
     species: list[str] = field(default_factory=list)
     epochs_initial: int = 30
     epochs_finetune: int = 15
@@ -136,14 +139,23 @@ class ALConfig:
     max_minutes: float | None = None  # wall-time budget over all sessions of the run (None: no limit)
 
 
+# Size presets, measured on Si (benchmarks/RESULTS.md, issue 27): seconds per force call (about one MD step) at
+# 1024 atoms on one thread, with the 2-core machine at load 7 and CHGNet at 4.8 s in the same window: small 0.31-0.33
+# (about 15x CHGNet), medium 0.36-0.41 (12-13x), a 64-wide latent 0.42-0.45, l_max 2 from 0.85 (unloaded). One
+# training epoch on 130 64-atom frames: small 3.6 s unloaded (7 s loaded), medium 7.8 s loaded.
+SIZES: dict[str, dict[str, int]] = {
+    "tiny": dict(l_max=1, num_layers=2, num_features=8, num_basis=6, latent_dim=16, radial_mlp_width=16),
+    "small": dict(l_max=1, num_layers=2, num_features=16, num_basis=8, latent_dim=32, radial_mlp_width=32),
+    "medium": dict(l_max=1, num_layers=2, num_features=16, num_basis=8, latent_dim=48, radial_mlp_width=48),
+}
+
+
 def model_config(cfg: ALConfig, species: list[str]) -> Any:
     """Potential hyper-parameters for a size preset."""
     from models.potentials.equivariant import PotentialConfig
 
-    sizes = {"tiny": dict(l_max=1, num_layers=2, num_features=8, num_basis=6, latent_dim=16, radial_mlp_width=16),
-             "small": dict(l_max=1, num_layers=2, num_features=16, num_basis=8, latent_dim=32, radial_mlp_width=32)}
     return PotentialConfig(kind=cfg.kind, species=species, cutoff=cfg.cutoff_A, name=f"al-{cfg.run_name}",
-                           **sizes[cfg.size])
+                           **SIZES[cfg.size])
 
 
 def _train_config(cfg: ALConfig, epochs: int) -> Any:
@@ -535,7 +547,7 @@ class ActiveLearningInput(ToolInput):
     n_validation: int = Field(default=8, ge=1, le=1000, description="Reference MD frames kept for validation.")
     kind: Literal["allegro", "nequip"] = Field(
         default="allegro", description="Potential trained: allegro (strictly local) or nequip (message passing).")
-    size: Literal["tiny", "small"] = Field(default="tiny", description="Model size preset: tiny (fast) or small.")
+    size: Size = Field(default="tiny", description="Model size preset: tiny (fast), small or medium (wider latent).")
     cutoff_A: float = Field(default=4.0, ge=2.0, le=8.0, description="Radial cutoff of the potential in Angstrom.")
     epochs_initial: int = Field(default=30, ge=1, le=2000, description="Training epochs of the first model.")
     epochs_finetune: int = Field(default=15, ge=1, le=2000, description="Training epochs of each later refit.")
