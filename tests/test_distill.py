@@ -4,6 +4,8 @@ continues where it stopped."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +71,17 @@ def test_a_resumed_distillation_continues_where_it_stopped(workspace: Path) -> N
     assert (workspace / "distill" / "cu-resume" / "test.extxyz").read_bytes() == test_frames  # same held-out set
     with pytest.raises(ToolInputError, match="exists; set resume=true"):
         get_tool("distill_potential").run({**TINY, "name": "cu-resume", "rounds": 3, "resume": False})
+
+
+def test_the_time_budget_stops_a_refit_midway(workspace: Path) -> None:
+    budget_min = 0.2  # 12 s; 5000 epochs of the first student alone take about 8 min (0.1 s each)
+    started = time.monotonic()
+    out = get_tool("distill_potential").run({**TINY, "name": "cu-budget", "rounds": 3, "max_minutes": budget_min,
+                                             "epochs_initial": 5000, "epochs_finetune": 5000})
+    elapsed = time.monotonic() - started
+    assert "time budget" in out.stop_reason
+    # the margin is the last epoch, the uncertainty fit and the evaluation after the deadline (5-10 s on a busy machine)
+    assert out.minutes < budget_min + 0.4 and elapsed < 60 * budget_min + 40, (out.minutes, elapsed)
+    state = json.loads((workspace / "distill" / "cu-budget" / "state.json").read_text())
+    assert state["history"][0]["cut_by_budget"] and 1 <= state["history"][0]["epochs"] < 5000
+    assert Path(out.checkpoint).is_file() and out.rounds[0].round == 0

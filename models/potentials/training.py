@@ -260,6 +260,7 @@ def train_potential(
     checkpoint: str | Path = "potential.pt",
     resume: bool = False,
     progress: ProgressFn | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Train (or resume training of) a potential; writes `checkpoint` every epoch and returns final metrics.
 
@@ -267,6 +268,8 @@ def train_potential(
     the deployable model; the file also carries the resume state (epoch, optimiser, scheduler, EMA, best metric).
     With no validation structures the val_* metrics, the best epoch, early stopping and the plateau schedule all
     use the training set; the summary's "validation" (validation_label) says which it was.
+    `deadline` (a time.monotonic() value): no new epoch starts after it, though the first always runs, so a caller
+    with a wall-time budget gets a checkpoint in time; the summary's "stopped_at_deadline" says when it cut training.
     """
     cfg = train_cfg or TrainConfig()
     checkpoint = Path(checkpoint)
@@ -279,8 +282,12 @@ def train_potential(
     validation = validation_label(len(val))
     model, config = _new_model(config, cfg, train_graphs, device, resumed, pretrained)
     fit = _start_fit(model, cfg, resumed)
-    for epoch in range(fit.epoch + 1, cfg.epochs + 1):
+    first, cut = fit.epoch + 1, False
+    for epoch in range(first, cfg.epochs + 1):
         if fit.stopped:
+            break
+        if deadline is not None and epoch > first and time.monotonic() >= deadline:
+            cut = True
             break
         t0 = time.perf_counter()
         train_loss = _train_epoch(fit, train_graphs, cfg, epoch, device)
@@ -289,7 +296,7 @@ def train_potential(
         _save(fit, checkpoint, config, cfg, validation)
         if progress is not None:
             progress(epoch, cfg.epochs, _epoch_message(epoch, cfg.epochs, record, held_out=bool(len(val))))
-    return fit.summary(validation, checkpoint)
+    return {**fit.summary(validation, checkpoint), "stopped_at_deadline": cut}
 
 
 def _resumed(checkpoint: Path, device: torch.device) -> dict[str, Any]:

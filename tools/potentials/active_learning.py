@@ -196,6 +196,12 @@ def warm_start_checkpoint(src: Path, dst: Path, lr: float) -> bool:
     return True
 
 
+def _fit_record(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a round keeps of its training: epochs run and whether the wall-time budget cut them short."""
+    return {"epochs": int(summary.get("epochs_completed") or 0),
+            "cut_by_budget": bool(summary.get("stopped_at_deadline"))}
+
+
 def _descriptor(features: np.ndarray) -> np.ndarray:
     """Permutation-invariant fingerprint of a frame for diversity: mean and std of its atoms' latent features."""
     return np.concatenate([features.mean(axis=0), features.std(axis=0)])
@@ -306,6 +312,12 @@ class ActiveLearner:
         """Wall time this run has used, over every session that worked on it."""
         return float(self.state.get("seconds", 0.0)) + time.monotonic() - self._session_start
 
+    def _deadline(self) -> float | None:
+        """The time.monotonic() at which the wall-time budget runs out (None: no budget), so a refit stops there."""
+        if self.cfg.max_minutes is None:
+            return None
+        return time.monotonic() + 60.0 * self.cfg.max_minutes - self.seconds_spent()
+
     def save_state(self) -> None:
         """Write state.json atomically (a crash mid-iteration repeats that iteration on resume)."""
         self.state["seconds"] = self.seconds_spent()
@@ -370,7 +382,7 @@ class ActiveLearner:
         if warm and self.checkpoint.is_file():
             resume = warm_start_checkpoint(self.checkpoint, self.checkpoint, self.cfg.lr)
         return train_potential(train, val, model_config(self.cfg, self.species), _train_config(self.cfg, epochs),
-                               self.checkpoint, resume=resume)
+                               self.checkpoint, resume=resume, deadline=self._deadline())
 
     def _fit_uncertainty(self) -> dict[str, Any]:
         """Refit the GMM on the training set, calibrate on validation, store it in the checkpoint."""
@@ -436,11 +448,11 @@ class ActiveLearner:
         if self.state["iteration"] == 0 and not self.state["history"]:
             self._initial_data()
             self.progress(0, None, "training the initial model")
-            self._train(cfg.epochs_initial, warm=False)
+            fit = self._train(cfg.epochs_initial, warm=False)
             calib = self._fit_uncertainty()
             metrics = self._evaluate()
             self.state["history"].append({"iteration": 0, "n_train": len(load_frames(self.train_path)), "n_new": 0,
-                                          **metrics, "calibration": calib, "mean_uncertainty": None,
+                                          **metrics, "calibration": calib, **_fit_record(fit), "mean_uncertainty": None,
                                           "max_uncertainty": None, "n_candidates": 0, "n_above_threshold": 0})
             self.state["n_labels"] = len(load_frames(self.train_path))
             self.save_state()
@@ -476,11 +488,12 @@ class ActiveLearner:
             save_frames(self.train_path, load_frames(self.train_path) + new)
             self.state["n_labels"] += len(new)
             self.progress(it - 1, cfg.iterations, f"iteration {it}: fine-tuning on {len(new)} new frames")
-            self._train(cfg.epochs_finetune if cfg.finetune else cfg.epochs_initial, warm=cfg.finetune)
+            fit = self._train(cfg.epochs_finetune if cfg.finetune else cfg.epochs_initial, warm=cfg.finetune)
             calib = self._fit_uncertainty()
             metrics = self._evaluate()
             self.state["history"].append({
                 "iteration": it, "n_train": len(load_frames(self.train_path)), "n_new": len(new), **metrics,
+                **_fit_record(fit),
                 "calibration": calib, "mean_uncertainty": float(unc.mean()), "max_uncertainty": float(unc.max()),
                 "n_candidates": len(frames), "n_above_threshold": n_above,
                 "selected_uncertainty": [float(unc[i]) for i in picked]})
