@@ -206,6 +206,9 @@ def main() -> None:
         for r in out.rounds:
             print(f"  round {r.round}: {r.n_labels} labels, held-out force {r.test_force_mae_meV_A:.1f} meV/A, "
                   f"energy {r.test_energy_mae_meV_atom:.2f} meV/atom", flush=True)
+        for e in out.test_errors:  # where the error lives: crystal at the low temperatures, liquid at the top one
+            print(f"  held-out at {e.temperature_K:g} K ({e.n_frames} frames): force {e.force_mae_meV_A:.1f} meV/A, "
+                  f"energy {e.energy_mae_meV_atom:.2f} meV/atom", flush=True)
         if not args.no_random:
             rand = get_tool("distill_potential").run({**base, "name": f"{key}-rand", "selection": "random",
                                                       "speed_atoms": 0, "label_budget": out.n_labels})
@@ -231,15 +234,16 @@ def main() -> None:
             row["md_scaling"] = md_scaling(Path(out.checkpoint), seeds[0], tuple(sorted(args.md_sizes)),
                                            5 if quick else 20)
         results[key] = row
-    print("\n| system | labels | held-out force MAE (meV/A) | energy MAE (meV/atom) | polymorph Spearman | liquid g(r) "
-          "diff | speed vs teacher | labels vs random | minutes |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| system | student | labels | held-out force MAE (meV/A) | per temperature (meV/A) | energy MAE "
+          "(meV/atom) | polymorph Spearman | liquid g(r) diff | speed vs teacher | labels vs random | minutes |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for key, row in results.items():
         unc = row["uncertainty"]
         last = unc["rounds"][-1]
         speed = unc["speed"]["speedup"] if unc["speed"] else None
         at = unc["speed"]["n_atoms"] if unc["speed"] else "-"
-        print(f"| {key} | {unc['n_labels']} | {last['test_force_mae_meV_A']:.1f} | "
+        per_t = ", ".join(f"{e['temperature_K']:g} K {e['force_mae_meV_A']:.0f}" for e in unc["test_errors"])
+        print(f"| {key} | {row['student']} | {unc['n_labels']} | {last['test_force_mae_meV_A']:.1f} | {per_t} | "
               f"{last['test_energy_mae_meV_atom']:.2f} | {row['polymorph_spearman']:.2f} | "
               f"{row['liquid_rdf_difference']:.3f} | {speed}x at {at} atoms | {row.get('labels_ratio')} | "
               f"{row['minutes']} |")
