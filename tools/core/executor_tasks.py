@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pymatgen.core import Structure
@@ -106,7 +107,10 @@ def melt_quench_task(payload: dict[str, Any]) -> dict[str, Any]:
     settings = task_settings(payload)
     calc = get_potential(payload["potential"], settings)
     schedule = MeltQuenchSchedule(**payload["schedule"])
-    rep = melt_quench(xyz_to_atoms(payload["start"])[0], calc, payload["potential"], schedule, seed=payload["seed"])
+    guard = Path(payload["guard"]) if payload.get("guard") else None  # a checkpoint whose uncertainty guards the MD
+    rep = melt_quench(xyz_to_atoms(payload["start"])[0], calc, payload["potential"], schedule, seed=payload["seed"],
+                      guard=guard)
     return {"atoms": atoms_to_xyz([rep.atoms]), "seed": rep.seed, "final_temperature_K": rep.final_temperature_K,
             "final_epot_per_atom": rep.final_epot_per_atom, "density_g_cm3": rep.density_g_cm3,
-            "wall_time_s": rep.wall_time_s}
+            "wall_time_s": rep.wall_time_s, "outside_by_stage": rep.outside_by_stage,
+            "stage_wall_s": rep.stage_wall_s}

@@ -3,7 +3,9 @@ overlaps) and a melt-quench schedule (NVT hold at T_high, linear cool, hold) dri
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms
@@ -15,6 +17,10 @@ from tools.core.errors import ToolInputError
 from tools.core.registry import ProgressFn
 from tools.md.protocols import Recorder, heat_melt_quench, run_schedule
 from tools.potentials.calculators import potential_lock
+from tools.potentials.uncertainty import outside_domain_by_stage
+
+LOG_FRAMES = 20  # thermo rows per replica
+GUARD_FRAMES = 100  # frames per replica that the uncertainty guard checks (a few % of the MD's force calls)
 
 
 def integer_formula(comp: Composition, max_atoms: int) -> Composition:
@@ -127,6 +133,9 @@ class AmorphousReplica:
     final_epot_per_atom: float
     density_g_cm3: float
     wall_time_s: float
+    # the uncertainty guard's outside_domain_by_stage of the recorded frames; None when not guarded
+    outside_by_stage: dict[str, dict[str, float]] | None = None
+    stage_wall_s: dict[str, float] = field(default_factory=dict)  # MD and guard seconds
 
 
 def melt_quench(
@@ -136,8 +145,11 @@ def melt_quench(
     schedule: MeltQuenchSchedule,
     seed: int,
     progress: ProgressFn | None = None,
+    guard: Path | None = None,
 ) -> AmorphousReplica:
-    """Run the schedule on a copy of `atoms` with the shared MD protocols (holding the potential's lock)."""
+    """Run the schedule on a copy of `atoms` with the shared MD protocols (holding the potential's lock). With a
+    `guard` checkpoint (tools.potentials.uncertainty.guard_checkpoint of the potential), GUARD_FRAMES frames are
+    kept and the share outside its calibrated domain is measured per stage (melt, quench, hold)."""
     work = atoms.copy()
     stages = heat_melt_quench(
         T_low=schedule.T_low,
@@ -149,7 +161,7 @@ def melt_quench(
     )
     if not stages:
         raise ToolInputError("the melt-quench schedule has no steps")
-    log_every = max(1, schedule.total_steps // 20)
+    log_every = max(1, schedule.total_steps // (LOG_FRAMES if guard is None else GUARD_FRAMES))
     with potential_lock(potential):
         try:
             result = run_schedule(
@@ -160,7 +172,7 @@ def melt_quench(
                 thermostat="langevin",
                 log_every=log_every,
                 seed=seed,
-                recorder=Recorder(keep_frames=False),
+                recorder=Recorder(keep_frames=guard is not None),
                 progress=progress,
                 friction_per_fs=schedule.friction_per_fs,
             )
@@ -170,6 +182,9 @@ def melt_quench(
     last = result.rows[-1]
     if not np.isfinite(epot):
         raise ToolInputError(f"{potential} gave a non-finite energy during the melt-quench")
+    start = time.perf_counter()
+    outside = None if guard is None else outside_domain_by_stage(guard, result.frames)
+    guard_s = time.perf_counter() - start
     quenched = Atoms(work.get_chemical_symbols(), positions=work.get_positions(), cell=work.cell, pbc=True)
     quenched.wrap()
     return AmorphousReplica(
@@ -178,5 +193,7 @@ def melt_quench(
         final_temperature_K=float(last["temperature_K"]),
         final_epot_per_atom=epot / len(work),
         density_g_cm3=float(last["density_g_cm3"]),
-        wall_time_s=result.wall_time_s,
+        wall_time_s=result.wall_time_s + guard_s,
+        outside_by_stage=outside,
+        stage_wall_s={"md": result.wall_time_s, **({"guard": guard_s} if guard is not None else {})},
     )

@@ -52,6 +52,7 @@ from tools.crystallization.motifs import (
 from tools.crystallization.ranking import Share, rule, size_normalised_shares, within_window
 from tools.crystallization.subcells import SubcellGrid, enumerate_subcells, selection_order
 from tools.potentials.calculators import elemental_references, get_potential
+from tools.potentials.uncertainty import domain_warning, guard_checkpoint
 from tools.structures.io import (
     StructureRef,
     atoms_to_structure,
@@ -125,6 +126,10 @@ class CrystallizationInput(ToolInput):
     n_random_candidates: int = Field(default=0, ge=0, le=50, description="Extra pyxtal random candidate crystals.")
     max_wall_s: float | None = Field(default=None, gt=0, description="Stop relaxing motifs after this wall time, s.")
     store: bool = Field(default=True, description="Store the relaxed polymorphs and amorphous cells in memory.")
+    uncertainty_guard: bool = Field(default=True, description=(
+        "For a potential with a fitted uncertainty (a student from distill_potential or active_learning): report per "
+        "melt-quench stage the share of MD frames with an atom outside its calibrated range, and warn when any "
+        "left it (as run_md's guard). Ignored, with a note, for potentials without one."))
     precursor: StructureRef | None = Field(
         default=None, description="Your own amorphous cell of the composition: used instead of the melt-quench MD.",
     )
@@ -189,6 +194,28 @@ class ReferencePolymorph(BaseModel):
     structure: StructureSummary | None = None
 
 
+class StageGuard(BaseModel):
+    """The uncertainty guard's count for one melt-quench stage (over the replicas it is given for)."""
+
+    frames: int = Field(description="MD frames checked")
+    fraction_outside: float = Field(description="Share of them with an atom beyond the calibrated uncertainty range")
+    max_uncertainty_eV_A: float = Field(description="Largest per-atom force-error estimate among them")
+
+
+def _pooled(per_replica: list[dict[str, dict[str, float]]]) -> dict[str, StageGuard]:
+    """Per stage, the guard's counts over all replicas (shares weighted by frames)."""
+    out: dict[str, StageGuard] = {}
+    for stages in per_replica:
+        for stage, g in stages.items():
+            old = out.get(stage, StageGuard(frames=0, fraction_outside=0.0, max_uncertainty_eV_A=0.0))
+            frames = old.frames + int(g["frames"])
+            outside = old.fraction_outside * old.frames + g["fraction_outside"] * g["frames"]
+            out[stage] = StageGuard(frames=frames, fraction_outside=round(outside / max(frames, 1), 4),
+                                    max_uncertainty_eV_A=round(max(old.max_uncertainty_eV_A,
+                                                                   g["max_uncertainty_eV_A"]), 4))
+    return out
+
+
 class ReplicaSummary(BaseModel):
     """One melt-quench replica."""
 
@@ -200,6 +227,8 @@ class ReplicaSummary(BaseModel):
     n_subcells: int
     wall_time_s: float
     structure_id: str | None = None
+    frames_outside_domain: dict[str, StageGuard] | None = Field(
+        default=None, description="Uncertainty guard per stage (melt, quench, hold); None when not guarded")
 
 
 class CrystallizationOutput(BaseModel):
@@ -232,6 +261,15 @@ class CrystallizationOutput(BaseModel):
         "polymorph's smallest cell cannot hold it, so the smallest boxes can decide the overall frequencies")
     budget: int
     wall_time_s: float
+    stage_wall_s: dict[str, float] = Field(
+        default_factory=dict, description="Seconds per stage: candidates, melt_quench, subcells, motifs, teacher, "
+        "identify_rank")
+    md_guard: dict[str, StageGuard] | None = Field(
+        default=None, description="Uncertainty guard of the melt-quench MD per stage, over all replicas: the share "
+        "of frames with an atom outside the potential's calibrated range; None when not guarded (see notes)")
+    md_frames_outside_domain_fraction: float | None = Field(
+        default=None, description="The same share over every guarded MD frame")
+    warnings: list[str] = Field(default_factory=list, description="e.g. MD frames outside the calibrated domain")
     report_uri: str
     json_uri: str
     histogram_uri: str | None
@@ -283,6 +321,15 @@ class _Run:
     md_units: int = 1
     total: float = 0.0
     done: float = 0.0
+    guard: Path | None = None  # the checkpoint whose uncertainty guards the melt-quench MD
+    stage_s: dict[str, float] = field(default_factory=dict)
+    clock: float = 0.0
+
+    def lap(self, stage: str) -> None:
+        """Book the seconds since the last lap to `stage`."""
+        now = time.perf_counter()
+        self.stage_s[stage] = round(self.stage_s.get(stage, 0.0) + now - (self.clock or self.start), 2)
+        self.clock = now
 
     @property
     def teacher(self) -> str | None:
@@ -319,14 +366,21 @@ def predict_crystallization(inp: CrystallizationInput, ctx: ToolContext) -> Crys
     to_relax = _plan(run, candidates)
     reference = _relax_candidates(run, candidates, to_relax)
     volume_per_atom = _amorphous_volume_per_atom(run, reference)
+    run.lap("candidates")
     replicas, replica_ids = _amorphous_replicas(run, volume_per_atom)
+    run.lap("melt_quench")
     subcells = _select_subcells(run, replicas)
+    run.lap("subcells")
     motifs = _relax_motifs(run, subcells.picked)
+    run.lap("motifs")
     n_teacher = _teacher_rerelax(run, motifs) if run.teacher else 0
+    run.lap("teacher")
     identify(motifs, candidates, run.unit)
     result = _result(run, candidates, motifs, replicas, replica_ids, subcells)
     result.teacher, result.n_teacher_relaxed = run.teacher, n_teacher
     ctx.progress(run.total, run.total, "writing report")
+    run.lap("identify_rank")
+    result.stage_wall_s = run.stage_s
     return _write_artifacts(result, motifs, candidates, ctx)
 
 
@@ -345,8 +399,14 @@ def _start(inp: CrystallizationInput, ctx: ToolContext) -> _Run:
     if inp.teacher:
         get_potential(inp.teacher, ctx.settings)  # a bad teacher name is refused before any MD
     refs = elemental_references(inp.teacher or potential, ctx.settings)
-    return _Run(inp=inp, ctx=ctx, unit=unit, potential=potential, calc=calc, refs=refs, schedule=inp.schedule(unit),
-                params=inp.model_dump(exclude={"store"}), start=start)
+    run = _Run(inp=inp, ctx=ctx, unit=unit, potential=potential, calc=calc, refs=refs, schedule=inp.schedule(unit),
+               params=inp.model_dump(exclude={"store"}), start=start)
+    if inp.uncertainty_guard and inp.precursor is None:
+        try:  # run_md's condition: a matsearch checkpoint with a fitted uncertainty
+            run.guard = guard_checkpoint(potential, ctx.workspace)
+        except ToolInputError as exc:
+            run.notes.append(f"uncertainty_guard ignored for the melt-quench MD: {exc}")
+    return run
 
 
 def _plan(run: _Run, candidates: list[Candidate]) -> list[Candidate]:
@@ -431,13 +491,15 @@ def _melt_quench(run: _Run, packed_cells: list[Atoms]) -> list[AmorphousReplica]
     if packed_cells and run.executor.name != "in-process":
         payloads = [{"start": atoms_to_xyz([cell]), "potential": run.potential, "schedule": asdict(run.schedule),
                      "seed": seed * 1009 + k, "device": run.ctx.settings.device,
-                     "workspace": str(run.ctx.workspace)} for k, cell in enumerate(packed_cells)]
+                     "workspace": str(run.ctx.workspace), "guard": None if run.guard is None else str(run.guard)}
+                    for k, cell in enumerate(packed_cells)]
         runs = run.executor.map(
             melt_quench_task, payloads, cancel=run.ctx.cancel_event,
             progress=lambda n, t, _: run.progress(done + md_units * n, f"replica {n}/{t} quenched"),
         )
         return [AmorphousReplica(xyz_to_atoms(r["atoms"])[0], r["seed"], r["final_temperature_K"],
-                                 r["final_epot_per_atom"], r["density_g_cm3"], r["wall_time_s"]) for r in runs]
+                                 r["final_epot_per_atom"], r["density_g_cm3"], r["wall_time_s"],
+                                 r.get("outside_by_stage"), r.get("stage_wall_s", {})) for r in runs]
     quenched = []
     for k, cell in enumerate(packed_cells):
         def md_progress(step: float, steps: float | None, message: str | None, base: float = done + md_units * k,
@@ -445,7 +507,7 @@ def _melt_quench(run: _Run, packed_cells: list[Atoms]) -> list[AmorphousReplica]
             run.progress(base + md_units * step / max(steps or 1, 1), f"replica {k + 1}: {message or ''}")
 
         quenched.append(melt_quench(cell, run.calc, run.potential, run.schedule, seed=seed * 1009 + k,
-                                    progress=md_progress))
+                                    progress=md_progress, guard=run.guard))
     return quenched
 
 
@@ -580,6 +642,13 @@ def _result(
     inp = run.inp
     out = _rank(inp, run.ctx, run.unit, run.decider, candidates, motifs, replica_ids, run.params)
     rejections = Counter(_reason(p) for m in motifs for p in m.problems[:1])
+    guarded = [r.outside_by_stage for r in replicas if r.outside_by_stage is not None]
+    md_guard = _pooled(guarded) if guarded else None
+    warnings = [w for stage, g in (md_guard or {}).items()
+                if (w := domain_warning(run.potential, g.fraction_outside, f"the {stage} frames of the melt-quench"))]
+    n_guarded = sum(g.frames for g in (md_guard or {}).values())
+    overall = (None if md_guard is None else
+               round(sum(g.fraction_outside * g.frames for g in md_guard.values()) / max(n_guarded, 1), 4))
     return CrystallizationOutput(
         composition=run.unit.reduced_formula, potential=run.potential, seed=inp.seed,
         schedule=run.schedule.as_dict(),
@@ -587,12 +656,13 @@ def _result(
             ReplicaSummary(seed=r.seed, n_atoms=len(r.atoms), density_g_cm3=round(r.density_g_cm3, 4),
                            final_temperature_K=_finite(r.final_temperature_K, 1),
                            final_epot_per_atom_eV=_finite(r.final_epot_per_atom, 5), n_subcells=len(g),
-                           wall_time_s=round(r.wall_time_s, 2), structure_id=rid)
+                           wall_time_s=round(r.wall_time_s, 2), structure_id=rid,
+                           frames_outside_domain=None if r.outside_by_stage is None else _pooled([r.outside_by_stage]))
             for r, g, rid in zip(replicas, subcells.grids, replica_ids, strict=True)
         ],
         n_subcells_total=subcells.n_total, n_relaxed=len(motifs), n_valid=sum(m.valid for m in motifs),
         n_skipped_overlap=subcells.skipped_overlap, rejections=dict(rejections), labels_by_size=_labels_by_size(motifs),
-        budget=inp.budget,
+        budget=inp.budget, md_guard=md_guard, md_frames_outside_domain_fraction=overall, warnings=warnings,
         wall_time_s=round(time.perf_counter() - run.start, 2), report_uri="", json_uri="", histogram_uri=None,
         notes=run.notes + out.pop("notes"), **out,
     )
@@ -759,7 +829,11 @@ def _markdown(r: CrystallizationOutput) -> str:
         f"{'unknown (no prediction)' if r.ostwald_differs is None else r.ostwald_differs}",
         f"- Motifs: {r.n_subcells_total} subcells, {r.n_relaxed} relaxed (budget {r.budget}), {r.n_valid} valid, "
         f"{r.n_skipped_overlap} skipped for overlaps; rejections: {r.rejections or 'none'}",
-        f"- Schedule: {r.schedule}", f"- Wall time: {r.wall_time_s} s", "",
+        f"- Schedule: {r.schedule}", f"- Wall time: {r.wall_time_s} s (per stage: {r.stage_wall_s})",
+        *([f"- Uncertainty guard of the melt-quench ({r.potential}), share of frames outside its calibrated range: "
+           + ", ".join(f"{stage} {g.fraction_outside:.2f} of {g.frames}" for stage, g in r.md_guard.items())]
+          if r.md_guard is not None else []),
+        *[f"- **Warning:** {w}" for w in r.warnings], "",
         "## Polymorphs among motifs", "",
         "| rank | share | in window | rank (count) | rank (energy) | polymorph | space group | count | frequency | "
         "min E (eV/atom) | E - E_gs (eV/atom) | stored |",

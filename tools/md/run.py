@@ -22,7 +22,7 @@ from tools.core.settings import Settings
 from tools.md.analysis import density_g_cm3, fit_diffusion, msd, plot_msd, plot_rdf, plot_thermo, rdf
 from tools.md.protocols import DynamicsSettings, Recorder, run_dynamics
 from tools.potentials.calculators import check_supported
-from tools.potentials.uncertainty import guard_checkpoint, outside_domain
+from tools.potentials.uncertainty import domain_warning, guard_checkpoint, outside_domain
 from tools.structures.io import StructureRef, atoms_to_structure, resolve_structure, structure_to_atoms
 
 MAX_STEPS = 100_000
@@ -198,9 +198,8 @@ def _report(inp: RunMDInput, ctx: ToolContext, potential: str, structure: object
         warnings.append(rdf_res.note)
     if diffusion.warning:
         warnings.append(diffusion.warning)
-    if outside is not None and outside[0] > 0:
-        warnings.append(f"{100 * outside[0]:.0f} % of the frames left {potential}'s calibrated domain (forces there "
-                        "are extrapolated): extend its training to these conditions, e.g. distill_potential with them")
+    if outside is not None and (warning := domain_warning(potential, outside[0])):
+        warnings.append(warning)
     if inp.ensemble == "nve" and abs(drift) > 5.0:
         warnings.append(f"NVE energy drift {drift:.2f} meV/atom/ps is large: reduce timestep_fs")
     pressures = [r["pressure_GPa"] for r in prod_rows]

@@ -79,6 +79,31 @@ def outside_domain(checkpoint: Path, frames: list[Atoms]) -> tuple[float, float]
     return outside / len(frames), worst
 
 
+GUARD_WARN_FRACTION = 0.0  # the guard warns when more than this share of the frames left the calibrated domain
+
+
+def domain_warning(potential: str, fraction: float, frames: str = "the frames") -> str | None:
+    """The uncertainty guard's warning when more than GUARD_WARN_FRACTION of `frames` (e.g. "the melt frames") left
+    the potential's calibrated domain; None otherwise."""
+    if fraction <= GUARD_WARN_FRACTION:
+        return None
+    return (f"{100 * fraction:.0f} % of {frames} left {potential}'s calibrated domain (forces there are "
+            "extrapolated): extend its training to these conditions, e.g. distill_potential with them")
+
+
+def outside_domain_by_stage(checkpoint: Path, frames: list[Atoms]) -> dict[str, dict[str, float]]:
+    """outside_domain per MD stage (the frames' info['stage'], e.g. melt, quench, hold, in order of appearance):
+    {stage: {"frames": n, "fraction_outside": share, "max_uncertainty_eV_A": largest estimate}}."""
+    stages: dict[str, list[Atoms]] = {}
+    for frame in frames:
+        stages.setdefault(str(frame.info.get("stage", "md")), []).append(frame)
+    out = {}
+    for stage, group in stages.items():
+        fraction, worst = outside_domain(checkpoint, group)
+        out[stage] = {"frames": len(group), "fraction_outside": fraction, "max_uncertainty_eV_A": worst}
+    return out
+
+
 def read_frames(path: Path, every: int = 1, limit: int = MAX_STRUCTURES) -> list[Atoms]:
     """Frames of an extxyz (or any ASE-readable) trajectory, every `every`-th, at most `limit`."""
     from ase.io import read
