@@ -62,13 +62,19 @@ def polymorphs(formula: str, n: int) -> list[tuple[str, object]]:
     return [(c.label, c.structure) for c in candidate_polymorphs(Composition(formula))[:n]]
 
 
-def seed_cells(system: System) -> list[object]:
-    """The seed supercells, built from the named prototypes."""
+def seed_cells(system: System, teacher: object) -> list[object]:
+    """The seed supercells, built from the named prototypes after the teacher has relaxed them (cell and positions):
+    the prototypes come at their own lattice constants (Si "diamond" at 16.4 A^3/atom, "beta Sn" at 27.1, against
+    20.0 and about 15.5 for silicon), and MD at fixed cell keeps whatever density it starts from."""
     found = dict(polymorphs(system.formula, 20))
     cells = []
     for fragment, reps in system.seeds.items():
         label = next(k for k in found if fragment.lower() in k.lower())
-        cells.append(found[label] * reps)
+        (_, relaxed, _), = teacher_relaxed([(label, found[label])], teacher)
+        cells.append(relaxed * reps)
+        print(f"  seed {label}: {len(relaxed) * int(np.prod(reps))} atoms, teacher-relaxed "
+              f"{relaxed.volume / len(relaxed):.2f} A^3/atom (prototype {found[label].volume / len(found[label]):.2f})",
+              flush=True)
     return cells
 
 
@@ -188,7 +194,7 @@ def main() -> None:
     results = {}
     for key in args.systems:
         system = SYSTEMS[key]
-        seeds = seed_cells(system)
+        seeds = seed_cells(system, teacher)
         base = {"structures": [{"text": structure_to_cif(s)} for s in seeds], "teacher": args.teacher,
                 "temperatures_K": system.temperatures_K, "strains": [-0.03, 0.0, 0.03],
                 "max_minutes": args.minutes, "rounds": 4 if quick else 30, "per_round": 4 if quick else 8,
