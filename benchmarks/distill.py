@@ -215,6 +215,9 @@ def main() -> None:
         for e in out.test_errors:  # where the error lives: crystal at the low temperatures, liquid at the top one
             print(f"  held-out at {e.temperature_K:g} K ({e.n_frames} frames): force {e.force_mae_meV_A:.1f} meV/A, "
                   f"energy {e.energy_mae_meV_atom:.2f} meV/atom", flush=True)
+        for e in out.phase_errors:
+            print(f"    {e.seed} at {e.temperature_K:g} K: force {e.force_mae_meV_A:.1f} meV/A, "
+                  f"energy {e.energy_mae_meV_atom:.2f} meV/atom", flush=True)
         if not args.no_random:
             rand = get_tool("distill_potential").run({**base, "name": f"{key}-rand", "selection": "random",
                                                       "speed_atoms": 0, "label_budget": out.n_labels})

@@ -36,8 +36,11 @@ def test_held_out_error_falls_and_the_guard_flags_an_unseen_phase(workspace: Pat
     assert all(b <= 1.2 * a for a, b in zip(test, test[1:], strict=False)), test
     assert out.n_labels == out.rounds[-1].n_labels == 4 + 3 * 3
     assert {e.temperature_K for e in out.test_errors} == {300.0, 900.0}
+    assert [(e.seed, e.temperature_K) for e in out.phase_errors] == [("seed 1: Cu4, 11.76 A^3/atom", 300.0),
+                                                                     ("seed 1: Cu4, 11.76 A^3/atom", 900.0)]
     card = (workspace / "potentials" / "cu-emt.md").read_text()
     assert "distilled from emt" in card and "| 3 | 13 |" in card and '"rounds": 3' in card
+    assert "| seed 1: Cu4, 11.76 A^3/atom | 900 | 4 |" in card
     assert (workspace / "distill" / "cu-emt" / "learning_curve.png").stat().st_size > 1000
 
     md = {"structure": {"text": FCC}, "potential": "cu-emt", "steps": 100, "timestep_fs": 2.0, "log_every": 5,
@@ -67,6 +70,7 @@ def test_a_resumed_distillation_continues_where_it_stopped(workspace: Path) -> N
     again = get_tool("distill_potential").run({**TINY, "name": "cu-resume", "rounds": 2})
     assert [r.round for r in again.rounds] == [0, 1, 2]
     assert again.rounds[:2] == first.rounds  # the rounds already done are kept, not redone
+    assert [e.seed for e in again.phase_errors] == [e.seed for e in first.phase_errors]  # read back from disk
     assert again.n_labels == first.n_labels + 3
     assert (workspace / "distill" / "cu-resume" / "test.extxyz").read_bytes() == test_frames  # same held-out set
     with pytest.raises(ToolInputError, match="exists; set resume=true"):

@@ -98,6 +98,11 @@ class TemperatureError(BaseModel):
     energy_mae_meV_atom: float
 
 
+class PhaseError(TemperatureError):
+    seed: str = Field(description="The seed the held-out MD started from (its phase): input order, formula, "
+                      "volume per atom.")
+
+
 class SpeedTest(BaseModel):
     n_atoms: int
     student_atom_steps_per_s: float
@@ -112,6 +117,8 @@ class DistillOutput(BaseModel):
     n_labels: int
     rounds: list[DistillRound]
     test_errors: list[TemperatureError] = Field(description="Final student on the held-out frames, per temperature.")
+    phase_errors: list[PhaseError] = Field(description="The same per seed (phase) and temperature; empty for a "
+                                           "held-out set made before seeds were recorded.")
     speed: SpeedTest | None
     minutes: float = Field(description="Wall time the run has used, over all sessions.")
     card_uri: str
@@ -159,10 +166,16 @@ def _test_set(path: Path, seeds: list[Atoms], teacher: Calculator, inp: DistillI
             for frame in run.frames[len(run.frames) // 3:][-n:]:
                 labelled = label(frame, teacher)
                 labelled.info["temperature_K"] = float(temp)
+                labelled.info["seed"] = _seed_name(s_index, start)
                 frames.append(labelled)
             progress(t_index + 1, len(inp.temperatures_K), f"held-out teacher MD at {temp:g} K")
     save_frames(path, frames)
     return frames
+
+
+def _seed_name(index: int, atoms: Atoms) -> str:
+    """How the held-out report names a seed (its phase): place in the input, formula, density."""
+    return f"seed {index + 1}: {atoms.get_chemical_formula()}, {atoms.get_volume() / len(atoms):.2f} A^3/atom"
 
 
 def _timed_test_set(run_dir: Path, seeds: list[Atoms], teacher: Calculator, inp: DistillInput,
@@ -187,6 +200,19 @@ def _per_temperature(checkpoint: Path, frames: list[Atoms]) -> list[TemperatureE
         force, energy = checkpoint_errors(checkpoint, group)
         out.append(TemperatureError(temperature_K=temp, n_frames=len(group), force_mae_meV_A=round(force, 2),
                                     energy_mae_meV_atom=round(energy, 3)))
+    return out
+
+
+def _per_phase(checkpoint: Path, frames: list[Atoms]) -> list[PhaseError]:
+    groups: dict[tuple[str, float], list[Atoms]] = {}
+    for f in frames:
+        if "seed" in f.info:
+            groups.setdefault((str(f.info["seed"]), float(f.info["temperature_K"])), []).append(f)
+    out = []
+    for (seed, temp), group in sorted(groups.items()):
+        force, energy = checkpoint_errors(checkpoint, group)
+        out.append(PhaseError(seed=seed, temperature_K=temp, n_frames=len(group), force_mae_meV_A=round(force, 2),
+                              energy_mae_meV_atom=round(energy, 3)))
     return out
 
 
@@ -254,6 +280,11 @@ def _card(inp: DistillInput, out: dict[str, Any], seeds: list[Atoms], counts: di
           for e in out["test_errors"]],
         "",
     ]
+    if out["phase_errors"]:
+        lines += ["Per seed (phase) and temperature:", "", "| seed | T (K) | frames | force MAE (meV/Å) | energy MAE "
+                  "(meV/atom) |", "|---|---|---|---|---|",
+                  *[f"| {e['seed']} | {e['temperature_K']:g} | {e['n_frames']} | {e['force_mae_meV_A']:.1f} | "
+                    f"{e['energy_mae_meV_atom']:.2f} |" for e in out["phase_errors"]], ""]
     if out["speed"]:
         sp = out["speed"]
         lines.append(f"Speed at {sp['n_atoms']} atoms, same process: {sp['student_atom_steps_per_s']:.0f} atom-steps/s "
@@ -314,6 +345,7 @@ def distill_potential(inp: DistillInput, ctx: ToolContext) -> DistillOutput:
     out = {"potential": inp.name, "checkpoint": str(target), "stop_reason": str(state["stop_reason"]),
            "n_labels": int(state["n_labels"]), "rounds": [r.model_dump() for r in rounds],
            "test_errors": [e.model_dump() for e in _per_temperature(target, test)],
+           "phase_errors": [e.model_dump() for e in _per_phase(target, test)],
            "speed": speed.model_dump() if speed else None,
            "minutes": round(test_minutes + learner.seconds_spent() / 60.0, 2)}
     counts = {"train": len(load_frames(learner.train_path)), "val": len(load_frames(learner.val_path)),
