@@ -41,8 +41,8 @@ def integer_formula(comp: Composition, max_atoms: int) -> Composition:
 
 
 def formula_units(unit: Composition, n_atoms: int) -> int:
-    """How many formula units make a cell of about `n_atoms` atoms (at least one)."""
-    return max(1, int(round(n_atoms / unit.num_atoms)))
+    """How many formula units make a cell of at least `n_atoms` atoms (the fewest that do)."""
+    return max(1, int(np.ceil(n_atoms / unit.num_atoms - 1e-9)))
 
 
 def pair_distance(a: str, b: str) -> float:
