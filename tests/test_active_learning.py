@@ -129,3 +129,43 @@ def test_exploration_blow_up_keeps_earlier_frames_and_is_reported(workspace: Pat
     assert failure.iteration == 1 and failure.temperature_K == 700.0 and failure.steps == 60
     assert 25 <= failure.failed_after_step < 60 and "not finite" in failure.error
     assert failure.frames_kept == out.history[1].n_candidates and 4 <= failure.frames_kept <= 6
+
+
+def test_warm_start_goes_on_from_the_best_weights_after_a_loss_spike(tmp_path: Path) -> None:
+    """A refit whose last epochs diverged (Si with the medium preset, issue 27: a spike at epoch 4 of 11 left weights at
+    val loss 0.96 against 0.064) must not hand those weights to the next round."""
+    import torch
+
+    from models.potentials.equivariant import PotentialConfig
+    from models.potentials.training import TrainConfig, train_potential
+    from tools.potentials.active_learning import label, warm_start_checkpoint
+
+    frames = []
+    for k in range(6):
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+        atoms.rattle(0.05, seed=k)
+        frames.append(label(atoms, _emt()))
+    cfg = PotentialConfig(species=["Cu"], cutoff=4.0, num_features=4, latent_dim=8, radial_mlp_width=8)
+    ckpt = tmp_path / "model.pt"
+    train_potential(frames[:4], frames[4:], cfg, TrainConfig(epochs=2, batch_size=2), ckpt)
+    payload = torch.load(ckpt, weights_only=True)
+    state = payload["training"]
+    state["model_state"] = {k: v + 1.0 if v.is_floating_point() else v for k, v in state["model_state"].items()}
+    state["best_epoch"], state["epoch"] = 1, 2
+    torch.save(payload, ckpt)
+
+    assert warm_start_checkpoint(ckpt, tmp_path / "warm.pt", lr=1e-3)
+    warm = torch.load(tmp_path / "warm.pt", weights_only=True)
+    for key, value in payload["state_dict"].items():
+        assert torch.equal(warm["training"]["model_state"][key], value)
+        assert torch.equal(warm["state_dict"][key], value)
+    assert warm["training"]["optimizer"]["state"] == {}
+    summary = train_potential(frames[:4], frames[4:], cfg, TrainConfig(epochs=1, batch_size=2), tmp_path / "warm.pt",
+                              resume=True)
+    assert summary["epochs_completed"] == 1 and np.isfinite(summary["val_loss"])
+
+
+def _emt():
+    from ase.calculators.emt import EMT
+
+    return EMT()

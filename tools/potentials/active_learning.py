@@ -167,7 +167,8 @@ def _train_config(cfg: ALConfig, epochs: int) -> Any:
 
 def warm_start_checkpoint(src: Path, dst: Path, lr: float) -> bool:
     """Copy a training checkpoint with its epoch counters, plateau state and learning rate reset, so
-    train_potential(resume=True) fine-tunes from its weights and optimiser moments; False when not possible."""
+    train_potential(resume=True) fine-tunes from its weights and optimiser moments; from its best-epoch weights
+    with fresh moments when its last epoch was not its best. False when not possible."""
     import torch
 
     payload = torch.load(src, map_location="cpu", weights_only=True)
@@ -176,6 +177,11 @@ def warm_start_checkpoint(src: Path, dst: Path, lr: float) -> bool:
         return False
     state = dict(state)
     optimizer = copy.deepcopy(state["optimizer"])
+    if int(state.get("best_epoch", -1)) != int(state.get("epoch", -1)):
+        # the last epochs were worse than the best (a loss spike can leave the weights stuck far off): go on from
+        # the best weights, which are what the checkpoint deploys, without the moments of the path that left them
+        state.update(model_state=payload["state_dict"], ema_state=payload["state_dict"])
+        optimizer["state"] = {}
     for group in optimizer.get("param_groups", []):
         group["lr"] = lr
         group.pop("initial_lr", None)
