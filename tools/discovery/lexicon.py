@@ -88,14 +88,19 @@ ANION_CLASS: dict[str, str] = {
     c.anions[0]: name for name, c in COMPOUND_CLASSES.items() if c.anions and c.anions[0] in SIMPLE_ANIONS
     and len(c.anions) == 1 and c.polyanion is None
 }
-# Word (regex, lower case) -> compound class name. Plurals are handled by the reader.
+# Word (regex, lower case) -> compound class name. Plurals are handled by the reader. A single-anion class word may
+# carry a count prefix (monosulfide, difluoride, sesquioxide, triiodide, pentatelluride).
+COUNT_PREFIX = r"(?:mono?|di|tri|tetra?|penta?|hexa?|hepta?|octa?|sesqui|per|sub|poly|hemi)?-?"
+_SINGLE_CLASS_WORDS = {
+    "oxide": "oxide", "fluoride": "fluoride", "chloride": "chloride", "bromide": "bromide", "iodide": "iodide",
+    "sulfide": "sulfide", "sulphide": "sulfide", "selenide": "selenide", "telluride": "telluride",
+    "nitride": "nitride", "phosphide": "phosphide", "arsenide": "arsenide", "antimonide": "antimonide",
+    "hydride": "hydride", "carbide": "carbide", "boride": "boride", "chalcogenide": "chalcogenide",
+}
 CLASS_WORDS: dict[str, str] = {
-    r"(?:mon|di|tri|tetr|pent|sesqui|per)?oxides?|oxidic": "oxide",
-    r"fluorides?": "fluoride", r"chlorides?": "chloride", r"bromides?": "bromide",
-    r"(?:tri)?iodides?": "iodide", r"(?:di)?sulfides?|(?:di)?sulphides?": "sulfide", r"(?:di)?selenides?": "selenide",
-    r"(?:di)?tellurides?": "telluride", r"nitrides?": "nitride", r"phosphides?": "phosphide", r"arsenides?": "arsenide",
-    r"antimonides?": "antimonide", r"hydrides?": "hydride", r"carbides?": "carbide", r"borides?": "boride",
-    r"halides?": "halide", r"(?:di)?chalcogenides?": "chalcogenide", r"pnictides?": "pnictide",
+    **{rf"{COUNT_PREFIX}{word}s?": cls for word, cls in _SINGLE_CLASS_WORDS.items()},
+    r"oxidic": "oxide",
+    r"halides?": "halide", r"pnictides?": "pnictide",
     r"(?:ortho)?phosphates?": "phosphate", r"(?:ortho)?silicates?": "silicate", r"(?:ortho)?germanates?": "germanate",
     r"thiophosphates?|thio-phosphates?": "thiophosphate",
     r"oxynitrides?": "oxynitride", r"oxyfluorides?": "oxyfluoride", r"oxychlorides?": "oxychloride",
@@ -115,6 +120,8 @@ ATE_WORDS: dict[str, str] = {
     "vanadia": "V", "niobia": "Nb", "gallia": "Ga", "germania": "Ge", "scandia": "Sc", "gadolinia": "Gd",
     "samaria": "Sm", "lanthana": "La", "urania": "U",
 }
+# Prefixes an "-ate"/"-ite" word may carry: hexaferrite, orthovanadate, pyrophosphate-like metatitanate.
+ATE_PREFIX = r"(?:hexa|ortho|meta|pyro|di|tri|tetra|poly|per|sesqui)?-?"
 # Prefixes that swap a family's anion: thiospinel, selenospinel, telluro-...
 PREFIX_CLASSES = {"thio": "sulfide", "seleno": "selenide", "telluro": "telluride"}
 
@@ -178,6 +185,33 @@ FAMILY_WORDS: dict[str, tuple[str, ...]] = {
     "cristobalite": (r"cristobalites?",),
     "layered oxide": (r"layered (?:transition[- ]metal )?oxides?", r"layered rock[- ]?salts?", r"o3[- ]type",
                       r"alpha[- ]nafeo2(?:[- ]type)?", r"licoo2[- ]type", r"layered"),
+}
+# Mineral names of well-known members (textbook mineralogy) -> the family whose structure type they have: a
+# request may name the family by a mineral ("galena-structured", "the gahnite structure", "a cassiterite-type").
+MINERAL_FAMILIES: dict[str, str] = {
+    **dict.fromkeys(("periclase", "galena", "sylvite", "bunsenite", "manganosite", "wustite", "wüstite",
+                     "monteponite", "alabandite", "oldhamite", "clausthalite", "altaite", "villiaumite", "griceite",
+                     "osbornite", "chlorargyrite", "bromargyrite"), "rock salt"),
+    **dict.fromkeys(("stilleite", "coloradoite", "metacinnabar", "hawleyite", "marshite", "nantokite", "miersite"),
+                    "zincblende"),
+    **dict.fromkeys(("zincite", "greenockite", "cadmoselite", "bromellite", "iodargyrite"), "wurtzite"),
+    **dict.fromkeys(("uraninite", "thorianite", "cerianite", "frankdicksonite"), "fluorite"),
+    **dict.fromkeys(("cassiterite", "pyrolusite", "stishovite", "plattnerite", "sellaite", "argutite"), "rutile"),
+    **dict.fromkeys(("hematite", "haematite", "eskolaite", "karelianite", "ruby", "sapphire"), "corundum"),
+    **dict.fromkeys(("geikielite", "pyrophanite", "ecandrewsite"), "ilmenite"),
+    **dict.fromkeys(("gahnite", "hercynite", "galaxite", "franklinite", "ringwoodite"), "spinel"),
+    **dict.fromkeys(("magnetite", "trevorite", "magnesioferrite", "ulvospinel", "ulvöspinel", "cuprospinel"),
+                    "inverse spinel"),
+    **dict.fromkeys(("tausonite", "macedonite", "barioperovskite"), "perovskite"),
+    **dict.fromkeys(("bridgmanite", "neighborite", "lakargiite"), "orthorhombic perovskite"),
+    **dict.fromkeys(("tephroite", "lithiophilite", "monticellite", "liebenbergite"), "olivine"),
+    **dict.fromkeys(("spessartine", "andradite", "uvarovite", "majorite"), "garnet"),
+    **dict.fromkeys(("roquesite", "gallite", "eskebornite", "lenaite"), "chalcopyrite"),
+    **dict.fromkeys(("xenotime", "thorite", "coffinite"), "zircon"),
+    **dict.fromkeys(("cattierite", "vaesite", "hauerite", "laurite", "sperrylite"), "pyrite"),
+    **dict.fromkeys(("lollingite", "löllingite"), "marcasite"),
+    **dict.fromkeys(("tungstenite", "drysdallite"), "molybdenite"),
+    **dict.fromkeys(("berndtite", "melonite"), "cdi2"),
 }
 # Formulas of each family's best-known member: "MgAl2O4-type" or "like NaCl" name the family.
 FORMULA_FAMILIES: dict[str, str] = {
@@ -290,7 +324,9 @@ LIST_FILLERS = {"and", "or", "nor", ",", "/", "&", "any", "the", "a", "an", "eit
                 "metal", "metals", "toxic", "expensive", "scarce", "costly", "critical", "heavy", "also",
                 "of", "plus", "+", "please", "at", "all", "even", "traces"}
 # Capitalised element symbols that are usually English words; read as elements only in chemical context.
-AMBIGUOUS_SYMBOLS = {"I", "In", "As", "Be", "No", "At", "He", "Am", "Es", "Os", "Pa", "Ho", "Bi", "Hf", "Mo"}
+AMBIGUOUS_SYMBOLS = {"I", "In", "As", "Be", "No", "At", "He", "Am", "Es", "Os", "Pa", "Ho", "Bi", "Hf", "Mo",
+                     # physics abbreviations before they are elements: high-Tc, Ac (alternating), Pm, Po, Np, Ra
+                     "Tc", "Ac", "Pm", "Po", "Np", "Ra"}
 GOAL_WORDS = {"metastable": "metastable", "novel": "novel", "new": "novel", "unknown": "novel",
               "undiscovered": "novel", "hypothetical": "novel", "unexplored": "novel"}
 COUNT_WORDS = {

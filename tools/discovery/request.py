@@ -17,6 +17,7 @@ from tools.discovery.lexicon import (
     AMBIGUOUS_SYMBOLS,
     ANION_CLASS,
     APPLICATIONS,
+    ATE_PREFIX,
     ATE_WORDS,
     CLASS_WORDS,
     COMPOUND_CLASSES,
@@ -30,6 +31,7 @@ from tools.discovery.lexicon import (
     GROUP_WORDS,
     INTERMETALLIC_FAMILIES,
     LIST_FILLERS,
+    MINERAL_FAMILIES,
     NOBLE_GASES,
     PREFIX_CLASSES,
     SIMPLE_ANIONS,
@@ -107,7 +109,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9()'’]+(?:-[A-Za-z0-9()'’]+)*|-{2,}|[—–,;
 _QUALIFIER = re.compile(r"[- ](?:ordered|ordering|derived|related|like ordering|superstructure)")
 _ROMAN = re.compile(r"(?:I{1,3}|IV|VI{0,3})(?:-(?:I{1,3}|IV|VI{0,3})\d?)+")  # III-V, II-VI, I-III-VI2
 _FORMULA = re.compile(r"(?:[A-Z][a-z]?(?:\d+(?:\.\d+)?)?|\((?:[A-Z][a-z]?\d*)+\)\d*)+")
-_SYMBOL = re.compile(r"(?<![A-Za-z0-9])([A-Z][a-z]?)(?![a-z0-9])")
+_SYMBOL = re.compile(r"(?<![A-Za-z0-9])([A-Z][a-z]?)(?:(?=\d?\+)|(?![a-z0-9]))")  # Fe, Fe3+
 _NAMES = {el.long_name.lower(): el.symbol for el in Element if el.Z <= 103}
 _NAMES.update({"aluminium": "Al", "aluminum": "Al", "caesium": "Cs", "sulphur": "S", "cesium": "Cs",
                "ferrous": "Fe", "ferric": "Fe", "cupric": "Cu", "cuprous": "Cu", "stannous": "Sn",
@@ -117,9 +119,11 @@ _ACRONYMS = {"PV", "NMC", "NCA", "SOFC", "CNT", "MOF", "COF", "OER", "HER", "ORR
              "PS", "PC", "SI", "IC", "IV", "VI", "II", "III", "VII", "VIII", "IX", "XI"}
 _NEG_ONE = {"without", "w/o", "no", "not", "excluding", "exclude", "excludes", "except", "avoid", "avoids",
             "avoiding", "lacking", "minus", "never", "none", "non", "don't", "doesn't", "shouldn't", "mustn't",
-            "cannot", "can't", "won't", "nor", "sans", "ban", "banned", "forbid", "forbidden", "prohibit"}
+            "cannot", "can't", "won't", "nor", "sans", "ban", "banned", "forbid", "forbidden", "prohibit", "zero",
+            "omit", "omitting", "skip", "skipping", "nix", "ditch", "ditching", "eliminate", "eliminating"}
 _NEG_TWO = {("free", "of"), ("free", "from"), ("devoid", "of"), ("other", "than"), ("but", "not"), ("none", "of"),
-            ("rather", "than"), ("instead", "of"), ("apart", "from")}
+            ("rather", "than"), ("instead", "of"), ("apart", "from"), ("anything", "but"), ("everything", "but"),
+            ("away", "from"), ("clear", "of"), ("leave", "out"), ("leaving", "out"), ("no", "more")}
 _VERB_AFTER_NEGATION = {"contain", "containing", "contains", "include", "including", "includes", "use", "using",
                         "have", "having", "with", "need", "needing", "want"}
 _INCLUDE_CUES = {"with", "containing", "contain", "contains", "including", "include", "includes", "of", "plus",
@@ -223,6 +227,8 @@ def _find_mentions(text: str) -> list[Mention]:
     # Families: the lexicon (longest phrase first), AFLOW names, "<formula>-type".
     phrases = [(p, fam) for fam, words in FAMILY_WORDS.items() for p in words]
     phrases += [(re.escape(name), fam) for name, fam in aflow_family_names().items() if len(name) > 3]
+    phrases += [(rf"{re.escape(name)}(?:[- ](?:type|like|structured?))?", fam)
+                for name, fam in MINERAL_FAMILIES.items()]
     for prefix, cls in PREFIX_CLASSES.items():  # thiospinel, selenospinel: family + class
         for fam, words in FAMILY_WORDS.items():
             for m in re.finditer(rf"\b{prefix}-?(?:{'|'.join(words)})\b", lowered):
@@ -259,13 +265,17 @@ def _find_mentions(text: str) -> list[Mention]:
         for m in re.finditer(rf"(?<![\w]){word}(?![\w])", lowered):
             add(m.start(), m.end(), "class", cls)
     for word, el in ATE_WORDS.items():
-        for m in re.finditer(rf"\b{word}s?\b", lowered):
+        for m in re.finditer(rf"\b{ATE_PREFIX}{word}s?\b", lowered):
             add(m.start(), m.end(), "class", "oxide", implied=(el,))
     for word, group in GROUP_WORDS.items():
         for m in re.finditer(rf"(?<![\w]){word}(?![\w])", lowered):
             if group == "toxic" and re.match(r"\s+(?:[A-Z][a-z]?\b|" + "|".join(_NAMES) + r")", text[m.end():]):
                 continue  # "toxic Cd": an adjective on the element, not the group
             add(m.start(), m.end(), "group", group)
+    for start, _end, token in _tokens(text):
+        implied = _template_elements(token)
+        if implied is not None and not _overlaps((start, start + len(token)), taken):
+            add(start, start + len(token), "template", token, implied=implied)
     for start, _end, token in _tokens(text):
         for part in re.finditer(r"[A-Za-z]+", token):
             word = part.group(0).removesuffix("s")
@@ -301,6 +311,34 @@ def _find_mentions(text: str) -> list[Mention]:
         if mt.kind != "element" or mt.value not in AMBIGUOUS_SYMBOLS or _chemical_context(text, mt, kept):
             kept.append(mt)
     return kept
+
+
+_TEMPLATE = re.compile(r"(?:[A-Z][a-z]?['’]*\d*(?:\.\d+)?)+")
+PLACEHOLDERS = {"A", "X", "Z", "M", "R", "T", "Q", "E", "G", "D", "L", "J", "Ln", "Re'", "B", "Y"}
+
+
+def _template_elements(token: str) -> tuple[str, ...] | None:
+    """'Co2YZ', 'A2FeMoO6', 'LiMPO4', 'CsPbX3': a formula written with site letters; returns its real elements (a
+    letter that is a site label elsewhere in it, B or Y, counts as a label), or None when the token is no template."""
+    if not _TEMPLATE.fullmatch(token) or token.removesuffix("s").isupper() or _is_formula(token):
+        return None  # LEDs, TCOs: plural acronyms
+    if not re.search(r"\d", token) and not re.search(r"[A-Z][a-z]", token):
+        return None
+    units = re.findall(r"([A-Z][a-z]?)(['’]*)", token)
+    labels = [sym for sym, prime in units if prime or not Element.is_valid_symbol(sym) or sym in ("D", "T")]
+    if not labels:
+        return None
+    real = [sym for sym, prime in units if not prime and sym not in labels and sym not in PLACEHOLDERS]
+    if any(Element(sym).Z > 94 for sym in real):
+        return None  # 'Ds', 'Mt': a word, not a site formula
+    return tuple(dict.fromkeys(real)) if real else None
+
+
+def _template_core(token: str) -> str:
+    """A template with its site letters dropped ('LiMPO4' -> 'LiPO4'), to read its class from."""
+    return re.sub(r"(?:Ln|[A-Z])['’]*\d*(?:\.\d+)?(?![a-z])",
+                  lambda m: "" if m.group(0)[:2].rstrip("'’0123456789.") in PLACEHOLDERS
+                  or not Element.is_valid_symbol(m.group(0)[:2].rstrip("'’0123456789.")) else m.group(0), token)
 
 
 def family_of_formula(formula: str) -> str | None:
@@ -445,8 +483,12 @@ def read_request(text: str) -> MaterialsRequest:
     include: list[str] = []
     exclude: list[str] = []
     classes: list[Mention] = []
+    ions: list[str] = []
+    template_elements: list[str] = []  # elements of a 'LiMPO4'-style template: asked for unless refused
     for m in mentions:
-        if m.kind == "element":
+        if m.kind == "element" and not m.negated and _working_ion(cleaned, m):
+            ions.append(m.value)  # "for Li-ion cells": required only where the ion is in the material (below)
+        elif m.kind == "element":
             if m.negated:
                 exclude.append(m.value)
             elif _optional(cleaned, m):
@@ -459,6 +501,13 @@ def read_request(text: str) -> MaterialsRequest:
                 exclude.extend(members)
             else:
                 req.include_any.append(members)
+        elif m.kind == "template":  # 'Co2YZ with Y = Fe': the template's own elements are asked for
+            if m.negated:
+                continue
+            template_elements.extend(el for el in m.implied if el not in SIMPLE_ANIONS)
+            cls = _class_of_formula(_template_core(m.value)) if set(m.implied) & set(SIMPLE_ANIONS) else None
+            if cls:
+                classes.append(Mention(m.start, m.end, "class", cls, implied=("template",)))
         elif m.kind == "reference":
             req.formulas.append(m.value)
             req.reference_formulas.append(m.value)
@@ -491,7 +540,7 @@ def read_request(text: str) -> MaterialsRequest:
                 continue  # "ZnGeP2-type chalcopyrite": the family word, not the formula's stoichiometric guess
             elif req.family is None or _more_specific(m.value, req.family):
                 req.family = m.value
-    req.include = list(dict.fromkeys(include))
+    req.include = list(dict.fromkeys([*include, *(el for el in template_elements if el not in exclude)]))
     req.exclude = sorted(set(exclude))
     _read_alternatives(cleaned, mentions, req)
     _read_semiconductor_groups(lowered, req, classes)
@@ -525,6 +574,7 @@ def read_request(text: str) -> MaterialsRequest:
             req.application = app.name
             req.preferred_families = [f for f in app.families if f not in req.exclude_families]
             break
+    _place_working_ions(req, ions)
     _require_redox_metal(req)
     if req.family is None and not req.formulas:
         from tools.discovery.family_semantics import semantic_family
@@ -572,6 +622,30 @@ def _spread_postfix_negation(text: str, mentions: list[Mention]) -> None:
             j -= 1
 
 
+_ION_AFTER = re.compile(r"(?:-|\s)?(?:ions?\b|(?:S|air|O2|metal|sulfur|sulphur)[- ]batter|batter|cells?\b|"
+                        r"chemistry\b|storage\b)", re.IGNORECASE)
+_CONVERSION = re.compile(r"\bconversion\b|\b(?:li|na|k|mg|lithium|sodium)[- ](?:s|sulfur|sulphur|o2|air|oxygen)\b",
+                         re.IGNORECASE)  # conversion electrodes and Li-S / Li-air cells: no intercalation host
+_ION_HOSTS = ("battery cathode", "solid electrolyte", "battery")  # the working ion sits in these materials
+
+
+def _working_ion(text: str, mention: Mention) -> bool:
+    """'Li-ion cells', 'for Li batteries', 'Na ion storage': the element named as a battery's working ion."""
+    return mention.value in WORKING_IONS and bool(_ION_AFTER.match(text[mention.end:]))
+
+
+def _place_working_ions(req: MaterialsRequest, ions: list[str]) -> None:
+    """A working ion is part of an intercalation cathode or a solid electrolyte (LiCoO2, Li3YCl6) but not of an anode
+    or a conversion electrode (Cu6Sn5, FeOF): required only in the first case, noted otherwise."""
+    if not ions:
+        return
+    if req.application in _ION_HOSTS and not re.search(r"\bconversion\b", req.text, re.IGNORECASE):
+        req.include.extend(el for el in dict.fromkeys(ions) if el not in req.include)
+    else:
+        named = ", ".join(dict.fromkeys(ions))
+        req.notes.append(f"{named} read as the battery's working ion, not as an element the material must hold")
+
+
 REDOX_METALS = ("Fe", "Mn", "Co", "Ni", "V", "Cr", "Ti", "Cu", "Mo", "Nb")
 WORKING_IONS = ("Li", "Na", "K", "Mg", "Ca", "Zn", "Al")
 
@@ -581,6 +655,8 @@ def _require_redox_metal(req: MaterialsRequest) -> None:
     stores charge on a transition metal that changes oxidation state: when the request names none ("a Co- and
     Ni-free phosphate cathode for Na-ion"), one of the redox-active metals is required. Not for SOFC cathodes."""
     if req.application != "battery cathode" or re.search(r"\bsofc|fuel[- ]cell", req.text, re.IGNORECASE):
+        return
+    if _CONVERSION.search(req.text):  # FeOF, Li2S: the anion or a conversion reaction carries the charge
         return
     named = {*req.include, *(el for group in req.include_any for el in group)}
     if not named & set(WORKING_IONS) and not req.formulas:  # "a phosphate cathode": Li-ion unless told otherwise
@@ -645,6 +721,11 @@ _NEW_FOR_OLD = re.compile(  # "Ba instead of Sr", "In in place of Bi", "Ca repla
 _OLD_BY_NEW = re.compile(  # "Fe replaced by Mn", "gallium swapped for indium", "Sn exchanged with Ge"
     r"\s+(?:replaced|swapped|switched|exchanged|traded|substituted)(?: out)? (?:with|by|for)\s+|\s*(?:->|→)\s*", re.I)
 _REPLACE_OLD = re.compile(r"\b(?:replac|swap|switch|exchang|trad)\w*\s+(?:the\s+|all\s+(?:the\s+)?)?$", re.I)
+_CHARGE = re.compile(r"^(?:\d?[+-]|\((?:I{1,3}|IV|VI{0,3}|\d?[+-])\))")  # "Fe3+ replacing", "Fe(III) for"
+_ON_SITE = re.compile(r"\s+(?:on|at|onto|into|in|occupying|sitting on)\s+(?:the\s+|its\s+)?", re.I)
+_SITE_AFTER = re.compile(r"[- ]?(?:sites?|positions?|sublattice)\b", re.I)
+_SITE_BY = re.compile(r"[- ]?(?:sites?|positions?|sublattice)\s+(?:taken|occupied|filled|replaced|substituted)\s+"
+                      r"(?:by|with)\s+", re.I)
 _NEW_CUE = re.compile(r"(?:\bbut(?: with)?|\buse|\busing|\bput|\bwith|,)\s+$", re.I)  # "but Si for Ge"
 
 
@@ -653,8 +734,12 @@ def _swaps(text: str, elements: list[Mention]) -> list[tuple[str, str]]:
     with X', 'swap the Y for X', 'but X for Y'."""
     swaps: list[tuple[str, str]] = []
     for a, b in zip(elements, elements[1:], strict=False):
-        between, before = text[a.end:b.start], text[:a.start]
-        if _NEW_FOR_OLD.fullmatch(between):
+        between, before, after = _CHARGE.sub("", text[a.end:b.start]), text[:a.start], text[b.end:]
+        if _ON_SITE.fullmatch(between) and _SITE_AFTER.match(after):  # "put V on the Nb site"
+            swaps.append((b.value, a.value))
+        elif _SITE_BY.fullmatch(between):  # "the Nb site taken by V"
+            swaps.append((a.value, b.value))
+        elif _NEW_FOR_OLD.fullmatch(between):
             swaps.append((b.value, a.value))
         elif _OLD_BY_NEW.fullmatch(between) or (
             re.fullmatch(r"\s+(?:with|by|for|to)\s+", between) and _REPLACE_OLD.search(before)
