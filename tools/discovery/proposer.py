@@ -95,7 +95,8 @@ FAMILIES: dict[str, Family] = {
             "spinel",
             ("A", "B", "X"),
             (1, 2, 4),
-            {"A": (("Mg", 2), ("Zn", 2), ("Co", 2), ("Fe", 2)), "B": (("Al", 3), ("Fe", 3), ("Cr", 3), ("Mn", 3))},
+            {"A": (("Mg", 2), ("Zn", 2), ("Co", 2), ("Fe", 2), ("Li", 1)),  # LiMn2O4: Li+ on the tetrahedral site
+             "B": (("Al", 3), ("Fe", 3), ("Cr", 3), ("Mn", 3), ("Mn", 4))},
             coordination={"A": "IV", "B": "VI"},
             shared=(("A", "B"),),
             mixed_valence=True,
@@ -440,27 +441,42 @@ def _role_candidates(
     return top
 
 
-def _expanded(
+SPLIT_WEIGHTS = {(1, 1): 1.0, (1, 3): 0.8}  # a 1:1 share of a site is the commoner order; 1:3 (LiNi0.5Mn1.5O4)
+SPLIT_1_3_FAMILIES = ("spinel", "inverse spinel")  # where a 1:3 order of one site is known (P4_332 LiNi0.5Mn1.5O4)
+
+
+def _expansions(
     family: Family, n_required_cations: int, metallic: bool = False
-) -> tuple[tuple[str, ...], tuple[int, ...], dict[str, str]]:
-    """Roles and ratios, with the first cation role split 1:1 over two elements when more elements are required
-    than the family has cation sites (e.g. (Mg,Ni)O rock salt -> MgNiO2). Returns roles, ratio, parent role map."""
+) -> list[tuple[tuple[str, ...], tuple[int, ...], dict[str, str], float, str]]:
+    """The frames a formula with more required elements than cation sites can take: one cation role shared by two
+    elements, 1:1 ((Mg,Ni)O rock salt -> MgNiO2; Li,Ni on the spinel B site -> LiNiVO4) or, on a spinel site with
+    two or more atoms per formula unit, 1:3 (LiNi0.5Mn1.5O4 -> Li2NiMn3O8). Returns (roles, ratio, parent role map,
+    weight, note) per frame; the family's own frame alone when it has room."""
     cation_roles = [r for r in family.roles if r != "X" or metallic]
     if n_required_cations <= len(cation_roles) or len(cation_roles) == 0:
-        return family.roles, family.ratio, {r: r for r in family.roles}
-    first = cation_roles[0]
-    roles, ratio, parent = [], [], {}
-    for role, count in zip(family.roles, family.ratio, strict=True):
-        if role == first:
-            for half in (f"{role}1", f"{role}2"):
-                roles.append(half)
-                ratio.append(count)
-                parent[half] = role
-        else:
-            roles.append(role)
-            ratio.append(2 * count)
-            parent[role] = role
-    return tuple(roles), tuple(ratio), parent
+        return [(family.roles, family.ratio, {r: r for r in family.roles}, 1.0, "")]
+    out = []
+    for index, split in enumerate(cation_roles):
+        count = family.ratio[family.roles.index(split)]
+        for (k1, k2), weight in SPLIT_WEIGHTS.items():
+            if k1 != k2 and (count < 2 or family.name not in SPLIT_1_3_FAMILIES):
+                continue
+            roles, ratio, parent = [], [], {}
+            for role, n in zip(family.roles, family.ratio, strict=True):
+                if role == split:
+                    for half, k in ((f"{role}1", k1), (f"{role}2", k2)):
+                        roles.append(half)
+                        ratio.append(n * k)
+                        parent[half] = role
+                else:
+                    roles.append(role)
+                    ratio.append(n * (k1 + k2))
+                    parent[role] = role
+            g = math.gcd(*ratio)
+            ratio = [r // g for r in ratio]
+            note = f"{split} site shared {k1}:{k2} (ordered)"
+            out.append((tuple(roles), tuple(ratio), parent, weight * (1.0 if index == 0 else 0.95), note))
+    return out
 
 
 def anion_options(req: MaterialsRequest, family: Family) -> list[dict[str, int]]:
@@ -517,7 +533,21 @@ def _propose_with_anions(
     """Proposals of one family with a fixed anion content (scaled to the formula's X count); every_state lets the
     cations take every oxidation state pymatgen knows, not only the ICSD ones."""
     required = [e for e in dict.fromkeys(req.include) if e not in anions]
-    roles, ratio, parent = _expanded(family, len(required), metallic=not anions)
+    best: dict[str, FormulaProposal] = {}
+    for roles, ratio, parent, weight, note in _expansions(family, len(required), metallic=not anions):
+        for p in _propose_in_frame(req, family, anions, n, every_state, required, (roles, ratio, parent, note)):
+            p.score = round(p.score * weight, 6)
+            if p.formula not in best or best[p.formula].score < p.score:
+                best[p.formula] = p
+    return sorted(best.values(), key=lambda p: (-p.score, p.formula))[:n]
+
+
+def _propose_in_frame(
+    req: MaterialsRequest, family: Family, anions: dict[str, int], n: int, every_state: bool, required: list[str],
+    frame: tuple[tuple[str, ...], tuple[int, ...], dict[str, str], str],
+) -> list[FormulaProposal]:
+    """Proposals of one family in one frame (roles, ratio, parent roles, the note on a shared site)."""
+    roles, ratio, parent, note = frame
     cation_roles = [r for r in roles if r != "X" or not anions]
     if len(required) > len(cation_roles) + sum(1 for a, b in family.shared if a in roles and b in roles):
         return []
@@ -596,14 +626,15 @@ def _propose_with_anions(
             amounts[anion] = amounts.get(anion, 0) + count * scale
         formula = "".join(f"{el}{'' if k == 1 else int(k)}" for el, k in amounts.items())
         key = Composition(formula).reduced_formula
-        if key in candidates and candidates[key].score >= score:
-            continue
         charges = {r: (f"{s}{ox:g}+" if family.ionic else s) for r, (s, ox) in sites.items()}
+        if key in candidates and (_uncommon_count(candidates[key].sites), -candidates[key].score) <= (
+                _uncommon_count(charges), -score):
+            continue  # one formula, several state assignments: the commonest states (V5+ Ni2+), then the likeliest
         if anions:
             charges["X"] = "".join(f"{a}{-(family.x_charge or ANION_CHARGE[a])}-" for a in anions)
         reason = f"{family.name} with " + ", ".join(f"{r}={c}" for r, c in charges.items())
-        if len(roles) != len(family.roles):
-            reason += f"; {parent[cation_roles[0]]} site shared 1:1 (ordered)"
+        if note:
+            reason += f"; {note}"
         if family.ionic:
             reason += "; charge balanced"
         if descriptors:
@@ -733,6 +764,9 @@ def _nearest_allowed(req: MaterialsRequest, per_formula: int = 3) -> list[Formul
         banned = sorted(symbols & set(req.exclude))
         if len(banned) != 1 or not set(req.include) <= symbols | set(req.exclude):
             continue
+        own_anions = symbols & set(ANION_CHARGE)
+        if req.anions and own_anions and not own_anions <= set(req.asked_anions()):
+            continue  # "a CsCl-type bromide without Cs": CsCl names the structure; its chloride is no answer
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             guesses = comp.oxi_state_guesses()
@@ -768,6 +802,7 @@ def _nearest_allowed(req: MaterialsRequest, per_formula: int = 3) -> list[Formul
 
 
 ORTHO_CENTRES = {"P": 5, "As": 5, "Si": 4, "Ge": 4, "Sn": 4}  # centres of tetrahedral MX4 anions (PS4 3-, GeS4 4-)
+OXO_CENTRES = {"V": 5, "Cr": 6, "Mo": 6, "W": 6}  # tetrahedral oxo-anions only: VO4 3- (BiVO4), WO4 2- (CaWO4)
 ORTHO_HOSTS = ("Li", "Na", "K", "Mg", "Ca")  # cations of the usual ortho-salts when none is named
 
 
@@ -777,9 +812,13 @@ def orthosalt_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
     such a centre; a sulfide "with Li and P" is a thiophosphate, not a P cation in a perovskite)."""
     if req.family is not None:
         return []
-    anions = [a for a in (req.anions or ([req.anion] if req.anion else [])) if a in ("O", "S", "Se")]
+    asked = req.anions or ([req.anion] if req.anion else [])
+    cls = COMPOUND_CLASSES.get(req.compound_class or "")
+    if cls is not None and cls.mixed:
+        return []  # an oxyfluoride is no salt of one oxo-anion
+    anions = [a for a in asked if a in ("O", "S", "Se")]
     centres = [e for e in dict.fromkeys([*([req.polyanion] if req.polyanion else []), *req.include])
-               if e in ORTHO_CENTRES]
+               if e in ORTHO_CENTRES or (e in OXO_CENTRES and asked == ["O"])]
     if not anions or not centres:
         return []
     out = []
@@ -789,7 +828,8 @@ def orthosalt_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
             continue
         hosts = [tuple(named)] if named else [
             (e,) for e in ORTHO_HOSTS if e not in req.exclude and (req.only is None or e in req.only)]
-        charge = 2 * 4 - ORTHO_CENTRES[centre]
+        state = ORTHO_CENTRES.get(centre) or OXO_CENTRES[centre]
+        charge = 2 * 4 - state
         for anion in anions:
             if anion in req.exclude or (req.n_elements and req.n_elements != 2 + len(hosts[0] if hosts else ())):
                 continue
@@ -805,9 +845,9 @@ def orthosalt_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
                 sites = {f"A{i + 1}" if len(host) > 1 else "A": f"{el}{o}+"
                          for i, (el, o) in enumerate(zip(host, states, strict=True))}
                 out.append(FormulaProposal(
-                    formula, "", {**sites, "T": f"{centre}{ORTHO_CENTRES[centre]}+", "X": f"{anion}2-"},
+                    formula, "", {**sites, "T": f"{centre}{state}+", "X": f"{anion}2-"},
                     round(score, 6),
-                    f"ortho-salt {formula}: isolated {centre}{anion}4 tetrahedra ({centre}{ORTHO_CENTRES[centre]}+) "
+                    f"ortho-salt {formula}: isolated {centre}{anion}4 tetrahedra ({centre}{state}+) "
                     f"balanced by {', '.join(sites.values())}; charge balanced",
                 ))
     return out
@@ -835,7 +875,14 @@ def binary_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
     out: list[FormulaProposal] = []
     if req.compound_class == "intermetallic" and len(cations) == 2:
         a, b = cations
-        for (m, k), weight in (((1, 1), 0.3), ((1, 2), 0.2), ((2, 1), 0.2), ((1, 3), 0.15), ((3, 1), 0.15)):
+        ratios = [((1, 1), 0.3), ((1, 2), 0.2), ((2, 1), 0.2), ((1, 3), 0.15), ((3, 1), 0.15)]
+        rare_earth = [el for el in (a, b) if Element(el).is_rare_earth or el in ("Y", "Sc", "Th")]
+        late_3d = [el for el in (a, b) if el in ("Fe", "Co", "Ni", "Cu")]
+        if len(rare_earth) == 1 and len(late_3d) == 1:  # RT5 (CaCu5: SmCo5) and R2T17 (Th2Zn17: Sm2Co17)
+            weight = 0.4 if req.application == "magnet" else 0.12  # the permanent-magnet phases
+            first = a == rare_earth[0]
+            ratios = [((1, 5) if first else (5, 1), weight), ((2, 17) if first else (17, 2), 0.75 * weight), *ratios]
+        for (m, k), weight in ratios:
             formula = f"{a}{m if m > 1 else ''}{b}{k if k > 1 else ''}"
             out.append(FormulaProposal(formula, "", {"A": a, "B": b}, weight,
                                        f"binary intermetallic {a}{m}{b}{k} of the two named metals"))
@@ -888,7 +935,7 @@ def propose_formulas_offline(req: MaterialsRequest, n: int = 8) -> list[FormulaP
     proposals: list[FormulaProposal] = [*orthosalt_proposals(req), *binary_proposals(req)]
     for name in families_for(req):
         weight = 2.0 if name in req.preferred_families and not req.family else 1.0
-        for p in propose_for_family(req, name, n):
+        for p in propose_for_family(req, name, max(n, 12)):  # the final ranking may reorder them
             p.score = round(p.score * weight, 6)
             proposals.append(p)
     best: dict[str, FormulaProposal] = {}
@@ -912,8 +959,13 @@ def propose_formulas_offline(req: MaterialsRequest, n: int = 8) -> list[FormulaP
 def _uncommon_states(p: FormulaProposal) -> int:
     """How many of a proposal's cations sit in a state seen less than a quarter as often as the element's commonest
     one (Ti3+ in ZnTi2O4 where TiZn2O4 has Ti4+); a tie-break among equally parsimonious proposals."""
+    return _uncommon_count(p.sites)
+
+
+def _uncommon_count(sites: dict[str, str]) -> int:
+    """The count behind _uncommon_states, on a role -> 'Fe3+' label map."""
     count = 0
-    for label in p.sites.values():
+    for label in sites.values():
         m = re.fullmatch(r"([A-Z][a-z]?)(\d+(?:\.\d+)?)\+", label)
         if not m:
             continue
