@@ -39,7 +39,7 @@ def chat(message: str, thread_id: str = "notebook") -> str:
             agent.close()
     from agent.offline_planner import OfflinePlanner
 
-    return OfflinePlanner().reply(message).text
+    return OfflinePlanner(thread=thread_id).reply(message).text  # follow-ups ("show the best one") persist
 
 
 def run(task_file: str | Path) -> dict[str, Any]:

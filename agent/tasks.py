@@ -111,15 +111,18 @@ def run_task(path: Path, progress: ProgressFn | None = None, on_step: Any = None
             }
         )
     answer = None
+    run_id = f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if task.goal and not any("error" in entry for entry in log):
-        answer = _pursue_goal(task.goal, progress)
+        answer = _pursue_goal(task.goal, progress, thread=f"task-{run_id}")  # chat can follow up on it
     workspace = settings.resolved_workspace()
-    folder = workspace / "tasks" / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = workspace / "tasks" / run_id
     folder.mkdir(parents=True, exist_ok=True)
-    report = {"title": task.title, "task_file": str(path), "steps": log, "goal": task.goal, "answer": answer}
+    thread = f"task-{run_id}" if task.goal else None
+    report = {"title": task.title, "task_file": str(path), "steps": log, "goal": task.goal, "answer": answer,
+              "thread": thread}
     (folder / "report.json").write_text(json.dumps(report, indent=1, default=str))
     (folder / "report.md").write_text(report_markdown(task, log, answer, folder, workspace))
-    return {"report_dir": str(folder), "steps": log, "answer": answer, "results": results}
+    return {"report_dir": str(folder), "steps": log, "answer": answer, "results": results, "thread": thread}
 
 
 def report_markdown(task: Task, log: list[dict[str, Any]], answer: str | None, folder: Path, workspace: Path) -> str:
@@ -529,16 +532,17 @@ def _short_json(value: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _pursue_goal(goal: str, progress: ProgressFn | None) -> str:
-    """The LLM agent when configured, else the offline planner."""
+def _pursue_goal(goal: str, progress: ProgressFn | None, thread: str) -> str:
+    """The LLM agent when configured, else the offline planner; both keep the turn under the run's own thread, so
+    `matsearch chat --thread <thread>` can follow up on what the task found."""
     if get_settings().llm_base_url:
         from agent.llm_agent import MatsearchAgent
 
         agent = MatsearchAgent(progress=progress)
         try:
-            return agent.ask(goal, thread_id=f"task-{int(time.time())}").answer
+            return agent.ask(goal, thread_id=thread).answer
         finally:
             agent.close()
     from agent.offline_planner import OfflinePlanner
 
-    return OfflinePlanner(progress=progress).reply(goal).text
+    return OfflinePlanner(progress=progress, thread=thread).reply(goal).text
