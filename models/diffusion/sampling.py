@@ -11,6 +11,7 @@ from pymatgen.core import Lattice, Structure
 from torch import Tensor
 
 from models.diffusion.model import CrystalDiffusion, full_graph
+from models.diffusion.postprocess import DEFAULT_MIN_DISTANCE_A, DEFAULT_MIN_FRACTION, ValidityReport, ensure_valid
 
 ProgressCallback = Callable[[int, int], None]
 # Langevin corrector step size, chosen on the project's perov_5 *val* split (100 cells, 200 steps):
@@ -101,3 +102,31 @@ def sample_structures(
     return sample_batch(
         model, [list(species)] * n_samples, n_steps=n_steps, seed=seed, step_lr=step_lr, progress=progress
     )
+
+
+REDRAW_SEED_STRIDE = 1_000_003  # redraw round r samples with seed + r x this
+
+
+def sample_valid_structures(
+    model: CrystalDiffusion,
+    species: list[str],
+    n_samples: int,
+    n_steps: int = 200,
+    seed: int = 0,
+    step_lr: float = DEFAULT_STEP_LR,
+    min_fraction: float = DEFAULT_MIN_FRACTION,
+    min_distance: float = DEFAULT_MIN_DISTANCE_A,
+    max_redraws: int = 2,
+    progress: ProgressCallback | None = None,
+) -> ValidityReport:
+    """sample_structures, then every sample checked for atoms closer than max(min_fraction x covalent radii sum,
+    min_distance): overlaps are pushed apart (cell kept), and samples still invalid are sampled again as one batch
+    with seed + r x REDRAW_SEED_STRIDE in round r, up to max_redraws rounds. Seeded: same inputs, same result."""
+    first = sample_structures(model, species, n_samples, n_steps=n_steps, seed=seed, step_lr=step_lr,
+                              progress=progress)
+
+    def redraw(n: int, round_: int) -> list[Structure]:
+        return sample_batch(model, [list(species)] * n, n_steps=n_steps, seed=seed + round_ * REDRAW_SEED_STRIDE,
+                            step_lr=step_lr)
+
+    return ensure_valid(first, redraw, min_fraction=min_fraction, min_distance=min_distance, max_redraws=max_redraws)

@@ -6,7 +6,7 @@ import math
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 from pymatgen.core import Structure
@@ -15,7 +15,10 @@ from tools.core.common import StructureSummary, parse_formula
 from tools.core.errors import ToolInputError, ToolRuntimeError
 from tools.core.registry import STORE, ToolContext, ToolInput, tool
 from tools.core.settings import Settings
-from tools.structures.io import validate_structure
+from tools.structures.io import MIN_DISTANCE_A, validate_structure
+
+if TYPE_CHECKING:
+    from models.diffusion.postprocess import ValidityReport
 
 MAX_ATOMS_PER_CELL = 64
 DEFAULT_MIN_ATOMS = 4  # the default formula_units is the smallest giving at least this many atoms
@@ -67,6 +70,15 @@ class GenerateInput(ToolInput):
     symmetrize: bool = Field(
         default=False, description="Snap each sample onto the space group it is within 0.1 A of (spglib)."
     )
+    min_distance_fraction: float = Field(
+        default=0.5, ge=0.0, le=0.8,
+        description="A sample is valid when no two atoms (periodic images included) are closer than this fraction "
+        "of the sum of their covalent radii (and never closer than 0.5 A); 0 keeps only the 0.5 A rule.",
+    )
+    max_redraws: int = Field(
+        default=2, ge=0, le=5,
+        description="Rounds of sampling again (new seed) for samples still invalid after the overlap repair; 0: none.",
+    )
     store: bool = Field(default=True, description="Store valid structures in memory (with provenance).")
 
 
@@ -75,6 +87,12 @@ class GeneratedStructure(BaseModel):
     valid: bool
     problem: str | None = Field(default=None, description="Why the sample was rejected, when invalid.")
     min_distance_A: float | None = None
+    status: Literal["valid", "repaired", "redrawn", "invalid"] = Field(
+        default="valid", description="'valid' as sampled; 'repaired' (overlapping atoms pushed apart, cell kept); "
+        "'redrawn' (a later draw replaced it); 'invalid' (still overlapping after every redraw).",
+    )
+    redraws: int = Field(default=0, description="How many times this sample was drawn again.")
+    max_displacement_A: float = Field(default=0.0, description="Largest atom move made by the repair.")
     structure: StructureSummary | None = Field(default=None, description="Summary of the stored structure.")
     cif: str | None = Field(default=None, description="CIF text when store=false.")
 
@@ -86,6 +104,12 @@ class GenerateOutput(BaseModel):
     method: str
     n_requested: int
     n_valid: int
+    n_repaired: int = Field(default=0, description="Returned samples whose overlapping atoms were pushed apart.")
+    n_redrawn: int = Field(default=0, description="Samples replaced by a new draw at least once.")
+    n_redraw_samples: int = Field(default=0, description="Structures drawn again in all (the count of redraws).")
+    redraw_rounds: int = Field(default=0, description="Redraw batches run (at most max_redraws).")
+    n_still_invalid: int = Field(default=0, description="Samples still invalid after repair and every redraw.")
+    note: str | None = Field(default=None, description="What the caller should know, e.g. about invalid samples.")
     samples: list[GeneratedStructure]
     checkpoint_sha256: str | None = None
     seconds: float
@@ -121,8 +145,13 @@ def generate_structures(inp: GenerateInput, ctx: ToolContext) -> GenerateOutput:
     coordinates jointly, with the atoms fixed by the formula); 'pyxtal' gives random symmetric structures instead.
     The cell holds formula_units copies of the reduced formula (default: smallest count with >= 4 atoms, at most 64
     atoms). Every sample is checked (finite cell, no atoms closer than 0.5 A); valid ones are stored with provenance
-    (model, checkpoint hash, seed, steps) and returned as summaries with ids; invalid ones are reported with the
-    reason. Samples are unrelaxed: relax them with a potential before trusting energies. Same seed, same result.
+    (model, checkpoint hash, seed, steps) and returned as summaries with ids. Validity: no two atoms closer than
+    min_distance_fraction x the sum of their covalent radii (and 0.5 A), finite cell. A sample that fails is first
+    repaired (overlapping atoms pushed apart by a short soft-sphere steepest descent, cell kept), and one that still
+    fails is sampled again with a new seed, up to max_redraws rounds; n_repaired, n_redrawn and n_redraw_samples
+    count them. Samples still invalid after that are kept in the list, flagged (valid=false, status 'invalid', with
+    the reason) and not stored, and `note` says so: n_valid can be below n_samples, never padded with bad cells.
+    Samples are unrelaxed: relax them with a potential before trusting energies. Same seed, same result.
     """
     start = time.time()
     comp = parse_formula(inp.formula).reduced_composition
@@ -134,7 +163,7 @@ def generate_structures(inp: GenerateInput, ctx: ToolContext) -> GenerateOutput:
     ctx.progress(0, inp.n_steps, "loading model")
     sha = None
     if inp.method == "diffusion":
-        from models.diffusion import sample_structures
+        from models.diffusion import sample_valid_structures
 
         path = checkpoint_path(ctx.settings)
         model = load_model(path)
@@ -143,49 +172,79 @@ def generate_structures(inp: GenerateInput, ctx: ToolContext) -> GenerateOutput:
             model.atomic_numbers(species)
         except ValueError as exc:
             raise ToolInputError(f"{exc}; try method='pyxtal'") from exc
-        structures = sample_structures(
+        report = sample_valid_structures(
             model, species, inp.n_samples, n_steps=inp.n_steps, seed=inp.seed,
+            min_fraction=inp.min_distance_fraction, min_distance=MIN_DISTANCE_A, max_redraws=inp.max_redraws,
             progress=lambda done, total: ctx.progress(done, total, f"diffusion step {done}/{total}"),
         )
         model_info: dict[str, Any] = {"model": "CrystalDiffusion", "checkpoint": path.name, "checkpoint_sha256": sha}
     else:
         from models.diffusion.baseline import random_pyxtal_structures
+        from models.diffusion.postprocess import ensure_valid
+        from models.diffusion.sampling import REDRAW_SEED_STRIDE
 
-        structures = random_pyxtal_structures(species, inp.n_samples, seed=inp.seed)
+        report = ensure_valid(
+            random_pyxtal_structures(species, inp.n_samples, seed=inp.seed),
+            lambda n, r: random_pyxtal_structures(species, n, seed=inp.seed + r * REDRAW_SEED_STRIDE),
+            min_fraction=inp.min_distance_fraction, min_distance=MIN_DISTANCE_A, max_redraws=inp.max_redraws,
+        )
         model_info = {"model": "pyxtal.from_random"}
+    structures = report.structures
     if inp.symmetrize:
-        from models.diffusion.postprocess import symmetrize
+        from models.diffusion.postprocess import is_valid_sample, symmetrize
 
-        structures = [symmetrize(s, 0.1) for s in structures]
-    samples = [_finish_sample(i, s, inp, units, model_info, ctx) for i, s in enumerate(structures)]
+        snapped = [symmetrize(s, 0.1) for s in structures]  # kept only where the snap leaves no overlap
+        structures = [t if is_valid_sample(t, inp.min_distance_fraction, MIN_DISTANCE_A) else s
+                      for s, t in zip(structures, snapped, strict=True)]
+    samples = [_finish_sample(i, s, inp, units, model_info, ctx, report) for i, s in enumerate(structures)]
+    n_bad = sum(not s.valid for s in samples)
+    note = None
+    if n_bad:
+        note = (f"{n_bad} of {inp.n_samples} samples are still invalid (atoms closer than "
+                f"{inp.min_distance_fraction} x their covalent radii sum, or a degenerate cell) after repair and "
+                f"{report.redraw_rounds} redraw round(s); they are flagged (valid=false) and not stored: raise "
+                "max_redraws or n_samples, or use fewer formula_units.")
     return GenerateOutput(
         formula=comp.reduced_formula, formula_units=units, atoms_per_cell=len(species), method=inp.method,
-        n_requested=inp.n_samples, n_valid=sum(s.valid for s in samples), samples=samples,
+        n_requested=inp.n_samples, n_valid=sum(s.valid for s in samples), n_repaired=report.n_repaired,
+        n_redrawn=report.n_redrawn, n_redraw_samples=report.n_redraw_samples, redraw_rounds=report.redraw_rounds,
+        n_still_invalid=n_bad, note=note, samples=samples,
         checkpoint_sha256=sha, seconds=round(time.time() - start, 2),
     )
 
 
 def _finish_sample(index: int, structure: Structure, inp: GenerateInput, units: int, model_info: dict[str, Any],
-                   ctx: ToolContext) -> GeneratedStructure:
+                   ctx: ToolContext, report: ValidityReport) -> GeneratedStructure:
     """Validate one sample; store it (with provenance) when valid and asked to."""
+    from models.diffusion.postprocess import is_valid_sample
     from tools.structures.io import min_interatomic_distance, structure_to_cif
 
+    flags = {"status": report.status[index], "redraws": report.redraws[index],
+             "max_displacement_A": report.max_displacement_A[index]}
     try:
         validate_structure(structure)
     except ToolInputError as exc:
-        return GeneratedStructure(index=index, valid=False, problem=str(exc))
+        return GeneratedStructure(index=index, valid=False, problem=str(exc), **{**flags, "status": "invalid"})
     dmin = round(min_interatomic_distance(structure), 4)
+    if not is_valid_sample(structure, inp.min_distance_fraction, MIN_DISTANCE_A):
+        return GeneratedStructure(
+            index=index, valid=False, min_distance_A=dmin, **{**flags, "status": "invalid"},
+            problem=f"atoms closer than {inp.min_distance_fraction} x their covalent radii sum after repair and "
+            f"{report.redraws[index]} redraw(s)",
+        )
     if not inp.store:
-        return GeneratedStructure(index=index, valid=True, min_distance_A=dmin, cif=structure_to_cif(structure))
+        return GeneratedStructure(index=index, valid=True, min_distance_A=dmin, cif=structure_to_cif(structure),
+                                  **flags)
     provenance = {
         "tool": "generate_structures",
         "parameters": {"formula": inp.formula, "formula_units": units, "n_steps": inp.n_steps, "seed": inp.seed,
                        "sample_index": index, "method": inp.method, "symmetrize": inp.symmetrize,
-                       **model_info},
+                       "min_distance_fraction": inp.min_distance_fraction, "max_redraws": inp.max_redraws,
+                       "validity": flags, **model_info},
         "parent_ids": [],
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     result = ctx.store.add(structure, provenance=provenance, tags=["generated", inp.method])
     record = ctx.store.get(result.id)
     summary = StructureSummary.from_record(record)
-    return GeneratedStructure(index=index, valid=True, min_distance_A=dmin, structure=summary)
+    return GeneratedStructure(index=index, valid=True, min_distance_A=dmin, structure=summary, **flags)
