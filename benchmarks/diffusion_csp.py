@@ -22,6 +22,12 @@ against it: any-of-20 and one-sample (first sample) match rates, the fraction of
 pyxtal random structures of the same cell content, matched with the same StructureMatcher tolerances.
 
     python benchmarks/diffusion_csp.py --n 0 --own-n 0 --speed-threads --unseen-n 40 --out unseen.json
+
+--repair (issue 30): the unseen set also scored after the generator's validity step (overlaps at 0.5x covalent radii
+or 0.5 A pushed apart, cell kept; still-invalid samples redrawn, up to 2 rounds), with its counts, and the 20-atom
+speed also measured with that step, in the same run:
+
+    python benchmarks/diffusion_csp.py --n 0 --own-n 0 --speed-threads 1 --unseen-n 10 --repair --out r.json
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import json
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 from models.data.build_diffusion_set import CDVAE_DIR, read_cdvae, read_prototypes  # noqa: E402
 from models.diffusion import DEFAULT_CHECKPOINT, CrystalDiffusion, sample_batch  # noqa: E402
 from models.diffusion.baseline import random_pyxtal_structures  # noqa: E402
-from models.diffusion.postprocess import symmetrize  # noqa: E402
+from models.diffusion.postprocess import ensure_valid, symmetrize  # noqa: E402
 from models.diffusion.sampling import DEFAULT_STEP_LR  # noqa: E402
 
 PUBLISHED = {
@@ -171,9 +178,11 @@ def run_set(name: str, targets: list[Structure], model: CrystalDiffusion, steps:
     return out
 
 
-def speed_20_atoms(model: CrystalDiffusion, steps: int, batch: int, threads: list[int]) -> dict[str, float]:
+def speed_20_atoms(model: CrystalDiffusion, steps: int, batch: int, threads: list[int],
+                   repair: bool = False) -> dict[str, float]:
     """Structures/s for 20-atom cells (Sr4Ti4O12) sampled in one batch at `steps`, per torch thread count, next to
-    pyxtal random generation of the same cells."""
+    pyxtal random generation of the same cells. With repair: also the same batch followed by the validity check,
+    overlap repair and redraws (models.diffusion.postprocess.ensure_valid, defaults), timed in the same run."""
     species = ["Sr"] * 4 + ["Ti"] * 4 + ["O"] * 12
     out: dict[str, float] = {}
     before = torch.get_num_threads()
@@ -183,6 +192,13 @@ def speed_20_atoms(model: CrystalDiffusion, steps: int, batch: int, threads: lis
         t0 = time.perf_counter()
         sample_batch(model, [species] * batch, n_steps=steps, seed=0)
         out[f"diffusion_{n}_threads"] = round(batch / (time.perf_counter() - t0), 3)
+        if repair:
+            t0 = time.perf_counter()
+            raw = sample_batch(model, [species] * batch, n_steps=steps, seed=0)
+            rep = ensure_valid(raw, _redraw(model, species, steps, 0, DEFAULT_STEP_LR))
+            out[f"diffusion_repaired_{n}_threads"] = round(batch / (time.perf_counter() - t0), 3)
+            out[f"repaired_{n}_threads_redraw_samples"] = rep.n_redraw_samples
+            out[f"repaired_{n}_threads_still_invalid"] = rep.n_still_invalid
     torch.set_num_threads(before)
     t0 = time.perf_counter()
     random_pyxtal_structures(species, 8, seed=0)
@@ -272,7 +288,15 @@ def _score_samples(samples: list[Structure | None], target: Structure) -> dict[s
             "best_rms": round(min(rms), 4) if rms else None}
 
 
-UNSEEN_METHODS = ("diffusion", "pyxtal_random")
+UNSEEN_METHODS = ("diffusion", "diffusion_repaired", "pyxtal_random")
+REDRAW_STRIDE = 1_000_003
+
+
+def _redraw(model: CrystalDiffusion, species: list[str], steps: int, seed: int, step_lr: float
+            ) -> Callable[[int, int], list[Structure]]:
+    """ensure_valid's redraw: round r samples n cells again with seed + r x REDRAW_STRIDE."""
+    return lambda n, r: sample_batch(model, [species] * n, n_steps=steps, seed=seed + r * REDRAW_STRIDE,
+                                     step_lr=step_lr)
 
 
 def summarize_unseen(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -285,6 +309,8 @@ def summarize_unseen(rows: list[dict[str, Any]]) -> dict[str, Any]:
         groups[f"{lo}-{hi}"] = [r for r in rows if r["bucket"] == f"{lo}-{hi}"]
     out: dict[str, Any] = {}
     for method in UNSEEN_METHODS:
+        if not rows or method not in rows[0]:
+            continue
         out[method] = {}
         for name, group in groups.items():
             scored = [r[method] for r in group]
@@ -306,9 +332,11 @@ def summarize_unseen(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_unseen(model: CrystalDiffusion, n: int, steps: int, seed: int, step_lr: float, n_samples: int = 20,
-               partial_out: Path | None = None) -> dict[str, Any]:
+               partial_out: Path | None = None, repair: bool = False) -> dict[str, Any]:
     """The first n compounds of the unseen-cell set: n_samples diffusion samples (sample_batch, as the other sets)
-    and n_samples pyxtal random structures of each primitive cell's content, each scored against the known cell."""
+    and n_samples pyxtal random structures of each primitive cell's content, each scored against the known cell.
+    With repair: also the same raw samples after ensure_valid (overlap check at 0.5x covalent radii and 0.5 A,
+    push-apart repair, up to 2 redraw rounds), scored as 'diffusion_repaired' with its counts and extra time."""
     from benchmarks.unseen_cells import load_unseen_cells, size_bucket
 
     cells = load_unseen_cells(n)
@@ -319,6 +347,15 @@ def run_unseen(model: CrystalDiffusion, n: int, steps: int, seed: int, step_lr: 
         t0 = time.time()
         samples = sample_batch(model, [species] * n_samples, n_steps=steps, seed=seed + 1009 * i, step_lr=step_lr)
         t_diff = time.time() - t0
+        repaired: dict[str, Any] = {}
+        if repair:
+            t0 = time.time()
+            rep = ensure_valid(samples, _redraw(model, species, steps, seed + 1009 * i, step_lr))
+            t_rep = time.time() - t0
+            repaired = {"diffusion_repaired": {
+                **_score_samples(rep.structures, target), "extra_s": round(t_rep, 2),
+                "n_repaired": rep.n_repaired, "n_redrawn": rep.n_redrawn, "n_redraw_samples": rep.n_redraw_samples,
+                "n_still_invalid": rep.n_still_invalid}}
         t0 = time.time()
         try:
             base: list[Structure | None] = list(random_pyxtal_structures(species, n_samples, seed=seed + 1009 * i))
@@ -328,13 +365,18 @@ def run_unseen(model: CrystalDiffusion, n: int, steps: int, seed: int, step_lr: 
         row = {"id": entry["id"], "name": entry["name"], "formula": entry["formula"], "class": entry["class"],
                "atoms": len(target), "bucket": size_bucket(len(target)),
                "diffusion": {**_score_samples(samples, target), "sampling_s": round(t_diff, 1)},
-               "pyxtal_random": {**_score_samples(base, target), "sampling_s": round(t_base, 1)}}
+               "pyxtal_random": {**_score_samples(base, target), "sampling_s": round(t_base, 1)}, **repaired}
         rows.append(row)
         d, b = row["diffusion"], row["pyxtal_random"]
         print(f"  unseen {i + 1}/{len(cells)} {entry['id']} {entry['formula']} ({len(target)} atoms): diffusion "
               f"{d['matched']}/{d['n']} match (strict {d['matched_strict']}), first {int(d['first_matched'])}, valid "
               f"{d['valid']} ({d['valid_covalent']} cov); pyxtal {b['matched']}/{b['n']} match, valid {b['valid']}; "
               f"{t_diff:.0f} s + {t_base:.0f} s (total {time.time() - t_start:.0f} s)", file=sys.stderr, flush=True)
+        if repaired:
+            r = repaired["diffusion_repaired"]
+            print(f"    repaired: valid {r['valid']} ({r['valid_covalent']} cov), match {r['matched']}, repaired "
+                  f"{r['n_repaired']}, redrawn {r['n_redrawn']} ({r['n_redraw_samples']} draws), still invalid "
+                  f"{r['n_still_invalid']}, +{r['extra_s']} s", file=sys.stderr, flush=True)
         if partial_out is not None:
             partial_out.parent.mkdir(parents=True, exist_ok=True)
             partial_out.write_text(json.dumps({"partial": True, "compounds": rows}, indent=1))
@@ -346,13 +388,13 @@ def print_unseen(res: dict[str, Any]) -> None:
     """The unseen-cell table: one row per method and cell-size bucket."""
     k = res["samples_per_compound"]
     print(f"unseen cells: {res['n_compounds']} compounds, {k} samples each ({res['seconds']:.0f} s)")
-    print(f"{'method':<16}{'atoms':<8}{'cmpds':>6}{f'any-of-{k}':>10}{'(strict)':>9}{'one-sample':>11}{'(strict)':>9}"
+    print(f"{'method':<20}{'atoms':<8}{'cmpds':>6}{f'any-of-{k}':>10}{'(strict)':>9}{'one-sample':>11}{'(strict)':>9}"
           f"{'sample match':>13}{'valid 0.5A':>11}{'valid 0.5cov':>13}")
     for method, groups in res["summary"].items():
         for name, g in groups.items():
             if not g["compounds"]:
                 continue
-            print(f"{method:<16}{name:<8}{g['compounds']:>6}{g['any_match_rate']:>10.3f}{g['any_match_rate_strict']:>9.3f}"
+            print(f"{method:<20}{name:<8}{g['compounds']:>6}{g['any_match_rate']:>10.3f}{g['any_match_rate_strict']:>9.3f}"
                   f"{g['one_sample_match_rate']:>11.3f}{g['one_sample_match_rate_strict']:>9.3f}"
                   f"{g['sample_match_fraction']:>13.3f}{g['valid_fraction']:>11.3f}{g['valid_covalent_fraction']:>13.3f}")
 
@@ -398,6 +440,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--unseen-n", type=int, default=0,
                         help="first N compounds of benchmarks/data/unseen_cells.json (issue 30); 0 to skip")
     parser.add_argument("--unseen-samples", type=int, default=20, help="samples per unseen compound")
+    parser.add_argument("--repair", action="store_true",
+                        help="unseen set and 20-atom speed: also after the overlap repair and redraws (issue 30)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -406,7 +450,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                "step_lr": args.step_lr,
                                "checkpoint_step": model.metadata.get("step"), "sets": {}}
     if args.speed_threads:
-        results["speed_20_atom_cells_per_s"] = speed = speed_20_atoms(model, args.steps, 32, args.speed_threads)
+        results["speed_20_atom_cells_per_s"] = speed = speed_20_atoms(model, args.steps, 32, args.speed_threads,
+                                                                     repair=args.repair)
         print("20-atom cells (Sr4Ti4O12), structures/s at", args.steps, "steps, batch 32:",
               ", ".join(f"{k} {v}" for k, v in speed.items()))
     if args.validity:
@@ -414,7 +459,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                      relax=args.relax_n > 0)
     if args.unseen_n > 0:
         results["unseen_cells"] = run_unseen(model, args.unseen_n, args.steps, args.seed, args.step_lr,
-                                             args.unseen_samples, partial_out=args.out)
+                                             args.unseen_samples, partial_out=args.out, repair=args.repair)
     if args.val_n > 0:
         results["sets"]["perov_5_val_split"] = run_set("perov_5_val", perov_val_targets(args.val_n), model,
                                                        args.steps, args.seed, args.batch, args.step_lr, baseline=False)
