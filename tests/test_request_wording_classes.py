@@ -107,3 +107,16 @@ def test_substitute_for_a_structure_reference_keeps_the_asked_class() -> None:
     for formula in _top("CsCl-type iodide without caesium"):
         elements = {el.symbol for el in Composition(formula).elements}
         assert "I" in elements and "Cl" not in elements and "Cs" not in elements
+
+
+def test_every_class_with_every_kind_of_family_proposes_without_error() -> None:
+    """A boride or carbide asked in an ionic family has no anion charge to balance: no proposal, never a crash
+    (a KeyError reached a user through a blind request)."""
+    from tools.discovery.lexicon import COMPOUND_CLASSES
+
+    families = ("perovskite", "spinel", "rock salt", "pyrite", "garnet", "half-Heusler", "AlB2-type")
+    for cls in COMPOUND_CLASSES:
+        for family in families:
+            req = read_request(f"a {family} {cls} with Mg and Ti")
+            if not req.decline:
+                propose_formulas_offline(req, 3)  # raises on a bug

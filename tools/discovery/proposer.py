@@ -495,7 +495,8 @@ def anion_options(req: MaterialsRequest, family: Family) -> list[dict[str, int]]
         anions = list(req.anions)
     else:  # no class named: the family's usual anion, or a named element that can be the anion (AlAs, ZnSe)
         anions = [family.default_anion] + [el for el in req.include if el in ANION_CHARGE and el != "H"]
-    return [{a: x_count} for a in anions if a not in req.exclude and (req.only is None or a in req.only)]
+    return [{a: x_count} for a in anions if a not in req.exclude and (req.only is None or a in req.only)
+            and a in ANION_CHARGE]  # a boride's B has no anion charge to balance
 
 
 def propose_for_family(req: MaterialsRequest, family_name: str, n: int) -> list[FormulaProposal]:
