@@ -292,7 +292,8 @@ def test_diamond_is_found_among_motifs_of_a_disordered_precursor(workspace: Path
     assert out.ostwald_differs is False
     # 2 of 2 motifs back it, but two motifs in one box size are few: the answer says so (issue 28)
     assert any("rests on 2 low-energy motif(s) in 1 subcell size(s)" in note for note in out.notes), out.notes
-    assert out.polymorphs[0].share == pytest.approx(2 / 7, abs=1e-3) and out.polymorphs[0].rank == 1  # 2 votes + 5 unearned
+    # share 2/7: the one size's 2 votes over those 2 plus the 5 unearned votes of the ranking rule
+    assert out.polymorphs[0].share == pytest.approx(2 / 7, abs=1e-3) and out.polymorphs[0].rank == 1
     assert out.polymorphs[0].structure is not None and out.polymorphs[0].structure.spacegroup_number == 227
 
 
