@@ -230,11 +230,11 @@ class Row:
 
 
 ROWS: tuple[Row, ...] = (
-    Row("search_quality", ("--split", "report", "--shuffle", "0", "--out", "{work}"),
-        ("--split", "dev", "--limit", "2", "--out", "{work}"), parse_search_quality, 0.950, 0.05,
-        "~80 min per 40 requests; the report split was run once (the next report needs a new blind set)"),
-    Row("reader_quality", ("--split", "report"), ("--split", "report", "--limit", "16"), parse_reader_quality, 0.806,
-        0.005, "about a minute (quick: 16 requests, seconds)"),
+    Row("search_quality", ("--split", "blind", "--shuffle", "0", "--limit", "46", "--out", "{work}"),
+        ("--split", "dev", "--limit", "2", "--out", "{work}"), parse_search_quality, 1.000, 0.05,
+        "~55 min per 46 requests; the blind split was run once (the next report needs a new blind set)"),
+    Row("reader_quality", ("--split", "blind"), ("--split", "blind", "--limit", "16"), parse_reader_quality, 0.678,
+        0.005, "about three minutes (quick: 16 requests, seconds)"),
     Row("diffusion_csp", ("--n", "200", "--carbon-n", "40", "--own-n", "0", "--steps", "200", "--relax-n", "40",
                           "--speed-threads", "1", "--out", "{work}/diffusion_csp.json"),
         ("--n", "20", "--own-n", "0", "--steps", "50", "--relax-n", "5", "--speed-threads",
