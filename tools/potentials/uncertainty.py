@@ -65,18 +65,29 @@ def guard_checkpoint(potential: str, workspace: Path) -> Path:
 def outside_domain(checkpoint: Path, frames: list[Atoms]) -> tuple[float, float]:
     """(fraction of frames with an atom beyond the calibrated uncertainty range, largest per-atom force-error
     estimate in eV/A): how much of a trajectory the potential extrapolated."""
+    return _summary(_frame_flags(checkpoint, frames))
+
+
+def _frame_flags(checkpoint: Path, frames: list[Atoms]) -> list[tuple[bool, float]]:
+    """Per frame: (an atom beyond the calibrated range, largest per-atom force-error estimate in eV/A); the model
+    and its GMM are loaded once."""
     from models.potentials.uncertainty import GMMUncertainty, latent_features
 
     if not frames:
-        return 0.0, 0.0
+        return []
     model = load_model(checkpoint)
     gmm = GMMUncertainty.load(checkpoint)
-    outside, worst = 0, 0.0
+    flags = []
     for features in latent_features(model, frames):
         values, nll = gmm.per_atom(features)
-        outside += bool(gmm.extrapolating(nll).any())
-        worst = max(worst, float(values.max()))
-    return outside / len(frames), worst
+        flags.append((bool(gmm.extrapolating(nll).any()), float(values.max())))
+    return flags
+
+
+def _summary(flags: list[tuple[bool, float]]) -> tuple[float, float]:
+    if not flags:
+        return 0.0, 0.0
+    return sum(out for out, _ in flags) / len(flags), max(0.0, *(worst for _, worst in flags))
 
 
 GUARD_WARN_FRACTION = 0.0  # the guard warns when more than this share of the frames left the calibrated domain
@@ -94,13 +105,13 @@ def domain_warning(potential: str, fraction: float, frames: str = "the frames") 
 def outside_domain_by_stage(checkpoint: Path, frames: list[Atoms]) -> dict[str, dict[str, float]]:
     """outside_domain per MD stage (the frames' info['stage'], e.g. melt, quench, hold, in order of appearance):
     {stage: {"frames": n, "fraction_outside": share, "max_uncertainty_eV_A": largest estimate}}."""
-    stages: dict[str, list[Atoms]] = {}
-    for frame in frames:
-        stages.setdefault(str(frame.info.get("stage", "md")), []).append(frame)
+    stages: dict[str, list[tuple[bool, float]]] = {}
+    for frame, flag in zip(frames, _frame_flags(checkpoint, frames), strict=True):
+        stages.setdefault(str(frame.info.get("stage", "md")), []).append(flag)
     out = {}
-    for stage, group in stages.items():
-        fraction, worst = outside_domain(checkpoint, group)
-        out[stage] = {"frames": len(group), "fraction_outside": fraction, "max_uncertainty_eV_A": worst}
+    for stage, flags in stages.items():
+        fraction, worst = _summary(flags)
+        out[stage] = {"frames": len(flags), "fraction_outside": fraction, "max_uncertainty_eV_A": worst}
     return out
 
 
