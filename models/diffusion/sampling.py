@@ -126,7 +126,7 @@ def sample_valid_structures(
                               progress=progress)
 
     def redraw(n: int, round_: int) -> list[Structure]:
-        return sample_batch(model, [list(species)] * n, n_steps=n_steps, seed=seed + round_ * REDRAW_SEED_STRIDE,
-                            step_lr=step_lr)
+        return sample_structures(model, species, n, n_steps=n_steps, seed=seed + round_ * REDRAW_SEED_STRIDE,
+                                 step_lr=step_lr)
 
     return ensure_valid(first, redraw, min_fraction=min_fraction, min_distance=min_distance, max_redraws=max_redraws)
