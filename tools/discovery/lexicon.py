@@ -91,11 +91,9 @@ ANION_CLASS: dict[str, str] = {
 # Word (regex, lower case) -> compound class name. Plurals are handled by the reader. A single-anion class word may
 # carry a count prefix (monosulfide, difluoride, sesquioxide, triiodide, pentatelluride).
 COUNT_PREFIX = r"(?:mono?|di|tri|tetra?|penta?|hexa?|hepta?|octa?|sesqui|per|sub|poly|hemi)?-?"
-_SINGLE_CLASS_WORDS = {
-    "oxide": "oxide", "fluoride": "fluoride", "chloride": "chloride", "bromide": "bromide", "iodide": "iodide",
-    "sulfide": "sulfide", "sulphide": "sulfide", "selenide": "selenide", "telluride": "telluride",
-    "nitride": "nitride", "phosphide": "phosphide", "arsenide": "arsenide", "antimonide": "antimonide",
-    "hydride": "hydride", "carbide": "carbide", "boride": "boride", "chalcogenide": "chalcogenide",
+_SINGLE_CLASS_WORDS = {  # every class of one simple anion, by its name, plus spellings and the chalcogenides
+    **{name: name for name, c in COMPOUND_CLASSES.items() if len(c.anions) == 1 and not c.polyanion and not c.mixed},
+    "sulphide": "sulfide", "chalcogenide": "chalcogenide",
 }
 CLASS_WORDS: dict[str, str] = {
     **{rf"{COUNT_PREFIX}{word}s?": cls for word, cls in _SINGLE_CLASS_WORDS.items()},

@@ -314,7 +314,7 @@ def _find_mentions(text: str) -> list[Mention]:
 
 
 _TEMPLATE = re.compile(r"(?:[A-Z][a-z]?['’]*\d*(?:\.\d+)?)+")
-PLACEHOLDERS = {"A", "X", "Z", "M", "R", "T", "Q", "E", "G", "D", "L", "J", "Ln", "Re'", "B", "Y"}
+PLACEHOLDERS = {"A", "X", "Z", "M", "R", "T", "Q", "E", "G", "D", "L", "J", "Ln", "B", "Y"}
 
 
 def _template_elements(token: str) -> tuple[str, ...] | None:
@@ -336,9 +336,11 @@ def _template_elements(token: str) -> tuple[str, ...] | None:
 
 def _template_core(token: str) -> str:
     """A template with its site letters dropped ('LiMPO4' -> 'LiPO4'), to read its class from."""
-    return re.sub(r"(?:Ln|[A-Z])['’]*\d*(?:\.\d+)?(?![a-z])",
-                  lambda m: "" if m.group(0)[:2].rstrip("'’0123456789.") in PLACEHOLDERS
-                  or not Element.is_valid_symbol(m.group(0)[:2].rstrip("'’0123456789.")) else m.group(0), token)
+    def kept(m: re.Match[str]) -> str:
+        label = m.group("sym") in PLACEHOLDERS or not Element.is_valid_symbol(m.group("sym"))
+        return "" if label else m.group(0)
+
+    return re.sub(r"(?P<sym>Ln|[A-Z])['’]*\d*(?:\.\d+)?(?![a-z])", kept, token)
 
 
 def family_of_formula(formula: str) -> str | None:
