@@ -44,6 +44,38 @@ def test_frame_score_max_flags_one_outlier_mean_a_broadly_unfamiliar_frame() -> 
     assert frame_uncertainty(broad, "mean") == pytest.approx(0.2)
 
 
+def test_exploration_and_validation_reach_every_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More starts than temperatures (Si, issue 27: two seeds at three strains, three temperatures): every start is
+    explored at every temperature within as many iterations as there are starts, and validation MD does not begin
+    from the first seed only. Pairing temperature k with start k for good left the beta-Sn seed unexplored."""
+    import models.potentials.equivariant as equivariant
+    import models.potentials.uncertainty as unc_module
+    from tools.core.executor_tasks import xyz_to_atoms
+    from tools.potentials.active_learning import ActiveLearner, ALConfig, exploration_starts, validation_starts
+
+    starts = [bulk("Cu", "fcc", a=3.5 + 0.05 * k) for k in range(5)]  # told apart by their cells
+    seen: list[tuple[int, float]] = []
+
+    class Recording:
+        def map(self, fn: object, items: list[dict], progress: object = None) -> list[dict]:
+            for item in items:
+                cell = xyz_to_atoms(item["start"])[0].cell.array
+                seen.append((next(k for k, a in enumerate(starts) if np.allclose(a.cell.array, cell)),
+                             item["temperature_K"]))
+            return [{"frames": "", "error": None} for _ in items]
+
+    monkeypatch.setattr(equivariant.EquivariantPotential, "load", staticmethod(lambda path: None))
+    monkeypatch.setattr(unc_module.GMMUncertainty, "load", staticmethod(lambda path: None))
+    temps = [300.0, 900.0, 1500.0]
+    learner = ActiveLearner(tmp_path, ALConfig(temperatures_K=temps), starts, _emt(), executor=Recording())
+    for iteration in range(1, len(starts) + 1):
+        learner._explore(iteration)
+    assert set(seen) == {(k, t) for k in range(len(starts)) for t in temps}
+    assert exploration_starts(1, 3, 4) == [0, 0, 0] and exploration_starts(2, 1, 2) == [1]
+    assert validation_starts(6, 3) == [0, 2, 4]  # two seeds at three strains each: both seeds validated
+    assert validation_starts(2, 3) == [0, 0, 1] and validation_starts(1, 2) == [0, 0]
+
+
 @pytest.mark.slow
 def test_active_learning_two_iterations_improve_validation_error(workspace: Path) -> None:
     """MD with the model -> GMM uncertainty -> EMT labels -> fine-tune, twice: validation force error drops."""

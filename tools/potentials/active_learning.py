@@ -249,6 +249,20 @@ def select_frames(uncertainty: np.ndarray, descriptors: np.ndarray, k: int, thre
     return chosen
 
 
+def exploration_starts(n_starts: int, n_temperatures: int, iteration: int) -> list[int]:
+    """Which start each temperature's exploration MD begins from in an iteration (1, 2, ...): shifted by one start
+    per iteration, so that every start is explored, at every temperature, within n_starts iterations. (Pairing
+    temperature k with start k for good never explored the starts beyond the number of temperatures: Si's beta-Sn
+    seed and its strains, issue 27.)"""
+    return [(t_index + iteration - 1) % n_starts for t_index in range(n_temperatures)]
+
+
+def validation_starts(n_starts: int, n_temperatures: int) -> list[int]:
+    """Which start each temperature's validation MD begins from: spread evenly over the starts (seeds given one
+    after another, each at several strains, all get a share when there are temperatures enough)."""
+    return [(t_index * n_starts // n_temperatures) % n_starts for t_index in range(n_temperatures)]
+
+
 def _min_distance(atoms: Atoms) -> float:
     from tools.structures.io import min_interatomic_distance
 
@@ -363,8 +377,9 @@ class ActiveLearner:
         val: list[Atoms] = []
         temps = self.cfg.temperatures_K
         per = max(1, math.ceil(self.cfg.n_validation / len(temps)))
-        for t_index, temp in enumerate(temps):
-            atoms = self.starts[t_index % len(self.starts)].copy()
+        for t_index, (temp, start) in enumerate(zip(temps, validation_starts(len(self.starts), len(temps)),
+                                                    strict=True)):
+            atoms = self.starts[start].copy()
             every = max(1, self.cfg.md_steps // per)
             res = run_dynamics(atoms, self.reference, DynamicsSettings("nvt_langevin", temp, self.cfg.timestep_fs,
                                friction_per_fs=0.02, seed=self.cfg.seed + 7 + t_index), every * per, every)
@@ -415,11 +430,13 @@ class ActiveLearner:
         model = EquivariantPotential.load(self.checkpoint)
         unc = GMMUncertainty.load(self.checkpoint)
         frames, values, descs, temps = [], [], [], []
+        pairs = zip(self.cfg.temperatures_K,
+                    exploration_starts(len(self.starts), len(self.cfg.temperatures_K), iteration), strict=True)
         payloads = [
-            {"checkpoint": str(self.checkpoint), "start": atoms_to_xyz([self.starts[t_index % len(self.starts)]]),
+            {"checkpoint": str(self.checkpoint), "start": atoms_to_xyz([self.starts[start]]),
              "temperature_K": temp, "timestep_fs": self.cfg.timestep_fs, "steps": self.cfg.md_steps,
              "sample_every": self.cfg.sample_every, "seed": self.cfg.seed + 1000 * iteration + t_index}
-            for t_index, temp in enumerate(self.cfg.temperatures_K)
+            for t_index, (temp, start) in enumerate(pairs)
         ]
         runs = self.executor.map(
             explore_md_task, payloads,
@@ -681,5 +698,5 @@ def active_learning(inp: ActiveLearningInput, ctx: ToolContext) -> ActiveLearnin
         validation_data_uri=ctx.artifact_uri(learner.val_path))
 
 
-__all__ = ["ALConfig", "ActiveLearner", "active_learning", "label", "reference_calculator",
-           "register_reference", "select_frames", "warm_start_checkpoint"]
+__all__ = ["ALConfig", "ActiveLearner", "active_learning", "exploration_starts", "label", "reference_calculator",
+           "register_reference", "select_frames", "validation_starts", "warm_start_checkpoint"]
