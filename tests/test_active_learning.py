@@ -197,6 +197,24 @@ def test_warm_start_goes_on_from_the_best_weights_after_a_loss_spike(tmp_path: P
     assert summary["epochs_completed"] == 1 and np.isfinite(summary["val_loss"])
 
 
+def test_a_refit_runs_at_the_refit_learning_rate(tmp_path: Path) -> None:
+    """The first model trains at lr, every warm-started refit at the lower lr_refit: Adam's first steps from fresh
+    moments move every weight by about the learning rate, and at the first model's 1e-2 a Si refit began by undoing
+    the weights it started from (issue 27)."""
+    import torch
+
+    from tools.potentials.active_learning import ActiveLearner, ALConfig
+
+    cfg = ALConfig(temperatures_K=[600.0], md_steps=20, n_initial=4, n_validation=2, lr=1e-2, lr_refit=1e-3)
+    learner = ActiveLearner(tmp_path, cfg, [bulk("Cu", "fcc", a=3.61, cubic=True)], _emt())
+    learner._initial_data()
+    learner._train(2, warm=False)
+    first = torch.load(learner.checkpoint, weights_only=True)["training"]["history"]
+    learner._train(2, warm=True)
+    refit = torch.load(learner.checkpoint, weights_only=True)["training"]["history"]
+    assert first[0]["lr"] == 1e-2 and [h["lr"] for h in refit] == [1e-3, 1e-3]
+
+
 def _emt():
     from ase.calculators.emt import EMT
 

@@ -134,7 +134,13 @@ class ALConfig:
     epochs_finetune: int = 15
     finetune: bool = True
     batch_size: int = 4
-    lr: float = 1e-2
+    lr: float = 1e-2  # the first model's
+    # A warm-started refit's. Its optimiser moments are fresh whenever the last refit ended past its best epoch, and
+    # Adam's first steps then move every weight by about lr: at 1e-2 a Si refit's first epoch had 6-19x the training
+    # loss its start ended at, and half the refits never beat their first epoch (issue 27). Refitting the same Si
+    # rounds again: 1e-2 211 / 225 meV/A held-out, 5e-3 221 / 155, 2e-3 169 / 160; 2e-3 made the EMT copper test's
+    # rounds uneven (9 -> 18 meV/A), 5e-3 did not (16 -> 9 -> 4).
+    lr_refit: float = 5e-3
     seed: int = 0
     max_minutes: float | None = None  # wall-time budget over all sessions of the run (None: no limit)
 
@@ -158,10 +164,10 @@ def model_config(cfg: ALConfig, species: list[str]) -> Any:
                            **SIZES[cfg.size])
 
 
-def _train_config(cfg: ALConfig, epochs: int) -> Any:
+def _train_config(cfg: ALConfig, epochs: int, lr: float) -> Any:
     from models.potentials.training import TrainConfig
 
-    return TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, ema_decay=0.9, seed=cfg.seed,
+    return TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=lr, ema_decay=0.9, seed=cfg.seed,
                        early_stopping_patience=max(5, epochs // 2), lr_patience=3)
 
 
@@ -401,8 +407,9 @@ class ActiveLearner:
         torch.manual_seed(self.cfg.seed + 7919 * int(self.state["iteration"]))  # same initial weights every run
         resume = False
         if warm and self.checkpoint.is_file():
-            resume = warm_start_checkpoint(self.checkpoint, self.checkpoint, self.cfg.lr)
-        return train_potential(train, val, model_config(self.cfg, self.species), _train_config(self.cfg, epochs),
+            resume = warm_start_checkpoint(self.checkpoint, self.checkpoint, self.cfg.lr_refit)
+        lr = self.cfg.lr_refit if resume else self.cfg.lr
+        return train_potential(train, val, model_config(self.cfg, self.species), _train_config(self.cfg, epochs, lr),
                                self.checkpoint, resume=resume, deadline=self._deadline())
 
     def _fit_uncertainty(self) -> dict[str, Any]:
