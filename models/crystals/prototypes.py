@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import warnings
 from functools import cache, lru_cache
 from pathlib import Path
@@ -211,14 +212,58 @@ GENERIC_FAMILIES: dict[str, tuple[str, str]] = {
 _ANION_ORDER = ("F", "O", "Cl", "N", "Br", "I", "S", "Se", "Te", "C", "As", "P", "Sb")
 
 
+_NOT_A_TYPE = re.compile(r"superconductor|parent of|theoretical|different elements|high pressure|stable at|bergman|"
+                         r"bainite|cubane|ammonia|"
+                         r"cyanogen|monoxide|cyanide|thiocyanate|tetrafluoride|^i4/mcm$")
+_BUILT_HERE = {"half-heusler", "cscl-type"}  # typed families built from Wyckoff positions, not from AFLOW
+_ALLOY_MARKERS = frozenset({"Cr", "Fe", "Ni"})  # steel-phase variants that label Wyckoff sites by element
+MAX_TYPE_ATOMS = 40  # sites of a structure type's cell: the prototype path decorates cells up to this size
+
+
+def _clean_name(mineral: str) -> str | None:
+    """A mineral tag as a chemist would type it ('Khatyrkite' -> 'khatyrkite'); None for a tag that names no type."""
+    name = mineral.lower().strip()
+    if not name or _NOT_A_TYPE.search(name) or not re.fullmatch(r"[a-z][a-z' -]*[a-z]", name) or len(name.split()) > 4:
+        return None
+    return name
+
+
+def strukturbericht_code(tags: dict[str, str]) -> str | None:
+    """The Strukturbericht designation in the form people type it ('L1_2' -> 'l12', 'C1_b' -> 'c1b'), or None."""
+    code = (tags.get("strukturbericht") or "").strip()
+    if not re.fullmatch(r"[A-Z]\d{1,2}(?:_[a-z0-9]{1,2})?", code):  # not 'B_h': 'bh', 'ca' read as words
+        return None
+    return code.replace("_", "").lower()
+
+
+def _is_compound_type(structure: Structure) -> bool:
+    """A structure type worth offering: two or more elements, not a molecule, not a steel-phase site label."""
+    elements = {el.symbol for el in structure.composition.elements}
+    if len(elements) < 2 or len(structure) > MAX_TYPE_ATOMS or elements >= _ALLOY_MARKERS:
+        return False
+    return not ({"C", "N"} <= elements or ("H" in elements and elements & {"C", "N"}))
+
+
 @lru_cache(maxsize=1)
-def _aflow_by_tag() -> dict[tuple[str, str], Structure]:
-    """AFLOW prototypes by (mineral tag in lower case, Pearson symbol): names repeat across entries."""
-    out: dict[tuple[str, str], Structure] = {}
+def structure_types() -> dict[str, tuple[dict[str, str], Structure]]:
+    """Every compound structure type of pymatgen's AFLOW library, by family name -> (tags, prototype): the curated
+    names of GENERIC_FAMILIES first, then the mineral name ('khatyrkite'), else '<formula>-type' ('cr3si-type' for
+    A15). The typed families (_AFLOW_FAMILIES) are left to their own builders."""
+    curated = {key: name for name, key in GENERIC_FAMILIES.items()}
+    typed = {mineral for mineral, _ in _AFLOW_FAMILIES.values()}
+    out: dict[str, tuple[dict[str, str], Structure]] = {}
     for tags, structure in aflow_library():
-        key = ((tags.get("mineral") or "").lower(), tags.get("pearson") or "")
-        if key[0]:
-            out.setdefault(key, structure)
+        mineral = (tags.get("mineral") or "").lower()
+        if mineral in typed or _NOT_A_TYPE.search(mineral) or not _is_compound_type(structure):
+            continue
+        name = curated.get((mineral, tags.get("pearson") or ""))
+        if name is None:
+            name = _clean_name(mineral) or f"{structure.composition.reduced_formula.lower()}-type"
+            if name in _BUILT_HERE:
+                continue
+            if name in out or name in RATIOS:
+                name = f"{name} {(tags.get('pearson') or '').lower()}"
+        out.setdefault(name, (tags, structure))
     return out
 
 
@@ -227,12 +272,15 @@ def generic_roles(family: str) -> tuple[tuple[str, ...], tuple[int, ...], dict[s
     """Roles of an AFLOW structure type: its anion (the first of _ANION_ORDER present, when the type has a
     cation too) is X, the other elements are A, B, C, ... by increasing electronegativity. Returns (roles, ratio,
     role -> the prototype's own element), or None for an unknown name."""
-    if family not in GENERIC_FAMILIES:
+    entry = structure_types().get(family)
+    if entry is None:
         return None
-    proto = _aflow_by_tag()[GENERIC_FAMILIES[family]]
+    proto = entry[1]
     amounts = proto.composition.reduced_composition.get_el_amt_dict()
     anion = next((a for a in _ANION_ORDER if a in amounts), None) if len(amounts) > 1 else None
     cations = sorted((el for el in amounts if el != anion), key=lambda el: (Element(el).X, el))
+    if len(cations) > 4:
+        return None  # more roles than the stand-in species can carry
     roles = [chr(ord("A") + i) for i in range(len(cations))] + (["X"] if anion else [])
     own = dict(zip(roles, [*cations, *([anion] if anion else [])], strict=True))
     return tuple(roles), tuple(int(amounts[own[r]]) for r in roles), own
@@ -253,7 +301,7 @@ def template(family: str) -> Structure:
     family = family.lower()
     generic = generic_roles(family)
     if generic is not None:
-        proto = _aflow_by_tag()[GENERIC_FAMILIES[family]].copy()
+        proto = structure_types()[family][1].copy()
         proto.replace_species({el: _STANDIN[role] for role, el in generic[2].items()})
         return proto
     if family not in RATIOS:

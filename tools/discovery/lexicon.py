@@ -5,8 +5,9 @@ cue words of negation. Data only: tools/discovery/request.py holds the reading r
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 from pymatgen.core import Element
 
@@ -48,6 +49,7 @@ GROUP_WORDS: dict[str, str] = {
     r"transition[- ]metals?": "transition metal",
 }
 
+ELEMENT_NAMES = frozenset(el.long_name.lower() for el in Element) | {"aluminium", "sulphur", "caesium"}
 NOBLE_GASES = ("He", "Ne", "Ar", "Kr", "Xe", "Rn")
 SIMPLE_ANIONS = ("O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I")  # the anions an ionic compound is named by
 
@@ -333,28 +335,66 @@ COUNT_WORDS = {
 }
 
 
-@lru_cache(maxsize=1)
-def aflow_family_names() -> dict[str, str]:
-    """Mineral names and Strukturbericht designations from pymatgen's AFLOW library, for the families we build
-    (lower case phrase -> family). Only entries whose prototype is one of our families are taken."""
-    from models.crystals.prototypes import aflow_library
+_TYPED_AFLOW = {  # the AFLOW mineral tags of the typed families
+    "halite, rock salt": "rock salt", "zincblende, sphalerite": "zincblende", "wurtzite": "wurtzite",
+    "fluorite": "fluorite", "rutile": "rutile", "corundum": "corundum", "(cubic) perovskite": "perovskite",
+    "orthorhombic perovskite": "orthorhombic perovskite", "spinel": "spinel", "ilmenite": "ilmenite",
+    "heusler": "heusler", "half-heusler": "half-heusler", "chalcopyrite": "chalcopyrite",
+}
+_CLASS_NOT_TYPE = {"zintl"}  # 'Zintl phase' names a bonding class far wider than the NaTl type
+_TYPED_CODES = {"b2": "cscl", "c1b": "half-heusler"}  # typed families built here, not taken from AFLOW
 
-    ours = {
-        "halite, rock salt": "rock salt", "zincblende, sphalerite": "zincblende", "wurtzite": "wurtzite",
-        "fluorite": "fluorite", "rutile": "rutile", "corundum": "corundum", "(cubic) perovskite": "perovskite",
-        "orthorhombic perovskite": "orthorhombic perovskite", "spinel": "spinel", "ilmenite": "ilmenite",
-        "heusler": "heusler", "half-heusler": "half-heusler", "chalcopyrite": "chalcopyrite",
-    }
+
+@cache
+def aflow_family_names() -> dict[str, str]:
+    """Mineral names from pymatgen's AFLOW library (lower case phrase -> family): the typed families' and every
+    structure type of models.crystals.prototypes.structure_types ('khatyrkite', 'tetraauricupride', with a Greek
+    prefix dropped as a second spelling: 'bismuth trifluoride')."""
+    from models.crystals.prototypes import aflow_library, structure_types
+
     out: dict[str, str] = {}
     for tags, _ in aflow_library():
-        family = ours.get((tags.get("mineral") or "").lower())
-        if family is None:
-            continue
-        for name in (tags.get("mineral") or "").lower().split(","):
+        family = _TYPED_AFLOW.get((tags.get("mineral") or "").lower())
+        for name in (tags.get("mineral") or "").lower().split(",") if family else ():
             name = name.strip().strip("()").replace("(cubic) ", "")
             if name:
                 out[name] = family
-        code = (tags.get("strukturbericht") or "").lower()
-        if code and code != "none":
-            out[code.replace("_", "")] = family
+    for family in structure_types():
+        if family.endswith("-type") or " " in family and family.rsplit(" ", 1)[1][:1].isalpha() and \
+                family.rsplit(" ", 1)[1][1:].isdigit():
+            continue  # a formula name ('cr3si-type') or a second entry of a name ('pyrite ap12')
+        if set(family.replace("-", " ").split()) & ELEMENT_NAMES:
+            continue  # 'calcium hexaboride', 'lead oxide': a compound's name, read as its elements instead
+        if family in _CLASS_NOT_TYPE:
+            continue
+        out.setdefault(family, family)
+        bare = re.sub(r"^(?:alpha|beta|gamma|delta|zeta|beta-prime|low|high)\s+", "", family)
+        if bare != family and len(bare) > 4:
+            out.setdefault(bare, family)
     return out
+
+
+@cache
+def strukturbericht_families() -> dict[str, str]:
+    """Strukturbericht designations as typed ('a15', 'l12', 'c14', without the underscore) -> family."""
+    from models.crystals.prototypes import aflow_library, structure_types, strukturbericht_code
+
+    out = dict(_TYPED_CODES)
+    for tags, _ in aflow_library():
+        family, code = _TYPED_AFLOW.get((tags.get("mineral") or "").lower()), strukturbericht_code(tags)
+        if family and code:
+            out.setdefault(code, family)
+    for family, (tags, _) in structure_types().items():
+        code = strukturbericht_code(tags)
+        if code:
+            out.setdefault(code, family)
+    return out
+
+
+def aflow_type_of_formula(reduced_formula: str) -> str | None:
+    """The AFLOW structure type whose prototype has this reduced formula ('NiAs' -> 'nias-type'), first entry."""
+    from models.crystals.prototypes import GENERIC_FAMILIES, structure_types
+
+    types = structure_types()
+    names = [*(n for n in GENERIC_FAMILIES if n in types), *types]  # the curated names first: pyrite, not marcasite
+    return next((fam for fam in names if types[fam][1].composition.reduced_formula == reduced_formula), None)
