@@ -722,7 +722,9 @@ def named_formula_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
 
     out = []
     derived = set(req.derived_formulas)
-    for text in [*req.derived_formulas, *[f for f in req.formulas if f not in req.reference_formulas]]:
+    compounds = set(req.named_compounds)
+    typed = [f for f in req.formulas if f not in req.reference_formulas]
+    for text in [*req.derived_formulas, *typed, *(f for f in req.named_compounds if f not in typed)]:
         try:
             comp = Composition(text)
         except Exception:  # noqa: BLE001, S112 - the reader only keeps parsable formulas
@@ -732,6 +734,11 @@ def named_formula_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
             continue
         if req.only is not None and not symbols <= set(req.only) | set(req.anions):
             continue
+        if text in compounds and text not in typed and (
+            any(not set(group) & symbols for group in req.include_any)
+            or req.family and family_of(req.family) is not None and not sites_for(text, req.family)
+        ):
+            continue  # a name read as a formula ('iron silicate') that the asked family or alternatives rule out
         family = req.family or family_of_formula(text)
         out.append(
             FormulaProposal(
@@ -740,6 +747,7 @@ def named_formula_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
                 sites_for(comp.reduced_formula, family) if family else {},
                 1.0,
                 f"asked for in the request ({text}: the named formula with the swap it asks for)" if text in derived
+                else f"the compound the request names in words or by acronym ({text})" if text in compounds
                 else f"named in the request ({text})",
                 {},
                 named=True,

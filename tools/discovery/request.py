@@ -36,7 +36,10 @@ from tools.discovery.lexicon import (
     PREFIX_CLASSES,
     SIMPLE_ANIONS,
     aflow_family_names,
+    aflow_type_of_formula,
+    strukturbericht_families,
 )
+from tools.discovery.nomenclature import named_compounds
 
 MAX_REQUEST_CHARS = 2000
 MAX_LOWERCASE_FORMULA = 24  # characters of a lower-case formula worth splitting into symbols ('ca3al2si3o12' is 12)
@@ -62,6 +65,7 @@ class MaterialsRequest:
     reference_formulas: list[str] = field(default_factory=list)  # "MgAl2O4-type": a structure, not an answer
     optional: list[str] = field(default_factory=list)  # dopants and elements "welcome but not required"
     derived_formulas: list[str] = field(default_factory=list)  # "like SrTiO3 with Ba for Sr" -> BaTiO3
+    named_compounds: list[str] = field(default_factory=list)  # "vanadium pentoxide" -> V2O5, "BGO" -> Bi4Ge3O12
     n_elements: int | None = None
     goal: str = "stable"  # stable | metastable | novel
     application: str | None = None
@@ -133,6 +137,12 @@ _SITE_WORDS = re.compile(r"^(?:(?:-|\s)?(?:site|sites|sublattice|cation|anion)\b
 _FREE_AFTER = re.compile(r"^(?:-|\s)?(?:free|less)\b(?!\s+(?:of|from)\b)", re.IGNORECASE)
 _BANNED_AFTER = re.compile(r"^\s+(?:is\s+|are\s+|being\s+)?(?:excluded|banned|forbidden|prohibited|disallowed|"
                            r"not allowed|not wanted|unwanted|not permitted)\b", re.IGNORECASE)
+_STATE_LABEL = re.compile(r"[A-Z][a-z]?\((?:I{1,3}|IV|VI{0,3}|V)\)")
+_UNIT_BEFORE = re.compile(r"\d(?:\.\d+)?\s*$")  # '92 K', '4.2 K', '3.7 V': a unit after a number, not an element
+_UNITS = {"K", "V", "W", "C", "S", "F", "H", "T", "A", "Pa", "Hz"}
+_SITE_BEFORE = re.compile(r"\b(?:on|at|onto|occupying|into)\s+(?:the\s+)?$", re.IGNORECASE)
+_CODE_CONTEXT = re.compile(r"[- ]?(?:type|phases?|structures?|ordered|ordering|order|alloys?|intermetallics?|"
+                           r"compounds?|lattice|prototype|superlattice)\b", re.IGNORECASE)
 _TYPE_AFTER = re.compile(r"^-?(?:type|like|structured|structure|prototype)\b|^\s+(?:type|structure)\b", re.I)
 
 
@@ -144,12 +154,23 @@ def _uncapitalised(text: str) -> str:
         text = re.sub(r"[A-Za-z]+", lambda m: m.group(0).capitalize() if len(m.group(0)) <= 2
                       else m.group(0).lower(), text)
     text = re.sub(r"\b[a-z][a-z0-9()]*\d[a-z0-9()]*\b", lambda m: _formula_case(m.group(0)) or m.group(0), text)
+    text = re.sub(r"(?<=[A-Za-z])[‐‑–—](?=[A-Za-z])", "-", text)  # 'Ruddlesden–Popper': one hyphen
+    text = re.sub(r"\b[a-z][a-z0-9]{1,11}(?=-type\b)", lambda m: _formula_case(m.group(0)) or m.group(0), text)
+    text = re.sub(r"\b([a-z]{1,2})(\s*\+\s*)([a-z]{1,2})\b", _symbols_joined, text)  # 'mg + zn'
     text = re.sub(r"\b[wW]/[oO]\b", "without", text)  # chat shorthand
     text = re.sub(r"\b[wW]/(?=\s)", "with", text)
     # 'pb-free', 'co-free': a lower-case symbol before '-free' is the element
     return re.sub(r"\b([a-z]{1,2})(?=-free\b)",
                   lambda m: m.group(1).capitalize() if Element.is_valid_symbol(m.group(1).capitalize())
                   else m.group(1), text)
+
+
+def _symbols_joined(m: re.Match) -> str:
+    """'mg + zn' -> 'Mg + Zn' when both are element symbols and one has two letters (not 'a + b')."""
+    left, right = m.group(1).capitalize(), m.group(3).capitalize()
+    if Element.is_valid_symbol(left) and Element.is_valid_symbol(right) and max(len(left), len(right)) == 2:
+        return f"{left}{m.group(2)}{right}"
+    return m.group(0)
 
 
 def _formula_case(token: str) -> str | None:
@@ -193,8 +214,8 @@ def _tokens(text: str) -> list[tuple[int, int, str]]:
 
 def _is_formula(token: str) -> bool:
     """A chemical formula token (LiFePO4, CsCl, Ca3Al2(SiO4)3): parses, holds >= 2 element symbols or a digit."""
-    if not _FORMULA.fullmatch(token) or token in _ACRONYMS:
-        return False
+    if not _FORMULA.fullmatch(token) or token in _ACRONYMS or _STATE_LABEL.fullmatch(token):
+        return False  # 'Cu(I)', 'Fe(III)': an element in an oxidation state, not copper iodide
     parts = re.findall(r"[A-Z][a-z]?", token)
     if len(parts) < 2:
         return False  # 'O3 layered', 'B2', 'Mn4+': a label or a charge, not a compound
@@ -234,16 +255,21 @@ def _find_mentions(text: str) -> list[Mention]:
             for m in re.finditer(rf"\b{prefix}-?(?:{'|'.join(words)})\b", lowered):
                 add(m.start(), m.end(), "family", fam)
                 mentions.append(Mention(m.start(), m.start() + len(prefix), "class", cls))
-    for phrase, fam in sorted(phrases, key=lambda pf: -len(pf[0])):
-        for m in re.finditer(rf"(?<![\w-]){phrase}(?![\w])", lowered):
-            qualifier = _QUALIFIER.match(lowered[m.end():])
-            if qualifier:
-                taken.append((m.start(), m.end() + qualifier.end()))  # an adjective on another family
-                continue
-            add(m.start(), m.end(), "family", fam)
-            named = re.match(r"([A-Z][A-Za-z0-9()]*)[- ](?:type|like|structured?)", text[m.start():m.end()])
-            if named and _is_formula(named.group(1)):  # "NaCl-type": the family, and NaCl as a reference
-                mentions.append(Mention(m.start(), m.start() + len(named.group(1)), "reference", named.group(1)))
+    found = [(m, fam) for phrase, fam in phrases for m in re.finditer(rf"(?<![\w-]){phrase}(?![\w])", lowered)]
+    for m, fam in sorted(found, key=lambda mf: (mf[0].start() - mf[0].end(), mf[0].start())):  # longest first
+        qualifier = _QUALIFIER.match(lowered[m.end():])
+        if qualifier:
+            taken.append((m.start(), m.end() + qualifier.end()))  # an adjective on another family
+            continue
+        add(m.start(), m.end(), "family", fam)
+        named = re.match(r"([A-Z][A-Za-z0-9()]*)[- ](?:type|like|structured?)", text[m.start():m.end()])
+        if named and _is_formula(named.group(1)):  # "NaCl-type": the family, and NaCl as a reference
+            mentions.append(Mention(m.start(), m.start() + len(named.group(1)), "reference", named.group(1)))
+    codes = strukturbericht_families()
+    for m in re.finditer(r"(?<![\w-])[A-Za-z]\d[\w]{0,3}(?![\w])", text):  # Strukturbericht: A15, L1_2, C14, B2
+        code = m.group(0).lower().replace("_", "")
+        if code in codes and (len(code) > 2 or _CODE_CONTEXT.match(text[m.end():])):
+            add(m.start(), m.end(), "family", codes[code])
     for m in re.finditer(r"(?<![\w-])([A-Z][A-Za-z0-9()]*)(?=[-\s]?(?:type|like|structured?)\b)", text):
         if not _is_formula(m.group(1)) or _overlaps(m.span(), taken):
             continue
@@ -285,8 +311,9 @@ def _find_mentions(text: str) -> list[Mention]:
         offset = 0
         for part in token.split("-"):  # 'LiFePO4-based', and 'alpha-Al2O3', '2H-MoS2' after a polymorph prefix
             span = (start + offset, start + offset + len(part))
-            if _is_formula(part) and not _overlaps(span, taken):
-                add(*span, "formula", part)
+            inner = part[1:-1] if part.startswith("(") and part.endswith(")") else part  # "(YBa2Cu3O7)"
+            if _is_formula(inner) and not _overlaps(span, taken):
+                add(span[0] + (inner != part), span[1] - (inner != part), "formula", inner)
             offset += len(part) + 1
     for m in _SYMBOL.finditer(text):
         sym = m.group(1)
@@ -294,6 +321,13 @@ def _find_mentions(text: str) -> list[Mention]:
             continue
         if _SITE_WORDS.match(text[m.end():]) and len(sym) == 1:
             continue  # "B-site", "X site": a crystallographic label, not boron
+        if len(sym) == 1 and _SITE_BEFORE.search(text[:m.start()]) and re.match(r"\s*(?:$|[,.;:)]|and\b)",
+                                                                               text[m.end():]):
+            continue  # "Gd on A and Ti on B": site letters
+        if sym in _UNITS and _UNIT_BEFORE.search(text[:m.start()]):
+            continue  # "the 92 K superconductor"
+        if re.match(r"[A-Z]{2,}", text[m.end():]):
+            continue  # "FeRAM", "NiMH": an acronym that starts like a symbol
         add(m.start(), m.end(), "element", sym)
     for name, sym in sorted(_NAMES.items(), key=lambda ns: -len(ns[0])):
         for m in re.finditer(rf"(?<![\w]){re.escape(name)}(?![\w])", lowered):
@@ -322,8 +356,8 @@ def _template_elements(token: str) -> tuple[str, ...] | None:
     letter that is a site label elsewhere in it, B or Y, counts as a label), or None when the token is no template."""
     if not _TEMPLATE.fullmatch(token) or token.removesuffix("s").isupper() or _is_formula(token):
         return None  # LEDs, TCOs: plural acronyms
-    if not re.search(r"\d", token) and not re.search(r"[A-Z][a-z]", token):
-        return None
+    if not re.search(r"\d", token) and (not re.search(r"[A-Z][a-z]", token) or re.search(r"[A-Z]{3}$", token)):
+        return None  # 'FeRAM', 'NiMOF': an acronym after a symbol, not a site formula
     units = re.findall(r"([A-Z][a-z]?)(['’]*)", token)
     labels = [sym for sym, prime in units if prime or not Element.is_valid_symbol(sym) or sym in ("D", "T")]
     if not labels:
@@ -354,6 +388,9 @@ def family_of_formula(formula: str) -> str | None:
     known = {(_reduced(f) or f): fam for f, fam in FORMULA_FAMILIES.items()}
     if reduced in known:
         return known[reduced]
+    aflow = aflow_type_of_formula(reduced)
+    if aflow:
+        return aflow
     amounts = sorted(Composition(reduced).get_el_amt_dict().values())
     fits = [fam for fam, (_, ratio) in RATIOS.items() if sorted(ratio) == amounts and "orthorhombic" not in fam]
     if len(fits) > 1:  # ABX2: layered oxide for an oxide, chalcopyrite for a chalcogenide, Heusler for no anion
@@ -402,6 +439,8 @@ def _chemical_context(text: str, mention: Mention, mentions: list[Mention]) -> b
     if re.match(r"-(?:based|rich|poor|doped|free|containing|substituted|site)\b|\s*\d|$", after):
         return True
     before = text[:mention.start].rstrip()
+    if re.match(r"\s+out\b", after) and re.search(r"\b(?:keep|kept|keeping|leave|leaving)$", before, re.I):
+        return True  # "keep Bi out"
     prev_words = re.findall(r"[A-Za-z']+|[,/&+]", before)[-2:]
     if prev_words:
         last = prev_words[-1].lower()
@@ -427,6 +466,9 @@ def _negated(text: str, mention: Mention, mentions: list[Mention]) -> bool:
         return True
     if re.search(r"\bnon-?\s*$", text[:mention.start], re.IGNORECASE):
         return True
+    if re.search(r"\b(?:keep|kept|keeping|leave|leaving)\s+(?:the\s+|any\s+)?$", text[:mention.start], re.I) and \
+            re.match(r"\s+out\b", text[mention.end:], re.I):
+        return True  # "keep Te out of it"
     if mention.kind == "family":
         return bool(re.search(r"(?:\bnot|\bno|n't|rather than|other than|instead of|except)\s+(?:an?\s+|the\s+)?$",
                               text[:mention.start], re.IGNORECASE))
@@ -457,7 +499,8 @@ def _optional(text: str, mention: Mention) -> bool:
     """A dopant ('Ce-doped', 'Ce:YAG', 'doped with Ce', 'the cerium is only a dopant') or an element the request
     allows without requiring ('aluminium welcome but not required', 'Al optional')."""
     after, before = text[mention.end:mention.end + 60].lower(), text[max(0, mention.start - 30):mention.start].lower()
-    if re.match(r"(?:-doped|-activated|:\s*[A-Za-z])|\s+(?:is\s+)?(?:only\s+)?(?:an?\s+)?(?:dopant|activator)", after):
+    if re.match(r"(?:[- ]doped|[- ]activated|:\s*[A-Za-z])|\s+(?:is\s+)?(?:only\s+)?(?:an?\s+)?(?:dopant|activator)",
+                after):
         return True
     if re.search(r"(?:doped|substituted) with\s+(?:\w+\s+)?$|dopants?\s+(?:like|such as)?\s*$", before):
         return True
@@ -487,6 +530,7 @@ def read_request(text: str) -> MaterialsRequest:
     classes: list[Mention] = []
     ions: list[str] = []
     template_elements: list[str] = []  # elements of a 'LiMPO4'-style template: asked for unless refused
+    refused_formulas: list[str] = []
     for m in mentions:
         if m.kind == "element" and not m.negated and _working_ion(cleaned, m):
             ions.append(m.value)  # "for Li-ion cells": required only where the ion is in the material (below)
@@ -522,7 +566,7 @@ def read_request(text: str) -> MaterialsRequest:
                 if fam and like and not any(x.kind == "family" for x in mentions):
                     req.family = fam
             else:
-                exclude.extend(el.symbol for el in Composition(m.value).elements)
+                refused_formulas.append(m.value)  # "not TaON": its elements, less those asked for (below)
         elif m.kind == "class":
             if m.negated and m.implied:  # "rather than zirconia": no Zr; the oxide itself is not refused
                 exclude.extend(m.implied)
@@ -542,6 +586,18 @@ def read_request(text: str) -> MaterialsRequest:
                 continue  # "ZnGeP2-type chalcopyrite": the family word, not the formula's stoichiometric guess
             elif req.family is None or _more_specific(m.value, req.family):
                 req.family = m.value
+    for compound in named_compounds(cleaned):
+        if _TYPE_AFTER.match(cleaned[compound.end:]):  # "cesium chloride type bromide": a structure, not an answer
+            fam = family_of_formula(compound.formulas[0]) if len(compound.formulas) == 1 else None
+            if fam and req.family is None:
+                req.family = fam
+            continue
+        if not re.search(r"(?:\bnot|\bno|\bwithout|\bthan|instead of|n't)\s+(?:an?\s+|the\s+|any\s+)?$",
+                         cleaned[:compound.start], re.IGNORECASE):
+            req.named_compounds.extend(f for f in compound.formulas if f not in req.named_compounds)
+    asked = {*include, *(el for m in classes for el in COMPOUND_CLASSES[m.value].anions[:1])}
+    for formula in refused_formulas:  # "a nitride of Ta, oxygen-free, so not TaON": O is refused, Ta and N are not
+        exclude.extend(el.symbol for el in Composition(formula).elements if el.symbol not in asked)
     req.include = list(dict.fromkeys([*include, *(el for el in template_elements if el not in exclude)]))
     req.exclude = sorted(set(exclude))
     _read_alternatives(cleaned, mentions, req)
@@ -590,7 +646,7 @@ def read_request(text: str) -> MaterialsRequest:
     elif req.family == "layered oxide" and req.compound_class is None:
         set_compound_class(req, "oxide")
     req.decline = decline_reason(req)
-    if not (req.family or req.include or req.compound_class or req.formulas or req.include_any
+    if not (req.family or req.include or req.compound_class or req.formulas or req.named_compounds or req.include_any
             or req.application or req.decline):
         raise ToolInputError(
             "could not find elements, a structure family, a compound class or a formula in the request; try e.g. "
@@ -661,7 +717,8 @@ def _require_redox_metal(req: MaterialsRequest) -> None:
     if _CONVERSION.search(req.text):  # FeOF, Li2S: the anion or a conversion reaction carries the charge
         return
     named = {*req.include, *(el for group in req.include_any for el in group)}
-    if not named & set(WORKING_IONS) and not req.formulas:  # "a phosphate cathode": Li-ion unless told otherwise
+    # "a phosphate cathode": Li-ion unless told otherwise (or a compound is named)
+    if not named & set(WORKING_IONS) and not req.formulas and not req.named_compounds:
         ion = next((el for el in WORKING_IONS if el not in req.exclude and (req.only is None or el in req.only)), None)
         if ion:
             req.include.append(ion)

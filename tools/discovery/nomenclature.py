@@ -1,0 +1,225 @@
+"""Chemical names read as formulas: 'vanadium pentoxide' -> V2O5, 'bismuth selenide' -> Bi2Se3, 'zinc silicate' ->
+Zn2SiO4, 'gadolinium oxysulfide' -> Gd2O2S, 'potassium titanyl phosphate' -> KTiOPO4, and the acronyms of
+well-known materials (YBCO, BGO, LLZO). Names fix the formula by IUPAC count prefixes where given, otherwise by
+charge balance in the element's commonest oxidation state (ICSD occurrence), the lower state first for a p-block
+cation with a soft anion (the inert-pair effect: GeTe, SnS, Sb2Se3)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from math import gcd
+
+from pymatgen.core import Composition, Element
+
+# Simple anions by the stem of their '-ide' name: (element, charge); None: no charge balance (borides).
+ANION_WORDS: dict[str, tuple[str, int | None]] = {
+    "oxide": ("O", -2), "sulfide": ("S", -2), "sulphide": ("S", -2), "selenide": ("Se", -2),
+    "telluride": ("Te", -2), "nitride": ("N", -3), "phosphide": ("P", -3), "arsenide": ("As", -3),
+    "antimonide": ("Sb", -3), "fluoride": ("F", -1), "chloride": ("Cl", -1), "bromide": ("Br", -1),
+    "iodide": ("I", -1), "hydride": ("H", -1), "carbide": ("C", -4), "silicide": ("Si", -4),
+    "germanide": ("Ge", -4), "boride": ("B", None),
+}
+# Tetrahedral and trigonal oxo-anions: name -> (centre, centre's state, oxygens).
+OXO_ANIONS: dict[str, tuple[str, int, int]] = {
+    "silicate": ("Si", 4, 4), "germanate": ("Ge", 4, 4), "phosphate": ("P", 5, 4), "arsenate": ("As", 5, 4),
+    "vanadate": ("V", 5, 4), "sulfate": ("S", 6, 4), "sulphate": ("S", 6, 4), "selenate": ("Se", 6, 4),
+    "chromate": ("Cr", 6, 4), "molybdate": ("Mo", 6, 4), "tungstate": ("W", 6, 4), "carbonate": ("C", 4, 3),
+    "nitrate": ("N", 5, 3), "borate": ("B", 3, 3),
+}
+YL_CATIONS = {"titanyl": ("TiO", 2), "vanadyl": ("VO", 2), "zirconyl": ("ZrO", 2), "uranyl": ("UO2", 2)}
+PREFIX_COUNTS = {"mono": 1, "mon": 1, "di": 2, "tri": 3, "tetra": 4, "tetr": 4, "penta": 5, "pent": 5, "hexa": 6,
+                 "hex": 6, "hepta": 7, "hept": 7, "octa": 8, "oct": 8}
+_ANION_LAST = frozenset({"O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I", "H"})
+SOFT_ANIONS = frozenset({"S", "Se", "Te", "I", "Br", "P", "As", "Sb"})
+MIN_STATE_SHARE = 0.2  # states seen in at least this share of an element's ICSD compounds name it without a prefix
+
+# Acronyms of well-known materials that name one compound (solid solutions such as PZT or ITO are left out).
+ACRONYM_COMPOUNDS: dict[str, str] = {
+    "YBCO": "YBa2Cu3O7", "BSCCO": "Bi2Sr2CaCu2O8", "BGO": "Bi4Ge3O12", "KTP": "KTiOPO4", "BBO": "BaB2O4",
+    "LBO": "LiB3O5", "LSO": "Lu2SiO5", "YAG": "Y3Al5O12", "GGG": "Gd3Ga5O12", "YIG": "Y3Fe5O12",
+    "LLZO": "Li7La3Zr2O12", "LFP": "LiFePO4", "LCO": "LiCoO2", "LMO": "LiMn2O4", "LTO": "Li4Ti5O12",
+    "LNMO": "Li2NiMn3O8", "STO": "SrTiO3", "BTO": "BaTiO3", "BFO": "BiFeO3", "PTO": "PbTiO3",
+    "LGPS": "Li10GeP2S12", "CZTS": "Cu2ZnSnS4", "CZTSe": "Cu2ZnSnSe4", "GST": "Ge2Sb2Te5", "GOS": "Gd2O2S",
+    "NVP": "Na3V2(PO4)3", "LAO": "LaAlO3", "KDP": "KH2PO4", "LNO": "LiNbO3", "LTa": "LiTaO3",
+}
+
+_GROUP_STATE = dict(YL_CATIONS.values())  # 'TiO' -> 2
+_ELEMENT_NAMES = {el.long_name.lower(): el.symbol for el in Element if el.Z <= 103}
+_ELEMENT_NAMES.update({"aluminium": "Al", "sulphur": "S", "caesium": "Cs"})
+_CATION_WORD = "|".join(sorted([*_ELEMENT_NAMES, *YL_CATIONS], key=len, reverse=True))
+_PREFIX = "|".join(sorted(PREFIX_COUNTS, key=len, reverse=True))
+_NAME = re.compile(
+    rf"(?<![\w-])((?:(?:{_PREFIX})?(?:{_CATION_WORD})[\s-]+){{1,3}})"  # one to three cation words
+    rf"((?:{_PREFIX}|sesqui)?)(oxy)?-?({'|'.join([*ANION_WORDS, *OXO_ANIONS])})s?(?![\w])"
+)
+
+
+@dataclass(frozen=True)
+class NamedCompound:
+    """A compound named in words, where the request says it, and the formulas the name can mean (likeliest first)."""
+
+    start: int
+    end: int
+    name: str
+    formulas: tuple[str, ...]
+    exact: bool = False  # an acronym or a name with count prefixes: one compound, not a guess among states
+
+
+def _states(symbol: str, anion: str | None) -> list[int]:
+    """The element's positive states that name it without a prefix, likeliest first."""
+    from tools.discovery.proposer import oxidation_states, state_prior
+
+    states = [s for s in oxidation_states(symbol) if state_prior(symbol, s) >= MIN_STATE_SHARE]
+    states.sort(key=lambda s: -state_prior(symbol, s))
+    el = Element(symbol)
+    if anion in SOFT_ANIONS and el.group in (14, 15) and el.row >= 4:
+        lower = el.group - 12  # the inert-pair effect: Ge2+ in GeTe, Sn2+ in SnS, Sb3+ in Sb2Se3
+        states = [lower, *(s for s in states if s != lower)] if lower in oxidation_states(symbol) else states
+    return states
+
+
+def _formula(amounts: dict[str, float]) -> str:
+    """A reduced formula in electronegativity order without unit counts: Bi4Ge3O12, Gd2SO2, PbTe."""
+    comp = Composition(amounts).reduced_composition
+    order = sorted(comp.get_el_amt_dict(), key=lambda el: (el in _ANION_LAST, Element(el).X))
+    text = "".join(f"{el}{comp[el]:g}" for el in order)
+    return re.sub(r"(?<=[A-Za-z])1(?![\d.])", "", text)
+
+
+def _binary(cation: str, m: int | None, anion: str, charge: int | None, n: int | None) -> list[str]:
+    """'divanadium pentoxide', 'vanadium pentoxide', 'bismuth selenide': the formulas of a one-cation name."""
+    if m and n:
+        return [_formula({cation: m, anion: n})]
+    if charge is None:  # borides: no charge to balance, so only the prefixes say the formula
+        return [_formula({cation: m or 1, anion: n})] if n else []
+    if n:  # 'pentoxide': the fewest cations whose state balances n anions
+        total = -charge * n
+        every = Element(cation).oxidation_states
+        for count in (1, 2, 3, 4):
+            if total % count == 0 and total // count in every:
+                return [_formula({cation: count, anion: n})]
+        return []
+    out = []
+    for state in _states(cation, anion):
+        g = gcd(state, -charge)
+        out.append(_formula({cation: -charge // g, anion: state // g}))
+    return out
+
+
+def _oxysalt_cations(cations: list[str], anion_charge: int) -> dict[str, int] | None:
+    """Counts of one or two cations (symbols or -yl groups) per ortho-anion: the likeliest states that balance one
+    anion per formula unit (Li+ Fe2+ in LiFePO4, Li2+ Mn2+ in Li2MnSiO4); None when none does."""
+    from itertools import product
+
+    from tools.discovery.proposer import state_prior
+
+    options = [[_GROUP_STATE[c]] if c in _GROUP_STATE else _states(c, "O")[:3] for c in cations]
+    if not all(options):
+        return None
+    if len(cations) == 1:  # 'zinc silicate': any number of anions, the likeliest state
+        return {cations[0]: options[0][0]}
+    best: tuple[float, dict[str, int]] | None = None
+    for states in product(*options):
+        for counts in ((1, 1), (2, 1), (1, 2)):
+            if sum(n * st for n, st in zip(counts, states, strict=True)) != anion_charge:
+                continue
+            weight = 1.0 if counts == (1, 1) else 0.9
+            for c, st in zip(cations, states, strict=True):
+                weight *= 1.0 if c in _GROUP_STATE else state_prior(c, st)
+            if best is None or weight > best[0]:
+                best = (weight, dict(zip(cations, counts, strict=True)))
+    return best[1] if best else None
+
+
+def _oxysalt(cations: list[str], centre: str, centre_state: int, oxygens: int, state: int | None = None) -> str | None:
+    """'zinc silicate' Zn2SiO4, 'lithium iron phosphate' LiFePO4, 'potassium titanyl phosphate' KTiOPO4; `state`
+    sets a lone cation's state."""
+    anion_charge = 2 * oxygens - centre_state
+    plan = {cations[0]: state} if state else _oxysalt_cations(cations, anion_charge)
+    if plan is None:
+        return None
+    if len(cations) == 1:
+        state = plan[cations[0]]
+        g = gcd(state, anion_charge)
+        counts, units = {cations[0]: anion_charge // g}, state // g
+    else:
+        counts, units = plan, 1
+    amounts: dict[str, float] = {}
+    for group, n in counts.items():
+        for el, amt in Composition(group).get_el_amt_dict().items():
+            amounts[el] = amounts.get(el, 0) + amt * n
+    amounts[centre] = amounts.get(centre, 0) + units
+    amounts["O"] = amounts.get("O", 0) + units * oxygens
+    return _formula(amounts)
+
+
+def _mixed_oxy(cation: str, anion: str, charge: int) -> str | None:
+    """'gadolinium oxysulfide' Gd2O2S, 'bismuth oxychloride' BiOCl: the smallest balanced M_m O_a X_b with a, b >= 1,
+    oxygen the larger share on a tie."""
+    for state in _states(cation, anion)[:1]:
+        best = None
+        for m in (1, 2, 3, 4):
+            for a in range(1, 8):
+                rest = state * m - 2 * a
+                if rest > 0 and rest % -charge == 0:
+                    b = rest // -charge
+                    key = (m + a + b, b > a)
+                    if best is None or key < best[0]:
+                        best = (key, {cation: m, "O": a, anion: b})
+        if best:
+            return _formula(best[1])
+    return None
+
+
+def _cation_words(words: str) -> list[tuple[str, int | None]]:
+    """'di vanadium' -> [('V', 2)], 'potassium titanyl' -> [('K', None), ('TiO', None)]."""
+    out = []
+    for word in re.findall(rf"(?:{_PREFIX})?(?:{_CATION_WORD})", words):
+        prefix = next((p for p in sorted(PREFIX_COUNTS, key=len, reverse=True)
+                       if word.startswith(p) and word[len(p):] in {**_ELEMENT_NAMES, **YL_CATIONS}), None)
+        stem = word[len(prefix):] if prefix else word
+        symbol = YL_CATIONS[stem][0] if stem in YL_CATIONS else _ELEMENT_NAMES.get(stem)
+        if symbol is None:
+            return []
+        out.append((symbol, PREFIX_COUNTS[prefix] if prefix else None))
+    return out
+
+
+def named_compounds(text: str) -> list[NamedCompound]:
+    """Every compound named in words or by a known acronym in the request, with its formulas."""
+    lowered = text.lower()
+    out = []
+    for m in _NAME.finditer(lowered):
+        cations = _cation_words(m.group(1))
+        if not cations or any(c in ("O", "N", "F", "Cl", "Br", "I", "H") for c, _ in cations):
+            continue  # 'oxygen nitride', 'hydrogen chloride': not a salt of a named cation
+        prefix, oxy, word = m.group(2), m.group(3), m.group(4)
+        formulas: list[str] = []
+        if word in ANION_WORDS and len(cations) == 1:
+            anion, charge = ANION_WORDS[word]
+            cation, count = cations[0]
+            if cation in _GROUP_STATE:
+                continue
+            if oxy and charge is not None and not prefix:
+                formulas = [f for f in [_mixed_oxy(cation, anion, charge)] if f]
+            elif prefix == "sesqui":
+                formulas = [_formula({cation: 2, anion: 3})]
+            elif not oxy:
+                formulas = _binary(cation, count, anion, charge, PREFIX_COUNTS.get(prefix))
+        elif word in OXO_ANIONS and len(cations) <= 2 and not oxy and not prefix:
+            centre, centre_state, oxygens = OXO_ANIONS[word]
+            symbols = [c for c, _ in cations]
+            lone = _states(symbols[0], "O")[:2] if len(symbols) == 1 and symbols[0] not in _GROUP_STATE else [None]
+            if centre not in symbols:  # 'iron silicate': Fe3+ and Fe2+ (fayalite) in turn
+                formulas = [f for st in lone if (f := _oxysalt(symbols, centre, centre_state, oxygens, st))]
+        if formulas:
+            exact = bool(prefix)
+            out.append(NamedCompound(m.start(), m.end(), m.group(0).strip(), tuple(dict.fromkeys(formulas)), exact))
+    out.sort(key=lambda c: not c.exact)  # 'barium borate (BBO)': the acronym's compound before the guess
+    for m in re.finditer(r"(?<![\w-])([A-Z][A-Za-z]{1,5})(?![\w-])", text):
+        formula = ACRONYM_COMPOUNDS.get(m.group(1))
+        if formula:
+            formulas = (_formula(Composition(formula).get_el_amt_dict()),)
+            out.append(NamedCompound(m.start(), m.end(), m.group(1), formulas, exact=True))
+    return out
