@@ -43,9 +43,19 @@ def test_ionic_decorations_are_charge_balanced(candidates: list[dict]) -> None:
     assert len(ionic) > 200
     assert {r["formula"] for r in ionic if r["source"] == "substitution"} == {"CdS", "ZnSe"}
     for rec in ionic:
-        guesses = Composition(rec["formula"]).oxi_state_guesses(max_sites=-20)
-        assert guesses, rec["formula"]
+        assert Composition(rec["formula"]).oxi_state_guesses(max_sites=-20), rec["formula"]
         assert len(bps.record_structure(rec)) <= bps.MAX_ATOMS
+
+
+def test_substitutions_across_charges_are_refused() -> None:
+    class Across:
+        def composition_prediction(self, composition: dict) -> list[dict]:
+            ti, o = Species("Ti", 4), Species("O", -2)
+            return [{"probability": 0.5, "substitutions": {Species("Zn", 2): ti, Species("O", -2): o}},
+                    {"probability": 0.4, "substitutions": {Species("Sn", 4): ti, Species("O", -2): o}}]
+
+    ((_, rutile),) = bps.aflow_prototypes(bps.MAX_ATOMS, frozenset({"A2B_tP6_136_f_a"}))
+    assert bps.substitution_maps(rutile, Across(), 10) == [{"Ti": "Sn", "O": "O"}]
 
 
 def test_unseen_formulas_are_excluded(candidates: list[dict], monkeypatch: pytest.MonkeyPatch) -> None:

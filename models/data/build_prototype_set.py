@@ -169,13 +169,21 @@ def substitution_maps(s: Structure, predictor: Any, top: int) -> list[dict[str, 
     except ValueError:  # a species outside the ICSD probability table
         return []
     preds.sort(key=lambda p: -p["probability"])
+    counts = s.composition.reduced_composition
     maps = []
     for pred in preds[:top]:
-        new_of_old = {str(old): new.symbol for new, old in pred["substitutions"].items()}
-        mapping = {el: new_of_old[str(sp)] for el, sp in species.items()}
-        if len(set(mapping.values())) == len(mapping):
+        new_of_old = {str(old): new for new, old in pred["substitutions"].items()}
+        # the table also substitutes across charges (Ti4+ -> Zn2+): keep only neutral decorations
+        charge = sum(counts[el] * new_of_old[str(sp)].oxi_state for el, sp in species.items())
+        mapping = {el: new_of_old[str(sp)].symbol for el, sp in species.items()}
+        if abs(charge) < 1e-6 and len(set(mapping.values())) == len(mapping):
             maps.append(mapping)
     return maps
+
+
+def charge_balanced(formula: str) -> bool:
+    """Whether pymatgen finds a neutral assignment of ICSD oxidation states to the formula."""
+    return bool(Composition(formula).oxi_state_guesses(max_sites=-20))
 
 
 def pool_maps(s: Structure, rng: random.Random, limit: int) -> list[dict[str, str]]:
@@ -362,6 +370,8 @@ def build_candidates(
             key = (formula, spacegroup_of(label), len(protos[label]))
             if formula in excluded or key in seen or any(el not in SUPPORTED for el in mapping.values()):
                 continue
+            if kind == "ionic" and not charge_balanced(formula):
+                continue
             s = decorate(protos[label], mapping, volume_predictor)
             if s is None:
                 continue
@@ -519,11 +529,13 @@ def relaxed_records(path: Path = RELAXED_FILE, max_force: float = 0.3) -> list[d
 
 
 def stats(cache_dir: Path = CACHE_DIR, committed: Path = RELAXED_FILE) -> dict[str, Any]:
-    """Counts of planned and relaxed cells per kind and source, elements covered, mean seconds per cell."""
+    """Counts of planned and relaxed cells per kind and source, elements covered, mean wall / CPU seconds and FIRE
+    steps per cell."""
     candidates = cached_candidates(cache_dir)
     results = read_results(cache_dir, committed)
     kept = [r for r in results.values() if r["status"] == "kept"]
     timed = [r["seconds"] for r in results.values() if "seconds" in r]
+    cpu = [r["cpu_seconds"] for r in results.values() if "cpu_seconds" in r]
     return {
         "planned": len(candidates),
         "planned_by_kind": dict(Counter(r["kind"] for r in candidates)),
@@ -538,6 +550,9 @@ def stats(cache_dir: Path = CACHE_DIR, committed: Path = RELAXED_FILE) -> dict[s
         "kept_prototypes": len({r["prototype"] for r in kept}),
         "elements_kept": len({e for r in kept for e in r["species"]}),
         "seconds_per_cell": round(float(np.mean(timed)), 2) if timed else None,
+        "cpu_seconds_per_cell": round(float(np.mean(cpu)), 2) if cpu else None,
+        "steps_per_cell": round(float(np.mean([r["steps"] for r in results.values() if "steps" in r])), 1)
+        if results else None,
         "atoms_per_cell": round(float(np.mean([r["n_atoms"] for r in results.values()])), 1) if results else None,
         "drop_reasons": dict(Counter(r["reason"].split(":")[0].split(" ")[0] for r in results.values()
                                      if r["status"] == "dropped")),
