@@ -437,13 +437,19 @@ def _n(value: object) -> int | None:
 _COMPARE: dict[str, Callable[[object, object], bool]] = {
     "include": lambda got, want: _symbols(got) == _symbols(want),
     "exclude": lambda got, want: _symbols(got) == _symbols(want),
-    "family": lambda got, want: _label(got) == _label(want),
+    "family": lambda got, want: _label(_judged_family(got)) == _label(want),
     "compound_class": lambda got, want: _label(got) == _label(want),
     "formulas": lambda got, want: _formula_set(got) == _formula_set(want),
     "n_elements": lambda got, want: _n(got) == _n(want),
     "application": _app_match,
     "decline": lambda got, want: _declined(got) == bool(want),
 }
+
+
+def _judged_family(value: object) -> object:
+    """A family outside FAMILIES reads as null: the suites label only these families and leave the rest (NASICON,
+    skutterudite, A15) null, so a reader that names such a type is not wrong for naming it."""
+    return value if _label(value) in {_label(f) for f in FAMILIES} else None
 
 
 def score_reading(parsed: dict, case: dict) -> dict[str, bool]:
