@@ -115,3 +115,24 @@ def test_keep_out_and_refused_formula_negations() -> None:
 
 def test_a_named_compound_needs_no_working_ion() -> None:
     assert "Li" not in read_request("manganese dioxide for a primary battery cathode").include
+
+
+@pytest.mark.parametrize(
+    ("text", "family", "formula"),
+    [
+        ("a delafossite of silver and chromium", "delafossite", "AgCrO2"),
+        ("brownmillerite strontium cobaltite", "brownmillerite", "Sr2Co2O5"),
+        ("an argyrodite electrolyte with bromine", "argyrodite", "Li6PS5Br"),
+        ("wolframite-type cadmium tungstate scintillator", "wolframite", "CdWO4"),
+    ],
+)
+def test_types_without_a_prototype_are_proposed_by_their_members(text: str, family: str, formula: str) -> None:
+    req = read_request(text)
+    assert req.family == family
+    assert _top(text)[0] == _reduced(formula)
+
+
+def test_member_families_fill_roles_from_their_first_member() -> None:
+    """A delafossite named with elements no member has is still proposed, by substitution into the ABO2 roles."""
+    top = _top("a delafossite with gold, no copper or silver", 5)
+    assert top and all("Au" in f and "Cu" not in f and "Ag" not in f for f in top)

@@ -213,8 +213,8 @@ _ANION_ORDER = ("F", "O", "Cl", "N", "Br", "I", "S", "Se", "Te", "C", "As", "P",
 
 
 _NOT_A_TYPE = re.compile(r"superconductor|parent of|theoretical|different elements|high pressure|stable at|bergman|"
-                         r"bainite|cubane|ammonia|"
-                         r"cyanogen|monoxide|cyanide|thiocyanate|tetrafluoride|^i4/mcm$")
+                         r"bainite|^i4/mcm$")  # a tag that names no type: the formula names it instead
+_MOLECULAR = re.compile(r"cubane|ammonia|cyanogen|monoxide|cyanide|thiocyanate")  # molecular crystals: left out
 _BUILT_HERE = {"half-heusler", "cscl-type"}  # typed families built from Wyckoff positions, not from AFLOW
 _ALLOY_MARKERS = frozenset({"Cr", "Fe", "Ni"})  # steel-phase variants that label Wyckoff sites by element
 MAX_TYPE_ATOMS = 40  # sites of a structure type's cell: the prototype path decorates cells up to this size
@@ -254,7 +254,7 @@ def structure_types() -> dict[str, tuple[dict[str, str], Structure]]:
     out: dict[str, tuple[dict[str, str], Structure]] = {}
     for tags, structure in aflow_library():
         mineral = (tags.get("mineral") or "").lower()
-        if mineral in typed or _NOT_A_TYPE.search(mineral) or not _is_compound_type(structure):
+        if mineral in typed or _MOLECULAR.search(mineral) or not _is_compound_type(structure):
             continue
         name = curated.get((mineral, tags.get("pearson") or ""))
         if name is None:
@@ -273,10 +273,20 @@ def generic_roles(family: str) -> tuple[tuple[str, ...], tuple[int, ...], dict[s
     cation too) is X, the other elements are A, B, C, ... by increasing electronegativity. Returns (roles, ratio,
     role -> the prototype's own element), or None for an unknown name."""
     entry = structure_types().get(family)
-    if entry is None:
+    return None if entry is None else formula_roles(entry[1].composition.reduced_composition.get_el_amt_dict())
+
+
+_SINGLE_ANIONS = frozenset({"O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I"})
+
+
+def formula_roles(
+    amounts: dict[str, float], one_anion: bool = False
+) -> tuple[tuple[str, ...], tuple[int, ...], dict[str, str]] | None:
+    """(roles, ratio, role -> element) of a reduced formula as generic_roles reads a prototype; None for more
+    cations than stand-in species, and with one_anion for a formula of two simple anions (Li6PS5Cl)."""
+    mixed = one_anion and len(_SINGLE_ANIONS & set(amounts)) > 1
+    if mixed or any(abs(v - round(v)) > 1e-6 for v in amounts.values()):
         return None
-    proto = entry[1]
-    amounts = proto.composition.reduced_composition.get_el_amt_dict()
     anion = next((a for a in _ANION_ORDER if a in amounts), None) if len(amounts) > 1 else None
     cations = sorted((el for el in amounts if el != anion), key=lambda el: (Element(el).X, el))
     if len(cations) > 4:

@@ -188,6 +188,47 @@ FAMILY_WORDS: dict[str, tuple[str, ...]] = {
 }
 # Mineral names of well-known members (textbook mineralogy) -> the family whose structure type they have: a
 # request may name the family by a mineral ("galena-structured", "the gahnite structure", "a cassiterite-type").
+# Structure types beyond the typed families and the AFLOW library, by their textbook members (the first one sets the
+# roles a proposer fills; mixed-anion types such as argyrodite are proposed by their members only). Keys that are
+# AFLOW type names ('max phase', 'zrcusias-type') keep their prototype and gain the members.
+FAMILY_MEMBERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "delafossite": ((r"delafossites?",), ("CuAlO2", "CuFeO2", "CuGaO2", "CuCrO2", "CuInO2", "CuScO2", "CuYO2",
+                                           "CuLaO2", "AgNiO2", "AgCrO2", "AgFeO2", "PdCoO2", "PtCoO2", "PdCrO2")),
+    "brownmillerite": ((r"brownmillerites?",), ("Ca2Fe2O5", "Sr2Fe2O5", "Ca2FeAlO5", "Sr2Co2O5", "Ba2In2O5",
+                                                 "Ca2Co2O5")),
+    "aurivillius": ((r"aurivillius(?: phases?)?",), ("Bi4Ti3O12", "SrBi2Ta2O9", "SrBi2Nb2O9", "Bi2WO6", "Bi2MoO6",
+                                                      "Bi5FeTi3O15", "CaBi2Nb2O9", "BaBi2Nb2O9", "Bi3TiNbO9")),
+    "argyrodite": ((r"argyrodites?",), ("Li6PS5Cl", "Li6PS5Br", "Li6PS5I", "Li6PSe5Cl", "Ag8GeS6", "Ag8SnS6",
+                                         "Cu8GeS6")),
+    "nasicon": ((r"nasicons?",), ("Na3Zr2Si2PO12", "NaZr2P3O12", "LiTi2P3O12", "Na3V2P3O12", "LiGe2P3O12",
+                                   "NaTi2P3O12", "Na3Fe2P3O12", "LiZr2P3O12")),
+    "wadsley-roth": ((r"wadsley[- ]roth(?: phases?| shear)?", r"crystallographic shear"),
+                     ("TiNb2O7", "Ti2Nb10O29", "Nb12WO33", "PNb9O25", "Nb16W5O55")),
+    "cryolite": ((r"cryolites?",), ("Na3AlF6", "K3AlF6", "Li3AlF6", "Na3GaF6", "Na3FeF6", "K3FeF6", "Na3ScF6")),
+    "a3b2x9": ((r"a3b2x9", r"cs3bi2i9[- ](?:type|like)", r"dimer(?:ic)? perovskites?"),
+               ("Cs3Bi2I9", "Cs3Sb2I9", "Rb3Sb2I9", "Cs3Bi2Br9", "Rb3Bi2I9", "K3Sb2I9", "Cs3Sb2Br9")),
+    "scheelite": ((r"scheelites?",), ("CaWO4", "CaMoO4", "SrWO4", "BaWO4", "PbMoO4", "PbWO4", "BiVO4", "LiYF4")),
+    "wolframite": ((r"wolframites?",), ("FeWO4", "MnWO4", "ZnWO4", "MgWO4", "CdWO4", "NiWO4")),
+    "apatite": ((r"(?:hydroxy|fluor|chlor)?apatites?",), ("Ca5P3FO12", "Ca5P3ClO12", "Ca5HP3O13", "Sr5P3FO12",
+                                                          "Pb5V3ClO12", "Pb5P3ClO12", "Ba5P3ClO12")),
+    "chevrel": ((r"chevrel(?: phases?)?",), ("PbMo6S8", "SnMo6S8", "Cu2Mo6S8", "Mo6S8")),
+    "kesterite": ((r"kesterites?",), ("Cu2ZnSnS4", "Cu2ZnSnSe4", "Cu2ZnGeS4", "Ag2ZnSnS4", "Cu2ZnGeSe4")),
+    "max phase": ((), ("Ti3SiC2", "Ti2AlC", "Ti3AlC2", "Cr2AlC", "V2AlC", "Ti2SC", "Nb2AlC", "Ti2AlN", "Ti4AlN3",
+                       "Zr2AlC", "Ta4AlC3")),
+    "zrcusias-type": ((r"1111(?:[- ](?:type|phases?|family|compounds?|pnictides?|arsenides?|superconductors?))?",
+                       r"zrcusias[- ]type", r"lafeaso[- ](?:type|like)"),
+                      ("LaFeAsO", "LaFePO", "SmFeAsO", "CeFeAsO", "NdFeAsO", "LaCuSO", "LaZnAsO")),
+}
+for _name, (_words, _) in FAMILY_MEMBERS.items():
+    if _words:
+        FAMILY_WORDS[_name] = (*FAMILY_WORDS.get(_name, ()), *_words)
+
+
+def known_members(family: str | None) -> tuple[str, ...]:
+    """Textbook members of a family (FAMILY_MEMBERS), for proposals and for families without a prototype."""
+    return FAMILY_MEMBERS.get(family, ((), ()))[1] if family else ()
+
+
 MINERAL_FAMILIES: dict[str, str] = {
     **dict.fromkeys(("periclase", "galena", "sylvite", "bunsenite", "manganosite", "wustite", "wüstite",
                      "monteponite", "alabandite", "oldhamite", "clausthalite", "altaite", "villiaumite", "griceite",

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from pymatgen.core import Composition, Element, Species
 
-from tools.discovery.lexicon import COMPOUND_CLASSES
+from tools.discovery.lexicon import COMPOUND_CLASSES, known_members
 from tools.discovery.request import MaterialsRequest
 
 # Cations tried for roles the request leaves open: common, non-radioactive, with ICSD oxidation-state data.
@@ -257,13 +257,16 @@ def family_of(name: str | None) -> Family | None:
     """A family by name: one of FAMILIES, or an AFLOW structure type (models.crystals.prototypes.GENERIC_FAMILIES) whose
     roles take the prototype's own ions as archetypes (an anatase's A role: Ti4+), so substitution likelihood from
     them ranks what else fits; carbides and intermetallics are filled without charge balance."""
-    from models.crystals.prototypes import generic_roles
+    from models.crystals.prototypes import formula_roles, generic_roles
 
     if name is None:
         return None
     if name in FAMILIES:
         return FAMILIES[name]
     generic = generic_roles(name)
+    members = known_members(name)
+    if generic is None and members:  # a type without a prototype: its first textbook member sets the roles
+        generic = formula_roles(Composition(members[0]).get_el_amt_dict(), one_anion=True)
     if generic is None:
         return None
     roles, ratio, own = generic
@@ -942,13 +945,14 @@ def propose_formulas_offline(req: MaterialsRequest, n: int = 8) -> list[FormulaP
         el = req.include[0]
         return [FormulaProposal(el, "", {}, 1.0, f"a crystal of the element {el} (one element asked for)", {})]
     proposals: list[FormulaProposal] = [*orthosalt_proposals(req), *binary_proposals(req)]
+    members = member_proposals(req)
     for name in families_for(req):
         weight = 2.0 if name in req.preferred_families and not req.family else 1.0
         for p in propose_for_family(req, name, max(n, 12)):  # the final ranking may reorder them
             p.score = round(p.score * weight, 6)
             proposals.append(p)
     best: dict[str, FormulaProposal] = {}
-    for p in [*named_formula_proposals(req), *sorted(proposals, key=lambda p: -p.score)]:
+    for p in [*named_formula_proposals(req), *members, *sorted(proposals, key=lambda p: -p.score)]:
         key_ = Composition(p.formula).reduced_formula
         kept = best.setdefault(key_, p)
         if kept is not p and not kept.named and not kept.family and p.family in FAMILIES:
@@ -963,6 +967,25 @@ def propose_formulas_offline(req: MaterialsRequest, n: int = 8) -> list[FormulaP
 
     rest = sorted((p for p in best.values() if p not in named and _honours(req, p.formula)), key=key)
     return (named + rest)[:n]
+
+
+def member_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
+    """Textbook members of the family asked for (FAMILY_MEMBERS) that honour the request. They lead the proposals
+    (named=True): a known compound of the asked kind is the likeliest answer. (Without a family they are not
+    offered: 'lanthanum copper oxide' means La2CuO4 more often than the delafossite LaCuO2.)"""
+    if req.formulas or req.named_compounds or not req.family:
+        return []
+    out = []
+    for formula, family in [(f, req.family) for f in known_members(req.family)]:
+        if not _honours(req, formula):
+            continue
+        if req.n_elements is not None and len(Composition(formula).elements) != req.n_elements:
+            continue
+        has_roles = family_of(family) is not None
+        out.append(FormulaProposal(
+            Composition(formula).reduced_formula, family, sites_for(formula, family) if has_roles else {}, 1.0,
+            f"a known {family} ({formula}) with the elements asked for", {}, named=True))
+    return out
 
 
 def _uncommon_states(p: FormulaProposal) -> int:
