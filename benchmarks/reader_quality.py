@@ -62,9 +62,12 @@ def llm_reading(text: str) -> tuple[dict, list[str], str]:
     return reading, [p.formula for p in out.proposals], out.reader
 
 
+SPLITS = ["dev", "heldout", "fresh", "report", "blind", "blind2", "all"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--split", default="dev", choices=["dev", "heldout", "fresh", "report", "blind", "all"])
+    parser.add_argument("--split", default="dev", choices=SPLITS)
     parser.add_argument("--show-misses", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=None, help="only the first N requests of the split (a smoke test)")

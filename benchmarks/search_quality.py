@@ -153,9 +153,12 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
+SPLITS = ["dev", "heldout", "fresh", "report", "blind", "blind2", "all"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--split", default="dev", choices=["dev", "heldout", "fresh", "report", "blind", "all"])
+    parser.add_argument("--split", default="dev", choices=SPLITS)
     parser.add_argument("--out", type=Path, required=True, help="folder for results.jsonl and the workspace")
     parser.add_argument("--budget", type=int, default=8)
     parser.add_argument("--n-formulas", type=int, default=4)
