@@ -136,8 +136,8 @@ class ALConfig:
     batch_size: int = 4
     lr: float = 1e-2  # the first model's
     # A warm-started refit's. Its optimiser moments are fresh whenever the last refit ended past its best epoch, and
-    # Adam's first steps then move every weight by about lr: at 1e-2 a Si refit's first epoch had 6-19x the training
-    # loss its start ended at, and half the refits never beat their first epoch (issue 27). Refitting the same Si
+    # Adam's first steps then move every weight by about lr: at 1e-2 a Si refit's first epoch had 4-19x the training
+    # loss its start ended at, and half the refits had their best epoch at 1-3 (issue 27). Refitting the same Si
     # rounds again: 1e-2 211 / 225 meV/A held-out, 5e-3 221 / 155, 2e-3 169 / 160; 2e-3 made the EMT copper test's
     # rounds uneven (9 -> 18 meV/A), 5e-3 did not (16 -> 9 -> 4).
     lr_refit: float = 5e-3
