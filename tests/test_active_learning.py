@@ -215,6 +215,34 @@ def test_a_refit_runs_at_the_refit_learning_rate(tmp_path: Path) -> None:
     assert first[0]["lr"] == 1e-2 and [h["lr"] for h in refit] == [1e-3, 1e-3]
 
 
+def test_a_refit_cut_by_the_budget_that_validates_worse_is_not_deployed(tmp_path: Path) -> None:
+    """The time budget cut a refit after one epoch and it went out as the final model, worse than the round before
+    (Si, random selection, issue 27: 99 -> 114 meV/A held-out); the previous round's weights stay instead."""
+    import torch
+
+    from tools.potentials.active_learning import ActiveLearner, ALConfig
+
+    cfg = ALConfig(temperatures_K=[600.0], md_steps=20, sample_every=5, iterations=1, max_new_per_iteration=2,
+                   threshold_eV_A=0.0, n_initial=4, n_validation=2, epochs_initial=3, epochs_finetune=1)
+    learner = ActiveLearner(tmp_path, cfg, [bulk("Cu", "fcc", a=3.61, cubic=True)], _emt())
+    real = learner._train
+
+    def cut(epochs: int, warm: bool) -> dict:
+        out = real(epochs, warm)
+        if warm:  # the refit: weights far off, as one wild epoch before the deadline can leave them
+            payload = torch.load(learner.checkpoint, weights_only=True)
+            payload["state_dict"] = {k: v + 0.5 if v.is_floating_point() else v
+                                     for k, v in payload["state_dict"].items()}
+            torch.save(payload, learner.checkpoint)
+            out = {**out, "stopped_at_deadline": True}
+        return out
+
+    learner._train = cut
+    history = learner.run()["history"]
+    assert history[1]["kept_previous_model"] and history[1]["cut_by_budget"]
+    assert history[1]["val_force_mae_meV_A"] == pytest.approx(history[0]["val_force_mae_meV_A"])
+
+
 def _emt():
     from ase.calculators.emt import EMT
 

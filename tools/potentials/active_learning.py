@@ -412,6 +412,19 @@ class ActiveLearner:
         return train_potential(train, val, model_config(self.cfg, self.species), _train_config(self.cfg, epochs, lr),
                                self.checkpoint, resume=resume, deadline=self._deadline())
 
+    def _keep_previous_if_cut_worse(self, fit: dict[str, Any], previous: dict[str, Any]) -> bool:
+        """A refit the time budget cut short that validates worse than the previous round's model is not deployed:
+        the previous round's weights stay (random selection on Si, issue 27: a refit cut after 1 epoch took the
+        held-out force error from 99 to 114 meV/A). True when they were kept."""
+        before = self.dir / f"model_iter{self.state['iteration']}.pt"
+        if not fit.get("stopped_at_deadline") or not before.is_file():
+            return False
+        force, _ = checkpoint_errors(self.checkpoint, load_frames(self.val_path))
+        if force <= previous["val_force_mae_meV_A"]:
+            return False
+        self.checkpoint.write_bytes(before.read_bytes())
+        return True
+
     def _fit_uncertainty(self) -> dict[str, Any]:
         """Refit the GMM on the training set, calibrate on validation, store it in the checkpoint."""
         from models.potentials.equivariant import EquivariantPotential
@@ -519,11 +532,12 @@ class ActiveLearner:
             self.state["n_labels"] += len(new)
             self.progress(it - 1, cfg.iterations, f"iteration {it}: fine-tuning on {len(new)} new frames")
             fit = self._train(cfg.epochs_finetune if cfg.finetune else cfg.epochs_initial, warm=cfg.finetune)
+            kept = self._keep_previous_if_cut_worse(fit, last)
             calib = self._fit_uncertainty()
             metrics = self._evaluate()
             self.state["history"].append({
                 "iteration": it, "n_train": len(load_frames(self.train_path)), "n_new": len(new), **metrics,
-                **_fit_record(fit),
+                **_fit_record(fit), "kept_previous_model": kept,
                 "calibration": calib, "mean_uncertainty": float(unc.mean()), "max_uncertainty": float(unc.max()),
                 "n_candidates": len(frames), "n_above_threshold": n_above,
                 "selected_uncertainty": [float(unc[i]) for i in picked]})
