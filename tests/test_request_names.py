@@ -136,3 +136,44 @@ def test_member_families_fill_roles_from_their_first_member() -> None:
     """A delafossite named with elements no member has is still proposed, by substitution into the ABO2 roles."""
     top = _top("a delafossite with gold, no copper or silver", 5)
     assert top and all("Au" in f and "Cu" not in f and "Ag" not in f for f in top)
+
+
+@pytest.mark.parametrize(
+    ("text", "formula"),
+    [
+        ("cassiterite", "SnO2"),
+        ("an almandine garnet", "Fe3Al2Si3O12"),
+        ("the mineral chalcopyrite", "CuFeS2"),
+        ("fool's gold for a cathode test", "FeS2"),
+        ("copper(I) oxide photocathode", "Cu2O"),
+        ("Pb(II) sulfide quantum dots", "PbS"),
+        ("NCM622 cathode", "Li5Ni3MnCoO10"),
+    ],
+)
+def test_minerals_states_and_cathode_codes_name_compounds(text: str, formula: str) -> None:
+    assert _top(text)[0] == _reduced(formula)
+
+
+def test_a_family_word_is_a_mineral_only_alone_or_as_the_mineral() -> None:
+    assert _reduced("CaTiO3") not in _top("a stable perovskite oxide", 1)
+    assert _top("ilmenite")[0] == _reduced("FeTiO3")
+
+
+def test_misspelled_element_names_and_elements_on_sites() -> None:
+    assert "Ni" in read_request("a spinel ferrite with nickle").include
+    assert "Co" in read_request("cobolt-rich layered oxide").include
+    assert "copper" not in read_request("a silver sulfide").include
+    assert set(read_request("a perovskite, Bi on the A site and Mn on the B site").include) == {"Bi", "Mn"}
+
+
+@pytest.mark.parametrize(
+    ("text", "formula"),
+    [
+        ("a lithium scandium chloride electrolyte", "Li3ScCl6"),
+        ("a sodium gallium chloride", "NaGaCl4"),
+        ("a potassium iron fluoride", "K3FeF6"),
+        ("a lithium lutetium fluoride laser host", "LiLuF4"),
+    ],
+)
+def test_ternary_halides_of_an_alkali_are_halometallates(text: str, formula: str) -> None:
+    assert _top(text)[0] == _reduced(formula)

@@ -44,13 +44,62 @@ ACRONYM_COMPOUNDS: dict[str, str] = {
     "NVP": "Na3V2(PO4)3", "LAO": "LaAlO3", "KDP": "KH2PO4", "LNO": "LiNbO3", "LTa": "LiTaO3",
 }
 
+# Minerals by their ideal formula: the name of a mineral asks for that compound ('magnetite' Fe3O4). Names that
+# are also family words (perovskite, spinel, ilmenite) count only as 'the mineral X' or when nothing else is asked.
+MINERAL_FORMULAS: dict[str, str] = {
+    "periclase": "MgO", "galena": "PbS", "sylvite": "KCl", "halite": "NaCl", "rock salt": "NaCl",
+    "bunsenite": "NiO", "manganosite": "MnO", "wustite": "FeO", "wüstite": "FeO", "monteponite": "CdO",
+    "alabandite": "MnS", "oldhamite": "CaS", "clausthalite": "PbSe", "altaite": "PbTe", "villiaumite": "NaF",
+    "osbornite": "TiN", "chlorargyrite": "AgCl", "bromargyrite": "AgBr", "sphalerite": "ZnS", "stilleite": "ZnSe",
+    "coloradoite": "HgTe", "metacinnabar": "HgS", "hawleyite": "CdS", "marshite": "CuI", "nantokite": "CuCl",
+    "zincite": "ZnO", "greenockite": "CdS", "cadmoselite": "CdSe", "bromellite": "BeO", "iodargyrite": "AgI",
+    "wurtzite": "ZnS", "fluorspar": "CaF2", "fluorite": "CaF2", "uraninite": "UO2", "thorianite": "ThO2",
+    "cerianite": "CeO2", "cassiterite": "SnO2", "pyrolusite": "MnO2", "stishovite": "SiO2", "plattnerite": "PbO2",
+    "sellaite": "MgF2", "argutite": "GeO2", "rutile": "TiO2", "anatase": "TiO2", "brookite": "TiO2",
+    "hematite": "Fe2O3", "haematite": "Fe2O3", "eskolaite": "Cr2O3", "karelianite": "V2O3", "corundum": "Al2O3",
+    "ruby": "Al2O3", "sapphire": "Al2O3", "ilmenite": "FeTiO3", "geikielite": "MgTiO3", "pyrophanite": "MnTiO3",
+    "gahnite": "ZnAl2O4", "hercynite": "FeAl2O4", "galaxite": "MnAl2O4", "franklinite": "ZnFe2O4",
+    "spinel": "MgAl2O4", "magnetite": "Fe3O4", "trevorite": "NiFe2O4", "magnesioferrite": "MgFe2O4",
+    "ulvospinel": "Fe2TiO4", "ulvöspinel": "Fe2TiO4", "chromite": "FeCr2O4", "hausmannite": "Mn3O4",
+    "perovskite": "CaTiO3", "tausonite": "SrTiO3", "macedonite": "PbTiO3", "bridgmanite": "MgSiO3",
+    "neighborite": "NaMgF3", "forsterite": "Mg2SiO4", "fayalite": "Fe2SiO4", "tephroite": "Mn2SiO4",
+    "monticellite": "CaMgSiO4", "triphylite": "LiFePO4", "lithiophilite": "LiMnPO4", "grossular": "Ca3Al2Si3O12",
+    "pyrope": "Mg3Al2Si3O12", "almandine": "Fe3Al2Si3O12", "spessartine": "Mn3Al2Si3O12",
+    "andradite": "Ca3Fe2Si3O12", "uvarovite": "Ca3Cr2Si3O12", "chalcopyrite": "CuFeS2", "roquesite": "CuInS2",
+    "gallite": "CuGaS2", "eskebornite": "CuFeSe2", "zircon": "ZrSiO4", "xenotime": "YPO4", "thorite": "ThSiO4",
+    "pyrite": "FeS2", "fool's gold": "FeS2", "marcasite": "FeS2", "cattierite": "CoS2", "vaesite": "NiS2",
+    "hauerite": "MnS2", "laurite": "RuS2", "sperrylite": "PtAs2", "molybdenite": "MoS2", "tungstenite": "WS2",
+    "cinnabar": "HgS", "cuprite": "Cu2O", "tenorite": "CuO", "baddeleyite": "ZrO2", "millerite": "NiS",
+    "skutterudite": "CoAs3", "enargite": "Cu3AsS4", "cotunnite": "PbCl2", "stannite": "Cu2FeSnS4",
+    "kesterite": "Cu2ZnSnS4", "scheelite": "CaWO4", "powellite": "CaMoO4", "wulfenite": "PbMoO4",
+    "stolzite": "PbWO4", "wolframite": "FeWO4", "huebnerite": "MnWO4", "ferberite": "FeWO4", "cryolite": "Na3AlF6",
+    "delafossite": "CuFeO2", "brownmillerite": "Ca2FeAlO5", "argyrodite": "Ag8GeS6", "calcite": "CaCO3",
+    "aragonite": "CaCO3", "quartz": "SiO2", "cristobalite": "SiO2", "tridymite": "SiO2", "coesite": "SiO2",
+    "cementite": "Fe3C", "khatyrkite": "CuAl2", "herzenbergite": "SnS", "teallite": "PbSnS2",
+    "tetradymite": "Bi2Te2S", "tellurobismuthite": "Bi2Te3", "stibnite": "Sb2S3", "bismuthinite": "Bi2S3",
+    "orpiment": "As2S3", "realgar": "AsS", "covellite": "CuS", "chalcocite": "Cu2S", "acanthite": "Ag2S",
+    "argentite": "Ag2S", "nickeline": "NiAs", "niccolite": "NiAs", "troilite": "FeS", "pyrrhotite": "FeS",
+    "greigite": "Fe3S4", "linnaeite": "Co3S4", "pentlandite": "Fe4Ni5S8", "bornite": "Cu5FeS4",
+    "hydroxyapatite": "Ca5P3HO13", "fluorapatite": "Ca5P3FO12", "chlorapatite": "Ca5P3ClO12",
+    "willemite": "Zn2SiO4", "phenakite": "Be2SiO4", "litharge": "PbO", "massicot": "PbO", "bixbyite": "Mn2O3",
+    "moissanite": "SiC", "calaverite": "AuTe2", "sylvanite": "AuAgTe4", "krennerite": "AuTe2",
+    "matlockite": "PbFCl", "ullmannite": "NiSbS", "cobaltite": "CoAsS", "sulvanite": "Cu3VS4",
+}
+FAMILY_WORD_MINERALS = frozenset({"perovskite", "spinel", "ilmenite", "rutile", "anatase", "fluorite", "wurtzite",
+                                  "corundum", "chalcopyrite", "zircon", "pyrite", "marcasite", "scheelite",
+                                  "wolframite", "delafossite", "brownmillerite", "argyrodite", "kesterite",
+                                  "stannite", "cryolite", "skutterudite", "rock salt", "halite", "sphalerite",
+                                  "cinnabar", "cuprite", "quartz", "calcite", "molybdenite", "cotunnite",
+                                  "enargite", "hausmannite", "baddeleyite", "tenorite", "millerite", "cementite"})
 _GROUP_STATE = dict(YL_CATIONS.values())  # 'TiO' -> 2
 _ELEMENT_NAMES = {el.long_name.lower(): el.symbol for el in Element if el.Z <= 103}
 _ELEMENT_NAMES.update({"aluminium": "Al", "sulphur": "S", "caesium": "Cs"})
 _CATION_WORD = "|".join(sorted([*_ELEMENT_NAMES, *YL_CATIONS], key=len, reverse=True))
 _PREFIX = "|".join(sorted(PREFIX_COUNTS, key=len, reverse=True))
+_ROMAN_STATE = r"\((?:i{1,3}|iv|vi{0,3}|v)\)"
 _NAME = re.compile(
-    rf"(?<![\w-])((?:(?:{_PREFIX})?(?:{_CATION_WORD})[\s-]+){{1,3}})"  # one to three cation words
+    rf"(?<![\w-])((?:(?:{_PREFIX})?(?:(?:{_CATION_WORD})(?:\s?{_ROMAN_STATE})?|[a-z]{{1,2}}\s?{_ROMAN_STATE})[\s-]+)"
+    rf"{{1,3}})"  # one to three cation words ('tin(ii)', 'sn(ii)')
     rf"((?:{_PREFIX}|sesqui)?)(oxy)?-?({'|'.join([*ANION_WORDS, *OXO_ANIONS])})s?(?![\w])"
 )
 
@@ -172,6 +221,21 @@ def _mixed_oxy(cation: str, anion: str, charge: int) -> str | None:
     return None
 
 
+_ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4, "v": 5, "vi": 6, "vii": 7}
+
+
+def _stated(words: str) -> tuple[str, int | None]:
+    """'tin(ii) ' -> ('tin ', 2); 'sn(ii)' -> ('tin', 2): the words without an oxidation-state label, and the state."""
+    m = re.search(_ROMAN_STATE, words)
+    if not m:
+        return words, None
+    state = _ROMAN[m.group(0).strip("()")]
+    words = words[:m.start()] + words[m.end():]
+    symbols = {sym.lower(): name for name, sym in _ELEMENT_NAMES.items()}
+    words = re.sub(r"\b([a-z]{1,2})\s*$", lambda w: symbols.get(w.group(1), w.group(1)), words.strip())
+    return words, state
+
+
 def _cation_words(words: str) -> list[tuple[str, int | None]]:
     """'di vanadium' -> [('V', 2)], 'potassium titanyl' -> [('K', None), ('TiO', None)]."""
     out = []
@@ -191,7 +255,8 @@ def named_compounds(text: str) -> list[NamedCompound]:
     lowered = text.lower()
     out = []
     for m in _NAME.finditer(lowered):
-        cations = _cation_words(m.group(1))
+        words, state = _stated(m.group(1))
+        cations = _cation_words(words)
         if not cations or any(c in ("O", "N", "F", "Cl", "Br", "I", "H") for c, _ in cations):
             continue  # 'oxygen nitride', 'hydrogen chloride': not a salt of a named cation
         prefix, oxy, word = m.group(2), m.group(3), m.group(4)
@@ -205,6 +270,9 @@ def named_compounds(text: str) -> list[NamedCompound]:
                 formulas = [f for f in [_mixed_oxy(cation, anion, charge)] if f]
             elif prefix == "sesqui":
                 formulas = [_formula({cation: 2, anion: 3})]
+            elif not oxy and state and charge is not None:  # 'tin(II) sulfide' SnS, 'iron(III) oxide' Fe2O3
+                g = gcd(state, -charge)
+                formulas = [_formula({cation: -charge // g, anion: state // g})]
             elif not oxy:
                 formulas = _binary(cation, count, anion, charge, PREFIX_COUNTS.get(prefix))
         elif word in OXO_ANIONS and len(cations) <= 2 and not oxy and not prefix:
@@ -217,9 +285,51 @@ def named_compounds(text: str) -> list[NamedCompound]:
             exact = bool(prefix)
             out.append(NamedCompound(m.start(), m.end(), m.group(0).strip(), tuple(dict.fromkeys(formulas)), exact))
     out.sort(key=lambda c: not c.exact)  # 'barium borate (BBO)': the acronym's compound before the guess
+    out += _minerals(lowered)
+    for m in re.finditer(r"(?<![\w-])N(MC|CM)[- ]?(\d)(\d)(\d)(?![\w])", text):  # NMC111, NCM811
+        ni, second, third = (int(d) for d in m.groups()[1:])
+        mn, co = (second, third) if m.group(1) == "MC" else (third, second)
+        total = ni + mn + co
+        amounts = {"Li": total, "Ni": ni, "Mn": mn, "Co": co, "O": 2 * total}
+        formula = _formula({el: n for el, n in amounts.items() if n})
+        out.append(NamedCompound(m.start(), m.end(), m.group(0), (formula,), exact=True))
     for m in re.finditer(r"(?<![\w-])([A-Z][A-Za-z]{1,5})(?![\w-])", text):
         formula = ACRONYM_COMPOUNDS.get(m.group(1))
         if formula:
             formulas = (_formula(Composition(formula).get_el_amt_dict()),)
             out.append(NamedCompound(m.start(), m.end(), m.group(1), formulas, exact=True))
+    return out
+
+
+_MINERAL = re.compile(r"(?<![\w-])(" + "|".join(sorted(map(re.escape, MINERAL_FORMULAS), key=len, reverse=True)) +
+                      r")s?(?![\w-])(?![- ](?:type|like|structured?|structure|prototype|group|family|phase))")
+_ARTICLES = re.compile(r"^(?:the|a|an|some|mineral|please|crystal)\s+|\s+(?:please|crystal)$")
+
+
+def _bare(lowered: str) -> str:
+    """The request without articles, 'mineral', 'please' and punctuation: 'the mineral ilmenite.' -> 'ilmenite'."""
+    text = re.sub(r"[^\w' ]+", " ", lowered).strip()
+    previous = None
+    while previous != text:
+        previous, text = text, _ARTICLES.sub("", text).strip()
+    return text
+
+
+def minerals_in(lowered: str) -> list[tuple[int, int]]:
+    """Spans of mineral names, so the reader does not take 'gold' in "fool's gold" for the element."""
+    return [m.span(1) for m in _MINERAL.finditer(lowered)]
+
+
+def _minerals(lowered: str) -> list[NamedCompound]:
+    """'magnetite', 'grossular garnet', 'fool's gold': a mineral names its compound. A name that is also a family
+    word ('ilmenite') names the compound only as 'the mineral ilmenite' or as the whole request ('ilmenite')."""
+    out = []
+    for m in _MINERAL.finditer(lowered):
+        name = m.group(1)
+        if name in FAMILY_WORD_MINERALS and not (
+            re.search(r"\bmineral\s+$", lowered[:m.start()]) or _bare(lowered) == name
+        ):
+            continue
+        formula = _formula(Composition(MINERAL_FORMULAS[name]).get_el_amt_dict())
+        out.append(NamedCompound(m.start(), m.end(), name, (formula,), exact=True))
     return out

@@ -945,14 +945,15 @@ def propose_formulas_offline(req: MaterialsRequest, n: int = 8) -> list[FormulaP
         el = req.include[0]
         return [FormulaProposal(el, "", {}, 1.0, f"a crystal of the element {el} (one element asked for)", {})]
     proposals: list[FormulaProposal] = [*orthosalt_proposals(req), *binary_proposals(req)]
-    members = member_proposals(req)
+    asked = named_formula_proposals(req)
+    members = [] if any(p.named for p in asked) else [*member_proposals(req), *halometallate_proposals(req)]
     for name in families_for(req):
         weight = 2.0 if name in req.preferred_families and not req.family else 1.0
         for p in propose_for_family(req, name, max(n, 12)):  # the final ranking may reorder them
             p.score = round(p.score * weight, 6)
             proposals.append(p)
     best: dict[str, FormulaProposal] = {}
-    for p in [*named_formula_proposals(req), *members, *sorted(proposals, key=lambda p: -p.score)]:
+    for p in [*asked, *members, *sorted(proposals, key=lambda p: -p.score)]:
         key_ = Composition(p.formula).reduced_formula
         kept = best.setdefault(key_, p)
         if kept is not p and not kept.named and not kept.family and p.family in FAMILIES:
@@ -973,7 +974,7 @@ def member_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
     """Textbook members of the family asked for (FAMILY_MEMBERS) that honour the request. They lead the proposals
     (named=True): a known compound of the asked kind is the likeliest answer. (Without a family they are not
     offered: 'lanthanum copper oxide' means La2CuO4 more often than the delafossite LaCuO2.)"""
-    if req.formulas or req.named_compounds or not req.family:
+    if req.formulas or not req.family:
         return []
     out = []
     for formula, family in [(f, req.family) for f in known_members(req.family)]:
@@ -985,6 +986,43 @@ def member_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
         out.append(FormulaProposal(
             Composition(formula).reduced_formula, family, sites_for(formula, family) if has_roles else {}, 1.0,
             f"a known {family} ({formula}) with the elements asked for", {}, named=True))
+    return out
+
+
+ALKALI = ("Li", "Na", "K", "Rb", "Cs")
+LARGE_FLUORIDE_RADIUS = 0.85  # Å (VI): Y3+ (0.90) and the late rare earths form AMF4 fluorides, not A3MF6
+OCTAHEDRAL_MIN_RADIUS = 0.65  # Å (Shannon, VI): smaller M3+ (Al, Ga, Fe) make tetrahedral MCl4- with heavy halides
+
+
+def halometallate_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
+    """A ternary halide of one alkali metal and one metal M with no family named: the isolated MX6 octahedra of the
+    hexahalometallates first (Li3InCl6, Li2ZrCl6, Na3AlF6, Cs2SnI6), or MX4 tetrahedra for a small M with a heavy
+    halide (NaAlCl4); one formula per state of M in the commonest-first order."""
+    halogen = req.anion if req.anion in ("F", "Cl", "Br", "I") else None
+    if req.family or req.formulas or halogen is None or req.n_elements not in (None, 3):
+        return []
+    alkali = [el for el in req.include if el in ALKALI]
+    others = [el for el in req.include if el not in ALKALI and el != halogen]
+    if len(alkali) != 1 or len(others) != 1:
+        return []
+    a, m = alkali[0], others[0]
+    out = []
+    for state in sorted(oxidation_states(m), key=lambda st: -state_prior(m, st)):
+        if state not in (2, 3, 4) or state_prior(m, state) < 0.2:
+            continue
+        radius = _radius(m, state, "VI")
+        if halogen == "F":  # AlF6 3- and ZrF6 2- octahedra; large Y3+ and rare earths make LiYF4 / NaYF4
+            n_x = 4 if (radius or 1.0) >= LARGE_FLUORIDE_RADIUS and state == 3 else 6
+        else:
+            n_x = 6 if (radius or 1.0) >= OCTAHEDRAL_MIN_RADIUS else 4
+        n_a = n_x - state
+        if n_a < 1:
+            continue
+        formula = Composition({a: n_a, m: 1, halogen: n_x}).reduced_formula
+        if _honours(req, formula):
+            shape = "octahedra" if n_x == 6 else "tetrahedra"
+            out.append(FormulaProposal(formula, "", {}, 1.0, f"a halometallate: isolated {m}{halogen}{n_x} {shape} "
+                                       f"({m}{state}+) balanced by {a}+", {}, named=True))
     return out
 
 

@@ -39,7 +39,7 @@ from tools.discovery.lexicon import (
     aflow_type_of_formula,
     strukturbericht_families,
 )
-from tools.discovery.nomenclature import named_compounds
+from tools.discovery.nomenclature import minerals_in, named_compounds
 
 MAX_REQUEST_CHARS = 2000
 MAX_LOWERCASE_FORMULA = 24  # characters of a lower-case formula worth splitting into symbols ('ca3al2si3o12' is 12)
@@ -329,12 +329,17 @@ def _find_mentions(text: str) -> list[Mention]:
         if re.match(r"[A-Z]{2,}", text[m.end():]):
             continue  # "FeRAM", "NiMH": an acronym that starts like a symbol
         add(m.start(), m.end(), "element", sym)
+    taken.extend(span for span in minerals_in(lowered) if not _overlaps(span, taken))  # "fool's gold"
     for name, sym in sorted(_NAMES.items(), key=lambda ns: -len(ns[0])):
         for m in re.finditer(rf"(?<![\w]){re.escape(name)}(?![\w])", lowered):
             if name == "lead" and re.match(r"\s+(?:to|the way|us|you)\b", lowered[m.end():]):
                 continue  # the verb
             if re.match(r"\s+(?:evolution|reduction)\b", lowered[m.end():]):
                 continue  # "oxygen evolution": a reaction, not an ingredient
+            add(m.start(), m.end(), "element", sym)
+    for m in re.finditer(r"[a-z]{6,}", lowered):  # 'nickle', 'titanum', 'magnesum': one slip from a name
+        sym = _misspelled_element(m.group(0))
+        if sym and not _overlaps(m.span(), taken):
             add(m.start(), m.end(), "element", sym)
     if not any(m.kind == "family" for m in mentions):
         for m in _misspelled_families(lowered, taken):
@@ -401,6 +406,31 @@ def family_of_formula(formula: str) -> str | None:
     return fits[0] if len(fits) == 1 else None
 
 
+_NOT_TYPOS = {"sliver", "carton", "argots", "borons"}  # English words one slip from an element name
+
+
+def _misspelled_element(word: str) -> str | None:
+    """The element whose name is one edit (insertion, deletion, substitution or swap of neighbours) from the word."""
+    if word in _NAMES or word.rstrip("s") in _NAMES or word in _NOT_TYPOS:
+        return None
+    for name, sym in _NAMES.items():
+        if len(name) >= 6 and abs(len(name) - len(word)) <= 1 and _one_edit(word, name):
+            return sym
+    return None
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Damerau distance 1 between two different words."""
+    if a == b:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
+                                  and a[diff[1]] == b[diff[0]])
+    short, long_ = sorted((a, b), key=len)
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
 def _misspelled_families(lowered: str, taken: list[tuple[int, int]]) -> list[Mention]:
     """Family names typed with a slip ('perovksite', 'spinnel', 'pyrochlor'): a word of 6+ letters within a
     close edit of a one-word family name (difflib ratio >= 0.85)."""
@@ -438,6 +468,8 @@ def _chemical_context(text: str, mention: Mention, mentions: list[Mention]) -> b
     after = text[mention.end:]
     if re.match(r"-(?:based|rich|poor|doped|free|containing|substituted|site)\b|\s*\d|$", after):
         return True
+    if re.match(r"\s+(?:on|at|in|onto)\s+(?:the\s+)?[A-Z]['’]*(?:[- ]?sites?\b|\s*(?:$|[,.;)]|and\b))", after):
+        return True  # "Bi on the A site"
     before = text[:mention.start].rstrip()
     if re.match(r"\s+out\b", after) and re.search(r"\b(?:keep|kept|keeping|leave|leaving)$", before, re.I):
         return True  # "keep Bi out"
