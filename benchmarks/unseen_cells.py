@@ -25,14 +25,16 @@ SIZE_BUCKETS = ((2, 8), (9, 20), (21, 40))
 
 
 def training_formulas(splits: Iterable[str] = ("train", "val", "test"), include_cdvae: bool = True) -> set[str]:
-    """Reduced formulas of the diffusion training data (models/data/build_diffusion_set): the decorated prototypes and
-    the CDVAE perov_5 / carbon_24 val.csv cells, restricted to the given splits of the 90/5/5 split (all three by
-    default: the strict check, since val/test cells steer tuning too). The CDVAE files are read by their formula
+    """Reduced formulas of the diffusion training data (models/data/build_diffusion_set): the decorated prototypes,
+    the CHGNet-relaxed cells of models/data/diffusion_relaxed.json.gz and the CDVAE perov_5 / carbon_24 val.csv
+    cells, restricted to the given splits of the 90/5/5 split (all three by default: the strict check, since val/test
+    cells steer tuning too). The CDVAE files are read by their formula
     column only (fast); missing files are skipped with a warning."""
     from models.data.build_diffusion_set import CDVAE_DIR, read_prototypes, split_of
+    from models.data.build_prototype_set import relaxed_records
 
     wanted = set(splits)
-    out = {r["formula"] for r in read_prototypes() if r["split"] in wanted}
+    out = {r["formula"] for r in [*read_prototypes(), *relaxed_records()] if r["split"] in wanted}
     if include_cdvae:
         import pandas as pd
 

@@ -329,9 +329,14 @@ def read_cdvae(
         yield rec
 
 
-def training_records(include_cdvae: bool = True) -> list[dict[str, Any]]:
-    """All training-set records: prototypes plus (when present) CDVAE perov_5 and carbon_24 val splits."""
+def training_records(include_cdvae: bool = True, include_relaxed: bool = True) -> list[dict[str, Any]]:
+    """All training-set records: prototypes, the CHGNet-relaxed AFLOW-prototype cells of build_prototype_set
+    (diffusion_relaxed.json.gz) and (when present) the CDVAE perov_5 and carbon_24 val splits."""
     records = read_prototypes()
+    if include_relaxed:
+        from models.data.build_prototype_set import relaxed_records
+
+        records.extend(relaxed_records())
     if include_cdvae:
         for name in ("perov_5", "carbon_24"):
             try:
