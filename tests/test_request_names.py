@@ -177,3 +177,22 @@ def test_misspelled_element_names_and_elements_on_sites() -> None:
 )
 def test_ternary_halides_of_an_alkali_are_halometallates(text: str, formula: str) -> None:
     assert _top(text)[0] == _reduced(formula)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a chloride with potassium in the +2 oxidation state",
+        "an oxide with no element besides oxygen",
+        "a nitride without any metal and without any nonmetal",
+    ],
+)
+def test_requests_chemistry_rules_out_are_declined(text: str) -> None:
+    assert read_request(text).decline
+
+
+def test_metal_words_refuse_only_when_negated() -> None:
+    assert not read_request("a metal oxide of cobalt").exclude
+    assert read_request("a transition metal nitride").include_any
+    assert "Zn" not in read_request("a heavy-metal-free sulfide of zinc").exclude
+    assert not read_request("Fe3+ phosphate, a Cu(III) oxide").decline

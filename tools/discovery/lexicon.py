@@ -29,6 +29,8 @@ ELEMENT_GROUPS: dict[str, tuple[str, ...]] = {
     "3d transition metal": ("Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu"),  # groups 3-11 (Zn is d10)
     "transition metal": ("Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Y", "Zr", "Nb", "Mo", "Ru", "Rh",
                          "Pd", "Ag", "Hf", "Ta", "W", "Re", "Os", "Ir", "Pt", "Au"),
+    "metal": tuple(el.symbol for el in Element if el.Z <= 94 and el.is_metal),
+    "nonmetal": tuple(el.symbol for el in Element if el.Z <= 94 and not el.is_metal),
 }
 # Phrases (lower case, regex-ready) that name a group; plural and hyphenated forms are added by the reader.
 GROUP_WORDS: dict[str, str] = {
@@ -40,13 +42,16 @@ GROUP_WORDS: dict[str, str] = {
     r"alkali(?:[- ]metals?)?": "alkali",
     r"alkaline[- ]earths?(?:[- ]metals?)?": "alkaline earth",
     r"toxic(?: elements?| metals?)?": "toxic",
-    r"heavy metals?": "heavy metal",
+    r"heavy[- ]metals?": "heavy metal",
     r"radioactive(?: elements?)?": "radioactive",
     r"halogens?": "halogen",
     r"chalcogens?": "chalcogen",
     r"noble gas(?:es)?|inert gas(?:es)?": "noble gas",
     r"(?:first[- ]row|3d)[- ]transition[- ]metals?|3d metals?": "3d transition metal",
     r"transition[- ]metals?": "transition metal",
+    # only when refused ("no metal and no nonmetal"): "a metal oxide" asks for no group
+    r"non-?metals?|non-?metallic elements?": "nonmetal",
+    r"metals?|metallic elements?": "metal",
 }
 
 ELEMENT_NAMES = frozenset(el.long_name.lower() for el in Element) | {"aluminium", "sulphur", "caesium"}

@@ -295,6 +295,11 @@ def _find_mentions(text: str) -> list[Mention]:
             add(m.start(), m.end(), "class", "oxide", implied=(el,))
     for word, group in GROUP_WORDS.items():
         for m in re.finditer(rf"(?<![\w]){word}(?![\w])", lowered):
+            if group in REFUSAL_ONLY_GROUPS and (
+                not re.search(r"\b(?:no|without|nor|free of|zero)\s+(?:any\s+)?$", lowered[:m.start()])
+                or re.match(r"\s+(?:other than|except|besides|apart from|but)\b", lowered[m.end():])
+            ):
+                continue  # "metal oxide", "heavy-metal-free", "no metal but Zn": only "no metal" refuses the group
             if group == "toxic" and re.match(r"\s+(?:[A-Z][a-z]?\b|" + "|".join(_NAMES) + r")", text[m.end():]):
                 continue  # "toxic Cd": an adjective on the element, not the group
             add(m.start(), m.end(), "group", group)
@@ -556,7 +561,8 @@ def read_request(text: str) -> MaterialsRequest:
     _spread_postfix_negation(cleaned, mentions)
     only_elements = False
     only_span = re.search(r"\b(?:only|solely|exclusively|purely|nothing but|just|made of|composed of|consisting of|"
-                          r"made up of|consists of)\b", lowered)
+                          r"made up of|consists of|no (?:other )?elements? (?:besides|other than|apart from|except|"
+                          r"but))\b", lowered)
     include: list[str] = []
     exclude: list[str] = []
     classes: list[Mention] = []
@@ -577,7 +583,7 @@ def read_request(text: str) -> MaterialsRequest:
             members = list(ELEMENT_GROUPS[m.value])
             if m.negated:
                 exclude.extend(members)
-            else:
+            elif m.value not in REFUSAL_ONLY_GROUPS:  # "a metal oxide": no requirement
                 req.include_any.append(members)
         elif m.kind == "template":  # 'Co2YZ with Y = Fe': the template's own elements are asked for
             if m.negated:
@@ -687,6 +693,7 @@ def read_request(text: str) -> MaterialsRequest:
     return req
 
 
+REFUSAL_ONLY_GROUPS = ("metal", "nonmetal")  # groups read only when refused
 _LIST_GAP = re.compile(r"\s*,?\s*(?:and|or|/|&|nor)\s*", re.IGNORECASE)  # not a bare comma: "with Mg, Fe excluded"
 
 
@@ -948,6 +955,27 @@ def _class_of_formula(formula: str) -> str | None:
     return ANION_CLASS[anions[0]] if len(anions) == 1 and len(amounts) > 1 else None
 
 
+_ROMAN_VALUES = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6, "VII": 7, "VIII": 8, "IX": 9}
+
+
+def _stated_elements(text: str) -> list[tuple[str, int]]:
+    """Elements given a positive oxidation state in the request: 'sodium in the +3 oxidation state', 'Na(III)',
+    'Fe3+', 'Cu in its +4 state'."""
+    names = "|".join(sorted(map(re.escape, _NAMES), key=len, reverse=True))
+    state = (r"\s*(?:\(\s*([IVX]{1,4})\s*\)|(\d)\+|\s+in\s+(?:the|a|an|its)\s+\+(\d)\s+(?:oxidation\s+|valence\s+)?"
+             r"states?)")
+    out = []
+    for pattern, flags in ((rf"\b({names}){state}", re.IGNORECASE), (rf"\b([A-Z][a-z]?){state}", 0)):
+        for m in re.finditer(pattern, text, flags):
+            word = m.group(1)
+            symbol = _NAMES.get(word.lower()) or (word if Element.is_valid_symbol(word) else None)
+            roman, plus, stated = m.group(2), m.group(3), m.group(4)
+            value = _ROMAN_VALUES.get((roman or "").upper()) or int(plus or stated or 0)
+            if symbol and value:
+                out.append((symbol, value))
+    return out
+
+
 def decline_reason(req: MaterialsRequest) -> str | None:
     """Why chemistry rules the request out, or None: contradictions, noble gases, impossible element counts,
     anion classes without a cation, intermetallic families asked as ionic compounds."""
@@ -988,6 +1016,10 @@ def decline_reason(req: MaterialsRequest) -> str | None:
                 balanced = True
             if not balanced:
                 return f"{formula} cannot balance charge with any common oxidation states of its elements"
+    for el, state in _stated_elements(req.text):
+        if state not in Element(el).oxidation_states:
+            return (f"{Element(el).long_name.lower()} has no known +{state} oxidation state (known: "
+                    f"{', '.join(f'{s:+d}' for s in Element(el).oxidation_states)}); no compound can hold it")
     nonmetals = [el for el in req.include if el in (*SIMPLE_ANIONS, "H")]
     if req.compound_class == "intermetallic" and nonmetals:
         return (f"an intermetallic is a compound of metals; {', '.join(nonmetals)} would make it a salt "
@@ -997,7 +1029,8 @@ def decline_reason(req: MaterialsRequest) -> str | None:
     needed = FAMILY_MIN_ELEMENTS.get(req.family or "", 2 if req.family or req.compound_class else 1)
     if req.n_elements is not None:
         if req.n_elements < needed:
-            return f"a {req.family or req.compound_class} holds at least {needed} elements, not {req.n_elements}"
+            kind = _article(req.family or req.compound_class)
+            return f"{kind} holds at least {needed} elements, not {req.n_elements}"
         required = set(req.include) | ({req.anion} if req.anion else set())
         if len(required) > req.n_elements:
             return (f"contradictory request: {len(required)} required elements ({', '.join(sorted(required))}) in "
