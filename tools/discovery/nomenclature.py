@@ -117,7 +117,7 @@ class NamedCompound:
 
 def _states(symbol: str, anion: str | None) -> list[int]:
     """The element's positive states that name it without a prefix, likeliest first."""
-    from tools.discovery.proposer import oxidation_states, state_prior
+    from tools.discovery.oxidation import oxidation_states, state_prior
 
     states = [s for s in oxidation_states(symbol) if state_prior(symbol, s) >= MIN_STATE_SHARE]
     states.sort(key=lambda s: -state_prior(symbol, s))
@@ -161,7 +161,7 @@ def _oxysalt_cations(cations: list[str], anion_charge: int) -> dict[str, int] | 
     anion per formula unit (Li+ Fe2+ in LiFePO4, Li2+ Mn2+ in Li2MnSiO4); None when none does."""
     from itertools import product
 
-    from tools.discovery.proposer import state_prior
+    from tools.discovery.oxidation import state_prior
 
     options = [[_GROUP_STATE[c]] if c in _GROUP_STATE else _states(c, "O")[:3] for c in cations]
     if not all(options):
