@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import itertools
 import json
 import random
@@ -19,6 +18,8 @@ from typing import Any
 
 import numpy as np
 from pymatgen.core import Lattice, Species, Structure
+
+from models.data.splits import split_of
 
 HERE = Path(__file__).resolve().parent
 PROTOTYPE_FILE = HERE / "diffusion_prototypes.json.gz"
@@ -166,12 +167,6 @@ HEUSLER_Y = ["Sc", "Ti", "V", "Cr", "Mn", "Fe", "Y", "Zr", "Nb", "Hf"]
 HEUSLER_Z = ["Al", "Ga", "In", "Si", "Ge", "Sn", "Sb"]
 B2_X = ["Fe", "Co", "Ni", "Cu", "Pd", "Ru", "Rh", "Ag", "Au"]
 B2_Y = ["Al", "Ti", "Zr", "Ga", "Zn", "Be", "Sc", "Mg", "Hf"]
-
-
-def split_of(key: str) -> str:
-    """Deterministic 90/5/5 train/val/test split from a hash of the key (a reduced formula or an id)."""
-    bucket = int(hashlib.md5(key.encode()).hexdigest(), 16) % 100
-    return "train" if bucket < 90 else ("val" if bucket < 95 else "test")
 
 
 def _finish(structure: Structure, predictor: Any) -> Structure | None:

@@ -30,6 +30,7 @@ import time
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ import numpy as np
 from ase.data import covalent_radii
 from pymatgen.core import Composition, Element, Species, Structure
 
-from models.data.build_diffusion_set import split_of
+from models.data.splits import split_of
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -409,16 +410,42 @@ def record_structure(rec: dict[str, Any]) -> Structure:
     return Structure(rec["lattice"], rec["species"], rec["frac"])
 
 
+@dataclass
+class _Relaxed:
+    structure: Structure
+    energy: float
+    steps: int
+    converged: bool
+    max_force: float
+
+
+def _relax(structure: Structure, calc: Any, fmax: float, max_steps: int) -> _Relaxed:
+    """FIRE on positions and cell (FrechetCellFilter) with an ASE calculator; models know nothing of tools, so
+    this is the plain ASE loop rather than tools.potentials.calculators.relax."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    atoms.calc = calc
+    opt = FIRE(FrechetCellFilter(atoms), logfile=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        converged = bool(opt.run(fmax=fmax, steps=max_steps))
+    energy = float(atoms.get_potential_energy())
+    max_force = float(np.abs(atoms.get_forces()).max()) if len(atoms) else 0.0
+    atoms.calc = None
+    return _Relaxed(AseAtomsAdaptor.get_structure(atoms), energy, int(opt.nsteps), converged, max_force)
+
+
 def relax_record(rec: dict[str, Any], calc: Any, fmax: float = 0.1, max_steps: int = 200) -> dict[str, Any]:
     """Relax one candidate (FIRE + FrechetCellFilter); the result record, status 'kept' or 'dropped' (reason)."""
-    from tools.potentials.calculators import relax
-
     s0 = record_structure(rec)
     t0, c0 = time.time(), time.process_time()
     base = {"id": rec["id"], "formula": rec["formula"], "prototype": rec["prototype"], "kind": rec["kind"],
             "source": rec["source"], "split": rec["split"], "n_atoms": len(s0)}
     try:
-        out = relax(s0, calc, "chgnet", fmax=fmax, max_steps=max_steps)
+        out = _relax(s0, calc, fmax=fmax, max_steps=max_steps)
     except Exception as exc:  # noqa: BLE001 - a failed cell is recorded and skipped, never retried
         return {**base, "status": "dropped", "reason": f"error: {str(exc)[:80]}", "seconds": time.time() - t0}
     s = out.structure
