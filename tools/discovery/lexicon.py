@@ -54,7 +54,13 @@ GROUP_WORDS: dict[str, str] = {
     r"metals?|metallic elements?": "metal",
 }
 
-ELEMENT_NAMES = frozenset(el.long_name.lower() for el in Element) | {"aluminium", "sulphur", "caesium"}
+# Element names as typed (lower case) -> symbol, with the British and American spellings; the one name table.
+ELEMENT_NAME_SYMBOLS: dict[str, str] = {
+    **{el.long_name.lower(): el.symbol for el in Element if el.Z <= 103},
+    "aluminium": "Al", "aluminum": "Al", "caesium": "Cs", "cesium": "Cs", "sulphur": "S",
+}
+ELEMENT_NAMES = frozenset(ELEMENT_NAME_SYMBOLS)
+ROMAN_NUMERALS = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6, "VII": 7, "VIII": 8, "IX": 9}
 NOBLE_GASES = ("He", "Ne", "Ar", "Kr", "Xe", "Rn")
 SIMPLE_ANIONS = ("O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I")  # the anions an ionic compound is named by
 
@@ -191,8 +197,6 @@ FAMILY_WORDS: dict[str, tuple[str, ...]] = {
     "layered oxide": (r"layered (?:transition[- ]metal )?oxides?", r"layered rock[- ]?salts?", r"o3[- ]type",
                       r"alpha[- ]nafeo2(?:[- ]type)?", r"licoo2[- ]type", r"layered"),
 }
-# Mineral names of well-known members (textbook mineralogy) -> the family whose structure type they have: a
-# request may name the family by a mineral ("galena-structured", "the gahnite structure", "a cassiterite-type").
 # Structure types beyond the typed families and the AFLOW library, by their textbook members (the first one sets the
 # roles a proposer fills; mixed-anion types such as argyrodite are proposed by their members only). Keys that are
 # AFLOW type names ('max phase', 'zrcusias-type') keep their prototype and gain the members.
@@ -234,6 +238,8 @@ def known_members(family: str | None) -> tuple[str, ...]:
     return FAMILY_MEMBERS.get(family, ((), ()))[1] if family else ()
 
 
+# Mineral names of well-known members (textbook mineralogy) -> the family whose structure type they have: a
+# request may name the family by a mineral ("galena-structured", "the gahnite structure", "a cassiterite-type").
 MINERAL_FAMILIES: dict[str, str] = {
     **dict.fromkeys(("periclase", "galena", "sylvite", "bunsenite", "manganosite", "wustite", "wüstite",
                      "monteponite", "alabandite", "oldhamite", "clausthalite", "altaite", "villiaumite", "griceite",

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import product
 from math import gcd
 
 from pymatgen.core import Composition, Element
+
+from tools.discovery.lexicon import ELEMENT_NAME_SYMBOLS, ROMAN_NUMERALS
+from tools.discovery.oxidation import COMMON_STATE_SHARE, oxidation_states, state_prior
 
 # Simple anions by the stem of their '-ide' name: (element, charge); None: no charge balance (borides).
 ANION_WORDS: dict[str, tuple[str, int | None]] = {
@@ -32,7 +36,6 @@ PREFIX_COUNTS = {"mono": 1, "mon": 1, "di": 2, "tri": 3, "tetra": 4, "tetr": 4, 
                  "hex": 6, "hepta": 7, "hept": 7, "octa": 8, "oct": 8}
 _ANION_LAST = frozenset({"O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I", "H"})
 SOFT_ANIONS = frozenset({"S", "Se", "Te", "I", "Br", "P", "As", "Sb"})
-MIN_STATE_SHARE = 0.2  # states seen in at least this share of an element's ICSD compounds name it without a prefix
 
 # Acronyms of well-known materials that name one compound (solid solutions such as PZT or ITO are left out).
 ACRONYM_COMPOUNDS: dict[str, str] = {
@@ -92,8 +95,7 @@ FAMILY_WORD_MINERALS = frozenset({"perovskite", "spinel", "ilmenite", "rutile", 
                                   "cinnabar", "cuprite", "quartz", "calcite", "molybdenite", "cotunnite",
                                   "enargite", "hausmannite", "baddeleyite", "tenorite", "millerite", "cementite"})
 _GROUP_STATE = dict(YL_CATIONS.values())  # 'TiO' -> 2
-_ELEMENT_NAMES = {el.long_name.lower(): el.symbol for el in Element if el.Z <= 103}
-_ELEMENT_NAMES.update({"aluminium": "Al", "sulphur": "S", "caesium": "Cs"})
+_ELEMENT_NAMES = ELEMENT_NAME_SYMBOLS
 _CATION_WORD = "|".join(sorted([*_ELEMENT_NAMES, *YL_CATIONS], key=len, reverse=True))
 _PREFIX = "|".join(sorted(PREFIX_COUNTS, key=len, reverse=True))
 _ROMAN_STATE = r"\((?:i{1,3}|iv|vi{0,3}|v)\)"
@@ -117,9 +119,7 @@ class NamedCompound:
 
 def _states(symbol: str, anion: str | None) -> list[int]:
     """The element's positive states that name it without a prefix, likeliest first."""
-    from tools.discovery.oxidation import oxidation_states, state_prior
-
-    states = [s for s in oxidation_states(symbol) if state_prior(symbol, s) >= MIN_STATE_SHARE]
+    states = [s for s in oxidation_states(symbol) if state_prior(symbol, s) >= COMMON_STATE_SHARE]
     states.sort(key=lambda s: -state_prior(symbol, s))
     el = Element(symbol)
     if anion in SOFT_ANIONS and el.group in (14, 15) and el.row >= 4:
@@ -159,10 +159,6 @@ def _binary(cation: str, m: int | None, anion: str, charge: int | None, n: int |
 def _oxysalt_cations(cations: list[str], anion_charge: int) -> dict[str, int] | None:
     """Counts of one or two cations (symbols or -yl groups) per ortho-anion: the likeliest states that balance one
     anion per formula unit (Li+ Fe2+ in LiFePO4, Li2+ Mn2+ in Li2MnSiO4); None when none does."""
-    from itertools import product
-
-    from tools.discovery.oxidation import state_prior
-
     options = [[_GROUP_STATE[c]] if c in _GROUP_STATE else _states(c, "O")[:3] for c in cations]
     if not all(options):
         return None
@@ -221,15 +217,12 @@ def _mixed_oxy(cation: str, anion: str, charge: int) -> str | None:
     return None
 
 
-_ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4, "v": 5, "vi": 6, "vii": 7}
-
-
 def _stated(words: str) -> tuple[str, int | None]:
     """'tin(ii) ' -> ('tin ', 2); 'sn(ii)' -> ('tin', 2): the words without an oxidation-state label, and the state."""
     m = re.search(_ROMAN_STATE, words)
     if not m:
         return words, None
-    state = _ROMAN[m.group(0).strip("()")]
+    state = ROMAN_NUMERALS[m.group(0).strip("()").upper()]
     words = words[:m.start()] + words[m.end():]
     symbols = {sym.lower(): name for name, sym in _ELEMENT_NAMES.items()}
     words = re.sub(r"\b([a-z]{1,2})\s*$", lambda w: symbols.get(w.group(1), w.group(1)), words.strip())

@@ -7,6 +7,8 @@ from functools import lru_cache
 
 from pymatgen.core import Element, Species
 
+COMMON_STATE_SHARE = 0.2  # a state seen in at least this share of an element's ICSD compounds counts as a usual one
+
 
 @lru_cache(maxsize=1)
 def _occurrence() -> dict[tuple[str, int], float]:

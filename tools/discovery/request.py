@@ -23,6 +23,7 @@ from tools.discovery.lexicon import (
     COMPOUND_CLASSES,
     COUNT_WORDS,
     ELEMENT_GROUPS,
+    ELEMENT_NAME_SYMBOLS,
     FAMILY_ANIONS,
     FAMILY_MIN_ELEMENTS,
     FAMILY_WORDS,
@@ -34,6 +35,7 @@ from tools.discovery.lexicon import (
     MINERAL_FAMILIES,
     NOBLE_GASES,
     PREFIX_CLASSES,
+    ROMAN_NUMERALS,
     SIMPLE_ANIONS,
     aflow_family_names,
     aflow_type_of_formula,
@@ -114,10 +116,8 @@ _QUALIFIER = re.compile(r"[- ](?:ordered|ordering|derived|related|like ordering|
 _ROMAN = re.compile(r"(?:I{1,3}|IV|VI{0,3})(?:-(?:I{1,3}|IV|VI{0,3})\d?)+")  # III-V, II-VI, I-III-VI2
 _FORMULA = re.compile(r"(?:[A-Z][a-z]?(?:\d+(?:\.\d+)?)?|\((?:[A-Z][a-z]?\d*)+\)\d*)+")
 _SYMBOL = re.compile(r"(?<![A-Za-z0-9])([A-Z][a-z]?)(?:(?=\d?\+)|(?![a-z0-9]))")  # Fe, Fe3+
-_NAMES = {el.long_name.lower(): el.symbol for el in Element if el.Z <= 103}
-_NAMES.update({"aluminium": "Al", "aluminum": "Al", "caesium": "Cs", "sulphur": "S", "cesium": "Cs",
-               "ferrous": "Fe", "ferric": "Fe", "cupric": "Cu", "cuprous": "Cu", "stannous": "Sn",
-               "stannic": "Sn", "plumbous": "Pb", "lithium-ion": "Li", "sodium-ion": "Na"})
+_NAMES = {**ELEMENT_NAME_SYMBOLS, "ferrous": "Fe", "ferric": "Fe", "cupric": "Cu", "cuprous": "Cu", "stannous": "Sn",
+          "stannic": "Sn", "plumbous": "Pb", "lithium-ion": "Li", "sodium-ion": "Na"}
 _ACRONYMS = {"PV", "NMC", "NCA", "SOFC", "CNT", "MOF", "COF", "OER", "HER", "ORR", "LED", "TCO", "DFT", "MD",
              "CIF", "NMR", "XRD", "SEM", "TEM", "UV", "IR", "CV", "AI", "ML", "OK", "US", "UK", "EU", "CO", "NO",
              "PS", "PC", "SI", "IC", "IV", "VI", "II", "III", "VII", "VIII", "IX", "XI"}
@@ -955,22 +955,24 @@ def _class_of_formula(formula: str) -> str | None:
     return ANION_CLASS[anions[0]] if len(anions) == 1 and len(amounts) > 1 else None
 
 
-_ROMAN_VALUES = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6, "VII": 7, "VIII": 8, "IX": 9}
+_STATE_AFTER = (r"\s*(?:\(\s*([IVX]{1,4})\s*\)|(\d)\+|\s+in\s+(?:the|a|an|its)\s+\+(\d)\s+"
+                r"(?:oxidation\s+|valence\s+)?states?)")
+_STATED = (  # an element name (any case) or symbol with a state after it
+    re.compile(rf"\b({'|'.join(sorted(map(re.escape, _NAMES), key=len, reverse=True))}){_STATE_AFTER}", re.IGNORECASE),
+    re.compile(rf"\b([A-Z][a-z]?){_STATE_AFTER}"),
+)
 
 
 def _stated_elements(text: str) -> list[tuple[str, int]]:
     """Elements given a positive oxidation state in the request: 'sodium in the +3 oxidation state', 'Na(III)',
     'Fe3+', 'Cu in its +4 state'."""
-    names = "|".join(sorted(map(re.escape, _NAMES), key=len, reverse=True))
-    state = (r"\s*(?:\(\s*([IVX]{1,4})\s*\)|(\d)\+|\s+in\s+(?:the|a|an|its)\s+\+(\d)\s+(?:oxidation\s+|valence\s+)?"
-             r"states?)")
     out = []
-    for pattern, flags in ((rf"\b({names}){state}", re.IGNORECASE), (rf"\b([A-Z][a-z]?){state}", 0)):
-        for m in re.finditer(pattern, text, flags):
+    for pattern in _STATED:
+        for m in pattern.finditer(text):
             word = m.group(1)
             symbol = _NAMES.get(word.lower()) or (word if Element.is_valid_symbol(word) else None)
             roman, plus, stated = m.group(2), m.group(3), m.group(4)
-            value = _ROMAN_VALUES.get((roman or "").upper()) or int(plus or stated or 0)
+            value = ROMAN_NUMERALS.get((roman or "").upper()) or int(plus or stated or 0)
             if symbol and value:
                 out.append((symbol, value))
     return out
