@@ -16,8 +16,8 @@ from functools import lru_cache
 
 from pymatgen.core import Composition, Element, Species
 
-from tools.discovery.lexicon import COMPOUND_CLASSES, known_members
-from tools.discovery.oxidation import oxidation_states, state_prior
+from tools.discovery.lexicon import COMPOUND_CLASSES, ELEMENT_GROUPS, known_members
+from tools.discovery.oxidation import COMMON_STATE_SHARE, oxidation_states, state_prior
 from tools.discovery.request import MaterialsRequest
 
 # Cations tried for roles the request leaves open: common, non-radioactive, with ICSD oxidation-state data.
@@ -945,20 +945,20 @@ def member_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
     offered: 'lanthanum copper oxide' means La2CuO4 more often than the delafossite LaCuO2.)"""
     if req.formulas or not req.family:
         return []
+    family = req.family
+    has_roles = family_of(family) is not None
     out = []
-    for formula, family in [(f, req.family) for f in known_members(req.family)]:
+    for formula in known_members(family):
         if not _honours(req, formula):
             continue
         if req.n_elements is not None and len(Composition(formula).elements) != req.n_elements:
             continue
-        has_roles = family_of(family) is not None
         out.append(FormulaProposal(
             Composition(formula).reduced_formula, family, sites_for(formula, family) if has_roles else {}, 1.0,
             f"a known {family} ({formula}) with the elements asked for", {}, named=True))
     return out
 
 
-ALKALI = ("Li", "Na", "K", "Rb", "Cs")
 LARGE_FLUORIDE_RADIUS = 0.85  # Å (VI): Y3+ (0.90) and the late rare earths form AMF4 fluorides, not A3MF6
 OCTAHEDRAL_MIN_RADIUS = 0.65  # Å (Shannon, VI): smaller M3+ (Al, Ga, Fe) make tetrahedral MCl4- with heavy halides
 
@@ -970,14 +970,14 @@ def halometallate_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
     halogen = req.anion if req.anion in ("F", "Cl", "Br", "I") else None
     if req.family or req.formulas or halogen is None or req.n_elements not in (None, 3):
         return []
-    alkali = [el for el in req.include if el in ALKALI]
-    others = [el for el in req.include if el not in ALKALI and el != halogen]
+    alkali = [el for el in req.include if el in ELEMENT_GROUPS["alkali"]]
+    others = [el for el in req.include if el not in ELEMENT_GROUPS["alkali"] and el != halogen]
     if len(alkali) != 1 or len(others) != 1:
         return []
     a, m = alkali[0], others[0]
     out = []
     for state in sorted(oxidation_states(m), key=lambda st: -state_prior(m, st)):
-        if state not in (2, 3, 4) or state_prior(m, state) < 0.2:
+        if state not in (2, 3, 4) or state_prior(m, state) < COMMON_STATE_SHARE:
             continue
         radius = _radius(m, state, "VI")
         if halogen == "F":  # AlF6 3- and ZrF6 2- octahedra; large Y3+ and rare earths make LiYF4 / NaYF4
