@@ -446,10 +446,13 @@ _COMPARE: dict[str, Callable[[object, object], bool]] = {
 }
 
 
+_FAMILY_LABELS = frozenset(_label(f) for f in FAMILIES)
+
+
 def _judged_family(value: object) -> object:
     """A family outside FAMILIES reads as null: the suites label only these families and leave the rest (NASICON,
     skutterudite, A15) null, so a reader that names such a type is not wrong for naming it."""
-    return value if _label(value) in {_label(f) for f in FAMILIES} else None
+    return value if _label(value) in _FAMILY_LABELS else None
 
 
 def score_reading(parsed: dict, case: dict) -> dict[str, bool]:
