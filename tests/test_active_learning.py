@@ -34,6 +34,23 @@ def test_selection_prefers_uncertain_diverse_frames_above_threshold() -> None:
     assert select_frames(unc, desc, k=1, threshold=0.6, upper=0.7) == [1]
 
 
+def test_selection_goes_round_the_exploration_runs_and_breaks_ties_by_the_raw_score() -> None:
+    """Run 0 holds the four most uncertain frames (Si, issue 27: most of a round's picks came from one run), yet
+    the picks alternate between runs, each run's frames by uncertainty; equal calibrated values (an isotonic
+    plateau) are ordered by the raw GMM score, not by the frames' order."""
+    unc = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.5, 0.5, 0.1])
+    raw = np.array([40.0, 30.0, 20.0, 15.0, 11.0, 12.0, 13.0, 5.0])
+    runs = np.array([0, 0, 0, 0, 1, 1, 1, 2])
+    desc = np.arange(16, dtype=float).reshape(8, 2)  # all far enough apart
+    assert select_frames(unc, desc, k=4, threshold=0.05, runs=runs, raw=raw) == [0, 6, 7, 1]
+    assert select_frames(unc, desc, k=3, threshold=0.05, raw=raw) == [0, 1, 2]  # no runs: by uncertainty alone
+    assert select_frames(unc, desc, k=8, threshold=0.3, runs=runs, raw=raw) == [0, 6, 1, 5, 2, 4, 3]
+    # the diversity rule still holds: frame 6 duplicates frame 0, so run 1 gives its next frame
+    close = desc.copy()
+    close[6] = close[0] + 0.01
+    assert select_frames(unc, close, k=3, threshold=0.05, runs=runs, raw=raw) == [0, 5, 7]
+
+
 def test_frame_score_max_flags_one_outlier_mean_a_broadly_unfamiliar_frame() -> None:
     """One badly described atom among familiar ones ranks first by "max"; a frame whose every atom is moderately
     uncertain (the larger expected force error) ranks first by "mean"."""
