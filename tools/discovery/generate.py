@@ -13,6 +13,7 @@ from pymatgen.core import Structure
 
 from tools.core.common import StructureSummary, parse_formula
 from tools.core.errors import ToolInputError, ToolRuntimeError
+from tools.core.provenance import provenance
 from tools.core.registry import STORE, ToolContext, ToolInput, tool
 from tools.core.settings import Settings
 from tools.structures.io import MIN_DISTANCE_A, validate_structure
@@ -235,16 +236,14 @@ def _finish_sample(index: int, structure: Structure, inp: GenerateInput, units: 
     if not inp.store:
         return GeneratedStructure(index=index, valid=True, min_distance_A=dmin, cif=structure_to_cif(structure),
                                   **flags)
-    provenance = {
-        "tool": "generate_structures",
-        "parameters": {"formula": inp.formula, "formula_units": units, "n_steps": inp.n_steps, "seed": inp.seed,
-                       "sample_index": index, "method": inp.method, "symmetrize": inp.symmetrize,
-                       "min_distance_fraction": inp.min_distance_fraction, "max_redraws": inp.max_redraws,
-                       "validity": flags, **model_info},
-        "parent_ids": [],
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    result = ctx.store.add(structure, provenance=provenance, tags=["generated", inp.method])
+    origin = provenance(
+        "generate_structures",
+        {"formula": inp.formula, "formula_units": units, "n_steps": inp.n_steps, "seed": inp.seed,
+         "sample_index": index, "method": inp.method, "symmetrize": inp.symmetrize,
+         "min_distance_fraction": inp.min_distance_fraction, "max_redraws": inp.max_redraws,
+         "validity": flags, **model_info},
+    )
+    result = ctx.store.add(structure, provenance=origin, tags=["generated", inp.method])
     record = ctx.store.get(result.id)
     summary = StructureSummary.from_record(record)
     return GeneratedStructure(index=index, valid=True, min_distance_A=dmin, structure=summary, **flags)

@@ -32,6 +32,7 @@ from models.crystals.prototypes import decorate, roles_of
 from tools.core.errors import ToolInputError, ToolRuntimeError
 from tools.core.executor import get_executor
 from tools.core.executor_tasks import relax_payload, relax_task
+from tools.core.provenance import provenance
 from tools.core.registry import DASK, LLM, STORE, ToolContext, ToolInput, get_tool, tool
 from tools.discovery.family_match import matches_family
 from tools.discovery.language import Proposal, ProposeOutput, propose_request
@@ -689,19 +690,9 @@ def _provenance(
     search_id: str, inp: SearchInput, formula: str, generator: str, parent: str | None, **extra: object
 ) -> dict[str, object]:
     """Provenance of a search node: the search, the request, the formula and generator, and its parent."""
-    return {
-        "tool": "hierarchical_search",
-        "parameters": {
-            "search": search_id,
-            "request": inp.request,
-            "formula": formula,
-            "generator": generator,
-            "seed": inp.seed,
-            **extra,
-        },
-        "parent_ids": [parent] if parent else [],
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    parameters = {"search": search_id, "request": inp.request, "formula": formula, "generator": generator,
+                  "seed": inp.seed, **extra}
+    return provenance("hierarchical_search", parameters, [parent])
 
 
 def _dedup_heap(heap: list[tuple[float, int]]) -> list[tuple[float, int]]:

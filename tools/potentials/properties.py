@@ -3,7 +3,6 @@ hull, density, symmetry) for a batch, with the universal potentials or our own c
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,6 +17,7 @@ from memory.store import (
 )
 from tools.core.common import StructureSummary
 from tools.core.errors import ToolInputError
+from tools.core.provenance import provenance
 from tools.core.registry import STORE, ToolContext, ToolInput, tool
 from tools.potentials.calculators import elemental_references, get_potential, relax, single_point
 from tools.potentials.hull import REFERENCE_STEPS, LocalHull, missing_binaries
@@ -218,15 +218,9 @@ def relax_structure(inp: RelaxInput, ctx: ToolContext) -> RelaxOutput:
     props = compute_properties(result.structure, result.energy, potential, ctx, notes=notes)
     record_id = uri = cif = None
     if inp.store:
-        parents = [inp.structure.id] if inp.structure.id else []
         stored = ctx.store.add(
             result.structure,
-            provenance={
-                "tool": "relax_structure",
-                "parameters": inp.model_dump(exclude={"structure"}),
-                "parent_ids": parents,
-                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            },
+            provenance=provenance("relax_structure", inp.model_dump(exclude={"structure"}), [inp.structure.id]),
             energy=result.energy,
             properties={**props.model_dump(), **relaxation_labels(result.converged)},
             tags=relaxation_tags(result.converged),
@@ -301,12 +295,7 @@ def predict_properties(inp: PredictInput, ctx: ToolContext) -> PredictOutput:
         if inp.relax and inp.store:
             stored = ctx.store.add(
                 structure,
-                provenance={
-                    "tool": "predict_properties",
-                    "parameters": {"potential": potential, "relax": True},
-                    "parent_ids": [ref.id] if ref.id else [],
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                },
+                provenance=provenance("predict_properties", {"potential": potential, "relax": True}, [ref.id]),
                 energy=energy,
                 properties={**props.model_dump(), **relaxation_labels(converged)},
                 tags=relaxation_tags(converged),
