@@ -35,6 +35,8 @@ REPORT_PATH = SUITE_PATH.with_name("search_requests_report.json")
 BLIND_PATH = SUITE_PATH.with_name("search_requests_blind.json")
 # a sixth split, written later and likewise blind and kept unscored until the end: read only when asked for by name
 BLIND2_PATH = SUITE_PATH.with_name("search_requests_blind2.json")
+# a seventh split, written later still, likewise blind and kept unscored until the end: read only when asked for by name
+BLIND3_PATH = SUITE_PATH.with_name("search_requests_blind3.json")
 
 FIELDS = ("include", "exclude", "family", "compound_class", "formulas", "n_elements", "application", "decline")
 
@@ -67,9 +69,15 @@ FALLBACK_ANIONS = frozenset({"H", "C", "N", "P", "As", "Sb", "O", "S", "Se", "Te
 def load_suite(split: str | None = None) -> list[dict]:
     """The suite's cases, in id order; only the given split ("dev" / "heldout") when one is named. "fresh" reads
     the separate third suite (FRESH_PATH), "report" the separate fourth (REPORT_PATH), "blind" the separate fifth
-    (BLIND_PATH), "blind2" the separate sixth (BLIND2_PATH); None is dev and heldout together, never the fresh,
-    report, blind or blind2 cases."""
-    separate = {"fresh": FRESH_PATH, "report": REPORT_PATH, "blind": BLIND_PATH, "blind2": BLIND2_PATH}
+    (BLIND_PATH), "blind2" the separate sixth (BLIND2_PATH), "blind3" the separate seventh (BLIND3_PATH); None is
+    dev and heldout together, never the fresh, report, blind, blind2 or blind3 cases."""
+    separate = {
+        "fresh": FRESH_PATH,
+        "report": REPORT_PATH,
+        "blind": BLIND_PATH,
+        "blind2": BLIND2_PATH,
+        "blind3": BLIND3_PATH,
+    }
     if split in separate:
         cases = json.loads(separate[split].read_text())
         return sorted((c for c in cases if c["split"] == split), key=lambda c: c["id"])
@@ -77,7 +85,7 @@ def load_suite(split: str | None = None) -> list[dict]:
     if split is not None:
         if split not in ("dev", "heldout"):
             raise ValueError(
-                f"split must be 'dev', 'heldout', 'fresh', 'report', 'blind', 'blind2' or None, not {split!r}"
+                f"split must be 'dev', 'heldout', 'fresh', 'report', 'blind', 'blind2', 'blind3' or None, not {split!r}"
             )
         cases = [c for c in cases if c["split"] == split]
     return sorted(cases, key=lambda c: c["id"])
