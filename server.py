@@ -18,6 +18,15 @@ from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
 from mcp.shared.exceptions import MCPError
 from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, ListResourcesResult, PaginatedRequestParams, Resource
 
+from memory.keys import (
+    ENERGY_PER_ATOM_KEY,
+    FORMULA_KEY,
+    N_SITES_KEY,
+    REDUCED_FORMULA_KEY,
+    SPACEGROUP_NUMBER_KEY,
+    SPACEGROUP_SYMBOL_KEY,
+    TAGS_KEY,
+)
 from prompts import mcp_prompts, render_prompt
 from tools.adapters.mcp import ARTIFACT_MIME, is_text_mime, register_all
 from tools.core.errors import ToolError, ToolInputError
@@ -77,16 +86,16 @@ def build_server(settings: Settings | None = None, resource_page_size: int = RES
 def structure_listing(row: dict[str, object]) -> Resource:
     """A stored structure (a `StructureStore.list_page` row) as a listed resource: structure://{id}, named by its
     formula and space group, described with its size and energy when known."""
-    name = f"{row.get('reduced_formula', '?')} {row.get('spacegroup_symbol', '')}".strip()
-    parts = [f"{row.get('formula', name)}, space group {row.get('spacegroup_symbol', '?')}"
-             + (f" (No. {row['spacegroup_number']})" if "spacegroup_number" in row else "")]
-    if "n_sites" in row:
-        parts.append(f"{row['n_sites']} atoms per cell")
-    energy = row.get("energy_per_atom")
+    name = f"{row.get(REDUCED_FORMULA_KEY, '?')} {row.get(SPACEGROUP_SYMBOL_KEY, '')}".strip()
+    parts = [f"{row.get(FORMULA_KEY, name)}, space group {row.get(SPACEGROUP_SYMBOL_KEY, '?')}"
+             + (f" (No. {row[SPACEGROUP_NUMBER_KEY]})" if SPACEGROUP_NUMBER_KEY in row else "")]
+    if N_SITES_KEY in row:
+        parts.append(f"{row[N_SITES_KEY]} atoms per cell")
+    energy = row.get(ENERGY_PER_ATOM_KEY)
     if isinstance(energy, int | float):
         parts.append(f"energy {float(energy):.4f} eV/atom")
-    if row.get("tags"):
-        parts.append(f"tags {row['tags']}")
+    if row.get(TAGS_KEY):
+        parts.append(f"tags {row[TAGS_KEY]}")
     return Resource(uri=f"structure://{row['id']}", name=name, mime_type=CIF_MIME,
                     description="Stored structure: " + "; ".join(parts))
 

@@ -11,6 +11,7 @@ from pymatgen.core import Structure
 from rich.console import Console
 from rich.table import Table
 
+from memory.keys import DENSITY_KEY, N_SITES_KEY, REDUCED_FORMULA_KEY, SPACEGROUP_SYMBOL_KEY
 from tools.core.registry import ToolContext, get_tool
 from tools.structures.io import structure_to_cif
 
@@ -51,7 +52,8 @@ def run_demo(console: Console | None = None) -> dict[str, object]:
     for name, sid in ids.items():
         rec = ctx.store.get(sid)
         m = rec.metadata
-        table.add_row(name, sid, m["reduced_formula"], m["spacegroup_symbol"], str(m["n_sites"]), f"{m['density']:.3f}")
+        table.add_row(name, sid, m[REDUCED_FORMULA_KEY], m[SPACEGROUP_SYMBOL_KEY], str(m[N_SITES_KEY]),
+                      f"{m[DENSITY_KEY]:.3f}")
     console.print(table)
 
     analysis = get_tool("analyze_structure").run({"structure": {"id": ids["SrTiO3"]}}, ctx)

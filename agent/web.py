@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from memory.keys import REDUCED_FORMULA_KEY
 from tools.core.errors import ToolError, ToolInputError
 from tools.core.settings import Settings
 
@@ -308,7 +309,7 @@ def provenance_chain(settings: Settings, summary: dict[str, Any]) -> list[tuple[
         if record is None:
             break
         seen.add(record.id)
-        chain.append((record.id, record.metadata["reduced_formula"], str(record.provenance.get("tool", ""))))
+        chain.append((record.id, record.metadata[REDUCED_FORMULA_KEY], str(record.provenance.get("tool", ""))))
         parents = record.provenance.get("parent_ids") or []
     return chain[::-1]
 

@@ -28,6 +28,50 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from memory.embedding import embed_texts
 from memory.fingerprint import content_key, structure_fingerprint
+from memory.keys import (
+    CHEMSYS_KEY,
+    CIF_KEY,
+    CONFLICTING_VALUES_KEY,
+    CREATED_AT_KEY,
+    CRYSTAL_SYSTEM_KEY,
+    DENSITY_KEY,
+    DESCRIPTION_KEY,
+    E_ABOVE_HULL_KEY,
+    ELEMENT_FLAG_PREFIX,
+    ELEMENTS_KEY,
+    ENERGY_EV_KEY,
+    ENERGY_KEY,
+    ENERGY_PER_ATOM_KEY,
+    EQUIVALENT_TO_KEY,
+    EV_SUFFIX,
+    FORMATION_ENERGY_PER_ATOM_KEY,
+    FORMULA_KEY,
+    HAS_ELEMENT_PREFIX,
+    HULL_CONVERGED_KEY,
+    HULL_ENERGY_KEY,
+    HULL_POTENTIAL_KEY,
+    HULL_PREFIX,
+    HULL_RELAXATION_KEY,
+    HULL_V_KEY,
+    INDEX_V_KEY,
+    MERGED_STORES_KEY,
+    N_ELEMENTS_KEY,
+    N_SITES_KEY,
+    PARENT_IDS_KEY,
+    POTENTIAL_KEY,
+    PROPERTIES_JSON_KEY,
+    PROVENANCE_JSON_KEY,
+    REDUCED_FORMULA_KEY,
+    SPACEGROUP_NUMBER_KEY,
+    SPACEGROUP_SYMBOL_KEY,
+    TAGS_KEY,
+    TIME_KEY,
+    TOOL_KEY,
+    VOLUME_PER_ATOM_KEY,
+    WRITE_ID_KEY,
+    element_flag_key,
+    has_element_key,
+)
 
 TEXT_COLLECTION = "structures"
 FINGERPRINT_COLLECTION = "structure_fingerprints"
@@ -89,14 +133,15 @@ class StructureRecord:
 
     @property
     def cif(self) -> str:
-        return str(self.metadata["cif"])
+        return str(self.metadata[CIF_KEY])
 
     def summary(self) -> dict[str, Any]:
         """Metadata without the bulky CIF, with provenance and properties decoded."""
         meta = {k: v for k, v in self.metadata.items()
-                if k not in ("cif", "write_id", "index_v") and not k.startswith(("el_", "has_"))}
-        meta.pop("provenance_json", None)
-        meta.pop("properties_json", None)
+                if k not in (CIF_KEY, WRITE_ID_KEY, INDEX_V_KEY)
+                and not k.startswith((ELEMENT_FLAG_PREFIX, HAS_ELEMENT_PREFIX))}
+        meta.pop(PROVENANCE_JSON_KEY, None)
+        meta.pop(PROPERTIES_JSON_KEY, None)
         return {"id": self.id, **meta, "provenance": self.provenance, "properties": self.properties}
 
 
@@ -126,17 +171,17 @@ def legacy_content_id(cif: str) -> str:
 def describe(structure: Structure, meta: dict[str, Any], description: str | None) -> str:
     """The text that text search embeds: chemistry, symmetry, size, energies, tags and the caller's note."""
     parts = [
-        f"{meta['reduced_formula']} crystal structure",
-        f"space group {meta['spacegroup_symbol']} (No. {meta['spacegroup_number']}), {meta['crystal_system']}",
-        f"elements {' '.join(meta['elements'].strip('|').split('|'))}",
-        f"{meta['n_sites']} atoms per cell, density {meta['density']:.2f} g/cm3",
+        f"{meta[REDUCED_FORMULA_KEY]} crystal structure",
+        f"space group {meta[SPACEGROUP_SYMBOL_KEY]} (No. {meta[SPACEGROUP_NUMBER_KEY]}), {meta[CRYSTAL_SYSTEM_KEY]}",
+        f"elements {' '.join(meta[ELEMENTS_KEY].strip('|').split('|'))}",
+        f"{meta[N_SITES_KEY]} atoms per cell, density {meta[DENSITY_KEY]:.2f} g/cm3",
     ]
-    if "energy_per_atom" in meta:
-        parts.append(f"energy {meta['energy_per_atom']:.3f} eV/atom")
-    if meta.get("tags"):
-        parts.append(f"tags: {meta['tags']}")
-    if meta.get("tool"):
-        parts.append(f"made by {meta['tool']}")
+    if ENERGY_PER_ATOM_KEY in meta:
+        parts.append(f"energy {meta[ENERGY_PER_ATOM_KEY]:.3f} eV/atom")
+    if meta.get(TAGS_KEY):
+        parts.append(f"tags: {meta[TAGS_KEY]}")
+    if meta.get(TOOL_KEY):
+        parts.append(f"made by {meta[TOOL_KEY]}")
     if description:
         parts.append(description)
     return "; ".join(parts)
@@ -178,8 +223,8 @@ def _indexed_properties(properties: dict[str, Any]) -> dict[str, float]:
     """Properties also kept as top-level metadata (filterable): formation energy and energy above hull, under
     either spelling the tools use (`e_above_hull` or `e_above_hull_eV`)."""
     out = {}
-    for key in ("formation_energy_per_atom", "e_above_hull"):
-        for spelling in (key, f"{key}_eV"):
+    for key in (FORMATION_ENERGY_PER_ATOM_KEY, E_ABOVE_HULL_KEY):
+        for spelling in (key, f"{key}{EV_SUFFIX}"):
             value = properties.get(spelling)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 out[key] = float(value)
@@ -194,9 +239,15 @@ HULL_SCHEMA = 1  # records written with hull metadata carry hull_v = 1; older on
 INDEX_SCHEMA = 2
 
 
+def _elements_of(meta: dict[str, Any]) -> list[str]:
+    """The element symbols a record's metadata lists (ELEMENTS_KEY, "|O|Sr|Ti|")."""
+    return [e for e in str(meta.get(ELEMENTS_KEY, "")).strip("|").split("|") if e]
+
+
 def _index_fields(elements: list[str]) -> dict[str, Any]:
     """Search-index metadata of a record with these elements (see INDEX_SCHEMA)."""
-    return {"index_v": INDEX_SCHEMA, "chemsys": "-".join(sorted(elements)), **{f"has_{el}": 1 for el in elements}}
+    return {INDEX_V_KEY: INDEX_SCHEMA, CHEMSYS_KEY: "-".join(sorted(elements)),
+            **{has_element_key(el): 1 for el in elements}}
 
 
 def _index_entry(record_id: str, meta: dict[str, Any]) -> tuple[list[float], dict[str, Any]]:
@@ -205,13 +256,14 @@ def _index_entry(record_id: str, meta: dict[str, Any]) -> tuple[list[float], dic
     and hull_rows reads (formula, chemsys, hull fields: about 12 keys where the record has 30 and its CIF).
     The vector is never searched: a filtered get returns it with the ids, so ranking every match costs one query
     and no metadata (which chromadb returns at ~6 us per key and record)."""
-    elements = [e for e in str(meta.get("elements", "")).strip("|").split("|") if e]
-    value = meta.get("energy_per_atom")
+    elements = _elements_of(meta)
+    value = meta.get(ENERGY_PER_ATOM_KEY)
     energy = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else NO_ENERGY
     spread = int(hashlib.sha256(record_id.encode()).hexdigest()[:8], 16) / 2**32
-    light = {"formula": str(meta.get("formula", "")), "reduced_formula": str(meta.get("reduced_formula", "")),
-             "n_elements": len(elements), "chemsys": "-".join(sorted(elements)),
-             **{f"has_{el}": 1 for el in elements}, **{k: v for k, v in meta.items() if k.startswith("hull_")}}
+    light = {FORMULA_KEY: str(meta.get(FORMULA_KEY, "")), REDUCED_FORMULA_KEY: str(meta.get(REDUCED_FORMULA_KEY, "")),
+             N_ELEMENTS_KEY: len(elements), CHEMSYS_KEY: "-".join(sorted(elements)),
+             **{has_element_key(el): 1 for el in elements},
+             **{k: v for k, v in meta.items() if k.startswith(HULL_PREFIX)}}
     return [energy, spread], light
 
 
@@ -221,8 +273,8 @@ def _fast_where(where: Any) -> Any:
     if isinstance(where, dict):
         if len(where) == 1:
             (key, value), = where.items()
-            if key.startswith("el_") and value is True:
-                return {f"has_{key[3:]}": 1}
+            if key.startswith(ELEMENT_FLAG_PREFIX) and value is True:
+                return {has_element_key(key[len(ELEMENT_FLAG_PREFIX):]): 1}
         return {k: _fast_where(v) for k, v in where.items()}
     if isinstance(where, list):
         return [_fast_where(w) for w in where]
@@ -242,14 +294,14 @@ class HullRow:
 def _hull_fields(properties: dict[str, Any]) -> dict[str, Any]:
     """Hull metadata of a record (filterable without parsing its CIF): the potential and total energy it was
     scored with, whether it is a relaxation and whether that relaxation converged. Empty without both numbers."""
-    potential, energy = properties.get("potential"), properties.get("energy_eV")
+    potential, energy = properties.get(POTENTIAL_KEY), properties.get(ENERGY_EV_KEY)
     if not isinstance(potential, str) or not isinstance(energy, int | float) or isinstance(energy, bool):
         return {}
     return {
-        "hull_potential": potential,
-        "hull_energy_eV": float(energy),
-        "hull_relaxation": is_relaxation(properties),
-        "hull_converged": is_converged_relaxation(properties),
+        HULL_POTENTIAL_KEY: potential,
+        HULL_ENERGY_KEY: float(energy),
+        HULL_RELAXATION_KEY: is_relaxation(properties),
+        HULL_CONVERGED_KEY: is_converged_relaxation(properties),
     }
 
 
@@ -282,7 +334,7 @@ class _Pending:
     @property
     def stamp(self) -> dict[str, Any]:
         """Who stored it and when (for the provenance of a record it is merged into)."""
-        return {k: self.provenance[k] for k in ("tool", "time") if k in self.provenance}
+        return {k: self.provenance[k] for k in (TOOL_KEY, TIME_KEY) if k in self.provenance}
 
     @property
     def carries_numbers(self) -> bool:
@@ -429,8 +481,8 @@ class StructureStore:
         if offset < 0 or limit < 1:
             raise ValueError("offset must be >= 0 and limit >= 1")
         got = self._retrying(lambda: self.texts.get(limit=limit + 1, offset=offset, include=["metadatas"]))
-        keys = ("formula", "reduced_formula", "spacegroup_symbol", "spacegroup_number", "n_sites", "energy_per_atom",
-                "tags")
+        keys = (FORMULA_KEY, REDUCED_FORMULA_KEY, SPACEGROUP_SYMBOL_KEY, SPACEGROUP_NUMBER_KEY, N_SITES_KEY,
+                ENERGY_PER_ATOM_KEY, TAGS_KEY)
         rows = [{"id": i, **{k: m[k] for k in keys if m.get(k) is not None}}
                 for i, m in zip(got["ids"][:limit], got["metadatas"][:limit], strict=True)]
         return rows, offset + limit if len(got["ids"]) > limit else None
@@ -531,12 +583,12 @@ class StructureStore:
     def _prepared(self, item: _Pending, match: str | None) -> _Pending:
         """The item with its metadata and document; linked by provenance to an equivalent stored record."""
         if match is not None:
-            parents = list(item.provenance.get("parent_ids", []))
-            item.provenance["parent_ids"] = parents if match in parents else [*parents, match]
-            item.provenance["equivalent_to"] = match
+            parents = list(item.provenance.get(PARENT_IDS_KEY, []))
+            item.provenance[PARENT_IDS_KEY] = parents if match in parents else [*parents, match]
+            item.provenance[EQUIVALENT_TO_KEY] = match
         meta = self._metadata(item.structure, item.cif, item.provenance, item.energy, item.properties, item.tags)
         if item.description:
-            meta["description"] = item.description
+            meta[DESCRIPTION_KEY] = item.description
         item.document = describe(item.structure, meta, item.description)
         item.meta = meta
         return item
@@ -550,18 +602,19 @@ class StructureStore:
             return set()
         write_id = uuid.uuid4().hex  # tells this write's records from a concurrent writer's
         for p in items:
-            p.meta["write_id"] = write_id
+            p.meta[WRITE_ID_KEY] = write_id
         ids, documents = [p.id for p in items], [p.document for p in items]
         self.fingerprints.upsert(
             ids=ids,
             embeddings=[p.fingerprint for p in items],
-            metadatas=[{"reduced_formula": p.meta["reduced_formula"], "n_sites": p.meta["n_sites"]} for p in items],
+            metadatas=[{REDUCED_FORMULA_KEY: p.meta[REDUCED_FORMULA_KEY], N_SITES_KEY: p.meta[N_SITES_KEY]}
+                       for p in items],
         )
         self.texts.add(
             ids=ids, documents=documents, embeddings=embed_texts(documents), metadatas=[_clean(p.meta) for p in items]
         )
         got = self.texts.get(ids=ids, include=["metadatas"])
-        lost = {i for i, m in zip(got["ids"], got["metadatas"], strict=True) if m.get("write_id") != write_id}
+        lost = {i for i, m in zip(got["ids"], got["metadatas"], strict=True) if m.get(WRITE_ID_KEY) != write_id}
         for p in items:
             if p.id in lost:
                 self._merge(p.id, p.provenance, p.properties, p.energy, p.tags, p.description)
@@ -587,41 +640,41 @@ class StructureStore:
         comp = structure.composition
         elements = sorted({el.symbol for el in comp.elements})
         meta: dict[str, Any] = {
-            "formula": comp.formula.replace(" ", ""),
-            "reduced_formula": comp.reduced_formula,
-            "elements": "|" + "|".join(elements) + "|",
-            "n_elements": len(elements),
-            "n_sites": len(structure),
-            "spacegroup_symbol": symbol,
-            "spacegroup_number": number,
-            "crystal_system": system,
-            "density": float(structure.density),
-            "volume_per_atom": float(structure.volume / len(structure)),
-            "tool": provenance.get("tool"),
-            "parent_ids": "|".join(provenance.get("parent_ids", [])) or None,
-            "created_at": provenance.get("time") or _now(),
-            "provenance_json": json.dumps(provenance, default=str),
-            "properties_json": json.dumps(properties, default=str),
-            "tags": ",".join(tags) or None,
-            "cif": cif,
+            FORMULA_KEY: comp.formula.replace(" ", ""),
+            REDUCED_FORMULA_KEY: comp.reduced_formula,
+            ELEMENTS_KEY: "|" + "|".join(elements) + "|",
+            N_ELEMENTS_KEY: len(elements),
+            N_SITES_KEY: len(structure),
+            SPACEGROUP_SYMBOL_KEY: symbol,
+            SPACEGROUP_NUMBER_KEY: number,
+            CRYSTAL_SYSTEM_KEY: system,
+            DENSITY_KEY: float(structure.density),
+            VOLUME_PER_ATOM_KEY: float(structure.volume / len(structure)),
+            TOOL_KEY: provenance.get(TOOL_KEY),
+            PARENT_IDS_KEY: "|".join(provenance.get(PARENT_IDS_KEY, [])) or None,
+            CREATED_AT_KEY: provenance.get(TIME_KEY) or _now(),
+            PROVENANCE_JSON_KEY: json.dumps(provenance, default=str),
+            PROPERTIES_JSON_KEY: json.dumps(properties, default=str),
+            TAGS_KEY: ",".join(tags) or None,
+            CIF_KEY: cif,
         }
-        meta.update({f"el_{el}": True for el in elements})
+        meta.update({element_flag_key(el): True for el in elements})
         if energy is not None:
-            meta["energy"] = float(energy)
-            meta["energy_per_atom"] = float(energy) / len(structure)
+            meta[ENERGY_KEY] = float(energy)
+            meta[ENERGY_PER_ATOM_KEY] = float(energy) / len(structure)
         meta.update(_indexed_properties(properties))
         meta.update(hull_v=HULL_SCHEMA, **_hull_fields(properties), **_index_fields(elements))
         return meta
 
     def _find_equivalent(self, structure: Structure, reduced_formula: str, fingerprint: list[float]) -> str | None:
         """Id of a stored structure StructureMatcher-equivalent to this one (strict, unscaled), else None."""
-        same_formula = self.fingerprints.get(where={"reduced_formula": reduced_formula}, include=[], limit=1)
+        same_formula = self.fingerprints.get(where={REDUCED_FORMULA_KEY: reduced_formula}, include=[], limit=1)
         if not same_formula["ids"]:
             return None
         hits = self.fingerprints.query(
             query_embeddings=[fingerprint],
             n_results=DEDUP_CANDIDATES,
-            where={"reduced_formula": reduced_formula},
+            where={REDUCED_FORMULA_KEY: reduced_formula},
             include=[],
         )
         for candidate_id in hits["ids"][0]:
@@ -656,47 +709,48 @@ class StructureStore:
                 conflicts.append({"key": key, "value": value})
         changes: dict[str, Any] = {}
         if energy is not None:
-            if "energy" not in meta:
-                changes["energy"] = float(energy)
-                changes["energy_per_atom"] = float(energy) / len(record.structure)
-            elif not _same_value(float(meta["energy"]), float(energy)):
-                conflicts.append({"key": "energy", "value": float(energy)})
+            if ENERGY_KEY not in meta:
+                changes[ENERGY_KEY] = float(energy)
+                changes[ENERGY_PER_ATOM_KEY] = float(energy) / len(record.structure)
+            elif not _same_value(float(meta[ENERGY_KEY]), float(energy)):
+                conflicts.append({"key": ENERGY_KEY, "value": float(energy)})
         if conflicts:
-            stamp = {"tool": provenance.get("tool"), "time": provenance.get("time") or _now()}
-            merged_prov["conflicting_values"] = [
-                *merged_prov.get("conflicting_values", []),
+            stamp = {TOOL_KEY: provenance.get(TOOL_KEY), TIME_KEY: provenance.get(TIME_KEY) or _now()}
+            merged_prov[CONFLICTING_VALUES_KEY] = [
+                *merged_prov.get(CONFLICTING_VALUES_KEY, []),
                 *({**c, **stamp} for c in conflicts),
             ]
-        old_parents = list(merged_prov.get("parent_ids", []))
-        parents = old_parents + [p for p in provenance.get("parent_ids", []) if p not in old_parents and p != record_id]
+        old_parents = list(merged_prov.get(PARENT_IDS_KEY, []))
+        parents = old_parents + [p for p in provenance.get(PARENT_IDS_KEY, [])
+                                 if p not in old_parents and p != record_id]
         if parents != old_parents:
-            merged_prov["parent_ids"] = parents
-            changes["parent_ids"] = "|".join(parents)
+            merged_prov[PARENT_IDS_KEY] = parents
+            changes[PARENT_IDS_KEY] = "|".join(parents)
         if merged_props != record.properties:
-            changes["properties_json"] = json.dumps(merged_props, default=str)
+            changes[PROPERTIES_JSON_KEY] = json.dumps(merged_props, default=str)
             changes.update(_indexed_properties(merged_props))
             changes.update(_hull_fields(merged_props))
         if merged_prov != record.provenance:
-            changes["provenance_json"] = json.dumps(merged_prov, default=str)
-        old_tags = [t for t in str(meta.get("tags") or "").split(",") if t]
+            changes[PROVENANCE_JSON_KEY] = json.dumps(merged_prov, default=str)
+        old_tags = [t for t in str(meta.get(TAGS_KEY) or "").split(",") if t]
         all_tags = old_tags + [t for t in dict.fromkeys(tags) if t not in old_tags]
         if all_tags != old_tags:
-            changes["tags"] = ",".join(all_tags)
-        old_description = meta.get("description")
+            changes[TAGS_KEY] = ",".join(all_tags)
+        old_description = meta.get(DESCRIPTION_KEY)
         if old_description is None:  # records stored before descriptions were kept: read it off the document
             base = describe(record.structure, meta, None)
             old_description = document[len(base) + 2 :] if document.startswith(base + "; ") else ""
         descriptions = [d for d in str(old_description).split("\n") if d]
         if description and description not in descriptions:
             descriptions.append(description)
-            changes["description"] = "\n".join(descriptions)
-        added = {"tags": all_tags[len(old_tags) :], "description": changes.get("description") and description,
+            changes[DESCRIPTION_KEY] = "\n".join(descriptions)
+        added = {"tags": all_tags[len(old_tags) :], "description": changes.get(DESCRIPTION_KEY) and description,
                  "properties": sorted(set(merged_props) - set(record.properties))}
         if any(added.values()):  # provenance keeps the store that brought something (a bare retry adds nothing)
-            stamp = {"tool": provenance.get("tool"), "time": provenance.get("time") or _now()}
-            merged_prov["merged_stores"] = [*merged_prov.get("merged_stores", []),
+            stamp = {TOOL_KEY: provenance.get(TOOL_KEY), TIME_KEY: provenance.get(TIME_KEY) or _now()}
+            merged_prov[MERGED_STORES_KEY] = [*merged_prov.get(MERGED_STORES_KEY, []),
                                             {**stamp, **{k: v for k, v in added.items() if v}}]
-            changes["provenance_json"] = json.dumps(merged_prov, default=str)
+            changes[PROVENANCE_JSON_KEY] = json.dumps(merged_prov, default=str)
         if not changes:
             return
         new_meta = {**meta, **changes}
@@ -707,7 +761,7 @@ class StructureStore:
             )
         else:
             self.texts.update(ids=[record_id], metadatas=[changes])
-        if "energy_per_atom" in changes or any(k.startswith("hull_") for k in changes):
+        if ENERGY_PER_ATOM_KEY in changes or any(k.startswith(HULL_PREFIX) for k in changes):
             self._set_index([record_id], [new_meta])
 
     def update(self, record_id: str, properties: dict[str, Any] | None = None, energy: float | None = None) -> None:
@@ -719,15 +773,15 @@ class StructureStore:
         changes: dict[str, Any] = {}
         if properties:
             merged = {**record.properties, **properties}
-            changes["properties_json"] = json.dumps(merged, default=str)
+            changes[PROPERTIES_JSON_KEY] = json.dumps(merged, default=str)
             changes.update(_indexed_properties(properties))
             changes.update(_hull_fields(merged))
         if energy is not None:
-            changes["energy"] = float(energy)
-            changes["energy_per_atom"] = float(energy) / len(record.structure)
+            changes[ENERGY_KEY] = float(energy)
+            changes[ENERGY_PER_ATOM_KEY] = float(energy) / len(record.structure)
         if changes:
             self.texts.update(ids=[record_id], metadatas=[changes])
-        if "energy_per_atom" in changes or any(k.startswith("hull_") for k in changes):
+        if ENERGY_PER_ATOM_KEY in changes or any(k.startswith(HULL_PREFIX) for k in changes):
             self._set_index([record_id], [{**record.metadata, **changes}])
 
     def _set_index(self, ids: list[str], metas: list[dict[str, Any]]) -> None:
@@ -743,9 +797,9 @@ class StructureStore:
         stopped short of theirs. Once per store object; idempotent."""
         if self._indexed:
             return
-        got = self.texts.get(where={"index_v": {"$ne": INDEX_SCHEMA}}, include=["metadatas"])
+        got = self.texts.get(where={INDEX_V_KEY: {"$ne": INDEX_SCHEMA}}, include=["metadatas"])
         ids, metas = list(got["ids"]), list(got["metadatas"])
-        flags = [_index_fields([e for e in str(m.get("elements", "")).strip("|").split("|") if e]) for m in metas]
+        flags = [_index_fields(_elements_of(m)) for m in metas]
         for start in range(0, len(ids), 1000):
             self.texts.update(ids=ids[start : start + 1000], metadatas=flags[start : start + 1000])
         self._set_index(ids, metas)
@@ -777,8 +831,8 @@ class StructureStore:
         return StructureRecord(
             id=record_id,
             metadata=dict(meta),
-            provenance=json.loads(str(meta.get("provenance_json", "{}"))),
-            properties=json.loads(str(meta.get("properties_json", "{}"))),
+            provenance=json.loads(str(meta.get(PROVENANCE_JSON_KEY, "{}"))),
+            properties=json.loads(str(meta.get(PROPERTIES_JSON_KEY, "{}"))),
         )
 
     def hull_rows(self, elements: list[str], potential: str) -> list[HullRow]:
@@ -792,22 +846,22 @@ class StructureStore:
         self._retrying(self._ensure_index)
         # One clause only: chromadb evaluates each clause of an $and over the whole collection (10k records: 7 ms
         # for chemsys alone, 86 ms with potential and relaxation flags), so those are checked here.
-        where = {"chemsys": {"$in": _subsystems(elements)}}
+        where = {CHEMSYS_KEY: {"$in": _subsystems(elements)}}
         got = self._retrying(lambda: self.index.get(where=where, include=["metadatas"]))
-        return [HullRow(i, str(m["formula"]), float(m["hull_energy_eV"]), bool(m["hull_converged"]))
+        return [HullRow(i, str(m[FORMULA_KEY]), float(m[HULL_ENERGY_KEY]), bool(m[HULL_CONVERGED_KEY]))
                 for i, m in zip(got["ids"], got["metadatas"], strict=True)
-                if m.get("hull_potential") == potential and m.get("hull_relaxation")]
+                if m.get(HULL_POTENTIAL_KEY) == potential and m.get(HULL_RELAXATION_KEY)]
 
     def _backfill_hull_metadata(self) -> int:
         """Give records written before hull metadata their chemsys, hull_v and hull fields (from their elements and
         properties: no CIF parsed). Idempotent; returns how many records it updated."""
-        got = self.texts.get(where={"hull_v": {"$ne": HULL_SCHEMA}}, include=["metadatas"])
+        got = self.texts.get(where={HULL_V_KEY: {"$ne": HULL_SCHEMA}}, include=["metadatas"])
         ids, metas = [], []
         for record_id, meta in zip(got["ids"], got["metadatas"], strict=True):
-            elements = [e for e in str(meta.get("elements", "")).strip("|").split("|") if e]
+            elements = _elements_of(meta)
             ids.append(record_id)
-            metas.append({"chemsys": "-".join(sorted(elements)), "hull_v": HULL_SCHEMA,
-                          **_hull_fields(json.loads(str(meta.get("properties_json", "{}"))))})
+            metas.append({CHEMSYS_KEY: "-".join(sorted(elements)), HULL_V_KEY: HULL_SCHEMA,
+                          **_hull_fields(json.loads(str(meta.get(PROPERTIES_JSON_KEY, "{}"))))})
         for start in range(0, len(ids), 1000):
             self.texts.update(ids=ids[start : start + 1000], metadatas=metas[start : start + 1000])
         old = dict(zip(got["ids"], got["metadatas"], strict=True))
@@ -859,13 +913,13 @@ class StructureStore:
         or (with `within`) made only of elements from that set; lowest energy per atom first."""
         clauses: list[dict[str, Any]] = []
         if formula:
-            clauses.append({"reduced_formula": Composition(formula).reduced_formula})
+            clauses.append({REDUCED_FORMULA_KEY: Composition(formula).reduced_formula})
         for el in dict.fromkeys(elements or []):
-            clauses.append({f"has_{el}": 1})
+            clauses.append({has_element_key(el): 1})
         if only_elements and elements:
-            clauses.append({"n_elements": len(set(elements))})
+            clauses.append({N_ELEMENTS_KEY: len(set(elements))})
         if within:  # made only of these elements: its chemical system is one of theirs
-            clauses.append({"chemsys": {"$in": _subsystems(within)}})
+            clauses.append({CHEMSYS_KEY: {"$in": _subsystems(within)}})
         if not clauses:
             raise ValueError("give a formula, elements or within")
         where = clauses[0] if len(clauses) == 1 else {"$and": clauses}
@@ -883,5 +937,5 @@ class StructureStore:
             cutoff = np.partition(rounded, n - 1)[n - 1]
             ids = [i for i, e in zip(ids, rounded, strict=True) if e <= cutoff]
         records = self._records(ids)
-        records.sort(key=lambda r: (float(r.metadata.get("energy_per_atom", float("inf"))), r.id))
+        records.sort(key=lambda r: (float(r.metadata.get(ENERGY_PER_ATOM_KEY, float("inf"))), r.id))
         return records[:n]

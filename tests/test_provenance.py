@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 
+from memory.keys import PARAMETERS_KEY as PARAMETERS
+from memory.keys import PARENT_IDS_KEY as PARENT_IDS
+from memory.keys import TIME_KEY as TIME
+from memory.keys import TOOL_KEY as TOOL
 from tests.conftest import cif_of, rocksalt
-from tools.core.provenance import PARAMETERS, PARENT_IDS, TIME, TOOL, provenance
+from tools.core.provenance import provenance
 from tools.core.registry import ToolContext, get_tool
 
 UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")

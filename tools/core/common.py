@@ -7,6 +7,15 @@ from typing import Any
 from pydantic import BaseModel, Field
 from pymatgen.core import Composition, Element
 
+from memory.keys import (
+    DENSITY_KEY,
+    ENERGY_PER_ATOM_KEY,
+    FORMULA_KEY,
+    N_SITES_KEY,
+    REDUCED_FORMULA_KEY,
+    SPACEGROUP_NUMBER_KEY,
+    SPACEGROUP_SYMBOL_KEY,
+)
 from tools.core.errors import ToolInputError
 
 
@@ -32,13 +41,13 @@ class StructureSummary(BaseModel):
         return cls(
             id=record.id,
             uri=f"structure://{record.id}",
-            formula=meta["formula"],
-            reduced_formula=meta["reduced_formula"],
-            spacegroup=meta["spacegroup_symbol"],
-            spacegroup_number=int(meta["spacegroup_number"]),
-            n_sites=int(meta["n_sites"]),
-            density_g_cm3=round(float(meta["density"]), 4),
-            energy_per_atom_eV=meta.get("energy_per_atom"),
+            formula=meta[FORMULA_KEY],
+            reduced_formula=meta[REDUCED_FORMULA_KEY],
+            spacegroup=meta[SPACEGROUP_SYMBOL_KEY],
+            spacegroup_number=int(meta[SPACEGROUP_NUMBER_KEY]),
+            n_sites=int(meta[N_SITES_KEY]),
+            density_g_cm3=round(float(meta[DENSITY_KEY]), 4),
+            energy_per_atom_eV=meta.get(ENERGY_PER_ATOM_KEY),
             properties=record.properties,
             provenance=record.provenance,
             score=None if score is None else round(score, 4),

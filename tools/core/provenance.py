@@ -1,5 +1,6 @@
 """The provenance every memory record a tool stores carries: which tool made it, with which parameters, from which
-parent records, and when (UTC). memory/store.py reads the tool, parent ids and time back."""
+parent records, and when (UTC), under the provenance keys memory/keys.py names. memory/store.py reads the tool,
+parent ids and time back."""
 
 from __future__ import annotations
 
@@ -7,10 +8,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-TOOL = "tool"
-PARAMETERS = "parameters"
-PARENT_IDS = "parent_ids"
-TIME = "time"
+from memory.keys import PARAMETERS_KEY, PARENT_IDS_KEY, TIME_KEY, TOOL_KEY
 
 
 def utc_now() -> str:
@@ -22,4 +20,4 @@ def provenance(tool: str, parameters: Mapping[str, Any], parent_ids: Iterable[st
     """The provenance dict for ctx.store.add: the tool's name, its parameters, the ids of the records it came from
     (None, for a structure given inline, left out) and the time of storing."""
     parents = [p for p in parent_ids if p is not None]
-    return {TOOL: tool, PARAMETERS: dict(parameters), PARENT_IDS: parents, TIME: utc_now()}
+    return {TOOL_KEY: tool, PARAMETERS_KEY: dict(parameters), PARENT_IDS_KEY: parents, TIME_KEY: utc_now()}

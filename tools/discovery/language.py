@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pymatgen.core import Composition, Element
 
+from memory.keys import REDUCED_FORMULA_KEY, SPACEGROUP_SYMBOL_KEY
 from models.crystals.prototypes import GENERIC_FAMILIES
 from prompts import render_prompt
 from tools.core.registry import LLM, STORE, ToolContext, ToolInput, tool
@@ -182,7 +183,7 @@ def memory_context(req: MaterialsRequest, ctx: ToolContext, n: int = 5) -> list[
     for record, score in ctx.store.search_text(req.text, n=n):
         hull = record.properties.get("e_above_hull_eV")
         lines.append(
-            f"{record.metadata['reduced_formula']} {record.metadata['spacegroup_symbol']} "
+            f"{record.metadata[REDUCED_FORMULA_KEY]} {record.metadata[SPACEGROUP_SYMBOL_KEY]} "
             f"e_above_hull={hull if hull is not None else 'n/a'} (similarity {score:.2f})"
         )
     return lines

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from memory.keys import REDUCED_FORMULA_KEY, element_flag_key
 from tools.core.common import StructureSummary, check_element_symbols, parse_formula
 from tools.core.errors import ToolInputError
 from tools.core.provenance import provenance
@@ -167,7 +168,8 @@ def search_structures(inp: SearchStructuresInput, ctx: ToolContext) -> SearchStr
         hits = [StructureSummary.from_record(r, s) for r, s in store.search_similar(structure, inp.n)]
         return SearchStructuresOutput(mode="similarity", hits=hits)
     if inp.query:
-        clauses = ([{"reduced_formula": formula}] if formula else []) + [{f"el_{e}": True} for e in elements]
+        clauses = [{REDUCED_FORMULA_KEY: formula}] if formula else []
+        clauses += [{element_flag_key(e): True} for e in elements]
         where = None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
         hits = [StructureSummary.from_record(r, s) for r, s in store.search_text(inp.query, inp.n, where)]
         return SearchStructuresOutput(mode="text", hits=hits)
