@@ -297,80 +297,167 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
     start = time.time()
     potential = inp.potential or ctx.settings.potential
     ctx.progress(0, inp.budget, "reading the request and proposing formulas")
-    # Twice the formulas asked for: the first n_formulas are searched, the rest wait in reserve and are opened
-    # when every open formula is exhausted with budget left (e.g. prototype-only families such as garnets).
+    # Propose. Twice the formulas asked for: the first n_formulas are searched, the rest wait in reserve and are
+    # opened when every open formula is exhausted with budget left (e.g. prototype-only families such as garnets).
     req, proposed = propose_request(inp.request, 2 * inp.n_formulas, ctx, inp.use_llm)
     if proposed.declined:
         return _declined_output(inp, req, proposed, potential, start, ctx)
+    search = _Search(inp, ctx, req, proposed, potential, start, _formula_nodes(proposed))
+    # Expand, sample and relax: rounds of the likeliest formulas' next structures until the budget is spent.
+    search.explore()
+    # Rescore every candidate against the final hull of its system, rank, report.
+    ctx.progress(inp.budget, inp.budget, "final hull and report")
+    final, hull_references, hull_notes = _final_hull(
+        search.candidates, search.energies, potential, search.search_id, ctx
+    )
+    ranked = _rank(final, family_required=req.family is not None)
+    return _report(search, proposed, ranked, hull_references, hull_notes)
+
+
+def _formula_nodes(proposed: ProposeOutput) -> list[FormulaNode]:
+    """Propose: one tree node per proposed formula, in the proposer's order, with the roles of its family."""
     from tools.discovery.proposer import sites_for
 
     nodes = []
     for i, p in enumerate(proposed.proposals):  # an LLM's proposal gets its roles from the family here
         node_sites = p.sites or (sites_for(p.formula, p.family) if p.family else {})
         nodes.append(FormulaNode(p, i, node_sites, prototype_only=bool(p.family in PROTOTYPE_ONLY)))
-    reserve = nodes[inp.n_formulas:]
-    nodes = nodes[: inp.n_formulas]
-    search_id = f"search-{int(start)}-{inp.seed}"
-    def queue_prototype(node: FormulaNode) -> None:
+    return nodes
+
+
+# A structure on its way to the relaxation: its formula node, generator, structure and parent record.
+_Pick = tuple[FormulaNode, str, Structure, str | None]
+
+
+class _Search:
+    """One search under way: the open formula nodes (and those in reserve), the priority heap over them, the
+    candidates relaxed or reused so far, and the notes on what was skipped and why."""
+
+    def __init__(
+        self,
+        inp: SearchInput,
+        ctx: ToolContext,
+        req: MaterialsRequest,
+        proposed: ProposeOutput,
+        potential: str,
+        start: float,
+        nodes: list[FormulaNode],
+    ) -> None:
+        """Open the first n_formulas nodes (their prototypes queued); keep the rest in reserve."""
+        self.inp, self.ctx, self.req, self.potential, self.start = inp, ctx, req, potential, start
+        self.reserve = nodes[inp.n_formulas:]
+        self.nodes = nodes[: inp.n_formulas]
+        self.search_id = f"search-{int(start)}-{inp.seed}"
+        for node in self.nodes:
+            self.queue_prototype(node)
+        self.references_before = reference_compound_keys(potential, ctx)
+        self.clock_before = REFERENCE_CLOCK["seconds"]
+        self.candidates: list[Candidate] = []
+        self.energies: dict[str, float] = {}  # candidate id -> total energy (eV) of that stored relaxed structure
+        self.evaluations = self.reused = self.steps = 0
+        self.notes: list[str] = [proposed.note] if proposed.note else []
+        self.notes += [_prototype_only_note(n) for n in self.nodes if n.prototype_only]
+        self.diffusion_down: list[str] = []  # the model itself is unavailable: no formula gets diffusion samples
+        self.required = set(req.include)
+        self.allowed_anions = req.asked_anions()
+        self.executor = get_executor(ctx.settings)
+        self.max_draws = math.ceil(inp.budget / inp.samples_per_formula) + 2  # per formula: enough for the budget
+        self.max_steps = 4 * inp.budget + len(nodes) * (self.max_draws * inp.samples_per_formula + 2)
+        self.heap = [(-n.priority(0), n.order) for n in self.nodes]
+        heapq.heapify(self.heap)
+
+    def explore(self) -> None:
+        """The best-first tree search: rounds of the likeliest formulas' next structures until the budget is spent,
+        nothing is left to relax, or the step bound is reached."""
+        while (self.evaluations < self.inp.budget and (self.heap or self.open_reserve())
+               and self.steps < self.max_steps):
+            batch = self.next_round()
+            if batch:
+                self.relax(batch)
+
+    def push(self, node: FormulaNode, in_flight: int = 0) -> None:
+        """Put a formula node back on the heap at its priority (with `in_flight` structures taken this round)."""
+        heapq.heappush(self.heap, (-node.priority(self.evaluations + in_flight), node.order))
+
+    def next_round(self) -> list[_Pick]:
+        """Expand: the next structures of the likeliest formulas for one round (at most ROUND_SIZE, within the
+        budget), drawing samples for a formula whose queue is empty; reused ones are recorded at no cost."""
+        batch: list[_Pick] = []
+        while (self.heap and len(batch) < min(ROUND_SIZE, self.inp.budget - self.evaluations)
+               and self.steps < self.max_steps):
+            self.steps += 1  # bounds the loop even when every structure drawn is already in memory
+            _, order = heapq.heappop(self.heap)
+            node = self.nodes[order]
+            if not node.queue:
+                self.refill(node)
+            if not node.queue:
+                if not node.exhausted:  # a draw without a valid structure: draw again later (max_draws bounds it)
+                    self.push(node, len(batch))
+                continue  # exhausted (refill said why): the other formulas go on
+            pick = self.reuse_or_pick(node)
+            if pick is not None:
+                batch.append(pick)
+                node.pending += 1
+            if node.queue or not node.exhausted:
+                self.push(node, len(batch))
+        return batch
+
+    def reuse_or_pick(self, node: FormulaNode) -> _Pick | None:
+        """The node's next queued structure: recorded as reused when memory holds its converged relaxation with this
+        potential (the transposition table), else returned to be relaxed."""
+        generator, structure, parent = node.queue.pop(0)
+        record = _reusable(structure, parent, self.potential, self.ctx)
+        if record is not None and not is_converged_relaxation(record.properties):
+            # an unconverged stored relaxation is no result: relax on from where it stopped (costs budget)
+            structure, parent, record = record.structure, record.id, None
+        if record is None:
+            return node, generator, structure, parent
+        self.reused += 1
+        converged = bool(record.properties.get("converged", False))
+        self.record(node, generator, parent, record.structure, record.id, record.properties, True, converged)
+        return None
+
+    def queue_prototype(self, node: FormulaNode) -> None:
         """Queue the family prototype decorated with the formula's roles (stored as a generated node)."""
         proto = _prototype_structure(node, node.proposal.family)
         if proto is not None:
-            stored = ctx.store.add(
+            stored = self.ctx.store.add(
                 proto,
-                provenance=_provenance(search_id, inp, node.proposal.formula, "prototype", None),
+                provenance=_provenance(self.search_id, self.inp, node.proposal.formula, "prototype", None),
                 tags=["generated"],
             )
             node.queue.append(("prototype", proto, stored.id))
             node.had_prototype = True
             node.seen.add(stored.id)
 
-    for node in nodes:
-        queue_prototype(node)
-
-    references_before = reference_compound_keys(potential, ctx)
-    clock_before = REFERENCE_CLOCK["seconds"]
-    candidates: list[Candidate] = []
-    energies: dict[str, float] = {}  # candidate id -> total energy (eV) of that stored relaxed structure
-    state = {"evaluations": 0, "reused": 0}
-    notes: list[str] = [proposed.note] if proposed.note else []
-    notes += [_prototype_only_note(n) for n in nodes if n.prototype_only]
-    diffusion_down: list[str] = []  # the model itself is unavailable: no formula gets diffusion samples
-    required = set(req.include)
-    allowed_anions = req.asked_anions()
-    executor = get_executor(ctx.settings)
-    max_draws = math.ceil(inp.budget / inp.samples_per_formula) + 2  # per formula: enough to spend the budget
-    max_steps = 4 * inp.budget + (len(nodes) + len(reserve)) * (max_draws * inp.samples_per_formula + 2)
-    heap = [(-n.priority(0), n.order) for n in nodes]
-    heapq.heapify(heap)
-
-    def refill(node: FormulaNode) -> None:
-        """Draw diffusion samples for a formula whose queue is empty; mark it exhausted when none can come."""
+    def refill(self, node: FormulaNode) -> None:
+        """Sample: draw diffusion samples for a formula whose queue is empty; mark it exhausted when none can come."""
         if node.prototype_only:
             node.exhausted = True
             node.stop_reason = f"prototype only: {PROTOTYPE_ONLY[node.proposal.family]}"
             return
-        if diffusion_down:
+        if self.diffusion_down:
             node.exhausted, node.stop_reason = True, "diffusion model unavailable"
             return
-        if node.diffusion_draws >= max_draws:
-            node.exhausted, node.stop_reason = True, f"no diffusion draws left (limit {max_draws} per formula)"
+        if node.diffusion_draws >= self.max_draws:
+            node.exhausted, node.stop_reason = True, f"no diffusion draws left (limit {self.max_draws} per formula)"
             return
         try:
-            items = _draw_diffusion(node, inp, ctx)
+            items = _draw_diffusion(node, self.inp, self.ctx)
         except ToolInputError as exc:  # this formula only: the next formula may still be sampled
             if node.method == "diffusion" and "not supported by this diffusion model" in str(exc):
                 # Elements outside the model's training set (P, for phosphides): random symmetric structures.
                 node.method = "pyxtal"
-                notes.append(f"diffusion refused {node.proposal.formula} ({exc}); random symmetric pyxtal "
-                             "structures instead")
-                refill(node)
+                self.notes.append(f"diffusion refused {node.proposal.formula} ({exc}); random symmetric pyxtal "
+                                  "structures instead")
+                self.refill(node)
                 return
             node.exhausted, node.stop_reason = True, f"{node.method} refused it ({exc})"
-            notes.append(f"{node.method} refused {node.proposal.formula}: {exc}")
+            self.notes.append(f"{node.method} refused {node.proposal.formula}: {exc}")
             return
         except ToolRuntimeError as exc:
-            diffusion_down.append(str(exc))
-            notes.append(f"diffusion model unavailable ({exc}); prototypes only")
+            self.diffusion_down.append(str(exc))
+            self.notes.append(f"diffusion model unavailable ({exc}); prototypes only")
             node.exhausted, node.stop_reason = True, "diffusion model unavailable"
             return
         fresh = []
@@ -381,7 +468,54 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
         node.drawn += len(fresh)
         node.queue.extend(fresh)
 
-    def record_candidate(
+    def open_reserve(self) -> bool:
+        """Open the next reserve formula (with its prototype) when the open ones have nothing left."""
+        if not self.reserve:
+            return False
+        node = self.reserve.pop(0)
+        node.order = len(self.nodes)
+        self.nodes.append(node)
+        self.queue_prototype(node)
+        if node.prototype_only:
+            self.notes.append(_prototype_only_note(node))
+        self.push(node)
+        self.notes.append(
+            f"opened reserve formula {node.proposal.formula}: the first formulas had nothing left to relax"
+        )
+        return True
+
+    def relax(self, batch: list[_Pick]) -> None:
+        """Relax: one round's structures as a batch on the executor; each is stored with its provenance, scored and
+        recorded, and its formula goes back on the heap."""
+        self.ctx.progress(
+            self.evaluations,
+            self.inp.budget,
+            f"relaxing {', '.join(n.proposal.formula for n, *_ in batch)} ({self.executor.name})",
+        )
+        payloads = [relax_payload(s, self.potential, RELAX_FMAX, RELAX_STEPS, self.ctx.settings.device,
+                                  str(self.ctx.workspace)) for _, _, s, _ in batch]
+        results = self.executor.map(relax_task, payloads, cancel=self.ctx.cancel_event)
+        for (node, generator, _, parent), result in zip(batch, results, strict=True):
+            node.pending -= 1
+            relaxed = Structure.from_str(result["cif"], fmt="cif")
+            prop_model = compute_properties(relaxed, result["energy"], self.potential, self.ctx)
+            stored = self.ctx.store.add(
+                relaxed,
+                provenance=_provenance(self.search_id, self.inp, node.proposal.formula, generator, parent,
+                                       potential=self.potential, fmax=RELAX_FMAX),
+                energy=result["energy"],
+                properties={**prop_model.model_dump(), **relaxation_labels(result["converged"])},
+                tags=[*relaxation_tags(result["converged"]), "search"],
+                description=f"candidate for request: {self.inp.request}",
+            )
+            self.evaluations += 1
+            self.record(node, generator, parent, relaxed, stored.id, prop_model.model_dump(), False,
+                        bool(result["converged"]))
+            self.push(node)
+        self.heap = _dedup_heap(self.heap)
+
+    def record(
+        self,
         node: FormulaNode,
         generator: str,
         parent: str | None,
@@ -399,8 +533,9 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
         score = -(e_hull if e_hull is not None else formation)
         node.scores.append(score + (FAMILY_BONUS if family_ok else 0.0))  # the tree search's priority signal
         node.children.append(stored_id)
-        energies[stored_id] = float(props["energy_eV"])
-        candidates.append(
+        self.energies[stored_id] = float(props["energy_eV"])
+        elements = {el.symbol for el in relaxed.composition.elements}
+        self.candidates.append(
             Candidate(
                 rank=0,
                 id=stored_id,
@@ -413,9 +548,8 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
                 formation_energy_per_atom_eV=round(formation, 4),
                 e_above_hull_eV=None if e_hull is None else round(e_hull, 4),
                 family_match=family_ok,
-                has_required_elements=required <= {el.symbol for el in relaxed.composition.elements},
-                only_named_elements=len(required) >= 2
-                and {el.symbol for el in relaxed.composition.elements} <= required | allowed_anions,
+                has_required_elements=self.required <= elements,
+                only_named_elements=len(self.required) >= 2 and elements <= self.required | self.allowed_anions,
                 score=round(score, 4),
                 reused=was_reused,
                 parent_id=parent,
@@ -427,99 +561,67 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
             )
         )
 
-    def open_reserve() -> bool:
-        """Open the next reserve formula (with its prototype) when the open ones have nothing left."""
-        if not reserve:
-            return False
-        node = reserve.pop(0)
-        node.order = len(nodes)
-        nodes.append(node)
-        queue_prototype(node)
-        if node.prototype_only:
-            notes.append(_prototype_only_note(node))
-        heapq.heappush(heap, (-node.priority(state["evaluations"]), node.order))
-        notes.append(f"opened reserve formula {node.proposal.formula}: the first formulas had nothing left to relax")
-        return True
 
-    steps = 0
-    while state["evaluations"] < inp.budget and (heap or open_reserve()) and steps < max_steps:
-        # One round: take the best nodes' next structures (reused ones cost nothing), relax the rest as a batch.
-        batch: list[tuple[FormulaNode, str, Structure, str | None]] = []
-        while heap and len(batch) < min(ROUND_SIZE, inp.budget - state["evaluations"]) and steps < max_steps:
-            steps += 1  # bounds the loop even when every structure drawn is already in memory
-            _, order = heapq.heappop(heap)
-            node = nodes[order]
-            if not node.queue:
-                refill(node)
-            if not node.queue:
-                if not node.exhausted:  # a draw without a valid structure: draw again later (max_draws bounds it)
-                    heapq.heappush(heap, (-node.priority(state["evaluations"] + len(batch)), node.order))
-                continue  # exhausted (refill said why): the other formulas go on
-            generator, structure, parent = node.queue.pop(0)
-            record = _reusable(structure, parent, potential, ctx)
-            if record is not None and not is_converged_relaxation(record.properties):
-                # an unconverged stored relaxation is no result: relax on from where it stopped (costs budget)
-                structure, parent, record = record.structure, record.id, None
-            if record is not None:
-                state["reused"] += 1
-                converged = bool(record.properties.get("converged", False))
-                record_candidate(
-                    node, generator, parent, record.structure, record.id, record.properties, True, converged
-                )
-            else:
-                batch.append((node, generator, structure, parent))
-                node.pending += 1
-            if node.queue or not node.exhausted:
-                heapq.heappush(heap, (-node.priority(state["evaluations"] + len(batch)), node.order))
-        if not batch:
-            continue
-        ctx.progress(
-            state["evaluations"],
-            inp.budget,
-            f"relaxing {', '.join(n.proposal.formula for n, *_ in batch)} ({executor.name})",
-        )
-        payloads = [relax_payload(s, potential, RELAX_FMAX, RELAX_STEPS, ctx.settings.device, str(ctx.workspace))
-                    for _, _, s, _ in batch]
-        results = executor.map(relax_task, payloads, cancel=ctx.cancel_event)
-        for (node, generator, _, parent), result in zip(batch, results, strict=True):
-            node.pending -= 1
-            relaxed = Structure.from_str(result["cif"], fmt="cif")
-            prop_model = compute_properties(relaxed, result["energy"], potential, ctx)
-            stored = ctx.store.add(
-                relaxed,
-                provenance=_provenance(
-                    search_id, inp, node.proposal.formula, generator, parent, potential=potential, fmax=RELAX_FMAX
-                ),
-                energy=result["energy"],
-                properties={**prop_model.model_dump(), **relaxation_labels(result["converged"])},
-                tags=[*relaxation_tags(result["converged"]), "search"],
-                description=f"candidate for request: {inp.request}",
-            )
-            state["evaluations"] += 1
-            record_candidate(
-                node, generator, parent, relaxed, stored.id, prop_model.model_dump(), False, bool(result["converged"])
-            )
-            heapq.heappush(heap, (-node.priority(state["evaluations"]), node.order))
-        heap = _dedup_heap(heap)
-    evaluations, reused = state["evaluations"], state["reused"]
-    ctx.progress(inp.budget, inp.budget, "final hull and report")
-    final, hull_references, hull_notes = _final_hull(candidates, energies, potential, search_id, ctx)
-    ranked = _rank(final, family_required=req.family is not None)
-    notes += hull_notes
-    relaxed_refs = len(reference_compound_keys(potential, ctx) - references_before)
+def _report(
+    search: _Search,
+    proposed: ProposeOutput,
+    ranked: list[Candidate],
+    hull_references: dict[str, list[str]],
+    hull_notes: list[str],
+) -> SearchOutput:
+    """Report: the output (ranked candidates, the formula tree, every note), written as Markdown, JSON, CIFs, plot."""
+    inp, ctx = search.inp, search.ctx
+    notes, relaxed_refs = _closing_notes(search, ranked, hull_notes)
+    output = SearchOutput(
+        request=search.req.text,
+        constraints=proposed.constraints,
+        reader=proposed.reader,
+        proposer=proposed.proposer,
+        note="; ".join(notes) or None,
+        potential=search.potential,
+        evaluations=search.evaluations,
+        reused=search.reused,
+        seconds=round(time.time() - search.start, 1),
+        best=ranked[0] if ranked else None,
+        ranked=ranked[: inp.top_k],
+        per_formula=_best_per_formula(ranked),
+        tree=_tree(search.nodes, ranked),
+        report_uri="",
+        report_json_uri="",
+        plot_uri=None,
+        notes=notes,
+        hull_references=hull_references,
+        reference_relaxations=relaxed_refs,
+        reference_seconds=round(REFERENCE_CLOCK["seconds"] - search.clock_before, 1),
+    )
+    return _write_report(output, ranked, ctx)
+
+
+def _closing_notes(search: _Search, ranked: list[Candidate], hull_notes: list[str]) -> tuple[list[str], int]:
+    """Every note of the search, once each (the search's, the hull's, references relaxed, quality, budget), and
+    how many hull reference compounds it relaxed; each formula node gets its stop reason."""
+    notes = search.notes + hull_notes
+    relaxed_refs = len(reference_compound_keys(search.potential, search.ctx) - search.references_before)
     if relaxed_refs:
         notes.append(
-            f"hull references: {relaxed_refs} reference compounds relaxed by this search with {potential} (cached "
-            "for later searches; at most 6 per metal pair of an anion-free system and 1-2 per metal-anion pair)"
+            f"hull references: {relaxed_refs} reference compounds relaxed by this search with {search.potential} "
+            "(cached for later searches; at most 6 per metal pair of an anion-free system and 1-2 per metal-anion "
+            "pair)"
         )
     notes += _quality_notes(ranked)
     notes = list(dict.fromkeys(notes))  # one note per fact (a formula refused twice is said once)
-    for node in nodes:
+    for node in search.nodes:
         node.stop_reason = node.stop_reason or _open_reason(node)
-    if evaluations < inp.budget:
-        notes.append(_budget_note(evaluations, reused, inp, nodes, steps >= max_steps))
+    if search.evaluations < search.inp.budget:
+        notes.append(_budget_note(search.evaluations, search.reused, search.inp, search.nodes,
+                                  search.steps >= search.max_steps))
+    return notes, relaxed_refs
+
+
+def _tree(nodes: list[FormulaNode], ranked: list[Candidate]) -> list[TreeNode]:
+    """The formula level of the search tree: each formula's evaluations, best ranked score, children and status."""
     best_by_id = {c.id: c.score for c in ranked}
-    tree = [
+    return [
         TreeNode(
             formula=n.proposal.formula,
             family=n.proposal.family,
@@ -532,29 +634,6 @@ def hierarchical_search(inp: SearchInput, ctx: ToolContext) -> SearchOutput:
         )
         for n in nodes
     ]
-    output = SearchOutput(
-        request=req.text,
-        constraints=proposed.constraints,
-        reader=proposed.reader,
-        proposer=proposed.proposer,
-        note="; ".join(notes) or None,
-        potential=potential,
-        evaluations=evaluations,
-        reused=reused,
-        seconds=round(time.time() - start, 1),
-        best=ranked[0] if ranked else None,
-        ranked=ranked[: inp.top_k],
-        per_formula=_best_per_formula(ranked),
-        tree=tree,
-        report_uri="",
-        report_json_uri="",
-        plot_uri=None,
-        notes=notes,
-        hull_references=hull_references,
-        reference_relaxations=relaxed_refs,
-        reference_seconds=round(REFERENCE_CLOCK["seconds"] - clock_before, 1),
-    )
-    return _write_report(output, ranked, ctx)
 
 
 def _final_hull(
