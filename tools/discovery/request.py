@@ -33,6 +33,7 @@ from tools.discovery.lexicon import (
     INTERMETALLIC_FAMILIES,
     LIST_FILLERS,
     MINERAL_FAMILIES,
+    MOLECULAR_ANIONS,
     NOBLE_GASES,
     PREFIX_CLASSES,
     ROMAN_NUMERALS,
@@ -41,7 +42,7 @@ from tools.discovery.lexicon import (
     aflow_type_of_formula,
     strukturbericht_families,
 )
-from tools.discovery.nomenclature import minerals_in, named_compounds
+from tools.discovery.nomenclature import ACRONYM_COMPOUNDS, minerals_in, named_compounds
 
 MAX_REQUEST_CHARS = 2000
 MAX_LOWERCASE_FORMULA = 24  # characters of a lower-case formula worth splitting into symbols ('ca3al2si3o12' is 12)
@@ -63,11 +64,13 @@ class MaterialsRequest:
     anion: str | None = None  # the anion when the class fixes one (oxide -> O)
     anions: list[str] = field(default_factory=list)  # anions the class allows (halide -> F, Cl, Br, I)
     polyanion: str | None = None  # centre of the oxo-anion (phosphate -> P)
+    molecular_anion: str | None = None  # a named molecular anion ("borohydride" -> BH4)
     formulas: list[str] = field(default_factory=list)
     reference_formulas: list[str] = field(default_factory=list)  # "MgAl2O4-type": a structure, not an answer
     optional: list[str] = field(default_factory=list)  # dopants and elements "welcome but not required"
     derived_formulas: list[str] = field(default_factory=list)  # "like SrTiO3 with Ba for Sr" -> BaTiO3
     named_compounds: list[str] = field(default_factory=list)  # "vanadium pentoxide" -> V2O5, "BGO" -> Bi4Ge3O12
+    exact_compounds: list[str] = field(default_factory=list)  # of those, the ones a name fixes (acronyms, NMC codes)
     n_elements: int | None = None
     goal: str = "stable"  # stable | metastable | novel
     application: str | None = None
@@ -90,7 +93,9 @@ class MaterialsRequest:
             "family": self.family,
             "compound_class": self.compound_class,
             "anion": self.anion,
-            "formulas": self.formulas,
+            "molecular_anion": self.molecular_anion,
+            "formulas": self.formulas,  # every formula named; of those, the structures referred to, not asked for:
+            "reference_formulas": self.reference_formulas,  # "NiAs-type", "like SrTiO3 but"
             "n_elements": self.n_elements,
             "goal": self.goal,
             "application": self.application,
@@ -111,7 +116,7 @@ class Mention:
     implied: tuple[str, ...] = ()  # elements a class word brings ("titanate" -> Ti)
 
 
-_TOKEN = re.compile(r"[A-Za-z0-9()'’]+(?:-[A-Za-z0-9()'’]+)*|-{2,}|[—–,;.:/&+!?]")
+_TOKEN = re.compile(r"[A-Za-z0-9()'’]+(?:\.\d+[A-Za-z0-9()]*)*(?:-[A-Za-z0-9()'’]+)*|-{2,}|[—–,;.:/&+!?]")
 _QUALIFIER = re.compile(r"[- ](?:ordered|ordering|derived|related|like ordering|superstructure)")
 _ROMAN = re.compile(r"(?:I{1,3}|IV|VI{0,3})(?:-(?:I{1,3}|IV|VI{0,3})\d?)+")  # III-V, II-VI, I-III-VI2
 _FORMULA = re.compile(r"(?:[A-Z][a-z]?(?:\d+(?:\.\d+)?)?|\((?:[A-Z][a-z]?\d*)+\)\d*)+")
@@ -143,6 +148,8 @@ _UNITS = {"K", "V", "W", "C", "S", "F", "H", "T", "A", "Pa", "Hz"}
 _SITE_BEFORE = re.compile(r"\b(?:on|at|onto|occupying|into)\s+(?:the\s+)?$", re.IGNORECASE)
 _CODE_CONTEXT = re.compile(r"[- ]?(?:type|phases?|structures?|ordered|ordering|order|alloys?|intermetallics?|"
                            r"compounds?|lattice|prototype|superlattice)\b", re.IGNORECASE)
+_PROCESS_AFTER = re.compile(r"[- ](?:evolution|reduction|storage|production|generation|fixation|capture|"
+                            r"separation|sensing|sensors?|uptake|permeation|sorption|absorption|adsorption)\b")
 _TYPE_AFTER = re.compile(r"^-?(?:type|like|structured|structure|prototype)\b|^\s+(?:type|structure)\b", re.I)
 
 
@@ -206,6 +213,46 @@ def _formula_case(token: str) -> str | None:
         two_letter = sum(len(el.symbol) == 2 for el in elements)  # 'cosb3' is CoSb3, not COSB3
         readings.append((rare, -two_letter, not balanced, formula))
     return min(readings)[3] if readings else None
+
+
+MAX_LOWERCASE_ELEMENTS = 3  # elements in a lower-case formula typed without digits ('snte', 'zrnisn')
+NOT_FORMULAS = {"cos", "ceo", "nos", "pcs", "sci", "bsc", "phd", "cfo", "cto", "hpc", "kpi", "nps", "pcb"}
+
+
+ENGLISH_SUFFIXES = ("s", "es", "er", "ers", "ed", "ing", "ly", "est")
+
+
+def _english(word: str, words: frozenset[str]) -> bool:
+    """A word of the embedder's vocabulary, or one with an English ending on such a word of four or more letters
+    ('binder' from 'bind', 'bases' from 'base'; not 'gaas' from 'gaa')."""
+    if word in words:
+        return True
+    for suffix in ENGLISH_SUFFIXES:
+        stem = word.removesuffix(suffix)
+        if stem != word and len(stem) >= 4 and (stem in words or stem + "e" in words):
+            return True
+    return False
+
+
+def _lowercase_formula(word: str) -> str | None:
+    """A lower-case word with no digits that is no English word but a compound's formula ('snte' -> SnTe, 'gaas',
+    'zrnisn'): the split into symbols must be charge balanced or all metals, without noble gases."""
+    from memory.embedding import vocabulary
+
+    if word in NOT_FORMULAS or _english(word, vocabulary()):
+        return None
+    formula = _formula_case(word)
+    if formula is None:
+        return None
+    elements = [Element(e) for e in Composition(formula).get_el_amt_dict()]
+    if len(elements) > MAX_LOWERCASE_ELEMENTS or any(el.is_noble_gas or el.is_radioactive for el in elements):
+        return None  # 'cations' is no Ca-Ti-O-N-S: typed formulas without digits are binaries and ternaries
+    if all(el.is_metal for el in elements):
+        return formula
+    try:
+        return formula if Composition(formula).oxi_state_guesses(max_sites=-20) else None
+    except Exception:  # noqa: BLE001 - pymatgen gives up: not a formula we can trust
+        return None
 
 
 def _tokens(text: str) -> list[tuple[int, int, str]]:
@@ -308,6 +355,8 @@ def _find_mentions(text: str) -> list[Mention]:
         if implied is not None and not _overlaps((start, start + len(token)), taken):
             add(start, start + len(token), "template", token, implied=implied)
     for start, _end, token in _tokens(text):
+        if _is_formula(token):
+            continue  # 'Na3Zr2Si2PO12': the 'PO' inside a formula is no acronym
         for part in re.finditer(r"[A-Za-z]+", token):
             word = part.group(0).removesuffix("s")
             if (len(word) >= 2 and word.isupper() and not _is_formula(word)) or _ROMAN.fullmatch(token):
@@ -339,8 +388,8 @@ def _find_mentions(text: str) -> list[Mention]:
         for m in re.finditer(rf"(?<![\w]){re.escape(name)}(?![\w])", lowered):
             if name == "lead" and re.match(r"\s+(?:to|the way|us|you)\b", lowered[m.end():]):
                 continue  # the verb
-            if re.match(r"\s+(?:evolution|reduction)\b", lowered[m.end():]):
-                continue  # "oxygen evolution": a reaction, not an ingredient
+            if _PROCESS_AFTER.match(lowered[m.end():]):
+                continue  # "oxygen evolution", "hydrogen storage": a reaction or a use, not an ingredient
             add(m.start(), m.end(), "element", sym)
     for m in re.finditer(r"[a-z]{6,}", lowered):  # 'nickle', 'titanum', 'magnesum': one slip from a name
         sym = _misspelled_element(m.group(0))
@@ -349,7 +398,14 @@ def _find_mentions(text: str) -> list[Mention]:
     if not any(m.kind == "family" for m in mentions):
         for m in _misspelled_families(lowered, taken):
             add(m.start, m.end, "family", m.value)
+    for m in re.finditer(r"(?<![\w-])[a-z]{3,8}(?![\w])", text):  # 'snte', 'half heusler zrnisn'
+        formula = None if _overlaps(m.span(), taken) else _lowercase_formula(m.group(0))
+        if formula:
+            add(m.start(), m.end(), "formula", formula)
     mentions.sort(key=lambda mt: mt.start)
+    mentions = [a for a, b in zip(mentions, [*mentions[1:], None], strict=False)  # 'layered tetradymite-type'
+                if not (b and a.kind == b.kind == "family" and lowered[a.start:a.end] == "layered"
+                        and b.start - a.end <= 1)]
     kept: list[Mention] = []
     for mt in mentions:  # in order, so "Be and I" can lean on an accepted "Be"
         if mt.kind != "element" or mt.value not in AMBIGUOUS_SYMBOLS or _chemical_context(text, mt, kept):
@@ -364,6 +420,8 @@ PLACEHOLDERS = {"A", "X", "Z", "M", "R", "T", "Q", "E", "G", "D", "L", "J", "Ln"
 def _template_elements(token: str) -> tuple[str, ...] | None:
     """'Co2YZ', 'A2FeMoO6', 'LiMPO4', 'CsPbX3': a formula written with site letters; returns its real elements (a
     letter that is a site label elsewhere in it, B or Y, counts as a label), or None when the token is no template."""
+    if token in ACRONYM_COMPOUNDS:
+        return None  # 'CZTSe' is Cu2ZnSnSe4, not C and Se with sites Z and T
     if not _TEMPLATE.fullmatch(token) or token.removesuffix("s").isupper() or _is_formula(token):
         return None  # LEDs, TCOs: plural acronyms
     if not re.search(r"\d", token) and (not re.search(r"[A-Z][a-z]", token) or re.search(r"[A-Z]{3}$", token)):
@@ -633,6 +691,8 @@ def read_request(text: str) -> MaterialsRequest:
         if not re.search(r"(?:\bnot|\bno|\bwithout|\bthan|instead of|n't)\s+(?:an?\s+|the\s+|any\s+)?$",
                          cleaned[:compound.start], re.IGNORECASE):
             req.named_compounds.extend(f for f in compound.formulas if f not in req.named_compounds)
+            if compound.exact:
+                req.exact_compounds.extend(compound.formulas)
     asked = {*include, *(el for m in classes for el in COMPOUND_CLASSES[m.value].anions[:1])}
     for formula in refused_formulas:  # "a nitride of Ta, oxygen-free, so not TaON": O is refused, Ta and N are not
         exclude.extend(el.symbol for el in Composition(formula).elements if el.symbol not in asked)
@@ -670,8 +730,10 @@ def read_request(text: str) -> MaterialsRequest:
             req.application = app.name
             req.preferred_families = [f for f in app.families if f not in req.exclude_families]
             break
+    _read_molecular_anion(lowered, req)
     _place_working_ions(req, ions)
     _require_redox_metal(req)
+    _require_magnetic_ion(req)
     if req.family is None and not req.formulas:
         from tools.discovery.family_semantics import semantic_family
 
@@ -726,6 +788,18 @@ _CONVERSION = re.compile(r"\bconversion\b|\b(?:li|na|k|mg|lithium|sodium)[- ](?:
 _ION_HOSTS = ("battery cathode", "solid electrolyte", "battery")  # the working ion sits in these materials
 
 
+def _read_molecular_anion(lowered: str, req: MaterialsRequest) -> None:
+    """'a borohydride', 'sodium amide': the molecular anion, whose elements the compound must hold."""
+    for word, (unit, _charge) in MOLECULAR_ANIONS.items():
+        m = re.search(rf"\b{word}s?\b", lowered)
+        unit_elements = list(Composition(unit).get_el_amt_dict())
+        if m and not re.search(r"\b(?:no|not|without|non)[- ](?:an?\s+|the\s+|any\s+)?$", lowered[:m.start()]) \
+                and not set(unit_elements) & set(req.exclude):  # 'no boron, so not the borohydride'
+            req.molecular_anion = unit
+            req.include.extend(el for el in unit_elements if el not in req.include)
+            return
+
+
 def _working_ion(text: str, mention: Mention) -> bool:
     """'Li-ion cells', 'for Li batteries', 'Na ion storage': the element named as a battery's working ion."""
     return mention.value in WORKING_IONS and bool(_ION_AFTER.match(text[mention.end:]))
@@ -743,6 +817,7 @@ def _place_working_ions(req: MaterialsRequest, ions: list[str]) -> None:
         req.notes.append(f"{named} read as the battery's working ion, not as an element the material must hold")
 
 
+_PRIMARY_CELL = re.compile(r"\b(?:thermal|primary|non-?rechargeable)\s+(?:batter|cell)", re.IGNORECASE)
 REDOX_METALS = ("Fe", "Mn", "Co", "Ni", "V", "Cr", "Ti", "Cu", "Mo", "Nb")
 WORKING_IONS = ("Li", "Na", "K", "Mg", "Ca", "Zn", "Al")
 
@@ -757,17 +832,34 @@ def _require_redox_metal(req: MaterialsRequest) -> None:
         return
     named = {*req.include, *(el for group in req.include_any for el in group)}
     # "a phosphate cathode": Li-ion unless told otherwise (or a compound is named)
-    if not named & set(WORKING_IONS) and not req.formulas and not req.named_compounds:
+    primary = req.n_elements == 2 or _PRIMARY_CELL.search(req.text)  # FeS2, CoS2, MnO2: no working ion to host
+    if not named & set(WORKING_IONS) and not req.formulas and not req.named_compounds and not primary:
         ion = next((el for el in WORKING_IONS if el not in req.exclude and (req.only is None or el in req.only)), None)
         if ion:
             req.include.append(ion)
             req.notes.append(f"no working ion named: a {ion}-ion cathode assumed")
-    if named & set(REDOX_METALS):
+    _require_one_of(req, REDOX_METALS, "a cathode needs a redox-active transition metal")
+
+
+def _require_one_of(req: MaterialsRequest, elements: tuple[str, ...], why: str) -> None:
+    """Unless the request already names one of them, one of the given elements it allows becomes required."""
+    named = {*req.include, *(el for group in req.include_any for el in group)}
+    if named & set(elements):
         return
-    allowed = [el for el in REDOX_METALS if el not in req.exclude and (req.only is None or el in req.only)]
+    allowed = [el for el in elements if el not in req.exclude and (req.only is None or el in req.only)]
     if allowed:
         req.include_any.append(allowed)
-        req.notes.append("a cathode needs a redox-active transition metal: one of " + ", ".join(allowed))
+        req.notes.append(f"{why}: one of " + ", ".join(allowed))
+
+
+MAGNETIC_IONS = ("Fe", "Co", "Mn", "Ni", "Cr", "Nd", "Sm", "Gd", "Dy", "Tb")  # open d or f shells that order
+
+
+def _require_magnetic_ion(req: MaterialsRequest) -> None:
+    """A magnet needs atoms with moments that order (Fe, Co, Mn, Ni, Cr or a magnetic rare earth): when the request
+    names none, one of those it allows is required (a gallium garnet is no magnet; yttrium iron garnet is)."""
+    if req.application == "magnet":
+        _require_one_of(req, MAGNETIC_IONS, "a magnet needs ordered moments")
 
 
 _OR_GAP = re.compile(r"\s*,?\s*or\s+(?:else\s+)?", re.IGNORECASE)
@@ -978,12 +1070,22 @@ def _stated_elements(text: str) -> list[tuple[str, int]]:
     return out
 
 
+LAST_KNOWN_Z = 118
+# 'element 126', 'unbihexium': beyond the known table (systematic names un-/bi-... are used only past Z = 118)
+_UNKNOWN_ELEMENT = re.compile(r"\belement(?:\s+(?:number|no\.?|z\s*=?))?\s+(\d{3})\b|"
+                              r"\b(?:un|bi|tri)(?:nil|un|bi|tri|quad|pent|hex|sept|oct|enn){2}ium\b", re.IGNORECASE)
+
+
 def decline_reason(req: MaterialsRequest) -> str | None:
     """Why chemistry rules the request out, or None: contradictions, noble gases, impossible element counts,
     anion classes without a cation, intermetallic families asked as ionic compounds."""
     clash = sorted(set(req.include) & set(req.exclude))
     if clash:
         return f"contradictory request: {', '.join(clash)} is both required and excluded"
+    unknown = _UNKNOWN_ELEMENT.search(req.text)
+    if unknown and (not unknown.group(1) or int(unknown.group(1)) > LAST_KNOWN_Z):
+        return (f"'{unknown.group(0)}' is no known element (the periodic table ends at Z = {LAST_KNOWN_Z}, "
+                "oganesson); nothing can be built with it")
     cls = COMPOUND_CLASSES.get(req.compound_class or "")
     if cls and cls.anions and not req.anions:
         return f"contradictory request: {_article(cls.name)} needs {'/'.join(cls.anions)}, which it excludes"
