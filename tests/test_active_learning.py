@@ -51,6 +51,18 @@ def test_selection_goes_round_the_exploration_runs_and_breaks_ties_by_the_raw_sc
     assert select_frames(unc, close, k=3, threshold=0.05, runs=runs, raw=raw) == [0, 5, 7]
 
 
+def test_near_duplicates_are_judged_on_each_exploration_runs_own_distance_scale() -> None:
+    """A tight run (Si's 300 K crystal, issue 27) beside a spread-out one (the melt): on one scale over all frames
+    every 300 K frame duplicated the run's first pick; on the run's own scale its distinct frames are picked in
+    turn, and a true near-duplicate within it (frame 1) is still skipped. Without runs, one scale as before."""
+    unc = np.array([0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    runs = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1])
+    x = np.array([0.0, 0.0002, 0.01, 0.02, 0.03, 10.0, 20.0, 30.0, 40.0])
+    desc = np.stack([x, np.zeros_like(x)], axis=1)
+    assert select_frames(unc, desc, k=6, threshold=0.05, runs=runs) == [0, 5, 2, 6, 3, 7]
+    assert select_frames(unc, desc, k=6, threshold=0.05) == [0, 5, 6, 7, 8]
+
+
 def test_frame_score_max_flags_one_outlier_mean_a_broadly_unfamiliar_frame() -> None:
     """One badly described atom among familiar ones ranks first by "max"; a frame whose every atom is moderately
     uncertain (the larger expected force error) ranks first by "mean"."""
