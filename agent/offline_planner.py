@@ -24,6 +24,7 @@ from tools.discovery.request import parse_request
 
 PREFIX = "(offline planner: no LLM is configured, so I map your message to tools directly)"
 MD_STEPS, MD_TIMESTEP_FS, MD_DEFAULT_K = 200, 2.0, 300.0
+MD_SMALL_CELL = 32  # below this many atoms an MD cell mostly sees its own periodic images: the reply says so
 ID_PATTERN = re.compile(r"\bs-[0-9a-f]{6,16}\b")
 ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4, "fifth": 5,
             "5th": 5}
@@ -260,6 +261,9 @@ class OfflinePlanner:
             "steps": steps,
             "timestep_fs": MD_TIMESTEP_FS,
         }
+        atoms_match = re.search(r"(\d{1,5})\s*atoms?\b", lowered)  # 'run MD on it with 128 atoms'
+        if atoms_match:
+            args["min_atoms"] = int(atoms_match.group(1))
         out = self._call("run_md", args, calls, outputs)
         self._focus(target)
         return self._md_sentences(target, temperature, out)
@@ -269,7 +273,8 @@ class OfflinePlanner:
         name = f"{target['id']} ({target['formula']})" if target.get("formula") else target["id"]
         ensemble = ENSEMBLE_NAMES.get(out.ensemble, out.ensemble)
         parts = [
-            f"I ran {out.steps} steps of {ensemble} molecular dynamics on {name}, {out.n_atoms} atoms, with "
+            f"I ran {out.steps} steps of {ensemble} molecular dynamics on {name}, {out.n_atoms} atoms"
+            + (f" (a {'x'.join(map(str, out.supercell))} supercell)" if out.supercell != [1, 1, 1] else "") + ", with "
             f"{out.potential} at a target temperature of {temperature:g} K: {out.simulated_time_ps:g} ps of "
             f"simulated time ({MD_TIMESTEP_FS:g} fs steps), {out.wall_time_s:.1f} s of wall time.",
             f"The temperature averaged {out.mean_temperature_K:.0f} K (standard deviation "
@@ -289,6 +294,9 @@ class OfflinePlanner:
             peaks = ", ".join(f"{p:.2f}" for p in out.rdf_peaks_A[:4])
             parts.append(f"The radial distribution function peaks at {peaks} Angstrom.")
         parts.append(f"Mean squared displacement at the end: {out.msd_final_A2:.3f} Angstrom^2.")
+        if out.n_atoms < MD_SMALL_CELL:
+            parts.append(f"A {out.n_atoms}-atom cell is small for MD (atoms see their own periodic images); ask "
+                         "e.g. 'run MD on it with 64 atoms' for a supercell (slower: the cost grows with the atoms).")
         text = " ".join(parts)
         if out.warnings:
             text += "\n\nNotes: " + "; ".join(out.warnings) + "."

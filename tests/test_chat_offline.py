@@ -167,10 +167,11 @@ def test_md_reply_is_sentences_with_units(workspace):
         mean_temperature_K=603.2, std_temperature_K=95.1, final_potential_energy_eV=-49.6,
         thermo_log_uri="artifact://missing.csv", energy_drift_meV_per_atom_per_ps=1.25, mean_pressure_GPa=0.5,
         mean_density_g_cm3=3.5, rdf_peaks_A=[2.1, 2.98], msd_final_A2=0.05, warnings=["MSD is not diffusive"],
-        thermo_plot_uri="artifact://t.png", trajectory_uri="artifact://t.extxyz",
+        thermo_plot_uri="artifact://t.png", trajectory_uri="artifact://t.extxyz", supercell=[2, 2, 1],
     )
     text = OfflinePlanner()._md_sentences({"id": "s-1", "formula": "MgO"}, 600.0, out)
     assert "200 steps of NVT (Langevin thermostat)" in text and "target temperature of 600 K" in text
+    assert "8 atoms (a 2x2x1 supercell)" in text and "'run MD on it with 64 atoms'" in text  # small: says so
     assert "averaged 603 K" in text and "-6.2000 eV/atom" in text and "0.4 ps" in text
     assert "1.25 meV/atom per ps" in text and "2.10, 2.98 Angstrom" in text and "MSD is not diffusive" in text
     assert "{" not in text

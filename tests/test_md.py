@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 
 import numpy as np
 import pytest
@@ -289,3 +290,20 @@ def test_run_md_rejects_bad_input(workspace, change: dict, fragment: str) -> Non
     cif = structure_to_cif(AseAtomsAdaptor.get_structure(cu((1, 1, 1))))
     with pytest.raises(ToolInputError, match=fragment):
         get_tool("run_md").run({"structure": {"text": cif}, "steps": 10, **change}, ToolContext())
+
+
+def test_run_md_repeats_a_small_cell_to_min_atoms(workspace) -> None:
+    """A 1-atom fcc Cu cell with min_atoms=32 runs as a near-cubic supercell of at least 32 atoms (EMT, real
+    dynamics), and the output says which repeats were used; a limit above the atom cap is refused by name."""
+    from tools.md.run import supercell_repeats
+
+    prim = bulk("Cu", "fcc", a=A_CU)
+    assert math.prod(supercell_repeats(prim, 32)) >= 32
+    cif = structure_to_cif(AseAtomsAdaptor.get_structure(prim))
+    args = {"structure": {"text": cif}, "potential": "emt", "ensemble": "nvt_langevin", "temperature_K": 300,
+            "steps": 20, "log_every": 5, "min_atoms": 32}
+    out = get_tool("run_md").run(args, ToolContext())
+    assert out.n_atoms >= 32 and out.n_atoms == math.prod(out.supercell)
+    assert max(out.supercell) - min(out.supercell) <= 1
+    with pytest.raises(ToolInputError, match="min_atoms=90000"):
+        get_tool("run_md").run({**args, "min_atoms": 90000}, ToolContext())

@@ -65,6 +65,9 @@ class RunMDInput(ToolInput):
     rdf_r_max: float = Field(default=6.0, gt=0.5, le=15, description=(
         "Largest distance of the RDF in Angstrom; capped at half the shortest perpendicular cell width."))
     store_final: bool = Field(default=False, description="Store the final frame in memory (with provenance).")
+    min_atoms: int = Field(default=1, ge=1, le=100_000, description=(
+        "Repeat the cell (whole repeats, the thinnest direction first) until it holds at least this many atoms: "
+        "MD of a 4-atom primitive cell sees its own periodic images; 64-128 atoms is a usual minimum."))
     allow_large: bool = Field(default=False, description="Accept cells above the atom limit.")
     uncertainty_guard: bool = Field(default=False, description=(
         "For a matsearch potential with fitted uncertainty (from distill_potential or active_learning): report "
@@ -73,6 +76,7 @@ class RunMDInput(ToolInput):
 
 class RunMDOutput(BaseModel):
     potential: str
+    supercell: list[int] = Field(default=[1, 1, 1], description="Repeats of the given cell along a, b, c.")
     ensemble: str
     n_atoms: int
     steps: int
@@ -154,6 +158,14 @@ def run_md(inp: RunMDInput, ctx: ToolContext) -> RunMDOutput:
     structure = resolve_structure(inp.structure, ctx.store if inp.structure.id else None, ctx.settings.max_atoms,
                                   inp.allow_large)
     atoms = structure_to_atoms(structure)
+    repeats = supercell_repeats(atoms, inp.min_atoms)
+    if repeats != (1, 1, 1):
+        atoms = atoms.repeat(repeats)
+        if len(atoms) > ctx.settings.max_atoms and not inp.allow_large:
+            raise ToolInputError(f"min_atoms={inp.min_atoms} makes a {'x'.join(map(str, repeats))} supercell of "
+                                 f"{len(atoms)} atoms, above the limit of {ctx.settings.max_atoms}; lower min_atoms "
+                                 "or pass allow_large=true")
+        structure = atoms_to_structure(atoms)
     guard = guard_checkpoint(potential, ctx.workspace) if inp.uncertainty_guard else None  # refused before the run
     ctx.progress(0, inp.steps, f"loading potential {potential}")
     calc, lock = potential_calculator(potential, ctx.settings)
@@ -170,12 +182,26 @@ def run_md(inp: RunMDInput, ctx: ToolContext) -> RunMDOutput:
     ctx.progress(inp.steps, inp.steps, "analysing the trajectory")
     outside = None if guard is None else outside_domain(guard, result.frames)
     return _report(inp, ctx, potential, structure, atoms, result.frames, result.rows, result.wall_time_s, out_dir,
-                   outside)
+                   outside, repeats)
+
+
+def supercell_repeats(atoms: Atoms, min_atoms: int) -> tuple[int, int, int]:
+    """Whole repeats along a, b, c that give at least min_atoms, growing the thinnest direction (smallest
+    perpendicular width times its repeat) each time, so the supercell stays as near cubic as the cell allows."""
+    repeats = [1, 1, 1]
+    if not atoms.pbc.all() or len(atoms) == 0:
+        return (1, 1, 1)
+    volume = abs(atoms.cell.volume)
+    widths = [volume / np.linalg.norm(np.cross(atoms.cell[(i + 1) % 3], atoms.cell[(i + 2) % 3])) for i in range(3)]
+    while len(atoms) * math.prod(repeats) < min_atoms:
+        thinnest = min(range(3), key=lambda i: widths[i] * repeats[i])
+        repeats[thinnest] += 1
+    return (repeats[0], repeats[1], repeats[2])
 
 
 def _report(inp: RunMDInput, ctx: ToolContext, potential: str, structure: object, atoms: Atoms,
             frames: list[Atoms], rows: list[dict[str, float]], wall: float, out_dir: Path,
-            outside: tuple[float, float] | None = None) -> RunMDOutput:
+            outside: tuple[float, float] | None = None, repeats: tuple[int, int, int] = (1, 1, 1)) -> RunMDOutput:
     """Averages, drift, RDF/MSD analysis, plots, summary JSON and the optional stored final frame; `outside` is the
     uncertainty guard's (fraction of frames outside the calibrated domain, largest force-error estimate)."""
     n = len(atoms)
@@ -225,6 +251,7 @@ def _report(inp: RunMDInput, ctx: ToolContext, potential: str, structure: object
         final_summary = StructureSummary.from_record(ctx.store.get(added.id))
     output = RunMDOutput(
         potential=potential,
+        supercell=list(repeats),
         ensemble=inp.ensemble,
         n_atoms=n,
         steps=inp.steps,
