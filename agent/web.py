@@ -4,7 +4,8 @@ Pages: /web (memory search, structure upload, jobs panel), /web/structure/{id} (
 downloads), /web/compare?ids=a,b (side by side), /web/trajectory/{path} (an MD trajectory played) and
 /web/artifact/{path} (files tools wrote, confined to the workspace).
 JSON: /web/api/structure/{id}, /web/api/trajectory/{path}, /web/api/search, POST /web/api/store, /web/api/jobs,
-/web/api/jobs/{id}, POST /web/api/jobs/{id}/cancel and /resume.
+/web/api/jobs/{id}, POST /web/api/jobs/{id}/cancel and /resume; /web/api/jobs/{id}/events streams a job's
+progress as server-sent events (agent/web_events.py).
 Every read and action goes through the registry tools (get_structure, search_structures, store_structure, job_list,
 job_status, job_result, job_cancel, job_resume), so the page shows what an MCP client would get.
 The 3D viewer is WEAS (weas-widget on PyPI, MIT): its bundled widget.js (WEAS + three.js) is served from the
@@ -31,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from agent.web_events import event_stream
 from memory.keys import REDUCED_FORMULA_KEY
 from tools.core.errors import ToolError, ToolInputError
 from tools.core.settings import Settings
@@ -480,6 +482,32 @@ async def api_job(request: Request) -> Response:
     return JSONResponse(status)
 
 
+JOB_EVENT_KEYS = ("job_id", "tool", "state", "progress", "total", "message", "estimated_seconds")
+
+
+async def api_job_events(request: Request) -> Response:
+    """A job's progress as server-sent events (`progress`: state, fraction, message), ending with `done` and its
+    result; 404 (JSON) for an unknown job."""
+    from tools.core.jobs import FINISHED
+
+    settings: Settings = request.app.state.settings
+    job_id = request.path_params["job_id"]
+
+    async def read() -> tuple[dict[str, Any], bool]:
+        status = await call_tool(settings, "job_status", {"job_id": job_id})
+        if status["state"] in FINISHED:
+            return await call_tool(settings, "job_result", {"job_id": job_id}), True
+        total = status["total"]
+        fraction = min(1.0, status["progress"] / total) if total else None
+        return {**{k: status[k] for k in JOB_EVENT_KEYS}, "fraction": fraction}, False
+
+    try:
+        await call_tool(settings, "job_status", {"job_id": job_id})
+    except ToolInputError as exc:
+        return _json_error(exc, 404 if "no job" in str(exc) else 400)
+    return event_stream(read, "progress")
+
+
 MAX_UPLOAD_BYTES = 4 * 1024 * 1024  # a pasted or uploaded structure file; the atom limit applies after parsing
 
 
@@ -593,6 +621,7 @@ def web_routes() -> list[Route]:
         Route(PREFIX + "/api/search", api_search),
         Route(PREFIX + "/api/jobs", api_jobs),
         Route(PREFIX + "/api/jobs/{job_id}", api_job),
+        Route(PREFIX + "/api/jobs/{job_id}/events", api_job_events),
         Route(PREFIX + "/api/jobs/{job_id}/cancel", api_job_cancel, methods=["POST"]),
         Route(PREFIX + "/api/jobs/{job_id}/resume", api_job_resume, methods=["POST"]),
         Route(PREFIX + "/api/store", api_store, methods=["POST"]),

@@ -1,7 +1,8 @@
 """Chat on the web page (/web/chat): one turn at a time per thread, run in a background thread of the server by the
 LLM agent when one is configured, the offline planner otherwise. Every turn's events (the message, tool calls as
 they start, live progress, streamed text, the answer, errors) go into the thread's transcript, kept as JSON under
-the workspace, so a reload (or a server restart) reopens the conversation. The page polls the transcript.
+the workspace, so a reload (or a server restart) reopens the conversation. The page follows a running turn through
+/web/api/chat/{thread}/events (server-sent events, agent/web_events.py) and polls the transcript only without them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from agent.web_events import event_stream
 from tools.core.settings import Settings
 
 THREAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -204,14 +206,33 @@ async def api_threads(request: Request) -> Response:
     return JSONResponse({"backend": backend_name(chat.settings), "threads": await run_in_threadpool(chat.list)})
 
 
+def thread_state(chat: ChatThreads, thread: str) -> dict[str, Any]:
+    """A thread's transcript and whether a turn runs; `running` is read first, so a finished turn's last event is
+    always in `events` (it lands in the same locked step that ends the turn)."""
+    running = chat.running(thread)
+    return {"thread": thread, "backend": backend_name(chat.settings), "running": running,
+            "events": chat.events(thread)}
+
+
 async def api_thread(request: Request) -> Response:
     thread = request.path_params["thread"]
     if (bad := _bad_thread(thread)) is not None:
         return bad
+    return JSONResponse(await run_in_threadpool(thread_state, _threads(request), thread))
+
+
+async def api_thread_events(request: Request) -> Response:
+    """The thread's transcript as server-sent events (`transcript`) while a turn runs, ending with `done`."""
+    thread = request.path_params["thread"]
+    if (bad := _bad_thread(thread)) is not None:
+        return bad
     chat = _threads(request)
-    events = await run_in_threadpool(chat.events, thread)
-    return JSONResponse({"thread": thread, "backend": backend_name(chat.settings), "running": chat.running(thread),
-                         "events": events})
+
+    async def read() -> tuple[dict[str, Any], bool]:
+        state = await run_in_threadpool(thread_state, chat, thread)
+        return state, not state["running"]
+
+    return event_stream(read, "transcript")
 
 
 async def api_send(request: Request) -> Response:
@@ -247,5 +268,6 @@ def chat_routes(prefix: str) -> list[Route]:
         Route(prefix + "/api/chat", api_threads),
         Route(prefix + "/api/chat/{thread}", api_thread),
         Route(prefix + "/api/chat/{thread}", api_send, methods=["POST"]),
+        Route(prefix + "/api/chat/{thread}/events", api_thread_events),
         Route(prefix + "/api/chat/{thread}/cancel", api_cancel, methods=["POST"]),
     ]

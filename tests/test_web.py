@@ -244,6 +244,10 @@ def test_chat_offline_planner_and_threads(workspace: Path) -> None:
         assert c.get("/web/static/chat.js").status_code == 200
         sent = c.post("/web/api/chat/t1", json={"message": "what do you have in memory about titanate?"})
         assert sent.status_code == 202
+        with c.stream("GET", "/web/api/chat/t1/events") as r:  # the turn as server-sent events, then done
+            streamed = list(read_events(r))
+        assert streamed[-1][0] == "done" and streamed[-1][1]["events"][-1]["kind"] == "answer", streamed
+        assert all(name == "transcript" and data["running"] for name, data in streamed[:-1])
         data = wait_turn(c, "t1")
         kinds = [e["kind"] for e in data["events"]]
         assert kinds == ["user", "tool_call", "tool_result", "answer"], kinds
@@ -328,6 +332,83 @@ def test_security_rules(workspace: Path) -> None:
         cross = c.post("/web/api/jobs/j-x/cancel", headers={"origin": "http://evil.example"})
         assert cross.status_code == 403
         assert c.get("/web", headers={"host": "localhost:9999"}).status_code == 200
+
+
+def read_events(response: Any) -> Iterator[tuple[str, Any]]:
+    """(event name, data) for each server-sent event of a streaming response; ("", comment) for a comment line."""
+    name, data = "", []
+    for line in response.iter_lines():
+        if line.startswith(":"):
+            yield "", line[1:].strip()
+        elif line.startswith("event: "):
+            name = line[len("event: "):]
+        elif line.startswith("data: "):
+            data.append(line[len("data: "):])
+        elif not line and data:
+            yield name, json.loads("\n".join(data))
+            name, data = "", []
+
+
+def start_copper_md(steps: int) -> str:
+    """A real job: EMT molecular dynamics of fcc copper (4 atoms), reporting progress about 100 times."""
+    load_tools()
+    copper = cif_of(Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]]))
+    job = get_tool("job_start").run({"tool": "run_md", "arguments": {
+        "structure": {"text": copper}, "potential": "emt", "steps": steps, "log_every": 50}},
+        ToolContext(settings=get_settings()))
+    return job.job_id  # type: ignore[attr-defined]
+
+
+def test_job_progress_streams_as_server_sent_events(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.web_events
+
+    monkeypatch.setattr(agent.web_events, "HEARTBEAT_S", 0.2)
+    job_id = start_copper_md(steps=300)
+    with client() as c, c.stream("GET", f"/web/api/jobs/{job_id}/events", headers={"origin": BASE}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        assert r.headers["cache-control"] == "no-cache"
+        events = list(read_events(r))
+    progress = [d for name, d in events if name == "progress"]
+    assert len(progress) >= 2, events
+    assert all(p["job_id"] == job_id and p["state"] in ("queued", "running") for p in progress)
+    fractions = [p["fraction"] for p in progress if p["fraction"] is not None]
+    assert fractions == sorted(fractions) and fractions[-1] > fractions[0], progress
+    assert any("step" in (p["message"] or "") for p in progress)
+    name, final = events[-1]
+    assert name == "done" and final["state"] == "succeeded" and final["result"]["steps"] == 300, final
+    assert not agent.web_events.LIVE  # the stream's generator has ended
+
+
+def test_event_streams_keep_the_security_rules_and_stop_on_disconnect(workspace: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.web_events
+
+    monkeypatch.setattr(agent.web_events, "HEARTBEAT_S", 0.2)
+    job_id = start_copper_md(steps=100_000)
+    with client(token="s3cret") as c:
+        for url in (f"/web/api/jobs/{job_id}/events", "/web/api/chat/t1/events"):
+            refused = c.get(url)
+            assert refused.status_code == 401 and "token" in refused.json()["error"], url
+            assert c.get(url, headers={"authorization": "Bearer wrong"}).status_code == 401
+        bearer = {"authorization": "Bearer s3cret"}
+        foreign = c.get(f"/web/api/jobs/{job_id}/events", headers={**bearer, "origin": "http://evil.example"})
+        assert foreign.status_code == 403
+        unknown = c.get("/web/api/jobs/job-nope/events", headers=bearer)
+        assert unknown.status_code == 404 and "no job with id 'job-nope'" in unknown.json()["error"]
+        with c.stream("GET", f"/web/api/jobs/{job_id}/events", headers=bearer) as r:
+            seen, events = [], read_events(r)
+            for name, _ in events:  # progress events, and a heartbeat comment while nothing changes
+                seen.append(name)
+                if "" in seen and "progress" in seen:
+                    break
+            assert len(agent.web_events.LIVE) == 1, seen
+        deadline = time.time() + 5  # leaving the stream cancels its generator
+        while agent.web_events.LIVE and time.time() < deadline:
+            time.sleep(0.05)
+        assert not agent.web_events.LIVE
+        assert c.post(f"/web/api/jobs/{job_id}/cancel", headers=bearer).status_code == 200
+        idle = list(read_events(c.get("/web/api/chat/t1/events", headers=bearer)))  # no turn: at once done
+        assert [name for name, _ in idle] == ["done"] and idle[0][1]["events"] == [], idle
 
 
 def test_refuses_non_loopback_without_token(workspace: Path) -> None:

@@ -1,9 +1,12 @@
-// The chat: send a message, watch the turn (tool calls, live progress, streamed text) by polling the transcript,
-// cancel it, and reopen any thread after a reload. Structure ids link to their 3D view, artifact:// to the file.
+// The chat: send a message, watch the turn (tool calls, live progress, streamed text) as server-sent events (polling
+// the transcript only where EventSource fails), cancel it, and reopen any thread after a reload.
+// Structure ids link to their 3D view, artifact:// to the file.
 const $ = (id) => document.getElementById(id);
 const thread = document.querySelector(".chat").dataset.thread;
 const api = `/web/api/chat/${encodeURIComponent(thread)}`;
 let timer = null;
+let source = null;  // the EventSource following the running turn
+let polling = !("EventSource" in window);  // true once EventSource has failed: poll instead
 
 const LINKABLE = /(s-[0-9a-f]{16}|artifact:\/\/[^\s)"',]+)/g;
 
@@ -65,6 +68,36 @@ function render(data) {
   $("chat-status").textContent = data.running ? "working..." : "";
 }
 
+function showError(err) {
+  $("chat-status").textContent = err.message;
+  $("chat-status").className = "error";
+}
+
+async function load() {
+  // The transcript once; follow it while a turn runs.
+  if (polling) return poll();
+  try {
+    const response = await fetch(api);
+    const data = await response.json();
+    if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+    render(data);
+    if (data.running) follow();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function follow() {
+  // Stream the running turn's transcript; on `done` the stream ends. Fall back to polling if EventSource fails.
+  if (polling) return poll();
+  if (source) return;
+  source = new EventSource(`${api}/events`);
+  const stop = () => { source.close(); source = null; };
+  source.addEventListener("transcript", (msg) => render(JSON.parse(msg.data)));
+  source.addEventListener("done", (msg) => { stop(); render(JSON.parse(msg.data)); listThreads(); });
+  source.onerror = () => { stop(); polling = true; poll(); };
+}
+
 async function poll() {
   try {
     const response = await fetch(api);
@@ -74,8 +107,7 @@ async function poll() {
     clearTimeout(timer);
     timer = setTimeout(poll, data.running ? 500 : 5000);
   } catch (err) {
-    $("chat-status").textContent = err.message;
-    $("chat-status").className = "error";
+    showError(err);
     timer = setTimeout(poll, 3000);
   }
 }
@@ -92,16 +124,15 @@ async function send(ev) {
     if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
     $("chat-message").value = "";
   } catch (err) {
-    $("chat-status").textContent = err.message;
-    $("chat-status").className = "error";
+    showError(err);
   }
-  poll();
+  load();
   listThreads();
 }
 
 async function cancel() {
   await fetch(`${api}/cancel`, { method: "POST" });
-  poll();
+  if (!source) load();  // an open stream brings the cancelled turn's end itself
 }
 
 async function listThreads() {
@@ -126,5 +157,5 @@ $("chat-message").addEventListener("keydown", (ev) => {
   if (ev.key === "Enter" && !ev.shiftKey) send(ev);  // Enter sends, Shift+Enter starts a new line
 });
 $("chat-cancel").addEventListener("click", cancel);
-poll();
+load();
 listThreads();

@@ -1,5 +1,8 @@
-// The start page: memory search (results link to the 3D view) and the jobs panel (progress, cancel).
+// The start page: memory search (results link to the 3D view) and the jobs panel (progress, cancel). A running job's
+// progress streams in as server-sent events; the panel polls every 2 s only where EventSource fails.
 const $ = (id) => document.getElementById(id);
+const following = new Map();  // job id -> the EventSource streaming its progress
+let polling = false;
 
 function cell(text, cls) {
   const td = document.createElement("td");
@@ -73,6 +76,7 @@ function collectLinks(value, ids, artifacts) {
 async function showJob(jobId) {
   const panel = $("job-detail");
   panel.hidden = false;
+  panel.dataset.jobId = jobId;
   panel.replaceChildren();
   const h = document.createElement("h2");
   h.textContent = `Job ${jobId}`;
@@ -274,11 +278,8 @@ async function refreshJobs() {
       const tr = document.createElement("tr");
       tr.dataset.jobId = job.job_id;
       const prog = document.createElement("td");
-      const bar = document.createElement("progress");
-      if (job.total) { bar.max = job.total; bar.value = Math.min(job.progress, job.total); }
-      else if (job.state === "succeeded") { bar.max = 1; bar.value = 1; }
-      bar.setAttribute("aria-label", `progress of ${job.job_id}`);
-      prog.append(bar, ` ${job.message || ""}`);
+      prog.className = "progress";
+      fillProgress(prog, job);
       const act = document.createElement("td");
       const details = button("Details", `details of job ${job.job_id}`, () => showJob(job.job_id));
       act.append(details);
@@ -293,11 +294,50 @@ async function refreshJobs() {
       tr.append(cell(job.job_id), cell(job.tool), cell(job.state + (job.error ? `: ${job.error}` : ""),
                 `state-${job.state}`), prog, cell(times), act);
       body.append(tr);
+      if (job.state === "queued" || job.state === "running") followJob(job.job_id);
     }
   } catch (err) {
     $("jobs-status").textContent = err.message;
     $("jobs-status").className = "error";
   }
+}
+
+function fillProgress(td, job) {
+  const bar = document.createElement("progress");
+  if (job.total) { bar.max = job.total; bar.value = Math.min(job.progress, job.total); }
+  else if (job.state === "succeeded") { bar.max = 1; bar.value = 1; }
+  bar.setAttribute("aria-label", `progress of ${job.job_id}`);
+  td.replaceChildren(bar, ` ${job.message || ""}`);
+}
+
+function followJob(jobId) {
+  // Stream a running job's progress into its row; at its end refresh the table (and its open details).
+  if (polling || following.has(jobId)) return;
+  const source = new EventSource(`/web/api/jobs/${encodeURIComponent(jobId)}/events`);
+  following.set(jobId, source);
+  const stop = () => { source.close(); following.delete(jobId); };
+  source.addEventListener("progress", (msg) => {
+    const job = JSON.parse(msg.data);
+    const row = $("jobs").querySelector(`tr[data-job-id="${CSS.escape(jobId)}"]`);
+    if (!row) return;
+    fillProgress(row.querySelector("td.progress"), job);
+    row.children[2].textContent = job.state;
+    row.children[2].className = `state-${job.state}`;
+  });
+  source.addEventListener("done", () => {
+    stop();
+    refreshJobs();
+    if (!$("job-detail").hidden && $("job-detail").dataset.jobId === jobId) showJob(jobId);
+  });
+  source.onerror = () => { stop(); startPolling(); };
+}
+
+function startPolling() {
+  if (polling) return;
+  polling = true;
+  for (const source of following.values()) source.close();
+  following.clear();
+  setInterval(refreshJobs, 2000);
 }
 
 $("search-form").addEventListener("submit", (ev) => {
@@ -311,4 +351,5 @@ $("search-form").addEventListener("submit", (ev) => {
 $("upload-form").addEventListener("submit", upload);
 if ($("search-q").value.trim()) search($("search-q").value.trim());
 refreshJobs();
-setInterval(refreshJobs, 2000);
+if (!("EventSource" in window)) startPolling();
+else setInterval(refreshJobs, 15000);  // only to list jobs started elsewhere (over MCP); progress streams
