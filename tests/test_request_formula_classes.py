@@ -146,3 +146,17 @@ def test_use_steers_family_and_anion_when_nothing_else_is_named() -> None:
 
 def test_nasicon_named_by_its_long_name() -> None:
     assert read_request("a sodium super ionic conductor framework").family == "nasicon"
+
+
+@pytest.mark.parametrize("text", ["an aluminium garnet; yttrium must not be present", "a garnet, Y shouldn't be used",
+                                  "a garnet with Al where Y is not included"])
+def test_modal_refusal_after_the_element(text: str) -> None:
+    """'X must not be present', 'X shouldn't be used': a refusal, not a requirement (a Ga garnet came out of
+    'gallium must not be present')."""
+    req = read_request(text)
+    assert "Y" in req.exclude and "Y" not in req.include
+    assert all("Y" not in Composition(f) for f in _top(text, 3))
+
+
+def test_modal_requirement_stays_a_requirement() -> None:
+    assert "Fe" in read_request("Fe must be present in the spinel").include

@@ -141,7 +141,9 @@ _CONNECTORS = {",", "and", "or", "/", "&", "+", "nor"}
 _SITE_WORDS = re.compile(r"^(?:(?:-|\s)?(?:site|sites|sublattice|cation|anion)\b|\s*[=:]\s*[A-Z]|')", re.IGNORECASE)
 _FREE_AFTER = re.compile(r"^(?:-|\s)?(?:free|less)\b(?!\s+(?:of|from)\b)", re.IGNORECASE)
 _BANNED_AFTER = re.compile(r"^\s+(?:is\s+|are\s+|being\s+)?(?:excluded|banned|forbidden|prohibited|disallowed|"
-                           r"not allowed|not wanted|unwanted|not permitted)\b", re.IGNORECASE)
+                           r"not allowed|not wanted|unwanted|not permitted)\b|"  # 'Ga must not be present'
+                           r"^\s+(?:must|should|shall|can|may|is|are)(?:\s+not|n't)\s+(?:be\s+)?(?:present|used|"
+                           r"included|contained|allowed|permitted|appear|there)\b", re.IGNORECASE)
 _STATE_LABEL = re.compile(r"[A-Z][a-z]?\((?:I{1,3}|IV|VI{0,3}|V)\)")
 _UNIT_BEFORE = re.compile(r"\d(?:\.\d+)?\s*$")  # '92 K', '4.2 K', '3.7 V': a unit after a number, not an element
 _UNITS = {"K", "V", "W", "C", "S", "F", "H", "T", "A", "Pa", "Hz"}
