@@ -581,6 +581,7 @@ def test_browser_draws_the_structure(tmp_path: Path) -> None:
         page.reload()
         page.locator("#transcript .ev-answer").wait_for(timeout=30_000)
         assert page.locator("#transcript .ev-user").first.inner_text().endswith("about titanate?")
+        page.locator("#threads a[aria-current='page']").wait_for(timeout=30_000)  # the thread list loads on its own
         assert page.locator("#threads a[aria-current='page']").count() == 1
 
         # a finished search's ranked candidates, sortable (the job API answered by the test: a real search
