@@ -62,7 +62,7 @@ def llm_reading(text: str) -> tuple[dict, list[str], str]:
     return reading, [p.formula for p in out.proposals], out.reader
 
 
-SPLITS = ["dev", "heldout", "fresh", "report", "blind", "blind2", "blind3", "all"]
+SPLITS = ["dev", "heldout", "fresh", "report", "blind", "blind2", "blind3", "blind4", "all"]
 
 
 def main() -> None:

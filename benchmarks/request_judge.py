@@ -37,6 +37,8 @@ BLIND_PATH = SUITE_PATH.with_name("search_requests_blind.json")
 BLIND2_PATH = SUITE_PATH.with_name("search_requests_blind2.json")
 # a seventh split, written later still, likewise blind and kept unscored until the end: read only when asked for by name
 BLIND3_PATH = SUITE_PATH.with_name("search_requests_blind3.json")
+# an eighth split, written by a session that read no product code, for the report after blind3 was developed on
+BLIND4_PATH = SUITE_PATH.with_name("search_requests_blind4.json")
 
 FIELDS = ("include", "exclude", "family", "compound_class", "formulas", "n_elements", "application", "decline")
 
@@ -69,14 +71,15 @@ FALLBACK_ANIONS = frozenset({"H", "C", "N", "P", "As", "Sb", "O", "S", "Se", "Te
 def load_suite(split: str | None = None) -> list[dict]:
     """The suite's cases, in id order; only the given split ("dev" / "heldout") when one is named. "fresh" reads
     the separate third suite (FRESH_PATH), "report" the separate fourth (REPORT_PATH), "blind" the separate fifth
-    (BLIND_PATH), "blind2" the separate sixth (BLIND2_PATH), "blind3" the separate seventh (BLIND3_PATH); None is
-    dev and heldout together, never the fresh, report, blind, blind2 or blind3 cases."""
+    (BLIND_PATH), "blind2" the sixth (BLIND2_PATH), "blind3" the seventh (BLIND3_PATH), "blind4" the eighth
+    (BLIND4_PATH); None is dev and heldout together, never the separate suites."""
     separate = {
         "fresh": FRESH_PATH,
         "report": REPORT_PATH,
         "blind": BLIND_PATH,
         "blind2": BLIND2_PATH,
         "blind3": BLIND3_PATH,
+        "blind4": BLIND4_PATH,
     }
     if split in separate:
         cases = json.loads(separate[split].read_text())
@@ -85,7 +88,7 @@ def load_suite(split: str | None = None) -> list[dict]:
     if split is not None:
         if split not in ("dev", "heldout"):
             raise ValueError(
-                f"split must be 'dev', 'heldout', 'fresh', 'report', 'blind', 'blind2', 'blind3' or None, not {split!r}"
+                f"split must be 'dev', 'heldout', 'fresh', 'report' or 'blind' .. 'blind4', or None, not {split!r}"
             )
         cases = [c for c in cases if c["split"] == split]
     return sorted(cases, key=lambda c: c["id"])

@@ -153,7 +153,7 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
-SPLITS = ["dev", "heldout", "fresh", "report", "blind", "blind2", "blind3", "all"]
+SPLITS = ["dev", "heldout", "fresh", "report", "blind", "blind2", "blind3", "blind4", "all"]
 
 
 def main() -> None:
