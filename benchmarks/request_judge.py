@@ -109,9 +109,16 @@ def _composition(formula: str) -> Composition | None:
 
 
 def reduced_formula(formula: str) -> str | None:
-    """pymatgen's reduced formula, or None when the text is not a formula."""
+    """pymatgen's reduced formula of the smallest whole-number multiple (NaFe0.5Mn0.5O2 -> Na2MnFeO4), or None when
+    the text is not a formula."""
     comp = _composition(formula.strip())
-    return None if comp is None else comp.reduced_formula
+    if comp is None:
+        return None
+    for multiple in range(1, 25):
+        amounts = [multiple * v for v in comp.get_el_amt_dict().values()]
+        if all(abs(a - round(a)) < 1e-3 for a in amounts):
+            return (comp * multiple).reduced_formula
+    return comp.reduced_formula
 
 
 # oxidation states pymatgen's ICSD-based defaults lack but textbook compounds need (Fe4+ in SrFeO3, CaFeO3)
@@ -469,18 +476,37 @@ def _judged_family(value: object) -> object:
 def score_reading(parsed: dict, case: dict) -> dict[str, bool]:
     """Per field, whether the reader's ``parsed`` dict matches the case (or one of its ``also_ok`` readings).
 
-    Lists are compared as sets (formulas by pymatgen reduced formula), family and class labels without case or
+    Lists are compared as sets (formulas by pymatgen reduced formula; include without the elements the reading's or
+    the case's compound class requires by itself), family and class labels without case or
     punctuation, application loosely (both null, or both given and sharing a keyword); a reader's ``decline`` is a
     non-empty reason string (or True) to decline, null otherwise. A missing key reads as null.
     """
     also_ok = case.get("also_ok") or {}
+    implied = _class_elements(parsed.get("compound_class")) | _class_elements(case.get("compound_class"))
     scores = {}
     for field in FIELDS:
         got = parsed.get(field)
         compare = _COMPARE[field]
         wants = [case.get(field)] + list(also_ok.get(field, []))
+        if field == "include":  # whether "sulfide" puts S in include is a convention: compare without the class's
+            got = sorted(_symbols(got) - implied)
+            wants = [sorted(_symbols(w) - implied) for w in wants]
         scores[field] = any(compare(got, want) for want in wants)
     return scores
+
+
+def _class_elements(cls: object) -> set[str]:
+    """Elements a compound class requires by itself (sulfide: S; phosphate: P and O; oxynitride: O and N)."""
+    simple = {"carbide": "C", "boride": "B", "hydride": "H", "antimonide": "Sb", "silicide": "Si"}
+    if cls and str(cls).lower() in simple:
+        return {simple[str(cls).lower()]}
+    rule = CLASS_ANIONS.get(str(cls).lower()) if cls else None
+    if rule is None:
+        return set()
+    out = set(rule.all or ()) | (set(rule.only) if rule.only and len(rule.only) == 1 else set())
+    if rule.cation_with_o is not None:
+        out |= {rule.cation_with_o[0], "O"}
+    return out
 
 
 def summarise(rows: Iterable[dict]) -> dict:
