@@ -32,8 +32,14 @@ ELEMENT_GROUPS: dict[str, tuple[str, ...]] = {
     "metal": tuple(el.symbol for el in Element if el.Z <= 94 and el.is_metal),
     "nonmetal": tuple(el.symbol for el in Element if el.Z <= 94 and not el.is_metal),
 }
+for _n in range(1, 18):  # periodic-table groups by number: stable elements up to Bi; lanthanides count as La
+    ELEMENT_GROUPS[f"group {_n}"] = tuple(
+        el.symbol for el in Element if el.Z <= 83 and el.group == _n and el.symbol not in ("H", "Tc", "Pm")
+        and not (el.is_lanthanoid and el.symbol != "La"))
 # Phrases (lower case, regex-ready) that name a group; plural and hyphenated forms are added by the reader.
 GROUP_WORDS: dict[str, str] = {
+    **{rf"(?<!space )group[- ]?{n}(?![\d.])(?:[- ](?:transition[- ])?(?:metals?|elements?))?": f"group {n}"
+       for n in range(17, 0, -1)},
     r"rare[- ]earths?(?:[- ]elements?|[- ]metals?)?": "rare earth",
     r"lanthanides?|lanthanoids?": "lanthanide",
     r"noble metals?": "noble metal",
@@ -131,6 +137,11 @@ ATE_WORDS: dict[str, str] = {
     "vanadia": "V", "niobia": "Nb", "gallia": "Ga", "germania": "Ge", "scandia": "Sc", "gadolinia": "Gd",
     "samaria": "Sm", "lanthana": "La", "urania": "U",
 }
+# "-ide" words of a metal or metalloid: an intermetallic holding it (a nickel aluminide is NiAl, Ni3Al).
+IDE_WORDS: dict[str, str] = {
+    "aluminide": "Al", "silicide": "Si", "germanide": "Ge", "stannide": "Sn", "gallide": "Ga", "beryllide": "Be",
+    "plumbide": "Pb", "bismuthide": "Bi", "indide": "In", "zincide": "Zn", "magneside": "Mg",
+}
 # Prefixes an "-ate"/"-ite" word may carry: hexaferrite, orthovanadate, pyrophosphate-like metatitanate.
 ATE_PREFIX = r"(?:hexa|ortho|meta|pyro|di|tri|tetra|poly|per|sesqui)?-?"
 # Prefixes that swap a family's anion: thiospinel, selenospinel, telluro-...
@@ -222,6 +233,19 @@ FAMILY_MEMBERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "apatite": ((r"(?:hydroxy|fluor|chlor)?apatites?",), ("Ca5P3FO12", "Ca5P3ClO12", "Ca5HP3O13", "Sr5P3FO12",
                                                           "Pb5V3ClO12", "Pb5P3ClO12", "Ba5P3ClO12")),
     "chevrel": ((r"chevrel(?: phases?)?",), ("PbMo6S8", "SnMo6S8", "Cu2Mo6S8", "Mo6S8")),
+    "hexaferrite": ((r"(?:m[- ]type )?hexa-?ferrites?", r"magnetoplumbite(?:[- ]type)?s?"),
+                    ("BaFe12O19", "SrFe12O19", "PbFe12O19", "CaAl12O19")),
+    "antiperovskite": ((r"anti-?perovskites?",), ("Li3OCl", "Li3OBr", "Na3OCl", "Na3OBr", "Ag3SI", "K3OI")),
+    # AFLOW types with their best-known members (textbook order: the first ones answer a bare request)
+    "alb2": ((), ("AlB2", "MgB2", "TiB2", "ZrB2", "HfB2", "VB2", "NbB2", "TaB2", "CrB2", "ScB2", "YB2")),
+    "cr3si-type": ((), ("Nb3Sn", "Nb3Ge", "Nb3Al", "Nb3Ga", "V3Si", "V3Ga", "V3Ge", "Cr3Si", "Mo3Ge", "Mo3Si")),
+    "skutterudite": ((), ("CoAs3", "CoSb3", "CoP3", "RhSb3", "IrSb3", "RhP3", "RhAs3", "IrAs3", "IrP3")),
+    "cubic laves": ((), ("MgCu2", "ZrV2", "ZrCr2", "ZrFe2", "ZrCo2", "ZrMo2", "ZrW2", "HfV2", "HfCr2", "TiCr2",
+                         "CeFe2", "GdAl2", "LaAl2", "CeAl2", "CeNi2")),
+    "cacu5-type": ((), ("CaCu5", "SmCo5", "LaNi5", "YCo5", "CeCo5", "PrCo5", "LaCo5", "CeNi5")),
+    "nias-type": ((), ("NiAs", "FeS", "CoS", "NiS", "CrSb", "MnTe", "MnSb", "FeSe", "CoSb", "NiSb", "FeSb",
+                       "CrTe", "VS")),
+    "cu3au-type": ((), ("Cu3Au", "Ni3Al", "Ni3Fe", "Ni3Mn", "Pt3Fe", "Ni3Ga", "Ni3Si", "Al3Sc", "Pt3Sn")),
     "kesterite": ((r"kesterites?",), ("Cu2ZnSnS4", "Cu2ZnSnSe4", "Cu2ZnGeS4", "Ag2ZnSnS4", "Cu2ZnGeSe4")),
     "max phase": ((), ("Ti3SiC2", "Ti2AlC", "Ti3AlC2", "Cr2AlC", "V2AlC", "Ti2SC", "Nb2AlC", "Ti2AlN", "Ti4AlN3",
                        "Zr2AlC", "Ta4AlC3")),
@@ -302,7 +326,8 @@ FAMILY_MIN_ELEMENTS = {  # Co3O4 (Co2+ Co3+2 O4) is a spinel, Fe3Si (Fe2FeSi) a 
 
 @dataclass(frozen=True)
 class Application:
-    """An application word: the families and classes it usually calls for, and elements it implies."""
+    """An application word: the families and classes it usually calls for, and the elements it implies (one of them
+    is required when the request names none: a spin ice needs Dy or Ho moments)."""
 
     name: str
     families: tuple[str, ...]
@@ -315,6 +340,9 @@ APPLICATIONS: tuple[Application, ...] = (
     Application("battery cathode", ("olivine", "layered oxide", "spinel"), ("oxide", "phosphate"), (),
                 (r"cathodes?", r"positive electrodes?", r"(?:li|na)-ion (?:battery|batteries) cathodes?")),
     Application("battery anode", ("spinel", "rock salt"), ("oxide",), (), (r"anodes?", r"negative electrodes?")),
+    Application("oxide-ion solid electrolyte", ("fluorite", "perovskite"), ("oxide",),
+                ("Zr", "Ce", "Bi", "Ga", "Y", "Gd", "Sm"),
+                (r"oxide[- ]ion conduct\w*", r"oxygen[- ]ion conduct\w*", r"o2-? (?:ion )?conduct\w*")),
     Application("solid electrolyte", ("garnet", "perovskite", "antifluorite"), ("oxide", "halide", "sulfide"), (),
                 (r"solid[- ](?:state )?electrolytes?", r"(?:fast )?ion(?:ic)? conductors?", r"superionic",
                  r"electrolytes?")),
@@ -328,7 +356,7 @@ APPLICATIONS: tuple[Application, ...] = (
                  r"pv", r"absorbers?", r"light[- ]harvest\w*")),
     Application("transparent conductor", ("rutile", "wurtzite", "spinel"), ("oxide",), (),
                 (r"transparent conduct\w*", r"tcos?")),
-    Application("spin ice", ("pyrochlore",), ("oxide",), (), (r"spin[- ]ices?", r"frustrated magnet\w*")),
+    Application("spin ice", ("pyrochlore",), ("oxide",), ("Dy", "Ho"), (r"spin[- ]ices?",)),
     Application("spintronics", ("heusler", "half-heusler", "spinel"), ("intermetallic", "oxide"), (),
                 (r"spintronic\w*", r"half[- ]metal\w*")),
     Application("magnetoresistance", ("perovskite",), ("oxide",), (),

@@ -87,6 +87,12 @@ MINERAL_FORMULAS: dict[str, str] = {
     "willemite": "Zn2SiO4", "phenakite": "Be2SiO4", "litharge": "PbO", "massicot": "PbO", "bixbyite": "Mn2O3",
     "moissanite": "SiC", "calaverite": "AuTe2", "sylvanite": "AuAgTe4", "krennerite": "AuTe2",
     "matlockite": "PbFCl", "ullmannite": "NiSbS", "cobaltite": "CoAsS", "sulvanite": "Cu3VS4",
+    "barite": "BaSO4", "baryte": "BaSO4", "celestine": "SrSO4", "celestite": "SrSO4", "anhydrite": "CaSO4",
+    "anglesite": "PbSO4", "magnesite": "MgCO3", "siderite": "FeCO3", "rhodochrosite": "MnCO3",
+    "smithsonite": "ZnCO3", "cerussite": "PbCO3", "witherite": "BaCO3", "strontianite": "SrCO3",
+    "dolomite": "CaMg(CO3)2", "magnetoplumbite": "PbFe12O19", "chrysoberyl": "BeAl2O4", "berlinite": "AlPO4",
+    "monazite": "CePO4", "loparite": "NaLaTi2O6",
+    "cryolithionite": "Na3Li3Al2F12", "langbeinite": "K2Mg2(SO4)3", "thenardite": "Na2SO4",
 }
 FAMILY_WORD_MINERALS = frozenset({"perovskite", "spinel", "ilmenite", "rutile", "anatase", "fluorite", "wurtzite",
                                   "corundum", "chalcopyrite", "zircon", "pyrite", "marcasite", "scheelite",
@@ -314,12 +320,15 @@ def minerals_in(lowered: str) -> list[tuple[int, int]]:
 
 def _minerals(lowered: str) -> list[NamedCompound]:
     """'magnetite', 'grossular garnet', 'fool's gold': a mineral names its compound. A name that is also a family
-    word ('ilmenite') names the compound only as 'the mineral ilmenite' or as the whole request ('ilmenite')."""
+    word ('ilmenite') names the compound only as 'the mineral ilmenite', 'ilmenite itself', 'ilmenite, the titanium
+    ore' or as the whole request ('ilmenite')."""
     out = []
     for m in _MINERAL.finditer(lowered):
         name = m.group(1)
         if name in FAMILY_WORD_MINERALS and not (
-            re.search(r"\bmineral\s+$", lowered[:m.start()]) or _bare(lowered) == name
+            re.search(r"\b(?:mineral|natural|naturally occurring)\s+$", lowered[:m.start()]) or _bare(lowered) == name
+            or re.match(r"\s+itself\b|,?\s+(?:the|a|an)\s+(?:[\w-]+\s+){0,2}(?:ore|mineral|gemstone|gem)\b",
+                        lowered[m.end():])
         ):
             continue
         formula = _formula(Composition(MINERAL_FORMULAS[name]).get_el_amt_dict())

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 from pymatgen.core import Composition, Element, Species
 
+from tools.discovery.known_compounds import formation_enthalpies, is_known, known_formulas
 from tools.discovery.lexicon import APPLICATIONS, COMPOUND_CLASSES, ELEMENT_GROUPS, MOLECULAR_ANIONS, known_members
 from tools.discovery.oxidation import COMMON_STATE_SHARE, oxidation_states, state_prior
 from tools.discovery.request import MaterialsRequest
@@ -734,7 +735,8 @@ def named_formula_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
     derived = set(req.derived_formulas)
     compounds = set(req.named_compounds)
     typed = [f for f in req.formulas if f not in req.reference_formulas]
-    for text in [*req.derived_formulas, *typed, *(f for f in req.named_compounds if f not in typed)]:
+    worded = sorted((f for f in req.named_compounds if f not in typed), key=lambda f: not is_known(f))  # EuS, Eu2S3
+    for text in [*req.derived_formulas, *typed, *worded]:
         try:
             comp = whole_formula_units(Composition(text))
         except Exception:  # noqa: BLE001, S112 - the reader only keeps parsable formulas
@@ -758,7 +760,8 @@ def named_formula_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
                 family or "",
                 sites_for(comp.reduced_formula, family) if family else {},
                 1.0,
-                f"asked for in the request ({text}: the named formula with the swap it asks for)" if text in derived
+                f"spelled out by the request ({text}: a swap, an element ratio or a filled site template)"
+                if text in derived
                 else f"the compound the request names in words or by acronym ({text})" if text in compounds
                 else f"named in the request ({text})",
                 {},
@@ -976,6 +979,96 @@ def binary_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
     return out
 
 
+KNOWN_MIN_SHARE = 0.25  # a known compound leads only with at least this share of its family's best score
+MAX_KNOWN_ATOMS = 30  # atoms per formula unit: the set also holds alloy compositions such as Sm11Co89
+MAX_KNOWN_CANDIDATES = 80  # known compounds checked against a family's sites per request (each check ~10 ms)
+
+
+def known_proposals(req: MaterialsRequest, families: list[str]) -> list[FormulaProposal]:
+    """Measured compounds (known_compounds) that honour the request: in each family asked or allowed, those whose
+    elements the family's sites hold (checked by the family itself, with its charge and radius rules); with no family
+    asked, those with at most one element the request did not name. None for an unconstrained request (nothing to
+    pick by) or one that asks for novelty."""
+    if req.goal != "stable" or req.molecular_anion:  # 'a borohydride': its salts, not the boranes
+        return []
+    if not (req.required() or req.include_any or req.anions or req.polyanion or req.family):
+        if req.n_elements is None:
+            return []
+        # 'any stable ternary': the measured compounds of that many elements, most exothermic first
+        enthalpy = formation_enthalpies()
+        fitting = [f for f in enthalpy if len(Composition(f).elements) == req.n_elements and _honours(req, f)
+                   and Composition(f).num_atoms <= MAX_KNOWN_ATOMS]
+        return [FormulaProposal(f, "", {}, round(-enthalpy[f] / 10, 6), f"a known compound with {req.n_elements} "
+                                f"elements; measured formation enthalpy {enthalpy[f]:.2f} eV/atom")
+                for f in sorted(fitting, key=lambda f: enthalpy[f])[:20]]
+    candidates = [f for f in sorted(known_formulas()) if Composition(f).num_atoms <= MAX_KNOWN_ATOMS
+                  and _honours(req, f) and (req.n_elements is None or len(Composition(f).elements) == req.n_elements)]
+    out: list[FormulaProposal] = []
+    if req.family is None:
+        for formula in candidates:
+            if _unasked_elements(req, formula) <= 1 and _right_kind(req, formula):
+                out.append(FormulaProposal(formula, "", {}, 0.01, f"a known compound ({formula}, its formation "
+                                           "enthalpy is measured) with the elements asked for"))
+    for name in families[:4]:
+        fam = family_of(name)
+        if fam is None:
+            continue
+        fitting = [f for f in candidates if _fits_ratio(Composition(f), fam)]
+        for formula in fitting[:MAX_KNOWN_CANDIDATES]:
+            fit = family_fit(formula, name, strict=True)
+            if fit and _sensible_sites(fam, fit.sites, req.anions or [fam.default_anion]):
+                why = f"a known compound ({formula}, its formation enthalpy is measured) that fits the {name} sites"
+                out.append(FormulaProposal(formula, name, dict(fit.sites), fit.score, why, dict(fit.descriptors),
+                                           rare_states=fit.rare_states))
+    return out
+
+
+SIMPLE_ANION_SET = frozenset({"O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I"})
+
+
+def _right_kind(req: MaterialsRequest, formula: str) -> bool:
+    """A known compound of the kind asked: charge balanced unless an intermetallic is asked (CaMg2 is no salt of Mg2+
+    and Ca2+), and for a class of one anion no other simple anion (WOF4 is no oxide)."""
+    comp = Composition(formula)
+    symbols = {el.symbol for el in comp.elements}
+    if req.compound_class == "intermetallic":
+        return not symbols & SIMPLE_ANION_SET
+    cls = COMPOUND_CLASSES.get(req.compound_class or "")
+    if cls is not None and not cls.mixed and not cls.polyanion and symbols & SIMPLE_ANION_SET - set(req.anions):
+        return False
+    if not symbols & set(ANION_CHARGE):
+        return False
+    try:
+        return bool(comp.oxi_state_guesses(max_sites=-50))
+    except Exception:  # noqa: BLE001 - pymatgen gives up on some compositions: not proposed
+        return False
+
+
+MOLECULAR_CENTRES = ("H", "C", "N", "O", "F", "Cl", "Br", "I", "S", "Se")  # cations only inside molecular anions
+
+
+def _fits_ratio(comp: Composition, fam: Family) -> bool:
+    """A formula whose size and element count a family's formula unit can hold (a cheap test before its own)."""
+    reduced = comp.reduced_composition
+    atoms, unit = int(round(reduced.num_atoms)), sum(fam.ratio)
+    return len(reduced.elements) <= len(fam.roles) and atoms % unit == 0  # no split sites: CaWO4 is no fluorite
+
+
+def _sensible_sites(fam: Family, sites: dict[str, str], anions: list[str]) -> bool:
+    """The anion on the family's anion site (B on AlB2's B site, not Pt) and no molecular-anion centre (Br5+, C4+)
+    on a cation site: a known compound that fits the ratio only upside down is not a member."""
+    symbol = {role: re.match(r"[A-Z][a-z]?", str(value)).group(0) for role, value in sites.items()}
+    if "X" in symbol:
+        anion_role = "X"
+    elif fam.own:
+        anion_role = max(fam.own, key=lambda r: Element(fam.own[r]).X)
+    else:
+        return True
+    if anions and symbol.get(anion_role) not in anions:
+        return False
+    return not any(sym in MOLECULAR_CENTRES for role, sym in symbol.items() if role != anion_role)
+
+
 def _unasked_elements(req: MaterialsRequest, formula: str) -> int:
     """How many elements of a formula the request did not name (neither required, nor an allowed anion, nor a
     member of an either-or group): the parsimony key when no family is asked."""
@@ -1001,12 +1094,15 @@ def propose_formulas_offline(req: MaterialsRequest, n: int = 8) -> list[FormulaP
     salts = molecular_salt_proposals(req)  # 'a borohydride': its salts, not B and H spread over the families
     proposals: list[FormulaProposal] = [*salts, *orthosalt_proposals(req), *binary_proposals(req)]
     asked = named_formula_proposals(req)
-    members = [] if any(p.named for p in asked) else [*member_proposals(req), *halometallate_proposals(req)]
+    textbook = member_proposals(req) if req.goal != "novel" else []  # not the textbook members when asked for new
+    members = [] if any(p.named for p in asked) else [*textbook, *halometallate_proposals(req)]
     for name in [] if salts else families_for(req):
         weight = 2.0 if name in req.preferred_families and not req.family else 1.0
         for p in propose_for_family(req, name, max(n, 12)):  # the final ranking may reorder them
             p.score = round(p.score * weight, 6)
             proposals.append(p)
+    if not any(p.named for p in asked):
+        proposals.extend(known_proposals(req, [] if salts else families_for(req)))
     best: dict[str, FormulaProposal] = {}
     for p in [*asked, *members, *sorted(proposals, key=lambda p: -p.score)]:
         key_ = Composition(p.formula).reduced_formula
@@ -1014,22 +1110,39 @@ def propose_formulas_offline(req: MaterialsRequest, n: int = 8) -> list[FormulaP
         if kept is not p and not kept.named and not kept.family and p.family in FAMILIES:
             p.score = max(p.score, kept.score)  # a family's prototype builds it better than sampling: keep that
             best[key_] = p
+    prefer_known = req.goal == "stable"  # a novel or metastable find is not asked to have been made before
     named = [p for p in best.values() if p.named]
 
     # 'a lead-free ferroelectric': no element asked, so fewer elements mean nothing; the use's families lead
-    use_first = bool(req.preferred_families) and not (req.include or req.family)
+    # ('an alkali iodide scintillator' names its chemistry: the alkali iodides, not iodide garnets, lead)
+    use_first = bool(req.preferred_families) and not (req.include or req.family or req.include_any and req.anions)
 
     usual_anions = _application_anions(req)
+
+    candidates = [p for p in best.values() if p not in named and _honours(req, p.formula)]
+    # with a family and elements asked, those adding the fewest unasked elements lead, and a known compound only
+    # among them ('an Fe-Co B2 alloy': FeCo before the known Heusler AlFe2Co)
+    fewest = min((_unasked_elements(req, p.formula) for p in candidates), default=0)
+    best_in_family: dict[str, float] = {}
+    for p in candidates:
+        best_in_family[p.family] = max(best_in_family.get(p.family, 0.0), p.score)
+
+    def promoted(p: FormulaProposal) -> bool:
+        """Known, and (in a family) not far below the family's best fit: the measured set is incomplete (no
+        ZnAl2O4), so it breaks near-ties but does not overrule the site model (Co2MnGa before the known Mn2CoGa)."""
+        return is_known(p.formula) and (not p.family or p.score >= KNOWN_MIN_SHARE * best_in_family[p.family])
 
     def key(p: FormulaProposal) -> tuple:
         preferred = p.family in req.preferred_families
         unasked = _unasked_elements(req, p.formula) if req.family is None and req.n_elements is None else 0
+        extra = req.family is not None and bool(req.include) and _unasked_elements(req, p.formula) > fewest
         off_class = bool(usual_anions) and not usual_anions & {el.symbol for el in Composition(p.formula).elements}
         use_rank = req.preferred_families.index(p.family) if preferred else len(req.preferred_families)
-        return (p.rare_states, use_rank if use_first else 0, off_class, max(unasked - preferred, 0), unasked,
-                _uncommon_states(p), -p.score, p.formula)
+        unknown = prefer_known and not promoted(p)
+        return (p.rare_states, use_rank if use_first else 0, off_class, max(unasked - preferred, 0), extra, unknown,
+                unasked, _uncommon_states(p), -p.score, p.formula)
 
-    rest = sorted((p for p in best.values() if p not in named and _honours(req, p.formula)), key=key)
+    rest = sorted(candidates, key=key)
     return (named + rest)[:n]
 
 
@@ -1049,7 +1162,7 @@ def member_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
     """Textbook members of the family asked for (FAMILY_MEMBERS) that honour the request. They lead the proposals
     (named=True): a known compound of the asked kind is the likeliest answer. (Without a family they are not
     offered: 'lanthanum copper oxide' means La2CuO4 more often than the delafossite LaCuO2.)"""
-    if req.formulas or not req.family:
+    if set(req.formulas) - set(req.reference_formulas) or not req.family:  # 'AlB2-type' is no formula asked
         return []
     family = req.family
     has_roles = family_of(family) is not None
@@ -1124,8 +1237,10 @@ def _uncommon_count(sites: dict[str, str]) -> int:
 def _honours(req: MaterialsRequest, formula: str) -> bool:
     """The request's element constraints on a proposed formula: required, excluded, either-or and allowed."""
     symbols = {el.symbol for el in Composition(formula).elements}
-    if not set(req.include) <= symbols or symbols & set(req.exclude):
+    if not set(req.required()) <= symbols or symbols & set(req.exclude):
         return False
+    if req.anions and req.compound_class != "intermetallic" and not symbols & set(req.anions):
+        return False  # 'a halide': one of its anions
     if any(not symbols & set(group) for group in req.include_any):
         return False
     return req.only is None or symbols <= set(req.only) | set(req.anions)
@@ -1134,18 +1249,28 @@ def _honours(req: MaterialsRequest, formula: str) -> bool:
 def sites_for(formula: str, family: str) -> dict[str, str]:
     """The role assignment of a given formula in a family (for a formula typed by the user or proposed by an LLM),
     found by asking the family for formulas of exactly these elements; {} when the family cannot hold it."""
+    fit = family_fit(formula, family)
+    return dict(fit.sites) if fit else {}
+
+
+@lru_cache(maxsize=4096)
+def family_fit(formula: str, family: str, strict: bool = False) -> FormulaProposal | None:
+    """The family's own proposal of exactly this formula (its sites and substitution score), or None when the family
+    cannot hold it. A formula the user typed is held even where the family's radius rules object; with strict=True
+    (a candidate nobody asked for) those rules hold. Cached: callers copy what they change."""
     fam = family_of(family)
     if fam is None:
-        return {}
+        return None
     try:
         comp = Composition(formula)
     except Exception:  # noqa: BLE001 - not a formula: no sites
-        return {}
+        return None
     elements = [el.symbol for el in comp.elements]
-    req = MaterialsRequest(text=formula, include=elements, only=elements)
+    req = MaterialsRequest(text=formula, include=[] if strict else elements, only=elements,
+                           n_elements=len(elements) if strict else None)
     if not fam.ionic or (fam.metallic_archetypes and not set(elements) & set(ANION_CHARGE)):
         req.compound_class = "intermetallic"
     for p in propose_for_family(req, family, 200):
         if Composition(p.formula).reduced_formula == comp.reduced_formula:
-            return p.sites
-    return {}
+            return p
+    return None

@@ -21,6 +21,7 @@ from tools.discovery.lexicon import (
     ATE_WORDS,
     CLASS_WORDS,
     COMPOUND_CLASSES,
+    COUNT_PREFIX,
     COUNT_WORDS,
     ELEMENT_GROUPS,
     ELEMENT_NAME_SYMBOLS,
@@ -30,6 +31,7 @@ from tools.discovery.lexicon import (
     FORMULA_FAMILIES,
     GOAL_WORDS,
     GROUP_WORDS,
+    IDE_WORDS,
     INTERMETALLIC_FAMILIES,
     LIST_FILLERS,
     MINERAL_FAMILIES,
@@ -43,6 +45,7 @@ from tools.discovery.lexicon import (
     strukturbericht_families,
 )
 from tools.discovery.nomenclature import ACRONYM_COMPOUNDS, minerals_in, named_compounds
+from tools.discovery.request_syntax import filled_templates, plain_request, ratio_formulas
 
 MAX_REQUEST_CHARS = 2000
 MAX_LOWERCASE_FORMULA = 24  # characters of a lower-case formula worth splitting into symbols ('ca3al2si3o12' is 12)
@@ -83,10 +86,28 @@ class MaterialsRequest:
         """The anions the request allows or implies: its class's anions, the fixed anion, the polyanion centre."""
         return {*self.anions, *([self.anion] if self.anion else []), *([self.polyanion] if self.polyanion else [])}
 
+    def class_elements(self) -> list[str]:
+        """Elements the compound class itself requires: its one anion (a sulfide needs S), both anions of a mixed
+        class (oxynitride), the oxygen and centre of an oxo-anion class (a phosphate needs P and O)."""
+        if self.compound_class is None or self.compound_class not in COMPOUND_CLASSES:
+            return []
+        cls = COMPOUND_CLASSES[self.compound_class]
+        if cls.mixed:
+            return list(cls.anions)
+        out = [self.anion] if self.anion and len(self.anions) <= 1 else []
+        if cls.polyanion and self.polyanion:
+            out = [*cls.anions, self.polyanion]
+        return out
+
+    def required(self) -> list[str]:
+        """Every element the request requires: those named and those its compound class needs."""
+        return list(dict.fromkeys([*self.include, *self.class_elements()]))
+
     def constraints(self) -> dict[str, object]:
-        """The reading as a plain dict (what tools report and the LLM prompt shows)."""
+        """The reading as a plain dict (what tools report and the LLM prompt shows); `include` lists every required
+        element, the class's anion among them."""
         return {
-            "include": self.include,
+            "include": self.required(),
             "exclude": self.exclude,
             "include_any": self.include_any,
             "only": self.only,
@@ -96,6 +117,7 @@ class MaterialsRequest:
             "molecular_anion": self.molecular_anion,
             "formulas": self.formulas,  # every formula named; of those, the structures referred to, not asked for:
             "reference_formulas": self.reference_formulas,  # "NiAs-type", "like SrTiO3 but"
+            "derived_formulas": self.derived_formulas,  # spelled out, not typed: 'Sm-Co 1:5', 'LiMPO4 with M = Mn'
             "n_elements": self.n_elements,
             "goal": self.goal,
             "application": self.application,
@@ -145,7 +167,8 @@ _BANNED_AFTER = re.compile(r"^\s+(?:is\s+|are\s+|being\s+)?(?:excluded|banned|fo
                            r"^\s+(?:must|should|shall|can|may|is|are)(?:\s+not|n't)\s+(?:be\s+)?(?:present|used|"
                            r"included|contained|allowed|permitted|appear|there)\b", re.IGNORECASE)
 _STATE_LABEL = re.compile(r"[A-Z][a-z]?\((?:I{1,3}|IV|VI{0,3}|V)\)")
-_UNIT_BEFORE = re.compile(r"\d(?:\.\d+)?\s*$")  # '92 K', '4.2 K', '3.7 V': a unit after a number, not an element
+_UNIT_BEFORE = re.compile(r"(?:\d(?:\.\d+)?\s*|°\s*)$")  # '92 K', '3.7 V', '67 °C': a unit, not an element
+_COLOUR_AFTER = re.compile(r"[- ]?(?:colou?red|colou?r|tinted|toned|hued)\b")  # 'gold-coloured': no gold in it
 _UNITS = {"K", "V", "W", "C", "S", "F", "H", "T", "A", "Pa", "Hz"}
 _SITE_BEFORE = re.compile(r"\b(?:on|at|onto|occupying|into)\s+(?:the\s+)?$", re.IGNORECASE)
 _CODE_CONTEXT = re.compile(r"[- ]?(?:type|phases?|structures?|ordered|ordering|order|alloys?|intermetallics?|"
@@ -339,9 +362,16 @@ def _find_mentions(text: str) -> list[Mention]:
     for word, cls in sorted(CLASS_WORDS.items(), key=lambda wc: -len(wc[0])):
         for m in re.finditer(rf"(?<![\w]){word}(?![\w])", lowered):
             add(m.start(), m.end(), "class", cls)
+    families = [(x.start, x.end) for x in mentions if x.kind == "family"]
     for word, el in ATE_WORDS.items():
         for m in re.finditer(rf"\b{ATE_PREFIX}{word}s?\b", lowered):
-            add(m.start(), m.end(), "class", "oxide", implied=(el,))
+            if _overlaps(m.span(), families) and not _overlaps(m.span(), [t for t in taken if t not in families]):
+                mentions.append(Mention(m.start(), m.end(), "class", "oxide", implied=(el,)))  # 'hexaferrite'
+            else:
+                add(m.start(), m.end(), "class", "oxide", implied=(el,))
+    for word, el in IDE_WORDS.items():  # 'nickel aluminide', 'molybdenum disilicide'
+        for m in re.finditer(rf"\b{COUNT_PREFIX}{word}s?\b", lowered):
+            add(m.start(), m.end(), "class", "intermetallic", implied=(el,))
     for word, group in GROUP_WORDS.items():
         for m in re.finditer(rf"(?<![\w]){word}(?![\w])", lowered):
             if group in REFUSAL_ONLY_GROUPS and (
@@ -392,6 +422,8 @@ def _find_mentions(text: str) -> list[Mention]:
                 continue  # the verb
             if _PROCESS_AFTER.match(lowered[m.end():]):
                 continue  # "oxygen evolution", "hydrogen storage": a reaction or a use, not an ingredient
+            if _COLOUR_AFTER.match(lowered[m.end():]):
+                continue  # "a gold-coloured coating": a colour, not an ingredient
             add(m.start(), m.end(), "element", sym)
     for m in re.finditer(r"[a-z]{6,}", lowered):  # 'nickle', 'titanum', 'magnesum': one slip from a name
         sym = _misspelled_element(m.group(0))
@@ -471,7 +503,7 @@ def family_of_formula(formula: str) -> str | None:
     return fits[0] if len(fits) == 1 else None
 
 
-_NOT_TYPOS = {"sliver", "carton", "argots", "borons"}  # English words one slip from an element name
+_NOT_TYPOS = {"sliver", "carton", "argots", "borons", "phosphor", "phosphors"}  # words one slip from an element
 
 
 def _misspelled_element(word: str) -> str | None:
@@ -524,6 +556,10 @@ def _reduced(token: str) -> str | None:
         return None
 
 
+_CLASS_AFTER = re.compile(r"\s+(?:" + "|".join(sorted({*(n for n, c in COMPOUND_CLASSES.items() if c.anions),
+                                                       "sulphide"}, key=len, reverse=True)) + r")s?\b", re.IGNORECASE)
+
+
 def _chemical_context(text: str, mention: Mention, mentions: list[Mention]) -> bool:
     """An ambiguous symbol (In, As, I, Be, ...) is an element when a neighbour is chemical: a list of elements
     (`mentions` holds those accepted so far), a cue such as 'with' or 'without', or a hyphenated chemical suffix
@@ -533,6 +569,8 @@ def _chemical_context(text: str, mention: Mention, mentions: list[Mention]) -> b
     after = text[mention.end:]
     if re.match(r"-(?:based|rich|poor|doped|free|containing|substituted|site)\b|\s*\d|$", after):
         return True
+    if _CLASS_AFTER.match(after):
+        return True  # "Bi telluride", "In phosphide": an element named before its compound's class
     if re.match(r"\s+(?:on|at|in|onto)\s+(?:the\s+)?[A-Z]['’]*(?:[- ]?sites?\b|\s*(?:$|[,.;)]|and\b))", after):
         return True  # "Bi on the A site"
     before = text[:mention.start].rstrip()
@@ -592,6 +630,13 @@ def _negated(text: str, mention: Mention, mentions: list[Mention]) -> bool:
     return False
 
 
+def _aside(text: str, mention: Mention) -> bool:
+    """The mention sits in a parenthesis or a 'because' clause: an explanation, not a requirement."""
+    before = text[:mention.start]
+    return before.count("(") > before.count(")") or bool(
+        re.search(r"\b(?:because|since|as it|as they|which would|that would)\b[^.;,]*$", before, re.IGNORECASE))
+
+
 def _optional(text: str, mention: Mention) -> bool:
     """A dopant ('Ce-doped', 'Ce:YAG', 'doped with Ce', 'the cerium is only a dopant') or an element the request
     allows without requiring ('aluminium welcome but not required', 'Al optional')."""
@@ -599,8 +644,9 @@ def _optional(text: str, mention: Mention) -> bool:
     if re.match(r"(?:[- ]doped|[- ]activated|:\s*[A-Za-z])|\s+(?:is\s+)?(?:only\s+)?(?:an?\s+)?(?:dopant|activator)",
                 after):
         return True
-    if re.search(r"(?:doped|substituted) with\s+(?:\w+\s+)?$|dopants?\s+(?:like|such as)?\s*$", before):
-        return True
+    if re.search(r"(?:doped|substituted|activated) with\s+(?:\w+\s+)?$|dopants?\s+(?:like|such as)?\s*$|"
+                 r"\bhosts?\s+(?:crystal\s+|lattice\s+|material\s+|matrix\s+)?(?:for|of)\s+(?:the\s+)?$", before):
+        return True  # "a host for Eu3+": the activator goes in later
     return bool(re.match(r"\s*(?:is\s+|are\s+)?(?:welcome|optional|allowed|fine|ok|possible|acceptable)\b|"
                          r"[^.;]{0,30}\bnot (?:required|necessary|needed|essential)", after))
 
@@ -608,7 +654,7 @@ def _optional(text: str, mention: Mention) -> bool:
 def read_request(text: str) -> MaterialsRequest:
     """The offline reading of a request. Raises ToolInputError only for an empty or unreadable request; a request
     that chemistry rules out comes back with `decline` set to the reason."""
-    cleaned = _uncapitalised(" ".join(str(text).split()))
+    cleaned = _uncapitalised(" ".join(plain_request(str(text)).split()))
     if not cleaned:
         raise ToolInputError("the request is empty: say what material you want, e.g. 'a stable spinel with Mg and Al'")
     if len(cleaned) > MAX_REQUEST_CHARS:
@@ -635,6 +681,8 @@ def read_request(text: str) -> MaterialsRequest:
         elif m.kind == "element":
             if m.negated:
                 exclude.append(m.value)
+            elif _aside(cleaned, m) and any(x.negated and x.value == m.value for x in mentions):
+                continue  # "titanium-free (Ti4+ gets reduced)": the aside explains the refusal
             elif _optional(cleaned, m):
                 req.optional.append(m.value)
             else:
@@ -649,6 +697,7 @@ def read_request(text: str) -> MaterialsRequest:
             if m.negated:
                 continue
             template_elements.extend(el for el in m.implied if el not in SIMPLE_ANIONS)
+            req.derived_formulas.extend(f for f in filled_templates(cleaned, m.value) if f not in req.derived_formulas)
             cls = _class_of_formula(_template_core(m.value)) if set(m.implied) & set(SIMPLE_ANIONS) else None
             if cls:
                 classes.append(Mention(m.start, m.end, "class", cls, implied=("template",)))
@@ -684,6 +733,7 @@ def read_request(text: str) -> MaterialsRequest:
                 continue  # "ZnGeP2-type chalcopyrite": the family word, not the formula's stoichiometric guess
             elif req.family is None or _more_specific(m.value, req.family):
                 req.family = m.value
+    req.derived_formulas.extend(f for f in ratio_formulas(cleaned) if f not in req.derived_formulas)  # 'Sm-Co 1:5'
     for compound in named_compounds(cleaned):
         if _TYPE_AFTER.match(cleaned[compound.end:]):  # "cesium chloride type bromide": a structure, not an answer
             fam = family_of_formula(compound.formulas[0]) if len(compound.formulas) == 1 else None
@@ -712,6 +762,9 @@ def read_request(text: str) -> MaterialsRequest:
             only_elements = not any(m.kind == "group" for m in after)
             req.include_any = [g for g in req.include_any if not set(g) <= set(req.only)]
     _read_class(req, classes)
+    centres = {el for m in classes for el in m.implied if m.value == "oxide"}  # "a titanate of a 3d metal": not Ti
+    req.include_any = [[el for el in g if el not in centres] if len(set(g) - centres) > 1 else g
+                       for g in req.include_any]
     if req.only is not None and req.anions:  # "a nitride of only lithium": the class's anion is allowed too
         req.only = sorted(set(req.only) | set(req.anions))
     if req.only is not None and only_elements and req.n_elements is None:
@@ -731,6 +784,10 @@ def read_request(text: str) -> MaterialsRequest:
         if any(re.search(rf"(?<![\w]){w}(?![\w])", lowered) for w in app.words):
             req.application = app.name
             req.preferred_families = [f for f in app.families if f not in req.exclude_families]
+            implied = [el for el in app.implies if el not in req.exclude]
+            if implied and not set(req.include) & set(implied):  # 'a rare-earth spin ice': Dy or Ho among them
+                req.include_any.append(implied)
+                req.notes.append(f"a {app.name} needs one of " + ", ".join(implied))
             break
     _read_molecular_anion(lowered, req)
     _place_working_ions(req, ions)
@@ -747,9 +804,12 @@ def read_request(text: str) -> MaterialsRequest:
         req.compound_class = "intermetallic"
     elif req.family == "layered oxide" and req.compound_class is None:
         set_compound_class(req, "oxide")
+    elif req.family == "layered oxide" and req.compound_class != "oxide" and \
+            re.search(r"\blayered\b(?![- ](?:transition[- ]metal )?oxide)", lowered):
+        req.family = None  # 'a layered telluride': layers, not the alpha-NaFeO2 oxides
     req.decline = decline_reason(req)
     if not (req.family or req.include or req.compound_class or req.formulas or req.named_compounds or req.include_any
-            or req.application or req.decline):
+            or req.application or req.decline or req.n_elements):
         raise ToolInputError(
             "could not find elements, a structure family, a compound class or a formula in the request; try e.g. "
             "'a double perovskite oxide with La and Mn' or 'a lead-free halide perovskite'"
@@ -855,12 +915,14 @@ def _require_one_of(req: MaterialsRequest, elements: tuple[str, ...], why: str) 
 
 
 MAGNETIC_IONS = ("Fe", "Co", "Mn", "Ni", "Cr", "Nd", "Sm", "Gd", "Dy", "Tb")  # open d or f shells that order
+MOMENT_IONS = (*MAGNETIC_IONS, "Eu", "Ho", "Er", "Tm", "Pr", "Ce", "Yb", "V", "Cu", "Ru", "Ir", "Os", "Mo")  # any
 
 
 def _require_magnetic_ion(req: MaterialsRequest) -> None:
     """A magnet needs atoms with moments that order (Fe, Co, Mn, Ni, Cr or a magnetic rare earth): when the request
-    names none, one of those it allows is required (a gallium garnet is no magnet; yttrium iron garnet is)."""
-    if req.application == "magnet":
+    names none, one of those it allows is required (a gallium garnet is no magnet; yttrium iron garnet is). A named
+    ion with a moment of its own (Eu2+ in EuO) is enough."""
+    if req.application == "magnet" and not set(req.include) & set(MOMENT_IONS):
         _require_one_of(req, MAGNETIC_IONS, "a magnet needs ordered moments")
 
 
@@ -893,11 +955,14 @@ def _read_alternatives(text: str, mentions: list[Mention], req: MaterialsRequest
 _SEMICONDUCTOR_GROUPS = {  # "a III-V semiconductor": a group-13 cation with a pnictide
     "iii-v": ("pnictide", ("B", "Al", "Ga", "In")),
     "ii-vi": ("chalcogenide", ("Zn", "Cd", "Mg", "Be", "Hg")),
+    "iv-vi": ("chalcogenide", ("Ge", "Sn", "Pb")),  # PbTe, SnTe, GeTe
+    "v-vi": ("chalcogenide", ("Sb", "Bi")),  # Bi2Te3, Sb2Se3
+    "iii-vi": ("chalcogenide", ("Ga", "In")),  # GaSe, InSe
 }
 
 
 def _read_semiconductor_groups(lowered: str, req: MaterialsRequest, classes: list[Mention]) -> None:
-    """III-V and II-VI: the cation's group and the anion class the label means."""
+    """III-V, II-VI, IV-VI, ...: the cation's group and the anion class the label means."""
     for label, (cls, cations) in _SEMICONDUCTOR_GROUPS.items():
         if re.search(rf"(?<![\w-]){label}(?![\w-])", lowered):
             allowed = [el for el in cations if el not in req.exclude]
@@ -1004,6 +1069,10 @@ def _read_class(req: MaterialsRequest, classes: list[Mention]) -> None:
     elif names:
         explicit = [m.value for m in classes if not m.implied]  # "a titanate halide": the anion word wins
         chosen = (explicit or names)[0]
+        for name in explicit:  # "a halide perovskite, iodide only": the narrower class
+            narrower, wider = set(COMPOUND_CLASSES[name].anions), set(COMPOUND_CLASSES[chosen].anions)
+            if narrower and narrower < wider:
+                chosen = name
         either = list(dict.fromkeys(n for n in explicit if len(COMPOUND_CLASSES[n].anions) == 1))
         if len(either) > 1 and re.search(r"\bor\b", req.text[classes[0].start:classes[-1].end]):
             # "oxide, sulfide or selenide all fine": any of these anions, no one class
