@@ -162,3 +162,57 @@ def test_novelty_turns_the_known_prior_off() -> None:
     req = read_request("a novel AlB2-type diboride of a transition metal")
     assert req.goal == "novel"
     assert not all(is_known(p.formula) for p in propose_formulas_offline(req, 4))
+
+
+# blind4's failure classes (after its one report), in our own wordings
+
+
+@pytest.mark.parametrize(("text", "banned"), [("a half-Heusler of Ti, Co and Sb; zirconium must not be in it", "Zr"),
+                                              ("a spinel oxide, and iron should not be part of it", "Fe")])
+def test_must_not_be_in_it_refuses(text: str, banned: str) -> None:
+    req = read_request(text)
+    assert banned in req.exclude and banned not in req.include
+
+
+@pytest.mark.parametrize(("text", "dopant"), [("rutile titania, to be Nb-doping later", "Nb"),
+                                              ("a lithium borohydride (Ni-catalysed)", "Ni")])
+def test_dopant_and_catalyst_suffixes_are_optional(text: str, dopant: str) -> None:
+    assert dopant not in read_request(text).include
+
+
+@pytest.mark.parametrize(("text", "first"), [("a tetraboride of calcium", "CaB4"), ("a monocarbide of niobium", "NbC"),
+                                             ("niobium carbide", "NbC")])
+def test_borides_and_carbides_follow_their_count_not_charges(text: str, first: str) -> None:
+    assert _top(text, 1) == [Composition(first).reduced_formula]
+
+
+def test_metals_run_together_before_a_family_are_its_cations() -> None:
+    req = read_request("a ZnGa spinel phosphor")
+    assert {"Zn", "Ga"} <= set(req.include) and req.formulas == []
+    assert Composition(_top("a ZnGa spinel phosphor", 1)[0]) == Composition("ZnGa2O4")
+
+
+def test_primed_site_letters_are_separate_sites() -> None:
+    text = "a Ba2BB'O6 double perovskite with B = Ni and B' = W"
+    assert "Ba2NiWO6" in read_request(text).derived_formulas and _top(text, 1) == ["Ba2NiWO6"]
+
+
+def test_count_of_elements_from_only_named_ones() -> None:
+    """'a III-V made of gallium and arsenic': two elements, not the pnictide class's four anions plus Ga."""
+    req = read_request("a zincblende III-V made of gallium and arsenic")
+    assert req.n_elements == 2 and _top("a zincblende III-V made of gallium and arsenic", 1) == ["GaAs"]
+
+
+def test_element_count_filters_worded_compounds() -> None:
+    assert _top("any ternary strontium oxide", 1) != ["SrO"]
+
+
+def test_named_compound_with_a_stated_state_is_exact() -> None:
+    """'molybdenum(VI) oxide ... for Mg-ion cells': MoO3 hosts the ion; Mg is not required of it."""
+    req = read_request("molybdenum(VI) oxide as a cathode for Mg-ion batteries")
+    assert "Mg" not in req.include and _top("molybdenum(VI) oxide as a cathode for Mg-ion batteries", 1) == ["MoO3"]
+
+
+def test_aside_defining_a_refused_group_is_no_requirement() -> None:
+    req = read_request("a perovskite without alkali metals (Li and Na count as alkali metals)")
+    assert req.include_any == [] and not {"Li", "Na"} & set(req.include)

@@ -21,9 +21,9 @@ ANION_WORDS: dict[str, tuple[str, int | None]] = {
     "oxide": ("O", -2), "sulfide": ("S", -2), "sulphide": ("S", -2), "selenide": ("Se", -2),
     "telluride": ("Te", -2), "nitride": ("N", -3), "phosphide": ("P", -3), "arsenide": ("As", -3),
     "antimonide": ("Sb", -3), "fluoride": ("F", -1), "chloride": ("Cl", -1), "bromide": ("Br", -1),
-    "iodide": ("I", -1), "hydride": ("H", -1), "carbide": ("C", -4), "silicide": ("Si", -4),
-    "germanide": ("Ge", -4), "boride": ("B", None),
-}
+    "iodide": ("I", -1), "hydride": ("H", -1), "carbide": ("C", None), "silicide": ("Si", None),
+    "germanide": ("Ge", None), "boride": ("B", None),
+}  # carbides, silicides and borides are named by count only (WC, CaC2, MoSi2 balance no charges)
 # Tetrahedral and trigonal oxo-anions: name -> (centre, centre's state, oxygens).
 OXO_ANIONS: dict[str, tuple[str, int, int]] = {
     "silicate": ("Si", 4, 4), "germanate": ("Ge", 4, 4), "phosphate": ("P", 5, 4), "arsenate": ("As", 5, 4),
@@ -44,7 +44,7 @@ ACRONYM_COMPOUNDS: dict[str, str] = {
     "LLZO": "Li7La3Zr2O12", "LFP": "LiFePO4", "LCO": "LiCoO2", "LMO": "LiMn2O4", "LTO": "Li4Ti5O12",
     "LNMO": "Li2NiMn3O8", "STO": "SrTiO3", "BTO": "BaTiO3", "BFO": "BiFeO3", "PTO": "PbTiO3",
     "LGPS": "Li10GeP2S12", "CZTS": "Cu2ZnSnS4", "CZTSe": "Cu2ZnSnSe4", "GST": "Ge2Sb2Te5", "GOS": "Gd2O2S",
-    "NVP": "Na3V2(PO4)3", "LAO": "LaAlO3", "KDP": "KH2PO4", "LNO": "LiNbO3", "LTa": "LiTaO3",
+    "NVP": "Na3V2(PO4)3", "NVPF": "Na3V2(PO4)2F3", "LAO": "LaAlO3", "KDP": "KH2PO4", "LNO": "LiNbO3", "LTa": "LiTaO3",
 }
 
 # Minerals by their ideal formula: the name of a mineral asks for that compound ('magnetite' Fe3O4). Names that
@@ -280,7 +280,7 @@ def named_compounds(text: str) -> list[NamedCompound]:
             if centre not in symbols:  # 'iron silicate': Fe3+ and Fe2+ (fayalite) in turn
                 formulas = [f for st in lone if (f := _oxysalt(symbols, centre, centre_state, oxygens, st))]
         if formulas:
-            exact = bool(prefix)
+            exact = bool(prefix) or bool(state)  # 'vanadium pentoxide', 'vanadium(V) oxide': one compound
             out.append(NamedCompound(m.start(), m.end(), m.group(0).strip(), tuple(dict.fromkeys(formulas)), exact))
     out.sort(key=lambda c: not c.exact)  # 'barium borate (BBO)': the acronym's compound before the guess
     out += _minerals(lowered)
@@ -291,7 +291,7 @@ def named_compounds(text: str) -> list[NamedCompound]:
         amounts = {"Li": total, "Ni": ni, "Mn": mn, "Co": co, "O": 2 * total}
         formula = _formula({el: n for el, n in amounts.items() if n})
         out.append(NamedCompound(m.start(), m.end(), m.group(0), (formula,), exact=True))
-    for m in re.finditer(r"(?<![\w-])([A-Z][A-Za-z]{1,5})(?![\w-])", text):
+    for m in re.finditer(r"(?<![\w-])([A-Z][A-Za-z]{1,5})(?![\w])(?!-[A-Za-z])", text):  # 'YBCO-123' too
         formula = ACRONYM_COMPOUNDS.get(m.group(1))
         if formula:
             formulas = (_formula(Composition(formula).get_el_amt_dict()),)

@@ -735,7 +735,8 @@ def named_formula_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
     derived = set(req.derived_formulas)
     compounds = set(req.named_compounds)
     typed = [f for f in req.formulas if f not in req.reference_formulas]
-    worded = sorted((f for f in req.named_compounds if f not in typed), key=lambda f: not is_known(f))  # EuS, Eu2S3
+    worded = sorted((f for f in req.named_compounds if f not in typed),  # BBO's BaB2O4 first, then EuS before Eu2S3
+                    key=lambda f: (f not in req.exact_compounds, not is_known(f)))
     for text in [*req.derived_formulas, *typed, *worded]:
         try:
             comp = whole_formula_units(Composition(text))
@@ -748,6 +749,8 @@ def named_formula_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
             continue
         if req.only is not None and not symbols <= set(req.only) | set(req.anions):
             continue
+        if text in compounds and text not in typed and req.n_elements and len(symbols) != req.n_elements:
+            continue  # 'any ternary barium oxide': not BaO
         if text in compounds and text not in typed and text not in req.exact_compounds and (
             any(not set(group) & symbols for group in req.include_any)
             or req.family and family_of(req.family) is not None and not sites_for(text, req.family)
@@ -940,7 +943,7 @@ def binary_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
     asked; the diffusion model samples their structures."""
     if req.family is not None or req.n_elements not in (None, 2):
         return []
-    cations = [el for el in req.include if el not in (*ANION_CHARGE, "H")]
+    cations = [el for el in req.include if el not in (*ANION_CHARGE, "H", *req.asked_anions())]
     out: list[FormulaProposal] = []
     if req.compound_class == "intermetallic" and len(cations) == 2:
         a, b = cations
@@ -956,17 +959,25 @@ def binary_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
             out.append(FormulaProposal(formula, "", {"A": a, "B": b}, weight,
                                        f"binary intermetallic {a}{m}{b}{k} of the two named metals"))
         return out
-    anions = [a for a in (req.anions or ([req.anion] if req.anion else [])) if a in ANION_CHARGE]
+    anions = [a for a in (req.anions or ([req.anion] if req.anion else []))
+              if a in ANION_CHARGE or req.compound_class in COVALENT_CLASSES]
     cls = COMPOUND_CLASSES.get(req.compound_class or "")
     if len(cations) != 1 or not anions or cls is None or cls.mixed or req.compound_class == "intermetallic":
         return []
     el = cations[0]
+    count = re.search(r"\b(mono|di|tri|tetra|penta|hexa|dodeca)-?(?:boride|carbide)", req.text.lower())
+    if req.compound_class in COVALENT_CLASSES and count:  # 'a hexaboride of lanthanum': LaB6, whatever the charges
+        k = {"mono": 1, "di": 2, "tri": 3, "tetra": 4, "penta": 5, "hexa": 6, "dodeca": 12}[count.group(1)]
+        anion = anions[0]
+        formula = f"{el}{anion}{k if k > 1 else ''}"
+        return [FormulaProposal(formula, "", {"A": el, "X": anion}, 0.3, f"{formula}: the {count.group(0)} asked for "
+                                f"(borides and carbides need not balance charge)", named=True)]
     states = sorted(oxidation_states(el), key=lambda o: -state_prior(el, o))[:2]
     if re.search(r"\bdi(?:chalcogenide|sulfide|selenide|telluride|oxide|fluoride|chloride|bromide|iodide|halide)",
                  req.text.lower()):  # "a dichalcogenide": AX2, whatever state that takes
         states = [-2 * ANION_CHARGE[a] for a in anions if -2 * ANION_CHARGE[a] in oxidation_states(el)][:1] or states
     for anion in anions:
-        if anion in req.exclude:
+        if anion in req.exclude or anion not in ANION_CHARGE:  # a boride without a count: its known compounds
             continue
         x = -ANION_CHARGE[anion]
         for ox in states:
@@ -1024,6 +1035,7 @@ def known_proposals(req: MaterialsRequest, families: list[str]) -> list[FormulaP
 
 
 SIMPLE_ANION_SET = frozenset({"O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I"})
+COVALENT_CLASSES = ("boride", "carbide")  # their compounds need not balance charge (LaB6, MgB2, Cr3C2)
 
 
 def _right_kind(req: MaterialsRequest, formula: str) -> bool:
@@ -1032,6 +1044,8 @@ def _right_kind(req: MaterialsRequest, formula: str) -> bool:
     comp = Composition(formula)
     symbols = {el.symbol for el in comp.elements}
     if req.compound_class == "intermetallic":
+        return not symbols & SIMPLE_ANION_SET
+    if req.compound_class in COVALENT_CLASSES:  # LaB6, MgB2, B4C: borides and carbides are not salts
         return not symbols & SIMPLE_ANION_SET
     cls = COMPOUND_CLASSES.get(req.compound_class or "")
     if cls is not None and not cls.mixed and not cls.polyanion and symbols & SIMPLE_ANION_SET - set(req.anions):

@@ -165,7 +165,8 @@ _FREE_AFTER = re.compile(r"^(?:-|\s)?(?:free|less)\b(?!\s+(?:of|from)\b)", re.IG
 _BANNED_AFTER = re.compile(r"^\s+(?:is\s+|are\s+|being\s+)?(?:excluded|banned|forbidden|prohibited|disallowed|"
                            r"not allowed|not wanted|unwanted|not permitted)\b|"  # 'Ga must not be present'
                            r"^\s+(?:must|should|shall|can|may|is|are)(?:\s+not|n't)\s+(?:be\s+)?(?:present|used|"
-                           r"included|contained|allowed|permitted|appear|there)\b", re.IGNORECASE)
+                           r"included|contained|allowed|permitted|appear|there|in it|in there|inside|part of it)\b",
+                           re.IGNORECASE)
 _STATE_LABEL = re.compile(r"[A-Z][a-z]?\((?:I{1,3}|IV|VI{0,3}|V)\)")
 _UNIT_BEFORE = re.compile(r"(?:\d(?:\.\d+)?\s*|°\s*)$")  # '92 K', '3.7 V', '67 °C': a unit, not an element
 _COLOUR_AFTER = re.compile(r"[- ]?(?:colou?red|colou?r|tinted|toned|hued)\b")  # 'gold-coloured': no gold in it
@@ -630,6 +631,16 @@ def _negated(text: str, mention: Mention, mentions: list[Mention]) -> bool:
     return False
 
 
+def _elements_before_family(text: str, mention: Mention, mentions: list[Mention]) -> bool:
+    """'MgAl spinel', 'LaMn perovskite': metals run together before a family word name its cations, not a
+    formula (no digits, no anion)."""
+    if re.search(r"\d", mention.value):
+        return False
+    if not all(el.is_metal for el in Composition(mention.value).elements):
+        return False
+    return any(x.kind == "family" and 0 <= x.start - mention.end <= 2 for x in mentions)
+
+
 def _aside(text: str, mention: Mention) -> bool:
     """The mention sits in a parenthesis or a 'because' clause: an explanation, not a requirement."""
     before = text[:mention.start]
@@ -641,7 +652,8 @@ def _optional(text: str, mention: Mention) -> bool:
     """A dopant ('Ce-doped', 'Ce:YAG', 'doped with Ce', 'the cerium is only a dopant') or an element the request
     allows without requiring ('aluminium welcome but not required', 'Al optional')."""
     after, before = text[mention.end:mention.end + 60].lower(), text[max(0, mention.start - 30):mention.start].lower()
-    if re.match(r"(?:[- ]doped|[- ]activated|:\s*[A-Za-z])|\s+(?:is\s+)?(?:only\s+)?(?:an?\s+)?(?:dopant|activator)",
+    if re.match(r"(?:[- ](?:doped?|doping|activated|catalys|cataly[sz]ed)|:\s*[A-Za-z])|"
+                r"\s+(?:is\s+)?(?:only\s+)?(?:an?\s+)?(?:dopant|activator)",
                 after):
         return True
     if re.search(r"(?:doped|substituted|activated) with\s+(?:\w+\s+)?$|dopants?\s+(?:like|such as)?\s*$|"
@@ -681,7 +693,8 @@ def read_request(text: str) -> MaterialsRequest:
         elif m.kind == "element":
             if m.negated:
                 exclude.append(m.value)
-            elif _aside(cleaned, m) and any(x.negated and x.value == m.value for x in mentions):
+            elif _aside(cleaned, m) and (any(x.negated and x.value == m.value for x in mentions) or any(
+                    x.negated and x.kind == "group" and m.value in ELEMENT_GROUPS[x.value] for x in mentions)):
                 continue  # "titanium-free (Ti4+ gets reduced)": the aside explains the refusal
             elif _optional(cleaned, m):
                 req.optional.append(m.value)
@@ -689,6 +702,8 @@ def read_request(text: str) -> MaterialsRequest:
                 include.append(m.value)
         elif m.kind == "group":
             members = list(ELEMENT_GROUPS[m.value])
+            if not m.negated and _aside(cleaned, m) and any(x.negated and x.value == m.value for x in mentions):
+                continue  # "no rare earths (Y and Sc count as rare earths)": the aside defines, it does not ask
             if m.negated:
                 exclude.extend(members)
             elif m.value not in REFUSAL_ONLY_GROUPS:  # "a metal oxide": no requirement
@@ -704,6 +719,8 @@ def read_request(text: str) -> MaterialsRequest:
         elif m.kind == "reference":
             req.formulas.append(m.value)
             req.reference_formulas.append(m.value)
+        elif m.kind == "formula" and not m.negated and _elements_before_family(cleaned, m, mentions):
+            include.extend(el.symbol for el in Composition(m.value).elements)  # 'MgAl spinel': Mg and Al
         elif m.kind == "formula":
             if not m.negated:
                 req.formulas.append(m.value)
@@ -765,10 +782,11 @@ def read_request(text: str) -> MaterialsRequest:
     centres = {el for m in classes for el in m.implied if m.value == "oxide"}  # "a titanate of a 3d metal": not Ti
     req.include_any = [[el for el in g if el not in centres] if len(set(g) - centres) > 1 else g
                        for g in req.include_any]
+    named_only = set(req.only or ())
     if req.only is not None and req.anions:  # "a nitride of only lithium": the class's anion is allowed too
         req.only = sorted(set(req.only) | set(req.anions))
-    if req.only is not None and only_elements and req.n_elements is None:
-        req.n_elements = len(set(req.only) | ({req.anion} if req.anion else set()))
+    if req.only is not None and only_elements and req.n_elements is None:  # 'a III-V made of In and Sb': two
+        req.n_elements = len(named_only | ({req.anion} if req.anion else set()))
     for word, count in COUNT_WORDS.items():
         if re.search(rf"\b{word}\b", lowered):
             req.n_elements = count
@@ -872,7 +890,10 @@ def _place_working_ions(req: MaterialsRequest, ions: list[str]) -> None:
     or a conversion electrode (Cu6Sn5, FeOF): required only in the first case, noted otherwise."""
     if not ions:
         return
-    if req.application in _ION_HOSTS and not re.search(r"\bconversion\b", req.text, re.IGNORECASE):
+    holds = [f for f in req.exact_compounds if set(ions) & {el.symbol for el in Composition(f).elements}]
+    if req.exact_compounds and not holds:  # 'vanadium(V) oxide as a cathode for Zn-ion cells': V2O5 is the host
+        req.notes.append(", ".join(dict.fromkeys(ions)) + " read as the working ion the named compound hosts")
+    elif req.application in _ION_HOSTS and not re.search(r"\bconversion\b", req.text, re.IGNORECASE):
         req.include.extend(el for el in dict.fromkeys(ions) if el not in req.include)
     else:
         named = ", ".join(dict.fromkeys(ions))

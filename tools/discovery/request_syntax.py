@@ -129,7 +129,8 @@ def _common(symbol: str) -> bool:
 def _placeholder_values(text: str, label: str) -> list[str]:
     """The elements a site letter is given: 'M = Fe', 'M = Y or In', '(M: Ti, Zr)', 'Z from group 14'."""
     values: list[str] = []
-    for m in re.finditer(rf"(?<![\w]){re.escape(label)}\s*(?:=|:|is|being)\s*(?P<values>{_VALUES})", text):
+    prime = "" if label[-1:] in ("'", "’") else r"(?!['’])"  # 'B = Fe' is not "B' = Mo"
+    for m in re.finditer(rf"(?<![\w]){re.escape(label)}{prime}\s*(?:=|:|is|being)\s*(?P<values>{_VALUES})", text):
         for word in re.split(r"\s*(?:,|/|\bor\b|\band\b|\|)\s*", m.group("values")):
             sym = _symbol(word)
             if sym:
@@ -145,14 +146,15 @@ def filled_templates(text: str, token: str) -> list[str]:
     """A site template with the values the request gives its letters: 'Li2MSiO4' with 'M = Fe' -> Li2FeSiO4;
     'Co2MnZ' with 'Z from group 14' -> Co2MnC ... Co2MnPb. Empty unless every letter has values."""
     units = re.findall(r"(Ln|[A-Z][a-z]?)(['’]*)(\d*(?:\.\d+)?)", token)
-    labels: list[str] = []
+    labels: list[str] = []  # site letters with their primes: B and B' are two sites
     for sym, prime, _count in units:
-        if sym in labels:
+        label = sym + prime
+        if label in labels:
             continue
         if prime or not Element.is_valid_symbol(sym) or sym in ("D", "T"):
-            labels.append(sym)  # a letter that is no element: it must be given values
+            labels.append(label)  # a letter that is no element: it must be given values
         elif sym in SITE_LETTERS and _placeholder_values(text, sym):
-            labels.append(sym)  # 'B = Ti': a letter that is also an element, given values
+            labels.append(label)  # 'B = Ti': a letter that is also an element, given values
     if not labels:
         return []
     choices = {label: _placeholder_values(text, label) for label in labels}
@@ -161,7 +163,7 @@ def filled_templates(text: str, token: str) -> list[str]:
     out = []
     for combo in itertools.product(*(choices[label] for label in labels)):
         given = dict(zip(labels, combo, strict=True))
-        formula = "".join(f"{given.get(sym, sym)}{count}" for sym, _prime, count in units)
+        formula = "".join(f"{given.get(sym + prime, sym)}{count}" for sym, prime, count in units)
         out.append(formula)
         if len(out) >= MAX_TEMPLATE_FORMULAS:
             break
