@@ -17,7 +17,14 @@ from functools import lru_cache
 from pymatgen.core import Composition, Element, Species
 
 from tools.discovery.known_compounds import formation_enthalpies, is_known, known_formulas
-from tools.discovery.lexicon import APPLICATIONS, COMPOUND_CLASSES, ELEMENT_GROUPS, MOLECULAR_ANIONS, known_members
+from tools.discovery.lexicon import (
+    APPLICATIONS,
+    COMPOUND_CLASSES,
+    ELEMENT_GROUPS,
+    MOLECULAR_ANIONS,
+    SIMPLE_ANIONS,
+    known_members,
+)
 from tools.discovery.oxidation import COMMON_STATE_SHARE, oxidation_states, state_prior
 from tools.discovery.request import MaterialsRequest
 
@@ -1034,7 +1041,7 @@ def known_proposals(req: MaterialsRequest, families: list[str]) -> list[FormulaP
     return out
 
 
-SIMPLE_ANION_SET = frozenset({"O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I"})
+SIMPLE_ANION_SET = frozenset(SIMPLE_ANIONS)
 COVALENT_CLASSES = ("boride", "carbide")  # their compounds need not balance charge (LaB6, MgB2, Cr3C2)
 
 
@@ -1043,9 +1050,7 @@ def _right_kind(req: MaterialsRequest, formula: str) -> bool:
     and Ca2+), and for a class of one anion no other simple anion (WOF4 is no oxide)."""
     comp = Composition(formula)
     symbols = {el.symbol for el in comp.elements}
-    if req.compound_class == "intermetallic":
-        return not symbols & SIMPLE_ANION_SET
-    if req.compound_class in COVALENT_CLASSES:  # LaB6, MgB2, B4C: borides and carbides are not salts
+    if req.compound_class == "intermetallic" or req.compound_class in COVALENT_CLASSES:  # LaB6, MgB2: not salts
         return not symbols & SIMPLE_ANION_SET
     cls = COMPOUND_CLASSES.get(req.compound_class or "")
     if cls is not None and not cls.mixed and not cls.polyanion and symbols & SIMPLE_ANION_SET - set(req.anions):
@@ -1110,13 +1115,14 @@ def propose_formulas_offline(req: MaterialsRequest, n: int = 8) -> list[FormulaP
     asked = named_formula_proposals(req)
     textbook = member_proposals(req) if req.goal != "novel" else []  # not the textbook members when asked for new
     members = [] if any(p.named for p in asked) else [*textbook, *halometallate_proposals(req)]
-    for name in [] if salts else families_for(req):
+    families = [] if salts else families_for(req)
+    for name in families:
         weight = 2.0 if name in req.preferred_families and not req.family else 1.0
         for p in propose_for_family(req, name, max(n, 12)):  # the final ranking may reorder them
             p.score = round(p.score * weight, 6)
             proposals.append(p)
     if not any(p.named for p in asked):
-        proposals.extend(known_proposals(req, [] if salts else families_for(req)))
+        proposals.extend(known_proposals(req, families))
     best: dict[str, FormulaProposal] = {}
     for p in [*asked, *members, *sorted(proposals, key=lambda p: -p.score)]:
         key_ = Composition(p.formula).reduced_formula
