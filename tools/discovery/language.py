@@ -18,7 +18,8 @@ from prompts import render_prompt
 from tools.core.registry import LLM, STORE, ToolContext, ToolInput, tool
 from tools.core.settings import Settings
 from tools.discovery.lexicon import COMPOUND_CLASSES
-from tools.discovery.proposer import ANION_CHARGE, FAMILIES, family_of, propose_formulas_offline
+from tools.discovery.oxidation import charge_balanced
+from tools.discovery.proposer import FAMILIES, family_of, propose_formulas_offline
 from tools.discovery.request import MaterialsRequest, decline_reason, parse_request, set_compound_class
 
 
@@ -62,16 +63,6 @@ class LLMReading(BaseModel):
     goal: str | None = None
     application: str | None = None
     decline: str | None = None
-
-
-def charge_balanced(comp: Composition) -> bool:
-    """True when pymatgen finds an oxidation-state assignment summing to zero (intermetallics pass trivially)."""
-    if not any(el.symbol in ANION_CHARGE for el in comp.elements):
-        return True
-    try:
-        return bool(comp.oxi_state_guesses(max_sites=-50))
-    except Exception:  # pymatgen gives up on some large compositions
-        return False
 
 
 def reading_from_llm(raw: dict, text: str) -> MaterialsRequest:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pymatgen.core import Element, Species
+from pymatgen.core import Composition, Element, Species
 
 COMMON_STATE_SHARE = 0.2  # a state seen in at least this share of an element's ICSD compounds counts as a usual one
+ANION_CHARGE = {"O": -2, "S": -2, "Se": -2, "Te": -2, "N": -3, "P": -3, "As": -3, "Sb": -3, "F": -1, "Cl": -1,
+                "Br": -1, "I": -1, "H": -1, "C": -4, "Si": -4, "Ge": -4}  # Mg2Si, Mg2Ge: antifluorite silicides
 
 
 @lru_cache(maxsize=1)
@@ -40,3 +42,13 @@ def oxidation_states(symbol: str, every_known: bool = False) -> tuple[int, ...]:
         return tuple(s for s in el.oxidation_states if 0 < s <= 8)
     states = tuple(s for s in (el.icsd_oxidation_states or el.common_oxidation_states) if s > 0)
     return states or tuple(s for s in el.oxidation_states if s > 0)
+
+
+def charge_balanced(comp: Composition) -> bool:
+    """True when pymatgen finds an oxidation-state assignment summing to zero (intermetallics pass trivially)."""
+    if not any(el.symbol in ANION_CHARGE for el in comp.elements):
+        return True
+    try:
+        return bool(comp.oxi_state_guesses(max_sites=-50))
+    except Exception:  # noqa: BLE001 - pymatgen gives up on some large compositions
+        return False

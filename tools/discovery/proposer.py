@@ -25,7 +25,7 @@ from tools.discovery.lexicon import (
     SIMPLE_ANIONS,
     known_members,
 )
-from tools.discovery.oxidation import COMMON_STATE_SHARE, oxidation_states, state_prior
+from tools.discovery.oxidation import ANION_CHARGE, COMMON_STATE_SHARE, charge_balanced, oxidation_states, state_prior
 from tools.discovery.request import MaterialsRequest
 
 # Cations tried for roles the request leaves open: common, non-radioactive, with ICSD oxidation-state data.
@@ -301,8 +301,6 @@ def family_of(name: str | None) -> Family | None:
 
 
 FAMILY_DEFAULT_ANION = {name: (f.default_anion if f.ionic else None) for name, f in FAMILIES.items()}
-ANION_CHARGE = {"O": -2, "S": -2, "Se": -2, "Te": -2, "N": -3, "P": -3, "As": -3, "Sb": -3, "F": -1, "Cl": -1,
-                "Br": -1, "I": -1, "H": -1, "C": -4, "Si": -4, "Ge": -4}  # Mg2Si, Mg2Ge: antifluorite silicides
 
 
 @dataclass
@@ -1055,12 +1053,7 @@ def _right_kind(req: MaterialsRequest, formula: str) -> bool:
     cls = COMPOUND_CLASSES.get(req.compound_class or "")
     if cls is not None and not cls.mixed and not cls.polyanion and symbols & SIMPLE_ANION_SET - set(req.anions):
         return False
-    if not symbols & set(ANION_CHARGE):
-        return False
-    try:
-        return bool(comp.oxi_state_guesses(max_sites=-50))
-    except Exception:  # noqa: BLE001 - pymatgen gives up on some compositions: not proposed
-        return False
+    return bool(symbols & set(ANION_CHARGE)) and charge_balanced(comp)  # no anion: no salt
 
 
 MOLECULAR_CENTRES = ("H", "C", "N", "O", "F", "Cl", "Br", "I", "S", "Se")  # cations only inside molecular anions
