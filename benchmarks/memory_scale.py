@@ -49,7 +49,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from pymatgen.core import Lattice, Structure  # noqa: E402
 
-from memory.store import StructureStore, _hull_fields  # noqa: E402
+from memory.keys import (  # noqa: E402
+    ENERGY_EV_KEY,
+    ENERGY_PER_ATOM_KEY,
+    HULL_ENERGY_KEY,
+    HULL_POTENTIAL_KEY,
+    HULL_RELAXATION_KEY,
+    POTENTIAL_KEY,
+    REDUCED_FORMULA_KEY,
+    TOOL_KEY,
+    element_flag_key,
+)
+from memory.store import CONVERGED, RELAXED, StructureStore, _hull_fields  # noqa: E402
 from models.crystals.prototypes import decorate  # noqa: E402
 
 FAMILIES = {  # family -> roles and the element pools they draw from
@@ -84,12 +95,12 @@ def synthetic(rng: random.Random, templates: dict[tuple, Structure]) -> dict:
     energy = len(cell) * rng.uniform(-8.0, -2.0)
     roll = rng.random()
     if roll < 0.7:
-        props = {"potential": "emt", "energy_eV": energy, "relaxed": True, "converged": True}
+        props = {POTENTIAL_KEY: "emt", ENERGY_EV_KEY: energy, RELAXED: True, CONVERGED: True}
     elif roll < 0.8:
-        props = {"potential": "emt", "energy_eV": energy, "relaxed": False, "converged": False}
+        props = {POTENTIAL_KEY: "emt", ENERGY_EV_KEY: energy, RELAXED: False, CONVERGED: False}
     else:
         props = {}
-    return {"structure": cell, "provenance": {"tool": "benchmark"}, "energy": energy, "properties": props,
+    return {"structure": cell, "provenance": {TOOL_KEY: "benchmark"}, "energy": energy, "properties": props,
             "tags": [family.replace(" ", "-")]}
 
 
@@ -109,15 +120,15 @@ def old_hull_scan(store: StructureStore, elements: list[str], potential: str) ->
     rows = []
     for record in store.search_composition(n=10**9, within=sorted(elements)):
         fields = _hull_fields(record.properties)
-        if fields.get("hull_potential") == potential and fields["hull_relaxation"]:
-            rows.append((record.id, record.structure.composition, fields["hull_energy_eV"]))
+        if fields.get(HULL_POTENTIAL_KEY) == potential and fields[HULL_RELAXATION_KEY]:
+            rows.append((record.id, record.structure.composition, fields[HULL_ENERGY_KEY]))
     return rows
 
 
 def old_truncated(store: StructureStore, where: dict, n: int) -> list:
     got = store.texts.get(where=where, include=["metadatas"], limit=n)
     records = [store._record(i, m) for i, m in zip(got["ids"], got["metadatas"], strict=True)]
-    return sorted(records, key=lambda r: r.metadata.get("energy_per_atom", float("inf")))
+    return sorted(records, key=lambda r: r.metadata.get(ENERGY_PER_ATOM_KEY, float("inf")))
 
 
 def measure(store: StructureStore, rng: random.Random, items: list[dict], n_queries: int) -> dict:
@@ -132,9 +143,9 @@ def measure(store: StructureStore, rng: random.Random, items: list[dict], n_quer
 
     out = {
         "formula": percentiles(lambda f: store.search_composition(formula=f, n=5), formulas),
-        "formula_peer": percentiles(lambda f: old_truncated(store, {"reduced_formula": f}, 5), formulas),
+        "formula_peer": percentiles(lambda f: old_truncated(store, {REDUCED_FORMULA_KEY: f}, 5), formulas),
         "element": percentiles(lambda e: store.search_composition(elements=[e], n=20), elements),
-        "element_peer": percentiles(lambda e: old_truncated(store, {f"el_{e}": True}, 20), elements),
+        "element_peer": percentiles(lambda e: old_truncated(store, {element_flag_key(e): True}, 20), elements),
         "text": percentiles(lambda q: store.search_text(q, 5), texts),
         "text_peer": percentiles(
             lambda q: store.texts.query(query_embeddings=embed_texts([q]), n_results=5, include=["distances"]), texts
