@@ -10,7 +10,8 @@ import copy
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,121 +85,182 @@ def train(
     train_items = [record_to_item(r) for r in records["train"]]
     val_items = [record_to_item(r) for r in records["val"]][: tc.n_val]
     elements = sorted({s for r in records["train"] for s in r["species"]})
-    state: dict[str, Any] | None = None
-    if resume and state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        mc = DiffusionConfig(**state["model_config"])
-        tc = TrainConfig(**state["train_config"])
-    else:
-        mc = model_config or DiffusionConfig()
-        mc.elements = elements
-    torch.manual_seed(tc.seed)
-    model = CrystalDiffusion(mc)
-    ema = copy.deepcopy(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    step, epoch, history = 0, 0, []
+    state = torch.load(state_path, map_location="cpu", weights_only=False) if resume and state_path.exists() else None
+    run = _Training.begin(state, model_config, tc, elements, train_items, val_items, out, state_path)
     if state is not None:
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        step, epoch, history = state["step"], state["epoch"], state["history"]
-        print(f"resumed from {state_path} at step {step}, epoch {epoch}", file=log, flush=True)
-    n_params = sum(p.numel() for p in model.parameters())
+        print(f"resumed from {state_path} at step {run.step}, epoch {run.epoch}", file=log, flush=True)
     print(
-        f"train {len(train_items)} / val {len(val_items)} cells, {len(elements)} elements, {n_params} params",
+        f"train {len(train_items)} / val {len(val_items)} cells, {len(elements)} elements, {run.n_params} params",
         file=log,
         flush=True,
     )
-
-    def save(final_metrics: dict[str, Any]) -> None:
-        state_path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {
-                "model_config": asdict(mc),
-                "train_config": asdict(tc),
-                "model": model.state_dict(),
-                "ema": ema.state_dict(),
-                "optimizer": opt.state_dict(),
-                "step": step,
-                "epoch": epoch,
-                "history": history,
-            },
-            state_path.with_suffix(".tmp"),
-        )
-        state_path.with_suffix(".tmp").replace(state_path)
-        ema.save(
-            out,
-            metrics=final_metrics,
-            metadata={
-                "train_config": asdict(tc),
-                "step": step,
-                "epoch": epoch,
-                "n_params": n_params,
-                "n_train": len(train_items),
-                "n_val": len(val_items),
-                "history": history[-50:],
-                "data": "models/data/diffusion_prototypes.json.gz + cdvae perov_5/carbon_24 val.csv (train split)",
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            },
-        )
-
     start = time.time()
-    step0 = step
+    step0 = run.step
     last_ckpt = start
     running: dict[str, float] = {}
-    gen = torch.Generator().manual_seed(tc.seed + 7919 * (step + 1))
+    gen = torch.Generator().manual_seed(run.tc.seed + 7919 * (run.step + 1))
     metrics: dict[str, Any] = {}
     done = False
     while not done:
-        perm = torch.randperm(len(train_items), generator=torch.Generator().manual_seed(tc.seed + epoch)).tolist()
-        n_batches = len(perm) // tc.batch_size
-        for b in range(n_batches):
-            model.train()
-            batch = collate([train_items[i] for i in perm[b * tc.batch_size : (b + 1) * tc.batch_size]])
-            lr = tc.lr * min(1.0, (step + 1) / tc.warmup_steps)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            losses = model.loss(batch, generator=gen)
-            opt.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            opt.step()
-            step += 1
-            decay = min(tc.ema_decay, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
-                    pe.lerp_(pm, 1 - decay)
+        for batch_items in run.epoch_batches():
+            lr, losses = run.optimise(batch_items, gen)
             for k, v in losses.items():
                 running[k] = 0.98 * running.get(k, v.item()) + 0.02 * v.item()
-            if step % 50 == 0:
-                rate = (step - step0) / max(time.time() - start, 1e-9)
-                print(
-                    f"step {step} epoch {epoch} loss {running['loss']:.4f} (lattice {running['loss_lattice']:.4f}"
-                    f", coord {running['loss_coord']:.4f}) lr {lr:.2e} elapsed {time.time() - start:.0f}s"
-                    + f" {rate:.2f} steps/s",
-                    file=log,
-                    flush=True,
-                )
+            if run.step % 50 == 0:
+                _log_progress(run, running, lr, start, step0, log)
             now = time.time()
-            out_of_time = now - start > minutes * 60 or (max_steps is not None and step >= max_steps)
-            if now - last_ckpt > tc.checkpoint_minutes * 60 or out_of_time:
-                val = evaluate(ema, val_items)
-                metrics = {
-                    "step": step,
-                    "epoch": epoch,
-                    "train_loss_ema": running.get("loss"),
-                    **{f"val_{k}": v for k, v in val.items()},
-                }
-                history.append(metrics)
-                save(metrics)
+            out_of_time = now - start > minutes * 60 or (max_steps is not None and run.step >= max_steps)
+            if now - last_ckpt > run.tc.checkpoint_minutes * 60 or out_of_time:
+                metrics = run.checkpoint(running)
                 last_ckpt = time.time()
                 print("checkpoint " + json.dumps(metrics), file=log, flush=True)
             if out_of_time:
                 done = True
                 break
         else:
-            epoch += 1
+            run.epoch += 1
     return metrics
+
+
+@dataclass
+class _Training:
+    """The state of one training run: configs, model, its EMA copy, optimiser and counters; what the state file
+    holds, so a resumed run continues exactly where the last checkpoint left off."""
+
+    mc: DiffusionConfig
+    tc: TrainConfig
+    model: CrystalDiffusion
+    ema: CrystalDiffusion
+    opt: torch.optim.Optimizer
+    train_items: list[dict[str, torch.Tensor]]
+    val_items: list[dict[str, torch.Tensor]]
+    out: Path
+    state_path: Path
+    step: int = 0
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def begin(
+        cls, state: dict[str, Any] | None, model_config: DiffusionConfig | None, tc: TrainConfig, elements: list[str],
+        train_items: list[dict[str, torch.Tensor]], val_items: list[dict[str, torch.Tensor]], out: Path,
+        state_path: Path,
+    ) -> _Training:
+        """A fresh run (seeded model on these elements) or, from a saved state, the run it holds: its configs,
+        weights, optimiser and counters."""
+        if state is not None:
+            mc = DiffusionConfig(**state["model_config"])
+            tc = TrainConfig(**state["train_config"])
+        else:
+            mc = model_config or DiffusionConfig()
+            mc.elements = elements
+        torch.manual_seed(tc.seed)
+        model = CrystalDiffusion(mc)
+        ema = copy.deepcopy(model)
+        opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        run = cls(mc, tc, model, ema, opt, train_items, val_items, out, state_path)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            ema.load_state_dict(state["ema"])
+            opt.load_state_dict(state["optimizer"])
+            run.step, run.epoch, run.history = state["step"], state["epoch"], state["history"]
+        return run
+
+    @property
+    def n_params(self) -> int:
+        """Trainable parameters of the model (for the log and the checkpoint metadata)."""
+        return sum(p.numel() for p in self.model.parameters())
+
+    def epoch_batches(self) -> Iterator[list[dict[str, torch.Tensor]]]:
+        """This epoch's full batches of training items, in an order seeded by the epoch (so a resumed run draws
+        the same order)."""
+        tc = self.tc
+        perm = torch.randperm(len(self.train_items), generator=torch.Generator().manual_seed(tc.seed + self.epoch))
+        perm = perm.tolist()
+        for b in range(len(perm) // tc.batch_size):
+            yield [self.train_items[i] for i in perm[b * tc.batch_size : (b + 1) * tc.batch_size]]
+
+    def optimise(self, items: list[dict[str, torch.Tensor]], gen: torch.Generator) -> tuple[float, dict[str, Any]]:
+        """One optimiser step on a batch (linear warm-up of the learning rate, clipped gradients) and the EMA update
+        after it; the learning rate used and the losses."""
+        tc, model, opt = self.tc, self.model, self.opt
+        model.train()
+        batch = collate(items)
+        lr = tc.lr * min(1.0, (self.step + 1) / tc.warmup_steps)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        losses = model.loss(batch, generator=gen)
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        self.step += 1
+        decay = min(tc.ema_decay, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            for pe, pm in zip(self.ema.parameters(), model.parameters(), strict=True):
+                pe.lerp_(pm, 1 - decay)
+        return lr, losses
+
+    def checkpoint(self, running: dict[str, float]) -> dict[str, Any]:
+        """Evaluate the EMA weights on the validation items, add the metrics to the history and save; the metrics."""
+        val = evaluate(self.ema, self.val_items)
+        metrics = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "train_loss_ema": running.get("loss"),
+            **{f"val_{k}": v for k, v in val.items()},
+        }
+        self.history.append(metrics)
+        self.save(metrics)
+        return metrics
+
+    def save(self, final_metrics: dict[str, Any]) -> None:
+        """Write the training state (atomically, via a .tmp file) and export the EMA weights with their metadata."""
+        state_path = self.state_path
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "model_config": asdict(self.mc),
+                "train_config": asdict(self.tc),
+                "model": self.model.state_dict(),
+                "ema": self.ema.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "step": self.step,
+                "epoch": self.epoch,
+                "history": self.history,
+            },
+            state_path.with_suffix(".tmp"),
+        )
+        state_path.with_suffix(".tmp").replace(state_path)
+        self.ema.save(
+            self.out,
+            metrics=final_metrics,
+            metadata={
+                "train_config": asdict(self.tc),
+                "step": self.step,
+                "epoch": self.epoch,
+                "n_params": self.n_params,
+                "n_train": len(self.train_items),
+                "n_val": len(self.val_items),
+                "history": self.history[-50:],
+                "data": "models/data/diffusion_prototypes.json.gz + cdvae perov_5/carbon_24 val.csv (train split)",
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            },
+        )
+
+
+def _log_progress(
+    run: _Training, running: dict[str, float], lr: float, start: float, step0: int, log: Any
+) -> None:
+    """One progress line: smoothed losses, learning rate, elapsed time and the rate of this session's steps."""
+    rate = (run.step - step0) / max(time.time() - start, 1e-9)
+    print(
+        f"step {run.step} epoch {run.epoch} loss {running['loss']:.4f} (lattice {running['loss_lattice']:.4f}"
+        f", coord {running['loss_coord']:.4f}) lr {lr:.2e} elapsed {time.time() - start:.0f}s"
+        + f" {rate:.2f} steps/s",
+        file=log,
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
