@@ -33,7 +33,8 @@ OXO_ANIONS: dict[str, tuple[str, int, int]] = {
 }
 YL_CATIONS = {"titanyl": ("TiO", 2), "vanadyl": ("VO", 2), "zirconyl": ("ZrO", 2), "uranyl": ("UO2", 2)}
 PREFIX_COUNTS = {"mono": 1, "mon": 1, "di": 2, "tri": 3, "tetra": 4, "tetr": 4, "penta": 5, "pent": 5, "hexa": 6,
-                 "hex": 6, "hepta": 7, "hept": 7, "octa": 8, "oct": 8}
+                 "hex": 6, "hepta": 7, "hept": 7, "octa": 8, "oct": 8, "dodeca": 12}
+PREFIX_PATTERN = "|".join(sorted(PREFIX_COUNTS, key=len, reverse=True))  # longest first: 'tetra' before 'tetr'
 _ANION_LAST = frozenset({"O", "S", "Se", "Te", "N", "F", "Cl", "Br", "I", "H"})
 SOFT_ANIONS = frozenset({"S", "Se", "Te", "I", "Br", "P", "As", "Sb"})
 
@@ -103,12 +104,11 @@ FAMILY_WORD_MINERALS = frozenset({"perovskite", "spinel", "ilmenite", "rutile", 
 _GROUP_STATE = dict(YL_CATIONS.values())  # 'TiO' -> 2
 _ELEMENT_NAMES = ELEMENT_NAME_SYMBOLS
 _CATION_WORD = "|".join(sorted([*_ELEMENT_NAMES, *YL_CATIONS], key=len, reverse=True))
-_PREFIX = "|".join(sorted(PREFIX_COUNTS, key=len, reverse=True))
 _ROMAN_STATE = r"\((?:i{1,3}|iv|vi{0,3}|v)\)"
 _NAME = re.compile(
-    rf"(?<![\w-])((?:(?:{_PREFIX})?(?:(?:{_CATION_WORD})(?:\s?{_ROMAN_STATE})?|[a-z]{{1,2}}\s?{_ROMAN_STATE})[\s-]+)"
+    rf"(?<![\w-])((?:(?:{PREFIX_PATTERN})?(?:(?:{_CATION_WORD})(?:\s?{_ROMAN_STATE})?|[a-z]{{1,2}}\s?{_ROMAN_STATE})[\s-]+)"
     rf"{{1,3}})"  # one to three cation words ('tin(ii)', 'sn(ii)')
-    rf"((?:{_PREFIX}|sesqui)?)(oxy)?-?({'|'.join([*ANION_WORDS, *OXO_ANIONS])})s?(?![\w])"
+    rf"((?:{PREFIX_PATTERN}|sesqui)?)(oxy)?-?({'|'.join([*ANION_WORDS, *OXO_ANIONS])})s?(?![\w])"
 )
 
 
@@ -237,7 +237,7 @@ def _stated(words: str) -> tuple[str, int | None]:
 def _cation_words(words: str) -> list[tuple[str, int | None]]:
     """'di vanadium' -> [('V', 2)], 'potassium titanyl' -> [('K', None), ('TiO', None)]."""
     out = []
-    for word in re.findall(rf"(?:{_PREFIX})?(?:{_CATION_WORD})", words):
+    for word in re.findall(rf"(?:{PREFIX_PATTERN})?(?:{_CATION_WORD})", words):
         prefix = next((p for p in sorted(PREFIX_COUNTS, key=len, reverse=True)
                        if word.startswith(p) and word[len(p):] in {**_ELEMENT_NAMES, **YL_CATIONS}), None)
         stem = word[len(prefix):] if prefix else word

@@ -25,6 +25,7 @@ from tools.discovery.lexicon import (
     SIMPLE_ANIONS,
     known_members,
 )
+from tools.discovery.nomenclature import PREFIX_COUNTS, PREFIX_PATTERN
 from tools.discovery.oxidation import ANION_CHARGE, COMMON_STATE_SHARE, charge_balanced, oxidation_states, state_prior
 from tools.discovery.request import MaterialsRequest
 
@@ -970,9 +971,9 @@ def binary_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
     if len(cations) != 1 or not anions or cls is None or cls.mixed or req.compound_class == "intermetallic":
         return []
     el = cations[0]
-    count = re.search(r"\b(mono|di|tri|tetra|penta|hexa|dodeca)-?(?:boride|carbide)", req.text.lower())
+    count = re.search(rf"\b({PREFIX_PATTERN})-?(?:boride|carbide)", req.text.lower())
     if req.compound_class in COVALENT_CLASSES and count:  # 'a hexaboride of lanthanum': LaB6, whatever the charges
-        k = {"mono": 1, "di": 2, "tri": 3, "tetra": 4, "penta": 5, "hexa": 6, "dodeca": 12}[count.group(1)]
+        k = PREFIX_COUNTS[count.group(1)]
         anion = anions[0]
         formula = f"{el}{anion}{k if k > 1 else ''}"
         return [FormulaProposal(formula, "", {"A": el, "X": anion}, 0.3, f"{formula}: the {count.group(0)} asked for "
