@@ -802,10 +802,7 @@ def read_request(text: str) -> MaterialsRequest:
         if any(re.search(rf"(?<![\w]){w}(?![\w])", lowered) for w in app.words):
             req.application = app.name
             req.preferred_families = [f for f in app.families if f not in req.exclude_families]
-            implied = [el for el in app.implies if el not in req.exclude]
-            if implied and not set(req.include) & set(implied):  # 'a rare-earth spin ice': Dy or Ho among them
-                req.include_any.append(implied)
-                req.notes.append(f"a {app.name} needs one of " + ", ".join(implied))
+            _require_one_of(req, app.implies, f"a {app.name} needs", asked_only=True)  # a spin ice: Dy or Ho
             break
     _read_molecular_anion(lowered, req)
     _place_working_ions(req, ions)
@@ -921,18 +918,24 @@ def _require_redox_metal(req: MaterialsRequest) -> None:
         if ion:
             req.include.append(ion)
             req.notes.append(f"no working ion named: a {ion}-ion cathode assumed")
-    _require_one_of(req, REDOX_METALS, "a cathode needs a redox-active transition metal")
+    _require_one_of(req, REDOX_METALS, "a cathode needs a redox-active transition metal:")
 
 
-def _require_one_of(req: MaterialsRequest, elements: tuple[str, ...], why: str) -> None:
-    """Unless the request already names one of them, one of the given elements it allows becomes required."""
-    named = {*req.include, *(el for group in req.include_any for el in group)}
+def _require_one_of(req: MaterialsRequest, elements: tuple[str, ...], why: str, asked_only: bool = False) -> None:
+    """Unless the request already names one of them, one of the given elements it allows becomes required, with a
+    note '<why> one of ...'. By default an element of an either-or group counts as named and `only` narrows the
+    choice; with asked_only (an application's own ions: a spin ice needs Dy or Ho) only elements asked outright and
+    not refused count, and every element not refused stays in the choice."""
+    if asked_only:
+        named = set(req.include) - set(req.exclude)
+    else:
+        named = {*req.include, *(el for group in req.include_any for el in group)}
     if named & set(elements):
         return
-    allowed = [el for el in elements if el not in req.exclude and (req.only is None or el in req.only)]
+    allowed = [el for el in elements if el not in req.exclude and (asked_only or req.only is None or el in req.only)]
     if allowed:
         req.include_any.append(allowed)
-        req.notes.append(f"{why}: one of " + ", ".join(allowed))
+        req.notes.append(f"{why} one of " + ", ".join(allowed))
 
 
 MAGNETIC_IONS = ("Fe", "Co", "Mn", "Ni", "Cr", "Nd", "Sm", "Gd", "Dy", "Tb")  # open d or f shells that order
@@ -944,7 +947,7 @@ def _require_magnetic_ion(req: MaterialsRequest) -> None:
     names none, one of those it allows is required (a gallium garnet is no magnet; yttrium iron garnet is). A named
     ion with a moment of its own (Eu2+ in EuO) is enough."""
     if req.application == "magnet" and not set(req.include) & set(MOMENT_IONS):
-        _require_one_of(req, MAGNETIC_IONS, "a magnet needs ordered moments")
+        _require_one_of(req, MAGNETIC_IONS, "a magnet needs ordered moments:")
 
 
 _OR_GAP = re.compile(r"\s*,?\s*or\s+(?:else\s+)?", re.IGNORECASE)
