@@ -133,75 +133,16 @@ def umbrella_toy(
     CV; samples stay attached to their window. With a tuple of components (e.g. (0, 1)) the windows are isotropic
     in those components (centers (K, d), usually a grid_window_centers grid, whose neighbours exchange along every
     axis: grid_pairs), and the samples' s is (n, d)."""
-    components = (component,) if isinstance(component, int) else tuple(component)
-    centers = np.asarray(centers, dtype=float)
-    multi = centers.ndim == 2
-    if multi != (not isinstance(component, int)) or (multi and centers.shape[1] != len(components)):
-        raise ValueError(f"centers of shape {centers.shape} do not match CV component(s) {component}")
+    components, centers = _toy_components(centers, component)
     centers_2d = centers.reshape(len(centers), -1)
-    n_win = len(centers)
-    s_pool = model.cv_numpy(start_pool)[:, list(components)]
-    starts = []
-    for c in centers_2d:
-        nearest = np.argsort(((s_pool - c) ** 2).sum(1))[:n_walkers]
-        starts.append(start_pool[np.resize(nearest, n_walkers)])
-    x0 = np.concatenate(starts)
-    centre_of = np.repeat(centers_2d, n_walkers, axis=0)
-    kappas = window_kappas(kappa, n_win)
-    kappa_of = np.repeat(kappas, n_walkers)
-    kt = system.kT
-    spacing = _grid_spacing(centers_2d) if multi else None
-
-    def biased(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        e, g = system.energy_grad(x)
-        for i, c in enumerate(components):
-            s, ds = model.cv_and_grad(x, c)
-            d = s - centre_of[:, i]
-            e, g = e + 0.5 * kt * kappa_of * d * d, g + (kt * kappa_of * d)[:, None] * ds
-        return e, g
-
-    swaps = {"tried": 0, "accepted": 0}
-
-    def exchange(step: int, x: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
-        if not exchange_every or step % exchange_every or n_win < 2:
-            return None
-        s_now = model.cv_numpy(x)[:, list(components)].reshape(n_win, n_walkers, -1)
-        xw = x.reshape(n_win, n_walkers, -1)
-        out = np.empty_like(xw)
-        sweep = step // exchange_every
-        pairs = None if spacing is None else grid_pairs(centers_2d, spacing, sweep)
-        for w in range(n_walkers):  # walker slot w of every window forms one exchange ladder (or grid)
-            if pairs is None:
-                moved, tried, accepted = exchange_neighbours(
-                    s_now[:, w, 0], np.arange(n_win), centers, kappas, rng, parity=sweep % 2
-                )
-            else:
-                moved, tried, accepted = exchange_pairs(s_now[:, w], np.arange(n_win), centers_2d, kappas, rng, pairs)
-            out[moved, w] = xw[:, w]  # the configuration held in window k moves to window moved[k]
-            swaps["tried"] += tried
-            swaps["accepted"] += accepted
-        return out.reshape(x.shape)
-
-    frames, _, stats = langevin(biased, x0, kt, system.dt, n_steps, stride, seed, callback=callback, hook=exchange)
-    first = n_equil // stride
-    frames = frames[first:]
-    n_frames = frames.shape[0]
-    x = frames.reshape(-1, system.dim)
-    s = model.cv_numpy(x)[:, list(components)] if multi else model.cv_numpy(x)[:, component]
-    window = np.tile(np.repeat(np.arange(n_win), n_walkers), n_frames)
-    walker = np.tile(np.arange(n_win * n_walkers), n_frames)
-    frame = np.repeat(np.arange(n_frames), n_win * n_walkers)
-    order = np.lexsort((frame, walker, window))
-    return UmbrellaSamples(
-        centers=centers,
-        kappa=float(kappa) if np.ndim(kappa) == 0 else kappas.copy(),
-        kT=kt,
-        window=window[order],
-        walker=walker[order],
-        frame=frame[order],
-        s=s[order],
-        basin=system.basin_of(x)[order],
-        x=x[order],
+    x0 = _toy_starts(model, start_pool, components, centers_2d, n_walkers)
+    kappas = window_kappas(kappa, len(centers))
+    biased = _toy_biased(system, model, components, centers_2d, kappas, n_walkers)
+    exchange = _ToyExchange(model, components, centers, kappas, n_walkers, exchange_every)
+    frames, _, stats = langevin(biased, x0, system.kT, system.dt, n_steps, stride, seed, callback=callback,
+                                hook=exchange)
+    return _toy_samples(
+        system, model, frames[n_equil // stride:], centers, kappa, kappas, n_walkers, components,
         metadata={
             "system": system.name,
             "n_steps": n_steps,
@@ -212,9 +153,123 @@ def umbrella_toy(
             "acceptance": round(stats.acceptance, 4),
             "component": component,
             "exchange_every": exchange_every,
-            "exchange_acceptance": round(swaps["accepted"] / max(swaps["tried"], 1), 4),
+            "exchange_acceptance": round(exchange.accepted / max(exchange.tried, 1), 4),
             "basin_names": list(system.basin_names),
         },
+    )
+
+
+def _toy_components(centers: np.ndarray, component: int | tuple[int, ...]) -> tuple[tuple[int, ...], np.ndarray]:
+    """The CV components biased and the centers as floats, checked against each other (one component: (K,) centers,
+    several: (K, d)), so a mismatch fails before any sampling."""
+    components = (component,) if isinstance(component, int) else tuple(component)
+    centers = np.asarray(centers, dtype=float)
+    multi = centers.ndim == 2
+    if multi != (not isinstance(component, int)) or (multi and centers.shape[1] != len(components)):
+        raise ValueError(f"centers of shape {centers.shape} do not match CV component(s) {component}")
+    return components, centers
+
+
+def _toy_starts(
+    model: MultitaskCV, start_pool: np.ndarray, components: tuple[int, ...], centers_2d: np.ndarray, n_walkers: int
+) -> np.ndarray:
+    """The starting walkers, window by window: the n_walkers pool configurations whose CV lies nearest the window's
+    center (repeated when the pool is smaller), so every window begins in its own stretch of the CV."""
+    s_pool = model.cv_numpy(start_pool)[:, list(components)]
+    starts = []
+    for c in centers_2d:
+        nearest = np.argsort(((s_pool - c) ** 2).sum(1))[:n_walkers]
+        starts.append(start_pool[np.resize(nearest, n_walkers)])
+    return np.concatenate(starts)
+
+
+def _toy_biased(
+    system: ToySystem, model: MultitaskCV, components: tuple[int, ...], centers_2d: np.ndarray, kappas: np.ndarray,
+    n_walkers: int,
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The biased energy and gradient of the whole batch (walker i in the window of row i // n_walkers): the
+    system's E(x) plus kT kappa/2 (s - center)^2 per biased component, forces through the CV network's autograd."""
+    centre_of = np.repeat(centers_2d, n_walkers, axis=0)
+    kappa_of = np.repeat(kappas, n_walkers)
+    kt = system.kT
+
+    def biased(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        e, g = system.energy_grad(x)
+        for i, c in enumerate(components):
+            s, ds = model.cv_and_grad(x, c)
+            d = s - centre_of[:, i]
+            e, g = e + 0.5 * kt * kappa_of * d * d, g + (kt * kappa_of * d)[:, None] * ds
+        return e, g
+
+    return biased
+
+
+class _ToyExchange:
+    """The replica-exchange hook of langevin: every exchange_every steps, walker slot w of every window forms one
+    ladder (or grid) whose neighbours swap configurations by Metropolis on the bias; counts the swaps tried and
+    accepted for the exchange acceptance."""
+
+    def __init__(
+        self, model: MultitaskCV, components: tuple[int, ...], centers: np.ndarray, kappas: np.ndarray,
+        n_walkers: int, exchange_every: int | None,
+    ) -> None:
+        self.model, self.components, self.centers = model, components, centers
+        self.centers_2d = centers.reshape(len(centers), -1)
+        self.kappas, self.n_walkers, self.exchange_every = kappas, n_walkers, exchange_every
+        self.n_win = len(centers)
+        self.spacing = _grid_spacing(self.centers_2d) if centers.ndim == 2 else None
+        self.tried = self.accepted = 0
+
+    def __call__(self, step: int, x: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+        """The batch after this step's swaps, or None when no exchange falls on this step."""
+        n_win, n_walkers = self.n_win, self.n_walkers
+        if not self.exchange_every or step % self.exchange_every or n_win < 2:
+            return None
+        s_now = self.model.cv_numpy(x)[:, list(self.components)].reshape(n_win, n_walkers, -1)
+        xw = x.reshape(n_win, n_walkers, -1)
+        out = np.empty_like(xw)
+        sweep = step // self.exchange_every
+        pairs = None if self.spacing is None else grid_pairs(self.centers_2d, self.spacing, sweep)
+        for w in range(n_walkers):  # walker slot w of every window forms one exchange ladder (or grid)
+            if pairs is None:
+                moved, tried, accepted = exchange_neighbours(
+                    s_now[:, w, 0], np.arange(n_win), self.centers, self.kappas, rng, parity=sweep % 2
+                )
+            else:
+                moved, tried, accepted = exchange_pairs(
+                    s_now[:, w], np.arange(n_win), self.centers_2d, self.kappas, rng, pairs
+                )
+            out[moved, w] = xw[:, w]  # the configuration held in window k moves to window moved[k]
+            self.tried += tried
+            self.accepted += accepted
+        return out.reshape(x.shape)
+
+
+def _toy_samples(
+    system: ToySystem, model: MultitaskCV, frames: np.ndarray, centers: np.ndarray, kappa: float | np.ndarray,
+    kappas: np.ndarray, n_walkers: int, components: tuple[int, ...], metadata: dict[str, Any],
+) -> UmbrellaSamples:
+    """The kept frames as UmbrellaSamples, each labelled with its window, walker and frame and sorted by them (window
+    first), with the CV and the system's own basin of every sample."""
+    n_win = len(centers)
+    n_frames = frames.shape[0]
+    x = frames.reshape(-1, system.dim)
+    s = model.cv_numpy(x)[:, list(components)] if centers.ndim == 2 else model.cv_numpy(x)[:, components[0]]
+    window = np.tile(np.repeat(np.arange(n_win), n_walkers), n_frames)
+    walker = np.tile(np.arange(n_win * n_walkers), n_frames)
+    frame = np.repeat(np.arange(n_frames), n_win * n_walkers)
+    order = np.lexsort((frame, walker, window))
+    return UmbrellaSamples(
+        centers=centers,
+        kappa=float(kappa) if np.ndim(kappa) == 0 else kappas.copy(),
+        kT=system.kT,
+        window=window[order],
+        walker=walker[order],
+        frame=frame[order],
+        s=s[order],
+        basin=system.basin_of(x)[order],
+        x=x[order],
+        metadata=metadata,
     )
 
 
