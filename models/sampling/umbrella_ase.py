@@ -5,6 +5,8 @@ optional replica exchange between windows neighbouring along the CV (REUS). Give
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator
@@ -44,10 +46,56 @@ def umbrella_ase(
     kappas = window_kappas(kappa, len(centers))
     kT = units.kB * temperature_K
     rng = np.random.default_rng(seed)
+    replicas, dynamics, calcs = _replicas(
+        starts, base_calc, model, centers, kappas * kT, temperature_K, timestep_fs, friction_per_fs, seed
+    )
+    window_of = np.arange(len(centers))
+    every = max(1, round(exchange_every / stride)) if exchange_every else 0
+    rows: dict[str, list] = {"window": [], "frame": [], "s": [], "x": []}
+    attempts = accepted = 0
+    n_blocks = n_steps // stride
+    for block in range(n_blocks):
+        _advance(dynamics, replicas, centers, window_of, stride)
+        x = np.stack([a.positions.ravel() for a in replicas])
+        s = model.cv_numpy(x)[:, 0]
+        step = (block + 1) * stride
+        if step > n_equil:
+            rows["window"].append(window_of.copy())
+            rows["frame"].append(np.full(len(replicas), block))
+            rows["s"].append(s)
+            rows["x"].append(x)
+        if every and (block + 1) % every == 0:
+            window_of, tried, ok = exchange_neighbours(s, window_of, centers, kappas, rng, (block // every) % 2)
+            attempts, accepted = attempts + tried, accepted + ok
+            _retarget(calcs, centers, kappas, window_of, kT)
+        if callback is not None:
+            callback(step, n_blocks * stride, None)
+    metadata = {
+        "engine": "ase-langevin",
+        "temperature_K": temperature_K,
+        "kT_eV": kT,
+        "timestep_fs": timestep_fs,
+        "friction_per_fs": friction_per_fs,
+        "n_steps": n_steps,
+        "n_equil": n_equil,
+        "stride": stride,
+        "exchange_every": exchange_every,
+        "acceptance": None,
+        "exchange_acceptance": accepted / attempts if attempts else None,
+    }
+    return _samples(rows, centers, kappa, kT, metadata)
+
+
+def _replicas(
+    starts: list[Atoms], base_calc: Calculator, model: MultitaskCV, centers: np.ndarray, k_eV: np.ndarray,
+    temperature_K: float, timestep_fs: float, friction_per_fs: float, seed: int,
+) -> tuple[list[Atoms], list[Langevin], list[BiasedCalculator]]:
+    """One replica per window: a copy of its start under the window's bias (force constant k_eV[k], eV), velocities
+    and Langevin noise from their own seeded generators, so a seed repeats every window's trajectory."""
     replicas, dynamics, calcs = [], [], []
     for k, start in enumerate(starts):
         atoms = start.copy()
-        calc = BiasedCalculator(base_calc, network_cv(model), center=centers[k], k=kappas[k] * kT)
+        calc = BiasedCalculator(base_calc, network_cv(model), center=centers[k], k=k_eV[k])
         atoms.calc = calc
         MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed + 7919 * k))
         dynamics.append(
@@ -62,36 +110,39 @@ def umbrella_ase(
         )
         replicas.append(atoms)
         calcs.append(calc)
-    window_of = np.arange(len(centers))
-    every = max(1, round(exchange_every / stride)) if exchange_every else 0
-    rows: dict[str, list] = {"window": [], "frame": [], "s": [], "x": []}
-    attempts = accepted = 0
-    n_blocks = n_steps // stride
-    for block in range(n_blocks):
-        for k, dyn in enumerate(dynamics):
-            dyn.run(stride)
-            if not np.all(np.isfinite(replicas[k].positions)):
-                raise ValueError(
-                    f"MD in the window at s = {centers[window_of[k]]:.3g} blew up (non-finite positions); lower "
-                    "timestep_fs or kappa"
-                )
-        x = np.stack([a.positions.ravel() for a in replicas])
-        s = model.cv_numpy(x)[:, 0]
-        step = (block + 1) * stride
-        if step > n_equil:
-            rows["window"].append(window_of.copy())
-            rows["frame"].append(np.full(len(replicas), block))
-            rows["s"].append(s)
-            rows["x"].append(x)
-        if every and (block + 1) % every == 0:
-            window_of, tried, ok = exchange_neighbours(s, window_of, centers, kappas, rng, (block // every) % 2)
-            attempts, accepted = attempts + tried, accepted + ok
-            for r, calc in enumerate(calcs):
-                if calc.center != centers[window_of[r]]:
-                    calc.center, calc.k = float(centers[window_of[r]]), float(kappas[window_of[r]] * kT)
-                    calc.reset()  # the cached energy and forces belong to the old window
-        if callback is not None:
-            callback(step, n_blocks * stride, None)
+    return replicas, dynamics, calcs
+
+
+def _advance(
+    dynamics: list[Langevin], replicas: list[Atoms], centers: np.ndarray, window_of: np.ndarray, stride: int
+) -> None:
+    """Run every replica `stride` steps; ValueError naming the window whose positions went non-finite (the MD blew
+    up), so a bad timestep or kappa fails loudly instead of sampling garbage."""
+    for k, dyn in enumerate(dynamics):
+        dyn.run(stride)
+        if not np.all(np.isfinite(replicas[k].positions)):
+            raise ValueError(
+                f"MD in the window at s = {centers[window_of[k]]:.3g} blew up (non-finite positions); lower "
+                "timestep_fs or kappa"
+            )
+
+
+def _retarget(
+    calcs: list[BiasedCalculator], centers: np.ndarray, kappas: np.ndarray, window_of: np.ndarray, kT: float
+) -> None:
+    """Point each replica's bias at the window it now holds after an exchange, dropping its cached energy and forces
+    (they belong to the old window)."""
+    for r, calc in enumerate(calcs):
+        if calc.center != centers[window_of[r]]:
+            calc.center, calc.k = float(centers[window_of[r]]), float(kappas[window_of[r]] * kT)
+            calc.reset()  # the cached energy and forces belong to the old window
+
+
+def _samples(
+    rows: dict[str, list], centers: np.ndarray, kappa: float | np.ndarray, kT: float, metadata: dict[str, Any]
+) -> UmbrellaSamples:
+    """The collected frames as UmbrellaSamples: one walker per window, basins unlabelled (-1) for the caller's
+    rule."""
     x = np.concatenate(rows["x"])
     return UmbrellaSamples(
         centers=centers,
@@ -103,17 +154,5 @@ def umbrella_ase(
         s=np.concatenate(rows["s"]),
         basin=np.full(len(x), -1),
         x=x,
-        metadata={
-            "engine": "ase-langevin",
-            "temperature_K": temperature_K,
-            "kT_eV": kT,
-            "timestep_fs": timestep_fs,
-            "friction_per_fs": friction_per_fs,
-            "n_steps": n_steps,
-            "n_equil": n_equil,
-            "stride": stride,
-            "exchange_every": exchange_every,
-            "acceptance": None,
-            "exchange_acceptance": accepted / attempts if attempts else None,
-        },
+        metadata=metadata,
     )
