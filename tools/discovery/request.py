@@ -648,6 +648,18 @@ def _aside(text: str, mention: Mention) -> bool:
         re.search(r"\b(?:because|since|as it|as they|which would|that would)\b[^.;,]*$", before, re.IGNORECASE))
 
 
+def _explains_refusal(text: str, mention: Mention, mentions: list[Mention]) -> bool:
+    """An element or group, not itself refused, in an aside on a refusal of it or of a group holding it
+    ('titanium-free (Ti4+ gets reduced)', 'no rare earths (Y and Sc count as rare earths)'): no requirement."""
+    if mention.negated or not _aside(text, mention):
+        return False
+    refused = [x for x in mentions if x.negated]
+    if any(x.value == mention.value for x in refused):
+        return True
+    return mention.kind == "element" and any(  # a refused group covers its member elements
+        x.kind == "group" and mention.value in ELEMENT_GROUPS[x.value] for x in refused)
+
+
 def _optional(text: str, mention: Mention) -> bool:
     """A dopant ('Ce-doped', 'Ce:YAG', 'doped with Ce', 'the cerium is only a dopant') or an element the request
     allows without requiring ('aluminium welcome but not required', 'Al optional')."""
@@ -693,8 +705,7 @@ def read_request(text: str) -> MaterialsRequest:
         elif m.kind == "element":
             if m.negated:
                 exclude.append(m.value)
-            elif _aside(cleaned, m) and (any(x.negated and x.value == m.value for x in mentions) or any(
-                    x.negated and x.kind == "group" and m.value in ELEMENT_GROUPS[x.value] for x in mentions)):
+            elif _explains_refusal(cleaned, m, mentions):
                 continue  # "titanium-free (Ti4+ gets reduced)": the aside explains the refusal
             elif _optional(cleaned, m):
                 req.optional.append(m.value)
@@ -702,7 +713,7 @@ def read_request(text: str) -> MaterialsRequest:
                 include.append(m.value)
         elif m.kind == "group":
             members = list(ELEMENT_GROUPS[m.value])
-            if not m.negated and _aside(cleaned, m) and any(x.negated and x.value == m.value for x in mentions):
+            if _explains_refusal(cleaned, m, mentions):
                 continue  # "no rare earths (Y and Sc count as rare earths)": the aside defines, it does not ask
             if m.negated:
                 exclude.extend(members)
