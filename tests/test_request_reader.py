@@ -273,6 +273,30 @@ def test_an_llm_reading_of_a_class_sets_it_as_the_offline_reader_does():
     assert [p.formula for p in kept] == ["LiFePO4"]
 
 
+def test_llm_proposals_pass_the_offline_proposers_constraint_test_with_reasons():
+    """An LLM's formulas are held to the test the offline proposer applies to its own: each refusal comes with the
+    broken constraint. A pure nitride is no oxynitride (the earlier check let any one of the class's anions do), an
+    oxide is no halide, and a halide of Mg is not one of an alkali metal; the compound of the asked kind stays."""
+    from tools.discovery.language import reading_from_llm, validate_llm_proposals
+    from tools.discovery.proposer import honours
+
+    llm = reading_from_llm({"include": ["Ta"], "compound_class": "oxynitride"}, "tantalum oxynitride photocatalysts")
+    rejected: list[str] = []
+    kept = validate_llm_proposals(
+        [{"formula": "Ta3N5", "reason": "a nitride"}, {"formula": "TaON", "reason": "the oxynitride"}], llm, rejected)
+    assert [p.formula for p in kept] == ["TaON"]
+    assert rejected == ["Ta3N5: lacks O, which the request requires"]
+
+    offline = read_request("any halide salt of an alkali metal")
+    assert offline.compound_class == "halide" and offline.include_any
+    rejected = []
+    kept = validate_llm_proposals([{"formula": f} for f in ("Na2O", "MgCl2", "KBr")], offline, rejected)
+    assert [p.formula for p in kept] == ["KBr"]
+    assert rejected[0] == "Na2O: holds none of the halide anions (F, Cl, Br, I)"
+    assert rejected[1].startswith("MgCl2: holds none of Li, Na, K")
+    assert [f for f in ("Na2O", "MgCl2", "KBr") if honours(offline, f)] == ["KBr"]  # as the offline path judges
+
+
 def test_absurd_formulas_are_declined_and_long_lower_case_runs_are_not_split():
     """A formula far beyond any cell the generators build is declined with the reason; a long lower-case run with
     digits is not tried as a formula (its readings multiply with its length: 140 characters took minutes)."""

@@ -19,7 +19,7 @@ from tools.core.registry import LLM, STORE, ToolContext, ToolInput, tool
 from tools.core.settings import Settings
 from tools.discovery.lexicon import COMPOUND_CLASSES
 from tools.discovery.oxidation import charge_balanced
-from tools.discovery.proposer import FAMILIES, family_of, propose_formulas_offline
+from tools.discovery.proposer import FAMILIES, family_of, propose_formulas_offline, unmet_constraint
 from tools.discovery.request import MaterialsRequest, decline_reason, parse_request, set_compound_class
 
 
@@ -101,39 +101,50 @@ def reading_from_llm(raw: dict, text: str) -> MaterialsRequest:
     return req
 
 
-def validate_llm_proposals(raw: list[dict], req: MaterialsRequest) -> list[Proposal]:
-    """Keep LLM proposals whose formula parses, uses real elements, honours the reading's constraints (required,
-    excluded, class anions) and balances charge."""
+def _llm_formula_problem(formula: str, family: str | None, req: MaterialsRequest) -> str | None:
+    """Why an LLM's formula cannot stand for the reading, or None when it can: it must parse into real elements (40
+    atoms at most), honour the reading's constraints by the offline proposer's own test (required elements, the
+    class's anions, excluded, either-or, allowed) and, unless intermetallic, balance charge."""
+    if not formula.strip():
+        return "no formula given"
+    try:
+        comp = Composition(formula)
+    except Exception:  # noqa: BLE001 - an unparsable formula from the model is refused
+        return "not a formula"
+    if not comp.elements or not all(isinstance(el, Element) for el in comp.elements):
+        return "not a formula of real elements"
+    if comp.num_atoms > 40:
+        return "over 40 atoms in its formula unit"
+    unmet = unmet_constraint(req, formula)
+    if unmet:
+        return unmet
+    known = family_of(family)
+    ionic = (known is None or known.ionic) and req.compound_class != "intermetallic"
+    if ionic and not charge_balanced(comp):
+        return "no oxidation states balance its charge"
+    return None
+
+
+def validate_llm_proposals(raw: list[dict], req: MaterialsRequest, rejected: list[str] | None = None) -> list[Proposal]:
+    """Keep LLM proposals whose formula parses, uses real elements, honours the reading's constraints (the offline
+    proposer's test: required, excluded, class anions, either-or, allowed) and balances charge; with `rejected`,
+    each refused proposal is appended to it as 'formula: why'."""
     out, seen = [], set()
-    cls = COMPOUND_CLASSES.get(req.compound_class or "")
     for item in raw:
         try:
-            comp = Composition(str(item["formula"]))
-        except Exception:  # noqa: S112 - an unparsable formula from the model is dropped
+            formula, family = str(item["formula"]), item.get("family") or req.family
+        except (KeyError, TypeError, AttributeError):
+            formula, family = "", None
+        why = _llm_formula_problem(formula, family, req)
+        if why is not None:
+            if rejected is not None:
+                rejected.append(f"{formula or str(item)[:40]}: {why}")
             continue
-        symbols = {el.symbol for el in comp.elements}
-        if not all(isinstance(el, Element) for el in comp.elements) or comp.num_atoms > 40:
-            continue
-        if not set(req.include) <= symbols or symbols & set(req.exclude):
-            continue
-        if cls is not None and cls.anions and not (symbols & set(cls.anions)):
-            continue
-        if req.polyanion and req.polyanion not in symbols:  # a phosphate holds P
-            continue
-        family = item.get("family") or req.family
-        known = family_of(family)
-        ionic = (known is None or known.ionic) and req.compound_class != "intermetallic"
-        if ionic and not charge_balanced(comp):
-            continue
-        key = comp.reduced_formula
+        key = Composition(formula).reduced_formula
         if key in seen:
             continue
         seen.add(key)
-        out.append(
-            Proposal(
-                formula=str(item["formula"]), family=family, reason=str(item.get("reason", ""))[:500], source="llm"
-            )
-        )
+        out.append(Proposal(formula=formula, family=family, reason=str(item.get("reason", ""))[:500], source="llm"))
     return out
 
 
@@ -205,13 +216,15 @@ def propose_request(
                     note = f"the LLM's reading was invalid ({str(exc)[:160]}); used the offline reading"
             if req.decline:
                 return req, _declined(req, req.decline, note)
-            valid = validate_llm_proposals(data["proposals"], req)
+            rejected: list[str] = []
+            valid = validate_llm_proposals(data["proposals"], req, rejected)
             if valid:
                 return req, ProposeOutput(
                     request=req.text, constraints=req.constraints(), reader=req.reader,  # type: ignore[arg-type]
                     proposer="llm", note=note, proposals=valid[:n],
                 )
-            note = "the LLM proposed no valid formula; used the offline proposer"
+            why = f" ({'; '.join(rejected[:3])[:300]})" if rejected else ""
+            note = f"the LLM proposed no valid formula{why}; used the offline proposer"
         except Exception as exc:  # any LLM failure falls back to the offline proposer, never a crash
             note = (
                 f"the LLM at {ctx.settings.llm_base_url} failed ({type(exc).__name__}: {str(exc)[:200]}); "

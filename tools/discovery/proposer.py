@@ -836,7 +836,7 @@ def _nearest_allowed(req: MaterialsRequest, per_formula: int = 3) -> list[Formul
             amounts = comp.get_el_amt_dict()
             amounts[el] = amounts.pop(banned[0])
             formula = Composition(amounts).reduced_formula
-            if kept == per_formula or not _honours(req, formula):
+            if kept == per_formula or not honours(req, formula):
                 continue
             kept += 1
             out.append(FormulaProposal(
@@ -875,7 +875,7 @@ def molecular_salt_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
             continue
         k = state // -charge
         formula = f"{el}{unit}" if k == 1 else f"{el}({unit}){k}"
-        if not _honours(req, formula) or (req.n_elements and len(unit_elements) + 1 != req.n_elements):
+        if not honours(req, formula) or (req.n_elements and len(unit_elements) + 1 != req.n_elements):
             continue
         out.append(FormulaProposal(
             formula, "", {"A": f"{el}{state}+", "X": f"{unit}{-charge if -charge > 1 else ''}-"},
@@ -1013,13 +1013,13 @@ def known_proposals(req: MaterialsRequest, families: list[str]) -> list[FormulaP
             return []
         # 'any stable ternary': the measured compounds of that many elements, most exothermic first
         enthalpy = formation_enthalpies()
-        fitting = [f for f in enthalpy if len(Composition(f).elements) == req.n_elements and _honours(req, f)
+        fitting = [f for f in enthalpy if len(Composition(f).elements) == req.n_elements and honours(req, f)
                    and Composition(f).num_atoms <= MAX_KNOWN_ATOMS]
         return [FormulaProposal(f, "", {}, round(-enthalpy[f] / 10, 6), f"a known compound with {req.n_elements} "
                                 f"elements; measured formation enthalpy {enthalpy[f]:.2f} eV/atom")
                 for f in sorted(fitting, key=lambda f: enthalpy[f])[:20]]
     candidates = [f for f in sorted(known_formulas()) if Composition(f).num_atoms <= MAX_KNOWN_ATOMS
-                  and _honours(req, f) and (req.n_elements is None or len(Composition(f).elements) == req.n_elements)]
+                  and honours(req, f) and (req.n_elements is None or len(Composition(f).elements) == req.n_elements)]
     out: list[FormulaProposal] = []
     if req.family is None:
         for formula in candidates:
@@ -1133,7 +1133,7 @@ def propose_formulas_offline(req: MaterialsRequest, n: int = 8) -> list[FormulaP
 
     usual_anions = _application_anions(req)
 
-    candidates = [p for p in best.values() if p not in named and _honours(req, p.formula)]
+    candidates = [p for p in best.values() if p not in named and honours(req, p.formula)]
     # with a family and elements asked, those adding the fewest unasked elements lead, and a known compound only
     # among them ('an Fe-Co B2 alloy': FeCo before the known Heusler AlFe2Co)
     fewest = min((_unasked_elements(req, p.formula) for p in candidates), default=0)
@@ -1182,7 +1182,7 @@ def member_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
     has_roles = family_of(family) is not None
     out = []
     for formula in known_members(family):
-        if not _honours(req, formula):
+        if not honours(req, formula):
             continue
         if req.n_elements is not None and len(Composition(formula).elements) != req.n_elements:
             continue
@@ -1221,7 +1221,7 @@ def halometallate_proposals(req: MaterialsRequest) -> list[FormulaProposal]:
         if n_a < 1:
             continue
         formula = Composition({a: n_a, m: 1, halogen: n_x}).reduced_formula
-        if _honours(req, formula):
+        if honours(req, formula):
             shape = "octahedra" if n_x == 6 else "tetrahedra"
             out.append(FormulaProposal(formula, "", {}, 1.0, f"a halometallate: isolated {m}{halogen}{n_x} {shape} "
                                        f"({m}{state}+) balanced by {a}+", {}, named=True))
@@ -1248,16 +1248,32 @@ def _uncommon_count(sites: dict[str, str]) -> int:
     return count
 
 
-def _honours(req: MaterialsRequest, formula: str) -> bool:
-    """The request's element constraints on a proposed formula: required, excluded, either-or and allowed."""
+def unmet_constraint(req: MaterialsRequest, formula: str) -> str | None:
+    """The first of the request's element constraints a formula breaks, in words, or None when it honours them all:
+    the elements required (its class's anions among them), the excluded ones, one of the class's anions ('a
+    halide'), one of each either-or group, and the closed set of elements allowed."""
     symbols = {el.symbol for el in Composition(formula).elements}
-    if not set(req.required()) <= symbols or symbols & set(req.exclude):
-        return False
+    missing = [el for el in req.required() if el not in symbols]
+    if missing:
+        return "lacks " + ", ".join(missing) + ", which the request requires"
+    refused = sorted(symbols & set(req.exclude))
+    if refused:
+        return "holds " + ", ".join(refused) + ", which the request excludes"
     if req.anions and req.compound_class != "intermetallic" and not symbols & set(req.anions):
-        return False  # 'a halide': one of its anions
-    if any(not symbols & set(group) for group in req.include_any):
-        return False
-    return req.only is None or symbols <= set(req.only) | set(req.anions)
+        return f"holds none of the {req.compound_class or 'asked'} anions ({', '.join(req.anions)})"
+    for group in req.include_any:
+        if not symbols & set(group):
+            return "holds none of " + ", ".join(group) + " (one of them is required)"
+    beyond = sorted(symbols - set(req.only) - set(req.anions)) if req.only is not None else []
+    if beyond:
+        return "holds " + ", ".join(beyond) + ", beyond the elements the request allows"
+    return None
+
+
+def honours(req: MaterialsRequest, formula: str) -> bool:
+    """The request's element constraints on a proposed formula: required, excluded, either-or and allowed (the test
+    the offline proposals and an LLM's alike must pass; see unmet_constraint)."""
+    return unmet_constraint(req, formula) is None
 
 
 def sites_for(formula: str, family: str) -> dict[str, str]:
