@@ -6,12 +6,16 @@ import contextlib
 import os
 import sys
 import threading
+from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
 
 TEXT_EMBEDDING_DIM = 384
+CACHE_SIZE = 20_000  # texts whose vectors are kept (float32: about 30 MB)
 _lock = threading.Lock()
+_cache: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> unit vector, least recently used first
+STATS = {"texts": 0, "encoded": 0}  # texts asked for and texts run through the encoder, this process
 
 
 @lru_cache(maxsize=1)
@@ -38,7 +42,19 @@ def vocabulary() -> frozenset[str]:
 
 
 def embed_texts(texts: list[str]) -> list[list[float]]:
-    """Unit-length 384-d sentence embeddings for a batch of texts."""
+    """Unit-length 384-d sentence embeddings for a batch of texts. Each distinct text is encoded once per process
+    (an LRU cache of CACHE_SIZE texts): a store of many structures of one formula and symmetry repeats its texts,
+    and the encoder is most of a batch store's cost."""
     with _lock:
-        vectors = _model().encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
-    return np.asarray(vectors, dtype=np.float32).tolist()
+        missing = [t for t in dict.fromkeys(texts) if t not in _cache]
+        STATS["texts"] += len(texts)
+        STATS["encoded"] += len(missing)
+        if missing:
+            vectors = _model().encode(missing, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+            _cache.update(zip(missing, np.asarray(vectors, dtype=np.float32), strict=True))
+        for text in texts:
+            _cache.move_to_end(text)
+        out = [_cache[t].tolist() for t in texts]
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return out

@@ -7,11 +7,12 @@ import contextlib
 import hashlib
 import itertools
 import json
+import os
 import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,12 +22,13 @@ import chromadb
 import httpx
 import numpy as np
 from chromadb.config import Settings as ChromaSettings
-from pymatgen.analysis.structure_matcher import StructureMatcher
+from joblib import Parallel, delayed
 from pymatgen.core import Composition, Structure
 from pymatgen.io.cif import CifWriter
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from memory.embedding import embed_texts
+from memory.equivalence import Equivalence, reduced_for_matching
 from memory.fingerprint import content_key, structure_fingerprint
 from memory.keys import (
     CHEMSYS_KEY,
@@ -79,6 +81,7 @@ INDEX_COLLECTION = "structure_index"  # composition search: what it filters on, 
 NO_ENERGY = 1e30  # the index energy of a record stored without one: after every energy
 GET_CHUNK = 5000  # ids per chromadb write or get by ids
 DEDUP_CANDIDATES = 8
+PARALLEL_MIN = 512  # items from which add_many prepares structures in worker processes
 HTTP_RETRIES = 6  # ~16 s of reconnect attempts against a restarting chromadb server
 TOKEN_AUTH_PROVIDER = "chromadb.auth.token_authn.TokenAuthClientProvider"
 AUTH_HEADERS = ("Authorization", "X-Chroma-Token")  # what chromadb's token client can send the token in
@@ -168,23 +171,38 @@ def legacy_content_id(cif: str) -> str:
     return "s-" + hashlib.sha256(cif.encode()).hexdigest()[:16]
 
 
-def describe(structure: Structure, meta: dict[str, Any], description: str | None) -> str:
-    """The text that text search embeds: chemistry, symmetry, size, energies, tags and the caller's note."""
-    parts = [
+def _what_it_is(meta: dict[str, Any]) -> list[str]:
+    """The opening parts of a record's text: chemistry, symmetry and size."""
+    return [
         f"{meta[REDUCED_FORMULA_KEY]} crystal structure",
         f"space group {meta[SPACEGROUP_SYMBOL_KEY]} (No. {meta[SPACEGROUP_NUMBER_KEY]}), {meta[CRYSTAL_SYSTEM_KEY]}",
         f"elements {' '.join(meta[ELEMENTS_KEY].strip('|').split('|'))}",
-        f"{meta[N_SITES_KEY]} atoms per cell, density {meta[DENSITY_KEY]:.2f} g/cm3",
+        f"{meta[N_SITES_KEY]} atoms per cell",
     ]
-    if ENERGY_PER_ATOM_KEY in meta:
-        parts.append(f"energy {meta[ENERGY_PER_ATOM_KEY]:.3f} eV/atom")
-    if meta.get(TAGS_KEY):
-        parts.append(f"tags: {meta[TAGS_KEY]}")
+
+
+def _where_from(meta: dict[str, Any], description: str | None) -> list[str]:
+    """The closing parts of a record's text: tags, the tool that made it and the caller's note."""
+    parts = [f"tags: {meta[TAGS_KEY]}"] if meta.get(TAGS_KEY) else []
     if meta.get(TOOL_KEY):
         parts.append(f"made by {meta[TOOL_KEY]}")
-    if description:
-        parts.append(description)
-    return "; ".join(parts)
+    return parts + ([description] if description else [])
+
+
+def describe(structure: Structure, meta: dict[str, Any], description: str | None) -> str:
+    """The record's document, as shown to users: chemistry, symmetry, size, density, energy, tags and note."""
+    head = _what_it_is(meta)
+    head[-1] += f", density {meta[DENSITY_KEY]:.2f} g/cm3"
+    if ENERGY_PER_ATOM_KEY in meta:
+        head.append(f"energy {meta[ENERGY_PER_ATOM_KEY]:.3f} eV/atom")
+    return "; ".join(head + _where_from(meta, description))
+
+
+def embedding_text(meta: dict[str, Any], description: str | None) -> str:
+    """The text that text search embeds: the document without its continuous numbers (density, energy), which a
+    sentence encoder cannot compare and which composition search and filters rank exactly. Records alike in kind
+    share this text, so the encoder runs once for them (memory.embedding caches by text)."""
+    return "; ".join(_what_it_is(meta) + _where_from(meta, description))
 
 
 def symmetry_of(structure: Structure) -> tuple[str, int, str]:
@@ -330,6 +348,8 @@ class _Pending:
     fingerprint: list[float]
     meta: dict[str, Any] = field(default_factory=dict)
     document: str = ""
+    reduced: Structure | None = None  # as the equivalence check compares it, once it has been compared
+    symmetry: tuple[str, int, str] | None = None  # space-group symbol, number, crystal system, once computed
 
     @property
     def stamp(self) -> dict[str, Any]:
@@ -361,6 +381,31 @@ class _Pending:
                    structure_fingerprint(structure))
 
 
+def _prepare_chunk(chunk: list[dict[str, Any]], dedup: bool) -> list[_Pending]:
+    """The per-structure work of a batch store that needs no database: content ids, CIF, fingerprint, symmetry
+    and (when de-duplicating) the matcher's reduced cell. Pure, so add_many runs it in worker processes."""
+    out = []
+    for kwargs in chunk:
+        item = _Pending.of(**{"dedup": dedup, **kwargs})
+        item.symmetry = symmetry_of(item.structure)
+        if item.dedup:
+            item.reduced = reduced_for_matching(item.structure)
+        out.append(item)
+    return out
+
+
+def _prepared_chunks(chunks: list[list[dict[str, Any]]], dedup: bool, workers: int) -> Iterator[list[_Pending]]:
+    """The chunks prepared in order: here, or in `workers` worker processes (joblib's loky executor: fresh
+    interpreters that do not re-run the caller's script, reused between calls) that work ahead of the database
+    writes, so the main process embeds and writes while they compute."""
+    if workers <= 0:
+        yield from (_prepare_chunk(chunk, dedup) for chunk in chunks)
+        return
+    yield from Parallel(n_jobs=workers, backend="loky", return_as="generator", pre_dispatch="2*n_jobs")(
+        delayed(_prepare_chunk)(chunk, dedup) for chunk in chunks
+    )
+
+
 class StructureStore:
     """chromadb-backed structure memory; on disk under `path`, or on a chromadb server at `url` (with a token
     when the server wants one: sent as `Authorization: Bearer <token>` or in `X-Chroma-Token`, per `auth_header`).
@@ -390,7 +435,7 @@ class StructureStore:
         self._indexed = False
         # Strict and unscaled: the same structure at another volume (e.g. before and after relaxation) is a
         # different record, so a relaxed geometry is never folded into its unrelaxed parent.
-        self._matcher = StructureMatcher(ltol=0.05, stol=0.1, angle_tol=2, primitive_cell=True, scale=False)
+        self._equivalence = Equivalence()
         self._connect()
 
     def _connect(self) -> None:
@@ -507,25 +552,32 @@ class StructureStore:
         - A relaxation labelled `converged: False` is never stored as relaxed: `relaxed` becomes False and the tag
           'relaxed' becomes 'unconverged', whatever the caller passed."""
         item = _Pending.of(structure, **kwargs)
+        item.symmetry = symmetry_of(structure)
         with self._lock:
             stored = self._stored_ids([item]).get(item.id)
             if stored is not None:
                 self._merge(stored, item.provenance, item.properties, item.energy, item.tags, item.description)
                 return StoreResult(stored, True)
-            match = self._find_equivalent(structure, item.formula, item.fingerprint) if item.dedup else None
+            match = self._find_equivalent(item) if item.dedup else None
             if match is not None and not item.carries_numbers:
                 self._merge(match, item.stamp, {}, None, item.tags, item.description)
                 return StoreResult(match, True)
             lost = self._write([self._prepared(item, match)])
         return StoreResult(item.id, item.id in lost)
 
-    def add_many(self, items: list[dict[str, Any]], dedup: bool = True, batch_size: int = 256) -> list[StoreResult]:
+    def add_many(
+        self, items: list[dict[str, Any]], dedup: bool = True, batch_size: int = 256, workers: int | None = None
+    ) -> list[StoreResult]:
         """Store many structures at once, with the rules of `add` (each item is add's keyword arguments plus
         `structure`): ids already stored are found by one lookup per batch, approximate duplicates through the
-        fingerprint index (and against the batch itself), and new records are embedded and written per batch."""
+        fingerprint index (and against the batch itself), and new records are embedded and written per batch.
+        The database-free work of each structure (CIF, fingerprint, symmetry) runs in `workers` processes ahead of
+        the writes (default: one per CPU core, up to 2, for PARALLEL_MIN items or more; 0 runs it here)."""
+        if workers is None:
+            workers = min(2, os.cpu_count() or 1) if len(items) >= PARALLEL_MIN else 0
+        chunks = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
         results: list[StoreResult] = []
-        for start in range(0, len(items), batch_size):
-            chunk = [_Pending.of(**{"dedup": dedup, **kw}) for kw in items[start : start + batch_size]]
+        for chunk in _prepared_chunks(chunks, dedup, workers):
             results += self._retrying(lambda chunk=chunk: self._add_batch(chunk))
         return results
 
@@ -546,9 +598,7 @@ class StructureStore:
                 match = stored.get(item.id) or (item.id if item.id in pending else None)
                 same_content = match is not None
                 if match is None and item.dedup:
-                    match = self._pending_equivalent(item, pending) or self._find_equivalent(
-                        item.structure, item.formula, item.fingerprint
-                    )
+                    match = self._pending_equivalent(item, pending) or self._find_equivalent(item)
                 if match is not None and (same_content or not item.carries_numbers):
                     if match in pending:  # merging needs it stored: write the batch so far
                         flush()
@@ -576,9 +626,15 @@ class StructureStore:
         same = [p for p in pending.values() if p.formula == item.formula]
         same.sort(key=lambda p: -sum(a * b for a, b in zip(p.fingerprint, item.fingerprint, strict=True)))
         for other in same[:DEDUP_CANDIDATES]:
-            if self._matcher.fit(item.structure, other.structure):
+            if self._equivalence.same(self._reduced(item), self._reduced(other)):
                 return other.id
         return None
+
+    def _reduced(self, item: _Pending) -> Structure:
+        """The item's cell as the equivalence check compares it (reduced once)."""
+        if item.reduced is None:
+            item.reduced = self._equivalence.reduced(item.structure)
+        return item.reduced
 
     def _prepared(self, item: _Pending, match: str | None) -> _Pending:
         """The item with its metadata and document; linked by provenance to an equivalent stored record."""
@@ -586,7 +642,8 @@ class StructureStore:
             parents = list(item.provenance.get(PARENT_IDS_KEY, []))
             item.provenance[PARENT_IDS_KEY] = parents if match in parents else [*parents, match]
             item.provenance[EQUIVALENT_TO_KEY] = match
-        meta = self._metadata(item.structure, item.cif, item.provenance, item.energy, item.properties, item.tags)
+        meta = self._metadata(item.structure, item.cif, item.provenance, item.energy, item.properties, item.tags,
+                              item.symmetry)
         if item.description:
             meta[DESCRIPTION_KEY] = item.description
         item.document = describe(item.structure, meta, item.description)
@@ -604,6 +661,7 @@ class StructureStore:
         for p in items:
             p.meta[WRITE_ID_KEY] = write_id
         ids, documents = [p.id for p in items], [p.document for p in items]
+        vectors = embed_texts([embedding_text(p.meta, p.description) for p in items])
         self.fingerprints.upsert(
             ids=ids,
             embeddings=[p.fingerprint for p in items],
@@ -611,7 +669,7 @@ class StructureStore:
                        for p in items],
         )
         self.texts.add(
-            ids=ids, documents=documents, embeddings=embed_texts(documents), metadatas=[_clean(p.meta) for p in items]
+            ids=ids, documents=documents, embeddings=vectors, metadatas=[_clean(p.meta) for p in items]
         )
         got = self.texts.get(ids=ids, include=["metadatas"])
         lost = {i for i, m in zip(got["ids"], got["metadatas"], strict=True) if m.get(WRITE_ID_KEY) != write_id}
@@ -620,6 +678,9 @@ class StructureStore:
                 self._merge(p.id, p.provenance, p.properties, p.energy, p.tags, p.description)
         # The index after the records (a write cut short between them is repaired by _ensure_index); a lost
         # record's entry from the winner's metadata as merged.
+        for p in items:
+            if p.reduced is not None and p.id not in lost:
+                self._equivalence.keep(p.id, p.reduced)
         metas = dict(zip(got["ids"], got["metadatas"], strict=True))
         if lost:
             again = self.texts.get(ids=list(lost), include=["metadatas"])
@@ -635,8 +696,9 @@ class StructureStore:
         energy: float | None,
         properties: dict[str, Any],
         tags: list[str],
+        symmetry: tuple[str, int, str] | None = None,
     ) -> dict[str, Any]:
-        symbol, number, system = symmetry_of(structure)
+        symbol, number, system = symmetry or symmetry_of(structure)
         comp = structure.composition
         elements = sorted({el.symbol for el in comp.elements})
         meta: dict[str, Any] = {
@@ -666,20 +728,27 @@ class StructureStore:
         meta.update(hull_v=HULL_SCHEMA, **_hull_fields(properties), **_index_fields(elements))
         return meta
 
-    def _find_equivalent(self, structure: Structure, reduced_formula: str, fingerprint: list[float]) -> str | None:
-        """Id of a stored structure StructureMatcher-equivalent to this one (strict, unscaled), else None."""
-        same_formula = self.fingerprints.get(where={REDUCED_FORMULA_KEY: reduced_formula}, include=[], limit=1)
+    def _find_equivalent(self, item: _Pending) -> str | None:
+        """Id of a stored structure equivalent to the item (strict, unscaled StructureMatcher; nearest fingerprints
+        of the same formula first), else None. Stored candidates' reduced cells are kept by id between calls."""
+        same_formula = self.fingerprints.get(where={REDUCED_FORMULA_KEY: item.formula}, include=[], limit=1)
         if not same_formula["ids"]:
             return None
         hits = self.fingerprints.query(
-            query_embeddings=[fingerprint],
+            query_embeddings=[item.fingerprint],
             n_results=DEDUP_CANDIDATES,
-            where={REDUCED_FORMULA_KEY: reduced_formula},
+            where={REDUCED_FORMULA_KEY: item.formula},
             include=[],
         )
         for candidate_id in hits["ids"][0]:
-            record = self.get(candidate_id)
-            if record is not None and self._matcher.fit(structure, record.structure):
+            reduced = self._equivalence.stored_reduced(candidate_id)
+            if reduced is None:
+                record = self.get(candidate_id)
+                if record is None:
+                    continue
+                reduced = self._equivalence.reduced(record.structure)
+                self._equivalence.keep(candidate_id, reduced)
+            if self._equivalence.same(self._reduced(item), reduced):
                 return candidate_id
         return None
 
@@ -754,11 +823,11 @@ class StructureStore:
         if not changes:
             return
         new_meta = {**meta, **changes}
-        new_document = describe(record.structure, new_meta, "; ".join(descriptions) or None)
+        new_description = "; ".join(descriptions) or None
+        new_document = describe(record.structure, new_meta, new_description)
         if new_document != document:
-            self.texts.update(
-                ids=[record_id], metadatas=[changes], documents=[new_document], embeddings=embed_texts([new_document])
-            )
+            vector = embed_texts([embedding_text(new_meta, new_description)])
+            self.texts.update(ids=[record_id], metadatas=[changes], documents=[new_document], embeddings=vector)
         else:
             self.texts.update(ids=[record_id], metadatas=[changes])
         if ENERGY_PER_ATOM_KEY in changes or any(k.startswith(HULL_PREFIX) for k in changes):

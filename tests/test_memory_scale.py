@@ -90,9 +90,11 @@ def test_hull_metadata_follows_properties_added_later(store: StructureStore) -> 
     assert [(r.id, r.converged) for r in store.hull_rows(["Ni", "O"], "emt")] == [(other, False)]
 
 
-def test_add_many_stores_in_batches_with_the_rules_of_add(store: StructureStore) -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_add_many_stores_in_batches_with_the_rules_of_add(store: StructureStore, workers: int) -> None:
     """A batch of new cells, a same-content repeat (merged: tags, description), an approximate duplicate without
-    numbers inside the batch (reused) and one with an energy (new record linked to its match), across two batches."""
+    numbers inside the batch (reused) and one with an energy (new record linked to its match), across two batches;
+    the same whether structures are prepared here or in worker processes."""
     base = rocksalt()
     cells = []
     for i in range(6):
@@ -108,7 +110,7 @@ def test_add_many_stores_in_batches_with_the_rules_of_add(store: StructureStore)
         {"structure": shifted, "tags": ["c"]},  # equivalent to item 0, no numbers: reused
         {"structure": shifted, "energy": -39.0},  # equivalent to item 0, with an energy: a new linked record
     ]
-    results = store.add_many(items, batch_size=4)
+    results = store.add_many(items, batch_size=4, workers=workers)
     assert [r.deduplicated for r in results] == [False] * 6 + [True, True, False]
     assert results[6].id == results[1].id and results[7].id == results[0].id
     assert store.count() == 7
@@ -116,7 +118,7 @@ def test_add_many_stores_in_batches_with_the_rules_of_add(store: StructureStore)
     assert store.get(results[1].id).metadata["description"] == "again"
     assert store.get(results[0].id).metadata["tags"] == "a,c"
     assert store.get(results[8].id).provenance["equivalent_to"] == results[0].id
-    again = store.add_many(items[:6])
+    again = store.add_many(items[:6], workers=workers)
     assert all(r.deduplicated for r in again) and [r.id for r in again] == [r.id for r in results[:6]]
     assert store.add(cells[2], provenance={}).id == results[2].id  # one-by-one add sees batch-written records
 
@@ -256,3 +258,54 @@ def test_index_entries_without_hull_fields_are_rewritten(tmp_path: Path) -> None
                                                                 if not k.startswith("hull_")}])
     store.texts.update(ids=[rid], metadatas=[{"index_v": 1}])
     assert [r.id for r in StructureStore(tmp_path / "mem").hull_rows(["Mg", "O"], "emt")] == [rid]
+
+
+def test_equivalence_on_cells_reduced_once_agrees_with_structure_matcher() -> None:
+    """The store's de-duplication reduces each cell once and compares reduced cells: the same verdicts as pymatgen's
+    StructureMatcher.fit on the raw cells, for equivalent (shifted, permuted, supercell, 2% strain) and different
+    (15% strain, other element, other structure) pairs."""
+    import numpy as np
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.core import Lattice, Structure
+
+    from memory.equivalence import Equivalence
+
+    base = rocksalt()
+    shifted = base.copy()
+    shifted.translate_sites(list(range(len(shifted))), [0.13, 0.0, 0.27])
+    permuted = Structure.from_sites(list(reversed(base.sites)))
+    supercell = base.copy()
+    supercell.make_supercell([2, 1, 1])
+    strained = {f: Structure(Lattice(base.lattice.matrix @ np.diag([1 + f, 1, 1])), base.species, base.frac_coords)
+                for f in (0.02, 0.15)}
+    other_element = base.copy()
+    other_element.replace_species({"Mg": "Ca"})
+    cscl = Structure(Lattice.cubic(2.6), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    others = [shifted, permuted, supercell, strained[0.02], strained[0.15], other_element, cscl]
+    equivalence = Equivalence()
+    matcher = StructureMatcher(ltol=0.05, stol=0.1, angle_tol=2, primitive_cell=True, scale=False)
+    verdicts = [equivalence.same(equivalence.reduced(base), equivalence.reduced(o)) for o in others]
+    assert verdicts == [matcher.fit(base, o) for o in others]
+    assert verdicts == [True, True, True, True, False, False, False]
+
+
+def test_text_search_embeds_what_a_record_is_once_per_text() -> None:
+    """The embedded text leaves out continuous numbers (two energies of one kind of cell share it), the document
+    keeps them, and a text is encoded once (the cache returns the same vector)."""
+    from memory import embedding
+    from memory.store import describe, embedding_text
+
+    meta = {"reduced_formula": "MgO", "spacegroup_symbol": "Fm-3m", "spacegroup_number": 225,
+            "crystal_system": "cubic", "elements": "|Mg|O|", "n_sites": 8, "density": 3.58, "tags": "relaxed",
+            "tool": "relax_structure"}
+    low, high = {**meta, "energy_per_atom": -5.9}, {**meta, "energy_per_atom": -5.1}
+    assert embedding_text(low, None) == embedding_text(high, None)
+    assert "density" not in embedding_text(low, None) and "eV/atom" not in embedding_text(low, None)
+    assert describe(rocksalt(), low, "note") == (
+        "MgO crystal structure; space group Fm-3m (No. 225), cubic; elements Mg O; 8 atoms per cell, density 3.58 "
+        "g/cm3; energy -5.900 eV/atom; tags: relaxed; made by relax_structure; note")
+    text = embedding_text(low, "a rock salt oxide")
+    first = embedding.embed_texts([text])[0]
+    assert text in embedding._cache
+    assert embedding.embed_texts(["another text", text])[1] == first
+    assert abs(sum(x * x for x in first) - 1.0) < 1e-5
