@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import json
 import os
 import threading
@@ -20,7 +19,6 @@ from urllib.parse import urlparse
 
 import chromadb
 import httpx
-import numpy as np
 from chromadb.config import Settings as ChromaSettings
 from joblib import Parallel, delayed
 from pymatgen.core import Composition, Structure
@@ -30,6 +28,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from memory.embedding import embed_texts
 from memory.equivalence import Equivalence, reduced_for_matching
 from memory.fingerprint import content_key, structure_fingerprint
+from memory.index_table import IndexTable
 from memory.keys import (
     CHEMSYS_KEY,
     CIF_KEY,
@@ -78,6 +77,9 @@ from memory.keys import (
 TEXT_COLLECTION = "structures"
 FINGERPRINT_COLLECTION = "structure_fingerprints"
 INDEX_COLLECTION = "structure_index"  # composition search: what it filters on, and the energy it ranks by
+STAMP_COLLECTION = "structure_index_stamp"  # one entry: a token renewed by every index write (IndexTable freshness)
+STAMP_ID = "generation"
+TABLE_PAGE = 10_000  # index entries per get when the in-memory table is loaded
 NO_ENERGY = 1e30  # the index energy of a record stored without one: after every energy
 GET_CHUNK = 5000  # ids per chromadb write or get by ids
 DEDUP_CANDIDATES = 8
@@ -270,17 +272,15 @@ def _index_fields(elements: list[str]) -> dict[str, Any]:
 
 def _index_entry(record_id: str, meta: dict[str, Any]) -> tuple[list[float], dict[str, Any]]:
     """A record's entry in the index collection, from its metadata: the vector (energy per atom, or NO_ENERGY; then
-    a number from the id so that no two vectors coincide) and the light metadata composition search filters on
-    and hull_rows reads (formula, chemsys, hull fields: about 12 keys where the record has 30 and its CIF).
-    The vector is never searched: a filtered get returns it with the ids, so ranking every match costs one query
-    and no metadata (which chromadb returns at ~6 us per key and record)."""
+    a number from the id so that no two vectors coincide) and the light metadata that composition search and
+    hull_rows read through the in-memory IndexTable (formulas, chemsys, hull fields: 8 keys where the record has
+    30 and its CIF; chromadb returns metadata at ~6 us per key and record, so loading the table costs that)."""
     elements = _elements_of(meta)
     value = meta.get(ENERGY_PER_ATOM_KEY)
     energy = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else NO_ENERGY
     spread = int(hashlib.sha256(record_id.encode()).hexdigest()[:8], 16) / 2**32
     light = {FORMULA_KEY: str(meta.get(FORMULA_KEY, "")), REDUCED_FORMULA_KEY: str(meta.get(REDUCED_FORMULA_KEY, "")),
-             N_ELEMENTS_KEY: len(elements), CHEMSYS_KEY: "-".join(sorted(elements)),
-             **{has_element_key(el): 1 for el in elements},
+             CHEMSYS_KEY: "-".join(sorted(elements)),
              **{k: v for k, v in meta.items() if k.startswith(HULL_PREFIX)}}
     return [energy, spread], light
 
@@ -321,12 +321,6 @@ def _hull_fields(properties: dict[str, Any]) -> dict[str, Any]:
         HULL_RELAXATION_KEY: is_relaxation(properties),
         HULL_CONVERGED_KEY: is_converged_relaxation(properties),
     }
-
-
-def _subsystems(elements: list[str]) -> list[str]:
-    """Every chemical system (sorted elements joined by '-') inside this one."""
-    els = sorted(set(elements))
-    return ["-".join(c) for r in range(1, len(els) + 1) for c in itertools.combinations(els, r)]
 
 
 @dataclass
@@ -466,6 +460,8 @@ class StructureStore:
             FINGERPRINT_COLLECTION, embedding_function=None, metadata={"hnsw:space": "cosine"}
         )
         self.index = self.client.get_or_create_collection(INDEX_COLLECTION, embedding_function=None)
+        self.stamp = self.client.get_or_create_collection(STAMP_COLLECTION, embedding_function=None)
+        self._index_table, self._table_token = None, None
 
     def _server_address(self) -> tuple[str, int, bool]:
         """Host, port and TLS of the chromadb server at `url` (port 8000, chromadb's, when the URL has none)."""
@@ -854,11 +850,44 @@ class StructureStore:
             self._set_index([record_id], [{**record.metadata, **changes}])
 
     def _set_index(self, ids: list[str], metas: list[dict[str, Any]]) -> None:
-        """Write the index-collection entries of these records from their metadata (see _index_entry)."""
+        """Write the index-collection entries of these records from their metadata (see _index_entry), and apply
+        them to the in-memory table when it is current (else it is dropped and reloaded by the next query)."""
         for start in range(0, len(ids), GET_CHUNK):
             chunk = ids[start : start + GET_CHUNK]
             entries = [_index_entry(i, m) for i, m in zip(chunk, metas[start : start + GET_CHUNK], strict=True)]
-            self.index.upsert(ids=chunk, embeddings=[e[0] for e in entries], metadatas=[e[1] for e in entries])
+            vectors, lights = [e[0] for e in entries], [e[1] for e in entries]
+            self.index.upsert(ids=chunk, embeddings=vectors, metadatas=lights)
+            current = self._index_table is not None and self._stamp_token() == self._table_token
+            token = uuid.uuid4().hex
+            self.stamp.upsert(ids=[STAMP_ID], embeddings=[[0.0]], metadatas=[{"token": token}])
+            if current:
+                self._index_table.upsert(chunk, vectors, lights)
+                self._table_token = token
+            else:
+                self._index_table = None
+
+    def _stamp_token(self) -> str | None:
+        """The token of the last index write (by any process sharing this store), None before the first."""
+        got = self.stamp.get(ids=[STAMP_ID], include=["metadatas"])
+        return str(got["metadatas"][0]["token"]) if got["ids"] else None
+
+    def _table(self) -> IndexTable:
+        """The in-memory index table, loaded from the index collection when this store has none or another
+        process has written since it was loaded. (A write racing this store's own write can go unseen until the
+        next write: chromadb has no compare-and-set for the token.)"""
+        self._ensure_index()
+        token = self._stamp_token()
+        if self._index_table is None or token != self._table_token:
+            table = IndexTable(capacity=max(1024, self.index.count()))
+            offset = 0
+            while True:
+                got = self.index.get(include=["embeddings", "metadatas"], limit=TABLE_PAGE, offset=offset)
+                if not got["ids"]:
+                    break
+                table.upsert(list(got["ids"]), [list(v) for v in got["embeddings"]], list(got["metadatas"]))
+                offset += len(got["ids"])
+            self._index_table, self._table_token = table, token
+        return self._index_table
 
     def _ensure_index(self) -> None:
         """Give records written before search-index metadata (no index_v = INDEX_SCHEMA) their `has_<El>` flags,
@@ -884,8 +913,11 @@ class StructureStore:
         """The records of these ids, in this order (one fetch; ids not stored are left out)."""
         if not ids:
             return []
-        got = self._retrying(lambda: self.texts.get(ids=list(ids), include=["metadatas"]))
-        by_id = dict(zip(got["ids"], got["metadatas"], strict=True))
+        by_id: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), GET_CHUNK):
+            chunk = list(ids[start : start + GET_CHUNK])
+            got = self._retrying(lambda chunk=chunk: self.texts.get(ids=chunk, include=["metadatas"]))
+            by_id.update(zip(got["ids"], got["metadatas"], strict=True))
         return [self._record(i, by_id[i]) for i in ids if i in by_id]
 
     def get(self, record_id: str) -> StructureRecord | None:
@@ -905,21 +937,15 @@ class StructureStore:
         )
 
     def hull_rows(self, elements: list[str], potential: str) -> list[HullRow]:
-        """Every stored relaxation inside this chemical system scored with this potential, converged or not: one
-        query of the index collection's light metadata on the chemical system (its subsystems), no CIF parsed.
+        """Every stored relaxation inside this chemical system scored with this potential, converged or not, from
+        the in-memory index table (no query per call once it is loaded, no CIF parsed).
         Records stored before hull metadata (no hull_v) are given it once, from their metadata, on this store's
         first call."""
         if not self._hull_backfilled:
             self._retrying(self._backfill_hull_metadata)
             self._hull_backfilled = True
-        self._retrying(self._ensure_index)
-        # One clause only: chromadb evaluates each clause of an $and over the whole collection (10k records: 7 ms
-        # for chemsys alone, 86 ms with potential and relaxation flags), so those are checked here.
-        where = {CHEMSYS_KEY: {"$in": _subsystems(elements)}}
-        got = self._retrying(lambda: self.index.get(where=where, include=["metadatas"]))
-        return [HullRow(i, str(m[FORMULA_KEY]), float(m[HULL_ENERGY_KEY]), bool(m[HULL_CONVERGED_KEY]))
-                for i, m in zip(got["ids"], got["metadatas"], strict=True)
-                if m.get(HULL_POTENTIAL_KEY) == potential and m.get(HULL_RELAXATION_KEY)]
+        table = self._retrying(self._table)
+        return [HullRow(r.id, r.formula, r.energy, r.converged) for r in table.hull_rows(elements, potential)]
 
     def _backfill_hull_metadata(self) -> int:
         """Give records written before hull metadata their chemsys, hull_v and hull fields (from their elements and
@@ -980,31 +1006,18 @@ class StructureStore:
     ) -> list[StructureRecord]:
         """Structures with this reduced formula, or containing all these elements (exactly them if only_elements),
         or (with `within`) made only of elements from that set; lowest energy per atom first."""
-        clauses: list[dict[str, Any]] = []
-        if formula:
-            clauses.append({REDUCED_FORMULA_KEY: Composition(formula).reduced_formula})
-        for el in dict.fromkeys(elements or []):
-            clauses.append({has_element_key(el): 1})
-        if only_elements and elements:
-            clauses.append({N_ELEMENTS_KEY: len(set(elements))})
-        if within:  # made only of these elements: its chemical system is one of theirs
-            clauses.append({CHEMSYS_KEY: {"$in": _subsystems(within)}})
-        if not clauses:
+        if not formula and not elements and not within:
             raise ValueError("give a formula, elements or within")
-        where = clauses[0] if len(clauses) == 1 else {"$and": clauses}
-        self._retrying(self._ensure_index)
-        # Every match ranked, fetching only what ranking needs: one filtered get on the index collection gives the
-        # ids of all matches with their energies (as float32 vectors), then only the records that can be among the
-        # n lowest are fetched and sorted on their exact energies. (A truncated fetch sorted afterwards returned an
-        # arbitrary n of the matches; fetching every match's metadata, CIF included, cost 0.4 s at 10k records.)
-        got = self._retrying(lambda: self.index.get(where=where, include=["embeddings"]))
-        ids = list(got["ids"])
-        if len(ids) > n:
-            # float32 rounding keeps order (never reverses it), so the n lowest exact energies are among those at
-            # or below the n-th lowest rounded one: ties at that value are all fetched.
-            rounded = np.asarray(got["embeddings"], dtype=np.float32)[:, 0]
-            cutoff = np.partition(rounded, n - 1)[n - 1]
-            ids = [i for i, e in zip(ids, rounded, strict=True) if e <= cutoff]
+        # Every match ranked, fetching only what ranking needs: the in-memory table gives the positions of all
+        # matches with their float32 energies; only the records that can be among the n lowest are fetched and
+        # sorted on their exact energies. (A truncated fetch sorted afterwards returned an arbitrary n of the
+        # matches; a chromadb filter costs time in proportion to the matches: 190 ms for O at 100k records.)
+        table = self._retrying(self._table)
+        positions = table.matching(
+            reduced_formula=Composition(formula).reduced_formula if formula else None,
+            elements=list(dict.fromkeys(elements or [])), only_elements=only_elements, within=within,
+        )
+        ids = table.lowest(positions, n)
         records = self._records(ids)
         records.sort(key=lambda r: (float(r.metadata.get(ENERGY_PER_ATOM_KEY, float("inf"))), r.id))
         return records[:n]

@@ -309,3 +309,53 @@ def test_text_search_embeds_what_a_record_is_once_per_text() -> None:
     assert text in embedding._cache
     assert embedding.embed_texts(["another text", text])[1] == first
     assert abs(sum(x * x for x in first) - 1.0) < 1e-5
+
+
+def test_composition_search_and_hull_rows_agree_with_a_scan_of_every_record(tmp_path: Path) -> None:
+    """The in-memory index table against a brute-force scan of every stored record's metadata: same n lowest for
+    element, exact-element and within queries, same hull rows, on 120 cells of 24 chemistries."""
+    store = StructureStore(tmp_path / "mem")
+    rng = random.Random(11)
+    items = []
+    for i in range(120):
+        cation, anion = rng.choice(["Mg", "Ca", "Ni", "Zn"]), rng.choice(["O", "S", "Se", "Mg"])
+        cell = rocksalt(4.0 + 0.01 * i, cation, anion if anion != cation else "O")
+        props = _relaxation(rng.choice(["emt", "mace"]), rng.uniform(-40, -10), rng.random() < 0.8)
+        items.append({"structure": cell, "provenance": {}, "energy": rng.uniform(-40, -10),
+                      "properties": props if rng.random() < 0.7 else {}})
+    store.add_many(items, workers=0)
+    got = store.texts.get(include=["metadatas"])
+    every = [store._record(i, m) for i, m in zip(got["ids"], got["metadatas"], strict=True)]
+
+    def elements_of(r):
+        return set(r.metadata["elements"].strip("|").split("|"))
+
+    def lowest(keep, n):
+        chosen = sorted((r for r in every if keep(r)), key=lambda r: (r.metadata["energy_per_atom"], r.id))
+        return [r.id for r in chosen[:n]]
+
+    for el in ("Mg", "O", "Se", "Zn"):
+        want = lowest(lambda r, el=el: el in elements_of(r), 7)
+        assert [r.id for r in store.search_composition(elements=[el], n=7)] == want
+    pair = ["Ca", "S"]
+    assert [r.id for r in store.search_composition(elements=pair, only_elements=True, n=5)] == lowest(
+        lambda r: elements_of(r) == set(pair), 5)
+    assert [r.id for r in store.search_composition(within=["Mg", "O", "Ni"], n=9)] == lowest(
+        lambda r: elements_of(r) <= {"Mg", "O", "Ni"}, 9)
+    for system in (["Mg", "O"], ["Ca", "Ni", "O", "S"]):
+        want = {r.id for r in every if elements_of(r) <= set(system) and r.properties.get("potential") == "emt"
+                and "relaxed" in r.properties}
+        assert {r.id for r in store.hull_rows(system, "emt")} == want
+
+
+def test_a_second_client_sees_records_written_after_its_table_was_loaded(tmp_path: Path) -> None:
+    """Two store objects on one directory: the first loads its in-memory table, the second writes; the first's
+    next search and hull query include the new record (the stamp written with every index write)."""
+    first, second = StructureStore(tmp_path / "mem"), StructureStore(tmp_path / "mem")
+    a = first.add(rocksalt(), provenance={}, energy=-40.0, properties=_relaxation("emt", -40.0)).id
+    assert [r.id for r in first.search_composition(elements=["Mg"])] == [a]
+    b = second.add(rocksalt(4.5), provenance={}, energy=-44.0, properties=_relaxation("emt", -44.0)).id
+    assert [r.id for r in first.search_composition(elements=["Mg"])] == [b, a]
+    assert {r.id for r in first.hull_rows(["Mg", "O"], "emt")} == {a, b}
+    second.update(a, energy=-60.0)
+    assert [r.id for r in first.search_composition(elements=["Mg"])] == [a, b]
