@@ -717,13 +717,37 @@ def _rank(
     motifs: list[Motif], replica_ids: list[str | None], params: dict[str, Any],
 ) -> dict[str, Any]:
     """Polymorph frequencies and energies, the ground state, and the stored structures."""
-    notes: list[str] = []
+    groups, on_target = _motif_groups(inp, motifs)
+    ground, e0 = _ground_state(candidates, groups)
+    store = _PolymorphStore(ctx, potential, params) if inp.store else None
+    shares = _shares(inp, candidates, groups, on_target)
+    polymorphs = _polymorph_outcomes(candidates, groups, on_target, shares, e0, replica_ids, store)
+    references = _reference_outcomes(candidates, e0, store)
+    predicted, notes = _prediction(polymorphs, shares)
+    lowest = min(on_target, key=lambda m: m.energy_per_atom).label if on_target else None
+    return {
+        "predicted_first_polymorph": predicted, "lowest_energy_motif": lowest, "ground_state": ground,
+        "ground_state_energy_per_atom_eV": None if e0 is None else round(e0, 6),
+        "ostwald_differs": None if predicted is None or ground is None else predicted != ground,
+        "ranking_rule": rule(inp.energy_window_eV),
+        "polymorphs": polymorphs, "references": references, "notes": notes,
+    }
+
+
+def _motif_groups(inp: CrystallizationInput, motifs: list[Motif]) -> tuple[dict[str, list[Motif]], list[Motif]]:
+    """The valid on-composition motifs grouped by label, and all of them; with a teacher only the teacher-relaxed
+    ones count, so every energy compared comes from one potential."""
     decided = [m for m in motifs if not inp.teacher or m.relaxed_by == "teacher"]  # one potential's energies
     on_target = [m for m in decided if m.valid and m.source != "other"]
     groups: dict[str, list[Motif]] = {}
     for m in on_target:
         groups.setdefault(m.label or "?", []).append(m)
-    # ground state: relaxed candidates that kept their structure, and the motifs themselves
+    return groups, on_target
+
+
+def _ground_state(candidates: list[Candidate], groups: dict[str, list[Motif]]) -> tuple[str | None, float | None]:
+    """The lowest-energy label and its energy per atom, over the relaxed candidates that kept their structure (and
+    are nobody's duplicate) and the motif groups themselves: the thermodynamic side of the comparison."""
     energies: dict[str, float] = {}
     for cand in candidates:
         if cand.energy_per_atom is not None and cand.kept and cand.same_as is None:
@@ -731,33 +755,60 @@ def _rank(
     for label, group in groups.items():
         energies[label] = min(energies.get(label, np.inf), min(m.energy_per_atom for m in group))
     ground = min(energies, key=lambda k: energies[k]) if energies else None
-    e0 = energies[ground] if ground else None
+    return ground, energies[ground] if ground else None
 
-    def store(
-        structure: Structure, energy: float, props: dict[str, Any], parents: list[str | None]
+
+@dataclass
+class _PolymorphStore:
+    """Stores a relaxed polymorph in memory with its energies and provenance (the call's parameters), so the
+    outcome's structures can be looked up and reused."""
+
+    ctx: ToolContext
+    potential: str
+    params: dict[str, Any]
+
+    def __call__(
+        self, structure: Structure, energy: float, props: dict[str, Any], parents: list[str | None]
     ) -> StructureSummary:
-        form = elemental_references(potential, ctx.settings).formation_energy_per_atom(structure, energy)
-        stored = ctx.store.add(
+        """Store one structure with these extra properties and parents; its summary as stored."""
+        refs = elemental_references(self.potential, self.ctx.settings)
+        form = refs.formation_energy_per_atom(structure, energy)
+        stored = self.ctx.store.add(
             structure,
-            provenance=provenance("predict_crystallization", params, parents),
+            provenance=provenance("predict_crystallization", self.params, parents),
             energy=energy,
-            properties={"relaxed": True, "potential": potential, "energy_eV": round(energy, 6),
+            properties={"relaxed": True, "potential": self.potential, "energy_eV": round(energy, 6),
                         "energy_per_atom_eV": round(energy / len(structure), 6),
                         "formation_energy_per_atom_eV": round(float(form), 6), **props},
             tags=["relaxed", "crystallization"],
         )
-        return StructureSummary.from_record(ctx.store.get(stored.id))
+        return StructureSummary.from_record(self.ctx.store.get(stored.id))
 
-    by_freq = sorted(groups, key=lambda k: (-len(groups[k]), min(m.energy_per_atom for m in groups[k]), k))
-    by_energy = sorted(groups, key=lambda k: (min(m.energy_per_atom for m in groups[k]), k))
-    # a known polymorph's primitive cell is cached on its candidate; an unidentified cluster's is its smallest motif's
+
+def _shares(
+    inp: CrystallizationInput, candidates: list[Candidate], groups: dict[str, list[Motif]], on_target: list[Motif]
+) -> dict[str, Share]:
+    """Each label's size-normalised share of the motifs within the energy window (the ranking rule's vote), with a
+    known polymorph's primitive cell from its candidate and an unidentified cluster's from its smallest motif."""
     primitive = {c.label: c.n_primitive for c in candidates if c.label in groups}
     for label, group in groups.items():
         primitive.setdefault(label, min(primitive_size(m.structure) for m in group))
-    shares = size_normalised_shares(within_window(on_target, inp.energy_window_eV), primitive)
+    return size_normalised_shares(within_window(on_target, inp.energy_window_eV), primitive)
+
+
+def _polymorph_outcomes(
+    candidates: list[Candidate], groups: dict[str, list[Motif]], on_target: list[Motif], shares: dict[str, Share],
+    e0: float | None, replica_ids: list[str | None], store: _PolymorphStore | None,
+) -> list[PolymorphOutcome]:
+    """One outcome per motif group, ranked by share (then lowest energy, then label), with its ranks by frequency
+    and by energy beside it; the group's lowest motif is stored when `store` is given."""
+    def lowest(k: str) -> float:
+        return min(m.energy_per_atom for m in groups[k])
+
+    by_freq = sorted(groups, key=lambda k: (-len(groups[k]), lowest(k), k))
+    by_energy = sorted(groups, key=lambda k: (lowest(k), k))
     none = Share("", 0.0, 0)
-    by_share = sorted(groups, key=lambda k: (-shares.get(k, none).share, min(m.energy_per_atom for m in groups[k]),
-                                             k))
+    by_share = sorted(groups, key=lambda k: (-shares.get(k, none).share, lowest(k), k))
     ref_energy = {c.label: c.energy_per_atom for c in candidates if c.energy_per_atom is not None}
     polymorphs = []
     for rank, label in enumerate(by_share, start=1):
@@ -765,7 +816,7 @@ def _rank(
         best = min(group, key=lambda m: m.energy_per_atom)
         share = shares.get(label, none)
         summary = None
-        if inp.store:
+        if store is not None:
             parents = [replica_ids[best.replica]]
             summary = store(best.structure, best.energy,
                             {"crystallization_label": label, "motif_count": len(group),
@@ -782,13 +833,21 @@ def _rank(
             rank_by_frequency=by_freq.index(label) + 1, rank_by_energy=by_energy.index(label) + 1,
             structure=summary,
         ))
+    return polymorphs
+
+
+def _reference_outcomes(
+    candidates: list[Candidate], e0: float | None, store: _PolymorphStore | None
+) -> list[ReferencePolymorph]:
+    """The relaxed candidate polymorphs, lowest energy first, each stored when `store` is given: the reference
+    energies the motifs are compared against."""
     references = []
     for cand in candidates:
         if cand.energy_per_atom is None or cand.relaxed is None:
             continue
         kept = cand.kept
         summary = None
-        if inp.store:
+        if store is not None:
             parents = [cand.memory_id]
             summary = store(cand.relaxed, cand.energy_per_atom * len(cand.relaxed),
                             {"crystallization_reference": cand.label, "kept_structure": kept}, parents)
@@ -799,6 +858,13 @@ def _rank(
             same_as=cand.same_as, structure=summary,
         ))
     references.sort(key=lambda r: r.energy_per_atom_eV)
+    return references
+
+
+def _prediction(polymorphs: list[PolymorphOutcome], shares: dict[str, Share]) -> tuple[str | None, list[str]]:
+    """The predicted first polymorph (the top-ranked identified one with a share) and notes when there is none or
+    it rests on too few motifs, so a weak answer says so."""
+    notes: list[str] = []
     identified = [p for p in polymorphs if p.source not in ("unidentified", "other") and p.share > 0]
     predicted = identified[0].label if identified else None
     if predicted is None:
@@ -808,14 +874,7 @@ def _rank(
         n_sizes = len(shares[top.label].sizes)
         notes.append(f"the prediction rests on {top.count_in_window} low-energy motif(s) in {n_sizes} subcell size(s), "
                      f"share {top.share:.2f}: treat it as weak (see the motifs by subcell size)")
-    lowest = min(on_target, key=lambda m: m.energy_per_atom).label if on_target else None
-    return {
-        "predicted_first_polymorph": predicted, "lowest_energy_motif": lowest, "ground_state": ground,
-        "ground_state_energy_per_atom_eV": None if e0 is None else round(e0, 6),
-        "ostwald_differs": None if predicted is None or ground is None else predicted != ground,
-        "ranking_rule": rule(inp.energy_window_eV),
-        "polymorphs": polymorphs, "references": references, "notes": notes,
-    }
+    return predicted, notes
 
 
 def _write_artifacts(
