@@ -37,6 +37,7 @@ HULL_POTENTIAL_KEY = "hull_potential"  # the potential the record's energy was c
 HULL_ENERGY_KEY = "hull_energy_eV"  # total energy of the cell for the hull, eV
 HULL_RELAXATION_KEY = "hull_relaxation"  # the record is a relaxation outcome, converged or not
 HULL_CONVERGED_KEY = "hull_converged"  # ...and that relaxation converged
+INDEX_ROW_KEY = "row"  # an index entry's one metadata key: its formulas, chemsys and hull fields as JSON
 ELEMENT_FLAG_PREFIX = "el_"  # el_<El>: True for each element (the older element filter)
 HAS_ELEMENT_PREFIX = "has_"  # has_<El>: 1 for each element (the indexed element filter)
 

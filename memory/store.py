@@ -28,7 +28,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from memory.embedding import embed_texts
 from memory.equivalence import Equivalence, reduced_for_matching
 from memory.fingerprint import content_key, structure_fingerprint
-from memory.index_table import IndexTable
+from memory.index_table import IndexTable, packed_row
 from memory.keys import (
     CHEMSYS_KEY,
     CIF_KEY,
@@ -272,16 +272,15 @@ def _index_fields(elements: list[str]) -> dict[str, Any]:
 
 def _index_entry(record_id: str, meta: dict[str, Any]) -> tuple[list[float], dict[str, Any]]:
     """A record's entry in the index collection, from its metadata: the vector (energy per atom, or NO_ENERGY; then
-    a number from the id so that no two vectors coincide) and the light metadata that composition search and
-    hull_rows read through the in-memory IndexTable (formulas, chemsys, hull fields: 8 keys where the record has
-    30 and its CIF; chromadb returns metadata at ~6 us per key and record, so loading the table costs that)."""
+    a number from the id so that no two vectors coincide) and one packed metadata key (formulas, chemsys, hull
+    fields) that composition search and hull_rows read through the in-memory IndexTable."""
     elements = _elements_of(meta)
     value = meta.get(ENERGY_PER_ATOM_KEY)
     energy = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else NO_ENERGY
     spread = int(hashlib.sha256(record_id.encode()).hexdigest()[:8], 16) / 2**32
-    light = {FORMULA_KEY: str(meta.get(FORMULA_KEY, "")), REDUCED_FORMULA_KEY: str(meta.get(REDUCED_FORMULA_KEY, "")),
-             CHEMSYS_KEY: "-".join(sorted(elements)),
-             **{k: v for k, v in meta.items() if k.startswith(HULL_PREFIX)}}
+    hull = {k: v for k, v in meta.items() if k.startswith(HULL_PREFIX)}
+    light = packed_row(str(meta.get(FORMULA_KEY, "")), str(meta.get(REDUCED_FORMULA_KEY, "")),
+                       "-".join(sorted(elements)), hull)
     return [energy, spread], light
 
 
@@ -884,7 +883,7 @@ class StructureStore:
                 got = self.index.get(include=["embeddings", "metadatas"], limit=TABLE_PAGE, offset=offset)
                 if not got["ids"]:
                     break
-                table.upsert(list(got["ids"]), [list(v) for v in got["embeddings"]], list(got["metadatas"]))
+                table.upsert(list(got["ids"]), got["embeddings"], list(got["metadatas"]))
                 offset += len(got["ids"])
             self._index_table, self._table_token = table, token
         return self._index_table

@@ -245,17 +245,24 @@ def test_records_stored_before_the_index_are_found(tmp_path: Path) -> None:
 
 
 def test_index_entries_without_hull_fields_are_rewritten(tmp_path: Path) -> None:
-    """Index entries written before they held the hull fields (index_v 1) are rewritten on the next store object's
-    first hull query, so the relaxation they index is a hull row."""
+    """Index entries written before they held the hull fields (index_v 1, separate keys rather than the packed
+    row) are rewritten on the next store object's first hull query, so the relaxation they index is a hull row."""
     from memory.store import _index_entry
 
     store = StructureStore(tmp_path / "mem")
     rid = store.add(rocksalt(), provenance={}, properties=_relaxation("emt", -40.0)).id
     meta = store.texts.get(ids=[rid], include=["metadatas"])["metadatas"][0]
-    vector, light = _index_entry(rid, meta)
+    vector, _ = _index_entry(rid, meta)
     store.index.delete(ids=[rid])
-    store.index.add(ids=[rid], embeddings=[vector], metadatas=[{k: v for k, v in light.items()
-                                                                if not k.startswith("hull_")}])
+    old = {"formula": "Mg4O4", "reduced_formula": "MgO", "chemsys": "Mg-O", "n_elements": 2, "has_Mg": 1, "has_O": 1}
+    store.index.add(ids=[rid], embeddings=[vector], metadatas=[old])
+    assert StructureStore(tmp_path / "mem").hull_rows(["Mg", "O"], "emt") == []  # read as written: no hull fields
+    hull = {"hull_potential": "emt", "hull_energy_eV": -40.0, "hull_relaxation": True, "hull_converged": True}
+    store.index.delete(ids=[rid])
+    store.index.add(ids=[rid], embeddings=[vector], metadatas=[{**old, **hull}])
+    assert [r.energy for r in StructureStore(tmp_path / "mem").hull_rows(["Mg", "O"], "emt")] == [-40.0]
+    store.index.delete(ids=[rid])
+    store.index.add(ids=[rid], embeddings=[vector], metadatas=[old])
     store.texts.update(ids=[rid], metadatas=[{"index_v": 1}])
     assert [r.id for r in StructureStore(tmp_path / "mem").hull_rows(["Mg", "O"], "emt")] == [rid]
 
