@@ -547,9 +547,13 @@ def _propose_with_anions(
     return sorted(best.values(), key=lambda p: (-p.score, p.formula))[:n]
 
 
+_Frame = tuple[tuple[str, ...], tuple[int, ...], dict[str, str], str]  # roles, ratio, parent roles, shared-site note
+_Combo = tuple[tuple[str, int, float], ...]  # per cation role: (element, oxidation state, affinity)
+
+
 def _propose_in_frame(
     req: MaterialsRequest, family: Family, anions: dict[str, int], n: int, every_state: bool, required: list[str],
-    frame: tuple[tuple[str, ...], tuple[int, ...], dict[str, str], str],
+    frame: _Frame,
 ) -> list[FormulaProposal]:
     """Proposals of one family in one frame (roles, ratio, parent roles, the note on a shared site)."""
     roles, ratio, parent, note = frame
@@ -558,6 +562,41 @@ def _propose_in_frame(
         return []
     if req.polyanion and (family.tetrahedral is None or family.tetrahedral not in roles):
         return []
+    pool, extras = _frame_pool(req, family, anions, required)
+    if family.halide_archetypes and anions and set(anions) <= {"F", "Cl", "Br", "I"}:
+        family = replace(family, archetypes=family.halide_archetypes)
+    per_role = [
+        _role_candidates(family, parent[r], pool, extras, ratio[roles.index(r)], every_state,
+                         keep_all=len(cation_roles) == 1)
+        for r in cation_roles
+    ]
+    # Each formula unit scales the anion content with the expanded ratio (split roles double everything).
+    scale = ratio[roles.index("X")] // sum(anions.values()) if anions else 1
+    need = -sum(count * scale * (family.x_charge or ANION_CHARGE[a]) for a, count in anions.items())
+    candidates: dict[str, FormulaProposal] = {}
+    for combo in itertools.product(*per_role):
+        if not _combo_allowed(req, family, frame, cation_roles, combo, required, anions, need):
+            continue
+        sites = {r: (c[0], c[1]) for r, c in zip(cation_roles, combo, strict=True)}
+        scored = _combo_score(family, parent, sites, combo, required, anions)
+        if scored is None:
+            continue
+        score, descriptors = scored
+        formula = _frame_formula(roles, ratio, cation_roles, sites, anions, scale)
+        key = Composition(formula).reduced_formula
+        charges = {r: (f"{s}{ox:g}+" if family.ionic else s) for r, (s, ox) in sites.items()}
+        if key in candidates and (_uncommon_count(candidates[key].sites), -candidates[key].score) <= (
+                _uncommon_count(charges), -score):
+            continue  # one formula, several state assignments: the commonest states (V5+ Ni2+), then the likeliest
+        candidates[key] = _frame_proposal(family, formula, charges, anions, note, score, descriptors)
+    return sorted(candidates.values(), key=lambda p: (-p.score, p.formula))[:n]
+
+
+def _frame_pool(
+    req: MaterialsRequest, family: Family, anions: dict[str, int], required: list[str]
+) -> tuple[tuple[str, ...], list[str]]:
+    """The cations a frame's open roles may take (the family's usual pool, less refused and disallowed ones) and
+    the extras every role considers: required elements, either-or members, the polyanion centre, a type's own."""
     base_pool = CATION_POOL if family.ionic else INTERMETALLIC_POOL
     any_members = [el for group in req.include_any for el in group]
     pool = tuple(
@@ -572,83 +611,97 @@ def _propose_in_frame(
         own = [el for el in family.own.values() if el not in req.exclude and el not in anions]
         own = [el for el in own if req.only is None or el in req.only]
         pool, extras = (*pool, *own), [*extras, *own]
-    if family.halide_archetypes and anions and set(anions) <= {"F", "Cl", "Br", "I"}:
-        family = replace(family, archetypes=family.halide_archetypes)
-    per_role = [
-        _role_candidates(family, parent[r], pool, extras, ratio[roles.index(r)], every_state,
-                         keep_all=len(cation_roles) == 1)
-        for r in cation_roles
-    ]
-    # Each formula unit scales the anion content with the expanded ratio (split roles double everything).
-    scale = ratio[roles.index("X")] // sum(anions.values()) if anions else 1
-    need = -sum(count * scale * (family.x_charge or ANION_CHARGE[a]) for a, count in anions.items())
-    shared = {frozenset(pair) for pair in family.shared}
-    candidates: dict[str, FormulaProposal] = {}
-    for combo in itertools.product(*per_role):
-        elements = [c[0] for c in combo]
-        if len(set(elements)) < len(elements):
-            dup_roles = [
-                frozenset((r1, r2))
-                for (r1, c1), (r2, c2) in itertools.combinations(zip(cation_roles, combo, strict=True), 2)
-                if c1[0] == c2[0]
-            ]
-            if not all(
-                pair in shared and (family.mixed_valence or _same_state(combo, cation_roles, pair))
-                for pair in dup_roles
-            ):
-                continue
-        present = set(elements)
-        if not set(required) <= present or any(not present & set(g) for g in req.include_any):
-            continue
-        if req.polyanion:
-            centre = dict(zip(cation_roles, combo, strict=True)).get(family.tetrahedral)
-            if centre is None or centre[0] != req.polyanion or centre[1] != POLYANION_STATE.get(req.polyanion):
-                continue
-        if req.n_elements and len(present) + len(anions) != req.n_elements:
-            continue
-        if family.ionic and abs(
-            sum(ratio[roles.index(r)] * c[1] for r, c in zip(cation_roles, combo, strict=True)) - need
-        ) > 1e-9:
-            continue
-        sites = {r: (c[0], c[1]) for r, c in zip(cation_roles, combo, strict=True)}
-        main_anion = max(anions, key=anions.get) if anions else None
-        ok, descriptors = _geometry(family, _merged_sites(sites, parent), main_anion)
-        if not ok and not set(elements) <= set(required):
-            continue  # radius rules screen open roles; elements the user fixed are kept, with the descriptors shown
-        score = math.exp(sum(math.log(c[2]) for c in combo) / len(combo))
-        if len(present) < len(elements):
-            score *= family.shared_weight
-        if family.own and family.ionic and anions:  # an AFLOW type of the same anion (molybdenite for WS2) fits
-            score *= 3.0 if family.default_anion in anions else 0.5  # better than an oxide type (quartz) does
-        if family.own and not family.ionic:
-            score *= 2.0 * _size_match(family, sites)  # an intermetallic type keeps its radius ratios (Laves A/B)
-        if family.name == "half-heusler" and valence_electrons(elements) in (8, 18):
-            score *= 3.0  # the 8- and 18-electron half-Heuslers are the closed-shell (semiconducting) ones
-            descriptors = {**descriptors, "valence_electrons": valence_electrons(elements)}
-        amounts: dict[str, float] = {}
-        for role, count in zip(roles, ratio, strict=True):
-            if role in cation_roles:
-                amounts[sites[role][0]] = amounts.get(sites[role][0], 0) + count
-        for anion, count in anions.items():
-            amounts[anion] = amounts.get(anion, 0) + count * scale
-        formula = "".join(f"{el}{'' if k == 1 else int(k)}" for el, k in amounts.items())
-        key = Composition(formula).reduced_formula
-        charges = {r: (f"{s}{ox:g}+" if family.ionic else s) for r, (s, ox) in sites.items()}
-        if key in candidates and (_uncommon_count(candidates[key].sites), -candidates[key].score) <= (
-                _uncommon_count(charges), -score):
-            continue  # one formula, several state assignments: the commonest states (V5+ Ni2+), then the likeliest
-        if anions:
-            charges["X"] = "".join(f"{a}{-(family.x_charge or ANION_CHARGE[a])}-" for a in anions)
-        reason = f"{family.name} with " + ", ".join(f"{r}={c}" for r, c in charges.items())
-        if note:
-            reason += f"; {note}"
-        if family.ionic:
-            reason += "; charge balanced"
-        if descriptors:
-            reason += "; " + ", ".join(f"{k} {v}" for k, v in descriptors.items())
-        reason += f"; substitution likelihood {score:.3g}"
-        candidates[key] = FormulaProposal(formula, family.name, charges, round(score, 6), reason, descriptors)
-    return sorted(candidates.values(), key=lambda p: (-p.score, p.formula))[:n]
+    return pool, extras
+
+
+def _combo_allowed(
+    req: MaterialsRequest, family: Family, frame: _Frame, cation_roles: list[str], combo: _Combo,
+    required: list[str], anions: dict[str, int], need: float,
+) -> bool:
+    """One filling of the cation roles keeps the request and the family's rules: an element on two roles only where
+    they share a site, the required and either-or elements present, the polyanion centre in its state on the
+    tetrahedral role, the element count, and (ionic) the charge balanced."""
+    roles, ratio = frame[0], frame[1]
+    elements = [c[0] for c in combo]
+    if len(set(elements)) < len(elements):
+        dup_roles = [
+            frozenset((r1, r2))
+            for (r1, c1), (r2, c2) in itertools.combinations(zip(cation_roles, combo, strict=True), 2)
+            if c1[0] == c2[0]
+        ]
+        shared = {frozenset(pair) for pair in family.shared}
+        if not all(
+            pair in shared and (family.mixed_valence or _same_state(combo, cation_roles, pair))
+            for pair in dup_roles
+        ):
+            return False
+    present = set(elements)
+    if not set(required) <= present or any(not present & set(g) for g in req.include_any):
+        return False
+    if req.polyanion:
+        centre = dict(zip(cation_roles, combo, strict=True)).get(family.tetrahedral)
+        if centre is None or centre[0] != req.polyanion or centre[1] != POLYANION_STATE.get(req.polyanion):
+            return False
+    if req.n_elements and len(present) + len(anions) != req.n_elements:
+        return False
+    charge = sum(ratio[roles.index(r)] * c[1] for r, c in zip(cation_roles, combo, strict=True))
+    return not (family.ionic and abs(charge - need) > 1e-9)  # the cations balance the anions' charge
+
+
+def _combo_score(
+    family: Family, parent: dict[str, str], sites: dict[str, tuple[str, int]], combo: _Combo, required: list[str],
+    anions: dict[str, int],
+) -> tuple[float, dict[str, float]] | None:
+    """The substitution likelihood of one filling and its geometry descriptors, or None when the radius rules
+    screen it out (elements the user fixed are kept, with the descriptors shown)."""
+    elements = [c[0] for c in combo]
+    main_anion = max(anions, key=anions.get) if anions else None
+    ok, descriptors = _geometry(family, _merged_sites(sites, parent), main_anion)
+    if not ok and not set(elements) <= set(required):
+        return None
+    score = math.exp(sum(math.log(c[2]) for c in combo) / len(combo))
+    if len(set(elements)) < len(elements):
+        score *= family.shared_weight
+    if family.own and family.ionic and anions:  # an AFLOW type of the same anion (molybdenite for WS2) fits
+        score *= 3.0 if family.default_anion in anions else 0.5  # better than an oxide type (quartz) does
+    if family.own and not family.ionic:
+        score *= 2.0 * _size_match(family, sites)  # an intermetallic type keeps its radius ratios (Laves A/B)
+    if family.name == "half-heusler" and valence_electrons(elements) in (8, 18):
+        score *= 3.0  # the 8- and 18-electron half-Heuslers are the closed-shell (semiconducting) ones
+        descriptors = {**descriptors, "valence_electrons": valence_electrons(elements)}
+    return score, descriptors
+
+
+def _frame_formula(
+    roles: tuple[str, ...], ratio: tuple[int, ...], cation_roles: list[str], sites: dict[str, tuple[str, int]],
+    anions: dict[str, int], scale: int,
+) -> str:
+    """The formula of one filling: each role's element times its count, then the anions scaled to the unit."""
+    amounts: dict[str, float] = {}
+    for role, count in zip(roles, ratio, strict=True):
+        if role in cation_roles:
+            amounts[sites[role][0]] = amounts.get(sites[role][0], 0) + count
+    for anion, count in anions.items():
+        amounts[anion] = amounts.get(anion, 0) + count * scale
+    return "".join(f"{el}{'' if k == 1 else int(k)}" for el, k in amounts.items())
+
+
+def _frame_proposal(
+    family: Family, formula: str, charges: dict[str, str], anions: dict[str, int], note: str, score: float,
+    descriptors: dict[str, float],
+) -> FormulaProposal:
+    """The proposal of one filling, with the sites, the shared-site note, the descriptors and the score in words."""
+    if anions:
+        charges["X"] = "".join(f"{a}{-(family.x_charge or ANION_CHARGE[a])}-" for a in anions)
+    reason = f"{family.name} with " + ", ".join(f"{r}={c}" for r, c in charges.items())
+    if note:
+        reason += f"; {note}"
+    if family.ionic:
+        reason += "; charge balanced"
+    if descriptors:
+        reason += "; " + ", ".join(f"{k} {v}" for k, v in descriptors.items())
+    reason += f"; substitution likelihood {score:.3g}"
+    return FormulaProposal(formula, family.name, charges, round(score, 6), reason, descriptors)
 
 
 PETTIFOR_SCALE = 8.0  # Mendeleev-number distance at which an element's fit to a prototype site falls by e

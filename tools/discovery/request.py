@@ -307,18 +307,36 @@ def _overlaps(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
     return any(a < span[1] and span[0] < b for a, b in taken)
 
 
+@dataclass
+class _Found:
+    """The mentions found so far and the spans taken (by them, or by words that are no mention: 'PV', 'III-V')."""
+
+    mentions: list[Mention] = field(default_factory=list)
+    taken: list[tuple[int, int]] = field(default_factory=list)
+
+    def add(self, start: int, end: int, kind: str, value: str, implied: tuple[str, ...] = ()) -> None:
+        """A mention, kept unless its span overlaps one already taken."""
+        if not _overlaps((start, end), self.taken):
+            self.mentions.append(Mention(start, end, kind, value, implied=implied))
+            self.taken.append((start, end))
+
+
 def _find_mentions(text: str) -> list[Mention]:
     """Families, classes, groups, formulas, then element symbols and names not inside any of those."""
     lowered = text.lower()
-    mentions: list[Mention] = []
-    taken: list[tuple[int, int]] = []
+    found = _Found()
+    _family_word_mentions(text, lowered, found)
+    _family_code_mentions(text, found)
+    _class_mentions(lowered, found)
+    _group_mentions(text, lowered, found)
+    _formula_mentions(text, found)
+    _symbol_mentions(text, found)
+    _name_mentions(text, lowered, found)
+    return _kept_mentions(text, lowered, found.mentions)
 
-    def add(start: int, end: int, kind: str, value: str, implied: tuple[str, ...] = ()) -> None:
-        if not _overlaps((start, end), taken):
-            mentions.append(Mention(start, end, kind, value, implied=implied))
-            taken.append((start, end))
 
-    # Families: the lexicon (longest phrase first), AFLOW names, "<formula>-type".
+def _family_word_mentions(text: str, lowered: str, found: _Found) -> None:
+    """Families by word: the lexicon (longest phrase first), AFLOW names, minerals, 'thiospinel' (family + class)."""
     phrases = [(p, fam) for fam, words in FAMILY_WORDS.items() for p in words]
     phrases += [(re.escape(name), fam) for name, fam in aflow_family_names().items() if len(name) > 3]
     phrases += [(rf"{re.escape(name)}(?:[- ](?:type|like|structured?))?", fam)
@@ -326,53 +344,65 @@ def _find_mentions(text: str) -> list[Mention]:
     for prefix, cls in PREFIX_CLASSES.items():  # thiospinel, selenospinel: family + class
         for fam, words in FAMILY_WORDS.items():
             for m in re.finditer(rf"\b{prefix}-?(?:{'|'.join(words)})\b", lowered):
-                add(m.start(), m.end(), "family", fam)
-                mentions.append(Mention(m.start(), m.start() + len(prefix), "class", cls))
-    found = [(m, fam) for phrase, fam in phrases for m in re.finditer(rf"(?<![\w-]){phrase}(?![\w])", lowered)]
-    for m, fam in sorted(found, key=lambda mf: (mf[0].start() - mf[0].end(), mf[0].start())):  # longest first
+                found.add(m.start(), m.end(), "family", fam)
+                found.mentions.append(Mention(m.start(), m.start() + len(prefix), "class", cls))
+    hits = [(m, fam) for phrase, fam in phrases for m in re.finditer(rf"(?<![\w-]){phrase}(?![\w])", lowered)]
+    for m, fam in sorted(hits, key=lambda mf: (mf[0].start() - mf[0].end(), mf[0].start())):  # longest first
         qualifier = _QUALIFIER.match(lowered[m.end():])
         if qualifier:
-            taken.append((m.start(), m.end() + qualifier.end()))  # an adjective on another family
+            found.taken.append((m.start(), m.end() + qualifier.end()))  # an adjective on another family
             continue
-        add(m.start(), m.end(), "family", fam)
+        found.add(m.start(), m.end(), "family", fam)
         named = re.match(r"([A-Z][A-Za-z0-9()]*)[- ](?:type|like|structured?)", text[m.start():m.end()])
         if named and _is_formula(named.group(1)):  # "NaCl-type": the family, and NaCl as a reference
-            mentions.append(Mention(m.start(), m.start() + len(named.group(1)), "reference", named.group(1)))
+            found.mentions.append(Mention(m.start(), m.start() + len(named.group(1)), "reference", named.group(1)))
+
+
+def _family_code_mentions(text: str, found: _Found) -> None:
+    """Families by code (Strukturbericht A15, L1_2, C14, B2) and by '<formula>-type' (the formula a reference)."""
     codes = strukturbericht_families()
     for m in re.finditer(r"(?<![\w-])[A-Za-z]\d[\w]{0,3}(?![\w])", text):  # Strukturbericht: A15, L1_2, C14, B2
         code = m.group(0).lower().replace("_", "")
         if code in codes and (len(code) > 2 or _CODE_CONTEXT.match(text[m.end():])):
-            add(m.start(), m.end(), "family", codes[code])
+            found.add(m.start(), m.end(), "family", codes[code])
     for m in re.finditer(r"(?<![\w-])([A-Z][A-Za-z0-9()]*)(?=[-\s]?(?:type|like|structured?)\b)", text):
-        if not _is_formula(m.group(1)) or _overlaps(m.span(), taken):
+        if not _is_formula(m.group(1)) or _overlaps(m.span(), found.taken):
             continue
         suffix = _TYPE_AFTER.match(text[m.end():])
         end = m.end() + (len(suffix.group(0)) if suffix else 0)
-        mentions.append(Mention(m.start(), m.end(), "reference", m.group(1)))
+        found.mentions.append(Mention(m.start(), m.end(), "reference", m.group(1)))
         fam = family_of_formula(m.group(1))
         if fam:
-            add(m.start(), end, "family", fam, implied=("formula",))  # yields to a family word (see read_request)
+            found.add(m.start(), end, "family", fam, implied=("formula",))  # yields to a family word (read_request)
         else:
-            taken.append((m.start(), end))
-    # Compound classes: mixed anions and prefixes first, then single words, then "-ate" words.
+            found.taken.append((m.start(), end))
+
+
+def _class_mentions(lowered: str, found: _Found) -> None:
+    """Compound classes: mixed anions and prefixes first, then single words, then '-ate' and '-ide' words."""
     for prefix, cls in PREFIX_CLASSES.items():  # thiophosphate: a sulfide of the PS4 anion (P required)
         for m in re.finditer(rf"\b{prefix}-?(phosphate|silicate|germanate)s?\b", lowered):
             centre = COMPOUND_CLASSES[m.group(1)].polyanion
-            add(m.start(), m.end(), "class", "thiophosphate" if m.group(0).startswith("thio") and centre == "P"
-                else cls, implied=(centre,) if centre else ())
+            found.add(m.start(), m.end(), "class", "thiophosphate" if m.group(0).startswith("thio") and centre == "P"
+                      else cls, implied=(centre,) if centre else ())
     for word, cls in sorted(CLASS_WORDS.items(), key=lambda wc: -len(wc[0])):
         for m in re.finditer(rf"(?<![\w]){word}(?![\w])", lowered):
-            add(m.start(), m.end(), "class", cls)
-    families = [(x.start, x.end) for x in mentions if x.kind == "family"]
+            found.add(m.start(), m.end(), "class", cls)
+    families = [(x.start, x.end) for x in found.mentions if x.kind == "family"]
     for word, el in ATE_WORDS.items():
         for m in re.finditer(rf"\b{ATE_PREFIX}{word}s?\b", lowered):
-            if _overlaps(m.span(), families) and not _overlaps(m.span(), [t for t in taken if t not in families]):
-                mentions.append(Mention(m.start(), m.end(), "class", "oxide", implied=(el,)))  # 'hexaferrite'
+            if _overlaps(m.span(), families) and not _overlaps(m.span(), [t for t in found.taken if t not in families]):
+                found.mentions.append(Mention(m.start(), m.end(), "class", "oxide", implied=(el,)))  # 'hexaferrite'
             else:
-                add(m.start(), m.end(), "class", "oxide", implied=(el,))
+                found.add(m.start(), m.end(), "class", "oxide", implied=(el,))
     for word, el in IDE_WORDS.items():  # 'nickel aluminide', 'molybdenum disilicide'
         for m in re.finditer(rf"\b{COUNT_PREFIX}{word}s?\b", lowered):
-            add(m.start(), m.end(), "class", "intermetallic", implied=(el,))
+            found.add(m.start(), m.end(), "class", "intermetallic", implied=(el,))
+
+
+def _group_mentions(text: str, lowered: str, found: _Found) -> None:
+    """Element groups ('rare earth', 'alkali'); 'metal' and 'nonmetal' only where refused, 'toxic' not as an
+    adjective on an element."""
     for word, group in GROUP_WORDS.items():
         for m in re.finditer(rf"(?<![\w]){word}(?![\w])", lowered):
             if group in REFUSAL_ONLY_GROUPS and (
@@ -382,29 +412,37 @@ def _find_mentions(text: str) -> list[Mention]:
                 continue  # "metal oxide", "heavy-metal-free", "no metal but Zn": only "no metal" refuses the group
             if group == "toxic" and re.match(r"\s+(?:[A-Z][a-z]?\b|" + "|".join(_NAMES) + r")", text[m.end():]):
                 continue  # "toxic Cd": an adjective on the element, not the group
-            add(m.start(), m.end(), "group", group)
+            found.add(m.start(), m.end(), "group", group)
+
+
+def _formula_mentions(text: str, found: _Found) -> None:
+    """Templates ('LiMPO4'), acronyms taken as no elements (PV, YSZ, III-V), then formulas, one per hyphen part."""
     for start, _end, token in _tokens(text):
         implied = _template_elements(token)
-        if implied is not None and not _overlaps((start, start + len(token)), taken):
-            add(start, start + len(token), "template", token, implied=implied)
+        if implied is not None and not _overlaps((start, start + len(token)), found.taken):
+            found.add(start, start + len(token), "template", token, implied=implied)
     for start, _end, token in _tokens(text):
         if _is_formula(token):
             continue  # 'Na3Zr2Si2PO12': the 'PO' inside a formula is no acronym
         for part in re.finditer(r"[A-Za-z]+", token):
             word = part.group(0).removesuffix("s")
             if (len(word) >= 2 and word.isupper() and not _is_formula(word)) or _ROMAN.fullmatch(token):
-                taken.append((start + part.start(), start + part.end()))  # PV, UV, YSZ, III-V: not elements
+                found.taken.append((start + part.start(), start + part.end()))  # PV, UV, YSZ, III-V: not elements
     for start, _end, token in _tokens(text):
         offset = 0
         for part in token.split("-"):  # 'LiFePO4-based', and 'alpha-Al2O3', '2H-MoS2' after a polymorph prefix
             span = (start + offset, start + offset + len(part))
             inner = part[1:-1] if part.startswith("(") and part.endswith(")") else part  # "(YBa2Cu3O7)"
-            if _is_formula(inner) and not _overlaps(span, taken):
-                add(span[0] + (inner != part), span[1] - (inner != part), "formula", inner)
+            if _is_formula(inner) and not _overlaps(span, found.taken):
+                found.add(span[0] + (inner != part), span[1] - (inner != part), "formula", inner)
             offset += len(part) + 1
+
+
+def _symbol_mentions(text: str, found: _Found) -> None:
+    """Element symbols, less site letters ('B-site'), units ('92 K') and acronyms that start like one ('FeRAM')."""
     for m in _SYMBOL.finditer(text):
         sym = m.group(1)
-        if not Element.is_valid_symbol(sym) or sym in ("D", "T") or _overlaps(m.span(), taken):
+        if not Element.is_valid_symbol(sym) or sym in ("D", "T") or _overlaps(m.span(), found.taken):
             continue
         if _SITE_WORDS.match(text[m.end():]) and len(sym) == 1:
             continue  # "B-site", "X site": a crystallographic label, not boron
@@ -415,8 +453,12 @@ def _find_mentions(text: str) -> list[Mention]:
             continue  # "the 92 K superconductor"
         if re.match(r"[A-Z]{2,}", text[m.end():]):
             continue  # "FeRAM", "NiMH": an acronym that starts like a symbol
-        add(m.start(), m.end(), "element", sym)
-    taken.extend(span for span in minerals_in(lowered) if not _overlaps(span, taken))  # "fool's gold"
+        found.add(m.start(), m.end(), "element", sym)
+
+
+def _name_mentions(text: str, lowered: str, found: _Found) -> None:
+    """Element names (not a verb, process or colour), names one slip off, misspelled families, lower-case formulas."""
+    found.taken.extend(span for span in minerals_in(lowered) if not _overlaps(span, found.taken))  # "fool's gold"
     for name, sym in sorted(_NAMES.items(), key=lambda ns: -len(ns[0])):
         for m in re.finditer(rf"(?<![\w]){re.escape(name)}(?![\w])", lowered):
             if name == "lead" and re.match(r"\s+(?:to|the way|us|you)\b", lowered[m.end():]):
@@ -425,18 +467,22 @@ def _find_mentions(text: str) -> list[Mention]:
                 continue  # "oxygen evolution", "hydrogen storage": a reaction or a use, not an ingredient
             if _COLOUR_AFTER.match(lowered[m.end():]):
                 continue  # "a gold-coloured coating": a colour, not an ingredient
-            add(m.start(), m.end(), "element", sym)
+            found.add(m.start(), m.end(), "element", sym)
     for m in re.finditer(r"[a-z]{6,}", lowered):  # 'nickle', 'titanum', 'magnesum': one slip from a name
         sym = _misspelled_element(m.group(0))
-        if sym and not _overlaps(m.span(), taken):
-            add(m.start(), m.end(), "element", sym)
-    if not any(m.kind == "family" for m in mentions):
-        for m in _misspelled_families(lowered, taken):
-            add(m.start, m.end, "family", m.value)
+        if sym and not _overlaps(m.span(), found.taken):
+            found.add(m.start(), m.end(), "element", sym)
+    if not any(m.kind == "family" for m in found.mentions):
+        for m in _misspelled_families(lowered, found.taken):
+            found.add(m.start, m.end, "family", m.value)
     for m in re.finditer(r"(?<![\w-])[a-z]{3,8}(?![\w])", text):  # 'snte', 'half heusler zrnisn'
-        formula = None if _overlaps(m.span(), taken) else _lowercase_formula(m.group(0))
+        formula = None if _overlaps(m.span(), found.taken) else _lowercase_formula(m.group(0))
         if formula:
-            add(m.start(), m.end(), "formula", formula)
+            found.add(m.start(), m.end(), "formula", formula)
+
+
+def _kept_mentions(text: str, lowered: str, mentions: list[Mention]) -> list[Mention]:
+    """The mentions in order, less 'layered' before another family and ambiguous symbols out of chemical context."""
     mentions.sort(key=lambda mt: mt.start)
     mentions = [a for a, b in zip(mentions, [*mentions[1:], None], strict=False)  # 'layered tetradymite-type'
                 if not (b and a.kind == b.kind == "family" and lowered[a.start:a.end] == "layered"
@@ -675,150 +721,247 @@ def _optional(text: str, mention: Mention) -> bool:
                          r"[^.;]{0,30}\bnot (?:required|necessary|needed|essential)", after))
 
 
+@dataclass
+class _Collected:
+    """What the mentions of a request contribute before the reading is settled (read_request's first stage)."""
+
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    classes: list[Mention] = field(default_factory=list)
+    ions: list[str] = field(default_factory=list)  # working ions: required only where the material holds the ion
+    template_elements: list[str] = field(default_factory=list)  # a 'LiMPO4'-style template's: asked unless refused
+    refused_formulas: list[str] = field(default_factory=list)
+
+
 def read_request(text: str) -> MaterialsRequest:
     """The offline reading of a request. Raises ToolInputError only for an empty or unreadable request; a request
     that chemistry rules out comes back with `decline` set to the reason."""
+    cleaned = _cleaned_request(text)
+    lowered = cleaned.lower()
+    req = MaterialsRequest(text=cleaned)
+    mentions = _negated_mentions(cleaned)
+    got = _Collected()
+    for m in mentions:
+        _read_mention(cleaned, m, mentions, req, got)
+    req.derived_formulas.extend(f for f in ratio_formulas(cleaned) if f not in req.derived_formulas)  # 'Sm-Co 1:5'
+    _read_named_compounds(cleaned, req)
+    _settle_elements(req, got)
+    _read_alternatives(cleaned, mentions, req)
+    _read_semiconductor_groups(lowered, req, got.classes)
+    _apply_substitutions(cleaned, mentions, req)
+    only_elements = _read_only(lowered, mentions, req)
+    _read_class(req, got.classes)
+    centres = {el for m in got.classes for el in m.implied if m.value == "oxide"}  # "a titanate of a 3d metal": no Ti
+    req.include_any = [[el for el in g if el not in centres] if len(set(g) - centres) > 1 else g
+                       for g in req.include_any]
+    _close_only(req, only_elements)
+    _read_element_count(lowered, req)
+    _read_goal(lowered, req)
+    _read_application(lowered, req)
+    _read_molecular_anion(lowered, req)
+    _place_working_ions(req, got.ions)
+    _require_redox_metal(req)
+    _require_magnetic_ion(req)
+    _settle_family(cleaned, req)
+    req.decline = decline_reason(req)
+    if not (req.family or req.include or req.compound_class or req.formulas or req.named_compounds or req.include_any
+            or req.application or req.decline or req.n_elements):
+        raise ToolInputError(
+            "could not find elements, a structure family, a compound class or a formula in the request; try e.g. "
+            "'a double perovskite oxide with La and Mn' or 'a lead-free halide perovskite'"
+        )
+    return req
+
+
+def _cleaned_request(text: str) -> str:
+    """The request as plain, single-spaced text; ToolInputError when it is empty or too long."""
     cleaned = _uncapitalised(" ".join(plain_request(str(text)).split()))
     if not cleaned:
         raise ToolInputError("the request is empty: say what material you want, e.g. 'a stable spinel with Mg and Al'")
     if len(cleaned) > MAX_REQUEST_CHARS:
         raise ToolInputError(f"the request is {len(cleaned)} characters; keep it under {MAX_REQUEST_CHARS}")
-    lowered = cleaned.lower()
-    req = MaterialsRequest(text=cleaned)
+    return cleaned
+
+
+def _negated_mentions(cleaned: str) -> list[Mention]:
+    """The request's mentions, each marked negated where the request refuses it ('no Pb', 'Co- and Ni-free')."""
     mentions = _find_mentions(cleaned)
     for m in mentions:
         m.negated = _negated(cleaned, m, mentions)
     _spread_postfix_negation(cleaned, mentions)
-    only_elements = False
-    only_span = re.search(r"\b(?:only|solely|exclusively|purely|nothing but|just|made of|composed of|consisting of|"
-                          r"made up of|consists of|no (?:other )?elements? (?:besides|other than|apart from|except|"
-                          r"but))\b", lowered)
-    include: list[str] = []
-    exclude: list[str] = []
-    classes: list[Mention] = []
-    ions: list[str] = []
-    template_elements: list[str] = []  # elements of a 'LiMPO4'-style template: asked for unless refused
-    refused_formulas: list[str] = []
-    for m in mentions:
-        if m.kind == "element" and not m.negated and _working_ion(cleaned, m):
-            ions.append(m.value)  # "for Li-ion cells": required only where the ion is in the material (below)
-        elif m.kind == "element":
-            if m.negated:
-                exclude.append(m.value)
-            elif _explains_refusal(cleaned, m, mentions):
-                continue  # "titanium-free (Ti4+ gets reduced)": the aside explains the refusal
-            elif _optional(cleaned, m):
-                req.optional.append(m.value)
-            else:
-                include.append(m.value)
-        elif m.kind == "group":
-            members = list(ELEMENT_GROUPS[m.value])
-            if _explains_refusal(cleaned, m, mentions):
-                continue  # "no rare earths (Y and Sc count as rare earths)": the aside defines, it does not ask
-            if m.negated:
-                exclude.extend(members)
-            elif m.value not in REFUSAL_ONLY_GROUPS:  # "a metal oxide": no requirement
-                req.include_any.append(members)
-        elif m.kind == "template":  # 'Co2YZ with Y = Fe': the template's own elements are asked for
-            if m.negated:
-                continue
-            template_elements.extend(el for el in m.implied if el not in SIMPLE_ANIONS)
-            req.derived_formulas.extend(f for f in filled_templates(cleaned, m.value) if f not in req.derived_formulas)
-            cls = _class_of_formula(_template_core(m.value)) if set(m.implied) & set(SIMPLE_ANIONS) else None
-            if cls:
-                classes.append(Mention(m.start, m.end, "class", cls, implied=("template",)))
-        elif m.kind == "reference":
-            req.formulas.append(m.value)
-            req.reference_formulas.append(m.value)
-        elif m.kind == "formula" and not m.negated and _elements_before_family(cleaned, m, mentions):
-            include.extend(el.symbol for el in Composition(m.value).elements)  # 'MgAl spinel': Mg and Al
-        elif m.kind == "formula":
-            if not m.negated:
-                req.formulas.append(m.value)
-                fam = family_of_formula(m.value)
-                like = re.search(r"(?:like|similar to|analog(?:ue)? of|isostructural (?:with|to))\s*$",
-                                 lowered[:m.start])
-                if fam and like and not any(x.kind == "family" for x in mentions):
-                    req.family = fam
-            else:
-                refused_formulas.append(m.value)  # "not TaON": its elements, less those asked for (below)
-        elif m.kind == "class":
-            if m.negated and m.implied:  # "rather than zirconia": no Zr; the oxide itself is not refused
-                exclude.extend(m.implied)
-            elif m.negated:
-                cls = COMPOUND_CLASSES[m.value]
-                asserted = any(x.kind == "class" and x.value == m.value and not x.negated for x in mentions)
-                if not asserted:  # "an oxide that is not zinc oxide" refuses Zn, not O
-                    exclude.extend(cls.anions if len(cls.anions) == 1 else ())
-            else:
-                classes.append(m)
-                include.extend(m.implied)
-        elif m.kind == "family":
-            worded = [x for x in mentions if x.kind == "family" and not x.negated and not x.implied]
-            if m.negated:
-                req.exclude_families.append(m.value)
-            elif m.implied and worded:
-                continue  # "ZnGeP2-type chalcopyrite": the family word, not the formula's stoichiometric guess
-            elif req.family is None or _more_specific(m.value, req.family):
-                req.family = m.value
-    req.derived_formulas.extend(f for f in ratio_formulas(cleaned) if f not in req.derived_formulas)  # 'Sm-Co 1:5'
-    for compound in named_compounds(cleaned):
-        if _TYPE_AFTER.match(cleaned[compound.end:]):  # "cesium chloride type bromide": a structure, not an answer
+    return mentions
+
+
+def _read_mention(text: str, m: Mention, mentions: list[Mention], req: MaterialsRequest, got: _Collected) -> None:
+    """What one mention asks for, by its kind, into the request or the collected lists."""
+    if m.kind == "element":
+        _read_element_mention(text, m, mentions, req, got)
+    elif m.kind == "group":
+        if _explains_refusal(text, m, mentions):
+            return  # "no rare earths (Y and Sc count as rare earths)": the aside defines, it does not ask
+        members = list(ELEMENT_GROUPS[m.value])
+        if m.negated:
+            got.exclude.extend(members)
+        elif m.value not in REFUSAL_ONLY_GROUPS:  # "a metal oxide": no requirement
+            req.include_any.append(members)
+    elif m.kind == "template":  # 'Co2YZ with Y = Fe': the template's own elements are asked for
+        if m.negated:
+            return
+        got.template_elements.extend(el for el in m.implied if el not in SIMPLE_ANIONS)
+        req.derived_formulas.extend(f for f in filled_templates(text, m.value) if f not in req.derived_formulas)
+        cls = _class_of_formula(_template_core(m.value)) if set(m.implied) & set(SIMPLE_ANIONS) else None
+        if cls:
+            got.classes.append(Mention(m.start, m.end, "class", cls, implied=("template",)))
+    elif m.kind == "reference":
+        req.formulas.append(m.value)
+        req.reference_formulas.append(m.value)
+    elif m.kind == "formula":
+        _read_formula_mention(text, m, mentions, req, got)
+    elif m.kind == "class":
+        _read_class_mention(m, mentions, got)
+    elif m.kind == "family":
+        worded = [x for x in mentions if x.kind == "family" and not x.negated and not x.implied]
+        if m.negated:
+            req.exclude_families.append(m.value)
+        elif m.implied and worded:
+            return  # "ZnGeP2-type chalcopyrite": the family word, not the formula's stoichiometric guess
+        elif req.family is None or _more_specific(m.value, req.family):
+            req.family = m.value
+
+
+def _read_element_mention(text: str, m: Mention, mentions: list[Mention], req: MaterialsRequest,
+                          got: _Collected) -> None:
+    """An element: a working ion, refused, an aside on a refusal, optional (a dopant) or required."""
+    if not m.negated and _working_ion(text, m):
+        got.ions.append(m.value)  # "for Li-ion cells": required only where the ion is in the material (below)
+    elif m.negated:
+        got.exclude.append(m.value)
+    elif _explains_refusal(text, m, mentions):
+        return  # "titanium-free (Ti4+ gets reduced)": the aside explains the refusal
+    elif _optional(text, m):
+        req.optional.append(m.value)
+    else:
+        got.include.append(m.value)
+
+
+def _read_formula_mention(text: str, m: Mention, mentions: list[Mention], req: MaterialsRequest,
+                          got: _Collected) -> None:
+    """A formula: its elements ('MgAl spinel'), a formula asked for (and 'like X' its family), or one refused."""
+    if not m.negated and _elements_before_family(text, m, mentions):
+        got.include.extend(el.symbol for el in Composition(m.value).elements)  # 'MgAl spinel': Mg and Al
+    elif not m.negated:
+        req.formulas.append(m.value)
+        fam = family_of_formula(m.value)
+        like = re.search(r"(?:like|similar to|analog(?:ue)? of|isostructural (?:with|to))\s*$",
+                         text.lower()[:m.start])
+        if fam and like and not any(x.kind == "family" for x in mentions):
+            req.family = fam
+    else:
+        got.refused_formulas.append(m.value)  # "not TaON": its elements, less those asked for (below)
+
+
+def _read_class_mention(m: Mention, mentions: list[Mention], got: _Collected) -> None:
+    """A compound class: asked for (with the elements its word implies), or refused."""
+    if m.negated and m.implied:  # "rather than zirconia": no Zr; the oxide itself is not refused
+        got.exclude.extend(m.implied)
+    elif m.negated:
+        cls = COMPOUND_CLASSES[m.value]
+        asserted = any(x.kind == "class" and x.value == m.value and not x.negated for x in mentions)
+        if not asserted:  # "an oxide that is not zinc oxide" refuses Zn, not O
+            got.exclude.extend(cls.anions if len(cls.anions) == 1 else ())
+    else:
+        got.classes.append(m)
+        got.include.extend(m.implied)
+
+
+def _read_named_compounds(text: str, req: MaterialsRequest) -> None:
+    """Compounds named in words or acronyms: asked for unless refused; one before 'type' names a family instead."""
+    for compound in named_compounds(text):
+        if _TYPE_AFTER.match(text[compound.end:]):  # "cesium chloride type bromide": a structure, not an answer
             fam = family_of_formula(compound.formulas[0]) if len(compound.formulas) == 1 else None
             if fam and req.family is None:
                 req.family = fam
             continue
         if not re.search(r"(?:\bnot|\bno|\bwithout|\bthan|instead of|n't)\s+(?:an?\s+|the\s+|any\s+)?$",
-                         cleaned[:compound.start], re.IGNORECASE):
+                         text[:compound.start], re.IGNORECASE):
             req.named_compounds.extend(f for f in compound.formulas if f not in req.named_compounds)
             if compound.exact:
                 req.exact_compounds.extend(compound.formulas)
-    asked = {*include, *(el for m in classes for el in COMPOUND_CLASSES[m.value].anions[:1])}
-    for formula in refused_formulas:  # "a nitride of Ta, oxygen-free, so not TaON": O is refused, Ta and N are not
-        exclude.extend(el.symbol for el in Composition(formula).elements if el.symbol not in asked)
-    req.include = list(dict.fromkeys([*include, *(el for el in template_elements if el not in exclude)]))
-    req.exclude = sorted(set(exclude))
-    _read_alternatives(cleaned, mentions, req)
-    _read_semiconductor_groups(lowered, req, classes)
-    _apply_substitutions(cleaned, mentions, req)
-    if only_span:
-        after = [m for m in mentions if m.start > only_span.start() and not m.negated]
-        allowed = [m.value for m in after if m.kind == "element"]
-        allowed += [el for m in after if m.kind == "group" for el in ELEMENT_GROUPS[m.value]]
-        if allowed:
-            req.only = sorted(set(allowed) | set(req.include))
-            only_elements = not any(m.kind == "group" for m in after)
-            req.include_any = [g for g in req.include_any if not set(g) <= set(req.only)]
-    _read_class(req, classes)
-    centres = {el for m in classes for el in m.implied if m.value == "oxide"}  # "a titanate of a 3d metal": not Ti
-    req.include_any = [[el for el in g if el not in centres] if len(set(g) - centres) > 1 else g
-                       for g in req.include_any]
+
+
+def _settle_elements(req: MaterialsRequest, got: _Collected) -> None:
+    """The required and excluded elements from the collected mentions: a refused formula refuses its elements less
+    those asked for, and a template's elements are asked unless refused."""
+    asked = {*got.include, *(el for m in got.classes for el in COMPOUND_CLASSES[m.value].anions[:1])}
+    for formula in got.refused_formulas:  # "a nitride of Ta, oxygen-free, so not TaON": O is refused, not Ta and N
+        got.exclude.extend(el.symbol for el in Composition(formula).elements if el.symbol not in asked)
+    req.include = list(dict.fromkeys([*got.include, *(el for el in got.template_elements if el not in got.exclude)]))
+    req.exclude = sorted(set(got.exclude))
+
+
+_ONLY = re.compile(r"\b(?:only|solely|exclusively|purely|nothing but|just|made of|composed of|consisting of|"
+                   r"made up of|consists of|no (?:other )?elements? (?:besides|other than|apart from|except|but))\b")
+
+
+def _read_only(lowered: str, mentions: list[Mention], req: MaterialsRequest) -> bool:
+    """'only X and Y', 'made of X and a rare earth': the closed set of elements allowed; True when it lists
+    elements alone (no group), so their count is the element count."""
+    only_span = _ONLY.search(lowered)
+    if not only_span:
+        return False
+    after = [m for m in mentions if m.start > only_span.start() and not m.negated]
+    allowed = [m.value for m in after if m.kind == "element"]
+    allowed += [el for m in after if m.kind == "group" for el in ELEMENT_GROUPS[m.value]]
+    if not allowed:
+        return False
+    req.only = sorted(set(allowed) | set(req.include))
+    req.include_any = [g for g in req.include_any if not set(g) <= set(req.only)]
+    return not any(m.kind == "group" for m in after)
+
+
+def _close_only(req: MaterialsRequest, only_elements: bool) -> None:
+    """The class's anions join the allowed set ('a nitride of only lithium'); a list of elements alone fixes the
+    element count ('a III-V made of In and Sb': two)."""
     named_only = set(req.only or ())
-    if req.only is not None and req.anions:  # "a nitride of only lithium": the class's anion is allowed too
+    if req.only is not None and req.anions:
         req.only = sorted(set(req.only) | set(req.anions))
-    if req.only is not None and only_elements and req.n_elements is None:  # 'a III-V made of In and Sb': two
+    if req.only is not None and only_elements and req.n_elements is None:
         req.n_elements = len(named_only | ({req.anion} if req.anion else set()))
+
+
+def _read_element_count(lowered: str, req: MaterialsRequest) -> None:
+    """'a ternary', 'three-element': the number of elements."""
     for word, count in COUNT_WORDS.items():
         if re.search(rf"\b{word}\b", lowered):
             req.n_elements = count
     count = re.search(r"\b(two|three|four|five|2|3|4|5)[- ]elements?\b", lowered)
     if count:
         req.n_elements = {"two": 2, "three": 3, "four": 4, "five": 5}.get(count.group(1)) or int(count.group(1))
+
+
+def _read_goal(lowered: str, req: MaterialsRequest) -> None:
+    """Stable, metastable or novel, from the goal words (a metastable one settles it)."""
     for word, goal in GOAL_WORDS.items():
         if re.search(rf"\b{word}\b", lowered) and not re.search(rf"\b(?:not|no)\s+{word}\b", lowered):
             req.goal = goal
             if goal == "metastable":
                 break
+
+
+def _read_application(lowered: str, req: MaterialsRequest) -> None:
+    """The first application named: its usual families, and one of the ions it implies (a spin ice: Dy or Ho)."""
     for app in APPLICATIONS:
         if any(re.search(rf"(?<![\w]){w}(?![\w])", lowered) for w in app.words):
             req.application = app.name
             req.preferred_families = [f for f in app.families if f not in req.exclude_families]
             _require_one_of(req, app.implies, f"a {app.name} needs", asked_only=True)  # a spin ice: Dy or Ho
             break
-    _read_molecular_anion(lowered, req)
-    _place_working_ions(req, ions)
-    _require_redox_metal(req)
-    _require_magnetic_ion(req)
+
+
+def _settle_family(cleaned: str, req: MaterialsRequest) -> None:
+    """A family read by meaning when none is named, and what a family implies for the class (an intermetallic
+    type; the layered oxides)."""
+    lowered = cleaned.lower()
     if req.family is None and not req.formulas:
         from tools.discovery.family_semantics import semantic_family
 
@@ -833,14 +976,6 @@ def read_request(text: str) -> MaterialsRequest:
     elif req.family == "layered oxide" and req.compound_class != "oxide" and \
             re.search(r"\blayered\b(?![- ](?:transition[- ]metal )?oxide)", lowered):
         req.family = None  # 'a layered telluride': layers, not the alpha-NaFeO2 oxides
-    req.decline = decline_reason(req)
-    if not (req.family or req.include or req.compound_class or req.formulas or req.named_compounds or req.include_any
-            or req.application or req.decline or req.n_elements):
-        raise ToolInputError(
-            "could not find elements, a structure family, a compound class or a formula in the request; try e.g. "
-            "'a double perovskite oxide with La and Mn' or 'a lead-free halide perovskite'"
-        )
-    return req
 
 
 REFUSAL_ONLY_GROUPS = ("metal", "nonmetal")  # groups read only when refused
