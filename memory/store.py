@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import threading
 import time
 import uuid
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,7 @@ from urllib.parse import urlparse
 import chromadb
 import httpx
 from chromadb.config import Settings as ChromaSettings
-from joblib import Parallel, delayed
+from joblib.externals.loky import get_reusable_executor
 from pymatgen.core import Composition, Structure
 from pymatgen.io.cif import CifWriter
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
@@ -84,6 +86,7 @@ NO_ENERGY = 1e30  # the index energy of a record stored without one: after every
 GET_CHUNK = 5000  # ids per chromadb write or get by ids
 DEDUP_CANDIDATES = 8
 PARALLEL_MIN = 512  # items from which add_many prepares structures in worker processes
+LOOKAHEAD = 2  # chunks per worker prepared ahead of the writes
 HTTP_RETRIES = 6  # ~16 s of reconnect attempts against a restarting chromadb server
 TOKEN_AUTH_PROVIDER = "chromadb.auth.token_authn.TokenAuthClientProvider"
 AUTH_HEADERS = ("Authorization", "X-Chroma-Token")  # what chromadb's token client can send the token in
@@ -343,6 +346,7 @@ class _Pending:
     document: str = ""
     reduced: Structure | None = None  # as the equivalence check compares it, once it has been compared
     symmetry: tuple[str, int, str] | None = None  # space-group symbol, number, crystal system, once computed
+    density: float | None = None  # g/cm3, once computed (pymatgen's unit handling makes it ~0.7 ms)
 
     @property
     def stamp(self) -> dict[str, Any]:
@@ -380,7 +384,7 @@ def _prepare_chunk(chunk: list[dict[str, Any]], dedup: bool) -> list[_Pending]:
     out = []
     for kwargs in chunk:
         item = _Pending.of(**{"dedup": dedup, **kwargs})
-        item.symmetry = symmetry_of(item.structure)
+        item.symmetry, item.density = symmetry_of(item.structure), float(item.structure.density)
         if item.dedup:
             item.reduced = reduced_for_matching(item.structure)
         out.append(item)
@@ -389,14 +393,19 @@ def _prepare_chunk(chunk: list[dict[str, Any]], dedup: bool) -> list[_Pending]:
 
 def _prepared_chunks(chunks: list[list[dict[str, Any]]], dedup: bool, workers: int) -> Iterator[list[_Pending]]:
     """The chunks prepared in order: here, or in `workers` worker processes (joblib's loky executor: fresh
-    interpreters that do not re-run the caller's script, reused between calls) that work ahead of the database
-    writes, so the main process embeds and writes while they compute."""
+    interpreters that do not re-run the caller's script, reused between calls) that work at most LOOKAHEAD chunks
+    per worker ahead of the database writes, so the main process embeds and writes while they compute and the
+    prepared chunks waiting in memory stay few."""
     if workers <= 0:
         yield from (_prepare_chunk(chunk, dedup) for chunk in chunks)
         return
-    yield from Parallel(n_jobs=workers, backend="loky", return_as="generator", pre_dispatch="2*n_jobs")(
-        delayed(_prepare_chunk)(chunk, dedup) for chunk in chunks
-    )
+    executor = get_reusable_executor(max_workers=workers, timeout=60)
+    todo = iter(chunks)
+    ahead = deque(executor.submit(_prepare_chunk, c, dedup) for c in itertools.islice(todo, LOOKAHEAD * workers))
+    while ahead:
+        done = ahead.popleft().result()
+        ahead.extend(executor.submit(_prepare_chunk, c, dedup) for c in itertools.islice(todo, 1))
+        yield done
 
 
 class StructureStore:
@@ -637,8 +646,7 @@ class StructureStore:
             parents = list(item.provenance.get(PARENT_IDS_KEY, []))
             item.provenance[PARENT_IDS_KEY] = parents if match in parents else [*parents, match]
             item.provenance[EQUIVALENT_TO_KEY] = match
-        meta = self._metadata(item.structure, item.cif, item.provenance, item.energy, item.properties, item.tags,
-                              item.symmetry)
+        meta = self._metadata(item)
         if item.description:
             meta[DESCRIPTION_KEY] = item.description
         item.document = describe(item.structure, meta, item.description)
@@ -683,17 +691,12 @@ class StructureStore:
         self._set_index(list(metas), list(metas.values()))
         return lost
 
-    def _metadata(
-        self,
-        structure: Structure,
-        cif: str,
-        provenance: dict[str, Any],
-        energy: float | None,
-        properties: dict[str, Any],
-        tags: list[str],
-        symmetry: tuple[str, int, str] | None = None,
-    ) -> dict[str, Any]:
-        symbol, number, system = symmetry or symmetry_of(structure)
+    @staticmethod
+    def _metadata(item: _Pending) -> dict[str, Any]:
+        """The record's metadata: what searches filter on, what the hull and index read, provenance and CIF."""
+        structure, provenance, energy, properties, tags = (item.structure, item.provenance, item.energy,
+                                                           item.properties, item.tags)
+        symbol, number, system = item.symmetry or symmetry_of(structure)
         comp = structure.composition
         elements = sorted({el.symbol for el in comp.elements})
         meta: dict[str, Any] = {
@@ -705,7 +708,7 @@ class StructureStore:
             SPACEGROUP_SYMBOL_KEY: symbol,
             SPACEGROUP_NUMBER_KEY: number,
             CRYSTAL_SYSTEM_KEY: system,
-            DENSITY_KEY: float(structure.density),
+            DENSITY_KEY: item.density if item.density is not None else float(structure.density),
             VOLUME_PER_ATOM_KEY: float(structure.volume / len(structure)),
             TOOL_KEY: provenance.get(TOOL_KEY),
             PARENT_IDS_KEY: "|".join(provenance.get(PARENT_IDS_KEY, [])) or None,
@@ -713,7 +716,7 @@ class StructureStore:
             PROVENANCE_JSON_KEY: json.dumps(provenance, default=str),
             PROPERTIES_JSON_KEY: json.dumps(properties, default=str),
             TAGS_KEY: ",".join(tags) or None,
-            CIF_KEY: cif,
+            CIF_KEY: item.cif,
         }
         meta.update({element_flag_key(el): True for el in elements})
         if energy is not None:
