@@ -204,9 +204,11 @@ def parse_memory_scale(text: str, work: Path) -> Outcome:
     keys = ("formula", "element", "text", "similarity", "hull")
     ours = ", ".join(f"{k} {big[k][0]:.1f}/{big[k][1]:.1f}" for k in keys)
     peer = ", ".join(f"{k} {big[k + '_peer'][0]:.1f}/{big[k + '_peer'][1]:.1f}" for k in keys)
-    return Outcome(big["element"][1], f"{big['N']:,} records, p50/p95 ms: {ours}; element p95 **"
-                                      f"{big['element'][1]:.1f} ms**",
-                   f"old fetch/scan or bare query, same run: {peer}")
+    worst = max(big[k][1] for k in keys)
+    return Outcome(worst, f"{big['N']:,} records stored in {big['store_s'] / 60:.1f} min; p50/p95 ms: {ours}; "
+                          f"worst p95 **{worst:.1f} ms**; a new client's first search {big['cold_s']:.1f} s",
+                   f"same run: one-by-one store {big['store_peer_s'] / 60:.0f} min (extrapolated); chromadb filter "
+                   f"(formula, element), bare query (text, similarity), old scan (hull): {peer}")
 
 
 @dataclass(frozen=True)
@@ -267,9 +269,10 @@ ROWS: tuple[Row, ...] = (
         ("--models", "allegro_distilled", "sevennet-0", "chgnet", "--sizes", "64", "256", "--threads", "2",
          "--budget-s", "2", "--json", "{work}/potential_speed.json"), parse_potential_speed, 17.0, 4.0,
         "~4 min", threads=2),
-    Row("memory_scale", ("--sizes", "1000", "10000", "--queries", "30", "--json", "{work}/memory_scale.json"),
+    Row("memory_scale", ("--sizes", "1000", "10000", "100000", "--queries", "30", "--one-by-one", "50", "--json",
+                         "{work}/memory_scale.json"),
         ("--sizes", "200", "--queries", "5", "--one-by-one", "10", "--json", "{work}/memory_scale.json"),
-        parse_memory_scale, 56.5, 25.0, "~20 min (batch store of 10k records)", threads=1),
+        parse_memory_scale, 14.5, 25.0, "~70 min (batch store of 100k records: 64 min on 2026-12-08)", threads=2),
 )
 BY_KEY = {row.key: row for row in ROWS}
 
