@@ -70,8 +70,8 @@ def _unpacked_all(lights: list[dict[str, Any]]) -> list[Row]:
 
 
 @dataclass(frozen=True)
-class TableHullRow:
-    """A relaxation as the hull reads it: record id, cell formula, total energy (eV), converged or not."""
+class HullRow:
+    """A stored relaxation as a hull entry: record id, cell formula, total energy (eV), converged or not."""
 
     id: str
     formula: str
@@ -92,7 +92,7 @@ class IndexTable:
         self._reduced: list[str] = []
         self._by_reduced: dict[str, set[int]] = {}
         self._hull: dict[int, tuple[str, float, bool, bool]] = {}  # position -> potential, energy, relax., converged
-        self._masks: dict[str, np.ndarray] = {}  # chemsys -> mask (few distinct systems)
+        self._systems: dict[str, tuple[np.ndarray, int]] = {}  # chemsys -> mask, element count (few systems)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -108,9 +108,10 @@ class IndexTable:
 
     def _system(self, chemsys: str) -> tuple[np.ndarray, int]:
         """The element mask and element count of a chemical system ("O-Sr-Ti"), computed once per system."""
-        if chemsys not in self._masks:
-            self._masks[chemsys] = element_mask([e for e in chemsys.split("-") if e])
-        return self._masks[chemsys], len([e for e in chemsys.split("-") if e])
+        if chemsys not in self._systems:
+            elements = [e for e in chemsys.split("-") if e]
+            self._systems[chemsys] = element_mask(elements), len(elements)
+        return self._systems[chemsys]
 
     def upsert(self, ids: list[str], vectors: Any, lights: list[dict[str, Any]]) -> None:
         """Add or replace entries (vectors [energy per atom, spread] and metadata, as the index collection holds
@@ -143,19 +144,6 @@ class IndexTable:
             else:
                 self._hull.pop(position, None)
 
-    def delete(self, ids: list[str]) -> None:
-        """Forget entries (their positions stay, matching nothing)."""
-        for record_id in ids:
-            position = self._position.pop(record_id, None)
-            if position is None:
-                continue
-            self._by_reduced.get(self._reduced[position], set()).discard(position)
-            self._energy[position] = np.inf
-            self._mask[position] = 0
-            self._n_elements[position] = -1
-            self._hull.pop(position, None)
-            self.ids[position] = ""
-
     def matching(
         self, reduced_formula: str | None = None, elements: list[str] | None = None, only_elements: bool = False,
         within: list[str] | None = None,
@@ -163,7 +151,7 @@ class IndexTable:
         """Positions of the records with this reduced formula, containing all these elements (exactly them with
         only_elements), and made only of elements `within` (each condition only when given)."""
         n = len(self.ids)
-        keep = np.ones(n, dtype=bool) & (self._n_elements[:n] >= 0)
+        keep = np.ones(n, dtype=bool)
         if reduced_formula is not None:
             chosen = np.zeros(n, dtype=bool)
             chosen[list(self._by_reduced.get(reduced_formula, ()))] = True
@@ -188,11 +176,11 @@ class IndexTable:
             positions = positions[energies <= cutoff]
         return [self.ids[p] for p in positions]
 
-    def hull_rows(self, elements: list[str], potential: str) -> list[TableHullRow]:
+    def hull_rows(self, elements: list[str], potential: str) -> list[HullRow]:
         """Relaxations made only of these elements and scored with this potential, converged or not."""
         rows = []
         for position in self.matching(within=elements):
             hull = self._hull.get(int(position))
             if hull is not None and hull[0] == potential and hull[2]:
-                rows.append(TableHullRow(self.ids[position], self._formula[position], hull[1], hull[3]))
+                rows.append(HullRow(self.ids[position], self._formula[position], hull[1], hull[3]))
         return rows

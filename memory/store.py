@@ -30,7 +30,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from memory.embedding import embed_texts
 from memory.equivalence import Equivalence, reduced_for_matching
 from memory.fingerprint import content_key, structure_fingerprint
-from memory.index_table import IndexTable, packed_row
+from memory.index_table import HullRow, IndexTable, packed_row
 from memory.keys import (
     CHEMSYS_KEY,
     CIF_KEY,
@@ -301,16 +301,6 @@ def _fast_where(where: Any) -> Any:
     return where
 
 
-@dataclass(frozen=True)
-class HullRow:
-    """A stored relaxation as a hull entry: composition of its cell, total energy, and whether it converged."""
-
-    id: str
-    formula: str
-    energy: float
-    converged: bool
-
-
 def _hull_fields(properties: dict[str, Any]) -> dict[str, Any]:
     """Hull metadata of a record (filterable without parsing its CIF): the potential and total energy it was
     scored with, whether it is a relaxation and whether that relaxation converged. Empty without both numbers."""
@@ -396,8 +386,8 @@ def _prepared_chunks(chunks: list[list[dict[str, Any]]], dedup: bool, workers: i
     interpreters that do not re-run the caller's script, reused between calls) that work at most LOOKAHEAD chunks
     per worker ahead of the database writes, so the main process embeds and writes while they compute and the
     prepared chunks waiting in memory stay few."""
-    if workers <= 0:
-        yield from (_prepare_chunk(chunk, dedup) for chunk in chunks)
+    if workers <= 0:  # lazily, here: symmetry and reduced cell only for what turns out new (_metadata, _reduced)
+        yield from ([_Pending.of(**{"dedup": dedup, **kwargs}) for kwargs in chunk] for chunk in chunks)
         return
     executor = get_reusable_executor(max_workers=workers, timeout=60)
     todo = iter(chunks)
@@ -556,7 +546,6 @@ class StructureStore:
         - A relaxation labelled `converged: False` is never stored as relaxed: `relaxed` becomes False and the tag
           'relaxed' becomes 'unconverged', whatever the caller passed."""
         item = _Pending.of(structure, **kwargs)
-        item.symmetry = symmetry_of(structure)
         with self._lock:
             stored = self._stored_ids([item]).get(item.id)
             if stored is not None:
@@ -947,7 +936,7 @@ class StructureStore:
             self._retrying(self._backfill_hull_metadata)
             self._hull_backfilled = True
         table = self._retrying(self._table)
-        return [HullRow(r.id, r.formula, r.energy, r.converged) for r in table.hull_rows(elements, potential)]
+        return table.hull_rows(elements, potential)
 
     def _backfill_hull_metadata(self) -> int:
         """Give records written before hull metadata their chemsys, hull_v and hull fields (from their elements and
